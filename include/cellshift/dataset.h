@@ -1,0 +1,76 @@
+/* CsDataset: this rank's shard of cells from an AnnData .h5ad file.
+
+   Each rank owns the contiguous block of global rows [rstart, rstart + nlocal) (blocks balanced by non-zeros for
+   CSR input, by rows otherwise). The expression matrix of the block is held as CSR float32 with sorted, in-range
+   column indices and finite values (checked while read). Gene names and the categories of every loaded obs column
+   are identical on all ranks. Nothing here ever holds all cells on one rank.
+
+   Fields are read-only outside src/data and src/io. */
+#ifndef CELLSHIFT_DATASET_H
+#define CELLSHIFT_DATASET_H
+
+#include <cellshift/sys.h>
+
+/* A block of rows in compressed sparse row form. */
+typedef struct {
+  PetscInt nrows, ncols;
+  int64_t *indptr;  /* [nrows+1], indptr[0] == 0 */
+  int32_t *indices; /* [indptr[nrows]] column indices, strictly increasing within a row, in [0, ncols) */
+  float   *data;    /* [indptr[nrows]] finite values */
+} CsCSR;
+
+PETSC_EXTERN PetscErrorCode CsCSRFree(CsCSR *A);
+/* Dense copy of row i (length ncols, zero-filled first). */
+PETSC_EXTERN void CsCSRRowToDense(const CsCSR *A, PetscInt i, float *out);
+
+typedef enum {
+  CS_OBS_CATEGORICAL = 0, /* categorical, string array or boolean: codes into cats */
+  CS_OBS_NUMERIC     = 1  /* integer or float: values */
+} CsObsKind;
+
+typedef struct {
+  char      name[256];
+  CsObsKind kind;
+  PetscInt  ncat;   /* categorical: number of categories, identical on all ranks */
+  char    **cats;   /* [ncat] categories: file order for categoricals, sorted unique values for string arrays,
+                       "False","True" for booleans */
+  PetscInt *codes;  /* [nlocal] category of each local cell, -1 = missing */
+  double   *values; /* [nlocal] numeric columns only (NaN = missing); NULL for categorical */
+} CsObsColumn;
+
+typedef struct _n_CsDataset *CsDataset;
+struct _n_CsDataset {
+  MPI_Comm     comm;
+  char         path[PETSC_MAX_PATH_LEN];
+  char         layer[256];    /* "" = X, else layers/<layer> */
+  char         encoding[16];  /* how the matrix is stored: "csr", "csc" or "dense" */
+  char         subset[512];   /* -obs_subset key=v1,v2 applied after reading ("" = none) */
+  PetscInt     nglobal;       /* cells (after the subset) */
+  PetscInt     ngenes;
+  PetscInt     rstart, nlocal;/* this rank's global rows */
+  CsCSR        X;             /* local rows, ngenes columns */
+  char       **genes;         /* [ngenes] var index (the name given by var's _index attribute) */
+  PetscInt     nobs;
+  CsObsColumn *obs;           /* [nobs] the columns requested with CsDatasetAddObsKey, in that order */
+  PetscInt     nkeys;
+  char       **keys;          /* requested keys */
+  PetscBool   *required;
+  PetscBool    setup;
+};
+
+PETSC_EXTERN PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *ds);
+/* Options: -data FILE (the .h5ad), -layer NAME (read layers/NAME instead of X), -obs_subset key=v1,v2 (keep only
+   cells whose obs column `key` is one of the values). */
+PETSC_EXTERN PetscErrorCode CsDatasetSetFromOptions(CsDataset ds);
+PETSC_EXTERN PetscErrorCode CsDatasetSetFile(CsDataset ds, const char path[], const char layer[]);
+/* Ask for an obs column before CsDatasetSetUp. A required column that is missing is an input error; an optional
+   one is simply absent after set-up. */
+PETSC_EXTERN PetscErrorCode CsDatasetAddObsKey(CsDataset ds, const char key[], PetscBool required);
+/* Collective: read this rank's block (idempotent). */
+PETSC_EXTERN PetscErrorCode CsDatasetSetUp(CsDataset ds);
+/* The loaded column named key, or NULL. */
+PETSC_EXTERN PetscErrorCode CsDatasetGetObs(CsDataset ds, const char key[], CsObsColumn **col);
+PETSC_EXTERN PetscErrorCode CsDatasetView(CsDataset ds, PetscViewer v);
+PETSC_EXTERN PetscErrorCode CsDatasetDestroy(CsDataset *ds);
+
+#endif

@@ -1,0 +1,78 @@
+/* CsEvaluator: PerturBench-style scoring of predictions against held-out cells.
+
+   For a test group g = (condition, context): T = its true cells, C = the control cells of the same context (all of
+   them), P = the predicted cells for g read from a predictions.h5ad. m(.) = mean over cells (log-normalised
+   space). DE genes = genes ranked by |Welch t| of T vs C (sample variances, t = 0 where both variances are 0),
+   descending, ties by gene order, genes with t = 0 never DE. Definitions (identical in tests/python):
+     rmse                  sqrt(mean_genes (m(P) - m(T))^2)
+     r2_mean_all           pearson(m(P), m(T))^2                      (scGen's convention)
+     r2_mean_top100_de     the same on the top-100 DE genes
+     pearson_delta         pearson(m(P) - m(C), m(T) - m(C))
+     pearson_delta_top20_de the same on the top-20 DE genes
+     cosine_logfc          cosine(l(m(P)) - l(m(C)), l(m(T)) - l(m(C))), l(v) = log2(v + 0.1)
+     energy_distance       2 E|p - t| - E|p - p'| - E|t - t'| (Euclidean; within-set means over distinct pairs)
+     mmd_rbf               MMD^2, unbiased: mean k(p,p') + mean k(t,t') over distinct pairs - 2 mean k(p,t),
+                           k(a,b) = exp(-|a-b|^2 / (2 s^2)), s^2 = median |a-b|^2 over distinct pairs of T u C
+     de_recall_top20       |top-20 DE(P vs C) n top-20 DE(T vs C)| / 20
+     rank                  within one context: (#{h != g : d(P_g, T_h) < d(P_g, T_g)} + 0.5 #{ties}) / n_groups,
+                           d = rmse of the means; 0 = perfect, about 0.5 = no better than random
+   energy_distance and mmd_rbf are computed in the space of the first -eval_pca_components (50) principal
+   components of C u T (centred, fit on the subsamples), with each of P, T, C subsampled to -eval_max_cells (1000)
+   cells evenly spaced in their order (cells floor(k n / cap), k < cap). Pearson or cosine of a constant or zero
+   vector is 0. Aggregates are means over test groups. Every quantity is a sum reduced over ranks or computed
+   identically on all ranks from gathered subsamples, so 1, 2 and 3 ranks agree to rounding. */
+#ifndef CELLSHIFT_EVAL_H
+#define CELLSHIFT_EVAL_H
+
+#include <cellshift/split.h>
+
+typedef enum {
+  CS_M_RMSE,
+  CS_M_R2_ALL,
+  CS_M_R2_TOP100,
+  CS_M_PEARSON_DELTA,
+  CS_M_PEARSON_DELTA_TOP20,
+  CS_M_COSINE_LOGFC,
+  CS_M_ENERGY,
+  CS_M_MMD,
+  CS_M_DE_RECALL20,
+  CS_M_RANK,
+  CS_NMETRICS
+} CsMetric;
+PETSC_EXTERN const char *const CsMetricNames[]; /* "rmse", "r2_mean_all", ... in CsMetric order */
+/* Whether larger is better (for the report's arrows and the "best" mark). */
+PETSC_EXTERN const PetscBool CsMetricHigherBetter[];
+
+typedef struct _n_CsEvaluator *CsEvaluator;
+
+PETSC_EXTERN PetscErrorCode CsEvaluatorCreate(MPI_Comm comm, CsEvaluator *e);
+/* -eval_max_cells, -eval_pca_components */
+PETSC_EXTERN PetscErrorCode CsEvaluatorSetFromOptions(CsEvaluator e);
+/* Collective: statistics of T and C for every test group of the split (idempotent per problem). */
+PETSC_EXTERN PetscErrorCode CsEvaluatorSetUp(CsEvaluator e, CsDataset ds, CsDesign d, CsSplit s);
+/* Collective: score the predictions in `path` (a predictions.h5ad as written by CsPredictionsWrite) under the
+   model name `name`. Errors: missing file, genes that differ from the data, a test group without predictions. */
+PETSC_EXTERN PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char path[]);
+/* Collective: metrics.json, metrics.csv, report.md and one shift_<model>.png per scored model in dir. */
+PETSC_EXTERN PetscErrorCode CsEvaluatorWrite(CsEvaluator e, const char dir[]);
+/* Rank 0 prints the aggregate table (one row per scored model, in scoring order). */
+PETSC_EXTERN PetscErrorCode CsEvaluatorPrintTable(CsEvaluator e, PetscViewer v);
+/* Aggregate value of metric for model `name` (for tests and sweeps). */
+PETSC_EXTERN PetscErrorCode CsEvaluatorGetAggregate(CsEvaluator e, const char name[], CsMetric m, double *value);
+PETSC_EXTERN PetscErrorCode CsEvaluatorDestroy(CsEvaluator *e);
+
+/* Kernels (pure, used by the evaluator and tested on their own). */
+PETSC_EXTERN double CsPearson(PetscInt n, const double *x, const double *y);
+PETSC_EXTERN double CsCosine(PetscInt n, const double *x, const double *y);
+/* t[j] = (m1 - m2) / sqrt(v1/n1 + v2/n2), 0 where the denominator is 0. */
+PETSC_EXTERN void CsWelchT(PetscInt n, const double *m1, const double *v1, double n1, const double *m2,
+                           const double *v2, double n2, double *t);
+/* Indices of the k largest |t| (descending, ties by index), only among t != 0; *found <= k. */
+PETSC_EXTERN PetscErrorCode CsTopAbs(PetscInt n, const double *t, PetscInt k, PetscInt *idx, PetscInt *found);
+/* X [n x dim], Y [m x dim] row-major. */
+PETSC_EXTERN double CsEnergyDistance(PetscInt n, PetscInt m, PetscInt dim, const double *X, const double *Y);
+PETSC_EXTERN double CsMMDRBF(PetscInt n, PetscInt m, PetscInt dim, const double *X, const double *Y, double s2);
+/* Median of squared distances over distinct pairs of the rows of Z [n x dim]. */
+PETSC_EXTERN PetscErrorCode CsMedianSqDist(PetscInt n, PetscInt dim, const double *Z, double *s2);
+
+#endif

@@ -1,0 +1,49 @@
+/* AnnData .h5ad input and output on parallel HDF5 (MPI-IO).
+
+   Reading: every rank reads only its own block of rows. For CSR, X/indptr is read twice in O(cells/ranks) pieces:
+   once in equal row blocks to place the nnz-balanced boundaries, once for the rank's final block; then its
+   slices of indices and data are read by hyperslab. CSC is converted (every rank streams the whole matrix and
+   keeps its rows: correct but O(nnz) per rank). Dense X is read by row hyperslab. Filtered (gzip) datasets are
+   read independently, as parallel HDF5 requires.
+
+   Validation while reading (input errors, collective, naming file, dataset and first bad row):
+   indptr monotone and within nnz, indices in [0, genes) and no duplicates in a row (unsorted rows are sorted),
+   values finite, obs lengths equal to the number of cells, codes within the categories.
+
+   Writing: predictions are written as a dense float32 X. Rank 0 first writes the metadata (obs, var, encodings)
+   with the serial driver, then all ranks write their rows of X collectively; the file is written under a
+   temporary name and renamed when complete. */
+#ifndef CELLSHIFT_H5AD_H
+#define CELLSHIFT_H5AD_H
+
+#include <cellshift/dataset.h>
+
+/* Collective: fill ds (path, layer and keys already set) with this rank's block. Applies nothing else. */
+PETSC_EXTERN PetscErrorCode CsH5adRead(CsDataset ds);
+
+/* Collective: print shape, X encoding and dtype, nnz, layers, obs columns with their categories and counts. */
+PETSC_EXTERN PetscErrorCode CsH5adInspect(MPI_Comm comm, const char path[], PetscViewer v);
+
+/* One categorical obs column of an output file. codes[] is the global column, needed on rank 0 only. */
+typedef struct {
+  const char  *name;
+  PetscInt     ncat;
+  char *const *cats;
+  const int32_t *codes; /* [nrows] on rank 0 */
+} CsH5adOutColumn;
+
+typedef struct _n_CsH5adWriter *CsH5adWriter;
+
+/* Collective: start writing `path` with nrows x ngenes dense float32 X, obs index "0".."nrows-1", the given
+   categorical obs columns and var index `genes`. */
+PETSC_EXTERN PetscErrorCode CsH5adWriterCreate(MPI_Comm comm, const char path[], PetscInt nrows, PetscInt ngenes,
+                                               char *const *genes, PetscInt ncols, const CsH5adOutColumn *cols,
+                                               CsH5adWriter *w);
+/* Collective: each rank writes its `n` rows (row-major, n x ngenes) at global rows [row0, row0+n). n may be 0. */
+PETSC_EXTERN PetscErrorCode CsH5adWriterWriteRows(CsH5adWriter w, PetscInt row0, PetscInt n, const float *rows);
+/* Collective: close and rename into place. */
+PETSC_EXTERN PetscErrorCode CsH5adWriterCommit(CsH5adWriter *w);
+/* Collective, NULL-safe: close and delete the temporary file (error paths). */
+PETSC_EXTERN PetscErrorCode CsH5adWriterDestroy(CsH5adWriter *w);
+
+#endif

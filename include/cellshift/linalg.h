@@ -1,0 +1,23 @@
+/* Dense linear algebra: LAPACK for small replicated problems, ScaLAPACK for gene x gene problems that must not
+   be held whole on one rank. */
+#ifndef CELLSHIFT_LINALG_H
+#define CELLSHIFT_LINALG_H
+
+#include <cellshift/dataset.h>
+
+/* Top-k eigenpairs of the symmetric n x n matrix A (row-major, destroyed), eigenvalues descending.
+   vecs [k x n] row-major: row i is the eigenvector of vals[i], sign fixed so that its largest-|.| entry is > 0. */
+PETSC_EXTERN PetscErrorCode CsSymEigTop(PetscInt n, double *A, PetscInt k, double *vals, double *vecs);
+
+/* Solve A X = B for symmetric positive definite A (n x n, destroyed) and B (n x nrhs row-major, overwritten). */
+PETSC_EXTERN PetscErrorCode CsSolveSPD(PetscInt n, double *A, PetscInt nrhs, double *B);
+
+/* Collective distributed PCA of the rows of the CSR shards selected by rows[] (NULL = all rows):
+   mean[ncols] of the selected rows, and the top-k eigenpairs of their covariance
+   sum (x - mean)(x - mean)^T / (n - 1). The covariance is assembled panel by panel into a ScaLAPACK block-cyclic
+   matrix (no rank ever holds all of it) and diagonalised with pdsyevr. comps [k x ncols] row-major (sign as in
+   CsSymEigTop), vars[k] descending. Identical on every rank. */
+PETSC_EXTERN PetscErrorCode CsPCAFit(MPI_Comm comm, const CsCSR *X, const PetscBool *rows, PetscInt k, double *mean,
+                                     double *comps, double *vars);
+
+#endif

@@ -1,0 +1,39 @@
+/* Counter-based random numbers (Random123 Philox4x32-10).
+
+   Every draw is a pure function of (seed, stream, counter): no state, no sequence. Anything that must not
+   depend on the number of ranks (splits, minibatch order, dropout masks, subsamples) is keyed by a global index,
+   never by a rank. Streams separate independent uses of one seed (see CS_STREAM_*). */
+#ifndef CELLSHIFT_RNG_H
+#define CELLSHIFT_RNG_H
+
+#include <petscsys.h>
+#include <stdint.h>
+
+enum {
+  CS_STREAM_SPLIT   = 1, /* assignment of groups to train/valid/test */
+  CS_STREAM_SHUFFLE = 2, /* minibatch order; counter = epoch */
+  CS_STREAM_DROPOUT = 3, /* dropout masks */
+  CS_STREAM_NOISE   = 4, /* reparameterisation noise */
+  CS_STREAM_INIT    = 5, /* parameter initialisation */
+  CS_STREAM_SAMPLE  = 6, /* subsampling of cells */
+  CS_STREAM_DATA    = 7  /* synthetic data */
+};
+
+/* Four independent 32-bit words for (seed, stream, counter hi, counter lo). */
+PETSC_EXTERN void CsRng4(uint64_t seed, uint32_t stream, uint64_t a, uint64_t b, uint32_t out[4]);
+/* Uniform in [0, 1) with 53 random bits. */
+PETSC_EXTERN double CsRngUniform(uint64_t seed, uint32_t stream, uint64_t a, uint64_t b);
+/* Two independent standard normals (Box-Muller on one Philox block). */
+PETSC_EXTERN void CsRngNormal2(uint64_t seed, uint32_t stream, uint64_t a, uint64_t b, double z[2]);
+
+/* A pseudorandom permutation of [0, n) evaluated pointwise: CsPermApply(p, i) is the i-th element.
+   Built from a 4-round Feistel network on the next power of two with cycle walking, keyed by (seed, stream, key).
+   O(1) memory, so a rank can find which cells of a global shuffled order it owns without storing the order. */
+typedef struct {
+  uint64_t n, mask, seed, key;
+  uint32_t stream, halfbits;
+} CsPerm;
+PETSC_EXTERN void     CsPermInit(CsPerm *p, uint64_t n, uint64_t seed, uint32_t stream, uint64_t key);
+PETSC_EXTERN uint64_t CsPermApply(const CsPerm *p, uint64_t i);
+
+#endif

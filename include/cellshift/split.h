@@ -1,0 +1,42 @@
+/* CsSplit: which groups a model may learn from (train), tune on (valid) and is scored on (test).
+
+   -split random   : -test_fraction / -valid_fraction of the perturbed groups, drawn with -split_seed;
+   -split combo    : PerturBench's combination task: every single-atom group trains; of the groups with two or
+                     more atoms, -test_fraction go to test, -valid_fraction to valid, the rest train;
+   -split context  : -holdout_context NAME: that context's perturbed groups are test, its controls stay visible;
+                     -valid_fraction of the other perturbed groups are valid;
+   -split explicit : -test_conditions "KLF1+MAP2K6,stimulated@CD4T" (condition@context, context optional = all
+                     contexts where the condition was measured); -test_conditions alone implies explicit;
+   -split_file F   : read the roles from a split.json written by an earlier run (same data and design).
+   Control groups are always train (visible): they are the inputs every prediction starts from, never targets.
+   The roles are written to split.json so any model can be rerun on the same split. */
+#ifndef CELLSHIFT_SPLIT_H
+#define CELLSHIFT_SPLIT_H
+
+#include <cellshift/design.h>
+
+typedef enum { CS_ROLE_TRAIN = 0, CS_ROLE_VALID = 1, CS_ROLE_TEST = 2 } CsRole;
+PETSC_EXTERN const char *const CsRoles[];
+
+typedef struct _n_CsSplit *CsSplit;
+struct _n_CsSplit {
+  MPI_Comm  comm;
+  char      type[32], holdout_context[256], test_conditions[4096], file[PETSC_MAX_PATH_LEN];
+  PetscInt  seed;
+  PetscReal test_fraction, valid_fraction;
+  PetscInt  ngroups;
+  CsRole   *role;  /* [ngroups] */
+  PetscInt  ntest, nvalid, ntrain;
+  PetscBool setup;
+};
+
+PETSC_EXTERN PetscErrorCode CsSplitCreate(MPI_Comm comm, CsSplit *s);
+PETSC_EXTERN PetscErrorCode CsSplitSetFromOptions(CsSplit s);
+/* Collective: assign roles (idempotent). Errors: unknown holdout context or test condition, empty test set. */
+PETSC_EXTERN PetscErrorCode CsSplitSetUp(CsSplit s, CsDesign d);
+/* Collective: write split.json (rank 0, atomically). */
+PETSC_EXTERN PetscErrorCode CsSplitSave(CsSplit s, CsDesign d, const char path[]);
+PETSC_EXTERN PetscErrorCode CsSplitView(CsSplit s, CsDesign d, PetscViewer v);
+PETSC_EXTERN PetscErrorCode CsSplitDestroy(CsSplit *s);
+
+#endif

@@ -1,0 +1,101 @@
+/* cellshift system layer: errors, collective checks, HDF5 error wrapping, log events, BLAS threads, files.
+
+   Error model (every function that can fail returns PetscErrorCode and uses PetscCall):
+   - Input problems (bad file, unknown label, malformed CSR, ...) are detected *collectively*: every rank passes
+     its local verdict to CsCheckAll(), and if any rank failed, all ranks raise the same error (the message of the
+     lowest failing rank, which for row-blocked data is the first bad row). Main then prints that one line on
+     rank 0 and every rank exits 1. No rank is left waiting in a collective.
+   - Anything else (a rank-local failure: out of memory, an HDF5 I/O fault) is reported by the failing rank and
+     the job is aborted with MPI_Abort, so the other ranks cannot hang. */
+#ifndef CELLSHIFT_SYS_H
+#define CELLSHIFT_SYS_H
+
+#include <petscsys.h>
+#include <petscviewer.h>
+#include <hdf5.h>
+#include <stdint.h>
+
+/* Error code of a collectively agreed input error (see CsCheckAll). */
+#define CS_ERR_INPUT PETSC_ERR_USER_INPUT
+
+/* Longest message carried by a collective error. */
+#define CS_MSG_LEN 1024
+
+/* CsCheckAll(comm, cond, fmt, ...): collective. If `cond` is false on any rank of `comm`, every rank returns
+   CS_ERR_INPUT with the formatted message of the lowest rank where it failed. Cost: one small allreduce, and one
+   broadcast only on failure. */
+#define CsCheckAll(comm, cond, ...) \
+  do { \
+    char      cs_msg_[CS_MSG_LEN] = ""; \
+    PetscBool cs_ok_              = (cond) ? PETSC_TRUE : PETSC_FALSE; \
+    if (!cs_ok_) PetscCall(PetscSNPrintf(cs_msg_, sizeof(cs_msg_), __VA_ARGS__)); \
+    PetscCall(CsAgree(comm, cs_ok_, cs_msg_)); \
+  } while (0)
+
+/* The function behind CsCheckAll: `msg` is used only where ok is false. */
+PETSC_EXTERN PetscErrorCode CsAgree(MPI_Comm comm, PetscBool ok, const char msg[]);
+
+/* Collective: turn an error code `ierr` returned on some ranks (0 elsewhere) into a collective input error.
+   Used where a rank-local step (a file read, a parse) may fail on some ranks only and the message is known to
+   be about the input. `where` prefixes the message. */
+PETSC_EXTERN PetscErrorCode CsAgreeCode(MPI_Comm comm, PetscErrorCode ierr, const char msg[]);
+
+/* H5Call(expr, fmt, ...): HDF5 calls return a negative value on failure; turn that into a PETSc error that
+   names the file/object through fmt. HDF5's own error stack printing is switched off in CsInitialize. */
+#define H5Call(expr, ...) \
+  do { \
+    if ((expr) < 0) SETERRQ(PETSC_COMM_SELF, PETSC_ERR_LIB, __VA_ARGS__); \
+  } while (0)
+
+/* Library start-up and shut-down around PetscInitialize/PetscFinalize: registers log events and models,
+   installs the one-line error handler, switches off HDF5's automatic error printing, sets BLAS threads. */
+PETSC_EXTERN PetscErrorCode CsInitialize(int *argc, char ***argv, const char help[]);
+PETSC_EXTERN PetscErrorCode CsFinalize(void);
+
+/* After a command failed with `ierr`: collective errors exit cleanly (rank 0 printed the line), other errors
+   abort the job. Returns the process exit status to use. Call with the result of the command on every rank. */
+PETSC_EXTERN int CsExitStatus(PetscErrorCode ierr);
+
+/* Profiling events (-log_view). */
+PETSC_EXTERN PetscLogEvent CS_EVENT_READ, CS_EVENT_WRITE, CS_EVENT_DESIGN, CS_EVENT_SPLIT, CS_EVENT_FIT,
+  CS_EVENT_PREDICT, CS_EVENT_EVAL, CS_EVENT_PCA, CS_EVENT_FORWARD, CS_EVENT_BACKWARD, CS_EVENT_REDUCE,
+  CS_EVENT_OPTIM, CS_EVENT_VALID;
+PETSC_EXTERN PetscClassId CS_CLASSID;
+
+/* Threads for BLAS on this rank: -blas_threads N; default = cores of the node / ranks on the node (at least 1). */
+PETSC_EXTERN PetscErrorCode CsBLASSetThreads(MPI_Comm comm);
+PETSC_EXTERN int            CsBLASGetThreads(void);
+
+/* Files. All outputs are written to a temporary name in the same folder and renamed into place when complete,
+   so a killed run never leaves a half-written file under its final name. */
+typedef struct {
+  char final[PETSC_MAX_PATH_LEN];
+  char tmp[PETSC_MAX_PATH_LEN];
+} CsOutFile;
+/* Collective: fill names (tmp = final + ".tmp.<pid of rank 0>"). */
+PETSC_EXTERN PetscErrorCode CsOutFileBegin(MPI_Comm comm, const char path[], CsOutFile *f);
+/* Collective: rank 0 renames tmp to final (after a barrier, so every rank has closed the file). */
+PETSC_EXTERN PetscErrorCode CsOutFileCommit(MPI_Comm comm, CsOutFile *f);
+/* Collective: remove the temporary file if it is still there (call on the error path). */
+PETSC_EXTERN PetscErrorCode CsOutFileAbandon(MPI_Comm comm, CsOutFile *f);
+/* Collective: create a folder (and parents) on rank 0; error on all ranks if it cannot be made. */
+PETSC_EXTERN PetscErrorCode CsMakeDir(MPI_Comm comm, const char path[]);
+/* Join folder and name into out (size PETSC_MAX_PATH_LEN). */
+PETSC_EXTERN PetscErrorCode CsPathJoin(const char dir[], const char name[], char out[]);
+/* Collective: does a regular file exist (rank 0 checks, result broadcast)? */
+PETSC_EXTERN PetscErrorCode CsFileExists(MPI_Comm comm, const char path[], PetscBool *exists);
+
+/* Strings. */
+PETSC_EXTERN PetscErrorCode CsStrArrayDestroy(PetscInt n, char ***arr); /* frees each string and the array */
+PETSC_EXTERN PetscErrorCode CsStrTrim(char s[]);                       /* trim white space in place */
+/* Split `s` at any character of `delims` into trimmed non-empty parts (caller frees with CsStrArrayDestroy). */
+PETSC_EXTERN PetscErrorCode CsStrSplit(const char s[], const char delims[], PetscInt *n, char ***parts);
+/* Index of `s` in sorted array `arr` of length n (strcmp order), or -1. */
+PETSC_EXTERN PetscInt CsStrBsearch(const char *s, char *const *arr, PetscInt n);
+/* Sort strings in place (strcmp order). */
+PETSC_EXTERN void CsStrSort(PetscInt n, char **arr);
+
+/* Monotonic wall clock in seconds. */
+PETSC_EXTERN double CsTime(void);
+
+#endif

@@ -1,0 +1,146 @@
+/* Files written atomically, folders, and small string helpers. See include/cellshift/sys.h. */
+#include <cellshift/sys.h>
+#include <ctype.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+PetscErrorCode CsPathJoin(const char dir[], const char name[], char out[])
+{
+  PetscFunctionBeginUser;
+  if (!dir || !dir[0]) PetscCall(PetscSNPrintf(out, PETSC_MAX_PATH_LEN, "%s", name));
+  else PetscCall(PetscSNPrintf(out, PETSC_MAX_PATH_LEN, "%s/%s", dir, name));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsOutFileBegin(MPI_Comm comm, const char path[], CsOutFile *f)
+{
+  long pid = (long)getpid();
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Bcast(&pid, 1, MPI_LONG, 0, comm));
+  PetscCall(PetscStrncpy(f->final, path, sizeof(f->final)));
+  PetscCall(PetscSNPrintf(f->tmp, sizeof(f->tmp), "%s.tmp.%ld", path, pid));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsOutFileCommit(MPI_Comm comm, CsOutFile *f)
+{
+  PetscMPIInt rank;
+  int         err = 0;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Barrier(comm));
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (!rank && rename(f->tmp, f->final)) err = errno;
+  PetscCallMPI(MPI_Bcast(&err, 1, MPI_INT, 0, comm));
+  PetscCheck(!err, comm, PETSC_ERR_FILE_WRITE, "cannot rename %s to %s: %s", f->tmp, f->final, strerror(err));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsOutFileAbandon(MPI_Comm comm, CsOutFile *f)
+{
+  PetscMPIInt rank;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (!rank && f->tmp[0]) (void)unlink(f->tmp);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsMakeDir(MPI_Comm comm, const char path[])
+{
+  PetscMPIInt rank;
+  int         err = 0;
+  char        buf[PETSC_MAX_PATH_LEN];
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (!rank) {
+    PetscCall(PetscStrncpy(buf, path, sizeof(buf)));
+    for (char *p = buf + 1; *p && !err; p++) {
+      if (*p != '/') continue;
+      *p = 0;
+      if (mkdir(buf, 0777) && errno != EEXIST) err = errno;
+      *p = '/';
+    }
+    if (!err && mkdir(buf, 0777) && errno != EEXIST) err = errno;
+  }
+  PetscCallMPI(MPI_Bcast(&err, 1, MPI_INT, 0, comm));
+  PetscCheck(!err, comm, CS_ERR_INPUT, "cannot create folder %s: %s", path, strerror(err));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsFileExists(MPI_Comm comm, const char path[], PetscBool *exists)
+{
+  PetscMPIInt rank;
+  int         e = 0;
+  struct stat st;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (!rank) e = (stat(path, &st) == 0 && S_ISREG(st.st_mode));
+  PetscCallMPI(MPI_Bcast(&e, 1, MPI_INT, 0, comm));
+  *exists = e ? PETSC_TRUE : PETSC_FALSE;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsStrArrayDestroy(PetscInt n, char ***arr)
+{
+  PetscFunctionBeginUser;
+  if (!*arr) PetscFunctionReturn(0);
+  for (PetscInt i = 0; i < n; i++) PetscCall(PetscFree((*arr)[i]));
+  PetscCall(PetscFree(*arr));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsStrTrim(char s[])
+{
+  size_t n, a = 0;
+
+  PetscFunctionBeginUser;
+  n = strlen(s);
+  while (n > 0 && isspace((unsigned char)s[n - 1])) s[--n] = 0;
+  while (a < n && isspace((unsigned char)s[a])) a++;
+  if (a) memmove(s, s + a, n - a + 1);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsStrSplit(const char s[], const char delims[], PetscInt *n, char ***parts)
+{
+  size_t len = strlen(s), cap = 1;
+  char  *buf;
+
+  PetscFunctionBeginUser;
+  for (size_t i = 0; i < len; i++)
+    if (strchr(delims, s[i])) cap++;
+  PetscCall(PetscCalloc1(cap, parts));
+  *n = 0;
+  PetscCall(PetscMalloc1(len + 1, &buf));
+  for (size_t start = 0, i = 0; i <= len; i++) {
+    if (i < len && !strchr(delims, s[i])) continue;
+    memcpy(buf, s + start, i - start);
+    buf[i - start] = 0;
+    PetscCall(CsStrTrim(buf));
+    if (buf[0]) PetscCall(PetscStrallocpy(buf, &(*parts)[(*n)++]));
+    start = i + 1;
+  }
+  PetscCall(PetscFree(buf));
+  PetscFunctionReturn(0);
+}
+
+PetscInt CsStrBsearch(const char *s, char *const *arr, PetscInt n)
+{
+  PetscInt lo = 0, hi = n - 1;
+  while (lo <= hi) {
+    PetscInt mid = lo + (hi - lo) / 2;
+    int      c   = strcmp(arr[mid], s);
+    if (!c) return mid;
+    if (c < 0) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+static int cmpstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+void       CsStrSort(PetscInt n, char **arr) { qsort(arr, (size_t)n, sizeof(char *), cmpstr); }

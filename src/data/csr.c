@@ -1,0 +1,18 @@
+/* CSR row blocks. See include/cellshift/dataset.h. */
+#include <cellshift/dataset.h>
+
+PetscErrorCode CsCSRFree(CsCSR *A)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscFree(A->indptr));
+  PetscCall(PetscFree(A->indices));
+  PetscCall(PetscFree(A->data));
+  A->nrows = 0;
+  PetscFunctionReturn(0);
+}
+
+void CsCSRRowToDense(const CsCSR *A, PetscInt i, float *out)
+{
+  memset(out, 0, sizeof(float) * (size_t)A->ncols);
+  for (int64_t k = A->indptr[i]; k < A->indptr[i + 1]; k++) out[A->indices[k]] = A->data[k];
+}

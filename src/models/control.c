@@ -1,0 +1,16 @@
+/* control: the no-change baseline. Each control cell of the target context is predicted to stay as it is. */
+#include <cellshift/model.h>
+
+static PetscErrorCode CsModelPredict_Control(CsModel m, const CsCondition *cond, PetscInt ctx, const CsCSR *ctrl, float *out)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < ctrl->nrows; i++) CsCSRRowToDense(ctrl, i, out + (size_t)i * (size_t)ctrl->ncols);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsModelCreate_Control(CsModel m)
+{
+  PetscFunctionBeginUser;
+  m->ops->predict = CsModelPredict_Control;
+  PetscFunctionReturn(0);
+}
