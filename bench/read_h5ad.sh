@@ -1,0 +1,59 @@
+#!/bin/bash
+# Read benchmark: the parallel .h5ad reader at 1 and 2 ranks against anndata.read_h5ad, on the same file in the
+# same run (ratios are what count on a shared machine; each number is the best of REPEAT runs).
+#
+#   bench/read_h5ad.sh [BUILD_DIR]      (default: build)
+#
+# The file (1,000,000 cells x 2,000 genes, 10% density, gzip, ~1.1 GB) is made once with anndata in
+# $CS_BENCH_DIR (default /tmp/cellshift-bench, outside the repository; about 1.5 minutes) and reused.
+# Ends with one run under -log_view: CsRead (the reader), BenchRawChunks (the compressed chunks fetched without
+# decoding) and BenchDecoded (the same chunks through the gzip filter) show where the time goes.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-$here/../build}
+bench=$build/bench/bench_read_h5ad
+dir=${CS_BENCH_DIR:-/tmp/cellshift-bench}
+ref=${CS_BENCH_REF:-/work/shared/bench/anndata_read_ref.py}
+py=/usr/bin/python3
+repeat=${REPEAT:-3}
+file=$dir/read_1M_2k_gzip.h5ad
+mpiexec=${CS_MPIEXEC:-mpiexec --oversubscribe --bind-to none}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+
+[ -x "$bench" ] || { echo "no $bench: build first (cmake --build $build)" >&2; exit 1; }
+mkdir -p "$dir"
+if [ ! -f "$file" ]; then
+  echo "making $file (about 1.5 minutes)"
+  $py "$ref" make "$file.part" 1000000 2000 0.1 gzip
+  mv "$file.part" "$file"
+fi
+echo "file: $file ($(du -h "$file" | cut -f1)); $(nproc) cores; best of $repeat"
+
+# anndata: best of $repeat
+best_py=""
+for i in $(seq "$repeat"); do
+  s=$($py "$ref" read "$file" | awk '{print $2}')
+  echo "  anndata.read_h5ad run $i: $s s"
+  best_py=$(awk -v a="$s" -v b="$best_py" 'BEGIN{print (b == "" || a < b) ? a : b}')
+done
+
+declare -A best_c
+for np in 1 2; do
+  out=$($mpiexec -n $np "$bench" -data "$file" -bench_repeat "$repeat")
+  echo "$out" | sed 's/^/  C reader, '"$np"' rank(s): /'
+  best_c[$np]=$(echo "$out" | awk '/^ranks/{print $4}')
+done
+
+cells=1000000
+printf '\n%-28s %10s %12s %16s\n' "reader" "seconds" "cells/s" "vs anndata"
+printf '%-28s %10.2f %12.0f %16s\n' "anndata.read_h5ad (python)" "$best_py" "$(awk -v s="$best_py" -v n=$cells 'BEGIN{print n/s}')" "1.00x"
+for np in 1 2; do
+  s=${best_c[$np]}
+  printf '%-28s %10.2f %12.0f %15.2fx\n' "cellshift, $np rank(s)" "$s" "$(awk -v s="$s" -v n=$cells 'BEGIN{print n/s}')" \
+    "$(awk -v a="$best_py" -v s="$s" 'BEGIN{print a/s}')"
+done
+
+echo
+echo "where the time goes (2 ranks, -log_view; max time over ranks):"
+$mpiexec -n 2 "$bench" -data "$file" -bench_repeat 1 -log_view |
+  grep -E "^(Event|CsRead|BenchRawChunks|BenchDecoded) |^phases"
