@@ -170,7 +170,8 @@ static PetscErrorCode Bench(void)
   for (PetscInt r = 0; r < repeat; r++) {
     double t[3] = {0, 0, 0};
     PetscCall(Once(comm, t, &rawbytes, r == repeat - 1 ? &ds : NULL));
-    PetscCall(PetscPrintf(comm, "  repeat %" PetscInt_FMT ": read %.2f s, raw chunks %.2f s, I/O + decompression %.2f s\n", r, t[0], t[1], t[2]));
+    PetscCall(PetscPrintf(comm, "  repeat %" PetscInt_FMT ": read %.2f s, raw chunks %.2f s, I/O + decompression %.2f s\n", r,
+                          t[0], t[1], t[2]));
     for (int k = 0; k < 3; k++) best[k] = PetscMin(best[k], t[k]);
   }
 
@@ -189,7 +190,9 @@ static PetscErrorCode Bench(void)
 
   PetscCall(PetscPrintf(comm, "file %s: %" PetscInt_FMT " cells x %" PetscInt_FMT " genes, %lld non-zeros, %s, %.1f MB on disk\n",
                         ds->path, ds->nglobal, ds->ngenes, (long long)gnnz, ds->encoding, fbytes / 1e6));
-  PetscCall(PetscPrintf(comm, "ranks %d read %.2f s  cells/s %.0f  MB/s uncompressed %.0f  MB/s file %.0f  (best of %" PetscInt_FMT ")\n",
+  PetscCall(PetscPrintf(comm,
+                        "ranks %d read %.2f s  cells/s %.0f  MB/s uncompressed %.0f  MB/s file %.0f  (best of %" PetscInt_FMT
+                        ")\n",
                         size, best[0], (double)ds->nglobal / best[0], ubytes / 1e6 / best[0], fbytes / 1e6 / best[0], repeat));
   PetscCall(PetscPrintf(comm,
                         "phases (slowest rank, best of %" PetscInt_FMT "): raw chunk I/O %.2f s (%.0f MB compressed); I/O + "

@@ -141,9 +141,9 @@ static PetscErrorCode MatrixInfo(hid_t f, const char name[], Text *t, PetscBool 
     PetscCall(CsH5ReadAttrString(d, "encoding-type", enc, sizeof(enc), &found));
     H5Dclose(d);
     PetscCall(DatasetInfo(f, name, dtype, sizeof(dtype), &n, storage, sizeof(storage), &compressed));
-    PetscCall(TextPrintf(t, "%s%s: dense%s%s%s, %llu cells x %llu genes, %s, %s\n", brief ? "  " : "", name, found ? " (encoding-type " : "",
-                         found ? enc : "", found ? ")" : "", (unsigned long long)dims[0], (unsigned long long)dims[1],
-                         dtype, storage));
+    PetscCall(TextPrintf(t, "%s%s: dense%s%s%s, %llu cells x %llu genes, %s, %s\n", brief ? "  " : "", name,
+                         found ? " (encoding-type " : "", found ? enc : "", found ? ")" : "", (unsigned long long)dims[0],
+                         (unsigned long long)dims[1], dtype, storage));
     PetscFunctionReturn(0);
   }
   PetscCheck(info.type == H5O_TYPE_GROUP, PETSC_COMM_SELF, CS_ERR_INPUT, "/%s is neither a group nor a dataset", name);
@@ -151,15 +151,19 @@ static PetscErrorCode MatrixInfo(hid_t f, const char name[], Text *t, PetscBool 
     hid_t       g, a;
     int64_t     shape[2] = {-1, -1};
     const char *kind, *sa;
+    PetscBool   legacy;
     char        dt[3][32], st[3][256];
     hsize_t     len[3];
     const char *part[3] = {"data", "indices", "indptr"};
 
     H5Call(g = H5Gopen2(f, name, H5P_DEFAULT), "cannot open /%s", name);
     PetscCall(CsH5ReadAttrString(g, "encoding-type", enc, sizeof(enc), &found));
+    legacy = !found;
     if (found) PetscCall(CsH5ReadAttrString(g, "encoding-version", ver, sizeof(ver), &found));
     else PetscCall(CsH5ReadAttrString(g, "h5sparse_format", enc, sizeof(enc), &found)); /* anndata < 0.7 */
-    kind = !strcmp(enc, "csr_matrix") || !strcmp(enc, "csr") ? "csr" : !strcmp(enc, "csc_matrix") || !strcmp(enc, "csc") ? "csc" : NULL;
+    kind = !strcmp(enc, "csr_matrix") || !strcmp(enc, "csr")   ? "csr"
+           : !strcmp(enc, "csc_matrix") || !strcmp(enc, "csc") ? "csc"
+                                                                : NULL;
     PetscCheck(kind, PETSC_COMM_SELF, CS_ERR_INPUT, "/%s is a group with unknown sparse encoding '%s'", name, enc);
     sa = H5Aexists(g, "shape") > 0 ? "shape" : "h5sparse_shape";
     PetscCheck(H5Aexists(g, sa) > 0, PETSC_COMM_SELF, CS_ERR_INPUT, "/%s has no shape attribute", name);
@@ -178,8 +182,9 @@ static PetscErrorCode MatrixInfo(hid_t f, const char name[], Text *t, PetscBool 
                            (long long)shape[1], dt[0], (unsigned long long)len[0], compressed ? "compressed" : "not compressed"));
       PetscFunctionReturn(0);
     }
-    PetscCall(TextPrintf(t, "%s: %s (%s %s%s%s), %lld cells x %lld genes\n", name, kind, sa[0] == 's' ? "encoding-type" : "h5sparse_format",
-                         enc, ver[0] ? " " : "", ver, (long long)shape[0], (long long)shape[1]));
+    PetscCall(TextPrintf(t, "%s: %s (%s %s%s%s), %lld cells x %lld genes\n", name, kind,
+                         legacy ? "h5sparse_format" : "encoding-type", enc, ver[0] ? " " : "", ver, (long long)shape[0],
+                         (long long)shape[1]));
     PetscCall(TextPrintf(t, "  data %s, indices %s, indptr %s; %llu non-zeros (%.3g%% of the entries)\n", dt[0], dt[1], dt[2],
                          (unsigned long long)len[0],
                          shape[0] > 0 && shape[1] > 0 ? 100.0 * (double)len[0] / ((double)shape[0] * (double)shape[1]) : 0.0));
@@ -516,8 +521,8 @@ PetscErrorCode CsH5adInspect(MPI_Comm comm, const char path[], PetscViewer v)
   nnz = ds->X.indptr[ds->nlocal];
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &nnz, 1, MPI_INT64_T, MPI_SUM, comm));
   PetscCall(TextPrintf(&obs,
-                       "checked on %d rank%s: %" PetscInt_FMT " cells x %" PetscInt_FMT " genes, %lld non-zeros%s, column indices "
-                       "valid, values finite\n",
+                       "checked on %d rank%s: %" PetscInt_FMT " cells x %" PetscInt_FMT
+                       " genes, %lld non-zeros%s, column indices valid, values finite\n",
                        size, size > 1 ? "s" : "", ds->nglobal, ds->ngenes, (long long)nnz,
                        !strcmp(ds->encoding, "csr") ? "" : " (rows rebuilt from the file's layout)"));
   PetscCall(TextPrintf(&obs, "obs: %" PetscInt_FMT " columns, index '%s'\n", ncols, obsindex));

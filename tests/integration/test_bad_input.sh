@@ -4,7 +4,7 @@
 # Malformed files (tests/python/make_bad_h5ad.py) and bad command lines must make `cellshift inspect` and
 # `cellshift run` fail cleanly: non-zero exit within 60 s, exactly one "cellshift: error:" line on stderr that names
 # the problem (and the file), and no predictions.h5ad / metrics.json (or temporary file) left in the output folder.
-# Files that are unusual but valid (unsorted indices, int64/float64, CSC, dense, gzip) must be accepted and give the
+# Files that are unusual but valid (unsorted indices, int64/float64, old h5sparse attributes, CSC, dense, gzip) must be accepted and give the
 # numbers of the canonical CSR file: the same inspect summary, and the same predictions and metrics from `run`.
 set -u
 : "${CELLSHIFT:?}" "${CS_MPIEXEC:?}" "${CS_SOURCE_DIR:?}"
@@ -103,7 +103,7 @@ grep -q '^checked on 1 rank: 120 cells x 30 genes, 2420 non-zeros' "$work/log/in
 timeout 60 $CS_MPIEXEC -n 1 "$CELLSHIFT" run -data "$good" -output_dir "$work/out/ref" "${RUN[@]}" -test_conditions A+B \
   > "$work/log/run-good.out" 2>&1 || fail "run on good.h5ad: $(tail -3 "$work/log/run-good.out")"
 
-for name in good good_gzip good_unsorted good_int64_float64 good_csc good_dense; do
+for name in good good_gzip good_unsorted good_int64_float64 good_h5sparse good_csc good_dense; do
   for np in 1 2 3; do
     f=$data/$name.h5ad
     o=$work/log/inspect-$name.np$np.out

@@ -100,9 +100,18 @@ def main():
         replace(f["X"], "indptr", f["X/indptr"][:].astype(np.int64))
         replace(f["X"], "data", f["X/data"][:].astype(np.float64))
 
+    def h5sparse(f):  # how anndata < 0.7 marked a sparse X
+        x = f["X"]
+        shape = x.attrs["shape"]
+        for k in ("encoding-type", "encoding-version", "shape"):
+            del x.attrs[k]
+        x.attrs["h5sparse_format"] = "csr"
+        x.attrs["h5sparse_shape"] = shape
+
     variant(out, good, "good_unsorted.h5ad", unsorted)
     variant(out, good, "good_int64_float64.h5ad", wide_types)
-    made += ["good_unsorted.h5ad", "good_int64_float64.h5ad"]
+    variant(out, good, "good_h5sparse.h5ad", h5sparse)
+    made += ["good_unsorted.h5ad", "good_int64_float64.h5ad", "good_h5sparse.h5ad"]
 
     # Refused. Bad rows are spread over the matrix so that at 2 and 3 ranks the fault is on a rank other than 0.
     def nonmonotone(f):
