@@ -58,6 +58,7 @@ PETSC_EXTERN PetscErrorCode CsEvaluatorWrite(CsEvaluator e, const char dir[]);
 /* Rank 0 prints the aggregate table (one row per scored model, in scoring order). */
 PETSC_EXTERN PetscErrorCode CsEvaluatorPrintTable(CsEvaluator e, PetscViewer v);
 /* Aggregate value of metric for model `name` (for tests and sweeps). */
+PETSC_EXTERN PetscErrorCode CsEvaluatorView(CsEvaluator e, PetscViewer v);
 PETSC_EXTERN PetscErrorCode CsEvaluatorGetAggregate(CsEvaluator e, const char name[], CsMetric m, double *value);
 PETSC_EXTERN PetscErrorCode CsEvaluatorDestroy(CsEvaluator *e);
 
