@@ -280,6 +280,7 @@ static PetscErrorCode SpaceFit(PetscInt G, PetscInt nC, PetscInt nT, const float
       cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)G, (int)n, 1.0, Z, (int)G, 0.0, A, (int)G);
       Symmetrise(G, A);
       PetscCall(EigTop(G, A, kk, vals, vecs));
+      PetscCall(PetscFree(A));
     } else {
       double *U;
       PetscCall(PetscMalloc2((size_t)n * n, &A, (size_t)kk * n, &U));
@@ -292,9 +293,8 @@ static PetscErrorCode SpaceFit(PetscInt G, PetscInt nC, PetscInt nT, const float
         double f = vals[i] > 0 ? 1.0 / sqrt(vals[i]) : 0.0;
         for (PetscInt j = 0; j < G; j++) vecs[(size_t)i * G + j] *= f;
       }
-      PetscCall(PetscFree(U));
+      PetscCall(PetscFree2(A, U));
     }
-    PetscCall(PetscFree(A));
     while (k < kk && vals[0] > 0 && vals[k] > CS_EVAL_EIG_RTOL * vals[0]) k++;
   }
   sp->k = k;

@@ -159,7 +159,7 @@ static PetscBool IsBaseline(const char *name) { return !strcmp(name, "control") 
 static PetscErrorCode MarkdownBody(CsEvaluator e, FILE *fp)
 {
   CsDesign d = e->d;
-  double   best[CS_NMETRICS];
+  char     best[CS_NMETRICS][64];
   PetscInt nctx_test = 0;
 
   PetscFunctionBeginUser;
@@ -179,16 +179,22 @@ static PetscErrorCode MarkdownBody(CsEvaluator e, FILE *fp)
               " train (controls are always train). ",
           e->s->type, e->ntest, nctx_test, nctx_test == 1 ? "" : "s", e->s->nvalid, e->s->ntrain);
   fprintf(fp, "Each test group (condition, context) compares the predicted cells P with its held-out cells T, relative to "
-              "the control cells C of the same context; numbers are means over the test groups. The `control` baseline "
-              "predicts no change and `additive` sums the shifts of the single perturbations: a model is worth reading "
-              "where it beats them.\n\n");
+              "the control cells C of the same context; numbers are means over the test groups.");
+  for (PetscInt i = 0; i < e->nmodels; i++) {
+    if (!strcmp(e->models[i].name, "control")) fprintf(fp, " The `control` baseline predicts no change.");
+    if (!strcmp(e->models[i].name, "additive"))
+      fprintf(fp, " The `additive` baseline adds the mean shifts of the single perturbations to the controls.");
+  }
+  fprintf(fp, " A model is worth reading where it beats the baselines.\n\n");
 
+  /* The best value as printed: values equal to 4 decimals are equally good to the reader. */
   for (PetscInt k = 0; k < CS_NMETRICS; k++) {
-    best[k] = CsMetricHigherBetter[k] ? -INFINITY : INFINITY;
+    double b = CsMetricHigherBetter[k] ? -INFINITY : INFINITY;
     for (PetscInt i = 0; i < e->nmodels; i++) {
       double v = e->models[i].agg[k];
-      if (CsMetricHigherBetter[k] ? v > best[k] : v < best[k]) best[k] = v;
+      if (CsMetricHigherBetter[k] ? v > b : v < b) b = v;
     }
+    snprintf(best[k], sizeof(best[k]), "%.4f", b);
   }
   fprintf(fp, "## Results (mean over %" PetscInt_FMT " test groups; best in bold)\n\n| model |", e->ntest);
   for (PetscInt k = 0; k < CS_NMETRICS; k++) fprintf(fp, " %s %s |", CsMetricNames[k], CsMetricHigherBetter[k] ? "↑" : "↓");
@@ -198,9 +204,9 @@ static PetscErrorCode MarkdownBody(CsEvaluator e, FILE *fp)
   for (PetscInt i = 0; i < e->nmodels; i++) {
     fprintf(fp, "| %s%s |", e->models[i].name, IsBaseline(e->models[i].name) ? " (baseline)" : "");
     for (PetscInt k = 0; k < CS_NMETRICS; k++) {
-      double v = e->models[i].agg[k];
-      if (v == best[k] && e->nmodels > 1) fprintf(fp, " **%.4f** |", v);
-      else fprintf(fp, " %.4f |", v);
+      char v[64];
+      snprintf(v, sizeof(v), "%.4f", e->models[i].agg[k]);
+      fprintf(fp, e->nmodels > 1 && !strcmp(v, best[k]) ? " **%s** |" : " %s |", v);
     }
     fprintf(fp, "\n");
   }
@@ -230,7 +236,7 @@ static PetscErrorCode MarkdownBody(CsEvaluator e, FILE *fp)
               "bandwidth s^2 is the median squared distance within C u T. Both in the first %" PetscInt_FMT " principal "
               "components of C u T, each of P, T, C subsampled to at most %" PetscInt_FMT " evenly spaced cells.\n",
           e->pca_k, e->max_cells);
-  fprintf(fp, "- `de_recall_top20`: |top-20 DE(P vs C) n top-20 DE(T vs C)| / 20.\n");
+  fprintf(fp, "- `de_recall_top20`: |top-20 DE(P vs C) ∩ top-20 DE(T vs C)| / 20.\n");
   fprintf(fp, "- `rank`: within a context, the fraction of the other test groups h whose truth is closer (rmse of means) "
               "to the prediction for g than g's own truth (ties count half), over the number of test groups: 0 is "
               "perfect, about 0.5 is no better than random.\n");
