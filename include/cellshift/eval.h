@@ -3,7 +3,9 @@
    For a test group g = (condition, context): T = its true cells, C = the control cells of the same context (all of
    them), P = the predicted cells for g read from a predictions.h5ad. m(.) = mean over cells (log-normalised
    space), v(.) = sample variance over cells (0 for fewer than 2 cells). DE genes = genes ranked by |Welch t| of
-   T vs C (t = 0 where both variances are 0), descending, ties by gene order, genes with t = 0 never DE.
+   T vs C (t = 0 where both variances are 0), descending, ties by gene order, genes with t = 0 never DE; |t| is
+   compared rounded to 40 significant bits (see CsTopAbs): mathematically equal statistics, common in sparse data
+   (every gene seen in one cell of T and none of C has |t| = 1), then tie instead of being ordered by rounding.
    Definitions (identical in tests/python/check_metrics.py):
      rmse                  sqrt(mean_genes (m(P) - m(T))^2)
      r2_mean_all           pearson(m(P), m(T))^2                      (scGen's convention)
@@ -89,7 +91,8 @@ PETSC_EXTERN double CsCosine(PetscInt n, const double *x, const double *y);
 /* t[j] = (m1 - m2) / sqrt(v1/n1 + v2/n2), 0 where the denominator is 0. */
 PETSC_EXTERN void CsWelchT(PetscInt n, const double *m1, const double *v1, double n1, const double *m2,
                            const double *v2, double n2, double *t);
-/* Indices of the k largest |t| (descending, ties by index), only among t != 0; *found <= k. */
+/* Indices of the k largest |t| (descending, ties by index), only among t != 0; *found <= k. |t| is compared
+   rounded to 40 significant bits (frexp/ldexp/rint), so that values equal up to rounding tie. */
 PETSC_EXTERN PetscErrorCode CsTopAbs(PetscInt n, const double *t, PetscInt k, PetscInt *idx, PetscInt *found);
 /* X [n x dim], Y [m x dim] row-major. Within-set means over distinct pairs are 0 for a set of fewer than 2 rows.
    Squared distances are summed directly per pair (not through |x|^2 + |y|^2 - 2 x.y), so coincident points are

@@ -63,6 +63,18 @@ static int CmpAbsIdx(const void *pa, const void *pb)
   return a->i < b->i ? -1 : (a->i > b->i);
 }
 
+/* |t| rounded to CS_TOPABS_BITS significant bits. Statistics that are equal in exact arithmetic are common (a gene
+   seen in a single cell of one group only has |t| = 1 exactly, whatever its value) but come out of floating point
+   a few ulps apart, in an order set by rounding; compared at 40 bits they tie, and the tie goes to gene order as
+   defined. frexp, ldexp and rint are exact, so any implementation gets the same values. */
+#define CS_TOPABS_BITS 40
+static double RoundedAbs(double t)
+{
+  int    e;
+  double m = frexp(fabs(t), &e);
+  return ldexp(rint(ldexp(m, CS_TOPABS_BITS)), e - CS_TOPABS_BITS);
+}
+
 PetscErrorCode CsTopAbs(PetscInt n, const double *t, PetscInt k, PetscInt *idx, PetscInt *found)
 {
   AbsIdx  *c;
@@ -71,7 +83,7 @@ PetscErrorCode CsTopAbs(PetscInt n, const double *t, PetscInt k, PetscInt *idx, 
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc1(n + 1, &c));
   for (PetscInt j = 0; j < n; j++)
-    if (t[j] != 0 && !isnan(t[j])) c[nc].a = fabs(t[j]), c[nc].i = j, nc++;
+    if (t[j] != 0 && !isnan(t[j])) c[nc].a = RoundedAbs(t[j]), c[nc].i = j, nc++;
   qsort(c, (size_t)nc, sizeof(*c), CmpAbsIdx);
   *found = PetscMin(k, nc);
   for (PetscInt r = 0; r < *found; r++) idx[r] = c[r].i;

@@ -90,8 +90,11 @@ def welch_t(m1, v1, n1, m2, v2, n2):
 
 
 def top_abs(t, k):
+    """Genes by |t| rounded to 40 significant bits (exact frexp/ldexp/rint), descending, ties by gene order."""
+    m, e = np.frexp(np.abs(t))
+    a = np.ldexp(np.rint(np.ldexp(m, 40)), e - 40)
     idx = [j for j in range(len(t)) if t[j] != 0 and not math.isnan(t[j])]
-    idx.sort(key=lambda j: (-abs(t[j]), j))
+    idx.sort(key=lambda j: (-a[j], j))
     return idx[:k]
 
 

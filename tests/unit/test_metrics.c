@@ -98,6 +98,14 @@ static PetscErrorCode TestWelchTop(void)
   CS_EXPECT(idx[0] == 1 && idx[1] == 3 && idx[2] == 2 && idx[3] == 4 && idx[4] == 6, "full DE order");
   PetscCall(CsTopAbs(3, t + 1, 4, idx, &found)); /* {0, 0, -x}: one DE gene */
   CS_EXPECT(found == 1 && idx[0] == 2, "single non-zero t");
+  {
+    /* |t| = 1 in exact arithmetic, a few ulps apart in floating point: ties, ordered by index. */
+    double near[] = {0.5, 1.0000000000000007, -0.9999999999999996, 1.0000000000000004, -1.0, 1.25};
+    PetscCall(CsTopAbs(6, near, 6, idx, &found));
+    CS_EXPECT(found == 6 && idx[0] == 5 && idx[1] == 1 && idx[2] == 2 && idx[3] == 3 && idx[4] == 4 && idx[5] == 0,
+              "values equal up to rounding must tie: got %d %d %d %d %d %d", (int)idx[0], (int)idx[1], (int)idx[2], (int)idx[3],
+              (int)idx[4], (int)idx[5]);
+  }
   PetscFunctionReturn(0);
 }
 
