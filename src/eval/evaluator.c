@@ -170,10 +170,11 @@ static PetscErrorCode GatherSubsample(MPI_Comm comm, PetscMPIInt root, const CsC
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
   PetscCallMPI(MPI_Comm_size(comm, &size));
-  PetscCall(PetscMalloc1((size_t)(sr->start[s + 1] - sr->start[s]) * G + 1, &mine));
+  for (PetscInt r = sr->start[s]; r < sr->start[s + 1]; r++) nsel += SubsampleRow(sr->first[s] + (r - sr->start[s]), sr->total[s], cap) >= 0;
+  PetscCall(PetscMalloc1((size_t)nsel * G + 1, &mine));
+  nsel = 0;
   for (PetscInt r = sr->start[s]; r < sr->start[s + 1]; r++) {
-    PetscInt pos = sr->first[s] + (r - sr->start[s]);
-    if (SubsampleRow(pos, sr->total[s], cap) < 0) continue;
+    if (SubsampleRow(sr->first[s] + (r - sr->start[s]), sr->total[s], cap) < 0) continue;
     CsCSRRowToDense(X, sr->rows[r], mine + (size_t)nsel * G);
     nsel++;
   }
@@ -325,18 +326,24 @@ static PetscErrorCode SpaceFree(CsEvalSpace *sp)
   PetscFunctionReturn(0);
 }
 
-/* Energy distance and MMD of the predicted subsample Ps [nP x G] against the group's T subsample. */
+/* Energy distance and MMD of the predicted subsample Ps [nP x G] against the group's T subsample. The projection
+   runs over blocks of rows, so the double copy stays small however many genes there are. */
 static PetscErrorCode SpaceScore(PetscInt G, const CsEvalSpace *sp, PetscInt nP, const float *Ps, double *energy,
                                  double *mmd)
 {
-  PetscInt k = sp->k;
-  double  *Z, *S;
+  const PetscInt B = 64;
+  PetscInt       k = sp->k;
+  double        *Z, *S;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc2((size_t)nP * G + 1, &Z, (size_t)nP * k + 1, &S));
-  for (PetscInt i = 0; i < nP; i++)
-    for (PetscInt j = 0; j < G; j++) Z[(size_t)i * G + j] = (double)Ps[(size_t)i * G + j] - sp->mean[j];
-  if (k > 0) cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nP, (int)k, (int)G, 1.0, Z, (int)G, sp->V, (int)G, 0.0, S, (int)k);
+  PetscCall(PetscMalloc2((size_t)B * G + 1, &Z, (size_t)nP * k + 1, &S));
+  for (PetscInt i0 = 0; i0 < nP && k > 0; i0 += B) {
+    PetscInt nb = PetscMin(B, nP - i0);
+    for (PetscInt i = 0; i < nb; i++)
+      for (PetscInt j = 0; j < G; j++) Z[(size_t)i * G + j] = (double)Ps[(size_t)(i0 + i) * G + j] - sp->mean[j];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)k, (int)G, 1.0, Z, (int)G, sp->V, (int)G, 0.0,
+                S + (size_t)i0 * k, (int)k);
+  }
   PetscCall(CsEnergyDistance(nP, sp->nT, k, S, sp->T, energy));
   PetscCall(CsMMDRBF(nP, sp->nT, k, S, sp->T, sp->s2, mmd));
   PetscCall(PetscFree2(Z, S));
