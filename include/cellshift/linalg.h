@@ -16,7 +16,12 @@ PETSC_EXTERN PetscErrorCode CsSolveSPD(PetscInt n, double *A, PetscInt nrhs, dou
    mean[ncols] of the selected rows, and the top-k eigenpairs of their covariance
    sum (x - mean)(x - mean)^T / (n - 1). The covariance is assembled panel by panel into a ScaLAPACK block-cyclic
    matrix (no rank ever holds all of it) and diagonalised with pdsyevr. comps [k x ncols] row-major (sign as in
-   CsSymEigTop), vars[k] descending. Identical on every rank. */
+   CsSymEigTop), vars[k] descending. Identical on every rank and, to rounding, for every number of ranks (when
+   the k leading eigenvalues are distinct). Needs at least 2 selected rows and 1 <= k <= ncols.
+   Options: -pca_block_size (64, the block-cyclic block), -pca_panel_width (columns assembled per reduction;
+   0 = from a 256 MB budget), -pca_chunk_rows (rows densified at a time; 0 = from a 64 MB budget).
+   Memory per rank: about p^2 / nranks * 8 bytes for the covariance (plus max(k, block) columns of
+   eigenvectors), 2 panels of p x width and one chunk of chunk_rows x p doubles. */
 PETSC_EXTERN PetscErrorCode CsPCAFit(MPI_Comm comm, const CsCSR *X, const PetscBool *rows, PetscInt k, double *mean,
                                      double *comps, double *vars);
 
