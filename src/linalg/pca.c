@@ -3,7 +3,7 @@
    The covariance of p genes is p^2 doubles (3.2 GB at 2*10^4 genes), so no rank holds it. It is built in column
    panels of w columns: every rank densifies its selected rows in chunks, centred by the global mean (centring while
    densifying costs nothing extra and avoids the cancellation of subtracting n*mean*mean^T afterwards), and
-   accumulates its contribution to the lower part of the panel, X_r[:, c0:]^T X_r[:, c0:c0+w], with dgemm. One
+   accumulates its contribution to the lower part of the panel, X_r[:, c0:]^T X_r[:, c0:c0+w], with dsyrk and dgemm. One
    MPI_Reduce_scatter then sums the panel over ranks and hands each process exactly the tiles it owns in the
    block-cyclic layout. pdsyevr (MRRR) computes the top-k eigenpairs from the lower triangle; the k eigenvector
    columns are summed into a replicated k x p array.
@@ -88,12 +88,17 @@ static void PanelContribution(const CsCSR *X, const PetscBool *rows, const doubl
       nr++;
     }
     if (nr && (nr == chunk || last)) {
-      /* S += D[:, c0:]^T D[:, c0:c0+w]: column-major, D[:, c0:] is the (m x nr) matrix at D + c0 with ld p. */
-      cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, m, w, nr, 1.0, D + c0, p, D + c0, p, beta, S, m);
+      /* S += D[:, c0:]^T D[:, c0:c0+w]. Column-major, D[:, c0:] is the (m x nr) matrix at D + c0 with ld p: the
+         diagonal block with dsyrk (lower half only), the rows below it with dgemm. */
+      cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, w, nr, 1.0, D + c0, p, beta, S, m);
+      if (m > w) cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, m - w, w, nr, 1.0, D + c0 + w, p, D + c0, p, beta, S + w, m);
       beta = 1, nr = 0;
     }
   }
   if (beta == 0) memset(S, 0, sizeof(double) * (size_t)m * w);
+  /* The strict upper half of the diagonal block is not computed (pdsyevr reads the lower triangle): zero it so
+     that the reduction carries no stale values. */
+  for (int j = 1; j < w; j++) memset(S + (size_t)j * m, 0, sizeof(double) * (size_t)j);
 }
 
 PetscErrorCode CsPCAFit(MPI_Comm comm, const CsCSR *X, const PetscBool *rows, PetscInt k, double *mean, double *comps,
@@ -181,9 +186,7 @@ PetscErrorCode CsPCAFit(MPI_Comm comm, const CsCSR *X, const PetscBool *rows, Pe
       size_t c = coord[2 * r] >= 0 ? PanelMove(&L, c0, w, coord[2 * r], coord[2 * r + 1], S, send + off, NULL, 0) : 0;
       counts[r] = (PetscMPIInt)c, off += c;
     }
-    PetscCall(PetscLogEventBegin(CS_EVENT_REDUCE, 0, 0, 0, 0));
     PetscCallMPI(MPI_Reduce_scatter(send, recv, counts, MPI_DOUBLE, MPI_SUM, comm));
-    PetscCall(PetscLogEventEnd(CS_EVENT_REDUCE, 0, 0, 0, 0));
     if (L.myrow >= 0) PanelMove(&L, c0, w, L.myrow, L.mycol, NULL, recv, A, 1.0 / (n - 1));
   }
   PetscCall(PetscFree3(S, send, recv));
