@@ -37,6 +37,7 @@ struct _p_CsModel {
   CsDesign   design;
   CsSplit    split;
   PetscInt   seed;          /* -model_seed: initialisation, shuffling, noise */
+  PetscInt   predict_max_cells; /* -predict_max_cells: control cells used per predicted group (0 = all) */
   PetscBool  setup, fitted;
 };
 

@@ -44,7 +44,7 @@ PETSC_EXTERN PetscErrorCode CsAgreeCode(MPI_Comm comm, PetscErrorCode ierr, cons
    names the file/object through fmt. HDF5's own error stack printing is switched off in CsInitialize. */
 #define H5Call(expr, ...) \
   do { \
-    if ((expr) < 0) SETERRQ(PETSC_COMM_SELF, PETSC_ERR_LIB, __VA_ARGS__); \
+    if ((expr) < 0) SETERRQ(PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED, __VA_ARGS__); \
   } while (0)
 
 /* Library start-up and shut-down around PetscInitialize/PetscFinalize: registers log events and models,
@@ -92,6 +92,9 @@ PETSC_EXTERN PetscErrorCode CsStrTrim(char s[]);                       /* trim w
 PETSC_EXTERN PetscErrorCode CsStrSplit(const char s[], const char delims[], PetscInt *n, char ***parts);
 /* Index of `s` in sorted array `arr` of length n (strcmp order), or -1. */
 PETSC_EXTERN PetscInt CsStrBsearch(const char *s, char *const *arr, PetscInt n);
+/* Collective: the sorted union of the strings given on every rank (duplicates removed); caller frees *out with
+   CsStrArrayDestroy(*nout, out). */
+PETSC_EXTERN PetscErrorCode CsStrAllUnion(MPI_Comm comm, PetscInt n, char *const *s, PetscInt *nout, char ***out);
 /* Sort strings in place (strcmp order). */
 PETSC_EXTERN void CsStrSort(PetscInt n, char **arr);
 

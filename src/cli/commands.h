@@ -1,10 +1,40 @@
-/* The commands of the cellshift program, one file each. */
+/* The commands of the cellshift program, one file each, and the set-up they share. */
 #ifndef CELLSHIFT_COMMANDS_H
 #define CELLSHIFT_COMMANDS_H
 
-#include <cellshift/sys.h>
+#include <cellshift/model.h>
+#include <cellshift/eval.h>
 
 /* Run the command named cmd (NULL: print usage, or every option's help with -help). */
 PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv);
+
+PetscErrorCode CsCommandRun(void);
+PetscErrorCode CsCommandTrain(void);
+PetscErrorCode CsCommandPredict(void);
+PetscErrorCode CsCommandEvaluate(void);
+PetscErrorCode CsCommandInspect(int argc, char **argv);
+
+/* What every command works on: the data, its design, the split, the output folder and the models asked for. */
+typedef struct {
+  CsDataset ds;
+  CsDesign  design;
+  CsSplit   split;
+  char      outdir[PETSC_MAX_PATH_LEN];
+  PetscInt  nmodels;
+  char     *models[16];    /* -model a,b,c */
+  PetscInt  nbaselines;
+  char     *baselines[16]; /* -baselines control,additive: scored next to every model */
+} CsProblem;
+
+/* Collective: options, read the data, build design and split. With reuse, the split is read from
+   <outdir>/split.json unless -split_file is given (predict, evaluate); otherwise it is made and saved there. */
+PetscErrorCode CsProblemSetUp(CsProblem *p, PetscBool reuse);
+PetscErrorCode CsProblemDestroy(CsProblem *p);
+/* <outdir>/<model>/<file> */
+PetscErrorCode CsProblemModelPath(CsProblem *p, const char model[], const char file[], char out[]);
+/* Create a model of the given type on the problem (options applied, not fitted). */
+PetscErrorCode CsProblemModel(CsProblem *p, const char type[], CsModel *m);
+/* Fit, save model.h5 and write predictions.h5ad of one model. */
+PetscErrorCode CsProblemFitPredict(CsProblem *p, const char type[], PetscBool predict);
 
 #endif

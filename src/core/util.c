@@ -144,3 +144,39 @@ PetscInt CsStrBsearch(const char *s, char *const *arr, PetscInt n)
 
 static int cmpstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 void       CsStrSort(PetscInt n, char **arr) { qsort(arr, (size_t)n, sizeof(char *), cmpstr); }
+
+PetscErrorCode CsStrAllUnion(MPI_Comm comm, PetscInt n, char *const *s, PetscInt *nout, char ***out)
+{
+  PetscMPIInt size;
+  char      **ptr, *buf, *all;
+  int         len = 0, total = 0, *lens, *displs;
+  PetscInt    ntot = 0;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  for (PetscInt i = 0; i < n; i++) len += (int)strlen(s[i]) + 1;
+  PetscCall(PetscMalloc1(len + 1, &buf));
+  for (PetscInt i = 0, at = 0; i < n; i++) {
+    size_t l = strlen(s[i]) + 1;
+    memcpy(buf + at, s[i], l);
+    at += (int)l;
+  }
+  PetscCall(PetscMalloc2(size, &lens, size, &displs));
+  PetscCallMPI(MPI_Allgather(&len, 1, MPI_INT, lens, 1, MPI_INT, comm));
+  for (PetscMPIInt p = 0; p < size; p++) displs[p] = total, total += lens[p];
+  PetscCall(PetscMalloc1(total + 1, &all));
+  PetscCallMPI(MPI_Allgatherv(buf, len, MPI_CHAR, all, lens, displs, MPI_CHAR, comm));
+  for (int k = 0; k < total; k++) ntot += all[k] == 0;
+  PetscCall(PetscMalloc1(ntot + 1, &ptr));
+  for (int k = 0, i = 0; k < total; k += (int)strlen(all + k) + 1) ptr[i++] = all + k;
+  CsStrSort(ntot, ptr);
+  PetscCall(PetscMalloc1(ntot + 1, out));
+  *nout = 0;
+  for (PetscInt i = 0; i < ntot; i++)
+    if (!*nout || strcmp((*out)[*nout - 1], ptr[i])) PetscCall(PetscStrallocpy(ptr[i], &(*out)[(*nout)++]));
+  PetscCall(PetscFree(ptr));
+  PetscCall(PetscFree(all));
+  PetscCall(PetscFree2(lens, displs));
+  PetscCall(PetscFree(buf));
+  PetscFunctionReturn(0);
+}

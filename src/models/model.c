@@ -59,6 +59,8 @@ PetscErrorCode CsModelSetFromOptions(CsModel m)
   PetscOptionsBegin(m->comm, NULL, "Model options", "CsModel");
   PetscCall(PetscOptionsInt("-model_seed", "Seed of initialisation, shuffling and noise", "CsModelSetFromOptions",
                             m->seed, &m->seed, NULL));
+  PetscCall(PetscOptionsInt("-predict_max_cells", "Control cells transformed per predicted group (0 = all)", "CsModelWritePredictions",
+                            m->predict_max_cells, &m->predict_max_cells, NULL));
   PetscOptionsEnd();
   if (m->ops->setfromoptions) {
     PetscOptionsBegin(m->comm, m->prefix, "Options of the model", "CsModel");

@@ -1,0 +1,15 @@
+/* cellshift inspect FILE: shape, encoding, non-zeros, layers and obs columns of an .h5ad. */
+#include "commands.h"
+#include <cellshift/h5ad.h>
+
+PetscErrorCode CsCommandInspect(int argc, char **argv)
+{
+  char path[PETSC_MAX_PATH_LEN] = "";
+
+  PetscFunctionBeginUser;
+  if (argc > 2 && argv[2][0] != '-') PetscCall(PetscStrncpy(path, argv[2], sizeof(path)));
+  else PetscCall(PetscOptionsGetString(NULL, NULL, "-data", path, sizeof(path), NULL));
+  CsCheckAll(PETSC_COMM_WORLD, path[0], "usage: cellshift inspect FILE.h5ad");
+  PetscCall(CsH5adInspect(PETSC_COMM_WORLD, path, PETSC_VIEWER_STDOUT_WORLD));
+  PetscFunctionReturn(0);
+}

@@ -1,0 +1,124 @@
+/* The set-up shared by the commands: data, design, split, output folder, model list. */
+#include "commands.h"
+
+static PetscErrorCode WriteOptions(MPI_Comm comm, const char dir[])
+{
+  char        path[PETSC_MAX_PATH_LEN];
+  CsOutFile   f;
+  PetscViewer v;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsPathJoin(dir, "options.txt", path));
+  PetscCall(CsOutFileBegin(comm, path, &f));
+  PetscCall(PetscViewerASCIIOpen(comm, f.tmp, &v));
+  PetscCall(PetscViewerASCIIPrintf(v, "# cellshift %s: the options of this run (reuse with -options_file)\n", CS_VERSION));
+  PetscCall(PetscOptionsView(NULL, v));
+  PetscCall(PetscViewerDestroy(&v));
+  PetscCall(CsOutFileCommit(comm, &f));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsProblemSetUp(CsProblem *p, PetscBool reuse)
+{
+  MPI_Comm    comm = PETSC_COMM_WORLD;
+  PetscInt    nm = 16, nb = 16;
+  PetscBool   mset = PETSC_FALSE, bset = PETSC_FALSE;
+  PetscViewer v = PETSC_VIEWER_STDOUT_WORLD;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(p, sizeof(*p)));
+  PetscCall(PetscStrncpy(p->outdir, "cellshift_out", sizeof(p->outdir)));
+  PetscOptionsBegin(comm, NULL, "Run", "CsProblem");
+  PetscCall(PetscOptionsString("-output_dir", "Folder of the run's files", "CsProblemSetUp", p->outdir, p->outdir, sizeof(p->outdir), NULL));
+  PetscCall(PetscOptionsStringArray("-model", "Models to fit, comma-separated (see the list of models above)", "CsProblemSetUp", p->models,
+                                    &nm, &mset));
+  PetscCall(PetscOptionsStringArray("-baselines", "Baselines scored next to every model", "CsProblemSetUp", p->baselines, &nb, &bset));
+  PetscOptionsEnd();
+  p->nmodels = mset ? nm : 0, p->nbaselines = bset ? nb : 0;
+  if (!mset) PetscCall(PetscStrallocpy("linear", &p->models[p->nmodels++]));
+  if (!bset) {
+    PetscCall(PetscStrallocpy("control", &p->baselines[p->nbaselines++]));
+    PetscCall(PetscStrallocpy("additive", &p->baselines[p->nbaselines++]));
+  }
+
+  PetscCall(CsDatasetCreate(comm, &p->ds));
+  PetscCall(CsDatasetSetFromOptions(p->ds));
+  PetscCall(CsDesignCreate(comm, &p->design));
+  PetscCall(CsDesignSetFromOptions(p->design));
+  PetscCall(CsDesignAddKeys(p->design, p->ds));
+  PetscCall(CsSplitCreate(comm, &p->split));
+  PetscCall(CsSplitSetFromOptions(p->split));
+  if (reuse && !p->split->file[0]) PetscCall(CsPathJoin(p->outdir, "split.json", p->split->file));
+  if (reuse) {
+    PetscBool e;
+    PetscCall(CsFileExists(comm, p->split->file, &e));
+    CsCheckAll(comm, e, "no split at %s: run `cellshift train` with the same -output_dir first (or give -split_file)", p->split->file);
+  }
+  PetscCall(CsDatasetSetUp(p->ds));
+  PetscCall(CsDesignSetUp(p->design, p->ds));
+  PetscCall(CsSplitSetUp(p->split, p->design));
+  PetscCall(CsDatasetView(p->ds, v));
+  PetscCall(CsDesignView(p->design, v));
+  PetscCall(CsSplitView(p->split, p->design, v));
+  if (!reuse) {
+    char path[PETSC_MAX_PATH_LEN];
+    PetscCall(CsMakeDir(comm, p->outdir));
+    PetscCall(CsPathJoin(p->outdir, "split.json", path));
+    PetscCall(CsSplitSave(p->split, p->design, path));
+    PetscCall(WriteOptions(comm, p->outdir));
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsProblemDestroy(CsProblem *p)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < p->nmodels; i++) PetscCall(PetscFree(p->models[i]));
+  for (PetscInt i = 0; i < p->nbaselines; i++) PetscCall(PetscFree(p->baselines[i]));
+  PetscCall(CsSplitDestroy(&p->split));
+  PetscCall(CsDesignDestroy(&p->design));
+  PetscCall(CsDatasetDestroy(&p->ds));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsProblemModelPath(CsProblem *p, const char model[], const char file[], char out[])
+{
+  char dir[PETSC_MAX_PATH_LEN];
+
+  PetscFunctionBeginUser;
+  PetscCall(CsPathJoin(p->outdir, model, dir));
+  PetscCall(CsPathJoin(dir, file, out));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsProblemModel(CsProblem *p, const char type[], CsModel *m)
+{
+  PetscFunctionBeginUser;
+  PetscCall(CsModelCreate(PETSC_COMM_WORLD, m));
+  PetscCall(CsModelSetType(*m, type));
+  PetscCall(CsModelSetFromOptions(*m));
+  PetscCall(CsModelSetProblem(*m, p->ds, p->design, p->split));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsProblemFitPredict(CsProblem *p, const char type[], PetscBool predict)
+{
+  CsModel m;
+  char    dir[PETSC_MAX_PATH_LEN], path[PETSC_MAX_PATH_LEN];
+  double  t0 = CsTime();
+
+  PetscFunctionBeginUser;
+  PetscCall(CsProblemModel(p, type, &m));
+  PetscCall(CsModelFit(m));
+  PetscCall(CsPathJoin(p->outdir, type, dir));
+  PetscCall(CsMakeDir(PETSC_COMM_WORLD, dir));
+  PetscCall(CsProblemModelPath(p, type, "model.h5", path));
+  PetscCall(CsModelSave(m, path));
+  if (predict) {
+    PetscCall(CsProblemModelPath(p, type, "predictions.h5ad", path));
+    PetscCall(CsModelWritePredictions(m, path));
+  }
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%s: fitted%s in %.2f s\n", type, predict ? " and predicted" : "", CsTime() - t0));
+  PetscCall(CsModelDestroy(&m));
+  PetscFunctionReturn(0);
+}

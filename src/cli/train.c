@@ -1,0 +1,13 @@
+/* cellshift train: fit the models and save model.h5 (and the run's split.json). */
+#include "commands.h"
+
+PetscErrorCode CsCommandTrain(void)
+{
+  CsProblem p;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsProblemSetUp(&p, PETSC_FALSE));
+  for (PetscInt i = 0; i < p.nmodels; i++) PetscCall(CsProblemFitPredict(&p, p.models[i], PETSC_FALSE));
+  PetscCall(CsProblemDestroy(&p));
+  PetscFunctionReturn(0);
+}

@@ -1,0 +1,175 @@
+/* CsDataset: this rank's shard of cells. See include/cellshift/dataset.h. */
+#include <cellshift/dataset.h>
+#include <cellshift/h5ad.h>
+
+PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *out)
+{
+  CsDataset ds;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscNew(&ds));
+  ds->comm = comm;
+  *out     = ds;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsDatasetSetFile(CsDataset ds, const char path[], const char layer[])
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscStrncpy(ds->path, path, sizeof(ds->path)));
+  PetscCall(PetscStrncpy(ds->layer, layer ? layer : "", sizeof(ds->layer)));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsDatasetSetFromOptions(CsDataset ds)
+{
+  PetscFunctionBeginUser;
+  PetscOptionsBegin(ds->comm, NULL, "Input data", "CsDataset");
+  PetscCall(PetscOptionsString("-data", "AnnData .h5ad file with the cells", "CsDatasetSetFromOptions", ds->path, ds->path,
+                               sizeof(ds->path), NULL));
+  PetscCall(PetscOptionsString("-layer", "Read layers/NAME instead of X", "CsDatasetSetFromOptions", ds->layer, ds->layer,
+                               sizeof(ds->layer), NULL));
+  PetscCall(PetscOptionsString("-obs_subset", "Keep only cells with obs KEY in the listed values: KEY=v1,v2", "CsDatasetSetFromOptions",
+                               ds->subset, ds->subset, sizeof(ds->subset), NULL));
+  PetscOptionsEnd();
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsDatasetAddObsKey(CsDataset ds, const char key[], PetscBool required)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(!ds->setup, ds->comm, PETSC_ERR_ORDER, "add obs keys before CsDatasetSetUp");
+  for (PetscInt k = 0; k < ds->nkeys; k++)
+    if (!strcmp(ds->keys[k], key)) {
+      ds->required[k] = (PetscBool)(ds->required[k] || required);
+      PetscFunctionReturn(0);
+    }
+  PetscCall(PetscRealloc(sizeof(char *) * (ds->nkeys + 1), &ds->keys));
+  PetscCall(PetscRealloc(sizeof(PetscBool) * (ds->nkeys + 1), &ds->required));
+  PetscCall(PetscStrallocpy(key, &ds->keys[ds->nkeys]));
+  ds->required[ds->nkeys++] = required;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsDatasetGetObs(CsDataset ds, const char key[], CsObsColumn **col)
+{
+  PetscFunctionBeginUser;
+  *col = NULL;
+  for (PetscInt k = 0; k < ds->nobs; k++)
+    if (!strcmp(ds->obs[k].name, key)) *col = &ds->obs[k];
+  PetscFunctionReturn(0);
+}
+
+/* Keep only the local rows with keep[i]; global numbering is recomputed (blocks stay contiguous and ordered). */
+static PetscErrorCode Compact(CsDataset ds, const PetscBool *keep)
+{
+  PetscInt n = 0;
+  int64_t  nnz = 0;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < ds->nlocal; i++) {
+    if (!keep[i]) continue;
+    int64_t a = ds->X.indptr[i], b = ds->X.indptr[i + 1];
+    memmove(ds->X.indices + nnz, ds->X.indices + a, sizeof(int32_t) * (size_t)(b - a));
+    memmove(ds->X.data + nnz, ds->X.data + a, sizeof(float) * (size_t)(b - a));
+    ds->X.indptr[n] = nnz;
+    nnz += b - a;
+    for (PetscInt k = 0; k < ds->nobs; k++) {
+      if (ds->obs[k].codes) ds->obs[k].codes[n] = ds->obs[k].codes[i];
+      if (ds->obs[k].values) ds->obs[k].values[n] = ds->obs[k].values[i];
+    }
+    n++;
+  }
+  ds->X.indptr[n] = nnz;
+  ds->X.nrows = ds->nlocal = n;
+  PetscCallMPI(MPI_Allreduce(&n, &ds->nglobal, 1, MPIU_INT, MPI_SUM, ds->comm));
+  PetscCallMPI(MPI_Exscan(&n, &ds->rstart, 1, MPIU_INT, MPI_SUM, ds->comm));
+  {
+    PetscMPIInt rank;
+    PetscCallMPI(MPI_Comm_rank(ds->comm, &rank));
+    if (!rank) ds->rstart = 0;
+  }
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode ApplySubset(CsDataset ds, const char key[], const char values[])
+{
+  CsObsColumn *col;
+  PetscInt     nv;
+  char       **vals;
+  PetscBool   *want, *keep;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsDatasetGetObs(ds, key, &col));
+  CsCheckAll(ds->comm, col && col->kind == CS_OBS_CATEGORICAL, "-obs_subset: %s has no categorical obs column '%s'", ds->path, key);
+  PetscCall(CsStrSplit(values, ",", &nv, &vals));
+  CsCheckAll(ds->comm, nv > 0, "-obs_subset %s= lists no values", key);
+  PetscCall(PetscCalloc1(col->ncat + 1, &want));
+  for (PetscInt v = 0; v < nv; v++) {
+    PetscInt c = -1;
+    for (PetscInt j = 0; j < col->ncat && c < 0; j++)
+      if (!strcmp(col->cats[j], vals[v])) c = j;
+    CsCheckAll(ds->comm, c >= 0, "-obs_subset: obs column '%s' has no value '%s'", key, vals[v]);
+    want[c] = PETSC_TRUE;
+  }
+  PetscCall(PetscMalloc1(ds->nlocal + 1, &keep));
+  for (PetscInt i = 0; i < ds->nlocal; i++) keep[i] = col->codes[i] >= 0 && want[col->codes[i]];
+  PetscCall(Compact(ds, keep));
+  CsCheckAll(ds->comm, ds->nglobal > 0, "-obs_subset %s=%s keeps no cells", key, values);
+  PetscCall(PetscFree(keep));
+  PetscCall(PetscFree(want));
+  PetscCall(CsStrArrayDestroy(nv, &vals));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsDatasetSetUp(CsDataset ds)
+{
+  char key[256] = "", *eq;
+
+  PetscFunctionBeginUser;
+  if (ds->setup) PetscFunctionReturn(0);
+  CsCheckAll(ds->comm, ds->path[0], "no input data: give -data FILE.h5ad");
+  if (ds->subset[0]) {
+    PetscCall(PetscStrncpy(key, ds->subset, sizeof(key)));
+    eq = strchr(key, '=');
+    CsCheckAll(ds->comm, eq && eq != key, "-obs_subset must look like KEY=value1,value2 (got '%s')", ds->subset);
+    *eq = 0;
+    PetscCall(CsDatasetAddObsKey(ds, key, PETSC_TRUE));
+  }
+  PetscCall(CsH5adRead(ds));
+  if (key[0]) PetscCall(ApplySubset(ds, key, strchr(ds->subset, '=') + 1));
+  CsCheckAll(ds->comm, ds->nglobal > 0, "%s has no cells", ds->path);
+  ds->setup = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsDatasetView(CsDataset ds, PetscViewer v)
+{
+  int64_t nnz = ds->X.indptr ? ds->X.indptr[ds->nlocal] : 0;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &nnz, 1, MPI_INT64_T, MPI_SUM, ds->comm));
+  PetscCall(PetscViewerASCIIPrintf(v, "CsDataset %s%s%s: %" PetscInt_FMT " cells x %" PetscInt_FMT " genes, %s, %lld non-zeros%s%s\n",
+                                   ds->path, ds->layer[0] ? " layer " : "", ds->layer, ds->nglobal, ds->ngenes, ds->encoding,
+                                   (long long)nnz, ds->subset[0] ? ", subset " : "", ds->subset));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsDatasetDestroy(CsDataset *ds)
+{
+  PetscFunctionBeginUser;
+  if (!*ds) PetscFunctionReturn(0);
+  PetscCall(CsCSRFree(&(*ds)->X));
+  PetscCall(CsStrArrayDestroy((*ds)->ngenes, &(*ds)->genes));
+  for (PetscInt k = 0; k < (*ds)->nobs; k++) {
+    CsObsColumn *c = &(*ds)->obs[k];
+    PetscCall(CsStrArrayDestroy(c->ncat, &c->cats));
+    PetscCall(PetscFree(c->codes));
+    PetscCall(PetscFree(c->values));
+  }
+  PetscCall(PetscFree((*ds)->obs));
+  PetscCall(CsStrArrayDestroy((*ds)->nkeys, &(*ds)->keys));
+  PetscCall(PetscFree((*ds)->required));
+  PetscCall(PetscFree(*ds));
+  PetscFunctionReturn(0);
+}

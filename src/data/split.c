@@ -1,0 +1,296 @@
+/* CsSplit: train / valid / test roles of the groups. See include/cellshift/split.h. */
+#include <cellshift/split.h>
+#include <cellshift/json.h>
+#include <cellshift/rng.h>
+#include <math.h>
+
+const char *const CsRoles[] = {"train", "valid", "test", NULL};
+static const char *const SplitTypes[] = {"random", "combo", "context", "explicit", NULL};
+
+PetscErrorCode CsSplitCreate(MPI_Comm comm, CsSplit *out)
+{
+  CsSplit s;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscNew(&s));
+  s->comm = comm;
+  PetscCall(PetscStrncpy(s->type, "random", sizeof(s->type)));
+  s->test_fraction  = 0.2;
+  s->valid_fraction = 0.1;
+  *out              = s;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsSplitSetFromOptions(CsSplit s)
+{
+  PetscBool set = PETSC_FALSE, tset = PETSC_FALSE;
+  PetscInt  t   = 0;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; SplitTypes[i]; i++)
+    if (!strcmp(SplitTypes[i], s->type)) t = i;
+  PetscOptionsBegin(s->comm, NULL, "Train / valid / test split", "CsSplit");
+  PetscCall(PetscOptionsEList("-split", "How groups are held out", "CsSplitSetFromOptions", SplitTypes, 4, SplitTypes[t], &t, &set));
+  PetscCall(PetscOptionsInt("-split_seed", "Seed of the random assignment", "CsSplitSetFromOptions", s->seed, &s->seed, NULL));
+  PetscCall(PetscOptionsReal("-test_fraction", "Fraction of candidate groups held out for test", "CsSplitSetFromOptions",
+                             s->test_fraction, &s->test_fraction, NULL));
+  PetscCall(PetscOptionsReal("-valid_fraction", "Fraction of candidate groups held out for validation", "CsSplitSetFromOptions",
+                             s->valid_fraction, &s->valid_fraction, NULL));
+  PetscCall(PetscOptionsString("-holdout_context", "Context whose perturbed groups are all test (-split context)",
+                               "CsSplitSetFromOptions", s->holdout_context, s->holdout_context, sizeof(s->holdout_context), NULL));
+  PetscCall(PetscOptionsString("-test_conditions", "Test groups, comma-separated condition[@context] (-split explicit)",
+                               "CsSplitSetFromOptions", s->test_conditions, s->test_conditions, sizeof(s->test_conditions), &tset));
+  PetscCall(PetscOptionsString("-split_file", "split.json of an earlier run to reuse", "CsSplitSetFromOptions", s->file, s->file,
+                               sizeof(s->file), NULL));
+  PetscOptionsEnd();
+  if (tset && !set) t = 3; /* -test_conditions alone implies an explicit split */
+  PetscCall(PetscStrncpy(s->type, SplitTypes[t], sizeof(s->type)));
+  CsCheckAll(s->comm, s->test_fraction >= 0 && s->valid_fraction >= 0 && s->test_fraction + s->valid_fraction <= 1,
+             "-test_fraction (%g) and -valid_fraction (%g) must be non-negative and sum to at most 1", (double)s->test_fraction,
+             (double)s->valid_fraction);
+  PetscFunctionReturn(0);
+}
+
+/* The group's identity as text: the split of a group depends on its name and the seed only. */
+static PetscErrorCode GroupKey(CsDesign d, PetscInt g, char buf[], size_t len)
+{
+  const CsCondition *c = &d->conds[d->groups[g].cond];
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscSNPrintf(buf, len, "%s\t%s\t%s", c->name, c->dose, d->contexts[d->groups[g].ctx]));
+  PetscFunctionReturn(0);
+}
+
+static uint64_t Fnv1a(const char *s)
+{
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+typedef struct {
+  double   u;
+  PetscInt g;
+} Draw;
+
+static int CmpDraw(const void *a, const void *b)
+{
+  const Draw *x = a, *y = b;
+  return x->u < y->u ? -1 : x->u > y->u ? 1 : (x->g > y->g) - (x->g < y->g);
+}
+
+/* Among the candidate groups, a seeded shuffle decides: the first ntest go to test (if totest), the next nvalid to
+   valid, the rest stay train. */
+static PetscErrorCode Assign(CsSplit s, CsDesign d, const PetscBool *cand, PetscBool totest)
+{
+  Draw    *dr;
+  PetscInt n = 0, ntest, nvalid;
+  char     key[1024];
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(d->ngroups + 1, &dr));
+  for (PetscInt g = 0; g < d->ngroups; g++) {
+    if (!cand[g]) continue;
+    PetscCall(GroupKey(d, g, key, sizeof(key)));
+    dr[n].u   = CsRngUniform((uint64_t)s->seed, CS_STREAM_SPLIT, Fnv1a(key), 0);
+    dr[n++].g = g;
+  }
+  qsort(dr, (size_t)n, sizeof(Draw), CmpDraw);
+  ntest  = totest ? (PetscInt)floor(s->test_fraction * n + 0.5) : 0;
+  nvalid = (PetscInt)floor(s->valid_fraction * n + 0.5);
+  if (totest && ntest == 0 && s->test_fraction > 0 && n > 0) ntest = 1;
+  if (ntest + nvalid > n) nvalid = n - ntest;
+  for (PetscInt i = 0; i < n; i++) s->role[dr[i].g] = i < ntest ? CS_ROLE_TEST : i < ntest + nvalid ? CS_ROLE_VALID : CS_ROLE_TRAIN;
+  PetscCall(PetscFree(dr));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode Explicit(CsSplit s, CsDesign d)
+{
+  PetscInt n;
+  char   **items;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsStrSplit(s->test_conditions, ",", &n, &items));
+  CsCheckAll(s->comm, n > 0, "-test_conditions lists no condition");
+  for (PetscInt i = 0; i < n; i++) {
+    char     *at = strrchr(items[i], '@');
+    PetscInt  cond, ctx = -1, hits = 0;
+    if (at) {
+      *at = 0;
+      ctx = CsDesignFindContext(d, at + 1);
+      CsCheckAll(s->comm, ctx >= 0, "-test_conditions: unknown context '%s'", at + 1);
+    }
+    PetscCall(CsDesignFindCondition(d, items[i], NULL, &cond));
+    CsCheckAll(s->comm, cond >= 0, "-test_conditions: condition '%s' has no cells", items[i]);
+    CsCheckAll(s->comm, d->conds[cond].natoms > 0, "-test_conditions: '%s' is the control; control cells are never test groups", items[i]);
+    for (PetscInt g = 0; g < d->ngroups; g++)
+      if (d->groups[g].cond == cond && (ctx < 0 || d->groups[g].ctx == ctx)) s->role[g] = CS_ROLE_TEST, hits++;
+    CsCheckAll(s->comm, hits > 0, "-test_conditions: condition '%s' has no cells in context '%s'", items[i], at ? at + 1 : "");
+  }
+  PetscCall(CsStrArrayDestroy(n, &items));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode Load(CsSplit s, CsDesign d)
+{
+  CsJSON        *root = NULL;
+  const CsJSON  *groups;
+  PetscBool     *seen;
+  PetscErrorCode ierr;
+
+  PetscFunctionBeginUser;
+  ierr = CsJSONParseFile(s->file, &root); /* every rank reads the small file itself */
+  PetscCall(CsAgreeCode(s->comm, ierr, "cannot read -split_file"));
+  groups = CsJSONGet(root, "groups");
+  CsCheckAll(s->comm, groups && groups->type == CS_JSON_ARRAY, "%s has no \"groups\" list: not a cellshift split.json", s->file);
+  PetscCall(PetscCalloc1(d->ngroups + 1, &seen));
+  for (PetscInt i = 0; i < groups->n; i++) {
+    const CsJSON *c = CsJSONGet(&groups->items[i], "condition"), *x = CsJSONGet(&groups->items[i], "context");
+    const CsJSON *ds = CsJSONGet(&groups->items[i], "dose"), *r = CsJSONGet(&groups->items[i], "role");
+    PetscInt      cond = -1, ctx, g = -1, role = -1;
+    CsCheckAll(s->comm, c && x && r && c->type == CS_JSON_STRING && x->type == CS_JSON_STRING && r->type == CS_JSON_STRING,
+               "%s: group %" PetscInt_FMT " lacks condition, context or role", s->file, i);
+    PetscCall(CsDesignFindCondition(d, c->string, ds && ds->type == CS_JSON_STRING ? ds->string : NULL, &cond));
+    ctx = CsDesignFindContext(d, x->string);
+    if (cond >= 0 && ctx >= 0) g = CsDesignFindGroup(d, cond, ctx);
+    CsCheckAll(s->comm, g >= 0, "%s names group %s@%s, which has no cells in this data", s->file, c->string, x->string);
+    for (PetscInt k = 0; CsRoles[k]; k++)
+      if (!strcmp(CsRoles[k], r->string)) role = k;
+    CsCheckAll(s->comm, role >= 0, "%s: unknown role '%s'", s->file, r->string);
+    CsCheckAll(s->comm, !d->groups[g].control || role == CS_ROLE_TRAIN, "%s: control group %s@%s must be train", s->file, c->string,
+               x->string);
+    s->role[g] = (CsRole)role;
+    seen[g]    = PETSC_TRUE;
+  }
+  for (PetscInt g = 0; g < d->ngroups; g++) {
+    char name[1024];
+    PetscCall(CsDesignGroupName(d, g, name, sizeof(name)));
+    CsCheckAll(s->comm, seen[g], "%s does not list group %s of this data: it was made for other data or options", s->file, name);
+  }
+  PetscCall(PetscFree(seen));
+  PetscCall(CsJSONDestroy(&root));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsSplitSetUp(CsSplit s, CsDesign d)
+{
+  PetscBool *cand;
+
+  PetscFunctionBeginUser;
+  if (s->setup) PetscFunctionReturn(0);
+  PetscCall(PetscLogEventBegin(CS_EVENT_SPLIT, 0, 0, 0, 0));
+  s->ngroups = d->ngroups;
+  PetscCall(PetscCalloc1(d->ngroups + 1, &s->role));
+  PetscCall(PetscCalloc1(d->ngroups + 1, &cand));
+  if (s->file[0]) PetscCall(Load(s, d));
+  else if (!strcmp(s->type, "random")) {
+    for (PetscInt g = 0; g < d->ngroups; g++) cand[g] = !d->groups[g].control;
+    PetscCall(Assign(s, d, cand, PETSC_TRUE));
+  } else if (!strcmp(s->type, "combo")) {
+    for (PetscInt g = 0; g < d->ngroups; g++) cand[g] = d->conds[d->groups[g].cond].natoms >= 2;
+    PetscCall(Assign(s, d, cand, PETSC_TRUE));
+  } else if (!strcmp(s->type, "context")) {
+    PetscInt hc = CsDesignFindContext(d, s->holdout_context);
+    CsCheckAll(s->comm, s->holdout_context[0], "-split context needs -holdout_context NAME");
+    CsCheckAll(s->comm, hc >= 0, "-holdout_context: unknown context '%s'", s->holdout_context);
+    for (PetscInt g = 0; g < d->ngroups; g++) {
+      if (d->groups[g].control) continue;
+      if (d->groups[g].ctx == hc) s->role[g] = CS_ROLE_TEST;
+      else cand[g] = PETSC_TRUE;
+    }
+    PetscCall(Assign(s, d, cand, PETSC_FALSE));
+  } else {
+    CsCheckAll(s->comm, s->test_conditions[0], "-split explicit needs -test_conditions");
+    PetscCall(Explicit(s, d));
+    for (PetscInt g = 0; g < d->ngroups; g++) cand[g] = !d->groups[g].control && s->role[g] != CS_ROLE_TEST;
+    PetscCall(Assign(s, d, cand, PETSC_FALSE));
+  }
+  s->ntest = s->nvalid = s->ntrain = 0;
+  for (PetscInt g = 0; g < d->ngroups; g++) {
+    s->ntest += s->role[g] == CS_ROLE_TEST;
+    s->nvalid += s->role[g] == CS_ROLE_VALID;
+    s->ntrain += s->role[g] == CS_ROLE_TRAIN;
+  }
+  CsCheckAll(s->comm, s->ntest > 0, "the %s split has an empty test set (%" PetscInt_FMT " groups; check -test_fraction and the design)",
+             s->type, d->ngroups);
+  for (PetscInt g = 0; g < d->ngroups; g++) {
+    char name[1024];
+    if (s->role[g] != CS_ROLE_TEST) continue;
+    PetscCall(CsDesignGroupName(d, g, name, sizeof(name)));
+    CsCheckAll(s->comm, d->groups[g].ctrl >= 0, "test group %s has no control cells in its context to predict from", name);
+  }
+  PetscCall(PetscFree(cand));
+  PetscCall(PetscLogEventEnd(CS_EVENT_SPLIT, 0, 0, 0, 0));
+  s->setup = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsSplitSave(CsSplit s, CsDesign d, const char path[])
+{
+  PetscMPIInt rank;
+  CsOutFile   out;
+  int         ok = 1;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(s->comm, &rank));
+  PetscCall(CsOutFileBegin(s->comm, path, &out));
+  if (!rank) {
+    FILE *f = fopen(out.tmp, "w");
+    if (!f) ok = 0;
+    else {
+      fprintf(f, "{\n  \"cellshift_split\": 1,\n  \"type\": ");
+      CsJSONWriteString(f, s->file[0] ? "file" : s->type);
+      fprintf(f, ",\n  \"seed\": %" PetscInt_FMT ",\n  \"test_fraction\": %g,\n  \"valid_fraction\": %g,\n  \"holdout_context\": ", s->seed,
+              (double)s->test_fraction, (double)s->valid_fraction);
+      CsJSONWriteString(f, s->holdout_context);
+      fprintf(f, ",\n  \"test_conditions\": ");
+      CsJSONWriteString(f, s->test_conditions);
+      fprintf(f, ",\n  \"perturbation_key\": ");
+      CsJSONWriteString(f, d->pert_key);
+      fprintf(f, ",\n  \"context_key\": ");
+      CsJSONWriteString(f, d->context_key);
+      fprintf(f, ",\n  \"dose_key\": ");
+      CsJSONWriteString(f, d->dose_key);
+      fprintf(f, ",\n  \"control_value\": ");
+      CsJSONWriteString(f, d->control_value);
+      fprintf(f, ",\n  \"groups\": [\n");
+      for (PetscInt g = 0; g < d->ngroups; g++) {
+        const CsCondition *c = &d->conds[d->groups[g].cond];
+        fprintf(f, "    {\"condition\": ");
+        CsJSONWriteString(f, c->name);
+        fprintf(f, ", \"dose\": ");
+        CsJSONWriteString(f, c->dose);
+        fprintf(f, ", \"context\": ");
+        CsJSONWriteString(f, d->contexts[d->groups[g].ctx]);
+        fprintf(f, ", \"natoms\": %" PetscInt_FMT ", \"n_cells\": %" PetscInt_FMT ", \"role\": \"%s\"}%s\n", c->natoms,
+                d->groups[g].ncells, CsRoles[s->role[g]], g + 1 < d->ngroups ? "," : "");
+      }
+      fprintf(f, "  ]\n}\n");
+      if (fclose(f)) ok = 0;
+    }
+  }
+  PetscCallMPI(MPI_Bcast(&ok, 1, MPI_INT, 0, s->comm));
+  if (!ok) PetscCall(CsOutFileAbandon(s->comm, &out));
+  CsCheckAll(s->comm, ok, "cannot write %s", out.tmp);
+  PetscCall(CsOutFileCommit(s->comm, &out));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsSplitView(CsSplit s, CsDesign d, PetscViewer v)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscViewerASCIIPrintf(v, "CsSplit %s%s%s: %" PetscInt_FMT " test, %" PetscInt_FMT " valid, %" PetscInt_FMT " train groups\n",
+                                   s->file[0] ? "from " : "", s->file[0] ? s->file : s->type,
+                                   s->holdout_context[0] && !strcmp(s->type, "context") ? " (holdout)" : "", s->ntest, s->nvalid, s->ntrain));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsSplitDestroy(CsSplit *s)
+{
+  PetscFunctionBeginUser;
+  if (!*s) PetscFunctionReturn(0);
+  PetscCall(PetscFree((*s)->role));
+  PetscCall(PetscFree(*s));
+  PetscFunctionReturn(0);
+}

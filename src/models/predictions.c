@@ -1,0 +1,174 @@
+/* Writing a model's predictions for every test group as an .h5ad (see CsModelWritePredictions in model.h).
+
+   Row order: test groups in group order, each with one row per selected control cell of its context (in global
+   order); then the observed control cells of every context that has a test group. Every rank predicts from its own
+   control cells and writes its rows at their global position: the selection is by global within-group index, so
+   the file does not depend on the number of ranks. */
+#include <cellshift/model.h>
+#include <cellshift/h5ad.h>
+
+/* Cells floor(k n / cap), k < cap, of a group of n cells (all when cap is 0 or n <= cap): is within-group index w
+   selected, and how many selected indices are below w? */
+static PetscInt NumSelected(PetscInt n, PetscInt cap) { return cap <= 0 || n <= cap ? n : cap; }
+static PetscInt SelectedBelow(PetscInt w, PetscInt n, PetscInt cap)
+{
+  if (cap <= 0 || n <= cap) return w;
+  return (PetscInt)(((int64_t)w * cap + n - 1) / n); /* ceil(w cap / n) */
+}
+static PetscBool IsSelected(PetscInt w, PetscInt n, PetscInt cap)
+{
+  PetscInt k = SelectedBelow(w, n, cap);
+  if (cap <= 0 || n <= cap) return PETSC_TRUE;
+  return k < cap && (PetscInt)((int64_t)k * n / cap) == w ? PETSC_TRUE : PETSC_FALSE;
+}
+
+/* The local selected control cells of group cg as a CSR block (rows in global order), and the within-group
+   position of the first of them among the selected cells. */
+static PetscErrorCode LocalControls(CsDataset ds, CsDesign d, PetscInt cg, PetscInt cap, CsCSR *sub, PetscInt *first)
+{
+  PetscInt n = d->groups[cg].ncells;
+  int64_t  nnz = 0;
+
+  PetscFunctionBeginUser;
+  *first     = SelectedBelow(d->group_rstart[cg], n, cap);
+  sub->ncols = ds->ngenes;
+  sub->nrows = 0;
+  for (PetscInt i = 0, w = d->group_rstart[cg]; i < ds->nlocal; i++) {
+    if (d->cell_group[i] != cg) continue;
+    if (IsSelected(w++, n, cap)) nnz += ds->X.indptr[i + 1] - ds->X.indptr[i], sub->nrows++;
+  }
+  PetscCall(PetscMalloc1(sub->nrows + 1, &sub->indptr));
+  PetscCall(PetscMalloc1(nnz + 1, &sub->indices));
+  PetscCall(PetscMalloc1(nnz + 1, &sub->data));
+  sub->indptr[0] = 0;
+  for (PetscInt i = 0, w = d->group_rstart[cg], r = 0; i < ds->nlocal; i++) {
+    if (d->cell_group[i] != cg || !IsSelected(w++, n, cap)) continue;
+    int64_t a = ds->X.indptr[i], len = ds->X.indptr[i + 1] - a, at = sub->indptr[r];
+    memcpy(sub->indices + at, ds->X.indices + a, sizeof(int32_t) * (size_t)len);
+    memcpy(sub->data + at, ds->X.data + a, sizeof(float) * (size_t)len);
+    sub->indptr[++r] = at + len;
+  }
+  PetscFunctionReturn(0);
+}
+
+/* The obs columns of the file (codes on rank 0 only; they depend on counts, not on cells). */
+typedef struct {
+  PetscInt         ncol;
+  CsH5adOutColumn  col[4];
+  char           **condcats, **dosecats;
+  PetscInt         ncondcats, ndosecats;
+  int32_t         *codes[4];
+} OutObs;
+
+static PetscErrorCode BuildObs(CsModel m, PetscInt nrows, OutObs *o)
+{
+  CsDesign       d = m->design;
+  CsSplit        s = m->split;
+  PetscMPIInt    rank;
+  char         **names, **doses;
+  PetscInt       nn = 0;
+  PetscBool     *evalctx;
+  static char   *kinds[] = {"observed", "predicted"};
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(m->comm, &rank));
+  memset(o, 0, sizeof(*o));
+  /* Categories: the control value and the test conditions (names and dose labels), sorted unique. */
+  PetscCall(PetscMalloc2(d->ngroups + 1, &names, d->ngroups + 1, &doses));
+  names[nn] = d->control_value, doses[nn++] = "";
+  for (PetscInt g = 0; g < d->ngroups; g++)
+    if (s->role[g] == CS_ROLE_TEST) names[nn] = d->conds[d->groups[g].cond].name, doses[nn++] = d->conds[d->groups[g].cond].dose;
+  PetscCall(CsStrAllUnion(PETSC_COMM_SELF, nn, names, &o->ncondcats, &o->condcats));
+  PetscCall(CsStrAllUnion(PETSC_COMM_SELF, nn, doses, &o->ndosecats, &o->dosecats));
+  PetscCall(PetscFree2(names, doses));
+  PetscCall(PetscCalloc1(d->nctx, &evalctx));
+  for (PetscInt g = 0; g < d->ngroups; g++)
+    if (s->role[g] == CS_ROLE_TEST) evalctx[d->groups[g].ctx] = PETSC_TRUE;
+
+  o->col[o->ncol++] = (CsH5adOutColumn){d->pert_key, o->ncondcats, o->condcats, NULL};
+  if (d->context_key[0]) o->col[o->ncol++] = (CsH5adOutColumn){d->context_key, d->nctx, d->contexts, NULL};
+  if (d->dose_key[0]) o->col[o->ncol++] = (CsH5adOutColumn){d->dose_key, o->ndosecats, o->dosecats, NULL};
+  o->col[o->ncol++] = (CsH5adOutColumn){"cellshift_kind", 2, kinds, NULL};
+  if (!rank) {
+    PetscInt row = 0;
+    for (PetscInt c = 0; c < o->ncol; c++) {
+      PetscCall(PetscMalloc1(nrows + 1, &o->codes[c]));
+      o->col[c].codes = o->codes[c];
+    }
+    for (PetscInt pass = 0; pass < 2; pass++) /* predicted rows, then observed controls */
+      for (PetscInt g = 0; g < d->ngroups; g++) {
+        const CsGroup *gr = &d->groups[g];
+        PetscInt       n;
+        if (pass == 0 && s->role[g] != CS_ROLE_TEST) continue;
+        if (pass == 1 && !(gr->control && evalctx[gr->ctx])) continue;
+        n = pass == 0 ? NumSelected(d->groups[gr->ctrl].ncells, m->predict_max_cells) : gr->ncells;
+        for (PetscInt k = 0; k < n; k++, row++) {
+          PetscInt c = 0;
+          o->codes[c++][row] = (int32_t)CsStrBsearch(d->conds[gr->cond].name, o->condcats, o->ncondcats);
+          if (d->context_key[0]) o->codes[c++][row] = (int32_t)gr->ctx;
+          if (d->dose_key[0]) o->codes[c++][row] = (int32_t)CsStrBsearch(d->conds[gr->cond].dose, o->dosecats, o->ndosecats);
+          o->codes[c][row] = pass == 0 ? 1 : 0;
+        }
+      }
+  }
+  PetscCall(PetscFree(evalctx));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode FreeObs(OutObs *o)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt c = 0; c < o->ncol; c++) PetscCall(PetscFree(o->codes[c]));
+  PetscCall(CsStrArrayDestroy(o->ncondcats, &o->condcats));
+  PetscCall(CsStrArrayDestroy(o->ndosecats, &o->dosecats));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsModelWritePredictions(CsModel m, const char path[])
+{
+  CsDesign     d = m->design;
+  CsSplit      s = m->split;
+  CsDataset    ds = m->ds;
+  PetscInt     nrows = 0, row0 = 0, G = ds->ngenes, cap = m->predict_max_cells;
+  PetscBool   *evalctx;
+  OutObs       obs;
+  CsH5adWriter w = NULL;
+  float       *out = NULL;
+
+  PetscFunctionBeginUser;
+  PetscCheck(m->fitted, m->comm, PETSC_ERR_ORDER, "model '%s' is not fitted", m->type);
+  PetscCall(PetscCalloc1(d->nctx, &evalctx));
+  for (PetscInt g = 0; g < d->ngroups; g++)
+    if (s->role[g] == CS_ROLE_TEST) {
+      nrows += NumSelected(d->groups[d->groups[g].ctrl].ncells, cap);
+      evalctx[d->groups[g].ctx] = PETSC_TRUE;
+    }
+  for (PetscInt g = 0; g < d->ngroups; g++)
+    if (d->groups[g].control && evalctx[d->groups[g].ctx]) nrows += d->groups[g].ncells;
+  PetscCall(BuildObs(m, nrows, &obs));
+  PetscCall(CsH5adWriterCreate(m->comm, path, nrows, G, ds->genes, obs.ncol, obs.col, &w));
+  for (PetscInt pass = 0; pass < 2; pass++)
+    for (PetscInt g = 0; g < d->ngroups; g++) {
+      const CsGroup *gr = &d->groups[g];
+      PetscInt       cg = pass == 0 ? gr->ctrl : g, first, n;
+      CsCSR          sub = {0};
+      if (pass == 0 && s->role[g] != CS_ROLE_TEST) continue;
+      if (pass == 1 && !(gr->control && evalctx[gr->ctx])) continue;
+      n = NumSelected(d->groups[cg].ncells, pass == 0 ? cap : 0);
+      PetscCall(LocalControls(ds, d, cg, pass == 0 ? cap : 0, &sub, &first));
+      PetscCall(PetscRealloc(sizeof(float) * ((size_t)sub.nrows * G + 1), &out));
+      if (pass == 0) PetscCall(CsModelPredict(m, &d->conds[gr->cond], gr->ctx, &sub, out));
+      else
+        for (PetscInt i = 0; i < sub.nrows; i++) CsCSRRowToDense(&sub, i, out + (size_t)i * G);
+      PetscCall(PetscLogEventBegin(CS_EVENT_WRITE, 0, 0, 0, 0));
+      PetscCall(CsH5adWriterWriteRows(w, row0 + first, sub.nrows, out));
+      PetscCall(PetscLogEventEnd(CS_EVENT_WRITE, 0, 0, 0, 0));
+      PetscCall(CsCSRFree(&sub));
+      row0 += n;
+    }
+  PetscCall(CsH5adWriterCommit(&w));
+  PetscCall(PetscFree(out));
+  PetscCall(FreeObs(&obs));
+  PetscCall(PetscFree(evalctx));
+  PetscFunctionReturn(0);
+}

@@ -1,0 +1,126 @@
+/* Splits on the embedded Norman/McFaline design at 1, 2 and 3 ranks: the rules of each split type, seeding,
+   the split.json round trip, and the input errors. */
+#include "testing.h"
+#include <cellshift/split.h>
+
+static CsDataset ds;
+static CsDesign  d;
+
+static PetscErrorCode MakeSplit(const char type[], const char holdout[], const char tests[], PetscInt seed, const char file[],
+                                CsSplit *s, PetscErrorCode *ierr)
+{
+  PetscFunctionBeginUser;
+  PetscCall(CsSplitCreate(PETSC_COMM_WORLD, s));
+  PetscCall(PetscStrncpy((*s)->type, type, sizeof((*s)->type)));
+  PetscCall(PetscStrncpy((*s)->holdout_context, holdout, sizeof((*s)->holdout_context)));
+  PetscCall(PetscStrncpy((*s)->test_conditions, tests, sizeof((*s)->test_conditions)));
+  PetscCall(PetscStrncpy((*s)->file, file, sizeof((*s)->file)));
+  (*s)->seed = seed;
+  PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
+  *ierr = CsSplitSetUp(*s, d);
+  PetscCall(PetscPopErrorHandler());
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode Body(void)
+{
+  char           data[PETSC_MAX_PATH_LEN], dir[PETSC_MAX_PATH_LEN], path[PETSC_MAX_PATH_LEN];
+  CsSplit        s, t;
+  PetscErrorCode ierr;
+  PetscInt       a172 = -1, u87 = -1, differ = 0;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsTestSourcePath("input/perturbench_devel/devel.h5ad", data));
+  PetscCall(CsDatasetCreate(PETSC_COMM_WORLD, &ds));
+  PetscCall(CsDatasetSetFile(ds, data, NULL));
+  PetscCall(CsDesignCreate(PETSC_COMM_WORLD, &d));
+  PetscCall(PetscStrncpy(d->context_key, "cell_type", sizeof(d->context_key)));
+  PetscCall(CsDesignAddKeys(d, ds));
+  PetscCall(CsDatasetSetUp(ds));
+  PetscCall(CsDesignSetUp(d, ds));
+  a172 = CsDesignFindContext(d, "A172"), u87 = CsDesignFindContext(d, "U87MG");
+  CS_EXPECT(a172 >= 0 && u87 >= 0, "contexts A172 and U87MG exist");
+
+  /* combo: singles and controls train; the 15 doubles split: round(0.2 * 15) = 3 test, round(0.1 * 15) = 2 valid. */
+  PetscCall(MakeSplit("combo", "", "", 3, "", &s, &ierr));
+  CS_EXPECT(!ierr, "combo split failed");
+  for (PetscInt g = 0; g < d->ngroups; g++) {
+    PetscInt na = d->conds[d->groups[g].cond].natoms;
+    if (na < 2) CS_EXPECT(s->role[g] == CS_ROLE_TRAIN, "single/control group %" PetscInt_FMT " not train", g);
+  }
+  CS_EXPECT(s->ntest == 3 && s->nvalid == 2, "combo: %" PetscInt_FMT " test, %" PetscInt_FMT " valid", s->ntest, s->nvalid);
+  /* round trip through split.json */
+  PetscCall(CsTestTempDir(PETSC_COMM_WORLD, dir));
+  PetscCall(CsPathJoin(dir, "split.json", path));
+  PetscCall(CsSplitSave(s, d, path));
+  PetscCall(MakeSplit("random", "", "", 99, path, &t, &ierr));
+  CS_EXPECT(!ierr, "loading split.json failed");
+  for (PetscInt g = 0; g < d->ngroups && !ierr; g++) CS_EXPECT(s->role[g] == t->role[g], "role of group %" PetscInt_FMT " changed", g);
+  PetscCall(CsSplitDestroy(&t));
+  /* same seed, same split; another seed, another split */
+  PetscCall(MakeSplit("combo", "", "", 3, "", &t, &ierr));
+  for (PetscInt g = 0; g < d->ngroups; g++) CS_EXPECT(s->role[g] == t->role[g], "seeded split not reproducible");
+  PetscCall(CsSplitDestroy(&t));
+  for (PetscInt seed = 4; seed < 8; seed++) {
+    PetscCall(MakeSplit("combo", "", "", seed, "", &t, &ierr));
+    for (PetscInt g = 0; g < d->ngroups; g++) differ += s->role[g] != t->role[g];
+    PetscCall(CsSplitDestroy(&t));
+  }
+  CS_EXPECT(differ > 0, "the seed does not change the combo split");
+  PetscCall(CsSplitDestroy(&s));
+
+  /* context: all perturbed U87MG groups test, its control train, no other test group */
+  PetscCall(MakeSplit("context", "U87MG", "", 0, "", &s, &ierr));
+  CS_EXPECT(!ierr, "context split failed");
+  for (PetscInt g = 0; g < d->ngroups; g++) {
+    PetscBool held = d->groups[g].ctx == u87 && !d->groups[g].control;
+    CS_EXPECT(held == (s->role[g] == CS_ROLE_TEST), "context split role of group %" PetscInt_FMT, g);
+  }
+  CS_EXPECT(s->ntest == 9, "9 U87MG knockdowns are test (got %" PetscInt_FMT ")", s->ntest);
+  PetscCall(CsSplitDestroy(&s));
+
+  /* explicit: a double everywhere it exists, a single in one context, given in another atom order */
+  PetscCall(MakeSplit("explicit", "", "MAP2K6+KLF1, MAPK1@A172", 0, "", &s, &ierr));
+  CS_EXPECT(!ierr, "explicit split failed");
+  {
+    PetscInt c1, c2;
+    PetscCall(CsDesignFindCondition(d, "KLF1+MAP2K6", NULL, &c1));
+    PetscCall(CsDesignFindCondition(d, "MAPK1", NULL, &c2));
+    for (PetscInt g = 0; g < d->ngroups; g++) {
+      PetscBool want = d->groups[g].cond == c1 || (d->groups[g].cond == c2 && d->groups[g].ctx == a172);
+      CS_EXPECT(want == (s->role[g] == CS_ROLE_TEST), "explicit split role of group %" PetscInt_FMT, g);
+    }
+  }
+  PetscCall(CsSplitDestroy(&s));
+
+  /* random: 20% of the perturbed groups (60 of them) */
+  PetscCall(MakeSplit("random", "", "", 1, "", &s, &ierr));
+  CS_EXPECT(!ierr && s->ntest == 12 && s->nvalid == 6, "random split sizes %" PetscInt_FMT "/%" PetscInt_FMT, s->ntest, s->nvalid);
+  for (PetscInt g = 0; g < d->ngroups; g++)
+    if (d->groups[g].control) CS_EXPECT(s->role[g] == CS_ROLE_TRAIN, "control group not train");
+  PetscCall(CsSplitDestroy(&s));
+
+  /* input errors are collective and typed */
+  PetscCall(MakeSplit("context", "HeLa", "", 0, "", &s, &ierr));
+  CS_EXPECT(ierr == CS_ERR_INPUT, "unknown holdout context accepted");
+  PetscCall(CsSplitDestroy(&s));
+  PetscCall(MakeSplit("explicit", "", "NOPE+KLF1", 0, "", &s, &ierr));
+  CS_EXPECT(ierr == CS_ERR_INPUT, "condition without cells accepted");
+  PetscCall(CsSplitDestroy(&s));
+  PetscCall(MakeSplit("explicit", "", "control", 0, "", &s, &ierr));
+  CS_EXPECT(ierr == CS_ERR_INPUT, "control as a test group accepted");
+  PetscCall(CsSplitDestroy(&s));
+  PetscCall(CsSplitCreate(PETSC_COMM_WORLD, &s));
+  s->test_fraction = 0;
+  PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
+  ierr = CsSplitSetUp(s, d);
+  PetscCall(PetscPopErrorHandler());
+  CS_EXPECT(ierr == CS_ERR_INPUT, "empty test set accepted");
+  PetscCall(CsSplitDestroy(&s));
+
+  PetscCall(CsDesignDestroy(&d));
+  PetscCall(CsDatasetDestroy(&ds));
+  PetscFunctionReturn(0);
+}
+
+int main(int argc, char **argv) { return CsTestMain(argc, argv, Body); }
