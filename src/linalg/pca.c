@@ -101,11 +101,31 @@ static void PanelContribution(const CsCSR *X, const PetscBool *rows, const doubl
   for (int j = 1; j < w; j++) memset(S + (size_t)j * m, 0, sizeof(double) * (size_t)j);
 }
 
-PetscErrorCode CsPCAFit(MPI_Comm comm, const CsCSR *X, const PetscBool *rows, PetscInt k, double *mean, double *comps,
-                        double *vars)
+void CsPCAOptionsDefault(CsPCAOptions *o)
 {
-  PetscMPIInt size, rank;
-  PetscInt    nb = 64, width = 0, chunk = 0;
+  o->block_size = 64, o->panel_width = 0, o->chunk_rows = 0;
+}
+
+PetscErrorCode CsPCAOptionsProcess(PetscOptionItems *PetscOptionsObject, CsPCAOptions *o)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscOptionsInt("-pca_block_size", "Block size of the block-cyclic gene x gene covariance", "CsPCAFit",
+                            o->block_size, &o->block_size, NULL));
+  PetscCall(PetscOptionsInt("-pca_panel_width", "Covariance columns assembled per reduction (0: from a 256 MB budget)",
+                            "CsPCAFit", o->panel_width, &o->panel_width, NULL));
+  PetscCall(PetscOptionsInt("-pca_chunk_rows", "Cells densified at a time for the covariance (0: from a 64 MB budget)",
+                            "CsPCAFit", o->chunk_rows, &o->chunk_rows, NULL));
+  PetscCheck(o->block_size >= 1 && o->panel_width >= 0 && o->chunk_rows >= 0, PETSC_COMM_SELF, CS_ERR_INPUT,
+             "PCA options: the block size must be positive, the panel width and chunk rows non-negative");
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsPCAFit(MPI_Comm comm, const CsCSR *X, const PetscBool *rows, PetscInt k, const CsPCAOptions *opt,
+                        double *mean, double *comps, double *vars)
+{
+  PetscMPIInt size;
+  CsPCAOptions defaults;
+  PetscInt    nb, width, chunk;
   Layout      L;
   int         p = (int)X->ncols, handle, ctxt, gr, gc, *coord, zero = 0, one = 1, info = 0, descA[9], descZ[9];
   int         zloc, mz, K = (int)k, il, iu, mfound = 0, nzfound = 0, lwork = -1, liwork = -1, iwq, *iwork;
@@ -117,16 +137,10 @@ PetscErrorCode CsPCAFit(MPI_Comm comm, const CsCSR *X, const PetscBool *rows, Pe
   PetscFunctionBeginUser;
   PetscCall(PetscLogEventBegin(CS_EVENT_PCA, 0, 0, 0, 0));
   PetscCallMPI(MPI_Comm_size(comm, &size));
-  PetscCallMPI(MPI_Comm_rank(comm, &rank));
-  PetscOptionsBegin(comm, NULL, "Distributed PCA", "CsPCAFit");
-  PetscCall(PetscOptionsInt("-pca_block_size", "Block size of the block-cyclic covariance", "CsPCAFit", nb, &nb, NULL));
-  PetscCall(PetscOptionsInt("-pca_panel_width", "Covariance columns assembled per reduction (0: from a 256 MB budget)",
-                            "CsPCAFit", width, &width, NULL));
-  PetscCall(PetscOptionsInt("-pca_chunk_rows", "Rows densified at a time (0: from a 64 MB budget)", "CsPCAFit", chunk,
-                            &chunk, NULL));
-  PetscOptionsEnd();
-  PetscCheck(nb >= 1 && width >= 0 && chunk >= 0, comm, CS_ERR_INPUT,
-             "-pca_block_size must be positive and -pca_panel_width, -pca_chunk_rows non-negative");
+  if (!opt) CsPCAOptionsDefault(&defaults), opt = &defaults;
+  nb = opt->block_size, width = opt->panel_width, chunk = opt->chunk_rows;
+  PetscCheck(nb >= 1 && width >= 0 && chunk >= 0, comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "PCA: the block size must be positive, the panel width and chunk rows non-negative");
   PetscCheck(k >= 1 && k <= p, comm, PETSC_ERR_ARG_OUTOFRANGE,
              "PCA: asked for %" PetscInt_FMT " components of %d genes", k, p);
 

@@ -17,7 +17,8 @@
      combinations and unseen contexts get an embedding;
    - b: the row mean of Y_train.
    A condition in a context is predicted as each control cell of that context plus b + G W p_cond, p_cond the sum
-   of the condition's atom embeddings. Doses are ignored. Options: -linear_k (K), -linear_ridge (lambda). */
+   of the condition's atom embeddings. Doses are ignored. Options: -linear_k (K), -linear_ridge (lambda), and the
+   layout of the distributed PCA, -linear_pca_block_size, -linear_pca_panel_width, -linear_pca_chunk_rows. */
 #include <cellshift/model.h>
 #include <cellshift/linalg.h>
 #include <cellshift/h5util.h>
@@ -25,6 +26,7 @@
 typedef struct {
   PetscInt  k;      /* -linear_k */
   PetscReal ridge;  /* -linear_ridge */
+  CsPCAOptions pca; /* -linear_pca_block_size, ... */
   PetscInt  K, ngenes, natoms, ntrain;
   double   *G;      /* [K x ngenes] row i = principal axis i (G^T of the definition above) */
   double   *W;      /* [K x K] */
@@ -74,6 +76,7 @@ static PetscErrorCode CsModelSetFromOptions_Linear(CsModel m, PetscOptionItems *
   PetscCall(PetscOptionsInt("-k", "Dimension K of the gene and perturbation embeddings (principal axes)", "linear", l->k,
                             &l->k, NULL));
   PetscCall(PetscOptionsReal("-ridge", "Ridge penalty lambda on both sides of W", "linear", l->ridge, &l->ridge, NULL));
+  PetscCall(CsPCAOptionsProcess(PetscOptionsObject, &l->pca));
   PetscCheck(l->k >= 1, m->comm, CS_ERR_INPUT, "-linear_k must be at least 1, not %" PetscInt_FMT, l->k);
   PetscCheck(l->ridge >= 0, m->comm, CS_ERR_INPUT, "-linear_ridge must be non-negative, not %g", (double)l->ridge);
   PetscFunctionReturn(0);
@@ -123,7 +126,7 @@ static PetscErrorCode CsModelFit_Linear(CsModel m)
     PetscInt g = d->cell_group[i];
     rows[i]    = (PetscBool)(g >= 0 && s->role[g] == CS_ROLE_TRAIN);
   }
-  PetscCall(CsPCAFit(m->comm, &ds->X, rows, K, l->mean, l->G, l->var));
+  PetscCall(CsPCAFit(m->comm, &ds->X, rows, K, &l->pca, l->mean, l->G, l->var));
   PetscCall(PetscFree(rows));
 
   /* P: each atom's mean single-atom shift projected on the axes. */
@@ -309,6 +312,7 @@ PetscErrorCode CsModelCreate_Linear(CsModel m)
   PetscCall(PetscNew(&l));
   l->k                   = 10;
   l->ridge               = 0.1;
+  CsPCAOptionsDefault(&l->pca);
   m->data                = l;
   m->ops->setfromoptions = CsModelSetFromOptions_Linear;
   m->ops->fit            = CsModelFit_Linear;

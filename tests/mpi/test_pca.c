@@ -28,24 +28,23 @@ static PetscBool Selected(int mask, PetscInt i)
   }
 }
 
-static PetscErrorCode Case(PetscInt p, PetscInt k, int mask, const char *nb, const char *width, const char *chunk)
+static PetscErrorCode Case(PetscInt p, PetscInt k, int mask, PetscInt nb, PetscInt width, PetscInt chunk)
 {
   MPI_Comm    comm = PETSC_COMM_WORLD;
   PetscMPIInt size, rank;
   PetscInt    rstart, rend, nsel = 0;
   CsCSR       X = {0};
   PetscBool  *rows;
+  CsPCAOptions opt;
   double     *mean, *comps, *vars, *rmean, *C, *rvals, *rvecs;
 
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Comm_size(comm, &size));
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
-  PetscCall(PetscOptionsClearValue(NULL, "-pca_block_size"));
-  PetscCall(PetscOptionsClearValue(NULL, "-pca_panel_width"));
-  PetscCall(PetscOptionsClearValue(NULL, "-pca_chunk_rows"));
-  if (nb) PetscCall(PetscOptionsSetValue(NULL, "-pca_block_size", nb));
-  if (width) PetscCall(PetscOptionsSetValue(NULL, "-pca_panel_width", width));
-  if (chunk) PetscCall(PetscOptionsSetValue(NULL, "-pca_chunk_rows", chunk));
+  CsPCAOptionsDefault(&opt);
+  if (nb) opt.block_size = nb;
+  if (width) opt.panel_width = width;
+  if (chunk) opt.chunk_rows = chunk;
 
   /* This rank's contiguous block of rows, as CSR. */
   rstart = (NROWS * rank) / size, rend = (NROWS * (rank + 1)) / size;
@@ -66,7 +65,7 @@ static PetscErrorCode Case(PetscInt p, PetscInt k, int mask, const char *nb, con
   }
 
   PetscCall(PetscMalloc3(p, &mean, k * p, &comps, k, &vars));
-  PetscCall(CsPCAFit(comm, &X, mask ? rows : NULL, k, mean, comps, vars));
+  PetscCall(CsPCAFit(comm, &X, mask ? rows : NULL, k, nb || width || chunk ? &opt : NULL, mean, comps, vars));
 
   /* Replicated reference. */
   PetscCall(PetscCalloc4(p, &rmean, p * p, &C, k, &rvals, k * p, &rvecs));
@@ -93,9 +92,9 @@ static PetscErrorCode Case(PetscInt p, PetscInt k, int mask, const char *nb, con
   if (!rank) {
     double gap = 1e300;
     for (PetscInt t = 0; t + 1 < k; t++) gap = PetscMin(gap, (rvals[t] - rvals[t + 1]) / rvals[0]);
-    PetscCall(PetscPrintf(PETSC_COMM_SELF, "p %" PetscInt_FMT " k %" PetscInt_FMT " mask %d nb %s width %s chunk %s: "
+    PetscCall(PetscPrintf(PETSC_COMM_SELF, "p %" PetscInt_FMT " k %" PetscInt_FMT " mask %d nb %" PetscInt_FMT " width %" PetscInt_FMT " chunk %" PetscInt_FMT ": "
                           "%" PetscInt_FMT " rows, top variance %.4g, smallest relative gap %.3g\n", p, k, mask,
-                          nb ? nb : "-", width ? width : "-", chunk ? chunk : "-", nsel, rvals[0], gap));
+                          opt.block_size, opt.panel_width, opt.chunk_rows, nsel, rvals[0], gap));
   }
   PetscCall(PetscFree4(rmean, C, rvals, rvecs));
   PetscCall(PetscFree3(mean, comps, vars));
@@ -107,10 +106,10 @@ static PetscErrorCode Case(PetscInt p, PetscInt k, int mask, const char *nb, con
 static PetscErrorCode Body(void)
 {
   PetscFunctionBeginUser;
-  PetscCall(Case(150, 6, 0, NULL, NULL, NULL));  /* defaults: one panel, p not a multiple of 64 */
-  PetscCall(Case(150, 5, 1, "8", "16", "7"));    /* many panels and chunks, row mask */
-  PetscCall(Case(37, 10, 2, "5", "5", "3"));     /* one-block panels; some ranks select no row */
-  PetscCall(Case(64, 64, 0, "16", "32", NULL));  /* every eigenpair */
+  PetscCall(Case(150, 6, 0, 0, 0, 0));   /* defaults: one panel, p not a multiple of 64 */
+  PetscCall(Case(150, 5, 1, 8, 16, 7));  /* many panels and chunks, row mask */
+  PetscCall(Case(37, 10, 2, 5, 5, 3));   /* one-block panels; some ranks select no row */
+  PetscCall(Case(64, 64, 0, 16, 32, 0)); /* every eigenpair */
   PetscFunctionReturn(0);
 }
 
