@@ -2,7 +2,7 @@
 # The linear model end to end on the embedded PerturBench devel data (combination split):
 # - `cellshift run -model linear` at 1, 2 and 3 ranks writes the same predictions and parameters;
 # - numpy recomputes the model from the data and split.json alone and every predicted cell must match
-#   (tests/python/check_linear.py), also for other -linear_k / -linear_ridge on the same split;
+#   (tests/python/check_linear.py), also for other -linear_k / -linear_ridge / PCA layout on the same split;
 # - `cellshift predict` at another rank count loads model.h5 and writes the same predictions again.
 set -euo pipefail
 data="$CS_SOURCE_DIR/input/perturbench_devel/devel.h5ad"
@@ -16,9 +16,11 @@ for n in 1 2 3; do
   "$CS_PYTHON" "$check" "$data" "$out/np$n/split.json" "$out/np$n/linear/predictions.h5ad" 10 0.1
 done
 
-# Other hyper-parameters, same split.
-$CS_MPIEXEC -n 2 "$CELLSHIFT" run "${common[@]}" -split_file "$out/np1/split.json" -model linear -baselines control \
-  -linear_k 4 -linear_ridge 2.5 -output_dir "$out/k4" > "$out/k4.log"
+# Other hyper-parameters, same split; a small block, panel and chunk so that the covariance is assembled in many
+# pieces.
+$CS_MPIEXEC -n 3 "$CELLSHIFT" run "${common[@]}" -split_file "$out/np1/split.json" -model linear -baselines control \
+  -linear_k 4 -linear_ridge 2.5 -linear_pca_block_size 16 -linear_pca_panel_width 48 -linear_pca_chunk_rows 100 \
+  -output_dir "$out/k4" > "$out/k4.log"
 "$CS_PYTHON" "$check" "$data" "$out/k4/split.json" "$out/k4/linear/predictions.h5ad" 4 2.5
 
 # Reload the 1-rank model at 3 ranks.
