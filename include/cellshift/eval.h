@@ -58,21 +58,30 @@ PETSC_EXTERN PetscErrorCode CsEvaluatorWrite(CsEvaluator e, const char dir[]);
 /* Rank 0 prints the aggregate table (one row per scored model, in scoring order). */
 PETSC_EXTERN PetscErrorCode CsEvaluatorPrintTable(CsEvaluator e, PetscViewer v);
 /* Aggregate value of metric for model `name` (for tests and sweeps). */
+PETSC_EXTERN PetscErrorCode CsEvaluatorView(CsEvaluator e, PetscViewer v);
 PETSC_EXTERN PetscErrorCode CsEvaluatorGetAggregate(CsEvaluator e, const char name[], CsMetric m, double *value);
 PETSC_EXTERN PetscErrorCode CsEvaluatorDestroy(CsEvaluator *e);
 
 /* Kernels (pure, used by the evaluator and tested on their own). */
+/* Pearson correlation; 0 when n < 2 or either vector is exactly constant. */
 PETSC_EXTERN double CsPearson(PetscInt n, const double *x, const double *y);
+/* Cosine of the angle; 0 when either vector is zero. */
 PETSC_EXTERN double CsCosine(PetscInt n, const double *x, const double *y);
 /* t[j] = (m1 - m2) / sqrt(v1/n1 + v2/n2), 0 where the denominator is 0. */
 PETSC_EXTERN void CsWelchT(PetscInt n, const double *m1, const double *v1, double n1, const double *m2,
                            const double *v2, double n2, double *t);
 /* Indices of the k largest |t| (descending, ties by index), only among t != 0; *found <= k. */
 PETSC_EXTERN PetscErrorCode CsTopAbs(PetscInt n, const double *t, PetscInt k, PetscInt *idx, PetscInt *found);
-/* X [n x dim], Y [m x dim] row-major. */
-PETSC_EXTERN double CsEnergyDistance(PetscInt n, PetscInt m, PetscInt dim, const double *X, const double *Y);
-PETSC_EXTERN double CsMMDRBF(PetscInt n, PetscInt m, PetscInt dim, const double *X, const double *Y, double s2);
-/* Median of squared distances over distinct pairs of the rows of Z [n x dim]. */
+/* X [n x dim], Y [m x dim] row-major. Within-set means over distinct pairs are 0 for a set of fewer than 2 rows.
+   Squared distances are summed directly per pair (not through |x|^2 + |y|^2 - 2 x.y), so coincident points are
+   at distance exactly 0. */
+PETSC_EXTERN PetscErrorCode CsEnergyDistance(PetscInt n, PetscInt m, PetscInt dim, const double *X, const double *Y,
+                                             double *energy);
+/* s2 > 0. */
+PETSC_EXTERN PetscErrorCode CsMMDRBF(PetscInt n, PetscInt m, PetscInt dim, const double *X, const double *Y, double s2,
+                                     double *mmd);
+/* Median (numpy's: mean of the two middle values for an even count) of the squared distances over distinct pairs
+   of the rows of Z [n x dim]; 0 when n < 2. */
 PETSC_EXTERN PetscErrorCode CsMedianSqDist(PetscInt n, PetscInt dim, const double *Z, double *s2);
 
 #endif

@@ -1,0 +1,392 @@
+/* Predictions writer: a dense-X AnnData file laid out as anndata 0.8 writes it. See include/cellshift/h5ad.h.
+
+   Parallel HDF5 1.10 cannot write variable-length strings through MPI-IO, so the file is made in two phases:
+   rank 0 writes everything but the values of X with the serial driver (X itself is created contiguous,
+   unfiltered and allocated early, so its place in the file is fixed), then all ranks reopen the file with the
+   MPI-IO driver and write their rows of X collectively. */
+#include <cellshift/h5ad.h>
+#include <cellshift/h5util.h>
+
+struct _n_CsH5adWriter {
+  MPI_Comm  comm;
+  CsOutFile out;
+  PetscInt  nrows, ngenes;
+  PetscInt  block;   /* most rows one rank writes in one collective call */
+  PetscInt  written; /* rows written by this rank so far */
+  hid_t     file, X; /* open on every rank (MPI-IO driver) between Create and Commit/Destroy */
+};
+
+/* The encoding-type / encoding-version pair anndata puts on every element. */
+static PetscErrorCode WriteEncoding(hid_t obj, const char type[], const char version[])
+{
+  PetscFunctionBeginUser;
+  PetscCall(CsH5WriteAttrString(obj, "encoding-type", type));
+  PetscCall(CsH5WriteAttrString(obj, "encoding-version", version));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode CreateGroup(hid_t loc, const char name[], const char type[], const char version[], hid_t *g)
+{
+  PetscFunctionBeginUser;
+  H5Call(*g = H5Gcreate2(loc, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "cannot create group %s", name);
+  PetscCall(WriteEncoding(*g, type, version));
+  PetscFunctionReturn(0);
+}
+
+/* An empty mapping (obsm, varm, obsp, varp, layers, uns). */
+static PetscErrorCode WriteEmptyDict(hid_t loc, const char name[])
+{
+  hid_t g;
+
+  PetscFunctionBeginUser;
+  PetscCall(CreateGroup(loc, name, "dict", "0.1.0", &g));
+  H5Gclose(g);
+  PetscFunctionReturn(0);
+}
+
+/* A dataframe's column-order: an array of UTF-8 strings, or (no columns) the empty float64 array h5py writes for
+   an empty list. */
+static PetscErrorCode WriteColumnOrder(hid_t obj, PetscInt n, char *const *names)
+{
+  hsize_t dim = (hsize_t)n;
+  hid_t   t, s, a;
+  double  dummy = 0;
+
+  PetscFunctionBeginUser;
+  if (n) {
+    t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+  } else t = H5Tcopy(H5T_IEEE_F64LE);
+  s = H5Screate_simple(1, &dim, NULL);
+  H5Call(a = H5Acreate2(obj, "column-order", t, s, H5P_DEFAULT, H5P_DEFAULT), "cannot create attribute column-order");
+  H5Call(H5Awrite(a, t, n ? (const void *)names : (const void *)&dummy), "cannot write attribute column-order");
+  H5Aclose(a), H5Sclose(s), H5Tclose(t);
+  PetscFunctionReturn(0);
+}
+
+/* h5py's boolean: an int8 enum {FALSE = 0, TRUE = 1}. */
+static PetscErrorCode WriteBoolAttr(hid_t obj, const char attr[], PetscBool v)
+{
+  int8_t f = 0, t = 1, val = v ? 1 : 0;
+  hid_t  e, s, a;
+
+  PetscFunctionBeginUser;
+  e = H5Tenum_create(H5T_NATIVE_INT8);
+  H5Tenum_insert(e, "FALSE", &f);
+  H5Tenum_insert(e, "TRUE", &t);
+  s = H5Screate(H5S_SCALAR);
+  H5Call(a = H5Acreate2(obj, attr, e, s, H5P_DEFAULT, H5P_DEFAULT), "cannot create attribute %s", attr);
+  H5Call(H5Awrite(a, e, &val), "cannot write attribute %s", attr);
+  H5Aclose(a), H5Sclose(s), H5Tclose(e);
+  PetscFunctionReturn(0);
+}
+
+/* obs/_index = "0", "1", ..., "n-1", written in blocks so that rank 0 never holds all the names at once. */
+static PetscErrorCode WriteObsIndex(hid_t obs, PetscInt n)
+{
+  const PetscInt B = 1 << 16;
+  hsize_t        dim = (hsize_t)n;
+  hid_t          t, fs, d;
+  char          *buf, **ptr;
+
+  PetscFunctionBeginUser;
+  t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, H5T_VARIABLE);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  fs = H5Screate_simple(1, &dim, NULL);
+  H5Call(d = H5Dcreate2(obs, "_index", t, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "cannot create obs/_index");
+  PetscCall(PetscMalloc2(B * 24, &buf, B, &ptr));
+  for (PetscInt start = 0; start < n; start += B) {
+    hsize_t off = (hsize_t)start, cnt = (hsize_t)PetscMin(B, n - start);
+    hid_t   ms  = H5Screate_simple(1, &cnt, NULL);
+    for (hsize_t i = 0; i < cnt; i++) {
+      ptr[i] = buf + 24 * i;
+      snprintf(ptr[i], 24, "%lld", (long long)(off + i));
+    }
+    H5Call(H5Sselect_hyperslab(fs, H5S_SELECT_SET, &off, NULL, &cnt, NULL), "obs/_index: bad selection");
+    H5Call(H5Dwrite(d, t, ms, fs, H5P_DEFAULT, ptr), "cannot write obs/_index");
+    H5Sclose(ms);
+  }
+  PetscCall(PetscFree2(buf, ptr));
+  PetscCall(WriteEncoding(d, "string-array", "0.2.0"));
+  H5Dclose(d), H5Sclose(fs), H5Tclose(t);
+  PetscFunctionReturn(0);
+}
+
+/* A string-array dataset with its encoding. */
+static PetscErrorCode WriteStringArray(hid_t loc, const char name[], PetscInt n, char *const *s)
+{
+  hid_t d;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsH5WriteStrings(loc, name, n, s));
+  H5Call(d = H5Dopen2(loc, name, H5P_DEFAULT), "cannot open %s", name);
+  PetscCall(WriteEncoding(d, "string-array", "0.2.0"));
+  H5Dclose(d);
+  PetscFunctionReturn(0);
+}
+
+/* A pandas categorical: categories (strings) + codes in the smallest integer type pandas would choose. */
+static PetscErrorCode WriteCategorical(hid_t obs, const CsH5adOutColumn *c, PetscInt nrows)
+{
+  hsize_t dim = (hsize_t)nrows;
+  hid_t   g, s, d, ft;
+  int32_t dummy = 0;
+
+  PetscFunctionBeginUser;
+  PetscCall(CreateGroup(obs, c->name, "categorical", "0.2.0", &g));
+  PetscCall(WriteBoolAttr(g, "ordered", PETSC_FALSE));
+  PetscCall(WriteStringArray(g, "categories", c->ncat, c->cats));
+  ft = c->ncat < INT8_MAX ? H5T_STD_I8LE : c->ncat < INT16_MAX ? H5T_STD_I16LE : H5T_STD_I32LE;
+  s  = H5Screate_simple(1, &dim, NULL);
+  H5Call(d = H5Dcreate2(g, "codes", ft, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "cannot create obs/%s/codes",
+         c->name);
+  /* HDF5 narrows the int32 codes to the file type (they were checked to fit). */
+  H5Call(H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, nrows ? (const void *)c->codes : &dummy),
+         "cannot write obs/%s/codes", c->name);
+  PetscCall(WriteEncoding(d, "array", "0.2.0"));
+  H5Dclose(d), H5Sclose(s), H5Gclose(g);
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: every column has a usable name, distinct category names and codes in [-1, ncat). */
+static PetscErrorCode CheckColumns(PetscInt nrows, PetscInt ncols, const CsH5adOutColumn *cols)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt k = 0; k < ncols; k++) {
+    const CsH5adOutColumn *c = &cols[k];
+    PetscCheck(c->name && c->name[0] && strcmp(c->name, "_index") && !strchr(c->name, '/'), PETSC_COMM_SELF,
+               CS_ERR_INPUT, "obs column %" PetscInt_FMT " has an unusable name '%s'", k, c->name ? c->name : "");
+    for (PetscInt j = 0; j < k; j++)
+      PetscCheck(strcmp(cols[j].name, c->name), PETSC_COMM_SELF, CS_ERR_INPUT, "obs column '%s' is given twice",
+                 c->name);
+    PetscCheck(c->ncat >= 0 && c->ncat < INT32_MAX && (c->ncat == 0 || c->cats), PETSC_COMM_SELF, CS_ERR_INPUT,
+               "obs column '%s' has no categories", c->name);
+    PetscCheck(nrows == 0 || c->codes, PETSC_COMM_SELF, CS_ERR_INPUT, "obs column '%s' has no codes on rank 0", c->name);
+    for (PetscInt i = 0; i < nrows; i++)
+      PetscCheck(c->codes[i] >= -1 && c->codes[i] < c->ncat, PETSC_COMM_SELF, CS_ERR_INPUT,
+                 "obs column '%s' has code %d at row %" PetscInt_FMT ", outside [-1, %" PetscInt_FMT ")", c->name,
+                 (int)c->codes[i], i, c->ncat);
+  }
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode WriteMetadataTo(hid_t f, PetscInt nrows, PetscInt ngenes, char *const *genes, PetscInt ncols,
+                                      const CsH5adOutColumn *cols)
+{
+  hid_t   obs, var, dcpl, s, X;
+  hsize_t dims[2] = {(hsize_t)nrows, (hsize_t)ngenes};
+  char  **names;
+
+  PetscFunctionBeginUser;
+  PetscCall(WriteEncoding(f, "anndata", "0.1.0"));
+
+  PetscCall(CreateGroup(f, "obs", "dataframe", "0.2.0", &obs));
+  PetscCall(CsH5WriteAttrString(obs, "_index", "_index"));
+  PetscCall(PetscMalloc1(ncols + 1, &names));
+  for (PetscInt k = 0; k < ncols; k++) names[k] = (char *)cols[k].name;
+  PetscCall(WriteColumnOrder(obs, ncols, names));
+  PetscCall(PetscFree(names));
+  PetscCall(WriteObsIndex(obs, nrows));
+  for (PetscInt k = 0; k < ncols; k++) PetscCall(WriteCategorical(obs, &cols[k], nrows));
+  H5Gclose(obs);
+
+  PetscCall(CreateGroup(f, "var", "dataframe", "0.2.0", &var));
+  PetscCall(CsH5WriteAttrString(var, "_index", "_index"));
+  PetscCall(WriteColumnOrder(var, 0, NULL));
+  PetscCall(WriteStringArray(var, "_index", ngenes, genes));
+  H5Gclose(var);
+
+  /* X: contiguous and allocated now, never filled, so the parallel phase only writes raw data into place. */
+  dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Call(H5Pset_layout(dcpl, H5D_CONTIGUOUS), "X: cannot set the layout");
+  H5Call(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY), "X: cannot set the allocation time");
+  H5Call(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER), "X: cannot set the fill time");
+  s = H5Screate_simple(2, dims, NULL);
+  H5Call(X = H5Dcreate2(f, "X", H5T_IEEE_F32LE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT), "cannot create X");
+  PetscCall(WriteEncoding(X, "array", "0.2.0"));
+  H5Dclose(X), H5Sclose(s), H5Pclose(dcpl);
+
+  PetscCall(WriteEmptyDict(f, "layers"));
+  PetscCall(WriteEmptyDict(f, "obsm"));
+  PetscCall(WriteEmptyDict(f, "obsp"));
+  PetscCall(WriteEmptyDict(f, "uns"));
+  PetscCall(WriteEmptyDict(f, "varm"));
+  PetscCall(WriteEmptyDict(f, "varp"));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0, serial driver: the whole file except the values of X. Closes the file on every path. */
+static PetscErrorCode WriteMetadata(const char tmp[], PetscInt nrows, PetscInt ngenes, char *const *genes,
+                                    PetscInt ncols, const CsH5adOutColumn *cols)
+{
+  hid_t          fapl, f;
+  PetscErrorCode ierr;
+
+  PetscFunctionBeginUser;
+  PetscCall(CheckColumns(nrows, ncols, cols));
+  for (PetscInt j = 0; j < ngenes; j++)
+    PetscCheck(genes && genes[j], PETSC_COMM_SELF, CS_ERR_INPUT, "gene %" PetscInt_FMT " has no name", j);
+  fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG); /* an error half-way leaves objects open: close them too */
+  f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  H5Pclose(fapl);
+  PetscCheck(f >= 0, PETSC_COMM_SELF, CS_ERR_INPUT, "cannot create %s", tmp);
+  ierr = WriteMetadataTo(f, nrows, ngenes, genes, ncols, cols);
+  if (H5Fclose(f) < 0 && !ierr) SETERRQ(PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "cannot close %s", tmp);
+  PetscCall(ierr);
+  PetscFunctionReturn(0);
+}
+
+/* Every rank: reopen the file with the MPI-IO driver and open X. */
+static PetscErrorCode OpenParallel(CsH5adWriter w)
+{
+  hid_t fapl;
+
+  PetscFunctionBeginUser;
+  fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Call(H5Pset_fapl_mpio(fapl, w->comm, MPI_INFO_NULL), "cannot select the MPI-IO driver");
+  w->file = H5Fopen(w->out.tmp, H5F_ACC_RDWR, fapl);
+  H5Pclose(fapl);
+  PetscCheck(w->file >= 0, PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN, "cannot reopen %s with MPI-IO", w->out.tmp);
+  H5Call(w->X = H5Dopen2(w->file, "X", H5P_DEFAULT), "cannot open X in %s", w->out.tmp);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5adWriterCreate(MPI_Comm comm, const char path[], PetscInt nrows, PetscInt ngenes, char *const *genes,
+                                  PetscInt ncols, const CsH5adOutColumn *cols, CsH5adWriter *w)
+{
+  CsH5adWriter   W;
+  PetscMPIInt    rank;
+  PetscErrorCode ierr = 0;
+  PetscReal      mb   = 256;
+
+  PetscFunctionBeginUser;
+  *w = NULL;
+  PetscCheck(nrows >= 0 && ngenes >= 0 && ncols >= 0, comm, PETSC_ERR_ARG_OUTOFRANGE, "%s: negative size", path);
+  PetscOptionsBegin(comm, NULL, "Writing .h5ad files", NULL);
+  PetscCall(PetscOptionsReal("-h5ad_write_block_mb",
+                             "Most MB of X one rank writes in one collective call (keeps MPI-IO requests below 2 GB)",
+                             NULL, mb, &mb, NULL));
+  PetscOptionsEnd();
+  PetscCheck(mb > 0, comm, CS_ERR_INPUT, "-h5ad_write_block_mb must be positive (got %g)", (double)mb);
+  PetscCall(PetscLogEventBegin(CS_EVENT_WRITE, 0, 0, 0, 0));
+  PetscCall(PetscNew(&W));
+  W->comm   = comm;
+  W->nrows  = nrows;
+  W->ngenes = ngenes;
+  W->file = W->X = H5I_INVALID_HID;
+  W->block       = (PetscInt)PetscMax(1.0, mb * 1048576.0 / (4.0 * (double)PetscMax(ngenes, 1)));
+  PetscCall(CsOutFileBegin(comm, path, &W->out));
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (!rank) ierr = WriteMetadata(W->out.tmp, nrows, ngenes, genes, ncols, cols);
+  ierr = CsAgreeCode(comm, ierr, path);
+  if (!ierr) {
+    ierr = OpenParallel(W);
+    ierr = CsAgreeCode(comm, ierr, path);
+  }
+  if (ierr) {
+    PetscCall(CsH5adWriterDestroy(&W));
+    PetscCall(PetscLogEventEnd(CS_EVENT_WRITE, 0, 0, 0, 0));
+    PetscFunctionReturn(ierr);
+  }
+  *w = W;
+  PetscCall(PetscLogEventEnd(CS_EVENT_WRITE, 0, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+/* This rank's rows in pieces of at most w->block rows: `npieces` collective calls, the same count on all ranks,
+   ranks with fewer pieces taking part with an empty selection. */
+static PetscErrorCode WritePieces(CsH5adWriter w, PetscInt row0, PetscInt n, const float *rows, PetscInt npieces)
+{
+  hid_t dxpl, fs, ms;
+  float dummy = 0;
+
+  PetscFunctionBeginUser;
+  dxpl = H5Pcreate(H5P_DATASET_XFER);
+  H5Call(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "cannot select collective I/O");
+  H5Call(fs = H5Dget_space(w->X), "cannot get the dataspace of X");
+  for (PetscInt p = 0; p < npieces; p++) {
+    PetscInt    r0     = p * w->block, cnt = PetscMax(0, PetscMin(w->block, n - r0));
+    hsize_t     off[2] = {(hsize_t)(row0 + r0), 0}, dims[2] = {(hsize_t)PetscMax(cnt, 1), (hsize_t)w->ngenes};
+    const void *buf    = cnt ? (const void *)(rows + (size_t)r0 * (size_t)w->ngenes) : (const void *)&dummy;
+
+    ms = H5Screate_simple(2, dims, NULL);
+    if (cnt) H5Call(H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, dims, NULL), "X: bad selection");
+    else {
+      H5Sselect_none(fs);
+      H5Sselect_none(ms);
+    }
+    H5Call(H5Dwrite(w->X, H5T_NATIVE_FLOAT, ms, fs, dxpl, buf), "cannot write rows %" PetscInt_FMT "..%" PetscInt_FMT
+           " of X", row0 + r0, row0 + r0 + cnt);
+    H5Sclose(ms);
+  }
+  H5Sclose(fs), H5Pclose(dxpl);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5adWriterWriteRows(CsH5adWriter w, PetscInt row0, PetscInt n, const float *rows)
+{
+  PetscInt       npieces;
+  PetscErrorCode ierr;
+
+  PetscFunctionBeginUser;
+  CsCheckAll(w->comm, row0 >= 0 && n >= 0 && row0 + n <= w->nrows && (n == 0 || rows),
+             "%s: rows [%" PetscInt_FMT ", %" PetscInt_FMT ") are outside the %" PetscInt_FMT " rows of X",
+             w->out.final, row0, row0 + n, w->nrows);
+  if (!w->ngenes) { /* nothing to store */
+    w->written += n;
+    PetscFunctionReturn(0);
+  }
+  PetscCall(PetscLogEventBegin(CS_EVENT_WRITE, 0, 0, 0, 0));
+  npieces = (n + w->block - 1) / w->block;
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &npieces, 1, MPIU_INT, MPI_MAX, w->comm));
+  ierr = WritePieces(w, row0, n, rows, npieces);
+  PetscCall(CsAgreeCode(w->comm, ierr, w->out.final));
+  w->written += n;
+  PetscCall(PetscLogEventEnd(CS_EVENT_WRITE, 0, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5adWriterCommit(CsH5adWriter *w)
+{
+  CsH5adWriter W = *w;
+  PetscInt     total;
+  PetscBool    closed;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Allreduce(&W->written, &total, 1, MPIU_INT, MPI_SUM, W->comm));
+  if (total != W->nrows) {
+    char     path[PETSC_MAX_PATH_LEN];
+    PetscInt nrows = W->nrows;
+    PetscCall(PetscStrncpy(path, W->out.final, sizeof(path)));
+    PetscCall(CsH5adWriterDestroy(w));
+    SETERRQ(PETSC_COMM_SELF, PETSC_ERR_ARG_WRONG, "%s: %" PetscInt_FMT " of the %" PetscInt_FMT " rows of X were written",
+            path, total, nrows);
+  }
+  closed = H5Dclose(W->X) >= 0 ? PETSC_TRUE : PETSC_FALSE;
+  closed = H5Fclose(W->file) >= 0 ? closed : PETSC_FALSE;
+  W->X = W->file = H5I_INVALID_HID;
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &closed, 1, MPIU_BOOL, MPI_LAND, W->comm));
+  if (!closed) {
+    char path[PETSC_MAX_PATH_LEN];
+    PetscCall(PetscStrncpy(path, W->out.final, sizeof(path)));
+    PetscCall(CsH5adWriterDestroy(w));
+    SETERRQ(PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "cannot close %s", path);
+  }
+  PetscCall(CsOutFileCommit(W->comm, &W->out));
+  PetscCall(PetscFree(*w));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5adWriterDestroy(CsH5adWriter *w)
+{
+  PetscFunctionBeginUser;
+  if (!*w) PetscFunctionReturn(0);
+  if ((*w)->X >= 0) H5Dclose((*w)->X);
+  if ((*w)->file >= 0) H5Fclose((*w)->file);
+  PetscCall(CsOutFileAbandon((*w)->comm, &(*w)->out));
+  PetscCall(PetscFree(*w));
+  PetscFunctionReturn(0);
+}
