@@ -184,7 +184,7 @@ PetscErrorCode CsPCAFit(MPI_Comm comm, const CsCSR *X, const PetscBool *rows, Pe
   if (!chunk) chunk = (PetscInt)PetscMax(1, (64 * MB) / (sizeof(double) * (size_t)p));
   chunk = PetscMax(1, PetscMin(chunk, X->nrows));
   PetscCheck((size_t)p * width < (size_t)PETSC_MPI_INT_MAX, comm, PETSC_ERR_ARG_OUTOFRANGE,
-             "PCA panel of %d x %" PetscInt_FMT " entries is too large for one reduction (lower -pca_panel_width)", p,
+             "PCA panel of %d x %" PetscInt_FMT " entries is too large for one reduction (lower the pca_panel_width option)", p,
              width);
   /* This rank's share of a panel: its rows times at most ceil(blocks per panel / npcol) blocks of columns. */
   maxrecv = (size_t)L.mloc * (size_t)((width / L.nb + L.npcol - 1) / L.npcol) * (size_t)L.nb;
