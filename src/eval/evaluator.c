@@ -8,6 +8,7 @@
    on one owner rank (groups are dealt out round-robin), which fits the group's PCA space, and later computes
    energy distance and MMD there; the values are then shared, so every rank holds the same numbers. */
 #include "evalimpl.h"
+#include <cellshift/linalg.h>
 #include <cblas.h>
 #include <math.h>
 
@@ -204,46 +205,6 @@ static PetscErrorCode GatherSubsample(MPI_Comm comm, PetscMPIInt root, const CsC
 /* ---------------------------------------------------------------------------------------------------------------
    PCA space of a test group */
 
-PETSC_EXTERN void dsyevr_(const char *jobz, const char *range, const char *uplo, const PetscBLASInt *n, double *a,
-                          const PetscBLASInt *lda, const double *vl, const double *vu, const PetscBLASInt *il,
-                          const PetscBLASInt *iu, const double *abstol, PetscBLASInt *m, double *w, double *z,
-                          const PetscBLASInt *ldz, PetscBLASInt *isuppz, double *work, const PetscBLASInt *lwork,
-                          PetscBLASInt *iwork, const PetscBLASInt *liwork, PetscBLASInt *info, size_t, size_t, size_t);
-
-/* Top-k eigenpairs of the symmetric n x n matrix A (row-major, full, destroyed), eigenvalues descending; vecs
-   [k x n], row i the eigenvector of vals[i], its largest-|.| entry positive. (Same contract as CsSymEigTop.) */
-static PetscErrorCode EigTop(PetscInt n, double *A, PetscInt k, double *vals, double *vecs)
-{
-  PetscBLASInt N, il, iu, m = 0, lwork = -1, liwork = -1, info = 0, iwq = 0, *isuppz, *iwork;
-  double       vl = 0, vu = 0, abstol = 0, wq = 0, *w, *Z, *work;
-
-  PetscFunctionBeginUser;
-  PetscCheck(k >= 1 && k <= n, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE, "EigTop: k = %" PetscInt_FMT " of n = %" PetscInt_FMT, k, n);
-  PetscCall(PetscBLASIntCast(n, &N));
-  il = N - (PetscBLASInt)k + 1, iu = N;
-  PetscCall(PetscMalloc3(n, &w, (size_t)n * k, &Z, 2 * k, &isuppz));
-  dsyevr_("V", "I", "L", &N, A, &N, &vl, &vu, &il, &iu, &abstol, &m, w, Z, &N, isuppz, &wq, &lwork, &iwq, &liwork,
-          &info, 1, 1, 1);
-  PetscCheck(!info, PETSC_COMM_SELF, PETSC_ERR_LIB, "dsyevr workspace query failed (info %d)", (int)info);
-  lwork = (PetscBLASInt)wq, liwork = iwq;
-  PetscCall(PetscMalloc2(lwork, &work, liwork, &iwork));
-  dsyevr_("V", "I", "L", &N, A, &N, &vl, &vu, &il, &iu, &abstol, &m, w, Z, &N, isuppz, work, &lwork, iwork, &liwork,
-          &info, 1, 1, 1);
-  PetscCheck(!info && m == (PetscBLASInt)k, PETSC_COMM_SELF, PETSC_ERR_LIB, "dsyevr failed (info %d, %d of %d eigenpairs)",
-             (int)info, (int)m, (int)k);
-  for (PetscInt i = 0; i < k; i++) {
-    const double *z   = Z + (size_t)(k - 1 - i) * n; /* LAPACK returns them ascending, column-major */
-    PetscInt      big = 0;
-    for (PetscInt r = 1; r < n; r++)
-      if (fabs(z[r]) > fabs(z[big])) big = r;
-    vals[i] = w[k - 1 - i];
-    for (PetscInt r = 0; r < n; r++) vecs[(size_t)i * n + r] = z[big] < 0 ? -z[r] : z[r];
-  }
-  PetscCall(PetscFree2(work, iwork));
-  PetscCall(PetscFree3(w, Z, isuppz));
-  PetscFunctionReturn(0);
-}
-
 static void Symmetrise(PetscInt n, double *A) /* upper triangle (row-major) copied to the lower */
 {
   for (PetscInt i = 0; i < n; i++)
@@ -280,14 +241,14 @@ static PetscErrorCode SpaceFit(PetscInt G, PetscInt nC, PetscInt nT, const float
       PetscCall(PetscMalloc1((size_t)G * G, &A));
       cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)G, (int)n, 1.0, Z, (int)G, 0.0, A, (int)G);
       Symmetrise(G, A);
-      PetscCall(EigTop(G, A, kk, vals, vecs));
+      PetscCall(CsSymEigTop(G, A, kk, vals, vecs));
       PetscCall(PetscFree(A));
     } else {
       double *U;
       PetscCall(PetscMalloc2((size_t)n * n, &A, (size_t)kk * n, &U));
       cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)G, 1.0, Z, (int)G, 0.0, A, (int)n);
       Symmetrise(n, A);
-      PetscCall(EigTop(n, A, kk, vals, U));
+      PetscCall(CsSymEigTop(n, A, kk, vals, U));
       cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)kk, (int)G, (int)n, 1.0, U, (int)n, Z, (int)G, 0.0,
                   vecs, (int)G);
       for (PetscInt i = 0; i < kk; i++) {
