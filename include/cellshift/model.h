@@ -38,6 +38,8 @@ struct _p_CsModel {
   CsSplit    split;
   PetscInt   seed;          /* -model_seed: initialisation, shuffling, noise */
   PetscInt   predict_max_cells; /* -predict_max_cells: control cells used per predicted group (0 = all) */
+  char       dir[PETSC_MAX_PATH_LEN]; /* the model's folder of the run (checkpoints); "" = none */
+  PetscBool  interrupted;   /* fit stopped by a signal after writing a checkpoint: do not predict */
   PetscBool  setup, fitted;
 };
 
@@ -75,18 +77,30 @@ PETSC_EXTERN const char       *CsModelTypeNames(void);
    j] in double, summed over ranks. Only groups with want[g] true are computed (others left 0); want may be NULL. */
 PETSC_EXTERN PetscErrorCode CsGroupMeans(CsDataset ds, CsDesign d, const PetscBool *want, double *means);
 
-/* The shift of every atom: delta[a*ngenes + j], the mean over the train groups in which the atom appears alone
-   of (group mean - control mean of its context), per context (ctxdelta, [nctx][natoms][ngenes], with seen[ctx*natoms
-   + a] telling whether atom a was seen alone in ctx) and averaged over the contexts where it was seen (delta, with
-   anyseen[a]). Used by the additive baseline and as the target of the linear baseline. */
+/* The shift of every atom in some space of dimension dim (expression for the additive baseline, a latent space
+   for scGen's vector arithmetic). From single-atom train groups with a control in their context: ctxdelta
+   [nctx][natoms][dim] = mean(group) - mean(control of its context), averaged over groups of the same atom and
+   context (doses); seen[ctx * natoms + a] tells where atom a was seen alone; delta [natoms][dim] averages ctxdelta
+   over the contexts where the atom was seen, each context weighing the same (scGen's cell-type balancing), with
+   anyseen[a]. */
 typedef struct {
-  PetscInt   natoms, nctx, ngenes;
-  double    *ctxdelta;  /* [nctx * natoms * ngenes] */
-  PetscBool *seen;      /* [nctx * natoms] */
-  double    *delta;     /* [natoms * ngenes] */
-  PetscBool *anyseen;   /* [natoms] */
+  PetscInt   natoms, nctx, dim;
+  double    *ctxdelta; /* [nctx * natoms * dim] */
+  PetscBool *seen;     /* [nctx * natoms] */
+  double    *delta;    /* [natoms * dim] */
+  PetscBool *anyseen;  /* [natoms] */
 } CsAtomShifts;
+/* The groups whose means the shifts need (want[ngroups]). */
+PETSC_EXTERN PetscErrorCode CsAtomShiftsGroups(CsDesign d, CsSplit s, PetscBool *want);
+/* Shifts from per-group mean vectors means[g * dim + k] (only the wanted groups are read). Not collective. */
+PETSC_EXTERN PetscErrorCode CsAtomShiftsFromMeans(CsDesign d, CsSplit s, PetscInt dim, const double *means, CsAtomShifts *sh);
+/* Collective: the shifts of mean expression (CsGroupMeans + CsAtomShiftsFromMeans). */
 PETSC_EXTERN PetscErrorCode CsAtomShiftsCompute(CsDataset ds, CsDesign d, CsSplit s, CsAtomShifts *sh);
+/* out[dim] = sum over the condition's atoms of the shift seen in ctx, else the balanced one, else nothing. */
+PETSC_EXTERN void CsAtomShiftsSum(const CsAtomShifts *sh, const CsCondition *cond, PetscInt ctx, double *out);
+/* Into / from an open HDF5 group of a model file (save: rank 0; load: every rank, sizes checked). */
+PETSC_EXTERN PetscErrorCode CsAtomShiftsSave(const CsAtomShifts *sh, hid_t g);
+PETSC_EXTERN PetscErrorCode CsAtomShiftsLoad(CsAtomShifts *sh, hid_t g, PetscInt nctx, PetscInt natoms, PetscInt dim);
 PETSC_EXTERN PetscErrorCode CsAtomShiftsFree(CsAtomShifts *sh);
 
 #endif

@@ -34,7 +34,8 @@ PetscErrorCode CsProblemDestroy(CsProblem *p);
 PetscErrorCode CsProblemModelPath(CsProblem *p, const char model[], const char file[], char out[]);
 /* Create a model of the given type on the problem (options applied, not fitted). */
 PetscErrorCode CsProblemModel(CsProblem *p, const char type[], CsModel *m);
-/* Fit, save model.h5 and write predictions.h5ad of one model. */
-PetscErrorCode CsProblemFitPredict(CsProblem *p, const char type[], PetscBool predict);
+/* Fit, save model.h5 and write predictions.h5ad of one model. *interrupted: a signal stopped the fit after a
+   checkpoint (nothing saved or predicted; the command should stop and exit cleanly). */
+PetscErrorCode CsProblemFitPredict(CsProblem *p, const char type[], PetscBool predict, PetscBool *interrupted);
 
 #endif

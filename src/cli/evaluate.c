@@ -6,6 +6,7 @@ PetscErrorCode CsCommandEvaluate(void)
 {
   CsProblem   p;
   CsEvaluator e;
+  PetscBool   stop = PETSC_FALSE;
 
   PetscFunctionBeginUser;
   PetscCall(CsProblemSetUp(&p, PETSC_TRUE));
@@ -21,7 +22,7 @@ PetscErrorCode CsCommandEvaluate(void)
     if (dup) continue;
     PetscCall(CsProblemModelPath(&p, name, "predictions.h5ad", path));
     PetscCall(CsFileExists(PETSC_COMM_WORLD, path, &exists));
-    if (!exists && i < p.nbaselines) PetscCall(CsProblemFitPredict(&p, name, PETSC_TRUE));
+    if (!exists && i < p.nbaselines) PetscCall(CsProblemFitPredict(&p, name, PETSC_TRUE, &stop));
     CsCheckAll(PETSC_COMM_WORLD, exists || i < p.nbaselines, "no predictions at %s: run `cellshift predict` first", path);
     PetscCall(CsEvaluatorScore(e, name, path));
   }

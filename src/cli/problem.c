@@ -98,10 +98,11 @@ PetscErrorCode CsProblemModel(CsProblem *p, const char type[], CsModel *m)
   PetscCall(CsModelSetType(*m, type));
   PetscCall(CsModelSetFromOptions(*m));
   PetscCall(CsModelSetProblem(*m, p->ds, p->design, p->split));
+  PetscCall(CsPathJoin(p->outdir, type, (*m)->dir));
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsProblemFitPredict(CsProblem *p, const char type[], PetscBool predict)
+PetscErrorCode CsProblemFitPredict(CsProblem *p, const char type[], PetscBool predict, PetscBool *interrupted)
 {
   CsModel m;
   char    dir[PETSC_MAX_PATH_LEN], path[PETSC_MAX_PATH_LEN];
@@ -109,9 +110,14 @@ PetscErrorCode CsProblemFitPredict(CsProblem *p, const char type[], PetscBool pr
 
   PetscFunctionBeginUser;
   PetscCall(CsProblemModel(p, type, &m));
-  PetscCall(CsModelFit(m));
   PetscCall(CsPathJoin(p->outdir, type, dir));
   PetscCall(CsMakeDir(PETSC_COMM_WORLD, dir));
+  PetscCall(CsModelFit(m));
+  *interrupted = m->interrupted;
+  if (m->interrupted) {
+    PetscCall(CsModelDestroy(&m));
+    PetscFunctionReturn(0);
+  }
   PetscCall(CsProblemModelPath(p, type, "model.h5", path));
   PetscCall(CsModelSave(m, path));
   if (predict) {

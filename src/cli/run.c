@@ -15,7 +15,8 @@ PetscErrorCode CsCommandRun(void)
 {
   CsProblem   p;
   CsEvaluator e;
-  double      t0 = CsTime();
+  double      t0   = CsTime();
+  PetscBool   stop = PETSC_FALSE;
 
   PetscFunctionBeginUser;
   PetscCall(CsProblemSetUp(&p, PETSC_FALSE));
@@ -26,9 +27,15 @@ PetscErrorCode CsCommandRun(void)
     const char *name = i < p.nbaselines ? p.baselines[i] : p.models[i - p.nbaselines];
     char        path[PETSC_MAX_PATH_LEN];
     if (Seen(&p, i, name)) continue;
-    PetscCall(CsProblemFitPredict(&p, name, PETSC_TRUE));
+    PetscCall(CsProblemFitPredict(&p, name, PETSC_TRUE, &stop));
+    if (stop) break;
     PetscCall(CsProblemModelPath(&p, name, "predictions.h5ad", path));
     PetscCall(CsEvaluatorScore(e, name, path));
+  }
+  if (stop) { /* a signal stopped training after a checkpoint: nothing to evaluate yet */
+    PetscCall(CsEvaluatorDestroy(&e));
+    PetscCall(CsProblemDestroy(&p));
+    PetscFunctionReturn(0);
   }
   PetscCall(CsEvaluatorWrite(e, p.outdir));
   PetscCall(CsEvaluatorPrintTable(e, PETSC_VIEWER_STDOUT_WORLD));

@@ -4,10 +4,11 @@
 PetscErrorCode CsCommandTrain(void)
 {
   CsProblem p;
+  PetscBool stop = PETSC_FALSE;
 
   PetscFunctionBeginUser;
   PetscCall(CsProblemSetUp(&p, PETSC_FALSE));
-  for (PetscInt i = 0; i < p.nmodels; i++) PetscCall(CsProblemFitPredict(&p, p.models[i], PETSC_FALSE));
+  for (PetscInt i = 0; i < p.nmodels && !stop; i++) PetscCall(CsProblemFitPredict(&p, p.models[i], PETSC_FALSE, &stop));
   PetscCall(CsProblemDestroy(&p));
   PetscFunctionReturn(0);
 }

@@ -3,6 +3,7 @@
 
 PETSC_EXTERN PetscErrorCode CsModelCreate_Control(CsModel);
 PETSC_EXTERN PetscErrorCode CsModelCreate_Additive(CsModel);
+PETSC_EXTERN PetscErrorCode CsModelCreate_Linear(CsModel);
 
 PetscErrorCode CsModelRegisterAll(void)
 {
@@ -10,5 +11,6 @@ PetscErrorCode CsModelRegisterAll(void)
   if (CsModelList) PetscFunctionReturn(0);
   PetscCall(CsModelRegister("control", CsModelCreate_Control));
   PetscCall(CsModelRegister("additive", CsModelCreate_Additive));
+  PetscCall(CsModelRegister("linear", CsModelCreate_Linear));
   PetscFunctionReturn(0);
 }

@@ -1,0 +1,812 @@
+/* CsEvaluator: scores predictions.h5ad files against the held-out cells. See include/cellshift/eval.h.
+
+   Distribution: cell statistics (sums, then sums of squared deviations) are reduced over ranks. Group sums are
+   accumulated in double-double and reduced with a double-double MPI operation, so a mean is the correctly
+   rounded mean of its float32 values whatever the number of ranks and the order of the cells: the control
+   baseline's predictions (the control cells themselves) then have m(P) - m(C) exactly 0, and its pearson_delta
+   and DE genes are exactly 0 and none instead of rounding noise. The subsamples of one test group are gathered
+   on one owner rank (groups are dealt out round-robin), which fits the group's PCA space, and later computes
+   energy distance and MMD there; the values are then shared, so every rank holds the same numbers. */
+#include "evalimpl.h"
+#include <cellshift/linalg.h>
+#include <cblas.h>
+#include <math.h>
+
+const char *const CsMetricNames[] = {"rmse",          "r2_mean_all",  "r2_mean_top100_de", "pearson_delta",
+                                     "pearson_delta_top20_de", "cosine_logfc", "energy_distance", "mmd_rbf",
+                                     "de_recall_top20", "rank",     NULL};
+const PetscBool CsMetricHigherBetter[] = {PETSC_FALSE, PETSC_TRUE, PETSC_TRUE,  PETSC_TRUE,  PETSC_TRUE,
+                                          PETSC_TRUE,  PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE};
+
+#define CS_EVAL_KIND_KEY "cellshift_kind"
+
+/* ---------------------------------------------------------------------------------------------------------------
+   Exact group sums */
+
+/* x added to the double-double (hi, lo): hi keeps the rounded running sum, lo gathers the rounding errors. */
+static inline void DDAccumulate(double *hi, double *lo, double x)
+{
+  double s = *hi + x, bb = s - *hi;
+  *lo += (*hi - (s - bb)) + (x - bb);
+  *hi = s;
+}
+
+/* MPI operation on (hi, lo) pairs. */
+static void DDReduce(void *in, void *inout, int *len, MPI_Datatype *type)
+{
+  const double *a = (const double *)in;
+  double       *b = (double *)inout;
+  (void)type;
+  for (int i = 0; i < *len; i++) {
+    double s = a[2 * i] + b[2 * i], bb = s - a[2 * i], err = (a[2 * i] - (s - bb)) + (b[2 * i] - bb);
+    err += a[2 * i + 1] + b[2 * i + 1];
+    b[2 * i]     = s + err;
+    b[2 * i + 1] = err - (b[2 * i] - s);
+  }
+}
+
+/* Rows of a CSR block sorted into slots (a slot is one group of cells: T, C or P of some test group). */
+typedef struct {
+  PetscInt  nslots;
+  PetscInt *slot;  /* [nrows] slot of each local row, -1 = none */
+  PetscInt *start; /* [nslots+1] */
+  PetscInt *rows;  /* [start[nslots]] local rows of each slot, in local order */
+  PetscInt *first; /* [nslots] global position (within its slot) of the slot's first local row */
+  PetscInt *total; /* [nslots] global number of rows of the slot */
+} SlotRows;
+
+static PetscErrorCode SlotRowsBuild(PetscInt nrows, PetscInt nslots, SlotRows *sr)
+{
+  PetscInt *fill;
+
+  PetscFunctionBeginUser;
+  sr->nslots = nslots;
+  PetscCall(PetscCalloc1(nslots + 1, &sr->start));
+  for (PetscInt i = 0; i < nrows; i++)
+    if (sr->slot[i] >= 0) sr->start[sr->slot[i] + 1]++;
+  for (PetscInt s = 0; s < nslots; s++) sr->start[s + 1] += sr->start[s];
+  PetscCall(PetscMalloc1(sr->start[nslots] + 1, &sr->rows));
+  PetscCall(PetscMalloc1(nslots + 1, &fill));
+  PetscCall(PetscArraycpy(fill, sr->start, nslots));
+  for (PetscInt i = 0; i < nrows; i++)
+    if (sr->slot[i] >= 0) sr->rows[fill[sr->slot[i]]++] = i;
+  PetscCall(PetscFree(fill));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode SlotRowsFree(SlotRows *sr)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscFree(sr->slot));
+  PetscCall(PetscFree(sr->start));
+  PetscCall(PetscFree(sr->rows));
+  PetscCall(PetscFree(sr->first));
+  PetscCall(PetscFree(sr->total));
+  PetscFunctionReturn(0);
+}
+
+/* Collective: mean[s*G + j] and sample variance var[s*G + j] (0 for fewer than two cells) of every slot. The
+   variance is the sum of squared deviations from the exact mean: stored entries contribute (x - m)^2, the
+   implicit zeros m^2 each. */
+static PetscErrorCode SlotStats(MPI_Comm comm, const CsCSR *X, const SlotRows *sr, double *mean, double *var)
+{
+  PetscInt     S = sr->nslots, G = X->ncols;
+  size_t       N = (size_t)S * (size_t)G;
+  double      *dd, *m2;
+  MPI_Datatype ddtype;
+  MPI_Op       ddop;
+
+  PetscFunctionBeginUser;
+  PetscCheck(2 * N < (size_t)PETSC_MPI_INT_MAX, comm, PETSC_ERR_SUP, "too many test groups x genes for one reduction");
+  PetscCall(PetscCalloc1(2 * N + 1, &dd));
+  for (PetscInt s = 0; s < S; s++)
+    for (PetscInt r = sr->start[s]; r < sr->start[s + 1]; r++) {
+      PetscInt i = sr->rows[r];
+      double  *a = dd + 2 * (size_t)s * G;
+      for (int64_t k = X->indptr[i]; k < X->indptr[i + 1]; k++) {
+        PetscInt j = X->indices[k];
+        DDAccumulate(&a[2 * j], &a[2 * j + 1], (double)X->data[k]);
+      }
+    }
+  PetscCallMPI(MPI_Type_contiguous(2, MPI_DOUBLE, &ddtype));
+  PetscCallMPI(MPI_Type_commit(&ddtype));
+  PetscCallMPI(MPI_Op_create(DDReduce, 1, &ddop));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, dd, (PetscMPIInt)N, ddtype, ddop, comm));
+  PetscCallMPI(MPI_Op_free(&ddop));
+  PetscCallMPI(MPI_Type_free(&ddtype));
+  for (PetscInt s = 0; s < S; s++)
+    for (PetscInt j = 0; j < G; j++) {
+      size_t q = (size_t)s * G + j;
+      mean[q]  = sr->total[s] ? (dd[2 * q] + dd[2 * q + 1]) / (double)sr->total[s] : 0.0;
+    }
+  /* Second pass: squared deviations of the stored entries and their count, per slot and gene. */
+  m2 = dd;
+  PetscCall(PetscArrayzero(m2, 2 * N));
+  for (PetscInt s = 0; s < S; s++)
+    for (PetscInt r = sr->start[s]; r < sr->start[s + 1]; r++) {
+      PetscInt      i  = sr->rows[r];
+      double       *a  = m2 + (size_t)s * G, *c = m2 + N + (size_t)s * G;
+      const double *mu = mean + (size_t)s * G;
+      for (int64_t k = X->indptr[i]; k < X->indptr[i + 1]; k++) {
+        PetscInt j = X->indices[k];
+        double   e = (double)X->data[k] - mu[j];
+        a[j] += e * e, c[j] += 1;
+      }
+    }
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, m2, (PetscMPIInt)(2 * N), MPI_DOUBLE, MPI_SUM, comm));
+  for (PetscInt s = 0; s < S; s++)
+    for (PetscInt j = 0; j < G; j++) {
+      size_t q = (size_t)s * G + j;
+      double n = (double)sr->total[s];
+      var[q]   = n > 1 ? (m2[q] + (n - m2[N + q]) * mean[q] * mean[q]) / (n - 1) : 0.0;
+    }
+  PetscCall(PetscFree(dd));
+  PetscFunctionReturn(0);
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+   Subsamples */
+
+/* Of n cells, the subsample of at most cap keeps cells floor(k n / cap), k < cap. Row k of the subsample for the
+   cell at position pos, or -1 when the cell is not kept. */
+static PetscInt SubsampleRow(PetscInt pos, PetscInt n, PetscInt cap)
+{
+  int64_t k;
+  if (n <= cap) return pos;
+  k = ((int64_t)pos * cap + n - 1) / n;
+  return (k < cap && k * n / cap == pos) ? (PetscInt)k : -1;
+}
+
+static PetscInt SubsampleSize(PetscInt n, PetscInt cap) { return n < cap ? n : cap; }
+
+/* Collective: the subsample of slot s gathered on `root` as *out [*nout x G] (float, in subsample order, which is
+   global order since ranks hold consecutive blocks); *out is NULL elsewhere. */
+static PetscErrorCode GatherSubsample(MPI_Comm comm, PetscMPIInt root, const CsCSR *X, const SlotRows *sr, PetscInt s,
+                                      PetscInt cap, PetscInt *nout, float **out)
+{
+  PetscMPIInt rank, size, cnt, *counts = NULL, *displs = NULL;
+  PetscInt    G = X->ncols, nsel = 0;
+  float      *mine;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  for (PetscInt r = sr->start[s]; r < sr->start[s + 1]; r++) nsel += SubsampleRow(sr->first[s] + (r - sr->start[s]), sr->total[s], cap) >= 0;
+  PetscCall(PetscMalloc1((size_t)nsel * G + 1, &mine));
+  nsel = 0;
+  for (PetscInt r = sr->start[s]; r < sr->start[s + 1]; r++) {
+    if (SubsampleRow(sr->first[s] + (r - sr->start[s]), sr->total[s], cap) < 0) continue;
+    CsCSRRowToDense(X, sr->rows[r], mine + (size_t)nsel * G);
+    nsel++;
+  }
+  PetscCheck((size_t)SubsampleSize(sr->total[s], cap) * G < (size_t)PETSC_MPI_INT_MAX, comm, PETSC_ERR_SUP,
+             "subsample too large for one message: lower -eval_max_cells");
+  cnt = (PetscMPIInt)(nsel * G);
+  if (rank == root) PetscCall(PetscMalloc2(size, &counts, size + 1, &displs));
+  PetscCallMPI(MPI_Gather(&cnt, 1, MPI_INT, counts, 1, MPI_INT, root, comm));
+  *out  = NULL;
+  *nout = 0;
+  if (rank == root) {
+    displs[0] = 0;
+    for (PetscMPIInt r = 0; r < size; r++) displs[r + 1] = displs[r] + counts[r];
+    *nout = displs[size] / (G ? G : 1);
+    PetscCall(PetscMalloc1((size_t)displs[size] + 1, out));
+  }
+  PetscCallMPI(MPI_Gatherv(mine, cnt, MPI_FLOAT, *out, counts, displs, MPI_FLOAT, root, comm));
+  if (rank == root) {
+    PetscCheck(*nout == SubsampleSize(sr->total[s], cap), PETSC_COMM_SELF, PETSC_ERR_PLIB,
+               "subsample has %" PetscInt_FMT " rows, expected %" PetscInt_FMT, *nout, SubsampleSize(sr->total[s], cap));
+    PetscCall(PetscFree2(counts, displs));
+  }
+  PetscCall(PetscFree(mine));
+  PetscFunctionReturn(0);
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+   PCA space of a test group */
+
+static void Symmetrise(PetscInt n, double *A) /* upper triangle (row-major) copied to the lower */
+{
+  for (PetscInt i = 0; i < n; i++)
+    for (PetscInt j = 0; j < i; j++) A[(size_t)i * n + j] = A[(size_t)j * n + i];
+}
+
+/* Components whose variance is below this fraction of the first are numerically zero: their directions are
+   arbitrary (rank-deficient C u T), so projecting predictions on them would give arbitrary distances. */
+#define CS_EVAL_EIG_RTOL 1e-9
+
+/* Fit the PCA space of one test group on Z = [C subsample; T subsample] ([(nC + nT) x G], float). Covariance
+   (G x G) when there are at least as many cells as genes, else the Gram matrix of the cells (n x n), whose
+   eigenvectors u give the components Z_c^T u / sqrt(lambda). */
+static PetscErrorCode SpaceFit(PetscInt G, PetscInt nC, PetscInt nT, const float *Cs, const float *Ts, PetscInt kmax,
+                               CsEvalSpace *sp)
+{
+  PetscInt n = nC + nT, kk = PetscMin(kmax, PetscMin(n, G)), k = 0;
+  double  *Z, *A, *vals, *vecs, *scores;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscLogEventBegin(CS_EVENT_PCA, 0, 0, 0, 0));
+  PetscCall(PetscCalloc1(G + 1, &sp->mean));
+  PetscCall(PetscMalloc1((size_t)n * G + 1, &Z));
+  for (PetscInt i = 0; i < n; i++)
+    for (PetscInt j = 0; j < G; j++) Z[(size_t)i * G + j] = i < nC ? Cs[(size_t)i * G + j] : Ts[(size_t)(i - nC) * G + j];
+  for (PetscInt i = 0; i < n; i++)
+    for (PetscInt j = 0; j < G; j++) sp->mean[j] += Z[(size_t)i * G + j];
+  for (PetscInt j = 0; j < G && n; j++) sp->mean[j] /= (double)n;
+  for (PetscInt i = 0; i < n; i++)
+    for (PetscInt j = 0; j < G; j++) Z[(size_t)i * G + j] -= sp->mean[j];
+  PetscCall(PetscMalloc2(kk + 1, &vals, (size_t)kk * G + 1, &vecs));
+  if (kk > 0 && n >= 2) {
+    if (G <= n) {
+      PetscCall(PetscMalloc1((size_t)G * G, &A));
+      cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)G, (int)n, 1.0, Z, (int)G, 0.0, A, (int)G);
+      Symmetrise(G, A);
+      PetscCall(CsSymEigTop(G, A, kk, vals, vecs));
+      PetscCall(PetscFree(A));
+    } else {
+      double *U;
+      PetscCall(PetscMalloc2((size_t)n * n, &A, (size_t)kk * n, &U));
+      cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)G, 1.0, Z, (int)G, 0.0, A, (int)n);
+      Symmetrise(n, A);
+      PetscCall(CsSymEigTop(n, A, kk, vals, U));
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)kk, (int)G, (int)n, 1.0, U, (int)n, Z, (int)G, 0.0,
+                  vecs, (int)G);
+      for (PetscInt i = 0; i < kk; i++) {
+        double f = vals[i] > 0 ? 1.0 / sqrt(vals[i]) : 0.0;
+        for (PetscInt j = 0; j < G; j++) vecs[(size_t)i * G + j] *= f;
+      }
+      PetscCall(PetscFree2(A, U));
+    }
+    while (k < kk && vals[0] > 0 && vals[k] > CS_EVAL_EIG_RTOL * vals[0]) k++;
+  }
+  sp->k = k;
+  PetscCall(PetscMalloc1((size_t)k * G + 1, &sp->V));
+  PetscCall(PetscArraycpy(sp->V, vecs, (size_t)k * G));
+  PetscCall(PetscFree2(vals, vecs));
+  /* Scores of every subsampled cell: the bandwidth comes from C u T, the T scores are kept for scoring. */
+  PetscCall(PetscMalloc1((size_t)n * k + 1, &scores));
+  if (k > 0) cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)k, (int)G, 1.0, Z, (int)G, sp->V, (int)G, 0.0, scores, (int)k);
+  PetscCall(CsMedianSqDist(n, k, scores, &sp->s2));
+  if (!(sp->s2 > 0)) sp->s2 = 1.0; /* more than half of the pairs coincide: no scale to take, use 1 */
+  sp->nT = nT;
+  PetscCall(PetscMalloc1((size_t)nT * k + 1, &sp->T));
+  PetscCall(PetscArraycpy(sp->T, scores + (size_t)nC * k, (size_t)nT * k));
+  PetscCall(PetscFree(scores));
+  PetscCall(PetscFree(Z));
+  PetscCall(PetscLogEventEnd(CS_EVENT_PCA, 0, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode SpaceFree(CsEvalSpace *sp)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscFree(sp->mean));
+  PetscCall(PetscFree(sp->V));
+  PetscCall(PetscFree(sp->T));
+  PetscCall(PetscMemzero(sp, sizeof(*sp)));
+  PetscFunctionReturn(0);
+}
+
+/* Energy distance and MMD of the predicted subsample Ps [nP x G] against the group's T subsample. The projection
+   runs over blocks of rows, so the double copy stays small however many genes there are. */
+static PetscErrorCode SpaceScore(PetscInt G, const CsEvalSpace *sp, PetscInt nP, const float *Ps, double *energy,
+                                 double *mmd)
+{
+  const PetscInt B = 64;
+  PetscInt       k = sp->k;
+  double        *Z, *S;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc2((size_t)B * G + 1, &Z, (size_t)nP * k + 1, &S));
+  for (PetscInt i0 = 0; i0 < nP && k > 0; i0 += B) {
+    PetscInt nb = PetscMin(B, nP - i0);
+    for (PetscInt i = 0; i < nb; i++)
+      for (PetscInt j = 0; j < G; j++) Z[(size_t)i * G + j] = (double)Ps[(size_t)(i0 + i) * G + j] - sp->mean[j];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)k, (int)G, 1.0, Z, (int)G, sp->V, (int)G, 0.0,
+                S + (size_t)i0 * k, (int)k);
+  }
+  PetscCall(CsEnergyDistance(nP, sp->nT, k, S, sp->T, energy));
+  PetscCall(CsMMDRBF(nP, sp->nT, k, S, sp->T, sp->s2, mmd));
+  PetscCall(PetscFree2(Z, S));
+  PetscFunctionReturn(0);
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+   The object */
+
+PetscErrorCode CsEvaluatorCreate(MPI_Comm comm, CsEvaluator *out)
+{
+  CsEvaluator e;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscNew(&e));
+  e->comm      = comm;
+  e->max_cells = 1000;
+  e->pca_k     = 50;
+  PetscCallMPI(MPI_Comm_rank(comm, &e->rank));
+  PetscCallMPI(MPI_Comm_size(comm, &e->size));
+  *out = e;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsEvaluatorSetFromOptions(CsEvaluator e)
+{
+  PetscFunctionBeginUser;
+  PetscOptionsBegin(e->comm, NULL, "Evaluation options", "CsEvaluator");
+  PetscCall(PetscOptionsInt("-eval_max_cells", "Cells of P, T and C (each, evenly spaced) used for energy distance and MMD",
+                            "CsEvaluatorSetFromOptions", e->max_cells, &e->max_cells, NULL));
+  PetscCall(PetscOptionsInt("-eval_pca_components", "Principal components of C u T in which energy distance and MMD are computed",
+                            "CsEvaluatorSetFromOptions", e->pca_k, &e->pca_k, NULL));
+  PetscOptionsEnd();
+  PetscCheck(e->max_cells >= 2, e->comm, CS_ERR_INPUT, "-eval_max_cells must be at least 2 (got %" PetscInt_FMT ")", e->max_cells);
+  PetscCheck(e->pca_k >= 1, e->comm, CS_ERR_INPUT, "-eval_pca_components must be at least 1 (got %" PetscInt_FMT ")", e->pca_k);
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode ModelFree(CsEvalModel *m)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscFree(m->values));
+  PetscCall(PetscFree(m->npred));
+  PetscCall(PetscFree(m->mP));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode EvaluatorReset(CsEvaluator e)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt t = 0; e->space && t < e->ntest; t++) PetscCall(SpaceFree(&e->space[t]));
+  for (PetscInt i = 0; i < e->nmodels; i++) PetscCall(ModelFree(&e->models[i]));
+  PetscCall(PetscFree(e->models));
+  PetscCall(PetscFree(e->space));
+  PetscCall(PetscFree(e->test));
+  PetscCall(PetscFree(e->tindex));
+  PetscCall(PetscFree2(e->nT, e->nC));
+  PetscCall(PetscFree4(e->mT, e->vT, e->mC, e->vC));
+  PetscCall(PetscFree2(e->de, e->nde));
+  e->nmodels = e->ntest = 0;
+  e->setup   = PETSC_FALSE;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsEvaluatorSetUp(CsEvaluator e, CsDataset ds, CsDesign d, CsSplit s)
+{
+  PetscInt  G, ntest = 0, nslots, *cslot;
+  SlotRows  sr;
+  double   *mean, *var, *tstat;
+
+  PetscFunctionBeginUser;
+  if (e->setup && e->ds == ds && e->d == d && e->s == s) PetscFunctionReturn(0);
+  PetscCheck(ds->setup && d->setup && s->setup, e->comm, PETSC_ERR_ORDER, "set up the dataset, design and split first");
+  PetscCall(EvaluatorReset(e));
+  PetscCall(PetscLogEventBegin(CS_EVENT_EVAL, 0, 0, 0, 0));
+  e->ds = ds, e->d = d, e->s = s, e->G = G = ds->ngenes;
+
+  /* Test groups in group order, and the control group each is compared with. */
+  PetscCall(PetscMalloc1(d->ngroups + 1, &e->tindex));
+  for (PetscInt g = 0; g < d->ngroups; g++) e->tindex[g] = (s->role[g] == CS_ROLE_TEST && !d->groups[g].control) ? ntest++ : -1;
+  CsCheckAll(e->comm, ntest > 0, "the split has no test group to evaluate");
+  e->ntest = ntest;
+  PetscCall(PetscMalloc1(ntest, &e->test));
+  for (PetscInt g = 0; g < d->ngroups; g++)
+    if (e->tindex[g] >= 0) e->test[e->tindex[g]] = g;
+  for (PetscInt t = 0; t < ntest; t++) {
+    char name[512];
+    PetscCall(CsDesignGroupName(d, e->test[t], name, sizeof(name)));
+    CsCheckAll(e->comm, d->groups[e->test[t]].ctrl >= 0, "test group %s has no control cells in its context to compare with", name);
+  }
+
+  /* Slots: test group t is slot t; the control groups follow, one slot each. */
+  PetscCall(PetscMalloc1(d->ngroups + 1, &cslot));
+  for (PetscInt g = 0; g < d->ngroups; g++) cslot[g] = -1;
+  nslots = ntest;
+  for (PetscInt t = 0; t < ntest; t++) {
+    PetscInt c = d->groups[e->test[t]].ctrl;
+    if (cslot[c] < 0) cslot[c] = nslots++;
+  }
+  PetscCall(PetscMemzero(&sr, sizeof(sr)));
+  PetscCall(PetscMalloc1(ds->nlocal + 1, &sr.slot));
+  for (PetscInt i = 0; i < ds->nlocal; i++) {
+    PetscInt g = d->cell_group[i];
+    sr.slot[i] = g < 0 ? -1 : (e->tindex[g] >= 0 ? e->tindex[g] : cslot[g]);
+  }
+  PetscCall(SlotRowsBuild(ds->nlocal, nslots, &sr));
+  PetscCall(PetscMalloc1(nslots, &sr.first));
+  PetscCall(PetscMalloc1(nslots, &sr.total));
+  for (PetscInt g = 0; g < d->ngroups; g++) {
+    PetscInt sl = e->tindex[g] >= 0 ? e->tindex[g] : cslot[g];
+    if (sl < 0) continue;
+    sr.first[sl] = d->group_rstart[g];
+    sr.total[sl] = d->groups[g].ncells;
+  }
+
+  /* Means and variances of T and C. */
+  PetscCall(PetscMalloc2((size_t)nslots * G, &mean, (size_t)nslots * G, &var));
+  PetscCall(SlotStats(e->comm, &ds->X, &sr, mean, var));
+  PetscCall(PetscMalloc2(ntest, &e->nT, ntest, &e->nC));
+  PetscCall(PetscMalloc4((size_t)ntest * G, &e->mT, (size_t)ntest * G, &e->vT, (size_t)ntest * G, &e->mC, (size_t)ntest * G, &e->vC));
+  for (PetscInt t = 0; t < ntest; t++) {
+    PetscInt c = cslot[d->groups[e->test[t]].ctrl];
+    e->nT[t] = sr.total[t], e->nC[t] = sr.total[c];
+    PetscCall(PetscArraycpy(e->mT + (size_t)t * G, mean + (size_t)t * G, G));
+    PetscCall(PetscArraycpy(e->vT + (size_t)t * G, var + (size_t)t * G, G));
+    PetscCall(PetscArraycpy(e->mC + (size_t)t * G, mean + (size_t)c * G, G));
+    PetscCall(PetscArraycpy(e->vC + (size_t)t * G, var + (size_t)c * G, G));
+  }
+  PetscCall(PetscFree2(mean, var));
+
+  /* DE genes of T vs C. */
+  PetscCall(PetscMalloc2((size_t)ntest * CS_EVAL_TOP_DE, &e->de, ntest, &e->nde));
+  PetscCall(PetscMalloc1(G + 1, &tstat));
+  for (PetscInt t = 0; t < ntest; t++) {
+    size_t o = (size_t)t * G;
+    CsWelchT(G, e->mT + o, e->vT + o, (double)e->nT[t], e->mC + o, e->vC + o, (double)e->nC[t], tstat);
+    PetscCall(CsTopAbs(G, tstat, CS_EVAL_TOP_DE, e->de + (size_t)t * CS_EVAL_TOP_DE, &e->nde[t]));
+  }
+  PetscCall(PetscFree(tstat));
+
+  /* PCA spaces, a batch of one group per rank at a time: gather every group of the batch, then fit in parallel. */
+  PetscCall(PetscCalloc1(ntest, &e->space));
+  for (PetscInt b0 = 0; b0 < ntest; b0 += e->size) {
+    PetscInt nb = PetscMin((PetscInt)e->size, ntest - b0), nCs = 0, nTs = 0;
+    float   *Cs = NULL, *Ts = NULL;
+    for (PetscInt t = b0; t < b0 + nb; t++) {
+      PetscMPIInt root = CsEvalOwner(e, t);
+      PetscInt    c    = cslot[d->groups[e->test[t]].ctrl], n1, n2;
+      float      *r1, *r2;
+      PetscCall(GatherSubsample(e->comm, root, &ds->X, &sr, c, e->max_cells, &n1, &r1));
+      PetscCall(GatherSubsample(e->comm, root, &ds->X, &sr, t, e->max_cells, &n2, &r2));
+      if (root == e->rank) Cs = r1, Ts = r2, nCs = n1, nTs = n2;
+    }
+    for (PetscInt t = b0; t < b0 + nb; t++)
+      if (CsEvalOwner(e, t) == e->rank) PetscCall(SpaceFit(G, nCs, nTs, Cs, Ts, e->pca_k, &e->space[t]));
+    PetscCall(PetscFree(Cs));
+    PetscCall(PetscFree(Ts));
+  }
+  PetscCall(SlotRowsFree(&sr));
+  PetscCall(PetscFree(cslot));
+  PetscCall(PetscLogEventEnd(CS_EVENT_EVAL, 0, 0, 0, 0));
+  e->setup = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+/* Collective: read a predictions file and check it against the data. */
+static PetscErrorCode PredictionsRead(CsEvaluator e, const char path[], CsDataset *out)
+{
+  CsDesign  d = e->d;
+  CsDataset p;
+  PetscBool exists;
+  char      msg[CS_MSG_LEN] = "";
+
+  PetscFunctionBeginUser;
+  PetscCall(CsFileExists(e->comm, path, &exists));
+  CsCheckAll(e->comm, exists, "predictions file %s does not exist", path);
+  PetscCall(CsDatasetCreate(e->comm, &p));
+  PetscCall(CsDatasetSetFile(p, path, ""));
+  PetscCall(CsDatasetAddObsKey(p, d->pert_key, PETSC_TRUE));
+  if (d->context_key[0]) PetscCall(CsDatasetAddObsKey(p, d->context_key, PETSC_TRUE));
+  if (d->dose_key[0]) PetscCall(CsDatasetAddObsKey(p, d->dose_key, PETSC_TRUE));
+  PetscCall(CsDatasetAddObsKey(p, CS_EVAL_KIND_KEY, PETSC_FALSE));
+  PetscCall(CsDatasetSetUp(p));
+  /* Gene names are identical on every rank, so every rank reaches the same verdict. */
+  if (p->ngenes != e->G)
+    PetscCall(PetscSNPrintf(msg, sizeof(msg), "predictions %s have %" PetscInt_FMT " genes, the data has %" PetscInt_FMT,
+                            path, p->ngenes, e->G));
+  for (PetscInt j = 0; j < e->G && !msg[0]; j++)
+    if (strcmp(p->genes[j], e->ds->genes[j]))
+      PetscCall(PetscSNPrintf(msg, sizeof(msg),
+                              "predictions %s: gene %" PetscInt_FMT " is '%s' where the data has '%s' (the genes must be the data's, in its order)",
+                              path, j, p->genes[j], e->ds->genes[j]));
+  if (msg[0]) PetscCall(CsDatasetDestroy(&p));
+  PetscCall(CsAgree(e->comm, msg[0] ? PETSC_FALSE : PETSC_TRUE, msg));
+  *out = p;
+  PetscFunctionReturn(0);
+}
+
+/* Test index of every row of the predictions (-1 for the observed control rows). Rows marked cellshift_kind =
+   observed are the controls written for reference; without that column, rows labelled with the control value
+   are taken as such. Any other row must name a test group of the split. */
+static PetscErrorCode PredictionsMap(CsEvaluator e, CsDataset p, const char path[], PetscInt *slot)
+{
+  CsDesign     d  = e->d;
+  CsObsColumn *pc = NULL, *cc = NULL, *dc = NULL, *kc = NULL;
+  PetscInt    *condof = NULL, *ctxof = NULL, ndose;
+  char         msg[CS_MSG_LEN] = "";
+
+  PetscFunctionBeginUser;
+  PetscCall(CsDatasetGetObs(p, d->pert_key, &pc));
+  if (d->context_key[0]) PetscCall(CsDatasetGetObs(p, d->context_key, &cc));
+  if (d->dose_key[0]) PetscCall(CsDatasetGetObs(p, d->dose_key, &dc));
+  PetscCall(CsDatasetGetObs(p, CS_EVAL_KIND_KEY, &kc));
+  if (kc && kc->kind != CS_OBS_CATEGORICAL) kc = NULL;
+  PetscCheck(pc && pc->kind == CS_OBS_CATEGORICAL, e->comm, CS_ERR_INPUT, "predictions %s: obs column '%s' must hold labels",
+             path, d->pert_key);
+  /* Labels are resolved once per category (per pair with the dose category), not once per row. */
+  ndose = dc && dc->kind == CS_OBS_CATEGORICAL ? dc->ncat : 1;
+  PetscCall(PetscMalloc1((size_t)pc->ncat * ndose + 1, &condof));
+  for (size_t q = 0; q < (size_t)pc->ncat * ndose; q++) condof[q] = -2;
+  if (cc) {
+    PetscCheck(cc->kind == CS_OBS_CATEGORICAL, e->comm, CS_ERR_INPUT, "predictions %s: obs column '%s' must hold labels",
+               path, d->context_key);
+    PetscCall(PetscMalloc1(cc->ncat + 1, &ctxof));
+    for (PetscInt c = 0; c < cc->ncat; c++) ctxof[c] = CsDesignFindContext(d, cc->cats[c]);
+  }
+  for (PetscInt i = 0; i < p->nlocal && !msg[0]; i++) {
+    PetscInt    pcode = pc->codes[i], ctx = 0, cond, g, dq = 0;
+    const char *ctxname = "", *dose = NULL;
+    char        dbuf[64];
+    slot[i] = -1;
+    if (kc && kc->codes[i] >= 0 && !strcmp(kc->cats[kc->codes[i]], "observed")) continue;
+    if (pcode < 0) {
+      PetscCall(PetscSNPrintf(msg, sizeof(msg), "predictions %s: row %" PetscInt_FMT " has no '%s' label", path,
+                              p->rstart + i, d->pert_key));
+      break;
+    }
+    if (!kc && !strcmp(pc->cats[pcode], d->control_value)) continue;
+    if (cc) {
+      ctx     = cc->codes[i] >= 0 ? ctxof[cc->codes[i]] : -1;
+      ctxname = cc->codes[i] >= 0 ? cc->cats[cc->codes[i]] : "(missing)";
+    }
+    if (dc && dc->kind == CS_OBS_CATEGORICAL) dq = dc->codes[i] >= 0 ? dc->codes[i] : 0, dose = dc->codes[i] >= 0 ? dc->cats[dc->codes[i]] : "";
+    else if (dc) {
+      PetscCall(PetscSNPrintf(dbuf, sizeof(dbuf), "%g", dc->values[i]));
+      dose = dbuf;
+    }
+    if (dc && dc->kind != CS_OBS_CATEGORICAL) PetscCall(CsDesignFindCondition(d, pc->cats[pcode], dose, &cond));
+    else {
+      PetscInt *cq = &condof[(size_t)pcode * ndose + dq];
+      if (*cq == -2) PetscCall(CsDesignFindCondition(d, pc->cats[pcode], dose, cq));
+      cond = *cq;
+    }
+    g       = cond >= 0 && ctx >= 0 ? CsDesignFindGroup(d, cond, ctx) : -1;
+    slot[i] = g >= 0 ? e->tindex[g] : -1;
+    if (slot[i] < 0)
+      PetscCall(PetscSNPrintf(msg, sizeof(msg), "predictions %s: row %" PetscInt_FMT " (%s '%s'%s%s%s%s%s) matches no test group of the split",
+                              path, p->rstart + i, d->pert_key, pc->cats[pcode], cc ? ", " : "", cc ? d->context_key : "",
+                              cc ? " '" : "", ctxname, cc ? "'" : ""));
+  }
+  PetscCall(PetscFree(condof));
+  PetscCall(PetscFree(ctxof));
+  PetscCall(CsAgree(e->comm, msg[0] ? PETSC_FALSE : PETSC_TRUE, msg));
+  PetscFunctionReturn(0);
+}
+
+/* Root mean square difference of two mean profiles. */
+static double RMSE(PetscInt G, const double *a, const double *b)
+{
+  double s = 0;
+  for (PetscInt j = 0; j < G; j++) s += (a[j] - b[j]) * (a[j] - b[j]);
+  return G ? sqrt(s / (double)G) : 0.0;
+}
+
+/* l(v) = log2(max(v, 0) + 0.1): PerturBench's log fold change on log-normalised data (predicted means below 0
+   are clipped, as expression cannot be negative). */
+static double LogFC(double v) { return log2((v > 0 ? v : 0.0) + 0.1); }
+
+/* Every metric of test group t except energy distance, MMD and rank. work [4 G + 40]. */
+static PetscErrorCode GroupMetrics(CsEvaluator e, PetscInt t, const double *mP, const double *vP, PetscInt nP, double *val,
+                                   double *work)
+{
+  PetscInt      G = e->G, nde = e->nde[t], n20 = PetscMin(nde, 20), top[20], ntop, hit = 0;
+  const double *mT = e->mT + (size_t)t * G, *mC = e->mC + (size_t)t * G, *vC = e->vC + (size_t)t * G;
+  const PetscInt *de = e->de + (size_t)t * CS_EVAL_TOP_DE;
+  double       *a = work, *b = work + G, *c = work + 2 * G, *dd = work + 3 * G;
+
+  PetscFunctionBeginUser;
+  val[CS_M_RMSE] = RMSE(G, mP, mT);
+  {
+    double r = CsPearson(G, mP, mT);
+    val[CS_M_R2_ALL] = r * r;
+  }
+  for (PetscInt i = 0; i < nde; i++) a[i] = mP[de[i]], b[i] = mT[de[i]];
+  {
+    double r = CsPearson(nde, a, b);
+    val[CS_M_R2_TOP100] = r * r;
+  }
+  for (PetscInt j = 0; j < G; j++) c[j] = mP[j] - mC[j], dd[j] = mT[j] - mC[j];
+  val[CS_M_PEARSON_DELTA] = CsPearson(G, c, dd);
+  for (PetscInt i = 0; i < n20; i++) a[i] = c[de[i]], b[i] = dd[de[i]];
+  val[CS_M_PEARSON_DELTA_TOP20] = CsPearson(n20, a, b);
+  for (PetscInt j = 0; j < G; j++) a[j] = LogFC(mP[j]) - LogFC(mC[j]), b[j] = LogFC(mT[j]) - LogFC(mC[j]);
+  val[CS_M_COSINE_LOGFC] = CsCosine(G, a, b);
+  CsWelchT(G, mP, vP, (double)nP, mC, vC, (double)e->nC[t], a);
+  PetscCall(CsTopAbs(G, a, 20, top, &ntop));
+  for (PetscInt i = 0; i < ntop; i++)
+    for (PetscInt k = 0; k < n20; k++) hit += top[i] == de[k];
+  val[CS_M_DE_RECALL20] = hit / 20.0;
+  PetscFunctionReturn(0);
+}
+
+/* rank: within each context, where the truth of g falls among the truths of that context's test groups, seen
+   from the prediction for g. */
+static void RankMetric(CsEvaluator e, CsEvalModel *m)
+{
+  PetscInt G = e->G;
+  for (PetscInt t = 0; t < e->ntest; t++) {
+    PetscInt ctx = e->d->groups[e->test[t]].ctx, ngr = 0;
+    double   own = RMSE(G, m->mP + (size_t)t * G, e->mT + (size_t)t * G), below = 0;
+    for (PetscInt h = 0; h < e->ntest; h++) {
+      double dh;
+      if (e->d->groups[e->test[h]].ctx != ctx) continue;
+      ngr++;
+      if (h == t) continue;
+      dh = RMSE(G, m->mP + (size_t)t * G, e->mT + (size_t)h * G);
+      below += dh < own ? 1.0 : (dh == own ? 0.5 : 0.0);
+    }
+    m->values[(size_t)t * CS_NMETRICS + CS_M_RANK] = below / (double)ngr;
+  }
+}
+
+PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char path[])
+{
+  PetscInt     G = e->G, ntest = e->ntest, *cnt, missing = -1;
+  CsDataset    p = NULL;
+  SlotRows     sr;
+  CsEvalModel *m = NULL;
+  double      *vP, *dist, *work;
+
+  PetscFunctionBeginUser;
+  PetscCheck(e->setup, e->comm, PETSC_ERR_ORDER, "call CsEvaluatorSetUp before CsEvaluatorScore");
+  PetscCall(PetscLogEventBegin(CS_EVENT_EVAL, 0, 0, 0, 0));
+  PetscCall(PredictionsRead(e, path, &p));
+  PetscCall(PetscMemzero(&sr, sizeof(sr)));
+  PetscCall(PetscMalloc1(p->nlocal + 1, &sr.slot));
+  PetscCall(PredictionsMap(e, p, path, sr.slot));
+  PetscCall(SlotRowsBuild(p->nlocal, ntest, &sr));
+  PetscCall(PetscMalloc1(ntest, &sr.first));
+  PetscCall(PetscMalloc1(ntest, &sr.total));
+  PetscCall(PetscMalloc1(ntest, &cnt));
+  for (PetscInt t = 0; t < ntest; t++) cnt[t] = sr.start[t + 1] - sr.start[t];
+  PetscCallMPI(MPI_Exscan(cnt, sr.first, (PetscMPIInt)ntest, MPIU_INT, MPI_SUM, e->comm));
+  if (!e->rank) PetscCall(PetscArrayzero(sr.first, ntest));
+  PetscCallMPI(MPI_Allreduce(cnt, sr.total, (PetscMPIInt)ntest, MPIU_INT, MPI_SUM, e->comm));
+  PetscCall(PetscFree(cnt));
+  for (PetscInt t = 0; t < ntest && missing < 0; t++)
+    if (!sr.total[t]) missing = t;
+  if (missing >= 0) {
+    char gname[512];
+    PetscCall(CsDesignGroupName(e->d, e->test[missing], gname, sizeof(gname)));
+    PetscCall(SlotRowsFree(&sr));
+    PetscCall(CsDatasetDestroy(&p));
+    CsCheckAll(e->comm, PETSC_FALSE, "predictions %s have no predicted cells for test group %s", path, gname);
+  }
+
+  /* The model's entry (a model scored again under the same name replaces its earlier scores). */
+  for (PetscInt i = 0; i < e->nmodels; i++)
+    if (!strcmp(e->models[i].name, name)) m = &e->models[i];
+  if (!m) {
+    CsEvalModel *grown;
+    PetscCall(PetscCalloc1(e->nmodels + 1, &grown));
+    if (e->nmodels) PetscCall(PetscArraycpy(grown, e->models, e->nmodels));
+    PetscCall(PetscFree(e->models));
+    e->models = grown;
+    m         = &e->models[e->nmodels++];
+  } else PetscCall(ModelFree(m));
+  PetscCall(PetscMemzero(m, sizeof(*m)));
+  PetscCall(PetscStrncpy(m->name, name, sizeof(m->name)));
+  PetscCall(PetscStrncpy(m->path, path, sizeof(m->path)));
+  PetscCall(PetscCalloc1((size_t)ntest * CS_NMETRICS, &m->values));
+  PetscCall(PetscMalloc1(ntest, &m->npred));
+  PetscCall(PetscArraycpy(m->npred, sr.total, ntest));
+  PetscCall(PetscMalloc1((size_t)ntest * G, &m->mP));
+
+  /* Means and variances of P. */
+  PetscCall(PetscMalloc1((size_t)ntest * G, &vP));
+  PetscCall(SlotStats(e->comm, &p->X, &sr, m->mP, vP));
+
+  /* Energy distance and MMD on the owners, a batch of one group per rank at a time. */
+  PetscCall(PetscCalloc1(2 * (size_t)ntest, &dist));
+  for (PetscInt b0 = 0; b0 < ntest; b0 += e->size) {
+    PetscInt nb = PetscMin((PetscInt)e->size, ntest - b0), nPs = 0, mine = -1;
+    float   *Ps = NULL;
+    for (PetscInt t = b0; t < b0 + nb; t++) {
+      PetscInt n1;
+      float   *r1;
+      PetscCall(GatherSubsample(e->comm, CsEvalOwner(e, t), &p->X, &sr, t, e->max_cells, &n1, &r1));
+      if (CsEvalOwner(e, t) == e->rank) Ps = r1, nPs = n1, mine = t;
+    }
+    if (mine >= 0) PetscCall(SpaceScore(G, &e->space[mine], nPs, Ps, &dist[2 * mine], &dist[2 * mine + 1]));
+    PetscCall(PetscFree(Ps));
+  }
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, dist, (PetscMPIInt)(2 * ntest), MPI_DOUBLE, MPI_SUM, e->comm));
+
+  PetscCall(PetscMalloc1(4 * (size_t)G + 4 * CS_EVAL_TOP_DE, &work));
+  for (PetscInt t = 0; t < ntest; t++) {
+    double *val = m->values + (size_t)t * CS_NMETRICS;
+    PetscCall(GroupMetrics(e, t, m->mP + (size_t)t * G, vP + (size_t)t * G, m->npred[t], val, work));
+    val[CS_M_ENERGY] = dist[2 * t];
+    val[CS_M_MMD]    = dist[2 * t + 1];
+  }
+  RankMetric(e, m);
+  for (PetscInt k = 0; k < CS_NMETRICS; k++) {
+    double s = 0;
+    for (PetscInt t = 0; t < ntest; t++) s += m->values[(size_t)t * CS_NMETRICS + k];
+    m->agg[k] = s / (double)ntest;
+  }
+  PetscCall(PetscFree(work));
+  PetscCall(PetscFree(dist));
+  PetscCall(PetscFree(vP));
+  PetscCall(SlotRowsFree(&sr));
+  PetscCall(CsDatasetDestroy(&p));
+  PetscCall(PetscLogEventEnd(CS_EVENT_EVAL, 0, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsEvaluatorGetAggregate(CsEvaluator e, const char name[], CsMetric k, double *value)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(k >= 0 && k < CS_NMETRICS, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE, "no metric %d", (int)k);
+  for (PetscInt i = 0; i < e->nmodels; i++)
+    if (!strcmp(e->models[i].name, name)) {
+      *value = e->models[i].agg[k];
+      PetscFunctionReturn(0);
+    }
+  SETERRQ(PETSC_COMM_SELF, PETSC_ERR_ARG_WRONG, "no model named '%s' has been scored", name);
+}
+
+/* Compact column headers of the terminal table, in CsMetric order. */
+static const char *const ShortNames[] = {"rmse",    "r2",     "r2_de100", "pdelta", "pdelta_de20",
+                                         "cos_lfc", "energy", "mmd",      "de_rec20", "rank"};
+
+PetscErrorCode CsEvaluatorPrintTable(CsEvaluator e, PetscViewer v)
+{
+  size_t w = 5;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < e->nmodels; i++) w = PetscMax(w, strlen(e->models[i].name));
+  PetscCall(PetscViewerASCIIPrintf(v, "%-*s", (int)w, "model"));
+  for (PetscInt k = 0; k < CS_NMETRICS; k++) PetscCall(PetscViewerASCIIPrintf(v, " %*s", k == CS_M_PEARSON_DELTA_TOP20 ? 11 : 8, ShortNames[k]));
+  PetscCall(PetscViewerASCIIPrintf(v, "\n"));
+  for (PetscInt i = 0; i < e->nmodels; i++) {
+    PetscCall(PetscViewerASCIIPrintf(v, "%-*s", (int)w, e->models[i].name));
+    for (PetscInt k = 0; k < CS_NMETRICS; k++)
+      PetscCall(PetscViewerASCIIPrintf(v, " %*.4f", k == CS_M_PEARSON_DELTA_TOP20 ? 11 : 8, e->models[i].agg[k]));
+    PetscCall(PetscViewerASCIIPrintf(v, "\n"));
+  }
+  PetscCall(PetscViewerASCIIPrintf(v, "(means over %" PetscInt_FMT " test groups; lower is better for rmse, energy, mmd and rank, higher for the others)\n",
+                                   e->ntest));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsEvaluatorView(CsEvaluator e, PetscViewer v)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscViewerASCIIPrintf(v, "CsEvaluator: %" PetscInt_FMT " test groups, %" PetscInt_FMT " genes, "
+                                      "energy/MMD on at most %" PetscInt_FMT " cells per set in %" PetscInt_FMT " principal components\n",
+                                   e->ntest, e->G, e->max_cells, e->pca_k));
+  if (e->nmodels) PetscCall(CsEvaluatorPrintTable(e, v));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsEvaluatorWrite(CsEvaluator e, const char dir[])
+{
+  char path[PETSC_MAX_PATH_LEN];
+
+  PetscFunctionBeginUser;
+  PetscCheck(e->setup, e->comm, PETSC_ERR_ORDER, "call CsEvaluatorSetUp and CsEvaluatorScore before CsEvaluatorWrite");
+  PetscCall(CsMakeDir(e->comm, dir));
+  PetscCall(PetscLogEventBegin(CS_EVENT_WRITE, 0, 0, 0, 0));
+  PetscCall(CsPathJoin(dir, "metrics.json", path));
+  PetscCall(CsEvalWriteJSON(e, path));
+  PetscCall(CsPathJoin(dir, "metrics.csv", path));
+  PetscCall(CsEvalWriteCSV(e, path));
+  PetscCall(CsPathJoin(dir, "report.md", path));
+  PetscCall(CsEvalWriteMarkdown(e, path));
+  for (PetscInt i = 0; i < e->nmodels; i++) {
+    char file[PETSC_MAX_PATH_LEN];
+    CsEvalPlotFileName(e->models[i].name, file, sizeof(file));
+    PetscCall(CsPathJoin(dir, file, path));
+    PetscCall(CsEvalPlotShift(e, &e->models[i], path));
+  }
+  PetscCall(PetscLogEventEnd(CS_EVENT_WRITE, 0, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsEvaluatorDestroy(CsEvaluator *e)
+{
+  PetscFunctionBeginUser;
+  if (!*e) PetscFunctionReturn(0);
+  PetscCall(EvaluatorReset(*e));
+  PetscCall(PetscFree(*e));
+  PetscFunctionReturn(0);
+}
