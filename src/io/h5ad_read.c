@@ -76,8 +76,8 @@ static PetscErrorCode ValidateRows(const char what[], PetscInt rstart, PetscInt 
       PetscCheck(A->indices[k] >= 0 && A->indices[k] < ngenes, PETSC_COMM_SELF, CS_ERR_INPUT,
                  "%s: row %" PetscInt_FMT " has column index %d outside [0, %" PetscInt_FMT ")", what, rstart + i,
                  (int)A->indices[k], ngenes);
-      PetscCheck(isfinite(A->data[k]), PETSC_COMM_SELF, CS_ERR_INPUT, "%s: row %" PetscInt_FMT " has a non-finite value (%g) at column %d",
-                 what, rstart + i, (double)A->data[k], (int)A->indices[k]);
+      PetscCheck(isfinite(A->data[k]), PETSC_COMM_SELF, CS_ERR_INPUT, "%s: row %" PetscInt_FMT " has a non-finite value (%s) at column %d",
+                 what, rstart + i, isnan(A->data[k]) ? "NaN" : A->data[k] > 0 ? "+Inf" : "-Inf", (int)A->indices[k]);
       if (k > a && A->indices[k] <= A->indices[k - 1]) sorted = PETSC_FALSE;
     }
     if (!sorted) { /* sort (index, value) pairs of the row, then look for duplicates */
