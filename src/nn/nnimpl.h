@@ -1,0 +1,110 @@
+/* Private helpers of src/nn: vector-dispatch attribute, scalar activation math, and the normalisation /
+   activation / dropout pieces shared by the standalone layers and the fused MLP blocks. */
+#ifndef CELLSHIFT_NNIMPL_H
+#define CELLSHIFT_NNIMPL_H
+
+#include <cellshift/nn.h>
+#include <cellshift/rng.h>
+#include <math.h>
+
+/* The build targets baseline x86-64; the hot elementwise loops are compiled for AVX-512 and AVX2 as well and the
+   best is picked at load time (ifunc). Floating-point contraction stays off (ISO C mode), so every clone rounds
+   exactly like the scalar code. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  #define CS_NN_VEC __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+  #define CS_NN_VEC
+#endif
+
+/* Activation value and derivative at y. */
+static inline float CsNNActEval(CsNNAct a, float y, float *d)
+{
+  switch (a) {
+  case CS_NN_ACT_RELU:
+    *d = y > 0 ? 1.0f : 0.0f;
+    return y > 0 ? y : 0.0f;
+  case CS_NN_ACT_LEAKYRELU:
+    *d = y > 0 ? 1.0f : CS_NN_LEAKY_SLOPE;
+    return y > 0 ? y : CS_NN_LEAKY_SLOPE * y;
+  case CS_NN_ACT_GELU: {
+    float cdf = 0.5f * (1.0f + erff(y * (float)M_SQRT1_2));
+    *d        = cdf + y * expf(-0.5f * y * y) * (float)(0.5 * M_2_SQRTPI * M_SQRT1_2);
+    return y * cdf;
+  }
+  case CS_NN_ACT_SIGMOID: {
+    float s = 1.0f / (1.0f + expf(-y));
+    *d      = s * (1.0f - s);
+    return s;
+  }
+  case CS_NN_ACT_SOFTPLUS:
+    if (y > 20.0f) {
+      *d = 1.0f;
+      return y;
+    }
+    *d = 1.0f / (1.0f + expf(-y));
+    return log1pf(expf(y));
+  default:
+    *d = 1.0f;
+    return y;
+  }
+}
+
+/* Per-row work of the fused passes: words of the dropout generator and one row of pre-activations. */
+typedef struct {
+  uint32_t *words; /* [C rounded up to 64] */
+  float    *y;     /* [C] */
+} CsNNRowWork;
+
+/* Dropout threshold on 32-bit words: keep iff word >= thr. */
+static inline uint32_t CsNNDropoutThreshold(double p)
+{
+  double t = ldexp(p, 32);
+  return t >= 4294967295.0 ? 0xFFFFFFFFu : (uint32_t)llround(t);
+}
+
+/* Normalisation statistics. BatchNorm: local double sums s[0..C) of h and s[C..2C) of h^2. */
+void CsNNColSums2(double *s, const float *h, PetscInt B, PetscInt C);
+/* From globally reduced sums: mean/rstd of the batch, and the running statistics update. */
+void CsNNBatchNormFinish(float *mean, float *rstd, float *running_mean, float *running_var, const double *s, PetscInt N,
+                         PetscInt C, double momentum, double eps);
+/* Eval: mean/rstd from the running statistics. */
+void CsNNBatchNormEvalStats(float *mean, float *rstd, const float *running_mean, const float *running_var, PetscInt C,
+                            double eps);
+/* LayerNorm row statistics. */
+void CsNNRowStats(float *mean, float *rstd, const float *h, PetscInt B, PetscInt C, double eps);
+
+/* Dropout words of chunks [chunk0, chunk0 + nchunk) of 64 units (see cs_dropout_forward). */
+void CsNNDropoutWordsRange(uint32_t *r, uint64_t seed, uint64_t step, PetscInt layer, int64_t cell, PetscInt chunk0,
+                           PetscInt nchunk);
+/* One row: xhat = (h - m) * r (m, r per column when mcol/rcol are given, else the scalars m, r), y = gamma xhat +
+   beta (gamma/beta NULL: y = xhat). xhat may alias h or y (then y wins). */
+void CsNNNormRow(float *xhat, float *y, const float *h, const float *mcol, const float *rcol, float m, float r,
+                 const float *gamma, const float *beta, PetscInt C);
+/* One row: out = act(y) * s, fac = act'(y) * s (fac may be NULL) with s = scale where words[j] >= thr, else 0
+   (words NULL: s = 1). */
+void CsNNActDropRow(float *out, float *fac, const float *y, const uint32_t *words, uint32_t thr, float scale, CsNNAct act,
+                    PetscInt C);
+
+/* Backward sums: g = dout * fac (fac NULL: g = dout; g NULL: not stored), s[0..C) += sum g, s[C..2C) += sum g xhat. */
+void CsNNBackSums(double *s, float *g, const float *dout, const float *fac, const float *xhat, PetscInt B, PetscInt C);
+/* BatchNorm train backward with globally reduced sums s over N rows: d = gamma rstd (g - s0/N - xhat s1/N);
+   dinp = d (accumulate: +=); db += column sums of d (NULL: skipped). dinp may alias g when not accumulating. */
+void CsNNBatchNormBackApply(float *dinp, PetscBool accumulate, float *db, const float *g, const float *xhat,
+                            const float *rstd, const float *gamma, const double *s, PetscInt N, PetscInt B, PetscInt C,
+                            float *abc /*[3C] work*/);
+/* Eval-mode BatchNorm backward: d = g gamma rstd. */
+void CsNNBatchNormEvalBackApply(float *dinp, PetscBool accumulate, float *db, const float *g, const float *rstd,
+                                const float *gamma, PetscInt B, PetscInt C);
+/* LayerNorm backward per row from x = xhat (mean NULL) or x = the input with its row mean/rstd; dinp (NULL: only
+   dgamma, dbeta), dgamma, dbeta += (NULL: skipped), db += column sums of d. */
+void CsNNLayerNormBackApply(float *dinp, PetscBool accumulate, float *dgamma, float *dbeta, float *db, const float *g,
+                            const float *x, const float *mean, const float *rstd, const float *gamma, PetscInt B, PetscInt C);
+/* db[C] += column sums of d[B,C]. */
+void CsNNColSumAdd(float *db, const float *d, PetscInt B, PetscInt C);
+/* Sum over n of (a - b)^2 (b NULL: a^2) in double with 8 accumulators (vectorisable, the same order in every
+   clone); dA += g (a - b) when dA is given. */
+double CsNNSqDiff(float *dA, const float *a, const float *b, size_t n, float g);
+/* y[n] += x[n] */
+void CsNNAxpy1(float *y, const float *x, size_t n);
+
+#endif
