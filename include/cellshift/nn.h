@@ -243,7 +243,8 @@ PETSC_EXTERN PetscErrorCode CsNNOptimSetFromOptions(CsNNOptim opt);
 PETSC_EXTERN PetscErrorCode CsNNOptimSetUp(CsNNOptim opt, size_t n);
 /* Learning rate at step t (>= 1). */
 PETSC_EXTERN double         CsNNOptimLR(CsNNOptim opt, int64_t t);
-/* One step on P->p from P->g (P->g is scaled in place if clipped). */
+/* One step on P->p from P->g. The gradient is consumed: P->g is zero on return (zeroed in the update pass, which
+   saves the separate memset before the next accumulation). */
 PETSC_EXTERN PetscErrorCode CsNNOptimStep(CsNNOptim opt, CsNNParams P);
 /* Moments into groups "m" and "v" of `group` (one dataset per trained tensor) and t as attribute "step". */
 PETSC_EXTERN PetscErrorCode CsNNOptimSave(CsNNOptim opt, CsNNParams P, hid_t group);
@@ -301,11 +302,12 @@ typedef struct {
 PETSC_EXTERN void           CsMLPConfigDefault(CsMLPConfig *cfg);
 PETSC_EXTERN PetscErrorCode CsMLPCreate(CsNNParams P, const char name[], const CsMLPConfig *cfg, CsMLP *mlp);
 PETSC_EXTERN PetscErrorCode CsMLPSetUp(CsMLP mlp, PetscInt maxbatch);
-/* Forward B rows of x (dense [B, sizes[0]]) or X (CSR, sparse_input). *out [B, sizes[nlayers]] stays valid until the
-   next forward. In train mode it also zeroes the output gradient (see CsMLPGetOutputGrad). */
+/* Forward B rows of x (dense [B, sizes[0]]) or X (CSR, sparse_input); x or X must stay valid until the backward.
+   *out [B, sizes[nlayers]] stays valid until the next forward. */
 PETSC_EXTERN PetscErrorCode CsMLPForward(CsMLP mlp, const CsNNPass *pass, PetscInt B, const float *x, const CsCSR *X,
                                          const float **out);
-/* The buffer [B, sizes[nlayers]] into which the caller accumulates the gradient of the loss w.r.t. the output. */
+/* The buffer [B, sizes[nlayers]] for the gradient of the loss w.r.t. the output, filled by the caller before
+   CsMLPBackward. It is not zeroed (that would cost a pass): write every entry, or zero it and accumulate. */
 PETSC_EXTERN float         *CsMLPGetOutputGrad(CsMLP mlp);
 /* Backward of the last forward: parameter gradients += into P->g, dinp[B, sizes[0]] += (NULL: not needed). */
 PETSC_EXTERN PetscErrorCode CsMLPBackward(CsMLP mlp, const CsNNPass *pass, PetscInt B, float *dinp);

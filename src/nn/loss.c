@@ -1,7 +1,7 @@
 /* Losses: value (this rank's part of the global mean) and gradient. See include/cellshift/nn.h. */
 #include "nnimpl.h"
 
-CS_NN_VEC double CsNNSqDiff(float *restrict dA, const float *restrict a, const float *restrict b, size_t n, float g)
+CS_NN_VEC double CsNNSqDiff(float *restrict dA, PetscBool assign, const float *restrict a, const float *restrict b, size_t n, float g)
 {
   double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0;
   size_t j = 0, n8 = n / 8 * 8;
@@ -13,30 +13,32 @@ CS_NN_VEC double CsNNSqDiff(float *restrict dA, const float *restrict a, const f
       acc[l] += (double)d * d; \
       GRAD; \
     }
-  if (b && dA) CS_SQDIFF_LOOP(a[j + l] - b[j + l], dA[j + l] += g * d)
+  if (b && dA && assign) CS_SQDIFF_LOOP(a[j + l] - b[j + l], dA[j + l] = g * d)
+  else if (b && dA) CS_SQDIFF_LOOP(a[j + l] - b[j + l], dA[j + l] += g * d)
   else if (b) CS_SQDIFF_LOOP(a[j + l] - b[j + l], (void)0)
+  else if (dA && assign) CS_SQDIFF_LOOP(a[j + l], dA[j + l] = g * d)
   else if (dA) CS_SQDIFF_LOOP(a[j + l], dA[j + l] += g * d)
   else CS_SQDIFF_LOOP(a[j + l], (void)0)
 #undef CS_SQDIFF_LOOP
   for (; j < n; j++) {
     float d = a[j] - (b ? b[j] : 0.0f);
     s += (double)d * d;
-    if (dA) dA[j] += g * d;
+    if (dA) dA[j] = (assign ? 0.0f : dA[j]) + g * d;
   }
   for (int l = 0; l < 8; l++) s += acc[l];
   return s;
 }
 
-double cs_mse_loss(float *dpred /*[B,C]*/, const float *pred /*[B,C]*/, const float *target /*[B,C]*/, PetscInt B, PetscInt C,
-                   PetscInt nglobal, double weight)
+/* Squared error with the gradient accumulated or (assign) written. */
+static double MSE(float *dpred, PetscBool assign, const float *pred, const float *target, PetscInt B, PetscInt C, PetscInt nglobal, double weight)
 {
   double sc = weight / (double)nglobal, s = 0;
   for (PetscInt i = 0; i < B; i++)
-    s += CsNNSqDiff(dpred ? dpred + (size_t)i * C : NULL, pred + (size_t)i * C, target + (size_t)i * C, (size_t)C, (float)(2 * sc));
+    s += CsNNSqDiff(dpred ? dpred + (size_t)i * C : NULL, assign, pred + (size_t)i * C, target + (size_t)i * C, (size_t)C, (float)(2 * sc));
   return sc * s;
 }
 
-double cs_mse_loss_csr(float *dpred /*[B,C]*/, const float *pred /*[B,C]*/, const CsCSR *T /*[B,C]*/, PetscInt nglobal, double weight)
+static double MSECSR(float *dpred, PetscBool assign, const float *pred, const CsCSR *T, PetscInt nglobal, double weight)
 {
   double   sc = weight / (double)nglobal, s = 0;
   PetscInt C  = T->ncols;
@@ -45,7 +47,7 @@ double cs_mse_loss_csr(float *dpred /*[B,C]*/, const float *pred /*[B,C]*/, cons
   for (PetscInt i = 0; i < T->nrows; i++) {
     const float *p = pred + (size_t)i * C;
     float       *d = dpred ? dpred + (size_t)i * C : NULL;
-    s += CsNNSqDiff(d, p, NULL, (size_t)C, g);
+    s += CsNNSqDiff(d, assign, p, NULL, (size_t)C, g);
     for (int64_t k = T->indptr[i]; k < T->indptr[i + 1]; k++) {
       float v = T->data[k], pv = p[T->indices[k]], e = pv - v;
       s += (double)e * e - (double)pv * pv;
@@ -53,6 +55,23 @@ double cs_mse_loss_csr(float *dpred /*[B,C]*/, const float *pred /*[B,C]*/, cons
     }
   }
   return sc * s;
+}
+
+double CsNNMSELossAssign(float *dpred, const float *pred, const float *target, const CsCSR *T, PetscInt B, PetscInt C, PetscInt nglobal,
+                         double weight)
+{
+  return T ? MSECSR(dpred, PETSC_TRUE, pred, T, nglobal, weight) : MSE(dpred, PETSC_TRUE, pred, target, B, C, nglobal, weight);
+}
+
+double cs_mse_loss(float *dpred /*[B,C]*/, const float *pred /*[B,C]*/, const float *target /*[B,C]*/, PetscInt B, PetscInt C,
+                   PetscInt nglobal, double weight)
+{
+  return MSE(dpred, PETSC_FALSE, pred, target, B, C, nglobal, weight);
+}
+
+double cs_mse_loss_csr(float *dpred /*[B,C]*/, const float *pred /*[B,C]*/, const CsCSR *T /*[B,C]*/, PetscInt nglobal, double weight)
+{
+  return MSECSR(dpred, PETSC_FALSE, pred, T, nglobal, weight);
 }
 
 double cs_gaussian_nll_loss(float *dmean /*[B,C]*/, float *dvraw /*[B,C]*/, const float *mean /*[B,C]*/, const float *vraw /*[B,C]*/,

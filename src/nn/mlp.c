@@ -179,7 +179,6 @@ PetscErrorCode CsMLPForward(CsMLP m, const CsNNPass *pass, PetscInt B, const flo
     else cs_linear_forward(L->h, l ? m->L[l - 1].a : x, w, b, B, L->nin, L->nout);
     if (L->hidden) PetscCall(BlockForward(m, L, l, pass, B));
   }
-  if (pass->train) memset(m->L[n - 1].g, 0, sizeof(float) * (size_t)B * m->L[n - 1].nout);
   *out = m->L[n - 1].a;
   PetscFunctionReturn(0);
 }

@@ -102,8 +102,11 @@ void CsNNLayerNormBackApply(float *dinp, PetscBool accumulate, float *dgamma, fl
 /* db[C] += column sums of d[B,C]. */
 void CsNNColSumAdd(float *db, const float *d, PetscInt B, PetscInt C);
 /* Sum over n of (a - b)^2 (b NULL: a^2) in double with 8 accumulators (vectorisable, the same order in every
-   clone); dA += g (a - b) when dA is given. */
-double CsNNSqDiff(float *dA, const float *a, const float *b, size_t n, float g);
+   clone); dA += g (a - b) (assign: dA = g (a - b)) when dA is given. */
+double CsNNSqDiff(float *dA, PetscBool assign, const float *a, const float *b, size_t n, float g);
+/* cs_mse_loss (target dense) or cs_mse_loss_csr (T given) writing the gradient instead of accumulating it. */
+double CsNNMSELossAssign(float *dpred, const float *pred, const float *target, const CsCSR *T, PetscInt B, PetscInt C, PetscInt nglobal,
+                         double weight);
 /* y[n] += x[n] */
 void CsNNAxpy1(float *y, const float *x, size_t n);
 

@@ -91,7 +91,8 @@ PetscErrorCode CsVAETrainStep(CsVAE v, const CsNNPass *pass, PetscInt B, const f
   PetscCall(PetscLogEventBegin(CS_EVENT_BACKWARD, 0, 0, 0, 0));
   drec = CsMLPGetOutputGrad(v->dec);
   dml  = CsMLPGetOutputGrad(v->enc);
-  l[0] = X ? cs_mse_loss_csr(drec, rec, X, pass->nglobal, 1.0) : cs_mse_loss(drec, rec, x, B, G, pass->nglobal, 1.0);
+  l[0] = CsNNMSELossAssign(drec, rec, x, X, B, G, pass->nglobal, 1.0);
+  memset(dml, 0, sizeof(float) * (size_t)B * 2 * Z);
   l[1] = v->cfg.kl_weight > 0 ? cs_kl_normal_loss(dml, ml, B, Z, pass->nglobal, v->cfg.kl_weight) / v->cfg.kl_weight
                               : cs_kl_normal_loss(NULL, ml, B, Z, pass->nglobal, 1.0);
   memset(v->dz, 0, sizeof(float) * (size_t)B * Z);
