@@ -7,13 +7,15 @@ const char *const CsNNActs[] = {"none", "relu", "leakyrelu", "gelu", "sigmoid", 
 
 /* ------------------------------------------------------------------------------------------------- helpers */
 
-CS_NN_VEC void CsNNColSumAdd(float *restrict db, const float *restrict d, PetscInt B, PetscInt C)
+CS_NN_VEC void CsNNColSumAddRange(float *restrict db, const float *restrict d, PetscInt B, PetscInt C, PetscInt c0, PetscInt c1)
 {
   for (PetscInt i = 0; i < B; i++) {
     const float *row = d + (size_t)i * C;
-    for (PetscInt j = 0; j < C; j++) db[j] += row[j];
+    for (PetscInt j = c0; j < c1; j++) db[j] += row[j];
   }
 }
+
+void CsNNColSumAdd(float *db, const float *d, PetscInt B, PetscInt C) { CsNNColSumAddRange(db, d, B, C, 0, C); }
 
 CS_NN_VEC void CsNNAxpy1(float *restrict y, const float *restrict x, size_t n)
 {
@@ -259,13 +261,13 @@ CS_NN_VEC void cs_dropout_backward(float *restrict dinp /*[n]*/, const float *re
 
 /* ------------------------------------------------------------------------------------------------- normalisation */
 
-CS_NN_VEC void CsNNColSums2(double *restrict s /*[2C]*/, const float *restrict h /*[B,C]*/, PetscInt B, PetscInt C)
+CS_NN_VEC void CsNNColSums2(double *restrict s /*[2C]*/, const float *restrict h /*[B,C]*/, PetscInt B, PetscInt C, PetscInt c0, PetscInt c1)
 {
   double *restrict s2 = s + C;
-  for (PetscInt j = 0; j < 2 * C; j++) s[j] = 0;
+  for (PetscInt j = c0; j < c1; j++) s[j] = 0, s2[j] = 0;
   for (PetscInt i = 0; i < B; i++) {
     const float *restrict row = h + (size_t)i * C;
-    for (PetscInt j = 0; j < C; j++) {
+    for (PetscInt j = c0; j < c1; j++) {
       double v = row[j];
       s[j] += v;
       s2[j] += v * v;
@@ -273,23 +275,24 @@ CS_NN_VEC void CsNNColSums2(double *restrict s /*[2C]*/, const float *restrict h
   }
 }
 
-void CsNNBatchNormFinish(float *mean, float *rstd, float *running_mean, float *running_var, const double *s, PetscInt N,
-                         PetscInt C, double momentum, double eps)
+void CsNNBatchNormFinish(float *mean, float *rstd, float *running_mean, float *running_var, const float *shift, const double *s,
+                         PetscInt N, PetscInt C, double momentum, double eps)
 {
   for (PetscInt j = 0; j < C; j++) {
     double m = s[j] / N, var = s[C + j] / N - m * m;
     if (var < 0) var = 0;
     mean[j] = (float)m;
     rstd[j] = (float)(1.0 / sqrt(var + eps));
-    if (running_mean) running_mean[j] = (float)((1 - momentum) * running_mean[j] + momentum * m);
+    if (running_mean) running_mean[j] = (float)((1 - momentum) * running_mean[j] + momentum * (m + (shift ? shift[j] : 0)));
     if (running_var) running_var[j] = (float)((1 - momentum) * running_var[j] + momentum * (N > 1 ? var * N / (N - 1) : var));
   }
 }
 
-void CsNNBatchNormEvalStats(float *mean, float *rstd, const float *running_mean, const float *running_var, PetscInt C, double eps)
+void CsNNBatchNormEvalStats(float *mean, float *rstd, const float *running_mean, const float *running_var, const float *shift, PetscInt C,
+                            double eps)
 {
   for (PetscInt j = 0; j < C; j++) {
-    mean[j] = running_mean[j];
+    mean[j] = shift ? running_mean[j] - shift[j] : running_mean[j];
     rstd[j] = (float)(1.0 / sqrt((double)running_var[j] + eps));
   }
 }
@@ -327,22 +330,23 @@ CS_NN_VEC void CsNNNormRow(float *xhat, float *y, const float *h, const float *r
 }
 
 CS_NN_VEC void CsNNBackSums(double *restrict s /*[2C]*/, float *g /*[B,C]*/, const float *dout /*[B,C]*/, const float *fac /*[B,C]*/,
-                            const float *restrict xhat /*[B,C]*/, PetscInt B, PetscInt C)
+                            const float *restrict xhat /*[B,C]*/, PetscInt B, PetscInt C, PetscInt c0, PetscInt c1)
 {
   double *restrict s2 = s + C;
+  for (PetscInt j = c0; j < c1; j++) s[j] = 0, s2[j] = 0;
   for (PetscInt i = 0; i < B; i++) {
     const float *d = dout + (size_t)i * C, *xh = xhat + (size_t)i * C;
     if (fac) {
       const float *f  = fac + (size_t)i * C;
       float       *gr = g + (size_t)i * C;
-      for (PetscInt j = 0; j < C; j++) {
+      for (PetscInt j = c0; j < c1; j++) {
         float v = d[j] * f[j];
         gr[j]   = v;
         s[j] += v;
         s2[j] += (double)v * xh[j];
       }
     } else {
-      for (PetscInt j = 0; j < C; j++) {
+      for (PetscInt j = c0; j < c1; j++) {
         s[j] += d[j];
         s2[j] += (double)d[j] * xh[j];
       }
@@ -353,11 +357,11 @@ CS_NN_VEC void CsNNBackSums(double *restrict s /*[2C]*/, float *g /*[B,C]*/, con
 CS_NN_VEC void CsNNBatchNormBackApply(float *dinp /*[B,C]*/, PetscBool accumulate, float *restrict db /*[C]*/, const float *g /*[B,C]*/,
                                       const float *restrict xhat /*[B,C]*/, const float *restrict rstd /*[C]*/,
                                       const float *restrict gamma /*[C]*/, const double *restrict s /*[2C]*/, PetscInt N, PetscInt B,
-                                      PetscInt C, float *restrict abc /*[3C]*/)
+                                      PetscInt C, PetscInt c0, PetscInt c1, float *restrict abc /*[3C]*/)
 {
   /* Per-column constants: d = a (g - b - xhat c). */
   float *restrict a = abc, *restrict b = abc + C, *restrict c = abc + 2 * C;
-  for (PetscInt j = 0; j < C; j++) {
+  for (PetscInt j = c0; j < c1; j++) {
     a[j] = gamma[j] * rstd[j];
     b[j] = (float)(s[j] / N);
     c[j] = (float)(s[C + j] / N);
@@ -366,23 +370,24 @@ CS_NN_VEC void CsNNBatchNormBackApply(float *dinp /*[B,C]*/, PetscBool accumulat
     const float *gr = g + (size_t)i * C, *xh = xhat + (size_t)i * C;
     float       *dr = dinp + (size_t)i * C;
     if (accumulate)
-      for (PetscInt j = 0; j < C; j++) dr[j] += a[j] * (gr[j] - b[j] - xh[j] * c[j]);
+      for (PetscInt j = c0; j < c1; j++) dr[j] += a[j] * (gr[j] - b[j] - xh[j] * c[j]);
     else
-      for (PetscInt j = 0; j < C; j++) dr[j] = a[j] * (gr[j] - b[j] - xh[j] * c[j]);
+      for (PetscInt j = c0; j < c1; j++) dr[j] = a[j] * (gr[j] - b[j] - xh[j] * c[j]);
     if (db && !accumulate)
-      for (PetscInt j = 0; j < C; j++) db[j] += dr[j];
+      for (PetscInt j = c0; j < c1; j++) db[j] += dr[j];
     else if (db)
-      for (PetscInt j = 0; j < C; j++) db[j] += a[j] * (gr[j] - b[j] - xh[j] * c[j]);
+      for (PetscInt j = c0; j < c1; j++) db[j] += a[j] * (gr[j] - b[j] - xh[j] * c[j]);
   }
 }
 
 CS_NN_VEC void CsNNBatchNormEvalBackApply(float *dinp, PetscBool accumulate, float *restrict db, const float *g,
-                                          const float *restrict rstd, const float *restrict gamma, PetscInt B, PetscInt C)
+                                          const float *restrict rstd, const float *restrict gamma, PetscInt B, PetscInt C, PetscInt c0,
+                                          PetscInt c1)
 {
   for (PetscInt i = 0; i < B; i++) {
     const float *gr = g + (size_t)i * C;
     float       *dr = dinp + (size_t)i * C;
-    for (PetscInt j = 0; j < C; j++) {
+    for (PetscInt j = c0; j < c1; j++) {
       float d = gr[j] * gamma[j] * rstd[j];
       dr[j]   = accumulate ? dr[j] + d : d;
       if (db) db[j] += d;
@@ -427,10 +432,10 @@ PetscErrorCode cs_batchnorm_forward(float *out /*[B,C]*/, float *xhat /*[B,C]*/,
 
   PetscFunctionBeginUser;
   if (pass->train) {
-    CsNNColSums2(work, inp, B, C);
+    CsNNColSums2(work, inp, B, C, 0, C);
     PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, work, (PetscMPIInt)(2 * C), MPI_DOUBLE, MPI_SUM, pass->comm));
-    CsNNBatchNormFinish(mean, rstd, running_mean, running_var, work, pass->nglobal, C, momentum, eps);
-  } else CsNNBatchNormEvalStats(mean, rstd, running_mean, running_var, C, eps);
+    CsNNBatchNormFinish(mean, rstd, running_mean, running_var, NULL, work, pass->nglobal, C, momentum, eps);
+  } else CsNNBatchNormEvalStats(mean, rstd, running_mean, running_var, NULL, C, eps);
   for (PetscInt i = 0; i < B; i++)
     CsNNNormRow(xhat + (size_t)i * C, out + (size_t)i * C, inp + (size_t)i * C, mean, rstd, 0, 0, gamma, beta, C);
   PetscFunctionReturn(0);
@@ -441,8 +446,7 @@ PetscErrorCode cs_batchnorm_backward(float *dinp /*[B,C]*/, float *dgamma /*[C]*
                                      PetscInt C, const CsNNPass *pass, double *work /*[4C]*/)
 {
   PetscFunctionBeginUser;
-  for (PetscInt j = 0; j < 2 * C; j++) work[j] = 0;
-  CsNNBackSums(work, NULL, dout, NULL, xhat, B, C);
+  CsNNBackSums(work, NULL, dout, NULL, xhat, B, C, 0, C);
   for (PetscInt j = 0; j < C; j++) {
     if (dbeta) dbeta[j] += (float)work[j];
     if (dgamma) dgamma[j] += (float)work[C + j];
@@ -450,8 +454,8 @@ PetscErrorCode cs_batchnorm_backward(float *dinp /*[B,C]*/, float *dgamma /*[C]*
   if (!dinp) PetscFunctionReturn(0);
   if (pass->train) {
     PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, work, (PetscMPIInt)(2 * C), MPI_DOUBLE, MPI_SUM, pass->comm));
-    CsNNBatchNormBackApply(dinp, PETSC_TRUE, NULL, dout, xhat, rstd, gamma, work, pass->nglobal, B, C, (float *)(work + 2 * C));
-  } else CsNNBatchNormEvalBackApply(dinp, PETSC_TRUE, NULL, dout, rstd, gamma, B, C);
+    CsNNBatchNormBackApply(dinp, PETSC_TRUE, NULL, dout, xhat, rstd, gamma, work, pass->nglobal, B, C, 0, C, (float *)(work + 2 * C));
+  } else CsNNBatchNormEvalBackApply(dinp, PETSC_TRUE, NULL, dout, rstd, gamma, B, C, 0, C);
   PetscFunctionReturn(0);
 }
 

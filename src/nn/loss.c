@@ -29,49 +29,66 @@ CS_NN_VEC double CsNNSqDiff(float *restrict dA, PetscBool assign, const float *r
   return s;
 }
 
-/* Squared error with the gradient accumulated or (assign) written. */
-static double MSE(float *dpred, PetscBool assign, const float *pred, const float *target, PetscInt B, PetscInt C, PetscInt nglobal, double weight)
-{
-  double sc = weight / (double)nglobal, s = 0;
-  for (PetscInt i = 0; i < B; i++)
-    s += CsNNSqDiff(dpred ? dpred + (size_t)i * C : NULL, assign, pred + (size_t)i * C, target + (size_t)i * C, (size_t)C, (float)(2 * sc));
-  return sc * s;
-}
+/* Squared error with the gradient accumulated or (assign) written; rows split over the thread pool. */
+typedef struct {
+  float       *dpred;
+  PetscBool    assign;
+  const float *pred, *target;
+  const CsCSR *T;
+  PetscInt     B, C;
+  float        g;
+  double       s[64];
+} MSECtx;
 
-static double MSECSR(float *dpred, PetscBool assign, const float *pred, const CsCSR *T, PetscInt nglobal, double weight)
+static void TaskMSE(void *ctx, int t, int nt)
 {
-  double   sc = weight / (double)nglobal, s = 0;
-  PetscInt C  = T->ncols;
-  float    g  = (float)(2 * sc);
-  /* Dense part as if the target were 0, then the correction at the stored entries. */
-  for (PetscInt i = 0; i < T->nrows; i++) {
-    const float *p = pred + (size_t)i * C;
-    float       *d = dpred ? dpred + (size_t)i * C : NULL;
-    s += CsNNSqDiff(d, assign, p, NULL, (size_t)C, g);
-    for (int64_t k = T->indptr[i]; k < T->indptr[i + 1]; k++) {
-      float v = T->data[k], pv = p[T->indices[k]], e = pv - v;
-      s += (double)e * e - (double)pv * pv;
-      if (d) d[T->indices[k]] -= g * v;
+  MSECtx *k = (MSECtx *)ctx;
+  size_t  lo, hi, C = (size_t)k->C;
+  double  s = 0;
+  CsNNChunk((size_t)k->B, t, nt, 1, &lo, &hi);
+  for (size_t i = lo; i < hi; i++) {
+    const float *p = k->pred + i * C;
+    float       *d = k->dpred ? k->dpred + i * C : NULL;
+    if (!k->T) {
+      s += CsNNSqDiff(d, k->assign, p, k->target + i * C, C, k->g);
+      continue;
+    }
+    /* CSR target: the dense part as if the target were 0, then the correction at the stored entries. */
+    s += CsNNSqDiff(d, k->assign, p, NULL, C, k->g);
+    for (int64_t e = k->T->indptr[i]; e < k->T->indptr[i + 1]; e++) {
+      float v = k->T->data[e], pv = p[k->T->indices[e]], r = pv - v;
+      s += (double)r * r - (double)pv * pv;
+      if (d) d[k->T->indices[e]] -= k->g * v;
     }
   }
+  k->s[t] = s;
+}
+
+static double MSE(float *dpred, PetscBool assign, const float *pred, const float *target, const CsCSR *T, PetscInt B, PetscInt C,
+                  PetscInt nglobal, double weight)
+{
+  double sc = weight / (double)nglobal, s = 0;
+  MSECtx k  = {dpred, assign, pred, target, T, B, C, (float)(2 * sc), {0}};
+  CsNNParallel(TaskMSE, &k);
+  for (int t = 0; t < CsNNThreads(); t++) s += k.s[t];
   return sc * s;
 }
 
 double CsNNMSELossAssign(float *dpred, const float *pred, const float *target, const CsCSR *T, PetscInt B, PetscInt C, PetscInt nglobal,
                          double weight)
 {
-  return T ? MSECSR(dpred, PETSC_TRUE, pred, T, nglobal, weight) : MSE(dpred, PETSC_TRUE, pred, target, B, C, nglobal, weight);
+  return MSE(dpred, PETSC_TRUE, pred, T ? NULL : target, T, T ? T->nrows : B, T ? T->ncols : C, nglobal, weight);
 }
 
 double cs_mse_loss(float *dpred /*[B,C]*/, const float *pred /*[B,C]*/, const float *target /*[B,C]*/, PetscInt B, PetscInt C,
                    PetscInt nglobal, double weight)
 {
-  return MSE(dpred, PETSC_FALSE, pred, target, B, C, nglobal, weight);
+  return MSE(dpred, PETSC_FALSE, pred, target, NULL, B, C, nglobal, weight);
 }
 
 double cs_mse_loss_csr(float *dpred /*[B,C]*/, const float *pred /*[B,C]*/, const CsCSR *T /*[B,C]*/, PetscInt nglobal, double weight)
 {
-  return MSECSR(dpred, PETSC_FALSE, pred, T, nglobal, weight);
+  return MSE(dpred, PETSC_FALSE, pred, NULL, T, T->nrows, T->ncols, nglobal, weight);
 }
 
 double cs_gaussian_nll_loss(float *dmean /*[B,C]*/, float *dvraw /*[B,C]*/, const float *mean /*[B,C]*/, const float *vraw /*[B,C]*/,

@@ -23,9 +23,10 @@ struct _n_CsMLP {
   PetscInt    *sizes;
   Layer       *L;
   PetscInt     maxbatch, maxc;
+  int          nt;     /* threads of the pool */
   double      *dwork;  /* [2 maxc] */
-  float       *fwork;  /* [3 maxc] + [maxc] row of y */
-  uint32_t    *words;  /* [maxc rounded up to 64] */
+  float       *fwork;  /* [3 maxc] + [nt][maxc] rows of y */
+  uint32_t    *words;  /* [nt][maxc rounded up to 64] */
   /* The input of the last forward (kept by reference for the weight gradient of the first layer). */
   const float *x;
   const CsCSR *X;
@@ -120,42 +121,129 @@ PetscErrorCode CsMLPSetUp(CsMLP m, PetscInt maxbatch)
       PetscCall(AlignedAlloc((size_t)PetscMax(maxbatch, L->nout), &L->rstd));
     } else L->a = L->h;
   }
+  m->nt = CsNNThreads();
   PetscCall(PetscMalloc1(2 * (size_t)m->maxc, &m->dwork));
-  PetscCall(AlignedAlloc(4 * (size_t)m->maxc, &m->fwork));
-  m->words = (uint32_t *)aligned_alloc(64, sizeof(uint32_t) * (size_t)((m->maxc + 63) / 64 * 64));
+  PetscCall(AlignedAlloc((3 + (size_t)m->nt) * (size_t)m->maxc, &m->fwork));
+  m->words = (uint32_t *)aligned_alloc(64, sizeof(uint32_t) * (size_t)((m->maxc + 63) / 64 * 64) * (size_t)m->nt);
   PetscCheck(m->words, PETSC_COMM_SELF, PETSC_ERR_MEM, "cannot allocate the dropout words");
   PetscFunctionReturn(0);
 }
 
 float *CsMLPGetOutputGrad(CsMLP m) { return m->L[m->cfg.nlayers - 1].g; }
 
-/* Forward of one hidden block's elementwise part on h[B,O]. */
+/* The elementwise passes of one block, run on the thread pool (see threads.c). */
+typedef struct {
+  CsMLP           m;
+  Layer          *L;
+  const CsNNPass *pass;
+  PetscInt        l, B, O;
+  const float    *gamma, *beta;
+  float          *db;
+  PetscBool       drop;
+  uint32_t        thr;
+  float           scale;
+} BlockCtx;
+
+/* BatchNorm statistics, split by columns. */
+static void TaskStats(void *c, int t, int nt)
+{
+  BlockCtx *k = (BlockCtx *)c;
+  size_t    lo, hi;
+  CsNNChunk((size_t)k->O, t, nt, 16, &lo, &hi);
+  if (lo < hi) CsNNColSums2(k->m->dwork, k->L->h, k->B, k->O, (PetscInt)lo, (PetscInt)hi);
+}
+
+/* Normalisation, activation and dropout, split by rows; each thread has its own row buffers. */
+static void TaskApply(void *c, int t, int nt)
+{
+  BlockCtx *k = (BlockCtx *)c;
+  CsMLP     m = k->m;
+  Layer    *L = k->L;
+  PetscInt  O = k->O, nw = (m->maxc + 63) / 64 * 64;
+  float    *y = m->fwork + 3 * (size_t)m->maxc + (size_t)t * m->maxc;
+  uint32_t *words = m->words + (size_t)t * nw;
+  size_t    lo, hi;
+  CsNNChunk((size_t)k->B, t, nt, 1, &lo, &hi);
+  for (size_t i = lo; i < hi; i++) {
+    float       *h  = L->h + i * O;
+    const float *yr = h;
+    if (m->cfg.norm == CS_NN_NORM_BATCH) CsNNNormRow(h, y, h, L->mean, L->rstd, 0, 0, k->gamma, k->beta, O), yr = y;
+    else if (m->cfg.norm == CS_NN_NORM_LAYER) CsNNNormRow(h, y, h, NULL, NULL, L->mean[i], L->rstd[i], k->gamma, k->beta, O), yr = y;
+    if (k->drop)
+      CsNNDropoutWordsRange(words, k->pass->seed, k->pass->step, m->cfg.layer_id0 + k->l, CsNNPassCell(k->pass, (PetscInt)i), 0,
+                            (O + 63) / 64);
+    CsNNActDropRow(L->a + i * O, L->fac + i * O, yr, k->drop ? words : NULL, k->thr, k->scale, m->cfg.act, O);
+  }
+}
+
+/* Backward sums of the normalisation, split by columns. */
+static void TaskBackSums(void *c, int t, int nt)
+{
+  BlockCtx *k = (BlockCtx *)c;
+  size_t    lo, hi;
+  CsNNChunk((size_t)k->O, t, nt, 16, &lo, &hi);
+  if (lo < hi) CsNNBackSums(k->m->dwork, k->L->g, k->L->g, k->L->fac, k->L->h, k->B, k->O, (PetscInt)lo, (PetscInt)hi);
+}
+
+/* d(h) in place of g and the linear bias gradient, split by columns. */
+static void TaskBackApply(void *c, int t, int nt)
+{
+  BlockCtx *k = (BlockCtx *)c;
+  Layer    *L = k->L;
+  PetscInt  B = k->B, O = k->O;
+  size_t    lo, hi;
+  CsNNChunk((size_t)O, t, nt, 16, &lo, &hi);
+  if (lo >= hi) return;
+  if (k->m->cfg.norm == CS_NN_NORM_NONE) {
+    for (PetscInt i = 0; i < B; i++) /* g *= fac; short rows of one thread's columns */
+      for (size_t j = lo; j < hi; j++) L->g[(size_t)i * O + j] *= L->fac[(size_t)i * O + j];
+    CsNNColSumAddRange(k->db, L->g, B, O, (PetscInt)lo, (PetscInt)hi);
+  } else if (k->pass->train)
+    CsNNBatchNormBackApply(L->g, PETSC_FALSE, k->db, L->g, L->h, L->rstd, k->gamma, k->m->dwork, k->pass->nglobal, B, O, (PetscInt)lo,
+                           (PetscInt)hi, k->m->fwork);
+  else CsNNBatchNormEvalBackApply(L->g, PETSC_FALSE, k->db, L->g, L->rstd, k->gamma, B, O, (PetscInt)lo, (PetscInt)hi);
+}
+
+/* Column sums of a plain layer's output gradient into its bias gradient. */
+static void TaskColSum(void *c, int t, int nt)
+{
+  BlockCtx *k = (BlockCtx *)c;
+  size_t    lo, hi;
+  CsNNChunk((size_t)k->O, t, nt, 16, &lo, &hi);
+  if (lo < hi) CsNNColSumAddRange(k->db, k->L->g, k->B, k->O, (PetscInt)lo, (PetscInt)hi);
+}
+
+static void BlockCtxInit(BlockCtx *k, CsMLP m, Layer *L, PetscInt l, const CsNNPass *pass, PetscInt B)
+{
+  PetscMemzero(k, sizeof(*k));
+  k->m = m, k->L = L, k->l = l, k->pass = pass, k->B = B, k->O = L->nout;
+  k->gamma = L->gam >= 0 ? CsNNParamsData(m->P, L->gam) : NULL;
+  k->beta  = L->bet >= 0 ? CsNNParamsData(m->P, L->bet) : NULL;
+  k->db    = CsNNParamsGrad(m->P, L->b);
+  k->drop  = pass->train && m->cfg.dropout > 0 ? PETSC_TRUE : PETSC_FALSE;
+  k->thr   = k->drop ? CsNNDropoutThreshold(m->cfg.dropout) : 0;
+  k->scale = k->drop ? (float)(1.0 / (1.0 - m->cfg.dropout)) : 1.0f;
+}
+
+/* Forward of one hidden block's elementwise part on h[B,O]. Before a BatchNorm the linear map was computed
+   without its bias, which cancels in the normalisation: it only shifts the batch mean (running statistics) and,
+   in eval mode, the running mean it is compared with. */
 static PetscErrorCode BlockForward(CsMLP m, Layer *L, PetscInt l, const CsNNPass *pass, PetscInt B)
 {
-  PetscInt    O = L->nout;
-  CsNNNorm    norm = m->cfg.norm;
-  PetscBool   drop = pass->train && m->cfg.dropout > 0 ? PETSC_TRUE : PETSC_FALSE;
-  uint32_t    thr = drop ? CsNNDropoutThreshold(m->cfg.dropout) : 0;
-  float       scale = drop ? (float)(1.0 / (1.0 - m->cfg.dropout)) : 1.0f, *y = m->fwork + 3 * m->maxc;
-  float      *gamma = L->gam >= 0 ? CsNNParamsData(m->P, L->gam) : NULL, *beta = L->bet >= 0 ? CsNNParamsData(m->P, L->bet) : NULL;
+  PetscInt O = L->nout;
+  BlockCtx k;
 
   PetscFunctionBeginUser;
-  if (norm == CS_NN_NORM_BATCH) {
-    float *rm = CsNNParamsData(m->P, L->rm), *rv = CsNNParamsData(m->P, L->rv);
+  BlockCtxInit(&k, m, L, l, pass, B);
+  if (m->cfg.norm == CS_NN_NORM_BATCH) {
+    float *rm = CsNNParamsData(m->P, L->rm), *rv = CsNNParamsData(m->P, L->rv), *b = CsNNParamsData(m->P, L->b);
     if (pass->train) {
-      CsNNColSums2(m->dwork, L->h, B, O);
+      CsNNParallel(TaskStats, &k);
       PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, m->dwork, (PetscMPIInt)(2 * O), MPI_DOUBLE, MPI_SUM, pass->comm));
-      CsNNBatchNormFinish(L->mean, L->rstd, rm, rv, m->dwork, pass->nglobal, O, m->cfg.bn_momentum, m->cfg.norm_eps);
-    } else CsNNBatchNormEvalStats(L->mean, L->rstd, rm, rv, O, m->cfg.norm_eps);
-  } else if (norm == CS_NN_NORM_LAYER) CsNNRowStats(L->mean, L->rstd, L->h, B, O, m->cfg.norm_eps);
-  for (PetscInt i = 0; i < B; i++) {
-    float       *h  = L->h + (size_t)i * O;
-    const float *yr = h;
-    if (norm == CS_NN_NORM_BATCH) CsNNNormRow(h, y, h, L->mean, L->rstd, 0, 0, gamma, beta, O), yr = y;
-    else if (norm == CS_NN_NORM_LAYER) CsNNNormRow(h, y, h, NULL, NULL, L->mean[i], L->rstd[i], gamma, beta, O), yr = y;
-    if (drop) CsNNDropoutWordsRange(m->words, pass->seed, pass->step, m->cfg.layer_id0 + l, CsNNPassCell(pass, i), 0, (O + 63) / 64);
-    CsNNActDropRow(L->a + (size_t)i * O, L->fac + (size_t)i * O, yr, drop ? m->words : NULL, thr, scale, m->cfg.act, O);
-  }
+      CsNNBatchNormFinish(L->mean, L->rstd, rm, rv, b, m->dwork, pass->nglobal, O, m->cfg.bn_momentum, m->cfg.norm_eps);
+    } else CsNNBatchNormEvalStats(L->mean, L->rstd, rm, rv, b, O, m->cfg.norm_eps);
+  } else if (m->cfg.norm == CS_NN_NORM_LAYER) CsNNRowStats(L->mean, L->rstd, L->h, B, O, m->cfg.norm_eps);
+  CsNNParallel(TaskApply, &k);
   PetscFunctionReturn(0);
 }
 
@@ -175,6 +263,7 @@ PetscErrorCode CsMLPForward(CsMLP m, const CsNNPass *pass, PetscInt B, const flo
   for (PetscInt l = 0; l < n; l++) {
     Layer       *L = &m->L[l];
     const float *w = CsNNParamsData(m->P, L->w), *b = CsNNParamsData(m->P, L->b);
+    if (L->hidden && m->cfg.norm == CS_NN_NORM_BATCH) b = NULL; /* see BlockForward */
     if (l == 0 && m->cfg.sparse_input) cs_linear_sparse_forward(L->h, X, w, b, L->nout);
     else cs_linear_forward(L->h, l ? m->L[l - 1].a : x, w, b, B, L->nin, L->nout);
     if (L->hidden) PetscCall(BlockForward(m, L, l, pass, B));
@@ -183,37 +272,28 @@ PetscErrorCode CsMLPForward(CsMLP m, const CsNNPass *pass, PetscInt B, const flo
   PetscFunctionReturn(0);
 }
 
-CS_NN_VEC static void MulInPlace(float *restrict g, const float *restrict f, size_t n)
-{
-  for (size_t i = 0; i < n; i++) g[i] *= f[i];
-}
-
 /* Backward of one hidden block's elementwise part: L->g holds d(out); on return it holds d(h), and the norm
    parameters and the linear bias have their gradients. */
-static PetscErrorCode BlockBackward(CsMLP m, Layer *L, const CsNNPass *pass, PetscInt B)
+static PetscErrorCode BlockBackward(CsMLP m, Layer *L, PetscInt l, const CsNNPass *pass, PetscInt B)
 {
   PetscInt O = L->nout;
   double  *s = m->dwork;
-  float   *gamma = L->gam >= 0 ? CsNNParamsData(m->P, L->gam) : NULL, *db = CsNNParamsGrad(m->P, L->b);
+  BlockCtx k;
 
   PetscFunctionBeginUser;
-  if (m->cfg.norm == CS_NN_NORM_NONE) {
-    MulInPlace(L->g, L->fac, (size_t)B * O);
-    CsNNColSumAdd(db, L->g, B, O);
-    PetscFunctionReturn(0);
-  }
-  /* g = dout * fac, sums of g (beta) and g xhat (gamma): the local parameter gradients. */
-  memset(s, 0, sizeof(double) * 2 * (size_t)O);
-  CsNNBackSums(s, L->g, L->g, L->fac, L->h, B, O);
-  {
+  BlockCtxInit(&k, m, L, l, pass, B);
+  if (m->cfg.norm != CS_NN_NORM_NONE) {
+    /* g = dout * fac, sums of g (beta) and g xhat (gamma): the local parameter gradients. */
     float *dgam = CsNNParamsGrad(m->P, L->gam), *dbet = CsNNParamsGrad(m->P, L->bet);
+    CsNNParallel(TaskBackSums, &k);
     for (PetscInt j = 0; j < O; j++) dbet[j] += (float)s[j], dgam[j] += (float)s[O + j];
   }
-  if (m->cfg.norm == CS_NN_NORM_LAYER) CsNNLayerNormBackApply(L->g, PETSC_FALSE, NULL, NULL, db, L->g, L->h, NULL, L->rstd, gamma, B, O);
-  else if (pass->train) {
-    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, s, (PetscMPIInt)(2 * O), MPI_DOUBLE, MPI_SUM, pass->comm));
-    CsNNBatchNormBackApply(L->g, PETSC_FALSE, db, L->g, L->h, L->rstd, gamma, s, pass->nglobal, B, O, m->fwork);
-  } else CsNNBatchNormEvalBackApply(L->g, PETSC_FALSE, db, L->g, L->rstd, gamma, B, O);
+  if (m->cfg.norm == CS_NN_NORM_LAYER) CsNNLayerNormBackApply(L->g, PETSC_FALSE, NULL, NULL, k.db, L->g, L->h, NULL, L->rstd, k.gamma, B, O);
+  else {
+    if (m->cfg.norm == CS_NN_NORM_BATCH && pass->train)
+      PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, s, (PetscMPIInt)(2 * O), MPI_DOUBLE, MPI_SUM, pass->comm));
+    CsNNParallel(TaskBackApply, &k);
+  }
   PetscFunctionReturn(0);
 }
 
@@ -225,9 +305,13 @@ PetscErrorCode CsMLPBackward(CsMLP m, const CsNNPass *pass, PetscInt B, float *d
   for (PetscInt l = m->cfg.nlayers - 1; l >= 0; l--) {
     Layer       *L  = &m->L[l];
     const float *in = l ? m->L[l - 1].a : m->x, *w = CsNNParamsData(m->P, L->w);
-    float       *dw = CsNNParamsGrad(m->P, L->w), *db = CsNNParamsGrad(m->P, L->b);
-    if (L->hidden) PetscCall(BlockBackward(m, L, pass, B));
-    else CsNNColSumAdd(db, L->g, B, L->nout);
+    float       *dw = CsNNParamsGrad(m->P, L->w);
+    if (L->hidden) PetscCall(BlockBackward(m, L, l, pass, B));
+    else {
+      BlockCtx k;
+      BlockCtxInit(&k, m, L, l, pass, B);
+      CsNNParallel(TaskColSum, &k);
+    }
     if (B > 0) {
       if (l == 0 && m->cfg.sparse_input) cs_linear_sparse_backward(dw, NULL, L->g, m->X, L->nout);
       else cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L->nin, L->nout, B, 1.0f, in, L->nin, L->g, L->nout, 1.0f, dw, L->nout);

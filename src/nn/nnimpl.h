@@ -62,14 +62,24 @@ static inline uint32_t CsNNDropoutThreshold(double p)
   return t >= 4294967295.0 ? 0xFFFFFFFFu : (uint32_t)llround(t);
 }
 
-/* Normalisation statistics. BatchNorm: local double sums s[0..C) of h and s[C..2C) of h^2. */
-void CsNNColSums2(double *s, const float *h, PetscInt B, PetscInt C);
-/* From globally reduced sums: mean/rstd of the batch, and the running statistics update. */
-void CsNNBatchNormFinish(float *mean, float *rstd, float *running_mean, float *running_var, const double *s, PetscInt N,
-                         PetscInt C, double momentum, double eps);
-/* Eval: mean/rstd from the running statistics. */
-void CsNNBatchNormEvalStats(float *mean, float *rstd, const float *running_mean, const float *running_var, PetscInt C,
-                            double eps);
+/* Thread pool (threads.c): CsNNParallel runs fn(ctx, t, nt) for t in [0, nt), t = 0 on the caller, and returns
+   when all are done; nt = CsNNThreads() = the BLAS threads of this rank. CsNNChunk: the t-th of nt contiguous
+   chunks of [0, n), chunk size a multiple of align. The kernels below that take a column range [c0, c1) are
+   split by columns, so each column's sums keep the serial order and every thread count gives the same bits. */
+typedef void (*CsNNTask)(void *ctx, int t, int nt);
+int  CsNNThreads(void);
+void CsNNParallel(CsNNTask fn, void *ctx);
+void CsNNChunk(size_t n, int t, int nt, size_t align, size_t *lo, size_t *hi);
+
+/* Normalisation statistics. BatchNorm: local double sums s[j] of h and s[C + j] of h^2, j in [c0, c1). */
+void CsNNColSums2(double *s, const float *h, PetscInt B, PetscInt C, PetscInt c0, PetscInt c1);
+/* From globally reduced sums: mean/rstd of the batch, and the running statistics update. shift (NULL = 0): a
+   per-column constant left out of the statistics (a linear bias before the normalisation), added to the running mean. */
+void CsNNBatchNormFinish(float *mean, float *rstd, float *running_mean, float *running_var, const float *shift, const double *s,
+                         PetscInt N, PetscInt C, double momentum, double eps);
+/* Eval: mean/rstd from the running statistics (mean = running_mean - shift). */
+void CsNNBatchNormEvalStats(float *mean, float *rstd, const float *running_mean, const float *running_var, const float *shift,
+                            PetscInt C, double eps);
 /* LayerNorm row statistics. */
 void CsNNRowStats(float *mean, float *rstd, const float *h, PetscInt B, PetscInt C, double eps);
 
@@ -85,22 +95,24 @@ void CsNNNormRow(float *xhat, float *y, const float *h, const float *mcol, const
 void CsNNActDropRow(float *out, float *fac, const float *y, const uint32_t *words, uint32_t thr, float scale, CsNNAct act,
                     PetscInt C);
 
-/* Backward sums: g = dout * fac (fac NULL: g = dout; g NULL: not stored), s[0..C) += sum g, s[C..2C) += sum g xhat. */
-void CsNNBackSums(double *s, float *g, const float *dout, const float *fac, const float *xhat, PetscInt B, PetscInt C);
+/* Backward sums over columns [c0, c1): g = dout * fac (fac NULL: g not stored), s[j] = sum g, s[C + j] = sum g xhat. */
+void CsNNBackSums(double *s, float *g, const float *dout, const float *fac, const float *xhat, PetscInt B, PetscInt C, PetscInt c0,
+                  PetscInt c1);
 /* BatchNorm train backward with globally reduced sums s over N rows: d = gamma rstd (g - s0/N - xhat s1/N);
    dinp = d (accumulate: +=); db += column sums of d (NULL: skipped). dinp may alias g when not accumulating. */
 void CsNNBatchNormBackApply(float *dinp, PetscBool accumulate, float *db, const float *g, const float *xhat,
                             const float *rstd, const float *gamma, const double *s, PetscInt N, PetscInt B, PetscInt C,
-                            float *abc /*[3C] work*/);
+                            PetscInt c0, PetscInt c1, float *abc /*[3C] work*/);
 /* Eval-mode BatchNorm backward: d = g gamma rstd. */
 void CsNNBatchNormEvalBackApply(float *dinp, PetscBool accumulate, float *db, const float *g, const float *rstd,
-                                const float *gamma, PetscInt B, PetscInt C);
+                                const float *gamma, PetscInt B, PetscInt C, PetscInt c0, PetscInt c1);
 /* LayerNorm backward per row from x = xhat (mean NULL) or x = the input with its row mean/rstd; dinp (NULL: only
    dgamma, dbeta), dgamma, dbeta += (NULL: skipped), db += column sums of d. */
 void CsNNLayerNormBackApply(float *dinp, PetscBool accumulate, float *dgamma, float *dbeta, float *db, const float *g,
                             const float *x, const float *mean, const float *rstd, const float *gamma, PetscInt B, PetscInt C);
-/* db[C] += column sums of d[B,C]. */
+/* db[C] += column sums of d[B,C] (over columns [c0, c1) for the range version). */
 void CsNNColSumAdd(float *db, const float *d, PetscInt B, PetscInt C);
+void CsNNColSumAddRange(float *db, const float *d, PetscInt B, PetscInt C, PetscInt c0, PetscInt c1);
 /* Sum over n of (a - b)^2 (b NULL: a^2) in double with 8 accumulators (vectorisable, the same order in every
    clone); dA += g (a - b) (assign: dA = g (a - b)) when dA is given. */
 double CsNNSqDiff(float *dA, PetscBool assign, const float *a, const float *b, size_t n, float g);

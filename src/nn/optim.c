@@ -144,22 +144,50 @@ __attribute__((target("avx512f"))) static void AdamUpdateAVX512(float *p, float 
 }
 #endif
 
-static void AdamUpdate(float *p, float *g, float *m, float *v, size_t n, const AdamCoef *c)
+typedef struct {
+  float          *p, *g, *m, *v;
+  size_t          n;
+  const AdamCoef *c;
+  double          sq[64]; /* per-thread sums of squares of g (clipping) */
+  float           scale;
+} AdamCtx;
+
+static void TaskAdam(void *ctx, int t, int nt)
 {
+  AdamCtx *a = (AdamCtx *)ctx;
+  size_t   lo, hi;
+  CsNNChunk(a->n, t, nt, 16, &lo, &hi);
+  if (lo >= hi) return;
 #if defined(CS_HAVE_AVX512_PATH)
   static int have = -1;
   if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
   if (have) {
-    AdamUpdateAVX512(p, g, m, v, n, c);
+    AdamUpdateAVX512(a->p + lo, a->g + lo, a->m + lo, a->v + lo, hi - lo, a->c);
     return;
   }
 #endif
-  AdamUpdateScalar(p, g, m, v, n, c);
+  AdamUpdateScalar(a->p + lo, a->g + lo, a->m + lo, a->v + lo, hi - lo, a->c);
+}
+
+static void TaskSumSq(void *ctx, int t, int nt)
+{
+  AdamCtx *a = (AdamCtx *)ctx;
+  size_t   lo, hi;
+  CsNNChunk(a->n, t, nt, 16, &lo, &hi);
+  a->sq[t] = lo < hi ? CsNNSqDiff(NULL, PETSC_FALSE, a->g + lo, NULL, hi - lo, 0) : 0;
 }
 
 CS_NN_VEC static void Scale(float *restrict x, size_t n, float a)
 {
   for (size_t i = 0; i < n; i++) x[i] *= a;
+}
+
+static void TaskScale(void *ctx, int t, int nt)
+{
+  AdamCtx *a = (AdamCtx *)ctx;
+  size_t   lo, hi;
+  CsNNChunk(a->n, t, nt, 16, &lo, &hi);
+  if (lo < hi) Scale(a->g + lo, hi - lo, a->scale);
 }
 
 PetscErrorCode CsNNOptimStep(CsNNOptim opt, CsNNParams P)
@@ -171,19 +199,29 @@ PetscErrorCode CsNNOptimStep(CsNNOptim opt, CsNNParams P)
   PetscCall(PetscLogEventBegin(CS_EVENT_OPTIM, 0, 0, 0, 0));
   opt->t++;
   lr = opt->last_lr = CsNNOptimLR(opt, opt->t);
-  if (opt->clip > 0) {
-    /* torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1. */
-    double norm    = sqrt(CsNNSqDiff(NULL, PETSC_FALSE, P->g, NULL, P->n, 0));
-    opt->last_norm = norm;
-    if (opt->clip / (norm + 1e-6) < 1) Scale(P->g, P->n, (float)(opt->clip / (norm + 1e-6)));
-  }
-  bc1 = 1 - pow(opt->beta1, (double)opt->t);
-  bc2 = 1 - pow(opt->beta2, (double)opt->t);
   {
-    AdamCoef c = {(float)opt->beta1, (float)(1 - opt->beta1), (float)opt->beta2, (float)(1 - opt->beta2), (float)(lr / bc1),
-                  (float)sqrt(bc2), (float)opt->eps, opt->type == CS_NN_OPTIM_ADAM ? (float)opt->weight_decay : 0.0f,
-                  opt->type == CS_NN_OPTIM_ADAMW ? (float)(1 - lr * opt->weight_decay) : 1.0f};
-    AdamUpdate(P->p, P->g, opt->m, opt->v, P->n, &c);
+    AdamCoef c;
+    AdamCtx  a;
+    PetscCall(PetscMemzero(&a, sizeof(a)));
+    a.p = P->p, a.g = P->g, a.m = opt->m, a.v = opt->v, a.n = P->n, a.c = &c;
+    if (opt->clip > 0) {
+      /* torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1. */
+      double norm = 0;
+      CsNNParallel(TaskSumSq, &a);
+      for (int t = 0; t < CsNNThreads(); t++) norm += a.sq[t];
+      opt->last_norm = norm = sqrt(norm);
+      if (opt->clip / (norm + 1e-6) < 1) {
+        a.scale = (float)(opt->clip / (norm + 1e-6));
+        CsNNParallel(TaskScale, &a);
+      }
+    }
+    bc1 = 1 - pow(opt->beta1, (double)opt->t);
+    bc2 = 1 - pow(opt->beta2, (double)opt->t);
+    c.b1 = (float)opt->beta1, c.omb1 = (float)(1 - opt->beta1), c.b2 = (float)opt->beta2, c.omb2 = (float)(1 - opt->beta2);
+    c.step = (float)(lr / bc1), c.bc2s = (float)sqrt(bc2), c.eps = (float)opt->eps;
+    c.l2    = opt->type == CS_NN_OPTIM_ADAM ? (float)opt->weight_decay : 0.0f;
+    c.decay = opt->type == CS_NN_OPTIM_ADAMW ? (float)(1 - lr * opt->weight_decay) : 1.0f;
+    CsNNParallel(TaskAdam, &a);
   }
   PetscCall(PetscLogEventEnd(CS_EVENT_OPTIM, 0, 0, 0, 0));
   PetscFunctionReturn(0);
