@@ -336,6 +336,7 @@ struct _n_CsVAE {
   CsMLP       enc, dec; /* enc ends with the heads */
   PetscInt    maxbatch;
   float      *z, *eps, *dz; /* [maxbatch, latent] */
+  uint32_t   *words;        /* noise generator work */
 };
 typedef struct {
   double rec, kl, total; /* global (summed over pass->comm) */

@@ -180,7 +180,7 @@ __attribute__((target("avx512f"))) static inline void mulhilo16(__m512i m, __m51
 }
 
 /* Philox4x32-10 on 16 counters at once, bit-identical to CsRng4 (same key and counter derivation). */
-__attribute__((target("avx512f"))) static void dropout_words_avx512(uint32_t *r, uint32_t k0s, uint32_t k1s, uint32_t a0,
+__attribute__((target("avx512f"))) static void philox_chunks_avx512(uint32_t *r, uint32_t k0s, uint32_t k1s, uint32_t a0,
                                                                      uint32_t a1, uint32_t blo, uint32_t c3s, PetscInt nchunk)
 {
   const __m512i M0 = _mm512_set1_epi32((int)CS_PHILOX_M0), M1 = _mm512_set1_epi32((int)CS_PHILOX_M1);
@@ -206,27 +206,31 @@ __attribute__((target("avx512f"))) static void dropout_words_avx512(uint32_t *r,
 }
 #endif
 
-void CsNNDropoutWordsRange(uint32_t *r /*[64 nchunk]*/, uint64_t seed, uint64_t step, PetscInt layer, int64_t cell, PetscInt chunk0,
-                           PetscInt nchunk)
+void CsNNPhiloxChunks(uint32_t *r /*[64 nchunk]*/, uint64_t seed, uint32_t stream, uint64_t a, uint64_t base, PetscInt nchunk)
 {
-  uint64_t base = ((uint64_t)cell << 24) | ((uint64_t)(layer & 0xFF) << 16) | (uint64_t)(16 * chunk0);
 #if defined(CS_HAVE_AVX512_PATH)
   static int have = -1;
   if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
   if (have) {
-    /* The key and counter words exactly as CsRng4 forms them; the block index q only touches the low word. */
-    uint32_t stream = CS_STREAM_DROPOUT;
-    dropout_words_avx512(r, (uint32_t)seed, (uint32_t)(seed >> 32) ^ (stream * 0x9E3779B9u), (uint32_t)step,
-                         (uint32_t)(step >> 32), (uint32_t)base, (uint32_t)(base >> 32) ^ (stream << 16), nchunk);
+    /* The key and counter words exactly as CsRng4 forms them; the block index only touches the low word. */
+    philox_chunks_avx512(r, (uint32_t)seed, (uint32_t)(seed >> 32) ^ (stream * 0x9E3779B9u), (uint32_t)a, (uint32_t)(a >> 32),
+                         (uint32_t)base, (uint32_t)(base >> 32) ^ (stream << 16), nchunk);
     return;
   }
 #endif
   for (PetscInt k = 0; k < nchunk; k++)
     for (PetscInt l = 0; l < 16; l++) {
       uint32_t w[4];
-      CsRng4(seed, CS_STREAM_DROPOUT, step, base + (uint64_t)(k * 16 + l), w);
+      CsRng4(seed, stream, a, base + (uint64_t)(k * 16 + l), w);
       for (int j = 0; j < 4; j++) r[64 * k + 16 * j + l] = w[j];
     }
+}
+
+void CsNNDropoutWordsRange(uint32_t *r /*[64 nchunk]*/, uint64_t seed, uint64_t step, PetscInt layer, int64_t cell, PetscInt chunk0,
+                           PetscInt nchunk)
+{
+  CsNNPhiloxChunks(r, seed, CS_STREAM_DROPOUT, step, ((uint64_t)cell << 24) | ((uint64_t)(layer & 0xFF) << 16) | (uint64_t)(16 * chunk0),
+                   nchunk);
 }
 
 void cs_dropout_words(uint32_t *r /*[C rounded up to 64]*/, uint64_t seed, uint64_t step, PetscInt layer, int64_t cell, PetscInt C)

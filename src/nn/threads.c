@@ -19,9 +19,10 @@ static struct {
   void           *ctx;
 } pool = {0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL, NULL};
 
-/* Polls before sleeping: a few microseconds, enough to catch the next pass of the same block (they follow each
-   other after a small allreduce) but short enough not to steal a core from the next sgemm. */
-#define CS_SPIN 4000
+/* Polls before sleeping (a pause is up to ~140 cycles on recent Intel cores): a few microseconds, enough to catch
+   the next pass of the same block (they follow each other after a small allreduce) but short enough not to steal
+   a core from the next sgemm. */
+#define CS_SPIN 200
 
 static inline void CpuRelax(void)
 {

@@ -51,25 +51,41 @@ PetscErrorCode CsVAECreate(MPI_Comm comm, const CsVAEConfig *cfg, PetscInt maxba
   PetscCall(CsMLPSetUp(v->dec, maxbatch));
   PetscCall(PetscMalloc3((size_t)maxbatch * cfg->latent, &v->z, (size_t)maxbatch * cfg->latent, &v->eps,
                          (size_t)maxbatch * cfg->latent, &v->dz));
+  PetscCall(PetscMalloc1((size_t)CsNNThreads() * 64 * ((cfg->latent + 31) / 32), &v->words));
   *vae = v;
   PetscFunctionReturn(0);
 }
 
-/* z = mu + eps exp(logvar / 2), eps keyed by (seed, step, global cell, component). */
-static void Reparameterise(CsVAE v, const CsNNPass *pass, PetscInt B, const float *ml)
+/* z = mu + eps exp(logvar / 2), eps keyed by (seed, step, global cell, component): CsRngNormal2's Box-Muller on
+   Philox blocks drawn 16 at a time; rows split over the thread pool. */
+typedef struct {
+  CsVAE           v;
+  const CsNNPass *pass;
+  PetscInt        B;
+  const float    *ml;
+} ReparCtx;
+
+static double U53(uint32_t hi, uint32_t lo) { return (double)(((uint64_t)hi << 21) | (lo >> 11)) * 0x1.0p-53; }
+
+static void TaskReparameterise(void *ctx, int t, int nt)
 {
-  PetscInt Z = v->cfg.latent;
-  for (PetscInt i = 0; i < B; i++) {
-    uint64_t     cell = (uint64_t)CsNNPassCell(pass, i);
-    const float *mu = ml + (size_t)i * 2 * Z, *lv = mu + Z;
-    float       *e = v->eps + (size_t)i * Z, *z = v->z + (size_t)i * Z;
-    for (PetscInt k = 0; k < Z; k += 2) {
-      double nz[2];
-      CsRngNormal2(pass->seed, CS_STREAM_NOISE, pass->step, (cell << 24) | (uint64_t)(k / 2), nz);
-      e[k] = (float)nz[0];
-      if (k + 1 < Z) e[k + 1] = (float)nz[1];
+  ReparCtx *k = (ReparCtx *)ctx;
+  PetscInt  Z = k->v->cfg.latent, npair = (Z + 1) / 2, nchunk = (npair + 15) / 16;
+  uint32_t *r = k->v->words + (size_t)t * 64 * nchunk;
+  size_t    lo, hi;
+  CsNNChunk((size_t)k->B, t, nt, 1, &lo, &hi);
+  for (size_t i = lo; i < hi; i++) {
+    uint64_t     cell = (uint64_t)CsNNPassCell(k->pass, (PetscInt)i);
+    const float *mu = k->ml + i * 2 * Z, *lv = mu + Z;
+    float       *e = k->v->eps + i * Z, *z = k->v->z + i * Z;
+    CsNNPhiloxChunks(r, k->pass->seed, CS_STREAM_NOISE, k->pass->step, cell << 24, nchunk);
+    for (PetscInt q = 0; q < npair; q++) {
+      const uint32_t *w = r + 64 * (q / 16) + q % 16;
+      double          u1 = 1.0 - U53(w[0], w[16]), u2 = U53(w[32], w[48]), rad = sqrt(-2.0 * log(u1));
+      e[2 * q] = (float)(rad * cos(2.0 * M_PI * u2));
+      if (2 * q + 1 < Z) e[2 * q + 1] = (float)(rad * sin(2.0 * M_PI * u2));
     }
-    for (PetscInt k = 0; k < Z; k++) z[k] = mu[k] + e[k] * expf(0.5f * lv[k]);
+    for (PetscInt j = 0; j < Z; j++) z[j] = mu[j] + e[j] * expf(0.5f * lv[j]);
   }
 }
 
@@ -84,7 +100,10 @@ PetscErrorCode CsVAETrainStep(CsVAE v, const CsNNPass *pass, PetscInt B, const f
   PetscCheck(pass->train, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONG, "CsVAETrainStep needs a pass in train mode");
   PetscCall(PetscLogEventBegin(CS_EVENT_FORWARD, 0, 0, 0, 0));
   PetscCall(CsMLPForward(v->enc, pass, B, x, X, &ml));
-  Reparameterise(v, pass, B, ml);
+  {
+    ReparCtx k = {v, pass, B, ml};
+    CsNNParallel(TaskReparameterise, &k);
+  }
   PetscCall(CsMLPForward(v->dec, pass, B, v->z, NULL, &rec));
   PetscCall(PetscLogEventEnd(CS_EVENT_FORWARD, 0, 0, 0, 0));
 
@@ -167,6 +186,7 @@ PetscErrorCode CsVAEDestroy(CsVAE *vae)
   PetscCall(CsMLPDestroy(&(*vae)->dec));
   PetscCall(CsNNParamsDestroy(&(*vae)->P));
   PetscCall(PetscFree3((*vae)->z, (*vae)->eps, (*vae)->dz));
+  PetscCall(PetscFree((*vae)->words));
   PetscCall(PetscFree(*vae));
   PetscFunctionReturn(0);
 }

@@ -591,6 +591,14 @@ static PetscErrorCode TestVAE(void)
   PetscCall(CsNNParamsZeroGrad(t.vae->P));
   PetscCall(CsVAETrainStep(t.vae, &t.pass, B, x, NULL, &l));
   CS_EXPECT(l.rec > 0 && l.kl > 0 && fabs(l.total - (l.rec + 0.5 * l.kl)) < 1e-12 * l.total, "VAE loss parts");
+  /* The noise is CsRngNormal2 keyed by (seed, step, cell, component), as documented (the generator draws the
+     Philox blocks 16 at a time). */
+  for (PetscInt i = 0; i < B; i++)
+    for (PetscInt k = 0; k < cfg.latent; k++) {
+      double z[2];
+      CsRngNormal2(11, CS_STREAM_NOISE, 2, ((uint64_t)i << 24) | (uint64_t)(k / 2), z);
+      CS_EXPECT(t.vae->eps[i * cfg.latent + k] == (float)z[k % 2], "VAE noise of cell %" PetscInt_FMT " component %" PetscInt_FMT, i, k);
+    }
   g = Alloc(t.vae->P->n);
   memcpy(g, t.vae->P->g, sizeof(float) * t.vae->P->n);
   {
