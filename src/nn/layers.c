@@ -2,6 +2,21 @@
 #include "nnimpl.h"
 #include <cblas.h>
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  #include <immintrin.h>
+  #define CS_HAVE_AVX512_PATH 1
+#endif
+
+int CsNNHaveAVX512(void)
+{
+#if defined(CS_HAVE_AVX512_PATH)
+  static int have = -1;
+  if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
+  return have;
+#else
+  return 0;
+#endif
+}
 
 const char *const CsNNActs[] = {"none", "relu", "leakyrelu", "gelu", "sigmoid", "softplus", "CsNNAct", "CS_NN_ACT_", NULL};
 
@@ -43,50 +58,182 @@ void cs_linear_backward(float *dinp /*[B,I]*/, float *dw /*[I,O]*/, float *db /*
   if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, In, O, 1.0f, dout, O, w, O, 1.0f, dinp, In);
 }
 
-/* Sparse input: the output columns are processed in tiles of CS_SP_TILE so the tile of W (I x tile) stays in L2
-   while all rows stream past it; each non-zero is then an axpy of one contiguous weight-row slice. */
-#define CS_SP_TILE 128
+/* Sparse input: the output columns are processed in tiles of CS_SP_TILE, so that the tile of W (In x tile) stays in
+   L2 while all rows stream past it, and each non-zero is an axpy of one contiguous weight-row slice into a row
+   accumulator held in a local array (which the compiler knows aliases nothing, so the axpy vectorises). Tiles are
+   split over the thread pool: each thread owns whole output / weight-gradient columns. */
+#define CS_SP_TILE  128
+#define CS_SP_AHEAD 6 /* software prefetch distance, in non-zeros */
 
-CS_NN_VEC static void sp_fwd_tile(float *restrict out, const CsCSR *X, const float *restrict w, const float *restrict b,
-                                  PetscInt O, PetscInt o0, PetscInt ot)
+static void SpFwdTileScalar(float *out, PetscBool add, const CsCSR *X, const float *w, const float *b, PetscInt O, PetscInt o0, PetscInt ot)
+{
+  float acc[CS_SP_TILE];
+  for (PetscInt i = 0; i < X->nrows; i++) {
+    if (add && X->indptr[i] == X->indptr[i + 1]) continue;
+    for (PetscInt t = 0; t < ot; t++) acc[t] = add ? out[(size_t)i * O + o0 + t] : b ? b[o0 + t] : 0.0f;
+    for (int64_t k = X->indptr[i]; k < X->indptr[i + 1]; k++) {
+      const float *wr = w + (size_t)X->indices[k] * O + o0;
+      const float  v  = X->data[k];
+      for (PetscInt t = 0; t < ot; t++) acc[t] += v * wr[t];
+    }
+    memcpy(out + (size_t)i * O + o0, acc, sizeof(float) * (size_t)ot);
+  }
+}
+
+static void SpBwdTileScalar(float *dw, const float *dout, const CsCSR *X, PetscInt O, PetscInt o0, PetscInt ot)
 {
   for (PetscInt i = 0; i < X->nrows; i++) {
-    float *restrict orow = out + (size_t)i * O + o0;
-    if (b)
-      for (PetscInt t = 0; t < ot; t++) orow[t] = b[o0 + t];
-    else
-      for (PetscInt t = 0; t < ot; t++) orow[t] = 0;
+    const float *gr = dout + (size_t)i * O + o0;
     for (int64_t k = X->indptr[i]; k < X->indptr[i + 1]; k++) {
-      const float *restrict wr = w + (size_t)X->indices[k] * O + o0;
-      const float v            = X->data[k];
-      for (PetscInt t = 0; t < ot; t++) orow[t] += v * wr[t];
+      float      *dwr = dw + (size_t)X->indices[k] * O + o0;
+      const float v   = X->data[k];
+      for (PetscInt t = 0; t < ot; t++) dwr[t] += v * gr[t];
     }
   }
+}
+
+#if defined(CS_HAVE_AVX512_PATH)
+/* Full 128-column tiles with the row accumulator (forward) or the row of dout (backward) in 8 registers; the
+   compiler does not manage this on its own (it jams two non-zeros and falls back to scalar code). Multiply and add
+   stay separate, as in the scalar code. */
+__attribute__((target("avx512f"))) static void SpFwdTileAVX512(float *out, PetscBool add, const CsCSR *X, const float *w, const float *b,
+                                                                PetscInt O, PetscInt o0)
+{
+  for (PetscInt i = 0; i < X->nrows; i++) {
+    __m512 a0, a1, a2, a3, a4, a5, a6, a7;
+    if (add && X->indptr[i] == X->indptr[i + 1]) continue;
+    if (add || b) {
+      const float *bb = add ? out + (size_t)i * O + o0 : b + o0;
+      a0 = _mm512_loadu_ps(bb), a1 = _mm512_loadu_ps(bb + 16), a2 = _mm512_loadu_ps(bb + 32), a3 = _mm512_loadu_ps(bb + 48);
+      a4 = _mm512_loadu_ps(bb + 64), a5 = _mm512_loadu_ps(bb + 80), a6 = _mm512_loadu_ps(bb + 96), a7 = _mm512_loadu_ps(bb + 112);
+    } else a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _mm512_setzero_ps();
+    for (int64_t k = X->indptr[i], kend = X->indptr[i + 1]; k < kend; k++) {
+      const float *wr = w + (size_t)X->indices[k] * O + o0;
+      const __m512 v  = _mm512_set1_ps(X->data[k]);
+      if (k + CS_SP_AHEAD < kend) { /* the rows are scattered: fetch a later one while this one is summed */
+        const char *nx = (const char *)(w + (size_t)X->indices[k + CS_SP_AHEAD] * O + o0);
+        for (int c = 0; c < 8; c++) _mm_prefetch(nx + 64 * c, _MM_HINT_T0);
+      }
+      a0 = _mm512_add_ps(a0, _mm512_mul_ps(v, _mm512_loadu_ps(wr)));
+      a1 = _mm512_add_ps(a1, _mm512_mul_ps(v, _mm512_loadu_ps(wr + 16)));
+      a2 = _mm512_add_ps(a2, _mm512_mul_ps(v, _mm512_loadu_ps(wr + 32)));
+      a3 = _mm512_add_ps(a3, _mm512_mul_ps(v, _mm512_loadu_ps(wr + 48)));
+      a4 = _mm512_add_ps(a4, _mm512_mul_ps(v, _mm512_loadu_ps(wr + 64)));
+      a5 = _mm512_add_ps(a5, _mm512_mul_ps(v, _mm512_loadu_ps(wr + 80)));
+      a6 = _mm512_add_ps(a6, _mm512_mul_ps(v, _mm512_loadu_ps(wr + 96)));
+      a7 = _mm512_add_ps(a7, _mm512_mul_ps(v, _mm512_loadu_ps(wr + 112)));
+    }
+    float *o = out + (size_t)i * O + o0;
+    _mm512_storeu_ps(o, a0), _mm512_storeu_ps(o + 16, a1), _mm512_storeu_ps(o + 32, a2), _mm512_storeu_ps(o + 48, a3);
+    _mm512_storeu_ps(o + 64, a4), _mm512_storeu_ps(o + 80, a5), _mm512_storeu_ps(o + 96, a6), _mm512_storeu_ps(o + 112, a7);
+  }
+}
+
+__attribute__((target("avx512f"))) static void SpBwdTileAVX512(float *dw, const float *dout, const CsCSR *X, PetscInt O, PetscInt o0)
+{
+  for (PetscInt i = 0; i < X->nrows; i++) {
+    const float *gr = dout + (size_t)i * O + o0;
+    __m512 g0 = _mm512_loadu_ps(gr), g1 = _mm512_loadu_ps(gr + 16), g2 = _mm512_loadu_ps(gr + 32), g3 = _mm512_loadu_ps(gr + 48);
+    __m512 g4 = _mm512_loadu_ps(gr + 64), g5 = _mm512_loadu_ps(gr + 80), g6 = _mm512_loadu_ps(gr + 96), g7 = _mm512_loadu_ps(gr + 112);
+    for (int64_t k = X->indptr[i]; k < X->indptr[i + 1]; k++) {
+      float       *d = dw + (size_t)X->indices[k] * O + o0;
+      const __m512 v = _mm512_set1_ps(X->data[k]);
+
+      _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), _mm512_mul_ps(v, g0)));
+      _mm512_storeu_ps(d + 16, _mm512_add_ps(_mm512_loadu_ps(d + 16), _mm512_mul_ps(v, g1)));
+      _mm512_storeu_ps(d + 32, _mm512_add_ps(_mm512_loadu_ps(d + 32), _mm512_mul_ps(v, g2)));
+      _mm512_storeu_ps(d + 48, _mm512_add_ps(_mm512_loadu_ps(d + 48), _mm512_mul_ps(v, g3)));
+      _mm512_storeu_ps(d + 64, _mm512_add_ps(_mm512_loadu_ps(d + 64), _mm512_mul_ps(v, g4)));
+      _mm512_storeu_ps(d + 80, _mm512_add_ps(_mm512_loadu_ps(d + 80), _mm512_mul_ps(v, g5)));
+      _mm512_storeu_ps(d + 96, _mm512_add_ps(_mm512_loadu_ps(d + 96), _mm512_mul_ps(v, g6)));
+      _mm512_storeu_ps(d + 112, _mm512_add_ps(_mm512_loadu_ps(d + 112), _mm512_mul_ps(v, g7)));
+    }
+  }
+}
+#endif
+
+/* out[:, o0:o0+ot] = X w[:, o0:o0+ot] + b (add: out += X w). */
+static void SpFwdTile(float *out, PetscBool add, const CsCSR *X, const float *w, const float *b, PetscInt O, PetscInt o0, PetscInt ot)
+{
+#if defined(CS_HAVE_AVX512_PATH)
+  if (ot == CS_SP_TILE && CsNNHaveAVX512()) {
+    SpFwdTileAVX512(out, add, X, w, b, O, o0);
+    return;
+  }
+#endif
+  SpFwdTileScalar(out, add, X, w, b, O, o0, ot);
+}
+
+static void SpBwdTile(float *dw, const float *dout, const CsCSR *X, PetscInt O, PetscInt o0, PetscInt ot)
+{
+#if defined(CS_HAVE_AVX512_PATH)
+  if (ot == CS_SP_TILE && CsNNHaveAVX512()) {
+    SpBwdTileAVX512(dw, dout, X, O, o0);
+    return;
+  }
+#endif
+  SpBwdTileScalar(dw, dout, X, O, o0, ot);
+}
+
+typedef struct {
+  float       *out, *dw;
+  const float *w, *b, *dout;
+  const CsCSR *X;
+  PetscInt     O;
+  PetscBool    add;
+} SpCtx;
+
+static void TaskSpFwd(void *ctx, int t, int nt)
+{
+  SpCtx *c = (SpCtx *)ctx;
+  size_t lo, hi;
+  CsNNChunk((size_t)c->O, t, nt, 16, &lo, &hi);
+  for (size_t o0 = lo; o0 < hi; o0 += CS_SP_TILE)
+    SpFwdTile(c->out, c->add, c->X, c->w, c->b, c->O, (PetscInt)o0, (PetscInt)PetscMin(CS_SP_TILE, hi - o0));
+}
+
+static void TaskSpBwd(void *ctx, int t, int nt)
+{
+  SpCtx *c = (SpCtx *)ctx;
+  size_t lo, hi;
+  CsNNChunk((size_t)c->O, t, nt, 16, &lo, &hi);
+  for (size_t o0 = lo; o0 < hi; o0 += CS_SP_TILE) SpBwdTile(c->dw, c->dout, c->X, c->O, (PetscInt)o0, (PetscInt)PetscMin(CS_SP_TILE, hi - o0));
 }
 
 void cs_linear_sparse_forward(float *out /*[B,O]*/, const CsCSR *X /*[B,I]*/, const float *w /*[I,O]*/, const float *b /*[O]*/,
                               PetscInt O)
 {
-  for (PetscInt o0 = 0; o0 < O; o0 += CS_SP_TILE) sp_fwd_tile(out, X, w, b, O, o0, PetscMin(CS_SP_TILE, O - o0));
-}
-
-CS_NN_VEC static void sp_bwd_tile(float *restrict dw, const float *restrict dout, const CsCSR *X, PetscInt O, PetscInt o0,
-                                  PetscInt ot)
-{
-  for (PetscInt i = 0; i < X->nrows; i++) {
-    const float *restrict grow = dout + (size_t)i * O + o0;
-    for (int64_t k = X->indptr[i]; k < X->indptr[i + 1]; k++) {
-      float *restrict dwr = dw + (size_t)X->indices[k] * O + o0;
-      const float v       = X->data[k];
-      for (PetscInt t = 0; t < ot; t++) dwr[t] += v * grow[t];
-    }
-  }
+  SpCtx c = {out, NULL, w, b, NULL, X, O, PETSC_FALSE};
+  CsNNParallel(TaskSpFwd, &c);
 }
 
 void cs_linear_sparse_backward(float *dw /*[I,O]*/, float *db /*[O]*/, const float *dout /*[B,O]*/, const CsCSR *X /*[B,I]*/,
                                PetscInt O)
 {
-  for (PetscInt o0 = 0; o0 < O; o0 += CS_SP_TILE) sp_bwd_tile(dw, dout, X, O, o0, PetscMin(CS_SP_TILE, O - o0));
+  /* dW = X^T dout is the forward kernel on the transposed batch: each weight row is then read and written once per
+     tile instead of once per non-zero. Without memory for the transpose, scatter row by row. */
+  int64_t  nnz = X->indptr[X->nrows] - X->indptr[0];
+  CsCSR    T;
+  int64_t *ptr = (int64_t *)malloc(sizeof(int64_t) * ((size_t)X->ncols + 2));
+  int32_t *idx = (int32_t *)malloc(sizeof(int32_t) * (size_t)(nnz + 1));
+  float   *val = (float *)malloc(sizeof(float) * (size_t)(nnz + 1));
+  if (ptr && idx && val) {
+    memset(ptr, 0, sizeof(int64_t) * ((size_t)X->ncols + 2));
+    for (int64_t k = X->indptr[0]; k < X->indptr[X->nrows]; k++) ptr[X->indices[k] + 2]++;
+    for (PetscInt j = 0; j < X->ncols; j++) ptr[j + 2] += ptr[j + 1];
+    for (PetscInt i = 0; i < X->nrows; i++)
+      for (int64_t k = X->indptr[i]; k < X->indptr[i + 1]; k++) {
+        int64_t e = ptr[X->indices[k] + 1]++;
+        idx[e] = (int32_t)i, val[e] = X->data[k];
+      }
+    T.nrows = X->ncols, T.ncols = X->nrows, T.indptr = ptr, T.indices = idx, T.data = val;
+    SpCtx c = {dw, NULL, dout, NULL, NULL, &T, O, PETSC_TRUE};
+    CsNNParallel(TaskSpFwd, &c);
+  } else {
+    SpCtx c = {NULL, dw, NULL, NULL, dout, X, O, PETSC_FALSE};
+    CsNNParallel(TaskSpBwd, &c);
+  }
+  free(ptr), free(idx), free(val);
   if (db) CsNNColSumAdd(db, dout, X->nrows, O);
 }
 
@@ -166,9 +313,7 @@ void cs_activation_backward(CsNNAct act, float *dinp /*[n]*/, const float *dout 
 #define CS_PHILOX_W0 0x9E3779B9u
 #define CS_PHILOX_W1 0xBB67AE85u
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-  #include <immintrin.h>
-  #define CS_HAVE_AVX512_PATH 1
+#if defined(CS_HAVE_AVX512_PATH)
 
 /* 32x32 -> 64-bit products of 16 lanes: even lanes with one vpmuludq, odd lanes with another. */
 __attribute__((target("avx512f"))) static inline void mulhilo16(__m512i m, __m512i x, __m512i *hi, __m512i *lo)
@@ -209,9 +354,7 @@ __attribute__((target("avx512f"))) static void philox_chunks_avx512(uint32_t *r,
 void CsNNPhiloxChunks(uint32_t *r /*[64 nchunk]*/, uint64_t seed, uint32_t stream, uint64_t a, uint64_t base, PetscInt nchunk)
 {
 #if defined(CS_HAVE_AVX512_PATH)
-  static int have = -1;
-  if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
-  if (have) {
+  if (CsNNHaveAVX512()) {
     /* The key and counter words exactly as CsRng4 forms them; the block index only touches the low word. */
     philox_chunks_avx512(r, (uint32_t)seed, (uint32_t)(seed >> 32) ^ (stream * 0x9E3779B9u), (uint32_t)a, (uint32_t)(a >> 32),
                          (uint32_t)base, (uint32_t)(base >> 32) ^ (stream << 16), nchunk);

@@ -16,6 +16,9 @@
   #define CS_NN_VEC
 #endif
 
+/* Whether the CPU has AVX-512F (the explicitly vectorised paths: Philox, Adam, sparse first layer). */
+int CsNNHaveAVX512(void);
+
 /* Activation value and derivative at y. */
 static inline float CsNNActEval(CsNNAct a, float y, float *d)
 {

@@ -159,9 +159,7 @@ static void TaskAdam(void *ctx, int t, int nt)
   CsNNChunk(a->n, t, nt, 16, &lo, &hi);
   if (lo >= hi) return;
 #if defined(CS_HAVE_AVX512_PATH)
-  static int have = -1;
-  if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
-  if (have) {
+  if (CsNNHaveAVX512()) {
     AdamUpdateAVX512(a->p + lo, a->g + lo, a->m + lo, a->v + lo, hi - lo, a->c);
     return;
   }

@@ -141,6 +141,44 @@ static PetscErrorCode TestLinear(void)
   PetscFunctionReturn(0);
 }
 
+/* The sparse kernels at a width where the vectorised 128-column tiles and the partial tiles both run (and split
+   over threads), against the dense layer on the same data. */
+static PetscErrorCode TestSparseWide(void)
+{
+  PetscInt B = 40, In = 70, O = 300;
+  float   *x = Alloc((size_t)B * In), *w = Alloc((size_t)In * O), *b = Alloc((size_t)O), *y = Alloc((size_t)B * O), *yd = Alloc((size_t)B * O);
+  float   *dy = Alloc((size_t)B * O), *dw = Alloc((size_t)In * O), *dwd = Alloc((size_t)In * O);
+  CsCSR    X;
+  double   e = 0, r = 0, e2 = 0, r2 = 0;
+
+  PetscFunctionBeginUser;
+  Fill(w, (size_t)In * O, 14, -1, 1), Fill(b, (size_t)O, 15, -1, 1), Fill(dy, (size_t)B * O, 16, -1, 1), Fill(dw, (size_t)In * O, 17, -1, 1);
+  memcpy(dwd, dw, sizeof(float) * (size_t)In * O);
+  PetscCall(PetscMemzero(&X, sizeof(X)));
+  X.nrows = B, X.ncols = In;
+  PetscCall(PetscMalloc3(B + 1, &X.indptr, B * In, &X.indices, B * In, &X.data));
+  X.indptr[0] = 0;
+  for (PetscInt i = 0; i < B; i++) {
+    X.indptr[i + 1] = X.indptr[i];
+    for (PetscInt j = 0; j < In; j++)
+      if (CsRngUniform(1234, CS_STREAM_DATA, 18, (uint64_t)(i * In + j)) < 0.2) {
+        x[i * In + j]             = (float)CsRngUniform(1234, CS_STREAM_DATA, 19, (uint64_t)(i * In + j));
+        X.indices[X.indptr[i + 1]] = (int32_t)j, X.data[X.indptr[i + 1]++] = x[i * In + j];
+      }
+  }
+  cs_linear_sparse_forward(y, &X, w, b, O);
+  cs_linear_forward(yd, x, w, b, B, In, O);
+  cs_linear_sparse_backward(dw, NULL, dy, &X, O);
+  cs_linear_backward(NULL, dwd, NULL, dy, x, w, B, In, O);
+  for (size_t i = 0; i < (size_t)B * O; i++) e += (y[i] - yd[i]) * (y[i] - yd[i]), r += (double)yd[i] * yd[i];
+  for (size_t i = 0; i < (size_t)In * O; i++) e2 += (dw[i] - dwd[i]) * (dw[i] - dwd[i]), r2 += (double)dwd[i] * dwd[i];
+  CS_EXPECT(sqrt(e / r) < 1e-6, "wide sparse forward differs from dense: %g", sqrt(e / r));
+  CS_EXPECT(sqrt(e2 / r2) < 1e-6, "wide sparse weight gradient differs from dense: %g", sqrt(e2 / r2));
+  PetscCall(PetscFree3(X.indptr, X.indices, X.data));
+  free(x), free(w), free(b), free(y), free(yd), free(dy), free(dw), free(dwd);
+  PetscFunctionReturn(0);
+}
+
 typedef struct {
   PetscInt B, C;
   float   *x, *b, *c, *y;
@@ -614,6 +652,7 @@ static PetscErrorCode Body(void)
 {
   PetscFunctionBeginUser;
   PetscCall(TestLinear());
+  PetscCall(TestSparseWide());
   PetscCall(TestBias());
   PetscCall(TestActivations());
   PetscCall(TestDropout());
