@@ -255,37 +255,25 @@ void cs_bias_backward(float *dinp /*[B,C]*/, float *db /*[C]*/, const float *dou
 
 /* One fused row of activation and dropout; the common piecewise-linear activations get vectorisable loops, the
    transcendental ones go through CsNNActEval. */
-CS_NN_VEC void CsNNActDropRow(float *restrict out, float *restrict fac, const float *restrict y, const uint32_t *restrict words,
+CS_NN_VEC void CsNNActDropRow(float *restrict out, uint8_t *restrict keep, const float *restrict y, const uint32_t *restrict words,
                               uint32_t thr, float scale, CsNNAct act, PetscInt C)
 {
   if (act == CS_NN_ACT_LEAKYRELU || act == CS_NN_ACT_RELU || act == CS_NN_ACT_NONE) {
     const float neg = act == CS_NN_ACT_LEAKYRELU ? CS_NN_LEAKY_SLOPE : act == CS_NN_ACT_RELU ? 0.0f : 1.0f;
-    if (words && fac) {
+    if (words)
       for (PetscInt j = 0; j < C; j++) {
-        float s = words[j] >= thr ? scale : 0.0f, d = y[j] > 0 ? 1.0f : neg;
-        out[j]  = y[j] * d * s;
-        fac[j]  = d * s;
+        uint8_t k = words[j] >= thr;
+        keep[j]   = k;
+        out[j]    = y[j] * (y[j] > 0 ? 1.0f : neg) * (k ? scale : 0.0f);
       }
-    } else if (words) {
-      for (PetscInt j = 0; j < C; j++) {
-        float s = words[j] >= thr ? scale : 0.0f, d = y[j] > 0 ? 1.0f : neg;
-        out[j]  = y[j] * d * s;
-      }
-    } else if (fac) {
-      for (PetscInt j = 0; j < C; j++) {
-        float d = y[j] > 0 ? 1.0f : neg;
-        out[j]  = y[j] * d;
-        fac[j]  = d;
-      }
-    } else {
+    else
       for (PetscInt j = 0; j < C; j++) out[j] = y[j] * (y[j] > 0 ? 1.0f : neg);
-    }
     return;
   }
   for (PetscInt j = 0; j < C; j++) {
-    float d, a = CsNNActEval(act, y[j], &d), s = words ? (words[j] >= thr ? scale : 0.0f) : 1.0f;
-    out[j] = a * s;
-    if (fac) fac[j] = d * s;
+    float d, a = CsNNActEval(act, y[j], &d);
+    if (words) keep[j] = words[j] >= thr;
+    out[j] = words ? a * (keep[j] ? scale : 0.0f) : a;
   }
 }
 
@@ -476,54 +464,113 @@ CS_NN_VEC void CsNNNormRow(float *xhat, float *y, const float *h, const float *r
   }
 }
 
-CS_NN_VEC void CsNNBackSums(double *restrict s /*[2C]*/, float *g /*[B,C]*/, const float *dout /*[B,C]*/, const float *fac /*[B,C]*/,
-                            const float *restrict xhat /*[B,C]*/, PetscInt B, PetscInt C, PetscInt c0, PetscInt c1)
+/* The gradient below activation and dropout, v = dout act'(y) s, with y = gamma x + beta (gamma NULL: y = x) and s
+   the dropout factor, for the piecewise-linear activations (slope neg below 0); the variants are spelled out so
+   that each loop vectorises. */
+#define CS_PL_VARIANTS(BODY) \
+  do { \
+    if (gam && kr) { \
+      _Pragma("GCC ivdep") for (PetscInt j = c0; j < c1; j++) { \
+        const float v = d[j] * ((gam[j] * xr[j] + bet[j]) > 0 ? 1.0f : neg) * (kr[j] ? scale : 0.0f); \
+        BODY; \
+      } \
+    } else if (gam) { \
+      _Pragma("GCC ivdep") for (PetscInt j = c0; j < c1; j++) { \
+        const float v = d[j] * ((gam[j] * xr[j] + bet[j]) > 0 ? 1.0f : neg); \
+        BODY; \
+      } \
+    } else if (kr) { \
+      _Pragma("GCC ivdep") for (PetscInt j = c0; j < c1; j++) { \
+        const float v = d[j] * (xr[j] > 0 ? 1.0f : neg) * (kr[j] ? scale : 0.0f); \
+        BODY; \
+      } \
+    } else { \
+      _Pragma("GCC ivdep") for (PetscInt j = c0; j < c1; j++) { \
+        const float v = d[j] * (xr[j] > 0 ? 1.0f : neg); \
+        BODY; \
+      } \
+    } \
+  } while (0)
+
+static inline int CsNNActPiecewiseLinear(CsNNAct act, float *neg)
 {
-  double *restrict s2 = s + C;
+  *neg = act == CS_NN_ACT_LEAKYRELU ? CS_NN_LEAKY_SLOPE : act == CS_NN_ACT_RELU ? 0.0f : 1.0f;
+  return act == CS_NN_ACT_LEAKYRELU || act == CS_NN_ACT_RELU || act == CS_NN_ACT_NONE;
+}
+
+/* v for any activation (scalar). */
+static inline float CsNNBackV(const CsNNActBack *ab, const float *d, const float *xr, const uint8_t *kr, PetscInt j)
+{
+  float dy, y = ab->gamma ? ab->gamma[j] * xr[j] + ab->beta[j] : xr[j];
+  (void)CsNNActEval(ab->act, y, &dy);
+  return d[j] * dy * (kr ? (kr[j] ? ab->scale : 0.0f) : 1.0f);
+}
+
+CS_NN_VEC void CsNNBackSums(double *restrict s /*[2C]*/, float *g /*[B,C]*/, const float *dout /*[B,C]*/, const CsNNActBack *ab,
+                            const float *x /*[B,C]*/, PetscInt B, PetscInt C, PetscInt c0, PetscInt c1)
+{
+  double *restrict s2  = s + C;
+  const float     *gam = ab ? ab->gamma : NULL, *bet = ab ? ab->beta : NULL;
+  const float      scale = ab ? ab->scale : 1.0f;
+  float            neg   = 1.0f;
+  int              pl    = ab ? CsNNActPiecewiseLinear(ab->act, &neg) : 1;
   for (PetscInt j = c0; j < c1; j++) s[j] = 0, s2[j] = 0;
   for (PetscInt i = 0; i < B; i++) {
-    const float *d = dout + (size_t)i * C, *xh = xhat + (size_t)i * C;
-    if (fac) {
-      const float *f  = fac + (size_t)i * C;
-      float       *gr = g + (size_t)i * C;
-      for (PetscInt j = c0; j < c1; j++) {
-        float v = d[j] * f[j];
-        gr[j]   = v;
-        s[j] += v;
-        s2[j] += (double)v * xh[j];
-      }
+    const float   *d = dout + (size_t)i * C, *xr = x + (size_t)i * C;
+    const uint8_t *kr = ab && ab->keep ? ab->keep + (size_t)i * C : NULL;
+    float         *gr = g ? g + (size_t)i * C : NULL;
+    if (!ab) {
+      for (PetscInt j = c0; j < c1; j++) s[j] += d[j], s2[j] += (double)d[j] * xr[j];
+    } else if (pl && gr) {
+      CS_PL_VARIANTS(gr[j] = v; s[j] += v; s2[j] += (double)v * xr[j]);
+    } else if (pl) {
+      CS_PL_VARIANTS(s[j] += v; s2[j] += (double)v * xr[j]);
     } else {
       for (PetscInt j = c0; j < c1; j++) {
-        s[j] += d[j];
-        s2[j] += (double)d[j] * xh[j];
+        float v = CsNNBackV(ab, d, xr, kr, j);
+        if (gr) gr[j] = v;
+        s[j] += v;
+        s2[j] += (double)v * xr[j];
       }
     }
   }
 }
 
-CS_NN_VEC void CsNNBatchNormBackApply(float *dinp /*[B,C]*/, PetscBool accumulate, float *restrict db /*[C]*/, const float *g /*[B,C]*/,
-                                      const float *restrict xhat /*[B,C]*/, const float *restrict rstd /*[C]*/,
+CS_NN_VEC void CsNNBatchNormBackApply(float *dinp /*[B,C]*/, PetscBool accumulate, float *restrict db /*[C]*/, const float *dout /*[B,C]*/,
+                                      const CsNNActBack *ab, const float *xhat /*[B,C]*/, const float *restrict rstd /*[C]*/,
                                       const float *restrict gamma /*[C]*/, const double *restrict s /*[2C]*/, PetscInt N, PetscInt B,
                                       PetscInt C, PetscInt c0, PetscInt c1, float *restrict abc /*[3C]*/)
 {
-  /* Per-column constants: d = a (g - b - xhat c). */
-  float *restrict a = abc, *restrict b = abc + C, *restrict c = abc + 2 * C;
+  /* Per-column constants: dinp = A (v - Bc - xhat Cc). */
+  float *restrict A = abc, *restrict Bc = abc + C, *restrict Cc = abc + 2 * C;
+  const float    *gam = ab ? ab->gamma : NULL, *bet = ab ? ab->beta : NULL;
+  const float     scale = ab ? ab->scale : 1.0f;
+  float           neg   = 1.0f;
+  int             pl    = ab ? CsNNActPiecewiseLinear(ab->act, &neg) : 1;
   for (PetscInt j = c0; j < c1; j++) {
-    a[j] = gamma[j] * rstd[j];
-    b[j] = (float)(s[j] / N);
-    c[j] = (float)(s[C + j] / N);
+    A[j]  = gamma[j] * rstd[j];
+    Bc[j] = (float)(s[j] / N);
+    Cc[j] = (float)(s[C + j] / N);
   }
   for (PetscInt i = 0; i < B; i++) {
-    const float *gr = g + (size_t)i * C, *xh = xhat + (size_t)i * C;
-    float       *dr = dinp + (size_t)i * C;
-    if (accumulate)
-      for (PetscInt j = c0; j < c1; j++) dr[j] += a[j] * (gr[j] - b[j] - xh[j] * c[j]);
-    else
-      for (PetscInt j = c0; j < c1; j++) dr[j] = a[j] * (gr[j] - b[j] - xh[j] * c[j]);
-    if (db && !accumulate)
-      for (PetscInt j = c0; j < c1; j++) db[j] += dr[j];
-    else if (db)
-      for (PetscInt j = c0; j < c1; j++) db[j] += a[j] * (gr[j] - b[j] - xh[j] * c[j]);
+    const float   *d = dout + (size_t)i * C, *xr = xhat + (size_t)i * C;
+    const uint8_t *kr = ab && ab->keep ? ab->keep + (size_t)i * C : NULL;
+    float         *dr = dinp + (size_t)i * C;
+    if (!ab && accumulate) {
+      for (PetscInt j = c0; j < c1; j++) {
+        float r = A[j] * (d[j] - Bc[j] - xr[j] * Cc[j]);
+        dr[j] += r;
+        if (db) db[j] += r;
+      }
+    } else if (pl && !accumulate && db) {
+      CS_PL_VARIANTS(const float r = A[j] * (v - Bc[j] - xr[j] * Cc[j]); dr[j] = r; db[j] += r);
+    } else {
+      for (PetscInt j = c0; j < c1; j++) {
+        float v = ab ? CsNNBackV(ab, d, xr, kr, j) : d[j], r = A[j] * (v - Bc[j] - xr[j] * Cc[j]);
+        dr[j]   = accumulate ? dr[j] + r : r;
+        if (db) db[j] += r;
+      }
+    }
   }
 }
 
@@ -601,7 +648,7 @@ PetscErrorCode cs_batchnorm_backward(float *dinp /*[B,C]*/, float *dgamma /*[C]*
   if (!dinp) PetscFunctionReturn(0);
   if (pass->train) {
     PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, work, (PetscMPIInt)(2 * C), MPI_DOUBLE, MPI_SUM, pass->comm));
-    CsNNBatchNormBackApply(dinp, PETSC_TRUE, NULL, dout, xhat, rstd, gamma, work, pass->nglobal, B, C, 0, C, (float *)(work + 2 * C));
+    CsNNBatchNormBackApply(dinp, PETSC_TRUE, NULL, dout, NULL, xhat, rstd, gamma, work, pass->nglobal, B, C, 0, C, (float *)(work + 2 * C));
   } else CsNNBatchNormEvalBackApply(dinp, PETSC_TRUE, NULL, dout, rstd, gamma, B, C, 0, C);
   PetscFunctionReturn(0);
 }

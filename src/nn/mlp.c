@@ -10,7 +10,7 @@ typedef struct {
   PetscBool hidden;             /* norm / activation / dropout follow the linear map */
   PetscInt  w, b, gam, bet, rm, rv; /* tensor indices, -1 when absent */
   float    *h;                  /* [maxbatch, out] linear output; overwritten by xhat when normalised */
-  float    *fac;                /* [maxbatch, out] act'(y) * dropout factor (hidden blocks) */
+  uint8_t  *keep;               /* [maxbatch, out] dropout decisions (hidden blocks with dropout) */
   float    *a;                  /* [maxbatch, out] block output (== h for a plain layer) */
   float    *g;                  /* [maxbatch, out] gradient w.r.t. out, then (in place) w.r.t. h */
   float    *mean, *rstd;        /* [max(maxbatch, out)] per column (BatchNorm) or per row (LayerNorm) */
@@ -115,7 +115,10 @@ PetscErrorCode CsMLPSetUp(CsMLP m, PetscInt maxbatch)
     PetscCall(AlignedAlloc(n, &L->h));
     PetscCall(AlignedAlloc(n, &L->g));
     if (L->hidden) {
-      PetscCall(AlignedAlloc(n, &L->fac));
+      if (m->cfg.dropout > 0) {
+        L->keep = (uint8_t *)aligned_alloc(64, (n + 63) / 64 * 64);
+        PetscCheck(L->keep, PETSC_COMM_SELF, PETSC_ERR_MEM, "cannot allocate the dropout decisions");
+      }
       PetscCall(AlignedAlloc(n, &L->a));
       PetscCall(AlignedAlloc((size_t)PetscMax(maxbatch, L->nout), &L->mean));
       PetscCall(AlignedAlloc((size_t)PetscMax(maxbatch, L->nout), &L->rstd));
@@ -142,6 +145,8 @@ typedef struct {
   PetscBool       drop;
   uint32_t        thr;
   float           scale;
+  CsNNActBack     ab;    /* backward through activation and dropout */
+  PetscBool       keepg; /* backward sums also store v in g (all but BatchNorm in train mode) */
 } BlockCtx;
 
 /* BatchNorm statistics, split by columns. */
@@ -172,7 +177,7 @@ static void TaskApply(void *c, int t, int nt)
     if (k->drop)
       CsNNDropoutWordsRange(words, k->pass->seed, k->pass->step, m->cfg.layer_id0 + k->l, CsNNPassCell(k->pass, (PetscInt)i), 0,
                             (O + 63) / 64);
-    CsNNActDropRow(L->a + i * O, L->fac + i * O, yr, k->drop ? words : NULL, k->thr, k->scale, m->cfg.act, O);
+    CsNNActDropRow(L->a + i * O, k->drop ? L->keep + i * O : NULL, yr, k->drop ? words : NULL, k->thr, k->scale, m->cfg.act, O);
   }
 }
 
@@ -182,10 +187,10 @@ static void TaskBackSums(void *c, int t, int nt)
   BlockCtx *k = (BlockCtx *)c;
   size_t    lo, hi;
   CsNNChunk((size_t)k->O, t, nt, 16, &lo, &hi);
-  if (lo < hi) CsNNBackSums(k->m->dwork, k->L->g, k->L->g, k->L->fac, k->L->h, k->B, k->O, (PetscInt)lo, (PetscInt)hi);
+  if (lo < hi) CsNNBackSums(k->m->dwork, k->keepg ? k->L->g : NULL, k->L->g, &k->ab, k->L->h, k->B, k->O, (PetscInt)lo, (PetscInt)hi);
 }
 
-/* d(h) in place of g and the linear bias gradient, split by columns. */
+/* BatchNorm: d(h) in place of g and the linear bias gradient, split by columns. */
 static void TaskBackApply(void *c, int t, int nt)
 {
   BlockCtx *k = (BlockCtx *)c;
@@ -194,13 +199,9 @@ static void TaskBackApply(void *c, int t, int nt)
   size_t    lo, hi;
   CsNNChunk((size_t)O, t, nt, 16, &lo, &hi);
   if (lo >= hi) return;
-  if (k->m->cfg.norm == CS_NN_NORM_NONE) {
-    for (PetscInt i = 0; i < B; i++) /* g *= fac; short rows of one thread's columns */
-      for (size_t j = lo; j < hi; j++) L->g[(size_t)i * O + j] *= L->fac[(size_t)i * O + j];
-    CsNNColSumAddRange(k->db, L->g, B, O, (PetscInt)lo, (PetscInt)hi);
-  } else if (k->pass->train)
-    CsNNBatchNormBackApply(L->g, PETSC_FALSE, k->db, L->g, L->h, L->rstd, k->gamma, k->m->dwork, k->pass->nglobal, B, O, (PetscInt)lo,
-                           (PetscInt)hi, k->m->fwork);
+  if (k->pass->train)
+    CsNNBatchNormBackApply(L->g, PETSC_FALSE, k->db, L->g, &k->ab, L->h, L->rstd, k->gamma, k->m->dwork, k->pass->nglobal, B, O,
+                           (PetscInt)lo, (PetscInt)hi, k->m->fwork);
   else CsNNBatchNormEvalBackApply(L->g, PETSC_FALSE, k->db, L->g, L->rstd, k->gamma, B, O, (PetscInt)lo, (PetscInt)hi);
 }
 
@@ -213,6 +214,12 @@ static void TaskColSum(void *c, int t, int nt)
   if (lo < hi) CsNNColSumAddRange(k->db, k->L->g, k->B, k->O, (PetscInt)lo, (PetscInt)hi);
 }
 
+/* The passes of one block run on the calling thread. They read arrays of a few MB that the preceding sgemm has
+   just written from both cores' caches; measured at batch 512 x 800 with 2 threads, splitting them over the pool
+   was slower than one thread (wake-up of the worker, and the BLAS worker spinning on the other core). They keep
+   the (ctx, t, nt) form so that a machine where splitting pays can switch to CsNNParallel here. */
+static void BlockRun(CsNNTask fn, void *k) { fn(k, 0, 1); }
+
 static void BlockCtxInit(BlockCtx *k, CsMLP m, Layer *L, PetscInt l, const CsNNPass *pass, PetscInt B)
 {
   PetscMemzero(k, sizeof(*k));
@@ -223,6 +230,14 @@ static void BlockCtxInit(BlockCtx *k, CsMLP m, Layer *L, PetscInt l, const CsNNP
   k->drop  = pass->train && m->cfg.dropout > 0 ? PETSC_TRUE : PETSC_FALSE;
   k->thr   = k->drop ? CsNNDropoutThreshold(m->cfg.dropout) : 0;
   k->scale = k->drop ? (float)(1.0 / (1.0 - m->cfg.dropout)) : 1.0f;
+  /* Backward: the dropout of the last forward (train mode), the activation at y = gamma xhat + beta, or at the
+     linear output h when there is no normalisation. */
+  k->ab.act   = m->cfg.act;
+  k->ab.keep  = k->drop ? L->keep : NULL;
+  k->ab.scale = k->scale;
+  k->ab.gamma = m->cfg.norm == CS_NN_NORM_NONE ? NULL : k->gamma;
+  k->ab.beta  = m->cfg.norm == CS_NN_NORM_NONE ? NULL : k->beta;
+  k->keepg    = m->cfg.norm == CS_NN_NORM_BATCH && pass->train ? PETSC_FALSE : PETSC_TRUE;
 }
 
 /* Forward of one hidden block's elementwise part on h[B,O]. Before a BatchNorm the linear map was computed
@@ -238,12 +253,12 @@ static PetscErrorCode BlockForward(CsMLP m, Layer *L, PetscInt l, const CsNNPass
   if (m->cfg.norm == CS_NN_NORM_BATCH) {
     float *rm = CsNNParamsData(m->P, L->rm), *rv = CsNNParamsData(m->P, L->rv), *b = CsNNParamsData(m->P, L->b);
     if (pass->train) {
-      CsNNParallel(TaskStats, &k);
+      BlockRun(TaskStats, &k);
       PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, m->dwork, (PetscMPIInt)(2 * O), MPI_DOUBLE, MPI_SUM, pass->comm));
       CsNNBatchNormFinish(L->mean, L->rstd, rm, rv, b, m->dwork, pass->nglobal, O, m->cfg.bn_momentum, m->cfg.norm_eps);
     } else CsNNBatchNormEvalStats(L->mean, L->rstd, rm, rv, b, O, m->cfg.norm_eps);
   } else if (m->cfg.norm == CS_NN_NORM_LAYER) CsNNRowStats(L->mean, L->rstd, L->h, B, O, m->cfg.norm_eps);
-  CsNNParallel(TaskApply, &k);
+  BlockRun(TaskApply, &k);
   PetscFunctionReturn(0);
 }
 
@@ -282,17 +297,21 @@ static PetscErrorCode BlockBackward(CsMLP m, Layer *L, PetscInt l, const CsNNPas
 
   PetscFunctionBeginUser;
   BlockCtxInit(&k, m, L, l, pass, B);
-  if (m->cfg.norm != CS_NN_NORM_NONE) {
-    /* g = dout * fac, sums of g (beta) and g xhat (gamma): the local parameter gradients. */
+  /* v = d(out) act'(y) dropout; sums of v (beta, or the bias without normalisation) and v xhat (gamma): the local
+     parameter gradients. */
+  BlockRun(TaskBackSums, &k);
+  if (m->cfg.norm == CS_NN_NORM_NONE) {
+    for (PetscInt j = 0; j < O; j++) k.db[j] += (float)s[j];
+    PetscFunctionReturn(0);
+  }
+  {
     float *dgam = CsNNParamsGrad(m->P, L->gam), *dbet = CsNNParamsGrad(m->P, L->bet);
-    CsNNParallel(TaskBackSums, &k);
     for (PetscInt j = 0; j < O; j++) dbet[j] += (float)s[j], dgam[j] += (float)s[O + j];
   }
   if (m->cfg.norm == CS_NN_NORM_LAYER) CsNNLayerNormBackApply(L->g, PETSC_FALSE, NULL, NULL, k.db, L->g, L->h, NULL, L->rstd, k.gamma, B, O);
   else {
-    if (m->cfg.norm == CS_NN_NORM_BATCH && pass->train)
-      PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, s, (PetscMPIInt)(2 * O), MPI_DOUBLE, MPI_SUM, pass->comm));
-    CsNNParallel(TaskBackApply, &k);
+    if (pass->train) PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, s, (PetscMPIInt)(2 * O), MPI_DOUBLE, MPI_SUM, pass->comm));
+    BlockRun(TaskBackApply, &k);
   }
   PetscFunctionReturn(0);
 }
@@ -310,7 +329,7 @@ PetscErrorCode CsMLPBackward(CsMLP m, const CsNNPass *pass, PetscInt B, float *d
     else {
       BlockCtx k;
       BlockCtxInit(&k, m, L, l, pass, B);
-      CsNNParallel(TaskColSum, &k);
+      BlockRun(TaskColSum, &k);
     }
     if (B > 0) {
       if (l == 0 && m->cfg.sparse_input) cs_linear_sparse_backward(dw, NULL, L->g, m->X, L->nout);
@@ -335,7 +354,7 @@ PetscErrorCode CsMLPDestroy(CsMLP *mlp)
     free(L->h);
     free(L->g);
     if (L->hidden) {
-      free(L->fac);
+      free(L->keep);
       free(L->a);
       free(L->mean);
       free(L->rstd);

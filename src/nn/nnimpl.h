@@ -96,19 +96,31 @@ void CsNNDropoutWordsRange(uint32_t *r, uint64_t seed, uint64_t step, PetscInt l
    beta (gamma/beta NULL: y = xhat). xhat may alias h or y (then y wins). */
 void CsNNNormRow(float *xhat, float *y, const float *h, const float *mcol, const float *rcol, float m, float r,
                  const float *gamma, const float *beta, PetscInt C);
-/* One row: out = act(y) * s, fac = act'(y) * s (fac may be NULL) with s = scale where words[j] >= thr, else 0
-   (words NULL: s = 1). */
-void CsNNActDropRow(float *out, float *fac, const float *y, const uint32_t *words, uint32_t thr, float scale, CsNNAct act,
+/* One row: out = act(y) * s with s = scale where words[j] >= thr, else 0, and keep[j] = (words[j] >= thr)
+   (words NULL: no dropout, s = 1, keep untouched). */
+void CsNNActDropRow(float *out, uint8_t *keep, const float *y, const uint32_t *words, uint32_t thr, float scale, CsNNAct act,
                     PetscInt C);
 
-/* Backward sums over columns [c0, c1): g = dout * fac (fac NULL: g not stored), s[j] = sum g, s[C + j] = sum g xhat. */
-void CsNNBackSums(double *s, float *g, const float *dout, const float *fac, const float *xhat, PetscInt B, PetscInt C, PetscInt c0,
-                  PetscInt c1);
-/* BatchNorm train backward with globally reduced sums s over N rows: d = gamma rstd (g - s0/N - xhat s1/N);
-   dinp = d (accumulate: +=); db += column sums of d (NULL: skipped). dinp may alias g when not accumulating. */
-void CsNNBatchNormBackApply(float *dinp, PetscBool accumulate, float *db, const float *g, const float *xhat,
-                            const float *rstd, const float *gamma, const double *s, PetscInt N, PetscInt B, PetscInt C,
-                            PetscInt c0, PetscInt c1, float *abc /*[3C] work*/);
+/* How backward gets below an activation and dropout without a cached factor: the derivative is recomputed from
+   y = gamma x + beta (x = xhat of a normalised block; gamma NULL: y = x, the linear output) and the dropout decision
+   from keep (NULL: no dropout): v = dout act'(y) (keep ? scale : 0). */
+typedef struct {
+  CsNNAct        act;
+  const uint8_t *keep; /* [B,C] or NULL */
+  float          scale;
+  const float   *gamma, *beta;
+} CsNNActBack;
+
+/* Backward sums over columns [c0, c1): v as above (ab NULL: v = dout), s[j] = sum v, s[C + j] = sum v x; v is also
+   stored in g when g is given (g may alias dout). */
+void CsNNBackSums(double *s, float *g, const float *dout, const CsNNActBack *ab, const float *x, PetscInt B, PetscInt C,
+                  PetscInt c0, PetscInt c1);
+/* BatchNorm train backward over columns [c0, c1) with globally reduced sums s over N rows: v recomputed from dout
+   (ab NULL: v = dout), d = gamma rstd (v - s0/N - xhat s1/N); dinp = d (accumulate: +=); db += column sums of d
+   (NULL: skipped). dinp may alias dout when not accumulating. */
+void CsNNBatchNormBackApply(float *dinp, PetscBool accumulate, float *db, const float *dout, const CsNNActBack *ab,
+                            const float *xhat, const float *rstd, const float *gamma, const double *s, PetscInt N, PetscInt B,
+                            PetscInt C, PetscInt c0, PetscInt c1, float *abc /*[3C] work*/);
 /* Eval-mode BatchNorm backward: d = g gamma rstd. */
 void CsNNBatchNormEvalBackApply(float *dinp, PetscBool accumulate, float *db, const float *g, const float *rstd,
                                 const float *gamma, PetscInt B, PetscInt C, PetscInt c0, PetscInt c1);

@@ -1,8 +1,8 @@
 /* A minimal thread pool for the elementwise kernels of src/nn (see nnimpl.h).
 
    With one rank per node and several BLAS threads, sgemm runs on all cores but everything between two sgemm
-   calls (normalisation, activation, dropout, losses, Adam) would run on one. The pool runs those passes on as many
-   threads as BLAS uses (CsBLASGetThreads). Workers spin briefly after a task (passes come in bursts a few
+   calls would run on one. The pool runs the passes that gain from more cores (Adam, the reconstruction loss,
+   the reparameterisation noise, the sparse first layer) on as many threads as BLAS uses (CsBLASGetThreads). Workers spin briefly after a task (passes come in bursts a few
    microseconds apart) and then sleep on a condition variable, so they never compete with the BLAS threads
    during a long sgemm. Workers never call MPI. */
 #include "nnimpl.h"

@@ -535,14 +535,14 @@ static PetscErrorCode TestMLP(void)
 
   PetscFunctionBeginUser;
   fd_h = 1e-3;
-  for (int variant = 0; variant < 4; variant++) { /* BN + leaky + dropout; LN + gelu; none + relu, sparse; BN eval */
+  for (int variant = 0; variant < 5; variant++) { /* BN + leaky + dropout; LN + gelu; none + relu, sparse; BN eval; BN + gelu + dropout */
     MLPCtx      t;
     CsMLPConfig cfg;
     float      *x = Alloc((size_t)B * 9), *dx = Alloc((size_t)B * 9), *dy;
     const float *y;
     CsCSR       X;
     const char *what[] = {"mlp batchnorm+leakyrelu+dropout", "mlp layernorm+gelu (linear last)", "mlp none+relu sparse input",
-                          "mlp batchnorm+softplus eval"};
+                          "mlp batchnorm+softplus eval", "mlp batchnorm+gelu+dropout"};
     PetscCall(PetscMemzero(&t, sizeof(t)));
     CsMLPConfigDefault(&cfg);
     cfg.nlayers = 3, cfg.sizes = sizes;
@@ -550,6 +550,7 @@ static PetscErrorCode TestMLP(void)
     if (variant == 1) cfg.norm = CS_NN_NORM_LAYER, cfg.act = CS_NN_ACT_GELU, cfg.linear_last = PETSC_TRUE;
     if (variant == 2) cfg.norm = CS_NN_NORM_NONE, cfg.act = CS_NN_ACT_RELU, cfg.sparse_input = PETSC_TRUE, cfg.dropout = 0.1;
     if (variant == 3) cfg.act = CS_NN_ACT_SOFTPLUS;
+    if (variant == 4) cfg.act = CS_NN_ACT_GELU, cfg.dropout = 0.25;
     PetscCall(CsNNParamsCreate(PETSC_COMM_SELF, &t.P));
     PetscCall(CsMLPCreate(t.P, "m", &cfg, &t.mlp));
     PetscCall(CsNNParamsSetUp(t.P));
