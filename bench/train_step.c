@@ -4,9 +4,12 @@
    sparse first layer). Prints one line of key/value pairs (see bench/train_step.sh).
 
    Options: -genes 2000 -batch 512 -steps 20 -reps 3 -density 1 -seed 1, plus -blas_threads, -nn_grad_reduce,
-   -nn_grad_bucket_mb. The best of -reps repetitions of -steps steps is reported (after 3 warm-up steps). */
+   -nn_grad_bucket_mb. The best of -reps repetitions of -steps steps is reported (after 3 warm-up steps): short
+   repetitions keep the best one clear of the bursts of other load on a shared machine. The phase times are the
+   maxima over ranks of the CS_EVENT_FORWARD/BACKWARD/REDUCE/OPTIM events. */
 #include <cellshift/nn.h>
 #include <cellshift/rng.h>
+#include <cblas.h>
 
 static const char help[] = "Times the scGen VAE training step.\n";
 
@@ -129,9 +132,10 @@ static PetscErrorCode Run(void)
   PetscCall(PetscPrintf(comm,
                         "cellshift_step ranks %d threads %d batch %" PetscInt_FMT " genes %" PetscInt_FMT " density %g reduce %s"
                         " cells_per_s %.0f step_ms %.2f forward_ms %.2f backward_ms %.2f reduce_ms %.2f optim_ms %.2f"
-                        " gflops %.1f loss_first %.4g loss_last %.4g\n",
+                        " gflops %.1f flops_per_cell %.0f loss_first %.4g loss_last %.4g blas %s (core %s)\n",
                         size, CsBLASGetThreads(), Bg, G, (double)density, size > 1 ? rtype : "none",
-                        Bg / best, best * 1e3, tf * 1e3, tb * 1e3, tr * 1e3, to * 1e3, StepFlops(&cfg, Bg) / best / 1e9, loss0, loss1));
+                        Bg / best, best * 1e3, tf * 1e3, tb * 1e3, tr * 1e3, to * 1e3, StepFlops(&cfg, Bg) / best / 1e9, StepFlops(&cfg, 1), loss0, loss1,
+                        openblas_get_config(), openblas_get_corename()));
   PetscCall(CsNNReducerDestroy(&red));
   PetscCall(CsNNOptimDestroy(&opt));
   PetscCall(CsVAEDestroy(&vae));
