@@ -1,0 +1,143 @@
+/* Private helpers of src/nn: vector-dispatch attribute, scalar activation math, and the normalisation /
+   activation / dropout pieces shared by the standalone layers and the fused MLP blocks. */
+#ifndef CELLSHIFT_NNIMPL_H
+#define CELLSHIFT_NNIMPL_H
+
+#include <cellshift/nn.h>
+#include <cellshift/rng.h>
+#include <math.h>
+
+/* The build targets baseline x86-64; the hot elementwise loops are compiled for AVX-512 and AVX2 as well and the
+   best is picked at load time (ifunc). Floating-point contraction stays off (ISO C mode), so every clone rounds
+   exactly like the scalar code. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  #define CS_NN_VEC __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+  #define CS_NN_VEC
+#endif
+
+/* Whether the CPU has AVX-512F (the explicitly vectorised paths: Philox, Adam, sparse first layer). */
+int CsNNHaveAVX512(void);
+
+/* Activation value and derivative at y. */
+static inline float CsNNActEval(CsNNAct a, float y, float *d)
+{
+  switch (a) {
+  case CS_NN_ACT_RELU:
+    *d = y > 0 ? 1.0f : 0.0f;
+    return y > 0 ? y : 0.0f;
+  case CS_NN_ACT_LEAKYRELU:
+    *d = y > 0 ? 1.0f : CS_NN_LEAKY_SLOPE;
+    return y > 0 ? y : CS_NN_LEAKY_SLOPE * y;
+  case CS_NN_ACT_GELU: {
+    float cdf = 0.5f * (1.0f + erff(y * (float)M_SQRT1_2));
+    *d        = cdf + y * expf(-0.5f * y * y) * (float)(0.5 * M_2_SQRTPI * M_SQRT1_2);
+    return y * cdf;
+  }
+  case CS_NN_ACT_SIGMOID: {
+    float s = 1.0f / (1.0f + expf(-y));
+    *d      = s * (1.0f - s);
+    return s;
+  }
+  case CS_NN_ACT_SOFTPLUS:
+    if (y > 20.0f) {
+      *d = 1.0f;
+      return y;
+    }
+    *d = 1.0f / (1.0f + expf(-y));
+    return log1pf(expf(y));
+  default:
+    *d = 1.0f;
+    return y;
+  }
+}
+
+/* Per-row work of the fused passes: words of the dropout generator and one row of pre-activations. */
+typedef struct {
+  uint32_t *words; /* [C rounded up to 64] */
+  float    *y;     /* [C] */
+} CsNNRowWork;
+
+/* Dropout threshold on 32-bit words: keep iff word >= thr. */
+static inline uint32_t CsNNDropoutThreshold(double p)
+{
+  double t = ldexp(p, 32);
+  return t >= 4294967295.0 ? 0xFFFFFFFFu : (uint32_t)llround(t);
+}
+
+/* Thread pool (threads.c): CsNNParallel runs fn(ctx, t, nt) for t in [0, nt), t = 0 on the caller, and returns
+   when all are done; nt = CsNNThreads() = the BLAS threads of this rank. CsNNChunk: the t-th of nt contiguous
+   chunks of [0, n), chunk size a multiple of align. The kernels below that take a column range [c0, c1) are
+   split by columns, so each column's sums keep the serial order and every thread count gives the same bits. */
+typedef void (*CsNNTask)(void *ctx, int t, int nt);
+int  CsNNThreads(void);
+void CsNNParallel(CsNNTask fn, void *ctx);
+void CsNNChunk(size_t n, int t, int nt, size_t align, size_t *lo, size_t *hi);
+
+/* Normalisation statistics. BatchNorm: local double sums s[j] of h and s[C + j] of h^2, j in [c0, c1). */
+void CsNNColSums2(double *s, const float *h, PetscInt B, PetscInt C, PetscInt c0, PetscInt c1);
+/* From globally reduced sums: mean/rstd of the batch, and the running statistics update. shift (NULL = 0): a
+   per-column constant left out of the statistics (a linear bias before the normalisation), added to the running mean. */
+void CsNNBatchNormFinish(float *mean, float *rstd, float *running_mean, float *running_var, const float *shift, const double *s,
+                         PetscInt N, PetscInt C, double momentum, double eps);
+/* Eval: mean/rstd from the running statistics (mean = running_mean - shift). */
+void CsNNBatchNormEvalStats(float *mean, float *rstd, const float *running_mean, const float *running_var, const float *shift,
+                            PetscInt C, double eps);
+/* LayerNorm row statistics. */
+void CsNNRowStats(float *mean, float *rstd, const float *h, PetscInt B, PetscInt C, double eps);
+
+/* Philox blocks CsRng4(seed, stream, a, base + q) for q in [0, 16 nchunk), word w of block q stored at
+   r[64 (q / 16) + 16 w + q % 16] (AVX-512: 16 blocks at once; base + q must not carry out of the low 32 bits). */
+void CsNNPhiloxChunks(uint32_t *r, uint64_t seed, uint32_t stream, uint64_t a, uint64_t base, PetscInt nchunk);
+/* Dropout words of chunks [chunk0, chunk0 + nchunk) of 64 units (see cs_dropout_forward). */
+void CsNNDropoutWordsRange(uint32_t *r, uint64_t seed, uint64_t step, PetscInt layer, int64_t cell, PetscInt chunk0,
+                           PetscInt nchunk);
+/* One row: xhat = (h - m) * r (m, r per column when mcol/rcol are given, else the scalars m, r), y = gamma xhat +
+   beta (gamma/beta NULL: y = xhat). xhat may alias h or y (then y wins). */
+void CsNNNormRow(float *xhat, float *y, const float *h, const float *mcol, const float *rcol, float m, float r,
+                 const float *gamma, const float *beta, PetscInt C);
+/* One row: out = act(y) * s with s = scale where words[j] >= thr, else 0, and keep[j] = (words[j] >= thr)
+   (words NULL: no dropout, s = 1, keep untouched). */
+void CsNNActDropRow(float *out, uint8_t *keep, const float *y, const uint32_t *words, uint32_t thr, float scale, CsNNAct act,
+                    PetscInt C);
+
+/* How backward gets below an activation and dropout without a cached factor: the derivative is recomputed from
+   y = gamma x + beta (x = xhat of a normalised block; gamma NULL: y = x, the linear output) and the dropout decision
+   from keep (NULL: no dropout): v = dout act'(y) (keep ? scale : 0). */
+typedef struct {
+  CsNNAct        act;
+  const uint8_t *keep; /* [B,C] or NULL */
+  float          scale;
+  const float   *gamma, *beta;
+} CsNNActBack;
+
+/* Backward sums over columns [c0, c1): v as above (ab NULL: v = dout), s[j] = sum v, s[C + j] = sum v x; v is also
+   stored in g when g is given (g may alias dout). */
+void CsNNBackSums(double *s, float *g, const float *dout, const CsNNActBack *ab, const float *x, PetscInt B, PetscInt C,
+                  PetscInt c0, PetscInt c1);
+/* BatchNorm train backward over columns [c0, c1) with globally reduced sums s over N rows: v recomputed from dout
+   (ab NULL: v = dout), d = gamma rstd (v - s0/N - xhat s1/N); dinp = d (accumulate: +=); db += column sums of d
+   (NULL: skipped). dinp may alias dout when not accumulating. */
+void CsNNBatchNormBackApply(float *dinp, PetscBool accumulate, float *db, const float *dout, const CsNNActBack *ab,
+                            const float *xhat, const float *rstd, const float *gamma, const double *s, PetscInt N, PetscInt B,
+                            PetscInt C, PetscInt c0, PetscInt c1, float *abc /*[3C] work*/);
+/* Eval-mode BatchNorm backward: d = g gamma rstd. */
+void CsNNBatchNormEvalBackApply(float *dinp, PetscBool accumulate, float *db, const float *g, const float *rstd,
+                                const float *gamma, PetscInt B, PetscInt C, PetscInt c0, PetscInt c1);
+/* LayerNorm backward per row from x = xhat (mean NULL) or x = the input with its row mean/rstd; dinp (NULL: only
+   dgamma, dbeta), dgamma, dbeta += (NULL: skipped), db += column sums of d. */
+void CsNNLayerNormBackApply(float *dinp, PetscBool accumulate, float *dgamma, float *dbeta, float *db, const float *g,
+                            const float *x, const float *mean, const float *rstd, const float *gamma, PetscInt B, PetscInt C);
+/* db[C] += column sums of d[B,C] (over columns [c0, c1) for the range version). */
+void CsNNColSumAdd(float *db, const float *d, PetscInt B, PetscInt C);
+void CsNNColSumAddRange(float *db, const float *d, PetscInt B, PetscInt C, PetscInt c0, PetscInt c1);
+/* Sum over n of (a - b)^2 (b NULL: a^2) in double with 8 accumulators (vectorisable, the same order in every
+   clone); dA += g (a - b) (assign: dA = g (a - b)) when dA is given. */
+double CsNNSqDiff(float *dA, PetscBool assign, const float *a, const float *b, size_t n, float g);
+/* cs_mse_loss (target dense) or cs_mse_loss_csr (T given) writing the gradient instead of accumulating it. */
+double CsNNMSELossAssign(float *dpred, const float *pred, const float *target, const CsCSR *T, PetscInt B, PetscInt C, PetscInt nglobal,
+                         double weight);
+/* y[n] += x[n] */
+void CsNNAxpy1(float *y, const float *x, size_t n);
+
+#endif

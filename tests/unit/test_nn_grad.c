@@ -1,0 +1,668 @@
+/* Gradients of every layer, loss, MLP block and the whole VAE step against centred finite differences, reported
+   as PETSc's Tao gradient test does: ||g_fd - g|| / ||g|| in the 2-norm and in the max norm. The scalar being
+   differentiated is accumulated in double. Steps for float32 kernels: 1e-2 for single layers (inputs of the
+   piecewise-linear activations are kept away from their kink), 1e-3 for whole networks, where a larger step lets
+   some pre-activation cross the kink of ReLU/LeakyReLU (measured: errors fall with the step, 2e-3 at 1e-2 to
+   2e-4 at 1e-3, while rounding noise grows below ~3e-4). A wrong gradient gives errors of order 1. */
+#include "testing.h"
+#include <cellshift/nn.h>
+#include <cellshift/rng.h>
+#include <string.h>
+
+typedef double (*LossFn)(void *ctx);
+typedef struct {
+  const char *name;
+  float      *x; /* [n] the variable (perturbed in place) */
+  const float *g; /* [n] its analytic gradient */
+  size_t      n;
+} FDVar;
+
+static double fd_h = 1e-2;
+
+static void FDCheck(const char *what, LossFn f, void *ctx, const FDVar *v, int nv, double tol)
+{
+  double num2 = 0, den2 = 0, numi = 0, deni = 0;
+  for (int k = 0; k < nv; k++)
+    for (size_t i = 0; i < v[k].n; i++) {
+      float  x0 = v[k].x[i], xp = (float)(x0 + fd_h), xm = (float)(x0 - fd_h);
+      double lp, lm, fd, e;
+      v[k].x[i] = xp;
+      lp        = f(ctx);
+      v[k].x[i] = xm;
+      lm        = f(ctx);
+      v[k].x[i] = x0;
+      fd        = (lp - lm) / ((double)xp - (double)xm);
+      e         = fd - v[k].g[i];
+      num2 += e * e, den2 += (double)v[k].g[i] * v[k].g[i];
+      numi = fmax(numi, fabs(e)), deni = fmax(deni, fabs(v[k].g[i]));
+    }
+  {
+    double r2 = sqrt(num2) / fmax(sqrt(den2), 1e-30), ri = numi / fmax(deni, 1e-30);
+    PetscCallVoid(PetscPrintf(PETSC_COMM_WORLD, "%-34s ||g_fd - g||/||g|| = %.2e (2-norm)  %.2e (max-norm)  ||g|| = %.3e\n", what, r2,
+                              ri, sqrt(den2)));
+    CS_EXPECT(den2 > 0, "%s: the analytic gradient is zero", what);
+    CS_EXPECT(r2 < tol && ri < tol, "%s: gradient error %.3e (2-norm) %.3e (max-norm) above %.1e", what, r2, ri, tol);
+  }
+}
+
+/* Uniform in [lo, hi) keyed by (key, i): test data independent of anything else. */
+static void Fill(float *x, size_t n, uint64_t key, double lo, double hi)
+{
+  for (size_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * CsRngUniform(1234, CS_STREAM_DATA, key, i));
+}
+
+/* Inputs bounded away from 0, so that no finite difference straddles the kink of ReLU-like functions. */
+static void FillAwayFromZero(float *x, size_t n, uint64_t key)
+{
+  Fill(x, n, key, -2, 2);
+  for (size_t i = 0; i < n; i++)
+    if (fabsf(x[i]) < 0.1f) x[i] = x[i] < 0 ? x[i] - 0.1f : x[i] + 0.1f;
+}
+
+static double Dot(const float *c, const float *y, size_t n)
+{
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += (double)c[i] * y[i];
+  return s;
+}
+
+static float *Alloc(size_t n)
+{
+  float *p = (float *)calloc(n ? n : 1, sizeof(float));
+  return p;
+}
+
+/* ------------------------------------------------------------------------------------------- linear, bias */
+
+typedef struct {
+  PetscInt B, Ni, O;
+  float   *x, *w, *b, *c, *y;
+  CsCSR   *X;
+} LinCtx;
+
+static double LinLoss(void *p)
+{
+  LinCtx *t = (LinCtx *)p;
+  if (t->X) cs_linear_sparse_forward(t->y, t->X, t->w, t->b, t->O);
+  else cs_linear_forward(t->y, t->x, t->w, t->b, t->B, t->Ni, t->O);
+  return Dot(t->c, t->y, (size_t)t->B * t->O);
+}
+
+static PetscErrorCode TestLinear(void)
+{
+  LinCtx t = {5, 7, 6, NULL, NULL, NULL, NULL, NULL, NULL};
+  float *dx, *dw, *db, *yref;
+  CsCSR  X;
+
+  PetscFunctionBeginUser;
+  t.x = Alloc(35), t.w = Alloc(42), t.b = Alloc(6), t.c = Alloc(30), t.y = Alloc(30);
+  dx = Alloc(35), dw = Alloc(42), db = Alloc(6), yref = Alloc(30);
+  Fill(t.x, 35, 1, -1, 1), Fill(t.w, 42, 2, -1, 1), Fill(t.b, 6, 3, -1, 1), Fill(t.c, 30, 4, -1, 1);
+  /* Forward against the definition. */
+  cs_linear_forward(t.y, t.x, t.w, t.b, 5, 7, 6);
+  for (int i = 0; i < 5; i++)
+    for (int o = 0; o < 6; o++) {
+      double s = t.b[o];
+      for (int k = 0; k < 7; k++) s += (double)t.x[i * 7 + k] * t.w[k * 6 + o];
+      CS_EXPECT_CLOSE(t.y[i * 6 + o], s, 1e-5, "linear forward");
+    }
+  cs_linear_backward(dx, dw, db, t.c, t.x, t.w, 5, 7, 6);
+  {
+    FDVar v[] = {{"x", t.x, dx, 35}, {"w", t.w, dw, 42}, {"b", t.b, db, 6}};
+    FDCheck("linear (x, W, b)", LinLoss, &t, v, 3, 1e-3);
+  }
+  /* Sparse input: about 40% non-zeros; forward equals the dense layer on the densified rows. */
+  PetscCall(PetscMemzero(&X, sizeof(X)));
+  X.nrows = 5, X.ncols = 7;
+  PetscCall(PetscMalloc3(6, &X.indptr, 35, &X.indices, 35, &X.data));
+  X.indptr[0] = 0;
+  for (int i = 0; i < 5; i++) {
+    X.indptr[i + 1] = X.indptr[i];
+    for (int k = 0; k < 7; k++) {
+      if (CsRngUniform(1234, CS_STREAM_DATA, 9, (uint64_t)(i * 7 + k)) < 0.6) {
+        t.x[i * 7 + k] = 0;
+        continue;
+      }
+      X.indices[X.indptr[i + 1]] = k, X.data[X.indptr[i + 1]] = t.x[i * 7 + k], X.indptr[i + 1]++;
+    }
+  }
+  cs_linear_forward(yref, t.x, t.w, t.b, 5, 7, 6);
+  cs_linear_sparse_forward(t.y, &X, t.w, t.b, 6);
+  for (int i = 0; i < 30; i++) CS_EXPECT_CLOSE(t.y[i], yref[i], 1e-5, "sparse linear forward = dense forward");
+  memset(dw, 0, 42 * sizeof(float)), memset(db, 0, 6 * sizeof(float));
+  cs_linear_sparse_backward(dw, db, t.c, &X, 6);
+  t.X = &X;
+  {
+    FDVar v[] = {{"w", t.w, dw, 42}, {"b", t.b, db, 6}};
+    FDCheck("sparse linear (W, b)", LinLoss, &t, v, 2, 1e-3);
+  }
+  PetscCall(PetscFree3(X.indptr, X.indices, X.data));
+  free(t.x), free(t.w), free(t.b), free(t.c), free(t.y), free(dx), free(dw), free(db), free(yref);
+  PetscFunctionReturn(0);
+}
+
+/* The sparse kernels at a width where the vectorised 128-column tiles and the partial tiles both run (and split
+   over threads), against the dense layer on the same data. */
+static PetscErrorCode TestSparseWide(void)
+{
+  PetscInt B = 40, In = 70, O = 300;
+  float   *x = Alloc((size_t)B * In), *w = Alloc((size_t)In * O), *b = Alloc((size_t)O), *y = Alloc((size_t)B * O), *yd = Alloc((size_t)B * O);
+  float   *dy = Alloc((size_t)B * O), *dw = Alloc((size_t)In * O), *dwd = Alloc((size_t)In * O);
+  CsCSR    X;
+  double   e = 0, r = 0, e2 = 0, r2 = 0;
+
+  PetscFunctionBeginUser;
+  Fill(w, (size_t)In * O, 14, -1, 1), Fill(b, (size_t)O, 15, -1, 1), Fill(dy, (size_t)B * O, 16, -1, 1), Fill(dw, (size_t)In * O, 17, -1, 1);
+  memcpy(dwd, dw, sizeof(float) * (size_t)In * O);
+  PetscCall(PetscMemzero(&X, sizeof(X)));
+  X.nrows = B, X.ncols = In;
+  PetscCall(PetscMalloc3(B + 1, &X.indptr, B * In, &X.indices, B * In, &X.data));
+  X.indptr[0] = 0;
+  for (PetscInt i = 0; i < B; i++) {
+    X.indptr[i + 1] = X.indptr[i];
+    for (PetscInt j = 0; j < In; j++)
+      if (CsRngUniform(1234, CS_STREAM_DATA, 18, (uint64_t)(i * In + j)) < 0.2) {
+        x[i * In + j]             = (float)CsRngUniform(1234, CS_STREAM_DATA, 19, (uint64_t)(i * In + j));
+        X.indices[X.indptr[i + 1]] = (int32_t)j, X.data[X.indptr[i + 1]++] = x[i * In + j];
+      }
+  }
+  cs_linear_sparse_forward(y, &X, w, b, O);
+  cs_linear_forward(yd, x, w, b, B, In, O);
+  cs_linear_sparse_backward(dw, NULL, dy, &X, O);
+  cs_linear_backward(NULL, dwd, NULL, dy, x, w, B, In, O);
+  for (size_t i = 0; i < (size_t)B * O; i++) e += (y[i] - yd[i]) * (y[i] - yd[i]), r += (double)yd[i] * yd[i];
+  for (size_t i = 0; i < (size_t)In * O; i++) e2 += (dw[i] - dwd[i]) * (dw[i] - dwd[i]), r2 += (double)dwd[i] * dwd[i];
+  CS_EXPECT(sqrt(e / r) < 1e-6, "wide sparse forward differs from dense: %g", sqrt(e / r));
+  CS_EXPECT(sqrt(e2 / r2) < 1e-6, "wide sparse weight gradient differs from dense: %g", sqrt(e2 / r2));
+  PetscCall(PetscFree3(X.indptr, X.indices, X.data));
+  free(x), free(w), free(b), free(y), free(yd), free(dy), free(dw), free(dwd);
+  PetscFunctionReturn(0);
+}
+
+typedef struct {
+  PetscInt B, C;
+  float   *x, *b, *c, *y;
+} BiasCtx;
+
+static double BiasLoss(void *p)
+{
+  BiasCtx *t = (BiasCtx *)p;
+  cs_bias_forward(t->y, t->x, t->b, t->B, t->C);
+  return Dot(t->c, t->y, (size_t)t->B * t->C);
+}
+
+static PetscErrorCode TestBias(void)
+{
+  BiasCtx t = {4, 5, Alloc(20), Alloc(5), Alloc(20), Alloc(20)};
+  float  *dx = Alloc(20), *db = Alloc(5);
+
+  PetscFunctionBeginUser;
+  Fill(t.x, 20, 11, -1, 1), Fill(t.b, 5, 12, -1, 1), Fill(t.c, 20, 13, -1, 1);
+  cs_bias_backward(dx, db, t.c, 4, 5);
+  {
+    FDVar v[] = {{"x", t.x, dx, 20}, {"b", t.b, db, 5}};
+    FDCheck("bias (x, b)", BiasLoss, &t, v, 2, 1e-3);
+  }
+  free(t.x), free(t.b), free(t.c), free(t.y), free(dx), free(db);
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------------------------------------- activations */
+
+typedef struct {
+  CsNNAct act;
+  size_t  n;
+  float  *x, *c, *y;
+} ActCtx;
+
+static double ActLoss(void *p)
+{
+  ActCtx *t = (ActCtx *)p;
+  cs_activation_forward(t->act, t->y, t->x, t->n);
+  return Dot(t->c, t->y, t->n);
+}
+
+static PetscErrorCode TestActivations(void)
+{
+  PetscFunctionBeginUser;
+  for (int a = 0; a <= CS_NN_ACT_SOFTPLUS; a++) {
+    ActCtx t = {(CsNNAct)a, 64, Alloc(64), Alloc(64), Alloc(64)};
+    float *dx = Alloc(64);
+    char   what[64];
+    FillAwayFromZero(t.x, 64, 20 + (uint64_t)a), Fill(t.c, 64, 30, -1, 1);
+    t.x[0] = 25; /* softplus above its threshold */
+    cs_activation_backward(t.act, dx, t.c, t.x, 64);
+    /* Values against the definitions. */
+    cs_activation_forward(t.act, t.y, t.x, 64);
+    for (int i = 0; i < 64; i++) {
+      double x = t.x[i], ref = a == CS_NN_ACT_RELU ? fmax(x, 0) : a == CS_NN_ACT_LEAKYRELU ? (x > 0 ? x : 0.01 * x)
+                             : a == CS_NN_ACT_GELU    ? 0.5 * x * (1 + erf(x / sqrt(2.0)))
+                             : a == CS_NN_ACT_SIGMOID ? 1 / (1 + exp(-x))
+                             : a == CS_NN_ACT_SOFTPLUS ? (x > 20 ? x : log1p(exp(x)))
+                                                       : x;
+      CS_EXPECT_CLOSE(t.y[i], ref, 1e-5, CsNNActs[a]);
+    }
+    {
+      FDVar v[] = {{"x", t.x, dx, 64}};
+      PetscCall(PetscSNPrintf(what, sizeof(what), "activation %s", CsNNActs[a]));
+      FDCheck(what, ActLoss, &t, v, 1, 1e-3);
+    }
+    free(t.x), free(t.c), free(t.y), free(dx);
+  }
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------------------------------------- dropout */
+
+static PetscErrorCode TestDropout(void)
+{
+  PetscInt B = 64, C = 200;
+  size_t   n = (size_t)B * C, kept = 0;
+  float   *x = Alloc(n), *y = Alloc(n), *mask = Alloc(n), *dx = Alloc(n), *c = Alloc(n);
+  int64_t  cell[64];
+  CsNNPass pass;
+  double   p = 0.2;
+  uint32_t words[256];
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(&pass, sizeof(pass)));
+  pass.comm = PETSC_COMM_SELF, pass.train = PETSC_TRUE, pass.nglobal = B, pass.seed = 77, pass.step = 5, pass.cell = cell;
+  for (PetscInt i = 0; i < B; i++) cell[i] = 1000 + 3 * i;
+  Fill(x, n, 40, -1, 1), Fill(c, n, 41, -1, 1);
+  cs_dropout_forward(y, mask, x, B, C, p, &pass, 7);
+  /* The words against CsRng4 with the documented keying (this checks the AVX-512 generator bit for bit). */
+  for (PetscInt i = 0; i < B; i++) {
+    cs_dropout_words(words, pass.seed, pass.step, 7, cell[i], C);
+    for (PetscInt u = 0; u < C; u++) {
+      uint32_t r[4];
+      uint64_t q = (uint64_t)(u / 64) * 16 + (uint64_t)(u % 16);
+      CsRng4(77, CS_STREAM_DROPOUT, 5, ((uint64_t)cell[i] << 24) | (7ull << 16) | q, r);
+      CS_EXPECT(words[u] == r[(u / 16) % 4], "dropout word of cell %" PRId64 " unit %" PetscInt_FMT " differs from CsRng4", cell[i], u);
+      CS_EXPECT(mask[(size_t)i * C + u] == (r[(u / 16) % 4] >= (uint32_t)llround(p * 4294967296.0) ? (float)(1 / (1 - p)) : 0.0f),
+                "dropout mask value");
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    kept += mask[i] != 0;
+    CS_EXPECT(y[i] == x[i] * mask[i], "dropout output");
+  }
+  /* Keep fraction within 5 standard deviations of 1 - p. */
+  CS_EXPECT(fabs((double)kept / n - (1 - p)) < 5 * sqrt(p * (1 - p) / n), "dropout keeps %zu of %zu", kept, n);
+  /* A different step gives a different mask, the same step the same one. */
+  {
+    float *mask2 = Alloc(n), *y2 = Alloc(n);
+    size_t same  = 0;
+    cs_dropout_forward(y2, mask2, x, B, C, p, &pass, 7);
+    CS_EXPECT(!memcmp(mask, mask2, n * sizeof(float)), "dropout mask is not reproducible");
+    pass.step = 6;
+    cs_dropout_forward(y2, mask2, x, B, C, p, &pass, 7);
+    for (size_t i = 0; i < n; i++) same += mask[i] == mask2[i];
+    CS_EXPECT(same < n, "dropout mask did not change with the step");
+    free(mask2), free(y2);
+  }
+  cs_dropout_backward(dx, c, mask, n);
+  for (size_t i = 0; i < n; i++) CS_EXPECT(dx[i] == c[i] * mask[i], "dropout backward");
+  free(x), free(y), free(mask), free(dx), free(c);
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------------------------------------- normalisation */
+
+typedef struct {
+  PetscInt  B, C;
+  PetscBool layer;
+  float    *x, *gamma, *beta, *c, *y, *xhat, *rstd, *rm, *rv, *mean;
+  CsNNPass  pass;
+  double   *work;
+} NormCtx;
+
+static double NormLoss(void *p)
+{
+  NormCtx *t = (NormCtx *)p;
+  if (t->layer) cs_layernorm_forward(t->y, t->mean, t->rstd, t->x, t->gamma, t->beta, t->B, t->C, 1e-5);
+  else PetscCallAbort(PETSC_COMM_SELF, cs_batchnorm_forward(t->y, t->xhat, t->rstd, t->x, t->gamma, t->beta, t->rm, t->rv, t->B, t->C,
+                                                            0.1, 1e-5, &t->pass, t->work));
+  return Dot(t->c, t->y, (size_t)t->B * t->C);
+}
+
+static PetscErrorCode TestNorms(void)
+{
+  PetscInt B = 8, C = 5;
+  size_t   n = (size_t)B * C;
+
+  PetscFunctionBeginUser;
+  for (int mode = 0; mode < 3; mode++) { /* BatchNorm train, BatchNorm eval, LayerNorm */
+    NormCtx t;
+    float  *dx = Alloc(n), *dg = Alloc((size_t)C), *dbt = Alloc((size_t)C);
+    PetscCall(PetscMemzero(&t, sizeof(t)));
+    t.B = B, t.C = C, t.layer = mode == 2;
+    t.x = Alloc(n), t.gamma = Alloc((size_t)C), t.beta = Alloc((size_t)C), t.c = Alloc(n), t.y = Alloc(n), t.xhat = Alloc(n);
+    t.rstd = Alloc((size_t)B + C), t.rm = Alloc((size_t)C), t.rv = Alloc((size_t)C), t.mean = Alloc((size_t)B);
+    t.work = (double *)calloc(4 * (size_t)C, sizeof(double));
+    Fill(t.x, n, 50 + (uint64_t)mode, -2, 3), Fill(t.gamma, (size_t)C, 51, 0.5, 1.5), Fill(t.beta, (size_t)C, 52, -1, 1);
+    Fill(t.c, n, 53, -1, 1), Fill(t.rm, (size_t)C, 54, -0.5, 0.5), Fill(t.rv, (size_t)C, 55, 0.5, 2);
+    t.pass.comm = PETSC_COMM_SELF, t.pass.train = mode == 0, t.pass.nglobal = B;
+    if (mode == 0) {
+      /* Batch statistics and the running update against a direct two-pass computation. */
+      float rm0[5], rv0[5];
+      memcpy(rm0, t.rm, sizeof(rm0)), memcpy(rv0, t.rv, sizeof(rv0));
+      (void)NormLoss(&t);
+      for (PetscInt j = 0; j < C; j++) {
+        double m = 0, v = 0;
+        for (PetscInt i = 0; i < B; i++) m += t.x[i * C + j];
+        m /= B;
+        for (PetscInt i = 0; i < B; i++) v += (t.x[i * C + j] - m) * (t.x[i * C + j] - m);
+        CS_EXPECT_CLOSE(t.rm[j], 0.9 * rm0[j] + 0.1 * m, 1e-6, "BatchNorm running mean");
+        CS_EXPECT_CLOSE(t.rv[j], 0.9 * rv0[j] + 0.1 * v / (B - 1), 1e-6, "BatchNorm running var (unbiased)");
+        for (PetscInt i = 0; i < B; i++)
+          CS_EXPECT_CLOSE(t.y[i * C + j], t.gamma[j] * (t.x[i * C + j] - m) / sqrt(v / B + 1e-5) + t.beta[j], 1e-5, "BatchNorm output");
+      }
+    } else (void)NormLoss(&t);
+    if (mode == 2) cs_layernorm_backward(dx, dg, dbt, t.c, t.x, t.mean, t.rstd, t.gamma, B, C);
+    else PetscCall(cs_batchnorm_backward(dx, dg, dbt, t.c, t.xhat, t.rstd, t.gamma, B, C, &t.pass, t.work));
+    {
+      FDVar       v[] = {{"x", t.x, dx, n}, {"gamma", t.gamma, dg, (size_t)C}, {"beta", t.beta, dbt, (size_t)C}};
+      const char *what[] = {"batchnorm train (x, gamma, beta)", "batchnorm eval (x, gamma, beta)", "layernorm (x, gamma, beta)"};
+      FDCheck(what[mode], NormLoss, &t, v, 3, 2e-3);
+    }
+    free(t.x), free(t.gamma), free(t.beta), free(t.c), free(t.y), free(t.xhat), free(t.rstd), free(t.rm), free(t.rv), free(t.mean);
+    free(t.work), free(dx), free(dg), free(dbt);
+  }
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------------------------------------- embedding, concat */
+
+typedef struct {
+  float   *table, *a, *b, *c, *y, *e;
+  PetscInt idx[6];
+} EmbCtx;
+
+static double EmbLoss(void *p)
+{
+  EmbCtx         *t    = (EmbCtx *)p;
+  const float    *in[] = {t->a, t->e, t->b};
+  const PetscInt  C[]  = {3, 4, 2};
+  cs_embedding_forward(t->e, t->idx, t->table, 6, 4);
+  cs_concat_forward(t->y, 3, in, C, 6);
+  return Dot(t->c, t->y, 6 * 9);
+}
+
+static PetscErrorCode TestEmbeddingConcat(void)
+{
+  EmbCtx         t  = {Alloc(20), Alloc(18), Alloc(12), Alloc(54), Alloc(54), Alloc(24), {4, 0, 4, 2, 1, 4}};
+  float         *dt = Alloc(20), *da = Alloc(18), *db = Alloc(12), *de = Alloc(24);
+  float *const   din[] = {da, de, db};
+  const PetscInt C[]   = {3, 4, 2};
+
+  PetscFunctionBeginUser;
+  Fill(t.table, 20, 60, -1, 1), Fill(t.a, 18, 61, -1, 1), Fill(t.b, 12, 62, -1, 1), Fill(t.c, 54, 63, -1, 1);
+  (void)EmbLoss(&t);
+  cs_concat_backward(din, 3, t.c, C, 6);
+  cs_embedding_backward(dt, de, t.idx, 6, 4);
+  {
+    FDVar v[] = {{"table", t.table, dt, 20}, {"a", t.a, da, 18}, {"b", t.b, db, 12}};
+    FDCheck("embedding + concat (table, a, b)", EmbLoss, &t, v, 3, 1e-3);
+  }
+  free(t.table), free(t.a), free(t.b), free(t.c), free(t.y), free(t.e), free(dt), free(da), free(db), free(de);
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------------------------------------- losses */
+
+typedef struct {
+  int      kind;
+  PetscInt B, C;
+  float   *a, *b, *t;
+  PetscInt labels[6];
+  CsCSR   *T;
+} LossCtx;
+
+static double LossEval(LossCtx *t, float *da, float *db)
+{
+  switch (t->kind) {
+  case 0:
+    return cs_mse_loss(da, t->a, t->t, t->B, t->C, 10, 1.5);
+  case 1:
+    return cs_mse_loss_csr(da, t->a, t->T, 10, 1.5);
+  case 2:
+    return cs_gaussian_nll_loss(da, db, t->a, t->b, t->t, t->B, t->C, 1e-3, 10, 1.5);
+  case 3:
+    return cs_nb_nll_loss(da, db, t->a, t->b, t->t, t->B, t->C, 10, 1.5);
+  case 4:
+    return cs_softmax_xent_loss(da, t->a, t->labels, t->B, t->C, 10, 1.5);
+  default:
+    return cs_kl_normal_loss(da, t->a, t->B, t->C / 2, 10, 1.5);
+  }
+}
+
+static double LossOnly(void *p) { return LossEval((LossCtx *)p, NULL, NULL); }
+
+static PetscErrorCode TestLosses(void)
+{
+  const char *names[] = {"loss mse", "loss mse csr", "loss gaussian nll (mean, var)", "loss nb nll (mu, theta)",
+                         "loss softmax xent", "loss kl normal (mu, logvar)"};
+  PetscInt    B = 6, C = 8;
+  size_t      n = (size_t)B * C;
+
+  PetscFunctionBeginUser;
+  for (int kind = 0; kind < 6; kind++) {
+    LossCtx t  = {kind, B, C, Alloc(n), Alloc(n), Alloc(n), {3, 0, -1, 7, 7, 2}, NULL};
+    float  *da = Alloc(n), *db = Alloc(n);
+    CsCSR   T;
+    double  val, ref = 0;
+    Fill(t.a, n, 70, -1, 1), Fill(t.b, n, 71, -1, 1), Fill(t.t, n, 72, -1, 1);
+    if (kind == 3) { /* positive mean and dispersion, integer counts */
+      Fill(t.a, n, 73, 0.5, 5), Fill(t.b, n, 74, 0.5, 3);
+      for (size_t i = 0; i < n; i++) t.t[i] = floorf(6 * (float)CsRngUniform(1234, CS_STREAM_DATA, 75, i));
+    }
+    if (kind == 1) {
+      PetscCall(PetscMemzero(&T, sizeof(T)));
+      T.nrows = B, T.ncols = C;
+      PetscCall(PetscMalloc3(B + 1, &T.indptr, n, &T.indices, n, &T.data));
+      T.indptr[0] = 0;
+      for (PetscInt i = 0; i < B; i++) {
+        T.indptr[i + 1] = T.indptr[i];
+        for (PetscInt j = 0; j < C; j++) {
+          if ((i + j) % 3 == 0) {
+            t.t[i * C + j] = 0;
+            continue;
+          }
+          T.indices[T.indptr[i + 1]] = (int32_t)j, T.data[T.indptr[i + 1]++] = t.t[i * C + j];
+        }
+      }
+      t.T = &T;
+    }
+    val = LossEval(&t, da, kind >= 2 && kind <= 3 ? db : NULL);
+    /* Values against the definitions, in double. */
+    for (PetscInt i = 0; i < B; i++) {
+      if (kind == 4) {
+        double mx = -1e300, se = 0;
+        if (t.labels[i] < 0) continue;
+        for (PetscInt j = 0; j < C; j++) mx = fmax(mx, t.a[i * C + j]);
+        for (PetscInt j = 0; j < C; j++) se += exp(t.a[i * C + j] - mx);
+        ref += mx + log(se) - t.a[i * C + t.labels[i]];
+        continue;
+      }
+      for (PetscInt j = 0; j < C; j++) {
+        double a = t.a[i * C + j], b = t.b[i * C + j], x = t.t[i * C + j];
+        if (kind <= 1) ref += (a - x) * (a - x);
+        else if (kind == 2) {
+          double var = log1p(exp(b)) + 1e-3;
+          ref += 0.5 * (log(var) + (x - a) * (x - a) / var);
+        } else if (kind == 3) ref -= lgamma(x + b) - lgamma(b) - lgamma(x + 1) + b * log(b / (b + a)) + x * log(a / (b + a));
+        else if (j < C / 2) {
+          double lv = t.a[i * C + C / 2 + j];
+          ref += -0.5 * (1 + lv - a * a - exp(lv));
+        }
+      }
+    }
+    CS_EXPECT_CLOSE(val, 1.5 / 10 * ref, 1e-5, names[kind]);
+    {
+      FDVar v[] = {{"a", t.a, da, n}, {"b", t.b, db, n}};
+      FDCheck(names[kind], LossOnly, &t, v, kind >= 2 && kind <= 3 ? 2 : 1, 1e-3);
+    }
+    if (kind == 1) PetscCall(PetscFree3(T.indptr, T.indices, T.data));
+    free(t.a), free(t.b), free(t.t), free(da), free(db);
+  }
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------------------------------------- MLP and VAE */
+
+typedef struct {
+  CsMLP       mlp;
+  CsNNParams  P;
+  CsNNPass    pass;
+  PetscInt    B, out;
+  const float *x;
+  const CsCSR *X;
+  float      *c;
+} MLPCtx;
+
+static double MLPLoss(void *p)
+{
+  MLPCtx      *t = (MLPCtx *)p;
+  const float *y;
+  PetscCallAbort(PETSC_COMM_SELF, CsMLPForward(t->mlp, &t->pass, t->B, t->x, t->X, &y));
+  return Dot(t->c, y, (size_t)t->B * t->out);
+}
+
+static PetscErrorCode TestMLP(void)
+{
+  const PetscInt sizes[] = {9, 7, 6, 4};
+  PetscInt       B = 10;
+
+  PetscFunctionBeginUser;
+  fd_h = 1e-3;
+  for (int variant = 0; variant < 5; variant++) { /* BN + leaky + dropout; LN + gelu; none + relu, sparse; BN eval; BN + gelu + dropout */
+    MLPCtx      t;
+    CsMLPConfig cfg;
+    float      *x = Alloc((size_t)B * 9), *dx = Alloc((size_t)B * 9), *dy;
+    const float *y;
+    CsCSR       X;
+    const char *what[] = {"mlp batchnorm+leakyrelu+dropout", "mlp layernorm+gelu (linear last)", "mlp none+relu sparse input",
+                          "mlp batchnorm+softplus eval", "mlp batchnorm+gelu+dropout"};
+    PetscCall(PetscMemzero(&t, sizeof(t)));
+    CsMLPConfigDefault(&cfg);
+    cfg.nlayers = 3, cfg.sizes = sizes;
+    if (variant == 0) cfg.dropout = 0.3;
+    if (variant == 1) cfg.norm = CS_NN_NORM_LAYER, cfg.act = CS_NN_ACT_GELU, cfg.linear_last = PETSC_TRUE;
+    if (variant == 2) cfg.norm = CS_NN_NORM_NONE, cfg.act = CS_NN_ACT_RELU, cfg.sparse_input = PETSC_TRUE, cfg.dropout = 0.1;
+    if (variant == 3) cfg.act = CS_NN_ACT_SOFTPLUS;
+    if (variant == 4) cfg.act = CS_NN_ACT_GELU, cfg.dropout = 0.25;
+    PetscCall(CsNNParamsCreate(PETSC_COMM_SELF, &t.P));
+    PetscCall(CsMLPCreate(t.P, "m", &cfg, &t.mlp));
+    PetscCall(CsNNParamsSetUp(t.P));
+    PetscCall(CsNNParamsInitialize(t.P, 99));
+    /* Non-trivial norm parameters and running statistics. */
+    for (PetscInt k = 0; k < t.P->ntensors; k++)
+      if (strstr(t.P->t[k].name, "norm")) Fill(CsNNParamsData(t.P, k), (size_t)t.P->t[k].rows, 80 + (uint64_t)k, 0.5, 1.5);
+    PetscCall(CsMLPSetUp(t.mlp, B));
+    Fill(x, (size_t)B * 9, 81, -2, 2);
+    t.pass.comm = PETSC_COMM_SELF, t.pass.train = variant != 3, t.pass.nglobal = B, t.pass.seed = 5, t.pass.step = 3, t.pass.rstart = 40;
+    t.B = B, t.out = 4, t.x = x, t.c = Alloc((size_t)B * 4);
+    Fill(t.c, (size_t)B * 4, 82, -1, 1);
+    if (variant == 2) {
+      PetscCall(PetscMemzero(&X, sizeof(X)));
+      X.nrows = B, X.ncols = 9;
+      PetscCall(PetscMalloc3(B + 1, &X.indptr, B * 9, &X.indices, B * 9, &X.data));
+      X.indptr[0] = 0;
+      for (PetscInt i = 0; i < B; i++) {
+        X.indptr[i + 1] = X.indptr[i];
+        for (PetscInt j = 0; j < 9; j++)
+          if ((i * 9 + j) % 3) X.indices[X.indptr[i + 1]] = (int32_t)j, X.data[X.indptr[i + 1]++] = x[i * 9 + j];
+      }
+      t.X = &X, t.x = NULL;
+    }
+    PetscCall(CsMLPForward(t.mlp, &t.pass, B, t.x, t.X, &y));
+    dy = CsMLPGetOutputGrad(t.mlp);
+    for (PetscInt i = 0; i < B * 4; i++) dy[i] = t.c[i];
+    PetscCall(CsNNParamsZeroGrad(t.P));
+    PetscCall(CsMLPBackward(t.mlp, &t.pass, B, variant == 2 ? NULL : dx));
+    {
+      FDVar v[2] = {{"params", t.P->p, t.P->g, t.P->n}, {"x", x, dx, (size_t)B * 9}};
+      FDCheck(what[variant], MLPLoss, &t, v, variant == 2 ? 1 : 2, 5e-3);
+
+    }
+    if (variant == 2) PetscCall(PetscFree3(X.indptr, X.indices, X.data));
+    PetscCall(CsMLPDestroy(&t.mlp));
+    PetscCall(CsNNParamsDestroy(&t.P));
+    free(x), free(dx), free(t.c);
+  }
+  PetscFunctionReturn(0);
+}
+
+typedef struct {
+  CsVAE        vae;
+  CsNNPass     pass;
+  PetscInt     B;
+  const float *x;
+  const CsCSR *X;
+  float       *gsave;
+} VAECtx;
+
+static double VAELoss(void *p)
+{
+  VAECtx   *t = (VAECtx *)p;
+  CsVAELoss l;
+  PetscCallAbort(PETSC_COMM_SELF, CsVAETrainStep(t->vae, &t->pass, t->B, t->x, t->X, &l));
+  return l.total;
+}
+
+static PetscErrorCode TestVAE(void)
+{
+  CsVAEConfig cfg;
+  VAECtx      t;
+  PetscInt    B = 12, G = 10;
+  float      *x = Alloc((size_t)B * G), *g;
+  CsVAELoss   l;
+
+  PetscFunctionBeginUser;
+  CsVAEConfigDefault(&cfg);
+  cfg.ngenes = G, cfg.hidden = 9, cfg.nhidden = 2, cfg.latent = 3, cfg.kl_weight = 0.5;
+  PetscCall(PetscMemzero(&t, sizeof(t)));
+  PetscCall(CsVAECreate(PETSC_COMM_SELF, &cfg, B, 7, &t.vae));
+  Fill(x, (size_t)B * G, 90, 0, 2);
+  t.pass.comm = PETSC_COMM_SELF, t.pass.train = PETSC_TRUE, t.pass.nglobal = B, t.pass.seed = 11, t.pass.step = 2;
+  t.B = B, t.x = x;
+  /* BatchNorm in train mode, dropout 0.2 with the fixed mask of (seed, step), fixed noise: a deterministic loss. */
+  PetscCall(CsNNParamsZeroGrad(t.vae->P));
+  PetscCall(CsVAETrainStep(t.vae, &t.pass, B, x, NULL, &l));
+  CS_EXPECT(l.rec > 0 && l.kl > 0 && fabs(l.total - (l.rec + 0.5 * l.kl)) < 1e-12 * l.total, "VAE loss parts");
+  /* The noise is CsRngNormal2 keyed by (seed, step, cell, component), as documented (the generator draws the
+     Philox blocks 16 at a time). */
+  for (PetscInt i = 0; i < B; i++)
+    for (PetscInt k = 0; k < cfg.latent; k++) {
+      double z[2];
+      CsRngNormal2(11, CS_STREAM_NOISE, 2, ((uint64_t)i << 24) | (uint64_t)(k / 2), z);
+      CS_EXPECT(t.vae->eps[i * cfg.latent + k] == (float)z[k % 2], "VAE noise of cell %" PetscInt_FMT " component %" PetscInt_FMT, i, k);
+    }
+  g = Alloc(t.vae->P->n);
+  memcpy(g, t.vae->P->g, sizeof(float) * t.vae->P->n);
+  {
+    FDVar v[] = {{"params", t.vae->P->p, g, t.vae->P->n}};
+    FDCheck("vae step (all parameters)", VAELoss, &t, v, 1, 5e-3);
+  }
+  free(g), free(x);
+  PetscCall(CsVAEDestroy(&t.vae));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode Body(void)
+{
+  PetscFunctionBeginUser;
+  PetscCall(TestLinear());
+  PetscCall(TestSparseWide());
+  PetscCall(TestBias());
+  PetscCall(TestActivations());
+  PetscCall(TestDropout());
+  PetscCall(TestNorms());
+  PetscCall(TestEmbeddingConcat());
+  PetscCall(TestLosses());
+  PetscCall(TestMLP());
+  PetscCall(TestVAE());
+  PetscFunctionReturn(0);
+}
+
+int main(int argc, char **argv) { return CsTestMain(argc, argv, Body); }
