@@ -169,6 +169,18 @@ PETSC_EXTERN void cs_layernorm_backward(float *dinp, float *dgamma, float *dbeta
 PETSC_EXTERN void cs_embedding_forward(float *out, const PetscInt *idx, const float *table, PetscInt B, PetscInt D);
 PETSC_EXTERN void cs_embedding_backward(float *dtable, const float *dout, const PetscInt *idx, PetscInt B, PetscInt D);
 
+/* Dose-scaled embedding sum (CPA's perturbation embedding): out[r] += sum over k in [rowptr[r], rowptr[r+1]) of
+   f_a(dose[k]) E[a], a = atom[k], with a per-atom dose response f_a: logsigm f(d) = s(log1p(d) beta_a + bias_a) -
+   s(bias_a), sigm f(d) = s(d beta_a + bias_a) - s(bias_a) (s the logistic function), linear f(d) = d (beta, bias
+   unused). Backward: dE, dbeta, dbias += (NULL skips). */
+typedef enum { CS_NN_DOSER_LOGSIGM = 0, CS_NN_DOSER_SIGM = 1, CS_NN_DOSER_LINEAR = 2 } CsNNDoser;
+PETSC_EXTERN const char *const CsNNDosers[]; /* "logsigm", "sigm", "linear" */
+PETSC_EXTERN void cs_dose_embedding_forward(float *out, const PetscInt *rowptr, const PetscInt *atom, const double *dose, const float *E,
+                                            const float *beta, const float *bias, CsNNDoser doser, PetscInt B, PetscInt D);
+PETSC_EXTERN void cs_dose_embedding_backward(float *dE, float *dbeta, float *dbias, const float *dout, const PetscInt *rowptr,
+                                             const PetscInt *atom, const double *dose, const float *E, const float *beta,
+                                             const float *bias, CsNNDoser doser, PetscInt B, PetscInt D);
+
 /* Concatenation of k feature blocks: out[B, sum C] = [in_0 | in_1 | ...]; backward din_i += its slice (NULL skips). */
 PETSC_EXTERN void cs_concat_forward(float *out, PetscInt k, const float *const in[], const PetscInt C[], PetscInt B);
 PETSC_EXTERN void cs_concat_backward(float *const din[], PetscInt k, const float *dout, const PetscInt C[], PetscInt B);
@@ -196,6 +208,10 @@ PETSC_EXTERN double cs_nb_nll_loss(float *dmu, float *dtheta, const float *mu, c
 /* Softmax cross-entropy of logits[B,K] against labels[B] in [0, K) (-1 = row ignored). */
 PETSC_EXTERN double cs_softmax_xent_loss(float *dlogits, const float *logits, const PetscInt *labels, PetscInt B,
                                          PetscInt K, PetscInt nglobal, double weight);
+/* Binary cross-entropy of logits[B,K] against targets[B,K] in [0, 1] (multi-label classifiers, e.g. which atoms
+   a cell received): softplus form, as torch.nn.BCEWithLogitsLoss. Use weight 1/K for its mean over labels. */
+PETSC_EXTERN double cs_bce_logits_loss(float *dlogits, const float *logits, const float *targets, PetscInt B, PetscInt K,
+                                       PetscInt nglobal, double weight);
 /* KL(N(mu, exp(logvar)) || N(0, I)) = -0.5 * sum(1 + logvar - mu^2 - exp(logvar)), with ml[B, 2Z] = [mu | logvar]
    (the layout of the fused encoder heads) and dml its gradient. */
 PETSC_EXTERN double cs_kl_normal_loss(float *dml, const float *ml, PetscInt B, PetscInt Z, PetscInt nglobal, double weight);

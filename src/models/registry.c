@@ -4,6 +4,8 @@
 PETSC_EXTERN PetscErrorCode CsModelCreate_Control(CsModel);
 PETSC_EXTERN PetscErrorCode CsModelCreate_Additive(CsModel);
 PETSC_EXTERN PetscErrorCode CsModelCreate_Linear(CsModel);
+PETSC_EXTERN PetscErrorCode CsModelCreate_ScGen(CsModel);
+PETSC_EXTERN PetscErrorCode CsModelCreate_CPA(CsModel);
 
 PetscErrorCode CsModelRegisterAll(void)
 {
@@ -12,5 +14,7 @@ PetscErrorCode CsModelRegisterAll(void)
   PetscCall(CsModelRegister("control", CsModelCreate_Control));
   PetscCall(CsModelRegister("additive", CsModelCreate_Additive));
   PetscCall(CsModelRegister("linear", CsModelCreate_Linear));
+  PetscCall(CsModelRegister("scgen", CsModelCreate_ScGen));
+  PetscCall(CsModelRegister("cpa", CsModelCreate_CPA));
   PetscFunctionReturn(0);
 }

@@ -682,6 +682,56 @@ void cs_embedding_backward(float *dtable /*[V,D]*/, const float *dout /*[B,D]*/,
   for (PetscInt i = 0; i < B; i++) CsNNAxpy1(dtable + (size_t)idx[i] * D, dout + (size_t)i * D, (size_t)D);
 }
 
+const char *const CsNNDosers[] = {"logsigm", "sigm", "linear", NULL};
+
+/* f(d) and its derivatives with respect to beta and bias. */
+static double DoseResponse(CsNNDoser doser, double d, double beta, double bias, double *dbeta, double *dbias)
+{
+  double u, s, s0;
+  if (doser == CS_NN_DOSER_LINEAR) {
+    *dbeta = *dbias = 0;
+    return d;
+  }
+  u      = doser == CS_NN_DOSER_LOGSIGM ? log1p(d) : d;
+  s      = 1 / (1 + exp(-(u * beta + bias)));
+  s0     = 1 / (1 + exp(-bias));
+  *dbeta = s * (1 - s) * u;
+  *dbias = s * (1 - s) - s0 * (1 - s0);
+  return s - s0;
+}
+
+void cs_dose_embedding_forward(float *out /*[B,D]*/, const PetscInt *rowptr /*[B+1]*/, const PetscInt *atom /*[nnz]*/,
+                               const double *dose /*[nnz]*/, const float *E /*[A,D]*/, const float *beta /*[A]*/,
+                               const float *bias /*[A]*/, CsNNDoser doser, PetscInt B, PetscInt D)
+{
+  for (PetscInt r = 0; r < B; r++)
+    for (PetscInt k = rowptr[r]; k < rowptr[r + 1]; k++) {
+      PetscInt a = atom[k];
+      double   db, dc;
+      float    f = (float)DoseResponse(doser, dose[k], beta ? beta[a] : 1, bias ? bias[a] : 0, &db, &dc);
+      for (PetscInt j = 0; j < D; j++) out[(size_t)r * D + j] += f * E[(size_t)a * D + j];
+    }
+}
+
+void cs_dose_embedding_backward(float *dE /*[A,D]*/, float *dbeta /*[A]*/, float *dbias /*[A]*/, const float *dout /*[B,D]*/,
+                                const PetscInt *rowptr /*[B+1]*/, const PetscInt *atom /*[nnz]*/, const double *dose /*[nnz]*/,
+                                const float *E /*[A,D]*/, const float *beta /*[A]*/, const float *bias /*[A]*/, CsNNDoser doser,
+                                PetscInt B, PetscInt D)
+{
+  for (PetscInt r = 0; r < B; r++)
+    for (PetscInt k = rowptr[r]; k < rowptr[r + 1]; k++) {
+      PetscInt     a = atom[k];
+      double       db, dc, df = 0, f = DoseResponse(doser, dose[k], beta ? beta[a] : 1, bias ? bias[a] : 0, &db, &dc);
+      const float *g = dout + (size_t)r * D;
+      for (PetscInt j = 0; j < D; j++) {
+        if (dE) dE[(size_t)a * D + j] += (float)f * g[j];
+        df += (double)E[(size_t)a * D + j] * g[j];
+      }
+      if (dbeta) dbeta[a] += (float)(df * db);
+      if (dbias) dbias[a] += (float)(df * dc);
+    }
+}
+
 void cs_concat_forward(float *out /*[B, sum C]*/, PetscInt k, const float *const in[] /*k x [B, C_i]*/, const PetscInt C[] /*[k]*/,
                        PetscInt B)
 {

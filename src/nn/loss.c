@@ -147,6 +147,18 @@ double cs_softmax_xent_loss(float *dlogits /*[B,K]*/, const float *logits /*[B,K
   return sc * s;
 }
 
+double cs_bce_logits_loss(float *dlogits /*[B,K]*/, const float *logits /*[B,K]*/, const float *targets /*[B,K]*/, PetscInt B,
+                          PetscInt K, PetscInt nglobal, double weight)
+{
+  double sc = weight / (double)nglobal, s = 0;
+  for (size_t i = 0; i < (size_t)B * K; i++) {
+    double z = logits[i], y = targets[i];
+    s += fmax(z, 0) - z * y + log1p(exp(-fabs(z))); /* stable form of -y log s(z) - (1-y) log(1-s(z)) */
+    if (dlogits) dlogits[i] += (float)(sc * (1 / (1 + exp(-z)) - y));
+  }
+  return sc * s;
+}
+
 double cs_kl_normal_loss(float *dml /*[B,2Z]*/, const float *ml /*[B,2Z]*/, PetscInt B, PetscInt Z, PetscInt nglobal, double weight)
 {
   double sc = weight / (double)nglobal, s = 0;

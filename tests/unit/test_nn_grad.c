@@ -408,6 +408,49 @@ static PetscErrorCode TestEmbeddingConcat(void)
   PetscFunctionReturn(0);
 }
 
+/* Dose-scaled embedding sums: 4 rows with 2, 0, 1 and 3 atoms out of 3, every dose response. */
+typedef struct {
+  CsNNDoser doser;
+  float    *E, *beta, *bias, *c, *y;
+} DoseCtx;
+static const PetscInt dose_rowptr[] = {0, 2, 2, 3, 6}, dose_atom[] = {0, 2, 1, 2, 0, 1};
+static const double   dose_dose[]   = {0.5, 3.0, 1.0, 0.1, 10.0, 2.0};
+
+static double DoseLoss(void *p)
+{
+  DoseCtx *t = (DoseCtx *)p;
+  memset(t->y, 0, sizeof(float) * 4 * 5);
+  cs_dose_embedding_forward(t->y, dose_rowptr, dose_atom, dose_dose, t->E, t->beta, t->bias, t->doser, 4, 5);
+  return Dot(t->c, t->y, 20);
+}
+
+static PetscErrorCode TestDoseEmbedding(void)
+{
+  PetscFunctionBeginUser;
+  for (int doser = 0; doser < 3; doser++) {
+    DoseCtx t  = {(CsNNDoser)doser, Alloc(15), Alloc(3), Alloc(3), Alloc(20), Alloc(20)};
+    float  *dE = Alloc(15), *db = Alloc(3), *dc = Alloc(3);
+    char    name[64];
+    Fill(t.E, 15, 80, -1, 1), Fill(t.beta, 3, 81, 0.5, 2), Fill(t.bias, 3, 82, -1, 1), Fill(t.c, 20, 83, -1, 1);
+    (void)DoseLoss(&t);
+    cs_dose_embedding_backward(dE, db, dc, t.c, dose_rowptr, dose_atom, dose_dose, t.E, t.beta, t.bias, t.doser, 4, 5);
+    /* row 2 has one atom: its output is f(1) E[1] by the definition */
+    {
+      double u = doser == 0 ? log1p(1.0) : 1.0, s = 1 / (1 + exp(-(u * t.beta[1] + t.bias[1]))), s0 = 1 / (1 + exp(-(double)t.bias[1]));
+      double f = doser == 2 ? 1.0 : s - s0;
+      for (int j = 0; j < 5; j++) CS_EXPECT_CLOSE(t.y[2 * 5 + j], f * t.E[5 + j], 1e-6, "dose embedding value");
+      for (int j = 0; j < 5; j++) CS_EXPECT(t.y[5 + j] == 0, "a row without atoms is 0");
+    }
+    PetscCall(PetscSNPrintf(name, sizeof(name), "dose embedding (%s)", CsNNDosers[doser]));
+    {
+      FDVar v[] = {{"E", t.E, dE, 15}, {"beta", t.beta, db, 3}, {"bias", t.bias, dc, 3}};
+      FDCheck(name, DoseLoss, &t, v, doser == 2 ? 1 : 3, 1e-3);
+    }
+    free(t.E), free(t.beta), free(t.bias), free(t.c), free(t.y), free(dE), free(db), free(dc);
+  }
+  PetscFunctionReturn(0);
+}
+
 /* ------------------------------------------------------------------------------------------- losses */
 
 typedef struct {
@@ -431,6 +474,8 @@ static double LossEval(LossCtx *t, float *da, float *db)
     return cs_nb_nll_loss(da, db, t->a, t->b, t->t, t->B, t->C, 10, 1.5);
   case 4:
     return cs_softmax_xent_loss(da, t->a, t->labels, t->B, t->C, 10, 1.5);
+  case 6:
+    return cs_bce_logits_loss(da, t->a, t->t, t->B, t->C, 10, 1.5);
   default:
     return cs_kl_normal_loss(da, t->a, t->B, t->C / 2, 10, 1.5);
   }
@@ -441,12 +486,12 @@ static double LossOnly(void *p) { return LossEval((LossCtx *)p, NULL, NULL); }
 static PetscErrorCode TestLosses(void)
 {
   const char *names[] = {"loss mse", "loss mse csr", "loss gaussian nll (mean, var)", "loss nb nll (mu, theta)",
-                         "loss softmax xent", "loss kl normal (mu, logvar)"};
+                         "loss softmax xent", "loss kl normal (mu, logvar)", "loss bce with logits"};
   PetscInt    B = 6, C = 8;
   size_t      n = (size_t)B * C;
 
   PetscFunctionBeginUser;
-  for (int kind = 0; kind < 6; kind++) {
+  for (int kind = 0; kind < 7; kind++) {
     LossCtx t  = {kind, B, C, Alloc(n), Alloc(n), Alloc(n), {3, 0, -1, 7, 7, 2}, NULL};
     float  *da = Alloc(n), *db = Alloc(n);
     CsCSR   T;
@@ -455,6 +500,10 @@ static PetscErrorCode TestLosses(void)
     if (kind == 3) { /* positive mean and dispersion, integer counts */
       Fill(t.a, n, 73, 0.5, 5), Fill(t.b, n, 74, 0.5, 3);
       for (size_t i = 0; i < n; i++) t.t[i] = floorf(6 * (float)CsRngUniform(1234, CS_STREAM_DATA, 75, i));
+    }
+    if (kind == 6) { /* multi-hot labels, logits of both signs and some large */
+      Fill(t.a, n, 76, -8, 8);
+      for (size_t i = 0; i < n; i++) t.t[i] = t.t[i] > 0 ? 1.0f : 0.0f;
     }
     if (kind == 1) {
       PetscCall(PetscMemzero(&T, sizeof(T)));
@@ -491,6 +540,7 @@ static PetscErrorCode TestLosses(void)
           double var = log1p(exp(b)) + 1e-3;
           ref += 0.5 * (log(var) + (x - a) * (x - a) / var);
         } else if (kind == 3) ref -= lgamma(x + b) - lgamma(b) - lgamma(x + 1) + b * log(b / (b + a)) + x * log(a / (b + a));
+        else if (kind == 6) ref -= x * log(1 / (1 + exp(-a))) + (1 - x) * log(1 - 1 / (1 + exp(-a)));
         else if (j < C / 2) {
           double lv = t.a[i * C + C / 2 + j];
           ref += -0.5 * (1 + lv - a * a - exp(lv));
@@ -659,6 +709,7 @@ static PetscErrorCode Body(void)
   PetscCall(TestDropout());
   PetscCall(TestNorms());
   PetscCall(TestEmbeddingConcat());
+  PetscCall(TestDoseEmbedding());
   PetscCall(TestLosses());
   PetscCall(TestMLP());
   PetscCall(TestVAE());
