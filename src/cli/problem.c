@@ -49,6 +49,12 @@ PetscErrorCode CsProblemSetUp(CsProblem *p, PetscBool reuse)
   PetscCall(CsSplitCreate(comm, &p->split));
   PetscCall(CsSplitSetFromOptions(p->split));
   if (reuse && !p->split->file[0]) PetscCall(CsPathJoin(p->outdir, "split.json", p->split->file));
+  {
+    /* A resumed run continues on the split of the run it resumes. */
+    char resume[PETSC_MAX_PATH_LEN] = "";
+    PetscCall(PetscOptionsGetString(NULL, NULL, "-resume", resume, sizeof(resume), NULL));
+    if (resume[0] && !p->split->file[0]) PetscCall(CsPathJoin(resume, "split.json", p->split->file));
+  }
   if (reuse) {
     PetscBool e;
     PetscCall(CsFileExists(comm, p->split->file, &e));

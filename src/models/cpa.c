@@ -33,7 +33,7 @@ typedef struct {
   /* networks: set 0 = autoencoder (encoder, decoder, heads, embeddings, dosers), set 1 = adversaries */
   CsNNParams P, Q;
   CsMLP      enc, dec, adv_atom, adv_ctx;
-  PetscInt   tE, tC, tBeta, tBias, tWm, tBm, tWv, tBv;
+  PetscInt   tE, tC, tBeta, tBias, tWm, tBm, tWv, tBv, tEncBias;
   CsTrainer  trainer;
   PetscInt   batch, G, A, NC;
   /* work for up to batch rows */
@@ -200,6 +200,7 @@ static PetscErrorCode Step(void *ctx, const CsBatch *b, const CsNNPass *pass, Pe
       PetscCall(CsMLPBackward(c->adv_ctx, pass, B, dbasal));
     }
     PetscCall(CsMLPBackward(c->enc, pass, B, NULL));
+    PetscCall(PetscArrayzero(CsNNParamsGrad(c->P, c->tEncBias), c->dim)); /* see CsModelSetUp_CPA */
     *set = 0;
   }
   PetscCall(PetscLogEventEnd(CS_EVENT_BACKWARD, 0, 0, 0, 0));
@@ -294,6 +295,16 @@ static PetscErrorCode CsModelSetUp_CPA(CsModel m)
   PetscCall(CsNNParamsAdd(c->P, "doser.bias", c->A, 1, CS_NN_INIT_ZERO, 1, &c->tBias));
   PetscCall(CsNNParamsSetUp(c->P));
   PetscCall(CsNNParamsInitialize(c->P, (uint64_t)m->seed));
+  {
+    /* The basal state's bias is held at 0: every consumer of the basal state (the decoder, the adversaries) starts
+       with BatchNorm, so a shift common to the batch is invisible in training and its gradient is rounding noise,
+       which Adam would turn into a random walk of learning-rate steps (differing with the number of ranks). */
+    char name[64];
+    PetscCall(PetscSNPrintf(name, sizeof(name), "encoder.%" PetscInt_FMT ".bias", c->depth));
+    c->tEncBias = CsNNParamsFind(c->P, name);
+    PetscCheck(c->tEncBias >= 0, m->comm, PETSC_ERR_PLIB, "cpa: no tensor %s", name);
+    PetscCall(PetscArrayzero(CsNNParamsData(c->P, c->tEncBias), c->dim));
+  }
   PetscCall(CsMLPSetUp(c->enc, B));
   PetscCall(CsMLPSetUp(c->dec, B));
 

@@ -199,8 +199,11 @@ static void TaskBackApply(void *c, int t, int nt)
   size_t    lo, hi;
   CsNNChunk((size_t)O, t, nt, 16, &lo, &hi);
   if (lo >= hi) return;
+  /* In train mode the bias before a BatchNorm cancels in the normalisation: its true gradient is 0, and the column
+     sums of dh are only rounding noise, which Adam would turn into steps of the size of the learning rate (and
+     which differ with the number of ranks). So it gets no gradient. */
   if (k->pass->train)
-    CsNNBatchNormBackApply(L->g, PETSC_FALSE, k->db, L->g, &k->ab, L->h, L->rstd, k->gamma, k->m->dwork, k->pass->nglobal, B, O,
+    CsNNBatchNormBackApply(L->g, PETSC_FALSE, NULL, L->g, &k->ab, L->h, L->rstd, k->gamma, k->m->dwork, k->pass->nglobal, B, O,
                            (PetscInt)lo, (PetscInt)hi, k->m->fwork);
   else CsNNBatchNormEvalBackApply(L->g, PETSC_FALSE, k->db, L->g, L->rstd, k->gamma, B, O, (PetscInt)lo, (PetscInt)hi);
 }

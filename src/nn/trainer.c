@@ -31,6 +31,7 @@ struct _n_CsTrainer {
   PetscInt bad_epochs; /* epochs since the best validation loss */
   PetscInt best_epoch;
   double   best, epoch_loss; /* best validation loss; sum of this epoch's step losses */
+  double  *history;          /* [epochs][2]: mean training loss and validation loss of every epoch run */
   PetscBool stopped;   /* early stopping fired */
 };
 
@@ -301,6 +302,10 @@ static PetscErrorCode WriteState(CsTrainer t, const char path[])
     double  v[2] = {t->best, t->epoch_loss};
     PetscCall(CsH5WriteArray(f, "losses", H5T_NATIVE_DOUBLE, 1, &one, v));
   }
+  if (t->epoch > 0) {
+    hsize_t dims[2] = {(hsize_t)t->epoch, 2};
+    PetscCall(CsH5WriteArray(f, "history", H5T_NATIVE_DOUBLE, 2, dims, t->history));
+  }
   {
     char *all;
     PetscCall(PetscOptionsGetAll(NULL, &all));
@@ -374,6 +379,12 @@ static PetscErrorCode ReadState(CsTrainer t, const char path[])
              (unsigned long long)t->seed);
   PetscCall(CsH5ReadArray(f, path, "losses", H5T_NATIVE_DOUBLE, 1, &two, l));
   t->best = l[0], t->epoch_loss = l[1];
+  PetscCheck(t->epoch <= t->epochs, PETSC_COMM_SELF, CS_ERR_INPUT, "%s is at epoch %" PetscInt_FMT ", beyond -epochs %" PetscInt_FMT, path,
+             t->epoch, t->epochs);
+  if (t->epoch > 0) {
+    hsize_t dims[2] = {(hsize_t)t->epoch, 2};
+    PetscCall(CsH5ReadArray(f, path, "history", H5T_NATIVE_DOUBLE, 2, dims, t->history));
+  }
   for (PetscInt k = 0; k < t->nsets; k++) {
     PetscCall(PetscSNPrintf(name, sizeof(name), "set%" PetscInt_FMT, k));
     H5Call(g = H5Gopen2(f, name, H5P_DEFAULT), "%s: no %s", path, name);
@@ -391,6 +402,34 @@ static PetscErrorCode ReadState(CsTrainer t, const char path[])
     H5Gclose(g);
   }
   H5Fclose(f);
+  PetscFunctionReturn(0);
+}
+
+/* <dir>/training.csv: the loss curve (epoch, mean training loss, validation loss). */
+static PetscErrorCode WriteHistory(CsTrainer t)
+{
+  char        path[PETSC_MAX_PATH_LEN];
+  CsOutFile   out;
+  PetscMPIInt rank;
+  int         ok = 1;
+
+  PetscFunctionBeginUser;
+  if (!t->ckdir[0]) PetscFunctionReturn(0);
+  PetscCallMPI(MPI_Comm_rank(t->comm, &rank));
+  PetscCall(CsPathJoin(t->ckdir, "training.csv", path));
+  PetscCall(CsOutFileBegin(t->comm, path, &out));
+  if (!rank) {
+    FILE *f = fopen(out.tmp, "w");
+    if (f) {
+      fprintf(f, "epoch,train_loss,valid_loss\n");
+      for (PetscInt e = 0; e < t->epoch; e++) fprintf(f, "%" PetscInt_FMT ",%.10g,%.10g\n", e + 1, t->history[2 * e], t->history[2 * e + 1]);
+      ok = fclose(f) == 0;
+    } else ok = 0;
+  }
+  PetscCallMPI(MPI_Bcast(&ok, 1, MPI_INT, 0, t->comm));
+  if (!ok) PetscCall(CsOutFileAbandon(t->comm, &out));
+  CsCheckAll(t->comm, ok, "cannot write %s", out.tmp);
+  PetscCall(CsOutFileCommit(t->comm, &out));
   PetscFunctionReturn(0);
 }
 
@@ -425,6 +464,8 @@ PetscErrorCode CsTrainerTrain(CsTrainer t, PetscBool *interrupted)
   PetscCheck(t->nsets > 0 && t->cb.step && t->cb.loss && t->ds, t->comm, PETSC_ERR_ORDER, "trainer is not set up");
   *interrupted = PETSC_FALSE;
   PetscCall(PetscMalloc1(PetscMax(t->batch, 1) + 1, &tmp));
+  PetscCall(PetscFree(t->history));
+  PetscCall(PetscCalloc1(2 * (size_t)t->epochs + 2, &t->history));
   PetscCall(SaveBest(t));
   if (t->resume[0]) PetscCall(Resume(t));
   /* Slurm warns with SIGUSR1 (--signal), schedulers and users stop with SIGTERM: finish the step, checkpoint. */
@@ -442,7 +483,7 @@ PetscErrorCode CsTrainerTrain(CsTrainer t, PetscBool *interrupted)
     CsPerm perm;
     CsPermInit(&perm, (uint64_t)t->ntrain, t->seed, CS_STREAM_SHUFFLE, (uint64_t)t->epoch);
     for (; t->sstep < nsteps; t->sstep++) {
-      PetscInt p0 = t->sstep * t->batch, p1 = nsteps == 1 ? t->ntrain : p0 + t->batch, set = 0;
+      PetscInt p0 = t->sstep * t->batch, p1 = p0 + t->batch, set = 0;
       CsNNPass pass = {0};
       double   loss = 0;
       int      sig  = cs_signal != 0;
@@ -478,6 +519,7 @@ PetscErrorCode CsTrainerTrain(CsTrainer t, PetscBool *interrupted)
     t->sstep = 0;
     PetscCall(ValidLoss(t, &b, tmp, &valid));
     if (!t->nvalid) valid = t->epoch_loss / nsteps; /* nothing held out: follow the training loss */
+    t->history[2 * t->epoch] = t->epoch_loss / nsteps, t->history[2 * t->epoch + 1] = valid;
     t->epoch_loss = 0;
     if (valid < t->best) {
       t->best = valid, t->best_epoch = t->epoch, t->bad_epochs = 0;
@@ -500,6 +542,7 @@ PetscErrorCode CsTrainerTrain(CsTrainer t, PetscBool *interrupted)
     }
     PetscCall(PetscPrintf(t->comm, "%s: %" PetscInt_FMT " epochs%s, best validation loss %.6g at epoch %" PetscInt_FMT "\n", t->model,
                           t->epoch, t->stopped ? " (early stop)" : "", t->best, t->best_epoch + 1));
+    PetscCall(WriteHistory(t));
   }
   PetscCall(CsBatchFree(&b));
   PetscCall(PetscFree(tmp));
@@ -524,6 +567,7 @@ PetscErrorCode CsTrainerDestroy(CsTrainer *t)
     PetscCall(PetscFree((*t)->best_p[k]));
     PetscCall(PetscFree((*t)->best_buf[k]));
   }
+  PetscCall(PetscFree((*t)->history));
   PetscCall(PetscFree((*t)->trainrows));
   PetscCall(PetscFree((*t)->validrows));
   PetscCall(PetscFree(*t));
