@@ -230,6 +230,8 @@ struct _n_CsNNOptim {
   int64_t       t;          /* steps taken */
   double        last_norm;  /* gradient norm before clipping, at the last step (when clipping is on) */
   double        last_lr;
+  CsNNReducer   reducer;    /* sharded reduction: update only this rank's slice (CsNNOptimSetReducer) */
+  PetscBool     partial;    /* m and v are current only on this rank's slice (CsNNOptimGather completes them) */
   PetscBool     setup;
 };
 
@@ -246,6 +248,11 @@ PETSC_EXTERN double         CsNNOptimLR(CsNNOptim opt, int64_t t);
 /* One step on P->p from P->g. The gradient is consumed: P->g is zero on return (zeroed in the update pass, which
    saves the separate memset before the next accumulation). */
 PETSC_EXTERN PetscErrorCode CsNNOptimStep(CsNNOptim opt, CsNNParams P);
+/* With a sharded reduction (CS_NN_REDUCE_SHARDED) the step updates only this rank's slice, from the reduced slice
+   gradient, and then gathers the parameters (collective); tell the optimiser which reducer it works with. */
+PETSC_EXTERN PetscErrorCode CsNNOptimSetReducer(CsNNOptim opt, CsNNReducer r);
+/* Collective after sharded steps: completes m and v on every rank (before CsNNOptimSave or reading them). */
+PETSC_EXTERN PetscErrorCode CsNNOptimGather(CsNNOptim opt);
 /* Moments into groups "m" and "v" of `group` (one dataset per trained tensor) and t as attribute "step". */
 PETSC_EXTERN PetscErrorCode CsNNOptimSave(CsNNOptim opt, CsNNParams P, hid_t group);
 PETSC_EXTERN PetscErrorCode CsNNOptimLoad(CsNNOptim opt, CsNNParams P, hid_t group, const char what[]);
@@ -257,20 +264,24 @@ PETSC_EXTERN PetscErrorCode CsNNOptimDestroy(CsNNOptim *opt);
 /* Sums the gradient buffer over the ranks of comm (the losses are normalised by the global batch, so the sum is
    the global mean gradient). blocking: one MPI_Allreduce in CsNNReducerEnd. bucketed: an MPI_Iallreduce per
    bucket of at least bucket_size floats, started from CsNNReducerReady as soon as backward has finished it (the
-   pending ones are progressed with MPI_Testall at every Ready), waited in CsNNReducerEnd. Blocking is the default:
-   it measured faster on shared-memory ranks (bench/train_step.sh). One rank: nothing to do. */
-typedef enum { CS_NN_REDUCE_BLOCKING = 0, CS_NN_REDUCE_BUCKETED = 1 } CsNNReduceType;
+   pending ones are progressed with MPI_Testall at every Ready), waited in CsNNReducerEnd. sharded: an
+   MPI_Reduce_scatter gives each rank the sum over its slice of the buffer; the optimiser (CsNNOptimSetReducer)
+   updates that slice only and gathers the parameters, so Adam's work and memory traffic are split over the ranks.
+   Blocking is the default: bucketed measured slower on shared-memory ranks (bench/train_step.sh). One rank:
+   nothing to do. */
+typedef enum { CS_NN_REDUCE_BLOCKING = 0, CS_NN_REDUCE_BUCKETED = 1, CS_NN_REDUCE_SHARDED = 2 } CsNNReduceType;
 PETSC_EXTERN const char *const CsNNReduceTypes[];
 
 PETSC_EXTERN PetscErrorCode CsNNReducerCreate(MPI_Comm comm, CsNNParams P, CsNNReducer *r);
-/* -nn_grad_reduce blocking|bucketed, -nn_grad_bucket_mb (bucket size in MiB, default 4) */
+/* -nn_grad_reduce blocking|bucketed|sharded, -nn_grad_bucket_mb (bucket size in MiB, default 4) */
 PETSC_EXTERN PetscErrorCode CsNNReducerSetFromOptions(CsNNReducer r);
 PETSC_EXTERN PetscErrorCode CsNNReducerSetType(CsNNReducer r, CsNNReduceType type, size_t bucket_floats);
 /* Before backward. */
 PETSC_EXTERN PetscErrorCode CsNNReducerBegin(CsNNReducer r);
 /* Gradients at offsets >= lo are final (backward calls this with decreasing lo). */
 PETSC_EXTERN PetscErrorCode CsNNReducerReady(CsNNReducer r, size_t lo);
-/* Reduce whatever is left and wait: P->g then holds the global gradient on every rank. */
+/* Reduce whatever is left and wait: P->g then holds the global gradient on every rank (sharded: the slice sum is
+   held for the optimiser and P->g is zeroed). */
 PETSC_EXTERN PetscErrorCode CsNNReducerEnd(CsNNReducer r);
 PETSC_EXTERN PetscErrorCode CsNNReducerDestroy(CsNNReducer *r);
 
