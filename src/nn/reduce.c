@@ -140,9 +140,9 @@ CS_NN_VEC static void AddTo(float *restrict y, const float *restrict x, size_t n
    MPI_Reduce_scatter, whose latency is then what matters. */
 static PetscErrorCode ReduceScatter(CsNNReducer r)
 {
-  float      *g   = r->P->g;
-  PetscMPIInt me  = r->rank, P = r->size;
-  size_t      lo  = (size_t)r->displs[me], cnt = (size_t)r->counts[me];
+  float      *g  = r->P->g;
+  PetscMPIInt me = r->rank, P = r->size;
+  size_t      lo, cnt;
 
   PetscFunctionBeginUser;
   PetscCall(ShardSetUp(r));
