@@ -331,6 +331,7 @@ PETSC_EXTERN PetscErrorCode CsMLPForward(CsMLP mlp, const CsNNPass *pass, PetscI
 PETSC_EXTERN float         *CsMLPGetOutputGrad(CsMLP mlp);
 /* Backward of the last forward: parameter gradients += into P->g, dinp[B, sizes[0]] += (NULL: not needed). */
 PETSC_EXTERN PetscErrorCode CsMLPBackward(CsMLP mlp, const CsNNPass *pass, PetscInt B, float *dinp);
+PETSC_EXTERN PetscErrorCode CsMLPView(CsMLP mlp, PetscViewer v);
 PETSC_EXTERN PetscErrorCode CsMLPDestroy(CsMLP *mlp);
 
 /* =================================================== VAE =================================================== */
@@ -374,6 +375,7 @@ PETSC_EXTERN PetscErrorCode CsVAETrainStep(CsVAE vae, const CsNNPass *pass, Pets
 PETSC_EXTERN PetscErrorCode CsVAEEncode(CsVAE vae, PetscInt B, const float *x, const CsCSR *X, float *mu);
 /* Eval mode: out[B, ngenes] = decoder(z[B, latent]). Not collective. */
 PETSC_EXTERN PetscErrorCode CsVAEDecode(CsVAE vae, PetscInt B, const float *z, float *out);
+PETSC_EXTERN PetscErrorCode CsVAEView(CsVAE vae, PetscViewer v);
 PETSC_EXTERN PetscErrorCode CsVAEDestroy(CsVAE *vae);
 
 #endif
