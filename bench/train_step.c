@@ -3,7 +3,7 @@
    -batch rows split over the ranks (-density < 1: a CSR minibatch with that fraction of non-zeros, read by the
    sparse first layer). Prints one line of key/value pairs (see bench/train_step.sh).
 
-   Options: -genes 2000 -batch 512 -steps 20 -reps 3 -density 1 -seed 1, plus -blas_threads, -nn_grad_reduce,
+   Options: -genes 2000 -batch 512 -steps 20 -reps 3 -density 1 -seed 1, plus -blas_threads, -nn_grad_reduce blocking|bucketed|sharded,
    -nn_grad_bucket_mb. The best of -reps repetitions of -steps steps is reported (after 3 warm-up steps): short
    repetitions keep the best one clear of the bursts of other load on a shared machine. The phase times are the
    maxima over ranks of the CS_EVENT_FORWARD/BACKWARD/REDUCE/OPTIM events. */
@@ -63,6 +63,7 @@ static PetscErrorCode Run(void)
   PetscCall(CsNNOptimSetUp(opt, vae->P->n));
   PetscCall(CsNNReducerCreate(comm, vae->P, &red));
   PetscCall(CsNNReducerSetFromOptions(red));
+  PetscCall(CsNNOptimSetReducer(opt, red));
   PetscCall(PetscOptionsGetString(NULL, NULL, "-nn_grad_reduce", rtype, sizeof(rtype), NULL));
 
   /* This rank's rows of the global batch, keyed by global row. */

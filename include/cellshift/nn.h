@@ -14,7 +14,13 @@
      loss (the gradient reduction is a sum). BatchNorm in train mode uses the statistics of the global minibatch
      (sums reduced over the communicator), and dropout masks and noise are keyed by the GLOBAL cell index, so 1,
      2 or 3 ranks compute the same thing (to rounding).
-   - Random numbers come from the counter-based generator of rng.h; nothing here has RNG state. */
+   - Random numbers come from the counter-based generator of rng.h; nothing here has RNG state.
+   - Threads: sgemm runs on the BLAS threads; the sparse first layer, the reconstruction loss, the VAE noise and
+     Adam run on an internal pool of as many threads (CsBLASGetThreads at first use); the per-block elementwise
+     passes run on the calling thread (faster there, see src/nn/mlp.c). Workers never call MPI.
+   - Vector paths: hot loops are compiled for AVX-512, AVX2 and baseline x86-64 and chosen at load time; Philox,
+     Adam and the sparse layer have explicit AVX-512 code. Multiply and add are never fused, so every path rounds
+     like the scalar code. */
 #ifndef CELLSHIFT_NN_H
 #define CELLSHIFT_NN_H
 
@@ -120,7 +126,7 @@ PETSC_EXTERN void cs_bias_forward(float *out, const float *inp, const float *b, 
 PETSC_EXTERN void cs_bias_backward(float *dinp, float *db, const float *dout, PetscInt B, PetscInt C);
 
 /* Elementwise activations (n elements). GELU is the exact erf form (torch.nn.GELU() default); softplus is torch's
-   (beta 1, linear above 20); LeakyReLU's slope is 0.01 (torch default) unless CsNNActSetSlope says otherwise. */
+   (beta 1, linear above 20); LeakyReLU's slope is 0.01 (torch default). */
 typedef enum {
   CS_NN_ACT_NONE      = 0,
   CS_NN_ACT_RELU      = 1,
@@ -246,6 +252,8 @@ struct _n_CsNNOptim {
   int64_t       t;          /* steps taken */
   double        last_norm;  /* gradient norm before clipping, at the last step (when clipping is on) */
   double        last_lr;
+  CsNNReducer   reducer;    /* sharded reduction: update only this rank's slice (CsNNOptimSetReducer) */
+  PetscBool     partial;    /* m and v are current only on this rank's slice (CsNNOptimGather completes them) */
   PetscBool     setup;
 };
 
@@ -262,6 +270,11 @@ PETSC_EXTERN double         CsNNOptimLR(CsNNOptim opt, int64_t t);
 /* One step on P->p from P->g. The gradient is consumed: P->g is zero on return (zeroed in the update pass, which
    saves the separate memset before the next accumulation). */
 PETSC_EXTERN PetscErrorCode CsNNOptimStep(CsNNOptim opt, CsNNParams P);
+/* With a sharded reduction (CS_NN_REDUCE_SHARDED) the step updates only this rank's slice, from the reduced slice
+   gradient, and then gathers the parameters (collective); tell the optimiser which reducer it works with. */
+PETSC_EXTERN PetscErrorCode CsNNOptimSetReducer(CsNNOptim opt, CsNNReducer r);
+/* Collective after sharded steps: completes m and v on every rank (before CsNNOptimSave or reading them). */
+PETSC_EXTERN PetscErrorCode CsNNOptimGather(CsNNOptim opt);
 /* Moments into groups "m" and "v" of `group` (one dataset per trained tensor) and t as attribute "step". */
 PETSC_EXTERN PetscErrorCode CsNNOptimSave(CsNNOptim opt, CsNNParams P, hid_t group);
 PETSC_EXTERN PetscErrorCode CsNNOptimLoad(CsNNOptim opt, CsNNParams P, hid_t group, const char what[]);
@@ -273,20 +286,25 @@ PETSC_EXTERN PetscErrorCode CsNNOptimDestroy(CsNNOptim *opt);
 /* Sums the gradient buffer over the ranks of comm (the losses are normalised by the global batch, so the sum is
    the global mean gradient). blocking: one MPI_Allreduce in CsNNReducerEnd. bucketed: an MPI_Iallreduce per
    bucket of at least bucket_size floats, started from CsNNReducerReady as soon as backward has finished it (the
-   pending ones are progressed with MPI_Testall at every Ready), waited in CsNNReducerEnd. Blocking is the default:
-   it measured faster on shared-memory ranks (bench/train_step.sh). One rank: nothing to do. */
-typedef enum { CS_NN_REDUCE_BLOCKING = 0, CS_NN_REDUCE_BUCKETED = 1 } CsNNReduceType;
+   pending ones are progressed with MPI_Testall at every Ready), waited in CsNNReducerEnd. sharded: a
+   reduce-scatter (pairwise exchange of slices) gives each rank the sum over its slice of the buffer; the
+   optimiser, which must be attached with CsNNOptimSetReducer, updates that slice only and gathers the parameters,
+   so Adam's work and memory traffic are split over the ranks. Blocking is the default: bucketed measured slower
+   on shared-memory ranks; sharded measured faster at 2 ranks but changes the optimiser's contract, so it is
+   chosen explicitly (bench/train_step.sh). One rank: nothing to do. */
+typedef enum { CS_NN_REDUCE_BLOCKING = 0, CS_NN_REDUCE_BUCKETED = 1, CS_NN_REDUCE_SHARDED = 2 } CsNNReduceType;
 PETSC_EXTERN const char *const CsNNReduceTypes[];
 
 PETSC_EXTERN PetscErrorCode CsNNReducerCreate(MPI_Comm comm, CsNNParams P, CsNNReducer *r);
-/* -nn_grad_reduce blocking|bucketed, -nn_grad_bucket_mb (bucket size in MiB, default 4) */
+/* -nn_grad_reduce blocking|bucketed|sharded, -nn_grad_bucket_mb (bucket size in MiB, default 4) */
 PETSC_EXTERN PetscErrorCode CsNNReducerSetFromOptions(CsNNReducer r);
 PETSC_EXTERN PetscErrorCode CsNNReducerSetType(CsNNReducer r, CsNNReduceType type, size_t bucket_floats);
 /* Before backward. */
 PETSC_EXTERN PetscErrorCode CsNNReducerBegin(CsNNReducer r);
 /* Gradients at offsets >= lo are final (backward calls this with decreasing lo). */
 PETSC_EXTERN PetscErrorCode CsNNReducerReady(CsNNReducer r, size_t lo);
-/* Reduce whatever is left and wait: P->g then holds the global gradient on every rank. */
+/* Reduce whatever is left and wait: P->g then holds the global gradient on every rank (sharded: the slice sum is
+   held for the optimiser and P->g is zeroed). */
 PETSC_EXTERN PetscErrorCode CsNNReducerEnd(CsNNReducer r);
 PETSC_EXTERN PetscErrorCode CsNNReducerDestroy(CsNNReducer *r);
 
@@ -300,8 +318,10 @@ PETSC_EXTERN const char *const CsNNNorms[];
    take a CSR minibatch directly (sparse_input). Tensors "<name>.<l>.weight" [in, out], "<name>.<l>.bias",
    "<name>.<l>.norm.weight", "<name>.<l>.norm.bias", buffers "<name>.<l>.norm.running_mean"/"running_var" are
    registered in P at creation; caches for up to maxbatch rows are allocated by CsMLPSetUp (after
-   CsNNParamsSetUp). Elementwise work is fused: one pass for normalisation + activation + dropout forward, two for
-   backward. Dropout layer ids are layer_id0 + l. */
+   CsNNParamsSetUp). Elementwise work is fused: forward, a statistics pass (BatchNorm) and one pass for
+   normalisation + activation + dropout; backward, two passes, which recompute the activation derivative from xhat
+   and read the dropout decisions kept as bytes. Before a BatchNorm the linear bias is left out of the product (it
+   cancels; it still enters the running mean and gets its gradient). Dropout layer ids are layer_id0 + l. */
 typedef struct _n_CsMLP *CsMLP;
 typedef struct {
   PetscInt        nlayers;
@@ -327,6 +347,7 @@ PETSC_EXTERN PetscErrorCode CsMLPForward(CsMLP mlp, const CsNNPass *pass, PetscI
 PETSC_EXTERN float         *CsMLPGetOutputGrad(CsMLP mlp);
 /* Backward of the last forward: parameter gradients += into P->g, dinp[B, sizes[0]] += (NULL: not needed). */
 PETSC_EXTERN PetscErrorCode CsMLPBackward(CsMLP mlp, const CsNNPass *pass, PetscInt B, float *dinp);
+PETSC_EXTERN PetscErrorCode CsMLPView(CsMLP mlp, PetscViewer v);
 PETSC_EXTERN PetscErrorCode CsMLPDestroy(CsMLP *mlp);
 
 /* =================================================== VAE =================================================== */
@@ -336,7 +357,7 @@ PETSC_EXTERN PetscErrorCode CsMLPDestroy(CsMLP *mlp);
    z = mu + eps exp(logvar / 2) with eps ~ N(0, 1) from CsRngNormal2(seed, CS_STREAM_NOISE, step,
    (cell << 24) | k/2) (component k % 2), decoder MLP latent -> hidden x nhidden (same blocks) -> ngenes (linear).
    Loss = mean over cells of sum over genes of (rec - x)^2 + kl_weight * mean over cells of KL(q(z|x) || N(0, I)),
-   as /work/shared/bench/torch_scgen_ref.py computes it. */
+   exactly the loss of the PyTorch scGen reference that bench/train_step.sh runs (torch_scgen_ref.py). */
 typedef struct {
   PetscInt  ngenes, hidden, nhidden, latent;
   double    dropout, kl_weight;
@@ -360,14 +381,17 @@ typedef struct {
 
 /* Collective on comm: registers, allocates and initialises (seed) the parameters. */
 PETSC_EXTERN PetscErrorCode CsVAECreate(MPI_Comm comm, const CsVAEConfig *cfg, PetscInt maxbatch, uint64_t seed, CsVAE *vae);
-/* Forward, loss and backward of B local rows (x dense [B, ngenes] or X CSR): parameter gradients += into vae->P->g.
-   Collective on pass->comm (BatchNorm, loss). Logged as CS_EVENT_FORWARD and CS_EVENT_BACKWARD. */
+/* Forward, loss and backward of B <= maxbatch local rows (x dense [B, ngenes] or X CSR): parameter gradients +=
+   into vae->P->g. Collective on pass->comm (BatchNorm, loss). With pass->reducer set, call CsNNReducerBegin before
+   and CsNNReducerEnd after. Logged as CS_EVENT_FORWARD and CS_EVENT_BACKWARD. */
 PETSC_EXTERN PetscErrorCode CsVAETrainStep(CsVAE vae, const CsNNPass *pass, PetscInt B, const float *x, const CsCSR *X,
                                            CsVAELoss *loss);
-/* Eval mode (running statistics, no dropout): mu[B, latent] = the mean of q(z|x). Not collective. */
+/* Eval mode (running statistics, no dropout): mu[B, latent] = the mean of q(z|x), any B (chunks of maxbatch).
+   Not collective. */
 PETSC_EXTERN PetscErrorCode CsVAEEncode(CsVAE vae, PetscInt B, const float *x, const CsCSR *X, float *mu);
 /* Eval mode: out[B, ngenes] = decoder(z[B, latent]). Not collective. */
 PETSC_EXTERN PetscErrorCode CsVAEDecode(CsVAE vae, PetscInt B, const float *z, float *out);
+PETSC_EXTERN PetscErrorCode CsVAEView(CsVAE vae, PetscViewer v);
 PETSC_EXTERN PetscErrorCode CsVAEDestroy(CsVAE *vae);
 
 #endif

@@ -348,6 +348,22 @@ PetscErrorCode CsMLPBackward(CsMLP m, const CsNNPass *pass, PetscInt B, float *d
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode CsMLPView(CsMLP m, PetscViewer v)
+{
+  char   sizes[512] = "";
+  size_t len;
+
+  PetscFunctionBeginUser;
+  for (PetscInt l = 0; l <= m->cfg.nlayers; l++) {
+    PetscCall(PetscStrlen(sizes, &len));
+    PetscCall(PetscSNPrintf(sizes + len, sizeof(sizes) - len, "%s%" PetscInt_FMT, l ? " -> " : "", m->sizes[l]));
+  }
+  PetscCall(PetscViewerASCIIPrintf(v, "MLP %s: %s; blocks: linear, %s norm, %s, dropout %g%s%s\n", m->name, sizes, CsNNNorms[m->cfg.norm],
+                                   CsNNActs[m->cfg.act], m->cfg.dropout, m->cfg.linear_last ? "; last layer linear" : "",
+                                   m->cfg.sparse_input ? "; sparse input" : ""));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsMLPDestroy(CsMLP *mlp)
 {
   PetscFunctionBeginUser;

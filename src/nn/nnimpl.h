@@ -74,6 +74,15 @@ int  CsNNThreads(void);
 void CsNNParallel(CsNNTask fn, void *ctx);
 void CsNNChunk(size_t n, int t, int nt, size_t align, size_t *lo, size_t *hi);
 
+/* Sharded reduction (reduce.c): after CsNNReducerEnd, this rank owns [lo, hi) of the buffer and gshard (= P->g + lo)
+   holds the reduced gradient of that slice, the rest of P->g is zero; false when the reduction is not sharded (or
+   one rank). CsNNReducerAllgather
+   completes x (laid out like the parameters) from every rank's slice. */
+PetscBool      CsNNReducerSharded(CsNNReducer r, size_t *lo, size_t *hi, float **gshard);
+MPI_Comm       CsNNReducerComm(CsNNReducer r);
+void           CsNNReducerAttach(CsNNReducer r); /* an optimiser will update the slices */
+PetscErrorCode CsNNReducerAllgather(CsNNReducer r, float *x);
+
 /* Normalisation statistics. BatchNorm: local double sums s[j] of h and s[C + j] of h^2, j in [c0, c1). */
 void CsNNColSums2(double *s, const float *h, PetscInt B, PetscInt C, PetscInt c0, PetscInt c1);
 /* From globally reduced sums: mean/rstd of the batch, and the running statistics update. shift (NULL = 0): a

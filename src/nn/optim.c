@@ -200,13 +200,18 @@ PetscErrorCode CsNNOptimStep(CsNNOptim opt, CsNNParams P)
   {
     AdamCoef c;
     AdamCtx  a;
+    size_t   lo = 0, hi = P->n;
+    float   *gs = P->g;
+    /* Sharded: this rank updates its slice from the reduced slice gradient, then the parameters are gathered. */
+    PetscBool sharded = CsNNReducerSharded(opt->reducer, &lo, &hi, &gs);
     PetscCall(PetscMemzero(&a, sizeof(a)));
-    a.p = P->p, a.g = P->g, a.m = opt->m, a.v = opt->v, a.n = P->n, a.c = &c;
+    a.p = P->p + lo, a.g = gs, a.m = opt->m + lo, a.v = opt->v + lo, a.n = hi - lo, a.c = &c;
     if (opt->clip > 0) {
       /* torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1. */
       double norm = 0;
       CsNNParallel(TaskSumSq, &a);
       for (int t = 0; t < CsNNThreads(); t++) norm += a.sq[t];
+      if (sharded) PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &norm, 1, MPI_DOUBLE, MPI_SUM, CsNNReducerComm(opt->reducer)));
       opt->last_norm = norm = sqrt(norm);
       if (opt->clip / (norm + 1e-6) < 1) {
         a.scale = (float)(opt->clip / (norm + 1e-6));
@@ -220,8 +225,31 @@ PetscErrorCode CsNNOptimStep(CsNNOptim opt, CsNNParams P)
     c.l2    = opt->type == CS_NN_OPTIM_ADAM ? (float)opt->weight_decay : 0.0f;
     c.decay = opt->type == CS_NN_OPTIM_ADAMW ? (float)(1 - lr * opt->weight_decay) : 1.0f;
     CsNNParallel(TaskAdam, &a);
+    if (sharded) {
+      PetscCall(CsNNReducerAllgather(opt->reducer, P->p));
+      opt->partial = PETSC_TRUE;
+    }
   }
   PetscCall(PetscLogEventEnd(CS_EVENT_OPTIM, 0, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsNNOptimSetReducer(CsNNOptim opt, CsNNReducer r)
+{
+  PetscFunctionBeginUser;
+  opt->reducer = r;
+  if (r) CsNNReducerAttach(r);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsNNOptimGather(CsNNOptim opt)
+{
+  PetscFunctionBeginUser;
+  if (opt->partial) {
+    PetscCall(CsNNReducerAllgather(opt->reducer, opt->m));
+    PetscCall(CsNNReducerAllgather(opt->reducer, opt->v));
+    opt->partial = PETSC_FALSE;
+  }
   PetscFunctionReturn(0);
 }
 
@@ -230,6 +258,7 @@ PetscErrorCode CsNNOptimSave(CsNNOptim opt, CsNNParams P, hid_t group)
   hid_t g;
 
   PetscFunctionBeginUser;
+  PetscCheck(!opt->partial, PETSC_COMM_SELF, PETSC_ERR_ORDER, "sharded optimiser state: call CsNNOptimGather() on every rank before saving it");
   PetscCall(CsH5WriteAttrInt64(group, "step", opt->t));
   H5Call(g = H5Gcreate2(group, "m", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "cannot create the optimiser group m");
   PetscCall(CsNNParamsSaveLike(P, g, opt->m));
@@ -254,7 +283,8 @@ PetscErrorCode CsNNOptimLoad(CsNNOptim opt, CsNNParams P, hid_t group, const cha
   H5Call(g = H5Gopen2(group, "v", H5P_DEFAULT), "%s: no optimiser group v", what);
   PetscCall(CsNNParamsLoadLike(P, g, what, opt->v));
   H5Call(H5Gclose(g), "%s: cannot close the optimiser group v", what);
-  opt->t = t;
+  opt->t       = t;
+  opt->partial = PETSC_FALSE;
   PetscFunctionReturn(0);
 }
 

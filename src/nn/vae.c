@@ -178,6 +178,20 @@ PetscErrorCode CsVAEDecode(CsVAE v, PetscInt B, const float *z, float *out)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode CsVAEView(CsVAE v, PetscViewer viewer)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscViewerASCIIPrintf(viewer, "VAE: %" PetscInt_FMT " genes, hidden %" PetscInt_FMT " x %" PetscInt_FMT ", latent %" PetscInt_FMT
+                                           ", dropout %g, KL weight %g, batches of up to %" PetscInt_FMT " rows\n",
+                                   v->cfg.ngenes, v->cfg.hidden, v->cfg.nhidden, v->cfg.latent, v->cfg.dropout, v->cfg.kl_weight, v->maxbatch));
+  PetscCall(PetscViewerASCIIPushTab(viewer));
+  PetscCall(CsMLPView(v->enc, viewer));
+  PetscCall(CsMLPView(v->dec, viewer));
+  PetscCall(CsNNParamsView(v->P, viewer));
+  PetscCall(PetscViewerASCIIPopTab(viewer));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsVAEDestroy(CsVAE *vae)
 {
   PetscFunctionBeginUser;

@@ -209,6 +209,61 @@ static PetscErrorCode TestVAE(PetscBool sparse, CsNNReduceType rtype)
   PetscFunctionReturn(0);
 }
 
+/* Adam after a blocking and after a sharded reduction against Adam on the summed gradient on one rank. The
+   gradients are small dyadic numbers, so every summation order gives the exact sum and the results must agree
+   bit for bit (with clipping, the norm is a sum in another order: then to rounding). */
+static PetscErrorCode TestShardedAdam(double clip, PetscInt big)
+{
+  CsNNParams  P[3];
+  CsNNOptim   O[3];
+  CsNNReducer R[2];
+
+  PetscFunctionBeginUser;
+  for (int k = 0; k < 3; k++) {
+    PetscCall(CsNNParamsCreate(k < 2 ? PETSC_COMM_WORLD : PETSC_COMM_SELF, &P[k]));
+    PetscCall(CsNNParamsAdd(P[k], "a", 37, 3, CS_NN_INIT_FANIN, 37, NULL));
+    PetscCall(CsNNParamsAdd(P[k], "b", 50, 1, CS_NN_INIT_FANIN, 37, NULL));
+    PetscCall(CsNNParamsAdd(P[k], "c", 9, 1, CS_NN_INIT_ONE, 0, NULL));
+    if (big) PetscCall(CsNNParamsAdd(P[k], "d", big, 1, CS_NN_INIT_FANIN, 100, NULL)); /* slices large enough for the pairwise exchange */
+    PetscCall(CsNNParamsSetUp(P[k]));
+    PetscCall(CsNNParamsInitialize(P[k], 4));
+    PetscCall(CsNNOptimCreate(P[k]->comm, &O[k]));
+    O[k]->clip = clip, O[k]->lr = 0.01;
+    PetscCall(CsNNOptimSetUp(O[k], P[k]->n));
+    if (k < 2) {
+      PetscCall(CsNNReducerCreate(PETSC_COMM_WORLD, P[k], &R[k]));
+      PetscCall(CsNNReducerSetType(R[k], k ? CS_NN_REDUCE_SHARDED : CS_NN_REDUCE_BLOCKING, 0));
+      PetscCall(CsNNOptimSetReducer(O[k], R[k]));
+    }
+  }
+  for (int step = 1; step <= 3; step++) {
+    for (size_t i = 0; i < P[0]->n; i++) {
+      float u = (float)((int)((i * (size_t)step) % 7) - 3) / 8;
+      P[0]->g[i] = P[1]->g[i] = (float)(rank + 1) * u;
+      P[2]->g[i]              = (float)(size * (size + 1) / 2) * u;
+    }
+    for (int k = 0; k < 2; k++) {
+      PetscCall(CsNNReducerBegin(R[k]));
+      PetscCall(CsNNReducerEnd(R[k]));
+    }
+    for (int k = 0; k < 3; k++) PetscCall(CsNNOptimStep(O[k], P[k]));
+    for (int k = 0; k < 2; k++) {
+      if (clip == 0) CS_EXPECT(!memcmp(P[k]->p, P[2]->p, sizeof(float) * P[2]->n), "%s Adam differs from one rank", k ? "sharded" : "blocking");
+      else CS_EXPECT(RelErr(P[k]->p, P[2]->p, P[2]->n) < 1e-6, "%s Adam with clipping differs from one rank", k ? "sharded" : "blocking");
+      for (size_t i = 0; i < P[k]->n; i++) CS_EXPECT(P[k]->g[i] == 0, "gradient not zeroed after the step");
+    }
+  }
+  PetscCall(CsNNOptimGather(O[1]));
+  CS_EXPECT(RelErr(O[1]->m, O[2]->m, P[2]->n) < 1e-6 && RelErr(O[1]->v, O[2]->v, P[2]->n) < 1e-6, "gathered sharded Adam state");
+  if (clip > 0) CS_EXPECT_CLOSE(O[1]->last_norm, O[2]->last_norm, 1e-12, "sharded gradient norm");
+  for (int k = 0; k < 3; k++) {
+    if (k < 2) PetscCall(CsNNReducerDestroy(&R[k]));
+    PetscCall(CsNNOptimDestroy(&O[k]));
+    PetscCall(CsNNParamsDestroy(&P[k]));
+  }
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode Body(void)
 {
   PetscFunctionBeginUser;
@@ -221,6 +276,10 @@ static PetscErrorCode Body(void)
   PetscCall(TestVAE(PETSC_FALSE, CS_NN_REDUCE_BLOCKING));
   PetscCall(TestVAE(PETSC_TRUE, CS_NN_REDUCE_BUCKETED));
   PetscCall(TestVAE(PETSC_FALSE, CS_NN_REDUCE_BUCKETED));
+  PetscCall(TestShardedAdam(0, 0));
+  PetscCall(TestShardedAdam(0.5, 0));
+  PetscCall(TestShardedAdam(0, 70000));
+  PetscCall(TestShardedAdam(0.5, 70000));
   PetscFunctionReturn(0);
 }
 

@@ -138,6 +138,7 @@ static PetscErrorCode TestResume(void)
   for (int i = 0; i < 8 * 12; i++) x[i] = (float)CsRngUniform(5, CS_STREAM_DATA, 0, (uint64_t)i);
   PetscCall(CsVAECreate(PETSC_COMM_SELF, &cfg, 8, 1, &a));
   PetscCall(CsVAECreate(PETSC_COMM_SELF, &cfg, 8, 2, &b)); /* another seed: everything must come from the file */
+  PetscCall(CsVAEView(a, PETSC_VIEWER_STDOUT_SELF));
   PetscCall(CsNNOptimCreate(PETSC_COMM_SELF, &oa));
   PetscCall(CsNNOptimCreate(PETSC_COMM_SELF, &ob));
   oa->clip = ob->clip = 1.0;
