@@ -459,6 +459,7 @@ PetscErrorCode CsTrainerTrain(CsTrainer t, PetscBool *interrupted)
   struct sigaction sa, old_term, old_usr1;
   char             line[256];
   double           valid = 0;
+  PetscBool        dirty[CS_MAX_SETS] = {PETSC_TRUE, PETSC_TRUE, PETSC_TRUE, PETSC_TRUE};
 
   PetscFunctionBeginUser;
   PetscCheck(t->nsets > 0 && t->cb.step && t->cb.loss && t->ds, t->comm, PETSC_ERR_ORDER, "trainer is not set up");
@@ -490,13 +491,16 @@ PetscErrorCode CsTrainerTrain(CsTrainer t, PetscBool *interrupted)
       PetscCall(GatherBatch(t, &perm, p0, PetscMin(p1, t->ntrain), t->trainrows, t->trainoff, t->ntrain_local, tmp, &b));
       pass.comm = t->comm, pass.train = PETSC_TRUE, pass.nglobal = b.nglobal, pass.seed = t->seed, pass.step = (uint64_t)t->step;
       pass.cell = b.cell;
-      for (PetscInt k = 0; k < t->nsets; k++) PetscCall(CsNNParamsZeroGrad(t->P[k]));
+      /* The optimiser step leaves its set's gradient zeroed; the other sets may hold gradients of the last step. */
+      for (PetscInt k = 0; k < t->nsets; k++)
+        if (dirty[k]) PetscCall(CsNNParamsZeroGrad(t->P[k]));
       PetscCall(t->cb.step(t->cb.ctx, &b, &pass, &set, &loss));
       PetscCheck(set >= 0 && set < t->nsets, t->comm, PETSC_ERR_PLIB, "step callback chose parameter set %" PetscInt_FMT, set);
       PetscCall(CsNNReducerBegin(t->red[set]));
       PetscCall(CsNNReducerEnd(t->red[set]));
       PetscCall(PetscLogEventBegin(CS_EVENT_OPTIM, 0, 0, 0, 0));
       PetscCall(CsNNOptimStep(t->opt[set], t->P[set]));
+      for (PetscInt k = 0; k < t->nsets; k++) dirty[k] = k != set;
       PetscCall(PetscLogEventEnd(CS_EVENT_OPTIM, 0, 0, 0, 0));
       /* One small reduction per step: was any rank signalled? (a signal reaches the ranks at different times) */
       PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, t->comm));
