@@ -21,7 +21,8 @@
 /* Collective: fill ds (path, layer and keys already set) with this rank's block. Applies nothing else. */
 PETSC_EXTERN PetscErrorCode CsH5adRead(CsDataset ds);
 
-/* Collective: print shape, X encoding and dtype, nnz, layers, obs columns with their categories and counts. */
+/* Collective: print shape, X encoding and dtype, nnz, layers, obs columns with their categories and counts. The
+   whole file is read and checked by the parallel reader, as a run would, before anything is printed. */
 PETSC_EXTERN PetscErrorCode CsH5adInspect(MPI_Comm comm, const char path[], PetscViewer v);
 
 /* One categorical obs column of an output file. codes[] is the global column, needed on rank 0 only. */
@@ -43,6 +44,8 @@ PETSC_EXTERN PetscErrorCode CsH5adWriterCreate(MPI_Comm comm, const char path[],
 PETSC_EXTERN PetscErrorCode CsH5adWriterWriteRows(CsH5adWriter w, PetscInt row0, PetscInt n, const float *rows);
 /* Collective: close and rename into place. */
 PETSC_EXTERN PetscErrorCode CsH5adWriterCommit(CsH5adWriter *w);
+/* Collective: the writer's option -h5ad_write_block_mb (default *mb on entry). */
+PETSC_EXTERN PetscErrorCode CsH5adWriterOptions(MPI_Comm comm, PetscReal *mb);
 /* Collective, NULL-safe: close and delete the temporary file (error paths). */
 PETSC_EXTERN PetscErrorCode CsH5adWriterDestroy(CsH5adWriter *w);
 

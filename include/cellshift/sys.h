@@ -65,6 +65,8 @@ PETSC_EXTERN PetscClassId CS_CLASSID;
 /* Threads for BLAS on this rank: -blas_threads N; default = cores of the node / ranks on the node (at least 1). */
 PETSC_EXTERN PetscErrorCode CsBLASSetThreads(MPI_Comm comm);
 PETSC_EXTERN int            CsBLASGetThreads(void);
+/* -progress_interval: seconds between progress lines when the output is not a terminal (read in CsInitialize). */
+PETSC_EXTERN double         CsProgressInterval(void);
 
 /* Files. All outputs are written to a temporary name in the same folder and renamed into place when complete,
    so a killed run never leaves a half-written file under its final name. */

@@ -48,18 +48,19 @@ typedef struct {
 typedef struct _n_CsTrainer *CsTrainer;
 
 PETSC_EXTERN PetscErrorCode CsTrainerCreate(MPI_Comm comm, CsTrainer *t);
-/* Options: -<prefix>epochs, -<prefix>batch_size, -<prefix>patience, -<prefix>valid_cells, and the optimiser's
-   (nn.h) with the same prefix; -checkpoint_every, -resume (no prefix). Call before CsTrainerSetFromOptions. */
+/* Options: -<prefix>epochs, -<prefix>batch_size, -<prefix>patience, -<prefix>valid_cells, each optimiser's (nn.h)
+   with its prefix, the gradient reduction's, and -checkpoint_every, -resume (no prefix). */
 PETSC_EXTERN PetscErrorCode CsTrainerSetOptionsPrefix(CsTrainer t, const char prefix[]);
 /* Defaults of the model (before CsTrainerSetFromOptions). */
 PETSC_EXTERN PetscErrorCode CsTrainerSetDefaults(CsTrainer t, PetscInt epochs, PetscInt batch_size, PetscInt patience);
+/* Declare a parameter set and its optimiser, with the model's default learning rate and weight decay; its options
+   carry the trainer's prefix plus `optprefix` (e.g. "adversary_" for a second set). Before SetFromOptions. */
+PETSC_EXTERN PetscErrorCode CsTrainerAddOptimizer(CsTrainer t, const char optprefix[], double lr, double weight_decay, PetscInt *set);
 PETSC_EXTERN PetscErrorCode CsTrainerSetFromOptions(CsTrainer t);
-/* Add a parameter set with its optimiser (created here with the model's default learning rate and weight decay;
-   options with the trainer's prefix, plus `optprefix` for a second set such as "adversary_"); returns its index. */
-PETSC_EXTERN PetscErrorCode CsTrainerAddParams(CsTrainer t, CsNNParams P, const char optprefix[], double lr, double weight_decay,
-                                               PetscInt *set);
-PETSC_EXTERN PetscErrorCode CsTrainerGetOptim(CsTrainer t, PetscInt set, CsNNOptim *opt);
 PETSC_EXTERN PetscErrorCode CsTrainerGetBatchSize(CsTrainer t, PetscInt *batch);
+/* Attach the parameters of a declared set (after CsNNParamsSetUp). */
+PETSC_EXTERN PetscErrorCode CsTrainerSetParams(CsTrainer t, PetscInt set, CsNNParams P);
+PETSC_EXTERN PetscErrorCode CsTrainerGetOptim(CsTrainer t, PetscInt set, CsNNOptim *opt);
 PETSC_EXTERN PetscErrorCode CsTrainerSetCallbacks(CsTrainer t, const CsTrainerCallbacks *cb);
 /* The cells: train[i] / valid[i] for local dataset row i (NULL valid: valid groups of the split, else a drawn
    fraction of the training cells). seed keys the shuffle, dropout and noise. */

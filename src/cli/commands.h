@@ -26,6 +26,8 @@ typedef struct {
   char     *baselines[16]; /* -baselines control,additive: scored next to every model */
 } CsProblem;
 
+/* Collective: the run's own options (-output_dir, -model, -baselines). */
+PetscErrorCode CsProblemSetFromOptions(CsProblem *p);
 /* Collective: options, read the data, build design and split. With reuse, the split is read from
    <outdir>/split.json unless -split_file is given (predict, evaluate); otherwise it is made and saved there. */
 PetscErrorCode CsProblemSetUp(CsProblem *p, PetscBool reuse);

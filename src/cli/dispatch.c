@@ -1,5 +1,7 @@
 /* Command dispatch and -help. */
 #include "commands.h"
+#include <cellshift/h5ad.h>
+#include <cellshift/nn.h>
 
 /* -help: every object's options block is run once so that PETSc lists each option with its default. */
 static PetscErrorCode PrintAllOptions(void)
@@ -12,6 +14,24 @@ static PetscErrorCode PrintAllOptions(void)
   char      **names;
 
   PetscFunctionBeginUser;
+  {
+    CsProblem   p;
+    CsNNParams  P;
+    CsNNReducer r;
+    PetscReal   mb = 256;
+    PetscCall(CsProblemSetFromOptions(&p));
+    for (PetscInt i = 0; i < p.nmodels; i++) PetscCall(PetscFree(p.models[i]));
+    for (PetscInt i = 0; i < p.nbaselines; i++) PetscCall(PetscFree(p.baselines[i]));
+    PetscCall(CsH5adWriterOptions(PETSC_COMM_WORLD, &mb));
+    /* the gradient reduction of trained models (its options are read where parameters exist) */
+    PetscCall(CsNNParamsCreate(PETSC_COMM_WORLD, &P));
+    PetscCall(CsNNParamsAdd(P, "help", 1, 1, CS_NN_INIT_ZERO, 1, NULL));
+    PetscCall(CsNNParamsSetUp(P));
+    PetscCall(CsNNReducerCreate(PETSC_COMM_WORLD, P, &r));
+    PetscCall(CsNNReducerSetFromOptions(r));
+    PetscCall(CsNNReducerDestroy(&r));
+    PetscCall(CsNNParamsDestroy(&P));
+  }
   PetscCall(CsDatasetCreate(PETSC_COMM_WORLD, &ds));
   PetscCall(CsDatasetSetFromOptions(ds));
   PetscCall(CsDesignCreate(PETSC_COMM_WORLD, &d));

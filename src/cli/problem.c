@@ -18,21 +18,20 @@ static PetscErrorCode WriteOptions(MPI_Comm comm, const char dir[])
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsProblemSetUp(CsProblem *p, PetscBool reuse)
+PetscErrorCode CsProblemSetFromOptions(CsProblem *p)
 {
-  MPI_Comm    comm = PETSC_COMM_WORLD;
-  PetscInt    nm = 16, nb = 16;
-  PetscBool   mset = PETSC_FALSE, bset = PETSC_FALSE;
-  PetscViewer v = PETSC_VIEWER_STDOUT_WORLD;
+  PetscInt  nm = 16, nb = 16;
+  PetscBool mset = PETSC_FALSE, bset = PETSC_FALSE;
 
   PetscFunctionBeginUser;
   PetscCall(PetscMemzero(p, sizeof(*p)));
   PetscCall(PetscStrncpy(p->outdir, "cellshift_out", sizeof(p->outdir)));
-  PetscOptionsBegin(comm, NULL, "Run", "CsProblem");
+  PetscOptionsBegin(PETSC_COMM_WORLD, NULL, "Run", "CsProblemSetFromOptions");
   PetscCall(PetscOptionsString("-output_dir", "Folder of the run's files", "CsProblemSetUp", p->outdir, p->outdir, sizeof(p->outdir), NULL));
-  PetscCall(PetscOptionsStringArray("-model", "Models to fit, comma-separated (see the list of models above)", "CsProblemSetUp", p->models,
-                                    &nm, &mset));
-  PetscCall(PetscOptionsStringArray("-baselines", "Baselines scored next to every model", "CsProblemSetUp", p->baselines, &nb, &bset));
+  PetscCall(PetscOptionsStringArray("-model", "Models to fit, comma-separated (default linear; see the list of models)", "CsProblemSetUp",
+                                    p->models, &nm, &mset));
+  PetscCall(PetscOptionsStringArray("-baselines", "Baselines scored next to every model (default control,additive)", "CsProblemSetUp",
+                                    p->baselines, &nb, &bset));
   PetscOptionsEnd();
   p->nmodels = mset ? nm : 0, p->nbaselines = bset ? nb : 0;
   if (!mset) PetscCall(PetscStrallocpy("linear", &p->models[p->nmodels++]));
@@ -40,7 +39,16 @@ PetscErrorCode CsProblemSetUp(CsProblem *p, PetscBool reuse)
     PetscCall(PetscStrallocpy("control", &p->baselines[p->nbaselines++]));
     PetscCall(PetscStrallocpy("additive", &p->baselines[p->nbaselines++]));
   }
+  PetscFunctionReturn(0);
+}
 
+PetscErrorCode CsProblemSetUp(CsProblem *p, PetscBool reuse)
+{
+  MPI_Comm    comm = PETSC_COMM_WORLD;
+  PetscViewer v    = PETSC_VIEWER_STDOUT_WORLD;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsProblemSetFromOptions(p));
   PetscCall(CsDatasetCreate(comm, &p->ds));
   PetscCall(CsDatasetSetFromOptions(p->ds));
   PetscCall(CsDesignCreate(comm, &p->design));

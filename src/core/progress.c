@@ -12,16 +12,14 @@ struct _n_CsProgress {
 PetscErrorCode CsProgressCreate(MPI_Comm comm, const char label[], const char unit[], double total, CsProgress *out)
 {
   CsProgress p;
-  PetscReal  interval = 10;
 
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&p));
   PetscCallMPI(MPI_Comm_rank(comm, &p->rank));
-  PetscCall(PetscOptionsGetReal(NULL, NULL, "-progress_interval", &interval, NULL));
   p->tty = isatty(STDOUT_FILENO) ? PETSC_TRUE : PETSC_FALSE;
   PetscCall(PetscStrncpy(p->label, label, sizeof(p->label)));
   PetscCall(PetscStrncpy(p->unit, unit, sizeof(p->unit)));
-  p->total = total, p->t0 = p->last = CsTime(), p->interval = interval;
+  p->total = total, p->t0 = p->last = CsTime(), p->interval = CsProgressInterval();
   *out = p;
   PetscFunctionReturn(0);
 }

@@ -15,6 +15,7 @@ static PetscBool cs_have_error = PETSC_FALSE;
 /* Private communicator for the exit agreement, so it can never match a collective left pending by an error. */
 static MPI_Comm cs_exit_comm = MPI_COMM_NULL;
 static int      cs_blas_threads = 1;
+static PetscReal cs_progress_interval = 10;
 
 static PetscErrorCode CsErrorHandler(MPI_Comm comm, int line, const char *func, const char *file, PetscErrorCode n,
                                      PetscErrorType p, const char *mess, void *ctx)
@@ -101,8 +102,7 @@ PetscErrorCode CsBLASSetThreads(MPI_Comm comm)
 {
   MPI_Comm  node;
   int       nlocal, online = (int)sysconf(_SC_NPROCESSORS_ONLN), affinity = online;
-  PetscInt  n   = 0;
-  PetscBool set = PETSC_FALSE;
+  PetscInt  n = 0;
   cpu_set_t mask;
 
   PetscFunctionBeginUser;
@@ -113,7 +113,12 @@ PetscErrorCode CsBLASSetThreads(MPI_Comm comm)
   /* A launcher that bound the rank to fewer cores than the node has decided for us; otherwise share the node. */
   n = affinity < online ? affinity : online / nlocal;
   if (n < 1) n = 1;
-  PetscCall(PetscOptionsGetInt(NULL, NULL, "-blas_threads", &n, &set));
+  PetscOptionsBegin(comm, NULL, "System", "CsInitialize");
+  PetscCall(PetscOptionsInt("-blas_threads", "BLAS threads per rank (default: the node's cores / ranks on the node)", "CsBLASSetThreads", n,
+                            &n, NULL));
+  PetscCall(PetscOptionsReal("-progress_interval", "Seconds between progress lines when the output is not a terminal", "CsProgressCreate",
+                             cs_progress_interval, &cs_progress_interval, NULL));
+  PetscOptionsEnd();
   PetscCheck(n >= 1, comm, CS_ERR_INPUT, "-blas_threads must be at least 1 (got %" PetscInt_FMT ")", n);
   cs_blas_threads = (int)n;
   {
@@ -122,6 +127,8 @@ PetscErrorCode CsBLASSetThreads(MPI_Comm comm)
   }
   PetscFunctionReturn(0);
 }
+
+double CsProgressInterval(void) { return cs_progress_interval; }
 
 int CsBLASGetThreads(void) { return cs_blas_threads; }
 

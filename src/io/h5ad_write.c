@@ -254,6 +254,17 @@ static PetscErrorCode OpenParallel(CsH5adWriter w)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode CsH5adWriterOptions(MPI_Comm comm, PetscReal *mb)
+{
+  PetscFunctionBeginUser;
+  PetscOptionsBegin(comm, NULL, "Writing .h5ad files", "CsH5adWriterCreate");
+  PetscCall(PetscOptionsReal("-h5ad_write_block_mb", "Most MB of X one rank writes in one collective call (keeps MPI-IO requests below 2 GB)",
+                             "CsH5adWriterCreate", *mb, mb, NULL));
+  PetscOptionsEnd();
+  PetscCheck(*mb > 0, comm, CS_ERR_INPUT, "-h5ad_write_block_mb must be positive (got %g)", (double)*mb);
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsH5adWriterCreate(MPI_Comm comm, const char path[], PetscInt nrows, PetscInt ngenes, char *const *genes,
                                   PetscInt ncols, const CsH5adOutColumn *cols, CsH5adWriter *w)
 {
@@ -265,12 +276,7 @@ PetscErrorCode CsH5adWriterCreate(MPI_Comm comm, const char path[], PetscInt nro
   PetscFunctionBeginUser;
   *w = NULL;
   PetscCheck(nrows >= 0 && ngenes >= 0 && ncols >= 0, comm, PETSC_ERR_ARG_OUTOFRANGE, "%s: negative size", path);
-  PetscOptionsBegin(comm, NULL, "Writing .h5ad files", NULL);
-  PetscCall(PetscOptionsReal("-h5ad_write_block_mb",
-                             "Most MB of X one rank writes in one collective call (keeps MPI-IO requests below 2 GB)",
-                             NULL, mb, &mb, NULL));
-  PetscOptionsEnd();
-  PetscCheck(mb > 0, comm, CS_ERR_INPUT, "-h5ad_write_block_mb must be positive (got %g)", (double)mb);
+  PetscCall(CsH5adWriterOptions(comm, &mb));
   PetscCall(PetscLogEventBegin(CS_EVENT_WRITE, 0, 0, 0, 0));
   PetscCall(PetscNew(&W));
   W->comm   = comm;

@@ -27,7 +27,7 @@
 typedef struct {
   /* options */
   PetscInt  dim, width, depth, adv_width, adv_depth, adv_steps;
-  PetscReal reg_adv, lr, wd, adv_lr, adv_wd;
+  PetscReal reg_adv;
   PetscBool adversary;
   CsNNDoser doser;
   /* networks: set 0 = autoencoder (encoder, decoder, heads, embeddings, dosers), set 1 = adversaries */
@@ -244,6 +244,14 @@ static PetscErrorCode CsModelSetFromOptions_CPA(CsModel m, PetscOptionItems *Pet
   PetscCall(PetscOptionsEList("-doser", "Dose-response curve of the atom embeddings", "cpa", CsNNDosers, 3, CsNNDosers[doser], &doser, NULL));
   PetscOptionsHeadEnd();
   c->doser = (CsNNDoser)doser;
+  if (!c->trainer) {
+    PetscCall(CsTrainerCreate(m->comm, &c->trainer));
+    PetscCall(CsTrainerSetOptionsPrefix(c->trainer, m->prefix));
+    PetscCall(CsTrainerSetDefaults(c->trainer, 200, 256, 20));
+    PetscCall(CsTrainerAddOptimizer(c->trainer, NULL, 4e-3, 4e-7, NULL));              /* CPA's autoencoder_lr, _wd */
+    PetscCall(CsTrainerAddOptimizer(c->trainer, "adversary_", 3e-4, 4e-7, NULL));      /* adversary_lr, _wd */
+  }
+  PetscCall(CsTrainerSetFromOptions(c->trainer));
   PetscFunctionReturn(0);
 }
 
@@ -275,10 +283,7 @@ static PetscErrorCode CsModelSetUp_CPA(CsModel m)
   CsCheckAll(m->comm, c->dim > 0 && c->width > 0 && c->depth > 0 && c->adv_width > 0 && c->adv_depth > 0 && c->adv_steps >= 1 && c->reg_adv >= 0,
              "cpa: sizes must be positive, -cpa_adversary_steps >= 1, -cpa_reg_adversary >= 0");
   c->G = m->ds->ngenes, c->A = PetscMax(m->design->natoms, 1), c->NC = m->design->nctx;
-  PetscCall(CsTrainerCreate(m->comm, &c->trainer));
-  PetscCall(CsTrainerSetOptionsPrefix(c->trainer, m->prefix));
-  PetscCall(CsTrainerSetDefaults(c->trainer, 200, 256, 20));
-  PetscCall(CsTrainerSetFromOptions(c->trainer));
+  PetscCheck(c->trainer, m->comm, PETSC_ERR_ORDER, "call CsModelSetFromOptions first");
   PetscCall(CsTrainerGetBatchSize(c->trainer, &c->batch));
   B = c->batch;
 
@@ -315,6 +320,8 @@ static PetscErrorCode CsModelSetUp_CPA(CsModel m)
   PetscCall(CsNNParamsInitialize(c->Q, (uint64_t)m->seed + 1));
   PetscCall(CsMLPSetUp(c->adv_atom, B));
   PetscCall(CsMLPSetUp(c->adv_ctx, B));
+  PetscCall(CsTrainerSetParams(c->trainer, 0, c->P));
+  PetscCall(CsTrainerSetParams(c->trainer, 1, c->Q));
 
   PetscCall(PetscMalloc1((size_t)B * c->dim, &c->latent));
   PetscCall(PetscMalloc1((size_t)B * c->dim, &c->dlatent));
@@ -340,8 +347,6 @@ static PetscErrorCode CsModelFit_CPA(CsModel m)
     train[i]   = g >= 0 && m->split->role[g] == CS_ROLE_TRAIN;
     valid[i]   = g >= 0 && m->split->role[g] == CS_ROLE_VALID;
   }
-  PetscCall(CsTrainerAddParams(c->trainer, c->P, NULL, c->lr, c->wd, NULL));
-  PetscCall(CsTrainerAddParams(c->trainer, c->Q, "adversary_", c->adv_lr, c->adv_wd, NULL));
   PetscCall(CsTrainerSetCallbacks(c->trainer, &cb));
   PetscCall(CsTrainerSetData(c->trainer, m->ds, train, m->split->nvalid ? valid : NULL, (uint64_t)m->seed));
   PetscCall(CsTrainerSetCheckpointDir(c->trainer, m->dir, m->type));
@@ -445,7 +450,7 @@ PetscErrorCode CsModelCreate_CPA(CsModel m)
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&c));
   c->dim = 128, c->width = 128, c->depth = 3, c->adv_width = 64, c->adv_depth = 2, c->adv_steps = 3;
-  c->reg_adv = 60, c->lr = 4e-3, c->wd = 4e-7, c->adv_lr = 3e-4, c->adv_wd = 4e-7;
+  c->reg_adv = 60;
   c->adversary = PETSC_TRUE, c->doser = CS_NN_DOSER_LOGSIGM;
   m->data                = c;
   m->ops->setfromoptions = CsModelSetFromOptions_CPA;

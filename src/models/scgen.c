@@ -34,6 +34,13 @@ static PetscErrorCode CsModelSetFromOptions_ScGen(CsModel m, PetscOptionItems *P
   PetscCall(PetscOptionsReal("-dropout", "Dropout rate", "scgen", s->cfg.dropout, &s->cfg.dropout, NULL));
   PetscCall(PetscOptionsReal("-kl_weight", "Weight of the KL term", "scgen", s->cfg.kl_weight, &s->cfg.kl_weight, NULL));
   PetscOptionsHeadEnd();
+  if (!s->trainer) {
+    PetscCall(CsTrainerCreate(m->comm, &s->trainer));
+    PetscCall(CsTrainerSetOptionsPrefix(s->trainer, m->prefix));
+    PetscCall(CsTrainerSetDefaults(s->trainer, 100, 32, 25));
+    PetscCall(CsTrainerAddOptimizer(s->trainer, NULL, 1e-3, 0, NULL));
+  }
+  PetscCall(CsTrainerSetFromOptions(s->trainer));
   PetscFunctionReturn(0);
 }
 
@@ -42,16 +49,14 @@ static PetscErrorCode CsModelSetUp_ScGen(CsModel m)
   ScGen *s = (ScGen *)m->data;
 
   PetscFunctionBeginUser;
-  PetscCall(CsTrainerCreate(m->comm, &s->trainer));
-  PetscCall(CsTrainerSetOptionsPrefix(s->trainer, m->prefix));
-  PetscCall(CsTrainerSetDefaults(s->trainer, 100, 32, 25));
-  PetscCall(CsTrainerSetFromOptions(s->trainer));
+  PetscCheck(s->trainer, m->comm, PETSC_ERR_ORDER, "call CsModelSetFromOptions first");
   PetscCall(CsTrainerGetBatchSize(s->trainer, &s->batch));
   s->cfg.ngenes       = m->ds->ngenes;
   s->cfg.sparse_input = PETSC_TRUE;
   CsCheckAll(m->comm, s->cfg.hidden > 0 && s->cfg.nhidden > 0 && s->cfg.latent > 0 && s->cfg.dropout >= 0 && s->cfg.dropout < 1 &&
                         s->cfg.kl_weight >= 0, "scgen: -scgen_hidden, -scgen_layers, -scgen_latent must be positive, 0 <= dropout < 1");
   PetscCall(CsVAECreate(m->comm, &s->cfg, s->batch, (uint64_t)m->seed, &s->vae));
+  PetscCall(CsTrainerSetParams(s->trainer, 0, s->vae->P));
   PetscCall(PetscMalloc1((size_t)s->batch * s->cfg.latent, &s->z));
   PetscCall(PetscMalloc1((size_t)s->batch * s->cfg.ngenes, &s->rec));
   PetscCall(PetscMalloc1(s->cfg.latent, &s->shift));
@@ -134,7 +139,6 @@ static PetscErrorCode CsModelFit_ScGen(CsModel m)
     valid[i]   = g >= 0 && m->split->role[g] == CS_ROLE_VALID;
   }
   anyvalid = m->split->nvalid > 0;
-  PetscCall(CsTrainerAddParams(s->trainer, s->vae->P, NULL, 1e-3, 0, NULL));
   PetscCall(CsTrainerSetCallbacks(s->trainer, &cb));
   PetscCall(CsTrainerSetData(s->trainer, m->ds, train, anyvalid ? valid : NULL, (uint64_t)m->seed));
   PetscCall(CsTrainerSetCheckpointDir(s->trainer, m->dir, m->type));

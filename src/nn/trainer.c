@@ -64,6 +64,22 @@ PetscErrorCode CsTrainerSetDefaults(CsTrainer t, PetscInt epochs, PetscInt batch
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode CsTrainerAddOptimizer(CsTrainer t, const char optprefix[], double lr, double weight_decay, PetscInt *set)
+{
+  char     prefix[128];
+  PetscInt k = t->nsets;
+
+  PetscFunctionBeginUser;
+  PetscCheck(k < CS_MAX_SETS, t->comm, PETSC_ERR_SUP, "at most %d parameter sets", CS_MAX_SETS);
+  PetscCall(CsNNOptimCreate(t->comm, &t->opt[k]));
+  t->opt[k]->lr = lr, t->opt[k]->weight_decay = weight_decay;
+  PetscCall(PetscSNPrintf(prefix, sizeof(prefix), "%s%s", t->prefix, optprefix ? optprefix : ""));
+  PetscCall(CsNNOptimSetOptionsPrefix(t->opt[k], prefix));
+  t->nsets++;
+  if (set) *set = k;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsTrainerSetFromOptions(CsTrainer t)
 {
   PetscFunctionBeginUser;
@@ -85,29 +101,21 @@ PetscErrorCode CsTrainerSetFromOptions(CsTrainer t)
   CsCheckAll(t->comm, t->epochs >= 0 && t->batch >= 2 && t->patience >= 1 && t->valid_cells >= 0 && t->valid_cells < 1,
              "training options out of range: -%sepochs >= 0, -%sbatch_size >= 2, -%spatience >= 1, 0 <= -%svalid_cells < 1", t->prefix,
              t->prefix, t->prefix, t->prefix);
+  for (PetscInt k = 0; k < t->nsets; k++) PetscCall(CsNNOptimSetFromOptions(t->opt[k]));
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsTrainerAddParams(CsTrainer t, CsNNParams P, const char optprefix[], double lr, double weight_decay, PetscInt *set)
+PetscErrorCode CsTrainerSetParams(CsTrainer t, PetscInt k, CsNNParams P)
 {
-  char prefix[128];
-  PetscInt k = t->nsets;
-
   PetscFunctionBeginUser;
-  PetscCheck(k < CS_MAX_SETS, t->comm, PETSC_ERR_SUP, "at most %d parameter sets", CS_MAX_SETS);
+  PetscCheck(k >= 0 && k < t->nsets && !t->P[k], t->comm, PETSC_ERR_ARG_OUTOFRANGE, "parameter set %" PetscInt_FMT " is not declared or already set", k);
   t->P[k] = P;
-  PetscCall(CsNNOptimCreate(t->comm, &t->opt[k]));
-  t->opt[k]->lr = lr, t->opt[k]->weight_decay = weight_decay;
-  PetscCall(PetscSNPrintf(prefix, sizeof(prefix), "%s%s", t->prefix, optprefix ? optprefix : ""));
-  PetscCall(CsNNOptimSetOptionsPrefix(t->opt[k], prefix));
-  PetscCall(CsNNOptimSetFromOptions(t->opt[k]));
   PetscCall(CsNNOptimSetUp(t->opt[k], P->n));
   PetscCall(CsNNReducerCreate(t->comm, P, &t->red[k]));
   PetscCall(CsNNReducerSetFromOptions(t->red[k]));
+  PetscCall(CsNNOptimSetReducer(t->opt[k], t->red[k])); /* used by the sharded reduction, ignored otherwise */
   PetscCall(PetscMalloc1(P->n, &t->best_p[k]));
   PetscCall(PetscMalloc1(P->nbuf + 1, &t->best_buf[k]));
-  t->nsets++;
-  if (set) *set = k;
   PetscFunctionReturn(0);
 }
 
@@ -341,6 +349,7 @@ static PetscErrorCode Checkpoint(CsTrainer t)
 
   PetscFunctionBeginUser;
   PetscCall(PetscLogEventBegin(CS_EVENT_WRITE, 0, 0, 0, 0));
+  for (PetscInt k = 0; k < t->nsets; k++) PetscCall(CsNNOptimGather(t->opt[k])); /* sharded moments complete on rank 0 */
   PetscCallMPI(MPI_Comm_rank(t->comm, &rank));
   PetscCall(CsPathJoin(t->ckdir, "checkpoint.h5", path));
   PetscCall(CsMakeDir(t->comm, t->ckdir));
@@ -463,6 +472,7 @@ PetscErrorCode CsTrainerTrain(CsTrainer t, PetscBool *interrupted)
 
   PetscFunctionBeginUser;
   PetscCheck(t->nsets > 0 && t->cb.step && t->cb.loss && t->ds, t->comm, PETSC_ERR_ORDER, "trainer is not set up");
+  for (PetscInt k = 0; k < t->nsets; k++) PetscCheck(t->P[k], t->comm, PETSC_ERR_ORDER, "parameter set %" PetscInt_FMT " has no parameters", k);
   *interrupted = PETSC_FALSE;
   PetscCall(PetscMalloc1(PetscMax(t->batch, 1) + 1, &tmp));
   PetscCall(PetscFree(t->history));
