@@ -12,6 +12,7 @@
 #define CELLSHIFT_MODEL_H
 
 #include <cellshift/split.h>
+#include <cellshift/trainer.h>
 
 typedef struct _p_CsModel *CsModel;
 
@@ -64,6 +65,11 @@ PETSC_EXTERN PetscErrorCode CsModelDestroy(CsModel *m);
    obs holds the perturbation key (the condition name; the control value for the observed controls), the context
    key and the dose key when the design has them, and cellshift_kind = predicted / observed. var = the genes. */
 PETSC_EXTERN PetscErrorCode CsModelWritePredictions(CsModel m, const char path[]);
+
+/* Collective, for the learned models: train the model's network with t on its split (cells of the train groups,
+   validation on the valid groups' cells, or drawn training cells when the split has none), checkpoints in the
+   model's run folder; sets m->interrupted when a signal stopped it. */
+PETSC_EXTERN PetscErrorCode CsModelTrain(CsModel m, CsTrainer t, const CsTrainerCallbacks *cb);
 
 /* Registry. */
 PETSC_EXTERN PetscFunctionList CsModelList;

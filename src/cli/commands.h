@@ -24,6 +24,9 @@ typedef struct {
   char     *models[16];    /* -model a,b,c */
   PetscInt  nbaselines;
   char     *baselines[16]; /* -baselines control,additive: scored next to every model */
+  PetscInt  nall;
+  char     *all[32];       /* baselines then models, each name once (pointers into the two lists) */
+  PetscBool isbaseline[32];
 } CsProblem;
 
 /* Collective: the run's own options (-output_dir, -model, -baselines). */
@@ -39,5 +42,9 @@ PetscErrorCode CsProblemModel(CsProblem *p, const char type[], CsModel *m);
 /* Fit, save model.h5 and write predictions.h5ad of one model. *interrupted: a signal stopped the fit after a
    checkpoint (nothing saved or predicted; the command should stop and exit cleanly). */
 PetscErrorCode CsProblemFitPredict(CsProblem *p, const char type[], PetscBool predict, PetscBool *interrupted);
+/* Collective: score every baseline and model of the problem and write metrics, report and plots. With fit, each
+   one is fitted and predicted first (run); otherwise existing predictions are scored and only missing baselines
+   are fitted (evaluate). Stops early, without evaluating, when a signal interrupted a fit. */
+PetscErrorCode CsProblemScore(CsProblem *p, PetscBool fit);
 
 #endif

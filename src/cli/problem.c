@@ -39,6 +39,14 @@ PetscErrorCode CsProblemSetFromOptions(CsProblem *p)
     PetscCall(PetscStrallocpy("control", &p->baselines[p->nbaselines++]));
     PetscCall(PetscStrallocpy("additive", &p->baselines[p->nbaselines++]));
   }
+  for (PetscInt i = 0; i < p->nbaselines + p->nmodels; i++) {
+    char     *name = i < p->nbaselines ? p->baselines[i] : p->models[i - p->nbaselines];
+    PetscBool dup  = PETSC_FALSE;
+    for (PetscInt j = 0; j < p->nall; j++) dup = (PetscBool)(dup || !strcmp(p->all[j], name));
+    if (dup) continue;
+    p->isbaseline[p->nall] = i < p->nbaselines ? PETSC_TRUE : PETSC_FALSE;
+    p->all[p->nall++]      = name;
+  }
   PetscFunctionReturn(0);
 }
 
@@ -140,5 +148,31 @@ PetscErrorCode CsProblemFitPredict(CsProblem *p, const char type[], PetscBool pr
   }
   PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%s: fitted%s in %.2f s\n", type, predict ? " and predicted" : "", CsTime() - t0));
   PetscCall(CsModelDestroy(&m));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsProblemScore(CsProblem *p, PetscBool fit)
+{
+  CsEvaluator e;
+  PetscBool   stop = PETSC_FALSE;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsEvaluatorCreate(PETSC_COMM_WORLD, &e));
+  PetscCall(CsEvaluatorSetFromOptions(e));
+  PetscCall(CsEvaluatorSetUp(e, p->ds, p->design, p->split));
+  for (PetscInt i = 0; i < p->nall && !stop; i++) {
+    char      path[PETSC_MAX_PATH_LEN];
+    PetscBool exists = PETSC_FALSE;
+    PetscCall(CsProblemModelPath(p, p->all[i], "predictions.h5ad", path));
+    if (!fit) PetscCall(CsFileExists(PETSC_COMM_WORLD, path, &exists));
+    CsCheckAll(PETSC_COMM_WORLD, fit || exists || p->isbaseline[i], "no predictions at %s: run `cellshift predict` first", path);
+    if (fit || !exists) PetscCall(CsProblemFitPredict(p, p->all[i], PETSC_TRUE, &stop));
+    if (!stop) PetscCall(CsEvaluatorScore(e, p->all[i], path));
+  }
+  if (!stop) { /* a signal stopped a fit after its checkpoint: there is nothing to evaluate yet */
+    PetscCall(CsEvaluatorWrite(e, p->outdir));
+    PetscCall(CsEvaluatorPrintTable(e, PETSC_VIEWER_STDOUT_WORLD));
+  }
+  PetscCall(CsEvaluatorDestroy(&e));
   PetscFunctionReturn(0);
 }

@@ -335,23 +335,10 @@ static PetscErrorCode CsModelSetUp_CPA(CsModel m)
 
 static PetscErrorCode CsModelFit_CPA(CsModel m)
 {
-  CPA               *c = (CPA *)m->data;
-  CsDesign           d = m->design;
-  PetscBool         *train, *valid;
   CsTrainerCallbacks cb = {m, Step, Loss};
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc2(m->ds->nlocal + 1, &train, m->ds->nlocal + 1, &valid));
-  for (PetscInt i = 0; i < m->ds->nlocal; i++) {
-    PetscInt g = d->cell_group[i];
-    train[i]   = g >= 0 && m->split->role[g] == CS_ROLE_TRAIN;
-    valid[i]   = g >= 0 && m->split->role[g] == CS_ROLE_VALID;
-  }
-  PetscCall(CsTrainerSetCallbacks(c->trainer, &cb));
-  PetscCall(CsTrainerSetData(c->trainer, m->ds, train, m->split->nvalid ? valid : NULL, (uint64_t)m->seed));
-  PetscCall(CsTrainerSetCheckpointDir(c->trainer, m->dir, m->type));
-  PetscCall(CsTrainerTrain(c->trainer, &m->interrupted));
-  PetscCall(PetscFree2(train, valid));
+  PetscCall(CsModelTrain(m, ((CPA *)m->data)->trainer, &cb));
   PetscFunctionReturn(0);
 }
 

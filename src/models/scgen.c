@@ -126,25 +126,12 @@ static PetscErrorCode LatentShifts(CsModel m)
 
 static PetscErrorCode CsModelFit_ScGen(CsModel m)
 {
-  ScGen             *s = (ScGen *)m->data;
-  CsDesign           d = m->design;
-  PetscBool         *train, *valid, anyvalid = PETSC_FALSE;
+  ScGen             *s  = (ScGen *)m->data;
   CsTrainerCallbacks cb = {s, Step, Loss};
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc2(m->ds->nlocal + 1, &train, m->ds->nlocal + 1, &valid));
-  for (PetscInt i = 0; i < m->ds->nlocal; i++) {
-    PetscInt g = d->cell_group[i];
-    train[i]   = g >= 0 && m->split->role[g] == CS_ROLE_TRAIN;
-    valid[i]   = g >= 0 && m->split->role[g] == CS_ROLE_VALID;
-  }
-  anyvalid = m->split->nvalid > 0;
-  PetscCall(CsTrainerSetCallbacks(s->trainer, &cb));
-  PetscCall(CsTrainerSetData(s->trainer, m->ds, train, anyvalid ? valid : NULL, (uint64_t)m->seed));
-  PetscCall(CsTrainerSetCheckpointDir(s->trainer, m->dir, m->type));
-  PetscCall(CsTrainerTrain(s->trainer, &m->interrupted));
+  PetscCall(CsModelTrain(m, s->trainer, &cb));
   if (!m->interrupted) PetscCall(LatentShifts(m));
-  PetscCall(PetscFree2(train, valid));
   PetscFunctionReturn(0);
 }
 

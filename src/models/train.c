@@ -1,0 +1,23 @@
+/* Training a neural model on its split: the glue between CsModel and CsTrainer shared by the learned models. */
+#include <cellshift/model.h>
+#include <cellshift/trainer.h>
+
+PetscErrorCode CsModelTrain(CsModel m, CsTrainer t, const CsTrainerCallbacks *cb)
+{
+  CsDesign   d = m->design;
+  PetscBool *train, *valid;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc2(m->ds->nlocal + 1, &train, m->ds->nlocal + 1, &valid));
+  for (PetscInt i = 0; i < m->ds->nlocal; i++) {
+    PetscInt g = d->cell_group[i];
+    train[i]   = g >= 0 && m->split->role[g] == CS_ROLE_TRAIN;
+    valid[i]   = g >= 0 && m->split->role[g] == CS_ROLE_VALID;
+  }
+  PetscCall(CsTrainerSetCallbacks(t, cb));
+  PetscCall(CsTrainerSetData(t, m->ds, train, m->split->nvalid ? valid : NULL, (uint64_t)m->seed));
+  PetscCall(CsTrainerSetCheckpointDir(t, m->dir, m->type));
+  PetscCall(CsTrainerTrain(t, &m->interrupted));
+  PetscCall(PetscFree2(train, valid));
+  PetscFunctionReturn(0);
+}
