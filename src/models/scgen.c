@@ -138,20 +138,17 @@ static PetscErrorCode CsModelFit_ScGen(CsModel m)
 static PetscErrorCode CsModelPredict_ScGen(CsModel m, const CsCondition *cond, PetscInt ctx, const CsCSR *ctrl, float *out)
 {
   ScGen   *s = (ScGen *)m->data;
-  PetscInt Z = s->cfg.latent, G = s->cfg.ngenes;
+  PetscInt Z = s->cfg.latent;
+  float   *z;
 
   PetscFunctionBeginUser;
   CsAtomShiftsSum(&s->sh, cond, ctx, s->shift);
-  for (PetscInt i0 = 0; i0 < ctrl->nrows; i0 += s->batch) {
-    PetscInt n = PetscMin(s->batch, ctrl->nrows - i0);
-    CsCSR    view = *ctrl; /* rows [i0, i0 + n) of ctrl, sharing its arrays */
-    view.nrows    = n;
-    view.indptr   = ctrl->indptr + i0;
-    PetscCall(CsVAEEncode(s->vae, n, NULL, &view, s->z));
-    for (PetscInt k = 0; k < n; k++)
-      for (PetscInt j = 0; j < Z; j++) s->z[(size_t)k * Z + j] += (float)s->shift[j];
-    PetscCall(CsVAEDecode(s->vae, n, s->z, out + (size_t)i0 * G));
-  }
+  PetscCall(PetscMalloc1((size_t)ctrl->nrows * Z + 1, &z));
+  PetscCall(CsVAEEncode(s->vae, ctrl->nrows, NULL, ctrl, z));
+  for (PetscInt k = 0; k < ctrl->nrows; k++)
+    for (PetscInt j = 0; j < Z; j++) z[(size_t)k * Z + j] += (float)s->shift[j];
+  PetscCall(CsVAEDecode(s->vae, ctrl->nrows, z, out));
+  PetscCall(PetscFree(z));
   PetscFunctionReturn(0);
 }
 
