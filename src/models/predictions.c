@@ -60,14 +60,13 @@ typedef struct {
   int32_t         *codes[4];
 } OutObs;
 
-static PetscErrorCode BuildObs(CsModel m, PetscInt nrows, OutObs *o)
+static PetscErrorCode BuildObs(CsModel m, PetscInt nrows, const PetscBool *evalctx, OutObs *o)
 {
   CsDesign       d = m->design;
   CsSplit        s = m->split;
   PetscMPIInt    rank;
   char         **names, **doses;
   PetscInt       nn = 0;
-  PetscBool     *evalctx;
   static char   *kinds[] = {"observed", "predicted"};
 
   PetscFunctionBeginUser;
@@ -81,9 +80,6 @@ static PetscErrorCode BuildObs(CsModel m, PetscInt nrows, OutObs *o)
   PetscCall(CsStrAllUnion(PETSC_COMM_SELF, nn, names, &o->ncondcats, &o->condcats));
   PetscCall(CsStrAllUnion(PETSC_COMM_SELF, nn, doses, &o->ndosecats, &o->dosecats));
   PetscCall(PetscFree2(names, doses));
-  PetscCall(PetscCalloc1(d->nctx, &evalctx));
-  for (PetscInt g = 0; g < d->ngroups; g++)
-    if (s->role[g] == CS_ROLE_TEST) evalctx[d->groups[g].ctx] = PETSC_TRUE;
 
   o->col[o->ncol++] = (CsH5adOutColumn){d->pert_key, o->ncondcats, o->condcats, NULL};
   if (d->context_key[0]) o->col[o->ncol++] = (CsH5adOutColumn){d->context_key, d->nctx, d->contexts, NULL};
@@ -111,7 +107,6 @@ static PetscErrorCode BuildObs(CsModel m, PetscInt nrows, OutObs *o)
         }
       }
   }
-  PetscCall(PetscFree(evalctx));
   PetscFunctionReturn(0);
 }
 
@@ -124,35 +119,21 @@ static PetscErrorCode FreeObs(OutObs *o)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsModelWritePredictions(CsModel m, const char path[])
+/* Predict and write every row (see the top of this file). */
+static PetscErrorCode WriteRows(CsModel m, CsH5adWriter w, const PetscBool *evalctx)
 {
-  CsDesign     d = m->design;
-  CsSplit      s = m->split;
-  CsDataset    ds = m->ds;
-  PetscInt     nrows = 0, row0 = 0, G = ds->ngenes, cap = m->predict_max_cells;
-  PetscBool   *evalctx;
-  OutObs       obs;
-  CsH5adWriter w = NULL;
-  float       *out = NULL;
+  CsDesign  d = m->design;
+  CsDataset ds = m->ds;
+  PetscInt  row0 = 0, G = ds->ngenes, cap = m->predict_max_cells;
+  float    *out = NULL;
 
   PetscFunctionBeginUser;
-  PetscCheck(m->fitted, m->comm, PETSC_ERR_ORDER, "model '%s' is not fitted", m->type);
-  PetscCall(PetscCalloc1(d->nctx, &evalctx));
-  for (PetscInt g = 0; g < d->ngroups; g++)
-    if (s->role[g] == CS_ROLE_TEST) {
-      nrows += NumSelected(d->groups[d->groups[g].ctrl].ncells, cap);
-      evalctx[d->groups[g].ctx] = PETSC_TRUE;
-    }
-  for (PetscInt g = 0; g < d->ngroups; g++)
-    if (d->groups[g].control && evalctx[d->groups[g].ctx]) nrows += d->groups[g].ncells;
-  PetscCall(BuildObs(m, nrows, &obs));
-  PetscCall(CsH5adWriterCreate(m->comm, path, nrows, G, ds->genes, obs.ncol, obs.col, &w));
   for (PetscInt pass = 0; pass < 2; pass++)
     for (PetscInt g = 0; g < d->ngroups; g++) {
       const CsGroup *gr = &d->groups[g];
       PetscInt       cg = pass == 0 ? gr->ctrl : g, first, n;
       CsCSR          sub = {0};
-      if (pass == 0 && s->role[g] != CS_ROLE_TEST) continue;
+      if (pass == 0 && m->split->role[g] != CS_ROLE_TEST) continue;
       if (pass == 1 && !(gr->control && evalctx[gr->ctx])) continue;
       n = NumSelected(d->groups[cg].ncells, pass == 0 ? cap : 0);
       PetscCall(LocalControls(ds, d, cg, pass == 0 ? cap : 0, &sub, &first));
@@ -166,8 +147,37 @@ PetscErrorCode CsModelWritePredictions(CsModel m, const char path[])
       PetscCall(CsCSRFree(&sub));
       row0 += n;
     }
-  PetscCall(CsH5adWriterCommit(&w));
   PetscCall(PetscFree(out));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsModelWritePredictions(CsModel m, const char path[])
+{
+  CsDesign       d = m->design;
+  PetscInt       nrows = 0;
+  PetscBool     *evalctx;
+  OutObs         obs;
+  CsH5adWriter   w = NULL;
+  PetscErrorCode ierr;
+
+  PetscFunctionBeginUser;
+  PetscCheck(m->fitted, m->comm, PETSC_ERR_ORDER, "model '%s' is not fitted", m->type);
+  PetscCall(PetscCalloc1(d->nctx, &evalctx));
+  for (PetscInt g = 0; g < d->ngroups; g++)
+    if (m->split->role[g] == CS_ROLE_TEST) {
+      nrows += NumSelected(d->groups[d->groups[g].ctrl].ncells, m->predict_max_cells);
+      evalctx[d->groups[g].ctx] = PETSC_TRUE;
+    }
+  for (PetscInt g = 0; g < d->ngroups; g++)
+    if (d->groups[g].control && evalctx[d->groups[g].ctx]) nrows += d->groups[g].ncells;
+  PetscCall(BuildObs(m, nrows, evalctx, &obs));
+  PetscCall(CsH5adWriterCreate(m->comm, path, nrows, m->ds->ngenes, m->ds->genes, obs.ncol, obs.col, &w));
+  ierr = WriteRows(m, w, evalctx);
+  if (ierr) { /* no half-written file may stay behind, not even under its temporary name */
+    (void)CsH5adWriterDestroy(&w);
+    PetscCall(ierr);
+  }
+  PetscCall(CsH5adWriterCommit(&w));
   PetscCall(FreeObs(&obs));
   PetscCall(PetscFree(evalctx));
   PetscFunctionReturn(0);
