@@ -12,13 +12,13 @@
 #   - the sparse variant (CSR minibatch with 10% non-zeros, sparse first layer) of cellshift, reported apart.
 # Every configuration is run ROUNDS times (default 3), interleaved, and the best is kept; the C program itself
 # reports the best of its -reps repetitions.
-# Environment: ROUNDS, CS_BENCH_REF (folder of torch_scgen_ref.py and peak.c, default /work/shared/bench),
+# Environment: ROUNDS, CS_BENCH_REF (folder of torch_scgen_ref.py and peak.c, default ../shared/bench),
 # PYTHON (default /usr/bin/python3), MPIEXEC (default mpiexec).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$top/build}
 exe=$build/bench/bench_train_step
-ref=${CS_BENCH_REF:-/work/shared/bench}
+ref=${CS_BENCH_REF:-$top/../shared/bench}
 py=${PYTHON:-/usr/bin/python3}
 mpiexec=${MPIEXEC:-mpiexec}
 rounds=${ROUNDS:-3}
