@@ -21,12 +21,13 @@
      de_recall_top20       |top-20 DE(P vs C) n top-20 DE(T vs C)| / 20
      rank                  within one context: (#{h != g : d(P_g, T_h) < d(P_g, T_g)} + 0.5 #{ties}) / n_groups,
                            d = rmse of the means, n_groups = test groups of the context; 0 = perfect, about 0.5 =
-                           no better than random
+                           no better than random; NaN (n/a) in a context with a single test group
+   Aggregates are means over the test groups where the metric is defined (NaN where it is nowhere defined).
    energy_distance and mmd_rbf are computed in the space of the first -eval_pca_components (50) principal
    components of C u T (centred at the mean of the C u T subsample, fit on it; components whose variance is at most
    1e-9 of the first are dropped, as their directions are arbitrary), with each of P, T, C subsampled to
    -eval_max_cells (1000) cells evenly spaced in their order (cells floor(k n / cap), k < cap; C then T in the
-   fit). Pearson of a constant vector and cosine of a zero vector are 0. Aggregates are means over test groups.
+   fit). Pearson of a constant vector and cosine of a zero vector are 0.
 
    Means are exact: sums of the float32 values are accumulated and reduced in double-double and rounded once, so
    they do not depend on the number of ranks or the order of the cells, and predictions that copy the control cells

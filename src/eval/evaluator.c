@@ -633,7 +633,8 @@ static void RankMetric(CsEvaluator e, CsEvalModel *m)
       dh = RMSE(G, m->mP + (size_t)t * G, e->mT + (size_t)h * G);
       below += dh < own ? 1.0 : (dh == own ? 0.5 : 0.0);
     }
-    m->values[(size_t)t * CS_NMETRICS + CS_M_RANK] = below / (double)ngr;
+    /* A context with a single test group has nothing to rank against. */
+    m->values[(size_t)t * CS_NMETRICS + CS_M_RANK] = ngr > 1 ? below / (double)ngr : NAN;
   }
 }
 
@@ -718,10 +719,14 @@ PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char pat
     val[CS_M_MMD]    = dist[2 * t + 1];
   }
   RankMetric(e, m);
-  for (PetscInt k = 0; k < CS_NMETRICS; k++) {
-    double s = 0;
-    for (PetscInt t = 0; t < ntest; t++) s += m->values[(size_t)t * CS_NMETRICS + k];
-    m->agg[k] = s / (double)ntest;
+  for (PetscInt k = 0; k < CS_NMETRICS; k++) { /* means over the groups where the metric is defined */
+    double   s = 0;
+    PetscInt n = 0;
+    for (PetscInt t = 0; t < ntest; t++) {
+      double v = m->values[(size_t)t * CS_NMETRICS + k];
+      if (!isnan(v)) s += v, n++;
+    }
+    m->agg[k] = n ? s / (double)n : NAN;
   }
   PetscCall(PetscFree(work));
   PetscCall(PetscFree(dist));
@@ -759,11 +764,15 @@ PetscErrorCode CsEvaluatorPrintTable(CsEvaluator e, PetscViewer v)
   PetscCall(PetscViewerASCIIPrintf(v, "\n"));
   for (PetscInt i = 0; i < e->nmodels; i++) {
     PetscCall(PetscViewerASCIIPrintf(v, "%-*s", (int)w, e->models[i].name));
-    for (PetscInt k = 0; k < CS_NMETRICS; k++)
-      PetscCall(PetscViewerASCIIPrintf(v, " %*.4f", k == CS_M_PEARSON_DELTA_TOP20 ? 11 : 8, e->models[i].agg[k]));
+    for (PetscInt k = 0; k < CS_NMETRICS; k++) {
+      int wk = k == CS_M_PEARSON_DELTA_TOP20 ? 11 : 8;
+      if (isnan(e->models[i].agg[k])) PetscCall(PetscViewerASCIIPrintf(v, " %*s", wk, "n/a"));
+      else PetscCall(PetscViewerASCIIPrintf(v, " %*.4f", wk, e->models[i].agg[k]));
+    }
     PetscCall(PetscViewerASCIIPrintf(v, "\n"));
   }
-  PetscCall(PetscViewerASCIIPrintf(v, "(means over %" PetscInt_FMT " test groups; lower is better for rmse, energy, mmd and rank, higher for the others)\n",
+  PetscCall(PetscViewerASCIIPrintf(v, "(means over %" PetscInt_FMT " test groups; lower is better for rmse, energy, mmd and rank, higher for the others;"
+                                      " rank needs two test groups in a context)\n",
                                    e->ntest));
   PetscFunctionReturn(0);
 }

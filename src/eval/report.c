@@ -1,6 +1,7 @@
 /* Reports of CsEvaluator: metrics.json, metrics.csv and report.md, written by rank 0 under a temporary name and
    renamed into place. */
 #include "evalimpl.h"
+#include <cellshift/json.h>
 #include <math.h>
 
 typedef PetscErrorCode (*ReportWriter)(CsEvaluator, FILE *);
@@ -29,24 +30,6 @@ static PetscErrorCode WriteFile(CsEvaluator e, const char path[], ReportWriter w
   PetscFunctionReturn(0);
 }
 
-static void JSONString(FILE *fp, const char *s)
-{
-  fputc('"', fp);
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') fprintf(fp, "\\%c", c);
-    else if (c < 0x20) fprintf(fp, "\\u%04x", c);
-    else fputc(c, fp);
-  }
-  fputc('"', fp);
-}
-
-/* JSON has no NaN or infinity. */
-static void JSONNumber(FILE *fp, double v)
-{
-  if (isfinite(v)) fprintf(fp, "%.17g", v);
-  else fputs("null", fp);
-}
 
 static void CSVField(FILE *fp, const char *s)
 {
@@ -70,11 +53,11 @@ static PetscErrorCode JSONBody(CsEvaluator e, FILE *fp)
 {
   PetscFunctionBeginUser;
   fprintf(fp, "{\n  \"cellshift_version\": ");
-  JSONString(fp, CS_VERSION);
+  CsJSONWriteString(fp, CS_VERSION);
   fprintf(fp, ",\n  \"data\": ");
-  JSONString(fp, e->ds->path);
+  CsJSONWriteString(fp, e->ds->path);
   fprintf(fp, ",\n  \"split\": ");
-  JSONString(fp, e->s->type);
+  CsJSONWriteString(fp, e->s->type);
   fprintf(fp, ",\n  \"test_groups\": %" PetscInt_FMT ",\n  \"genes\": %" PetscInt_FMT ",\n", e->ntest, e->G);
   fprintf(fp, "  \"eval_max_cells\": %" PetscInt_FMT ",\n  \"eval_pca_components\": %" PetscInt_FMT ",\n", e->max_cells, e->pca_k);
   fprintf(fp, "  \"metrics\": [");
@@ -84,23 +67,23 @@ static PetscErrorCode JSONBody(CsEvaluator e, FILE *fp)
   fprintf(fp, "},\n  \"models\": [");
   for (PetscInt i = 0; i < e->nmodels; i++) {
     fprintf(fp, "%s", i ? ", " : "");
-    JSONString(fp, e->models[i].name);
+    CsJSONWriteString(fp, e->models[i].name);
   }
   fprintf(fp, "],\n  \"predictions\": {");
   for (PetscInt i = 0; i < e->nmodels; i++) {
     fprintf(fp, "%s", i ? ", " : "");
-    JSONString(fp, e->models[i].name);
+    CsJSONWriteString(fp, e->models[i].name);
     fprintf(fp, ": ");
-    JSONString(fp, e->models[i].path);
+    CsJSONWriteString(fp, e->models[i].path);
   }
   fprintf(fp, "},\n  \"aggregates\": {");
   for (PetscInt i = 0; i < e->nmodels; i++) {
     fprintf(fp, "%s\n    ", i ? "," : "");
-    JSONString(fp, e->models[i].name);
+    CsJSONWriteString(fp, e->models[i].name);
     fprintf(fp, ": {");
     for (PetscInt k = 0; k < CS_NMETRICS; k++) {
       fprintf(fp, "%s\"%s\": ", k ? ", " : "", CsMetricNames[k]);
-      JSONNumber(fp, e->models[i].agg[k]);
+      CsJSONWriteNumber(fp, e->models[i].agg[k]);
     }
     fprintf(fp, "}");
   }
@@ -108,20 +91,20 @@ static PetscErrorCode JSONBody(CsEvaluator e, FILE *fp)
   for (PetscInt i = 0; i < e->nmodels; i++) {
     const CsEvalModel *m = &e->models[i];
     fprintf(fp, "%s\n    ", i ? "," : "");
-    JSONString(fp, m->name);
+    CsJSONWriteString(fp, m->name);
     fprintf(fp, ": [");
     for (PetscInt t = 0; t < e->ntest; t++) {
       fprintf(fp, "%s\n      {\"condition\": ", t ? "," : "");
-      JSONString(fp, GroupCondition(e, t));
+      CsJSONWriteString(fp, GroupCondition(e, t));
       fprintf(fp, ", \"dose\": ");
-      JSONString(fp, GroupDose(e, t));
+      CsJSONWriteString(fp, GroupDose(e, t));
       fprintf(fp, ", \"context\": ");
-      JSONString(fp, GroupContext(e, t));
+      CsJSONWriteString(fp, GroupContext(e, t));
       fprintf(fp, ", \"n_true\": %" PetscInt_FMT ", \"n_pred\": %" PetscInt_FMT ", \"n_control\": %" PetscInt_FMT, e->nT[t],
               m->npred[t], e->nC[t]);
       for (PetscInt k = 0; k < CS_NMETRICS; k++) {
         fprintf(fp, ", \"%s\": ", CsMetricNames[k]);
-        JSONNumber(fp, m->values[(size_t)t * CS_NMETRICS + k]);
+        CsJSONWriteNumber(fp, m->values[(size_t)t * CS_NMETRICS + k]);
       }
       fprintf(fp, "}");
     }
@@ -192,7 +175,7 @@ static PetscErrorCode MarkdownBody(CsEvaluator e, FILE *fp)
     double b = CsMetricHigherBetter[k] ? -INFINITY : INFINITY;
     for (PetscInt i = 0; i < e->nmodels; i++) {
       double v = e->models[i].agg[k];
-      if (CsMetricHigherBetter[k] ? v > b : v < b) b = v;
+      if (!isnan(v) && (CsMetricHigherBetter[k] ? v > b : v < b)) b = v;
     }
     snprintf(best[k], sizeof(best[k]), "%.4f", b);
   }
@@ -205,7 +188,8 @@ static PetscErrorCode MarkdownBody(CsEvaluator e, FILE *fp)
     fprintf(fp, "| %s%s |", e->models[i].name, IsBaseline(e->models[i].name) ? " (baseline)" : "");
     for (PetscInt k = 0; k < CS_NMETRICS; k++) {
       char v[64];
-      snprintf(v, sizeof(v), "%.4f", e->models[i].agg[k]);
+      if (isnan(e->models[i].agg[k])) snprintf(v, sizeof(v), "n/a");
+      else snprintf(v, sizeof(v), "%.4f", e->models[i].agg[k]);
       fprintf(fp, e->nmodels > 1 && !strcmp(v, best[k]) ? " **%s** |" : " %s |", v);
     }
     fprintf(fp, "\n");
@@ -239,7 +223,8 @@ static PetscErrorCode MarkdownBody(CsEvaluator e, FILE *fp)
   fprintf(fp, "- `de_recall_top20`: |top-20 DE(P vs C) ∩ top-20 DE(T vs C)| / 20.\n");
   fprintf(fp, "- `rank`: within a context, the fraction of the other test groups h whose truth is closer (rmse of means) "
               "to the prediction for g than g's own truth (ties count half), over the number of test groups: 0 is "
-              "perfect, about 0.5 is no better than random.\n");
+              "perfect, about 0.5 is no better than random; n/a (and left out of the means) in a context with a single "
+              "test group.\n");
   fprintf(fp, "- Pearson of a constant vector and cosine of a zero vector are 0.\n\n");
 
   fprintf(fp, "## Predicted vs true shifts\n\n");

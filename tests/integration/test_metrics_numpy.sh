@@ -170,6 +170,12 @@ $CS_MPIEXEC -n 2 "$CELLSHIFT" run -data "$CS_SOURCE_DIR/input/perturbench_devel/
   -split combo -output_dir "$tmp/devel" > "$tmp/devel.log" 2>&1 || { cat "$tmp/devel.log"; echo "FAIL: cellshift run"; exit 1; }
 cat "$tmp/devel.log"
 "$PY" "$CHECK" "$tmp/devel" --data "$CS_SOURCE_DIR/input/perturbench_devel/devel.h5ad"
+# A held-out patient: one test group in its context, so rank is not defined (n/a, null in metrics.json).
+zhao="$CS_SOURCE_DIR/input/zhao2021_gbm_panobinostat/zhao2021_gbm_panobinostat.h5ad"
+$CS_MPIEXEC -n 3 "$CELLSHIFT" run -data "$zhao" -layer logcounts -control_value ctrl -context_key patient_id -split context \
+  -holdout_context PW034 -model additive -output_dir "$tmp/zhao" > "$tmp/zhao.log" 2>&1 || { cat "$tmp/zhao.log"; echo "FAIL: zhao run"; exit 1; }
+grep -q "n/a" "$tmp/zhao.log" || { cat "$tmp/zhao.log"; echo "FAIL: rank of a lone test group is not n/a"; exit 1; }
+"$PY" "$CHECK" "$tmp/zhao" --data "$zhao" --layer logcounts
 
 # ---- 3. input errors ---------------------------------------------------------------------------------------
 expect_error() { # name, expected text
