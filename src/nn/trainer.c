@@ -454,7 +454,7 @@ static PetscErrorCode Resume(CsTrainer t)
   CsCheckAll(t->comm, exists, "-resume %s: no checkpoint at %s", t->resume, path);
   ierr = ReadState(t, path);
   PetscCall(CsAgreeCode(t->comm, ierr, "cannot resume"));
-  PetscCall(PetscPrintf(t->comm, "%s: resumed from %s at epoch %" PetscInt_FMT ", step %lld\n", t->model, path, t->epoch, (long long)t->step));
+  PetscCall(PetscPrintf(t->comm, "%s: resumed from %s in epoch %" PetscInt_FMT " after step %lld\n", t->model, path, t->epoch + 1, (long long)t->step));
   PetscFunctionReturn(0);
 }
 
@@ -522,9 +522,6 @@ PetscErrorCode CsTrainerTrain(CsTrainer t, PetscBool *interrupted)
       if (sig) {
         t->sstep++;
         PetscCall(Checkpoint(t));
-        PetscCall(PetscPrintf(t->comm, "\n%s: stopped by a signal at epoch %" PetscInt_FMT " step %lld; checkpoint written to %s "
-                                       "(continue with -resume and the same -output_dir folder)\n",
-                              t->model, t->epoch + 1, (long long)t->step, t->ckdir));
         *interrupted = PETSC_TRUE;
         break;
       }
@@ -548,6 +545,10 @@ PetscErrorCode CsTrainerTrain(CsTrainer t, PetscBool *interrupted)
   PetscCall(CsProgressDestroy(&prog));
   sigaction(SIGTERM, &old_term, NULL);
   sigaction(SIGUSR1, &old_usr1, NULL);
+  if (*interrupted)
+    PetscCall(PetscPrintf(t->comm, "%s: stopped by a signal in epoch %" PetscInt_FMT " after step %lld; checkpoint written to %s "
+                                   "(continue with -resume and the same -output_dir folder)\n",
+                          t->model, t->epoch + 1, (long long)t->step, t->ckdir));
   if (!*interrupted) {
     for (PetscInt k = 0; k < t->nsets; k++) PetscCall(SwapBest(t, k)); /* the best epoch's parameters */
     for (PetscInt k = 0; k < t->nsets; k++) {
