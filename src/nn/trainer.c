@@ -24,6 +24,7 @@ struct _n_CsTrainer {
   uint64_t           seed;
   PetscInt           ntrain_local, *trainrows, ntrain, trainoff;
   PetscInt           nvalid_local, *validrows, nvalid, validoff;
+  uint64_t           cells;  /* fingerprint of the training and validation cells (resume checks it) */
   /* state (what a checkpoint holds besides the parameters) */
   int64_t  step;       /* optimiser steps taken */
   PetscInt epoch;      /* current epoch */
@@ -171,6 +172,21 @@ PetscErrorCode CsTrainerSetData(CsTrainer t, CsDataset ds, const PetscBool *trai
   }
   PetscCall(Number(t->comm, t->ntrain_local, &t->ntrain, &t->trainoff));
   PetscCall(Number(t->comm, t->nvalid_local, &t->nvalid, &t->validoff));
+  {
+    /* An order-free fingerprint of which cells train and validate: a resumed run must see the same ones. */
+    uint64_t h = 0;
+    for (PetscInt k = 0; k < t->ntrain_local; k++) {
+      uint32_t r[4];
+      CsRng4(0, CS_STREAM_SAMPLE, (uint64_t)(ds->rstart + t->trainrows[k]), 2, r);
+      h += ((uint64_t)r[1] << 32) | r[0];
+    }
+    for (PetscInt k = 0; k < t->nvalid_local; k++) {
+      uint32_t r[4];
+      CsRng4(0, CS_STREAM_SAMPLE, (uint64_t)(ds->rstart + t->validrows[k]), 3, r);
+      h += ((uint64_t)r[1] << 32) | r[0];
+    }
+    PetscCallMPI(MPI_Allreduce(&h, &t->cells, 1, MPI_UINT64_T, MPI_SUM, t->comm));
+  }
   CsCheckAll(t->comm, t->ntrain >= 2, "training needs at least 2 cells (has %" PetscInt_FMT ")", t->ntrain);
   PetscFunctionReturn(0);
 }
@@ -305,6 +321,7 @@ static PetscErrorCode WriteState(CsTrainer t, const char path[])
   PetscCall(CsH5WriteAttrInt64(f, "best_epoch", t->best_epoch));
   PetscCall(CsH5WriteAttrInt64(f, "stopped", t->stopped));
   PetscCall(CsH5WriteAttrInt64(f, "seed", (int64_t)t->seed));
+  PetscCall(CsH5WriteAttrInt64(f, "cells", (int64_t)t->cells));
   {
     hsize_t one = 2;
     double  v[2] = {t->best, t->epoch_loss};
@@ -386,6 +403,9 @@ static PetscErrorCode ReadState(CsTrainer t, const char path[])
   PetscCall(CsH5ReadAttrInt64(f, "seed", &v));
   PetscCheck((uint64_t)v == t->seed, PETSC_COMM_SELF, CS_ERR_INPUT, "%s was written with -model_seed %lld, not %llu", path, (long long)v,
              (unsigned long long)t->seed);
+  PetscCall(CsH5ReadAttrInt64(f, "cells", &v));
+  PetscCheck((uint64_t)v == t->cells, PETSC_COMM_SELF, CS_ERR_INPUT,
+             "%s was written for other training or validation cells (other data, split or options)", path);
   PetscCall(CsH5ReadArray(f, path, "losses", H5T_NATIVE_DOUBLE, 1, &two, l));
   t->best = l[0], t->epoch_loss = l[1];
   PetscCheck(t->epoch <= t->epochs, PETSC_COMM_SELF, CS_ERR_INPUT, "%s is at epoch %" PetscInt_FMT ", beyond -epochs %" PetscInt_FMT, path,
