@@ -45,6 +45,8 @@ struct _n_CsDataset {
   char         layer[256];    /* "" = X, else layers/<layer> */
   char         encoding[16];  /* how the matrix is stored: "csr", "csc" or "dense" */
   char         subset[512];   /* -obs_subset key=v1,v2 applied after reading ("" = none) */
+  PetscBool    normalize;     /* -normalize: X held raw counts, now log1p(counts / libsize * 1e4) */
+  double      *libsize;       /* [nlocal] total counts of each cell before -normalize (NULL without it) */
   PetscInt     nglobal;       /* cells (after the subset) */
   PetscInt     ngenes;
   PetscInt     rstart, nlocal;/* this rank's global rows */
@@ -60,7 +62,9 @@ struct _n_CsDataset {
 
 PETSC_EXTERN PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *ds);
 /* Options: -data FILE (the .h5ad), -layer NAME (read layers/NAME instead of X), -obs_subset key=v1,v2 (keep only
-   cells whose obs column `key` is one of the values). */
+   cells whose obs column `key` is one of the values), -normalize (X holds raw counts: each cell is scaled to 10^4
+   total counts and log1p-transformed, the usual log-normalisation every model and metric expects; the totals are
+   kept in libsize for count models). */
 PETSC_EXTERN PetscErrorCode CsDatasetSetFromOptions(CsDataset ds);
 PETSC_EXTERN PetscErrorCode CsDatasetSetFile(CsDataset ds, const char path[], const char layer[]);
 /* Ask for an obs column before CsDatasetSetUp. A required column that is missing is an input error; an optional

@@ -211,6 +211,10 @@ PETSC_EXTERN double cs_gaussian_nll_loss(float *dmean, float *dvraw, const float
    + theta log(theta/(theta+mu)) + x log(mu/(theta+mu))]. Gradients are with respect to mu and theta. */
 PETSC_EXTERN double cs_nb_nll_loss(float *dmu, float *dtheta, const float *mu, const float *theta, const float *x,
                                    PetscInt B, PetscInt C, PetscInt nglobal, double weight);
+/* E[log1p(s X)] for X ~ NB(mu, theta) (the expected log-normalised value of a count model's gene, s = 1e4 / total):
+   summed over the probability mass function (recursion from P(X = 0)) to 1 - 1e-12, second-order expansion above
+   mu = 500. log1p(s mu) would overestimate it for sparse genes. */
+PETSC_EXTERN double cs_nb_expected_log1p(double mu, double theta, double s);
 /* Softmax cross-entropy of logits[B,K] against labels[B] in [0, K) (-1 = row ignored). */
 PETSC_EXTERN double cs_softmax_xent_loss(float *dlogits, const float *logits, const PetscInt *labels, PetscInt B,
                                          PetscInt K, PetscInt nglobal, double weight);

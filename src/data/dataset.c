@@ -29,6 +29,8 @@ PetscErrorCode CsDatasetSetFromOptions(CsDataset ds)
                                sizeof(ds->path), NULL));
   PetscCall(PetscOptionsString("-layer", "Read layers/NAME instead of X", "CsDatasetSetFromOptions", ds->layer, ds->layer,
                                sizeof(ds->layer), NULL));
+  PetscCall(PetscOptionsBool("-normalize", "X holds raw counts: scale each cell to 1e4 counts and take log1p", "CsDatasetSetFromOptions",
+                             ds->normalize, &ds->normalize, NULL));
   PetscCall(PetscOptionsString("-obs_subset", "Keep only cells with obs KEY in the listed values: KEY=v1,v2", "CsDatasetSetFromOptions",
                                ds->subset, ds->subset, sizeof(ds->subset), NULL));
   PetscOptionsEnd();
@@ -122,6 +124,27 @@ static PetscErrorCode ApplySubset(CsDataset ds, const char key[], const char val
   PetscFunctionReturn(0);
 }
 
+/* log1p(counts / total * 1e4) per cell; totals kept. Counts must be non-negative. */
+static PetscErrorCode Normalize(CsDataset ds)
+{
+  PetscInt bad = -1;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(ds->nlocal + 1, &ds->libsize));
+  for (PetscInt i = 0; i < ds->nlocal; i++) {
+    double L = 0;
+    for (int64_t k = ds->X.indptr[i]; k < ds->X.indptr[i + 1]; k++) {
+      if (ds->X.data[k] < 0 && bad < 0) bad = ds->rstart + i;
+      L += ds->X.data[k];
+    }
+    ds->libsize[i] = L;
+    for (int64_t k = ds->X.indptr[i]; L > 0 && k < ds->X.indptr[i + 1]; k++) ds->X.data[k] = (float)log1p(ds->X.data[k] / L * 1e4);
+  }
+  CsCheckAll(ds->comm, bad < 0, "-normalize: %s%s%s has a negative value in cell %" PetscInt_FMT "; -normalize expects raw counts", ds->path,
+             ds->layer[0] ? " layer " : "", ds->layer, bad);
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsDatasetSetUp(CsDataset ds)
 {
   char key[256] = "", *eq;
@@ -138,6 +161,7 @@ PetscErrorCode CsDatasetSetUp(CsDataset ds)
   }
   PetscCall(CsH5adRead(ds));
   if (key[0]) PetscCall(ApplySubset(ds, key, strchr(ds->subset, '=') + 1));
+  if (ds->normalize) PetscCall(Normalize(ds));
   CsCheckAll(ds->comm, ds->nglobal > 0, "%s has no cells", ds->path);
   ds->setup = PETSC_TRUE;
   PetscFunctionReturn(0);
@@ -149,9 +173,10 @@ PetscErrorCode CsDatasetView(CsDataset ds, PetscViewer v)
 
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &nnz, 1, MPI_INT64_T, MPI_SUM, ds->comm));
-  PetscCall(PetscViewerASCIIPrintf(v, "CsDataset %s%s%s: %" PetscInt_FMT " cells x %" PetscInt_FMT " genes, %s, %lld non-zeros%s%s\n",
+  PetscCall(PetscViewerASCIIPrintf(v, "CsDataset %s%s%s: %" PetscInt_FMT " cells x %" PetscInt_FMT " genes, %s, %lld non-zeros%s%s%s\n",
                                    ds->path, ds->layer[0] ? " layer " : "", ds->layer, ds->nglobal, ds->ngenes, ds->encoding,
-                                   (long long)nnz, ds->subset[0] ? ", subset " : "", ds->subset));
+                                   (long long)nnz, ds->subset[0] ? ", subset " : "", ds->subset,
+                                   ds->normalize ? ", counts log-normalised (1e4)" : ""));
   PetscFunctionReturn(0);
 }
 
@@ -160,6 +185,7 @@ PetscErrorCode CsDatasetDestroy(CsDataset *ds)
   PetscFunctionBeginUser;
   if (!*ds) PetscFunctionReturn(0);
   PetscCall(CsCSRFree(&(*ds)->X));
+  PetscCall(PetscFree((*ds)->libsize));
   PetscCall(CsStrArrayDestroy((*ds)->ngenes, &(*ds)->genes));
   for (PetscInt k = 0; k < (*ds)->nobs; k++) {
     CsObsColumn *c = &(*ds)->obs[k];

@@ -38,6 +38,8 @@ typedef struct {
   PetscInt   batch, G, A, NC;
   /* work for up to batch rows */
   float     *latent, *dlatent, *x, *mean, *vraw, *dmean, *dvraw;
+  float     *mu, *theta, *dmu, *dtheta; /* negative binomial: [batch, genes] */
+  PetscBool  nb;                        /* -cpa_loss nb */
 } CPA;
 
 /* What a batch's rows were given: their atoms with doses (CSR-like) and context. */
@@ -122,12 +124,23 @@ static void ComposeBackward(CPA *c, const Labels *l, const float *dlatent)
                              CsNNParamsData(c->P, c->tBias), c->doser, l->n, c->dim);
 }
 
-/* Forward to the Gaussian heads; *recon is the global reconstruction loss and, with grads, its gradient w.r.t. the
-   heads is left in dmean/dvraw. */
-static PetscErrorCode ForwardRecon(CPA *c, const CsBatch *b, const CsNNPass *pass, const Labels *l, const float **basal,
+/* The negative binomial's mean and inverse dispersion from the raw heads: softplus + 1e-3, as CPA. */
+static void NBParams(PetscInt n, const float *hm, const float *hv, float *mu, float *theta)
+{
+  cs_activation_forward(CS_NN_ACT_SOFTPLUS, mu, hm, (size_t)n);
+  cs_activation_forward(CS_NN_ACT_SOFTPLUS, theta, hv, (size_t)n);
+  for (PetscInt i = 0; i < n; i++) mu[i] += 1e-3f, theta[i] += 1e-3f;
+}
+
+/* Forward to the decoder's heads; *recon is the global reconstruction loss (Gaussian NLL of the log-normalised
+   expression, or negative binomial NLL of the counts, averaged over genes and cells) and, with grads, its gradient
+   w.r.t. the raw heads is left in dmean/dvraw. */
+static PetscErrorCode ForwardRecon(CsModel m, const CsBatch *b, const CsNNPass *pass, const Labels *l, const float **basal,
                                    const float **h, PetscBool grads, double *recon)
 {
+  CPA     *c = (CPA *)m->data;
   PetscInt G = c->G, W = c->width, B = b->n;
+  size_t   n = (size_t)B * G;
 
   PetscFunctionBeginUser;
   PetscCall(CsMLPForward(c->enc, pass, B, NULL, &b->X, basal));
@@ -137,11 +150,26 @@ static PetscErrorCode ForwardRecon(CPA *c, const CsBatch *b, const CsNNPass *pas
   cs_linear_forward(c->vraw, *h, CsNNParamsData(c->P, c->tWv), CsNNParamsData(c->P, c->tBv), B, W, G);
   for (PetscInt r = 0; r < B; r++) CsCSRRowToDense(&b->X, r, c->x + (size_t)r * G);
   if (grads) {
-    PetscCall(PetscArrayzero(c->dmean, (size_t)B * G));
-    PetscCall(PetscArrayzero(c->dvraw, (size_t)B * G));
+    PetscCall(PetscArrayzero(c->dmean, n));
+    PetscCall(PetscArrayzero(c->dvraw, n));
   }
-  *recon = cs_gaussian_nll_loss(grads ? c->dmean : NULL, grads ? c->dvraw : NULL, c->mean, c->vraw, c->x, B, G, 1e-3, pass->nglobal,
-                                1.0 / G); /* CPA averages over genes too */
+  if (!c->nb) *recon = cs_gaussian_nll_loss(grads ? c->dmean : NULL, grads ? c->dvraw : NULL, c->mean, c->vraw, c->x, B, G, 1e-3,
+                                            pass->nglobal, 1.0 / G); /* CPA averages over genes too */
+  else {
+    /* The counts back from the log-normalised values and each cell's total (-normalize). */
+    for (PetscInt r = 0; r < B; r++)
+      for (PetscInt j = 0; j < G; j++) c->x[(size_t)r * G + j] = (float)(expm1(c->x[(size_t)r * G + j]) * m->ds->libsize[b->local[r]] / 1e4);
+    NBParams((PetscInt)n, c->mean, c->vraw, c->mu, c->theta);
+    if (grads) {
+      PetscCall(PetscArrayzero(c->dmu, n));
+      PetscCall(PetscArrayzero(c->dtheta, n));
+    }
+    *recon = cs_nb_nll_loss(grads ? c->dmu : NULL, grads ? c->dtheta : NULL, c->mu, c->theta, c->x, B, G, pass->nglobal, 1.0 / G);
+    if (grads) {
+      cs_activation_backward(CS_NN_ACT_SOFTPLUS, c->dmean, c->dmu, c->mean, n);
+      cs_activation_backward(CS_NN_ACT_SOFTPLUS, c->dvraw, c->dtheta, c->vraw, n);
+    }
+  }
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, recon, 1, MPI_DOUBLE, MPI_SUM, pass->comm));
   PetscFunctionReturn(0);
 }
@@ -178,7 +206,7 @@ static PetscErrorCode Step(void *ctx, const CsBatch *b, const CsNNPass *pass, Pe
   PetscFunctionBeginUser;
   PetscCall(LabelsFromBatch(m, b, &l));
   PetscCall(PetscLogEventBegin(CS_EVENT_FORWARD, 0, 0, 0, 0));
-  PetscCall(ForwardRecon(c, b, pass, &l, &basal, &h, (PetscBool)!advstep, &recon));
+  PetscCall(ForwardRecon(m, b, pass, &l, &basal, &h, (PetscBool)!advstep, &recon));
   if (c->adversary) PetscCall(Adversaries(c, pass, B, basal, &l, advstep ? 1.0 : -c->reg_adv, &adv));
   PetscCall(PetscLogEventEnd(CS_EVENT_FORWARD, 0, 0, 0, 0));
   PetscCall(PetscLogEventBegin(CS_EVENT_BACKWARD, 0, 0, 0, 0));
@@ -217,7 +245,7 @@ static PetscErrorCode Loss(void *ctx, const CsBatch *b, const CsNNPass *pass, do
 
   PetscFunctionBeginUser;
   PetscCall(LabelsFromBatch(m, b, &l));
-  PetscCall(ForwardRecon((CPA *)m->data, b, pass, &l, &basal, &h, PETSC_FALSE, loss));
+  PetscCall(ForwardRecon(m, b, pass, &l, &basal, &h, PETSC_FALSE, loss));
   PetscCall(LabelsFree(&l));
   PetscFunctionReturn(0);
 }
@@ -241,6 +269,8 @@ static PetscErrorCode CsModelSetFromOptions_CPA(CsModel m, PetscOptionItems *Pet
                             c->adv_steps, &c->adv_steps, NULL));
   PetscCall(PetscOptionsReal("-reg_adversary", "Weight of the adversary losses in the autoencoder's loss", "cpa", c->reg_adv,
                              &c->reg_adv, NULL));
+  PetscCall(PetscOptionsBool("-nb", "Negative binomial likelihood of the counts instead of a Gaussian (needs -normalize on raw counts)", "cpa",
+                             c->nb, &c->nb, NULL));
   PetscCall(PetscOptionsEList("-doser", "Dose-response curve of the atom embeddings", "cpa", CsNNDosers, 3, CsNNDosers[doser], &doser, NULL));
   PetscOptionsHeadEnd();
   c->doser = (CsNNDoser)doser;
@@ -282,6 +312,7 @@ static PetscErrorCode CsModelSetUp_CPA(CsModel m)
   PetscFunctionBeginUser;
   CsCheckAll(m->comm, c->dim > 0 && c->width > 0 && c->depth > 0 && c->adv_width > 0 && c->adv_depth > 0 && c->adv_steps >= 1 && c->reg_adv >= 0,
              "cpa: sizes must be positive, -cpa_adversary_steps >= 1, -cpa_reg_adversary >= 0");
+  CsCheckAll(m->comm, !c->nb || m->ds->libsize, "-cpa_nb models counts: give the raw counts in X (or -layer) with -normalize");
   c->G = m->ds->ngenes, c->A = PetscMax(m->design->natoms, 1), c->NC = m->design->nctx;
   PetscCheck(c->trainer, m->comm, PETSC_ERR_ORDER, "call CsModelSetFromOptions first");
   PetscCall(CsTrainerGetBatchSize(c->trainer, &c->batch));
@@ -330,6 +361,12 @@ static PetscErrorCode CsModelSetUp_CPA(CsModel m)
   PetscCall(PetscMalloc1((size_t)B * c->G, &c->vraw));
   PetscCall(PetscMalloc1((size_t)B * c->G, &c->dmean));
   PetscCall(PetscMalloc1((size_t)B * c->G, &c->dvraw));
+  if (c->nb) {
+    PetscCall(PetscMalloc1((size_t)B * c->G, &c->mu));
+    PetscCall(PetscMalloc1((size_t)B * c->G, &c->theta));
+    PetscCall(PetscMalloc1((size_t)B * c->G, &c->dmu));
+    PetscCall(PetscMalloc1((size_t)B * c->G, &c->dtheta));
+  }
   PetscFunctionReturn(0);
 }
 
@@ -362,6 +399,16 @@ static PetscErrorCode CsModelPredict_CPA(CsModel m, const CsCondition *cond, Pet
     Compose(c, &l, basal, c->latent);
     PetscCall(CsMLPForward(c->dec, &pass, n, c->latent, NULL, &h));
     cs_linear_forward(out + (size_t)i0 * c->G, h, CsNNParamsData(c->P, c->tWm), CsNNParamsData(c->P, c->tBm), n, c->width, c->G);
+    if (c->nb) {
+      float *o = out + (size_t)i0 * c->G;
+      cs_linear_forward(c->vraw, h, CsNNParamsData(c->P, c->tWv), CsNNParamsData(c->P, c->tBv), n, c->width, c->G);
+      NBParams(n * c->G, o, c->vraw, c->mu, c->theta);
+      for (PetscInt r = 0; r < n; r++) {
+        double tot = 0;
+        for (PetscInt j = 0; j < c->G; j++) tot += c->mu[(size_t)r * c->G + j];
+        for (PetscInt j = 0; j < c->G; j++) o[(size_t)r * c->G + j] = (float)cs_nb_expected_log1p(c->mu[(size_t)r * c->G + j], c->theta[(size_t)r * c->G + j], 1e4 / tot);
+      }
+    }
   }
   PetscCall(LabelsFree(&l));
   PetscFunctionReturn(0);
@@ -402,8 +449,9 @@ static PetscErrorCode CsModelView_CPA(CsModel m, PetscViewer v)
   CPA *c = (CPA *)m->data;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscViewerASCIIPrintf(v, "latent %" PetscInt_FMT ", autoencoder %" PetscInt_FMT " x %" PetscInt_FMT ", doser %s, adversaries %s\n",
-                                   c->dim, c->depth, c->width, CsNNDosers[c->doser], c->adversary ? "on" : "off"));
+  PetscCall(PetscViewerASCIIPrintf(v, "latent %" PetscInt_FMT ", autoencoder %" PetscInt_FMT " x %" PetscInt_FMT ", %s decoder, doser %s, adversaries %s\n",
+                                   c->dim, c->depth, c->width, c->nb ? "negative binomial" : "Gaussian", CsNNDosers[c->doser],
+                                   c->adversary ? "on" : "off"));
   PetscFunctionReturn(0);
 }
 
@@ -426,6 +474,10 @@ static PetscErrorCode CsModelDestroy_CPA(CsModel m)
   PetscCall(PetscFree(c->vraw));
   PetscCall(PetscFree(c->dmean));
   PetscCall(PetscFree(c->dvraw));
+  PetscCall(PetscFree(c->mu));
+  PetscCall(PetscFree(c->theta));
+  PetscCall(PetscFree(c->dmu));
+  PetscCall(PetscFree(c->dtheta));
   PetscCall(PetscFree(m->data));
   PetscFunctionReturn(0);
 }

@@ -175,3 +175,15 @@ double cs_kl_normal_loss(float *dml /*[B,2Z]*/, const float *ml /*[B,2Z]*/, Pets
   }
   return sc * s;
 }
+
+double cs_nb_expected_log1p(double mu, double theta, double s)
+{
+  double var = mu + mu * mu / theta, q = mu / (theta + mu), p, sum = 0, mass = 0;
+  if (mu > 500) return log1p(s * mu) - s * s * var / (2 * (1 + s * mu) * (1 + s * mu)); /* second order */
+  p = exp(theta * log(theta / (theta + mu)));                                           /* P(X = 0) */
+  for (int k = 0; k < 100000 && mass < 1 - 1e-12; k++) {
+    sum += p * log1p(s * k), mass += p;
+    p *= (k + theta) / (k + 1) * q;
+  }
+  return sum + (1 - mass) * log1p(s * (mu + 10 * sqrt(var))); /* the far tail, if the loop stopped early */
+}

@@ -558,6 +558,23 @@ static PetscErrorCode TestLosses(void)
   PetscFunctionReturn(0);
 }
 
+/* E[log1p(s X)], X ~ NB(mu, theta), against a direct sum of the pmf written with lgamma. */
+static PetscErrorCode TestNBExpectedLog(void)
+{
+  const double cases[][3] = {{0.05, 0.5, 5}, {0.3, 2, 5}, {3, 1, 0.5}, {20, 10, 0.2}, {150, 3, 0.01}, {499, 50, 0.002}, {2000, 20, 0.001}};
+  PetscFunctionBeginUser;
+  for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+    double mu = cases[c][0], th = cases[c][1], s = cases[c][2], ref = 0, got = cs_nb_expected_log1p(mu, th, s);
+    for (int k = 0; k < 200000; k++) {
+      double lp = lgamma(k + th) - lgamma(th) - lgamma(k + 1.0) + th * log(th / (th + mu)) + k * log(mu / (th + mu));
+      ref += exp(lp) * log1p(s * k);
+    }
+    CS_EXPECT_CLOSE(got, ref, mu > 500 ? 2e-3 : 1e-9, "NB expected log1p");
+    CS_EXPECT(got < log1p(s * mu), "E[log1p(sX)] below log1p(s mu) (Jensen)");
+  }
+  PetscFunctionReturn(0);
+}
+
 /* ------------------------------------------------------------------------------------------- MLP and VAE */
 
 typedef struct {
@@ -711,6 +728,7 @@ static PetscErrorCode Body(void)
   PetscCall(TestEmbeddingConcat());
   PetscCall(TestDoseEmbedding());
   PetscCall(TestLosses());
+  PetscCall(TestNBExpectedLog());
   PetscCall(TestMLP());
   PetscCall(TestVAE());
   PetscFunctionReturn(0);
