@@ -1,5 +1,5 @@
 /* Times the CsVAE training step (forward, backward, gradient reduction, Adam) of scGen's network on random data
-   shaped like /work/shared/bench/torch_scgen_ref.py: x uniform in [0, 1), ngenes columns, a global minibatch of
+   shaped like ../shared/bench/torch_scgen_ref.py: x uniform in [0, 1), ngenes columns, a global minibatch of
    -batch rows split over the ranks (-density < 1: a CSR minibatch with that fraction of non-zeros, read by the
    sparse first layer). Prints one line of key/value pairs (see bench/train_step.sh).
 
