@@ -11,6 +11,13 @@ PetscErrorCode CsCSRFree(CsCSR *A)
   PetscFunctionReturn(0);
 }
 
+CsCSR CsCSRRowView(const CsCSR *A, PetscInt r0, PetscInt n)
+{
+  CsCSR v = *A;
+  v.nrows = n, v.indptr = A->indptr + r0;
+  return v;
+}
+
 void CsCSRRowToDense(const CsCSR *A, PetscInt i, float *out)
 {
   memset(out, 0, sizeof(float) * (size_t)A->ncols);

@@ -389,10 +389,8 @@ static PetscErrorCode CsModelPredict_CPA(CsModel m, const CsCondition *cond, Pet
   pass.comm = PETSC_COMM_SELF, pass.train = PETSC_FALSE; /* eval mode: running statistics, nothing collective */
   for (PetscInt i0 = 0; i0 < ctrl->nrows; i0 += c->batch) {
     PetscInt     n    = PetscMin(c->batch, ctrl->nrows - i0);
-    CsCSR        view = *ctrl; /* rows [i0, i0 + n), sharing ctrl's arrays */
+    CsCSR        view = CsCSRRowView(ctrl, i0, n);
     const float *basal, *h;
-    view.nrows   = n;
-    view.indptr  = ctrl->indptr + i0;
     pass.nglobal = n;
     PetscCall(LabelsSet(c, n, &cond, &ctx, PETSC_TRUE, &l));
     PetscCall(CsMLPForward(c->enc, &pass, n, NULL, &view, &basal));

@@ -132,14 +132,6 @@ PetscErrorCode CsVAETrainStep(CsVAE v, const CsNNPass *pass, PetscInt B, const f
   PetscFunctionReturn(0);
 }
 
-/* Rows [r0, r0 + n) of X as a CSR view (indptr offsets stay absolute, which the sparse kernels allow). */
-static CsCSR RowView(const CsCSR *X, PetscInt r0, PetscInt n)
-{
-  CsCSR v = *X;
-  v.nrows = n, v.indptr = X->indptr + r0;
-  return v;
-}
-
 PetscErrorCode CsVAEEncode(CsVAE v, PetscInt B, const float *x, const CsCSR *X, float *mu)
 {
   PetscInt Z = v->cfg.latent, G = v->cfg.ngenes;
@@ -152,7 +144,7 @@ PetscErrorCode CsVAEEncode(CsVAE v, PetscInt B, const float *x, const CsCSR *X, 
     PetscInt     n = PetscMin(v->maxbatch, B - r0);
     CsCSR        view;
     const float *ml;
-    if (X) view = RowView(X, r0, n);
+    if (X) view = CsCSRRowView(X, r0, n);
     pass.nglobal = n;
     PetscCall(CsMLPForward(v->enc, &pass, n, X ? NULL : x + (size_t)r0 * G, X ? &view : NULL, &ml));
     for (PetscInt i = 0; i < n; i++) memcpy(mu + (size_t)(r0 + i) * Z, ml + (size_t)i * 2 * Z, sizeof(float) * (size_t)Z);
