@@ -9,37 +9,7 @@
 #ifndef CELLSHIFT_DATASET_H
 #define CELLSHIFT_DATASET_H
 
-#include <cellshift/sys.h>
-
-/* A block of rows in compressed sparse row form. */
-typedef struct {
-  PetscInt nrows, ncols;
-  int64_t *indptr;  /* [nrows+1], indptr[0] == 0 (except in a row view, see CsCSRRowView) */
-  int32_t *indices; /* [indptr[nrows]] column indices, strictly increasing within a row, in [0, ncols) */
-  float   *data;    /* [indptr[nrows]] finite values */
-} CsCSR;
-
-PETSC_EXTERN PetscErrorCode CsCSRFree(CsCSR *A);
-/* Rows [r0, r0 + n) of A sharing A's arrays: indptr offsets stay absolute (indptr[0] may be > 0), which every row
-   loop (indptr[i] .. indptr[i+1]) and the sparse kernels accept. Nothing to free. */
-PETSC_EXTERN CsCSR CsCSRRowView(const CsCSR *A, PetscInt r0, PetscInt n);
-/* Dense copy of row i (length ncols, zero-filled first). */
-PETSC_EXTERN void CsCSRRowToDense(const CsCSR *A, PetscInt i, float *out);
-
-typedef enum {
-  CS_OBS_CATEGORICAL = 0, /* categorical, string array or boolean: codes into cats */
-  CS_OBS_NUMERIC     = 1  /* integer or float: values */
-} CsObsKind;
-
-typedef struct {
-  char      name[256];
-  CsObsKind kind;
-  PetscInt  ncat;   /* categorical: number of categories, identical on all ranks */
-  char    **cats;   /* [ncat] categories: file order for categoricals, sorted unique values for string arrays,
-                       "False","True" for booleans */
-  PetscInt *codes;  /* [nlocal] category of each local cell, -1 = missing */
-  double   *values; /* [nlocal] numeric columns only (NaN = missing); NULL for categorical */
-} CsObsColumn;
+#include <cellshift/h5ad.h>
 
 typedef struct _n_CsDataset *CsDataset;
 struct _n_CsDataset {

@@ -70,10 +70,11 @@ PETSC_EXTERN PetscErrorCode CsEvaluatorSetFromOptions(CsEvaluator e);
    problem; a new problem drops the scores of earlier models). Error: a test group without controls. */
 PETSC_EXTERN PetscErrorCode CsEvaluatorSetUp(CsEvaluator e, CsDataset ds, CsDesign d, CsSplit s);
 /* Collective: score the predictions in `path` (a predictions.h5ad as written by CsModelWritePredictions; X dense or
-   sparse) under the model name `name` (scoring a name again replaces its scores). Input errors (collective, one
+   sparse) under the model name `name` (scoring a name again replaces its scores); baseline marks a baseline in
+   the reports. Input errors (collective, one
    line): missing or unreadable file, genes that differ from the data's (names and order), a predicted row whose
    labels name no test group, a test group without predicted rows. */
-PETSC_EXTERN PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char path[]);
+PETSC_EXTERN PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char path[], PetscBool baseline);
 /* Collective: metrics.json, metrics.csv, report.md and one shift_<model>.png per scored model in dir. */
 PETSC_EXTERN PetscErrorCode CsEvaluatorWrite(CsEvaluator e, const char dir[]);
 /* Rank 0 prints the aggregate table (one row per scored model, in scoring order). */

@@ -16,10 +16,44 @@
 #ifndef CELLSHIFT_H5AD_H
 #define CELLSHIFT_H5AD_H
 
-#include <cellshift/dataset.h>
+#include <cellshift/csr.h>
 
-/* Collective: fill ds (path, layer and keys already set) with this rank's block. Applies nothing else. */
-PETSC_EXTERN PetscErrorCode CsH5adRead(CsDataset ds);
+typedef enum {
+  CS_OBS_CATEGORICAL = 0, /* categorical, string array or boolean: codes into cats */
+  CS_OBS_NUMERIC     = 1  /* integer or float: values */
+} CsObsKind;
+
+/* One obs column of a rank's block. */
+typedef struct {
+  char      name[256];
+  CsObsKind kind;
+  PetscInt  ncat;   /* categorical: number of categories, identical on all ranks */
+  char    **cats;   /* [ncat] categories: file order for categoricals, sorted unique values for string arrays,
+                       "False","True" for booleans */
+  PetscInt *codes;  /* [nlocal] category of each local cell, -1 = missing */
+  double   *values; /* [nlocal] numeric columns only (NaN = missing); NULL for categorical */
+} CsObsColumn;
+
+/* What the reader returns: this rank's block of rows of one file, as plain arrays (the caller owns them and
+   frees them with CsH5adBlockFree). Rows [rstart, rstart + nlocal) of nglobal; genes and categories identical on
+   every rank. */
+typedef struct {
+  char         encoding[16]; /* how the file stores the matrix: "csr", "csc" or "dense" */
+  PetscInt     nglobal, ngenes, rstart, nlocal;
+  CsCSR        X;            /* [nlocal x ngenes] */
+  char       **genes;        /* [ngenes] var index */
+  PetscInt     nobs;
+  CsObsColumn *obs;          /* [nobs] the requested columns that exist, in request order */
+} CsH5adBlock;
+
+/* Collective: read this rank's block of `path` (matrix X, or layers/<layer> when layer is not ""), and the obs
+   columns keys[0..nkeys) (a column with required[k] that is missing is an input error; an optional one is left
+   out). Applies nothing else. */
+PETSC_EXTERN PetscErrorCode CsH5adRead(MPI_Comm comm, const char path[], const char layer[], PetscInt nkeys, char *const keys[],
+                                       const PetscBool required[], CsH5adBlock *b);
+/* The column named key of a block, or NULL. */
+PETSC_EXTERN CsObsColumn   *CsH5adBlockGetObs(const CsH5adBlock *b, const char key[]);
+PETSC_EXTERN PetscErrorCode CsH5adBlockFree(CsH5adBlock *b);
 
 /* Collective: print shape, X encoding and dtype, nnz, layers, obs columns with their categories and counts. The
    whole file is read and checked by the parallel reader, as a run would, before anything is printed. */

@@ -1,30 +1,22 @@
-/* Minimal JSON for cellshift's own files (split.json, metrics.json): a writer that escapes strings, and a reader
-   that parses a whole document into a tree. Not a general-purpose library: no streaming, documents are small. */
+/* JSON through Jansson (Debian's libjansson): the few helpers cellshift's own files (split.json, metrics.json)
+   need around it. Values are built with Jansson's json_* constructors; these helpers check every step and turn
+   failures into PETSc errors. Not collective: the caller's rank does the work. */
 #ifndef CELLSHIFT_JSON_H
 #define CELLSHIFT_JSON_H
 
 #include <cellshift/sys.h>
+#include <jansson.h>
 
-/* Write s as a JSON string literal (quoted, escaped). */
-PETSC_EXTERN void CsJSONWriteString(FILE *f, const char s[]);
-/* Write a number; non-finite values become null (JSON has no NaN). */
-PETSC_EXTERN void CsJSONWriteNumber(FILE *f, double v);
-
-typedef enum { CS_JSON_NULL, CS_JSON_BOOL, CS_JSON_NUMBER, CS_JSON_STRING, CS_JSON_ARRAY, CS_JSON_OBJECT } CsJSONType;
-typedef struct CsJSON_ CsJSON;
-struct CsJSON_ {
-  CsJSONType type;
-  double     number;  /* NUMBER, BOOL (0/1) */
-  char      *string;  /* STRING */
-  PetscInt   n;       /* ARRAY, OBJECT: number of items */
-  char     **keys;    /* OBJECT: [n] */
-  CsJSON    *items;   /* ARRAY, OBJECT: [n] */
-};
-
-/* Parse the file at path (read on the calling rank only). Errors name the file and the byte offset. */
-PETSC_EXTERN PetscErrorCode CsJSONParseFile(const char path[], CsJSON **root);
-/* Member of an object (NULL if absent or not an object). */
-PETSC_EXTERN const CsJSON *CsJSONGet(const CsJSON *obj, const char key[]);
-PETSC_EXTERN PetscErrorCode CsJSONDestroy(CsJSON **root);
+/* A number as a JSON real, or null where it is not finite (JSON has no NaN or Inf). */
+PETSC_EXTERN json_t *CsJSONNumber(double v);
+/* obj[key] = v, taking the reference to v; an error when v is NULL (a constructor failed: out of memory, or a
+   string that is not UTF-8, which `what` names). */
+PETSC_EXTERN PetscErrorCode CsJSONSet(json_t *obj, const char key[], json_t *v);
+/* Append v to the array arr, taking the reference to v (errors as CsJSONSet). */
+PETSC_EXTERN PetscErrorCode CsJSONAppend(json_t *arr, json_t *v);
+/* Write root indented by 2, keys in insertion order, then a newline. */
+PETSC_EXTERN PetscErrorCode CsJSONDump(const json_t *root, FILE *fp);
+/* Parse the file at path; errors are input errors naming the file, line and column. */
+PETSC_EXTERN PetscErrorCode CsJSONLoad(const char path[], json_t **root);
 
 #endif

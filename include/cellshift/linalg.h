@@ -3,7 +3,7 @@
 #ifndef CELLSHIFT_LINALG_H
 #define CELLSHIFT_LINALG_H
 
-#include <cellshift/dataset.h>
+#include <cellshift/csr.h>
 
 /* Top-k eigenpairs of the symmetric n x n matrix A (row-major, destroyed), eigenvalues descending.
    vecs [k x n] row-major: row i is the eigenvector of vals[i], sign fixed so that its largest-|.| entry is > 0. */

@@ -1,10 +1,19 @@
-/* CsModel: a perturbation-response predictor behind one plug-in interface (like PETSc's TS types).
+/* CsModel: a perturbation-response predictor behind one plug-in interface (a PETSc object, typed like TS).
 
    A model is fitted on the train groups of a split (and may use the valid groups for early stopping); it then
    predicts, for a condition in a context, what each given control cell of that context would look like under
-   the condition. Every model is a file src/models/<name>.c with static ops and one exported
-   CsModelCreate_<Name>(CsModel), registered in src/models/registry.c and chosen with -model <name>.
-   Model options carry the model's prefix: -<name>_<option>.
+   the condition. Every type is a file src/models/<type>.c with static ops and one exported
+   CsModelCreate_<Type>(CsModel), registered in src/models/registry.c (CsModelRegisterAll, called by the package
+   initialiser) and chosen with CsModelSetType.
+
+   Names and options: a model has a name (default: its type) that is its options prefix ("<name>_") and its folder
+   in a run, so one run can hold two configurations of one type (-model scgen,wide:scgen -wide_latent 50).
+   -<name>_model_view prints it after fitting.
+
+   Prediction: per cell (the predict op: a block of control cells in, the same number of predicted cells out, any
+   rank with any rows), or per group (the predictset op: the whole test group's selected control cells, gathered
+   in global order on the group's owner rank, give the group's predictions at once, e.g. a model over sets of
+   cells). CsModelWritePredictions uses whichever the type has.
 
    Collectives: setup, fit, predict, save and load are collective on the model's communicator (predict is called
    by every rank with its own rows, possibly none). */
@@ -12,71 +21,65 @@
 #define CELLSHIFT_MODEL_H
 
 #include <cellshift/split.h>
-#include <cellshift/trainer.h>
 
 typedef struct _p_CsModel *CsModel;
+typedef const char        *CsModelType;
+#define CSMODELCONTROL  "control"
+#define CSMODELADDITIVE "additive"
+#define CSMODELLINEAR   "linear"
+#define CSMODELSCGEN    "scgen"
+#define CSMODELCPA      "cpa"
 
-typedef struct {
-  PetscErrorCode (*setfromoptions)(CsModel, PetscOptionItems *);
-  PetscErrorCode (*setup)(CsModel);   /* sizes known (dataset, design, split attached) */
-  PetscErrorCode (*fit)(CsModel);
-  /* ctrl: n x ngenes control cells (CSR rows) of context ctx; out: n x ngenes predicted, row-major */
-  PetscErrorCode (*predict)(CsModel, const CsCondition *cond, PetscInt ctx, const CsCSR *ctrl, float *out);
-  PetscErrorCode (*save)(CsModel, hid_t group);  /* rank 0 only, into an open HDF5 group */
-  PetscErrorCode (*load)(CsModel, hid_t group);  /* every rank */
-  PetscErrorCode (*view)(CsModel, PetscViewer);
-  PetscErrorCode (*destroy)(CsModel);
-} CsModelOps;
+PETSC_EXTERN PetscClassId CS_MODEL_CLASSID;
 
-struct _p_CsModel {
-  MPI_Comm   comm;
-  CsModelOps ops[1];
-  char       type[64];
-  char       prefix[80];    /* options prefix: "<type>_" */
-  void      *data;          /* the implementation's private context */
-  CsDataset  ds;
-  CsDesign   design;
-  CsSplit    split;
-  PetscInt   seed;          /* -model_seed: initialisation, shuffling, noise */
-  PetscInt   predict_max_cells; /* -predict_max_cells: control cells used per predicted group (0 = all) */
-  char       dir[PETSC_MAX_PATH_LEN]; /* the model's folder of the run (checkpoints); "" = none */
-  PetscBool  interrupted;   /* fit stopped by a signal after writing a checkpoint: do not predict */
-  PetscBool  setup, fitted;
-};
-
+/* Registers the class, its log events and every model type (called by CsModelCreate; idempotent), and a
+   finaliser with PetscRegisterFinalize. */
+PETSC_EXTERN PetscErrorCode CsModelInitializePackage(void);
 PETSC_EXTERN PetscErrorCode CsModelCreate(MPI_Comm comm, CsModel *m);
-PETSC_EXTERN PetscErrorCode CsModelSetType(CsModel m, const char type[]);
+/* Setting the type a model already has does nothing; another type destroys the old implementation first. */
+PETSC_EXTERN PetscErrorCode CsModelSetType(CsModel m, CsModelType type);
+PETSC_EXTERN PetscErrorCode CsModelGetType(CsModel m, CsModelType *type);
+/* The model's name: its options prefix ("<name>_") and its folder in a run. Default: the type, set by
+   CsModelSetType when no name was given. Letters, digits and '_' only. */
+PETSC_EXTERN PetscErrorCode CsModelSetName(CsModel m, const char name[]);
+PETSC_EXTERN PetscErrorCode CsModelGetName(CsModel m, const char **name);
+/* Options: -model_seed, -predict_max_cells (shared by every model), then the type's own, with the model's prefix. */
 PETSC_EXTERN PetscErrorCode CsModelSetFromOptions(CsModel m);
 /* Attach the data the model is fitted on and predicts for (references are taken, not copies). */
 PETSC_EXTERN PetscErrorCode CsModelSetProblem(CsModel m, CsDataset ds, CsDesign d, CsSplit s);
+/* The model's folder of the run (checkpoints, loss curve); "" = none. */
+PETSC_EXTERN PetscErrorCode CsModelSetOutputDir(CsModel m, const char dir[]);
 PETSC_EXTERN PetscErrorCode CsModelSetUp(CsModel m);
 PETSC_EXTERN PetscErrorCode CsModelFit(CsModel m);
+/* Whether the last fit was stopped by a signal after writing a checkpoint (then the model must not predict). */
+PETSC_EXTERN PetscErrorCode CsModelGetInterrupted(CsModel m, PetscBool *interrupted);
+/* Per-cell prediction (types with a predict op): ctrl holds n control cells (CSR rows) of context ctx; out
+   [n x ngenes] row-major receives their predicted expression under cond. Collective (a rank may have n = 0). */
 PETSC_EXTERN PetscErrorCode CsModelPredict(CsModel m, const CsCondition *cond, PetscInt ctx, const CsCSR *ctrl, float *out);
-/* model.h5: type, options, atoms/contexts it was fitted with, and the implementation's parameters. Written
-   atomically by rank 0. Load checks that the design matches (same atoms, contexts and genes). */
+/* Whether the type predicts a group at once (predictset op) rather than cell by cell. */
+PETSC_EXTERN PetscErrorCode CsModelHasPredictSet(CsModel m, PetscBool *set);
+/* model.h5: type, name, options, atoms/contexts/genes it was fitted with, and the implementation's parameters.
+   Collective: the implementation's save op is called on every rank with the file open on rank 0 only (group < 0
+   elsewhere), so a model whose state is spread over the ranks can gather it; the file is written atomically.
+   Load: every rank reads, after checking that the design matches (same atoms, contexts and genes). */
 PETSC_EXTERN PetscErrorCode CsModelSave(CsModel m, const char path[]);
 PETSC_EXTERN PetscErrorCode CsModelLoad(CsModel m, const char path[]);
 PETSC_EXTERN PetscErrorCode CsModelView(CsModel m, PetscViewer v);
+/* Reference counted (PetscObjectReference): the object goes when the last reference is destroyed. */
 PETSC_EXTERN PetscErrorCode CsModelDestroy(CsModel *m);
 
 /* Collective: predict every test group of the model's split and write a predictions.h5ad at `path`:
    for each test group in group order, one row per control cell of its context (at most -predict_max_cells of them,
-   evenly spaced in global order; 0 = all), then every observed control cell of each context that has a test group.
-   obs holds the perturbation key (the condition name; the control value for the observed controls), the context
-   key and the dose key when the design has them, and cellshift_kind = predicted / observed. var = the genes. */
+   evenly spaced in global order: CsSubsample; 0 = all), then every observed control cell of each context that has
+   a test group. obs holds the perturbation key (the condition name; the control value for the observed controls),
+   the context key and the dose key when the design has them, and cellshift_kind = predicted / observed. var =
+   the genes. The file is the same for any number of ranks. */
 PETSC_EXTERN PetscErrorCode CsModelWritePredictions(CsModel m, const char path[]);
-
-/* Collective, for the learned models: train the model's network with t on its split (cells of the train groups,
-   validation on the valid groups' cells, or drawn training cells when the split has none), checkpoints in the
-   model's run folder; sets m->interrupted when a signal stopped it. */
-PETSC_EXTERN PetscErrorCode CsModelTrain(CsModel m, CsTrainer t, const CsTrainerCallbacks *cb);
 
 /* Registry. */
 PETSC_EXTERN PetscFunctionList CsModelList;
-PETSC_EXTERN PetscErrorCode    CsModelRegister(const char name[], PetscErrorCode (*create)(CsModel));
-PETSC_EXTERN PetscErrorCode    CsModelRegisterAll(void);
-PETSC_EXTERN PetscErrorCode    CsModelRegisterDestroy(void);
-/* "control, additive, ...": the registered names, for messages and -help. */
+PETSC_EXTERN PetscErrorCode    CsModelRegister(const char type[], PetscErrorCode (*create)(CsModel));
+/* "control, additive, ...": the registered types, for messages and -help. */
 PETSC_EXTERN const char       *CsModelTypeNames(void);
 
 /* Shared statistics for models built on group means (collective): mean expression of each group, means[g*ngenes +

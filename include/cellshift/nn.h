@@ -24,7 +24,7 @@
 #ifndef CELLSHIFT_NN_H
 #define CELLSHIFT_NN_H
 
-#include <cellshift/dataset.h>
+#include <cellshift/csr.h>
 
 /* ================================================= parameters ================================================= */
 

@@ -47,7 +47,7 @@ PETSC_EXTERN PetscErrorCode CsAgreeCode(MPI_Comm comm, PetscErrorCode ierr, cons
     if ((expr) < 0) SETERRQ(PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED, __VA_ARGS__); \
   } while (0)
 
-/* Library start-up and shut-down around PetscInitialize/PetscFinalize: registers log events and models,
+/* Library start-up and shut-down around PetscInitialize/PetscFinalize: registers log events,
    installs the one-line error handler, switches off HDF5's automatic error printing, sets BLAS threads. */
 PETSC_EXTERN PetscErrorCode CsInitialize(int *argc, char ***argv, const char help[]);
 PETSC_EXTERN PetscErrorCode CsFinalize(void);
@@ -80,6 +80,15 @@ PETSC_EXTERN PetscErrorCode CsOutFileBegin(MPI_Comm comm, const char path[], CsO
 PETSC_EXTERN PetscErrorCode CsOutFileCommit(MPI_Comm comm, CsOutFile *f);
 /* Collective: remove the temporary file if it is still there (call on the error path). */
 PETSC_EXTERN PetscErrorCode CsOutFileAbandon(MPI_Comm comm, CsOutFile *f);
+/* Collective: write `path` atomically from rank 0, the one way cellshift writes a file that one rank produces.
+   write(ctx, tmp) runs on rank 0 only (it must not communicate) and writes the temporary file tmp; every rank
+   then agrees on its outcome: on success the file is renamed into place, on failure the temporary file is
+   removed and every rank returns the same input error, "cannot write <path>: <what write reported>". */
+typedef PetscErrorCode (*CsFileWriter)(void *ctx, const char tmp[]);
+PETSC_EXTERN PetscErrorCode CsWriteFileRank0(MPI_Comm comm, const char path[], CsFileWriter write, void *ctx);
+/* The same for a text file: write(ctx, fp) prints into the open stream; open, write and close errors fail it. */
+typedef PetscErrorCode (*CsTextWriter)(void *ctx, FILE *fp);
+PETSC_EXTERN PetscErrorCode CsWriteTextRank0(MPI_Comm comm, const char path[], CsTextWriter write, void *ctx);
 /* Collective: create a folder (and parents) on rank 0; error on all ranks if it cannot be made. */
 PETSC_EXTERN PetscErrorCode CsMakeDir(MPI_Comm comm, const char path[]);
 /* Join folder and name into out (size PETSC_MAX_PATH_LEN). */

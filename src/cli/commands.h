@@ -21,7 +21,7 @@ typedef struct {
   CsSplit   split;
   char      outdir[PETSC_MAX_PATH_LEN];
   PetscInt  nmodels;
-  char     *models[16];    /* -model a,b,c */
+  char     *models[16];    /* -model a,b,c: TYPE or NAME:TYPE each */
   PetscInt  nbaselines;
   char     *baselines[16]; /* -baselines control,additive: scored next to every model */
   PetscInt  nall;
@@ -35,13 +35,16 @@ PetscErrorCode CsProblemSetFromOptions(CsProblem *p);
    <outdir>/split.json unless -split_file is given (predict, evaluate); otherwise it is made and saved there. */
 PetscErrorCode CsProblemSetUp(CsProblem *p, PetscBool reuse);
 PetscErrorCode CsProblemDestroy(CsProblem *p);
-/* <outdir>/<model>/<file> */
-PetscErrorCode CsProblemModelPath(CsProblem *p, const char model[], const char file[], char out[]);
-/* Create a model of the given type on the problem (options applied, not fitted). */
-PetscErrorCode CsProblemModel(CsProblem *p, const char type[], CsModel *m);
+/* A model given as TYPE or NAME:TYPE (-model scgen,wide:scgen): its name (the options prefix and the folder of the
+   run) and its type; the name defaults to the type. */
+PetscErrorCode CsProblemSpec(const char spec[], char name[64], char type[64]);
+/* <outdir>/<name>/<file> */
+PetscErrorCode CsProblemModelPath(CsProblem *p, const char spec[], const char file[], char out[]);
+/* Create the model of a spec on the problem (options applied, not fitted). */
+PetscErrorCode CsProblemModel(CsProblem *p, const char spec[], CsModel *m);
 /* Fit, save model.h5 and write predictions.h5ad of one model. *interrupted: a signal stopped the fit after a
    checkpoint (nothing saved or predicted; the command should stop and exit cleanly). */
-PetscErrorCode CsProblemFitPredict(CsProblem *p, const char type[], PetscBool predict, PetscBool *interrupted);
+PetscErrorCode CsProblemFitPredict(CsProblem *p, const char spec[], PetscBool predict, PetscBool *interrupted);
 /* Collective: score every baseline and model of the problem and write metrics, report and plots. With fit, each
    one is fitted and predicted first (run); otherwise existing predictions are scored and only missing baselines
    are fitted (evaluate). Stops early, without evaluating, when a signal interrupted a fit. */

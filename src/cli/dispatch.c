@@ -45,7 +45,7 @@ static PetscErrorCode PrintAllOptions(void)
     CsModel m;
     PetscCall(CsModelCreate(PETSC_COMM_WORLD, &m));
     PetscCall(CsModelSetType(m, names[i]));
-    if (i == 0 || m->ops->setfromoptions) PetscCall(CsModelSetFromOptions(m));
+    PetscCall(CsModelSetFromOptions(m));
     PetscCall(CsModelDestroy(&m));
   }
   PetscCall(CsStrArrayDestroy(n, &names));

@@ -1,20 +1,25 @@
 /* The set-up shared by the commands: data, design, split, output folder, model list. */
 #include "commands.h"
 
-static PetscErrorCode WriteOptions(MPI_Comm comm, const char dir[])
+static PetscErrorCode OptionsBody(void *ctx, const char tmp[])
 {
-  char        path[PETSC_MAX_PATH_LEN];
-  CsOutFile   f;
   PetscViewer v;
 
   PetscFunctionBeginUser;
-  PetscCall(CsPathJoin(dir, "options.txt", path));
-  PetscCall(CsOutFileBegin(comm, path, &f));
-  PetscCall(PetscViewerASCIIOpen(comm, f.tmp, &v));
+  PetscCall(PetscViewerASCIIOpen(PETSC_COMM_SELF, tmp, &v));
   PetscCall(PetscViewerASCIIPrintf(v, "# cellshift %s: the options of this run (reuse with -options_file)\n", CS_VERSION));
   PetscCall(PetscOptionsView(NULL, v));
   PetscCall(PetscViewerDestroy(&v));
-  PetscCall(CsOutFileCommit(comm, &f));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode WriteOptions(MPI_Comm comm, const char dir[])
+{
+  char path[PETSC_MAX_PATH_LEN];
+
+  PetscFunctionBeginUser;
+  PetscCall(CsPathJoin(dir, "options.txt", path));
+  PetscCall(CsWriteFileRank0(comm, path, OptionsBody, NULL));
   PetscFunctionReturn(0);
 }
 
@@ -40,12 +45,19 @@ PetscErrorCode CsProblemSetFromOptions(CsProblem *p)
     PetscCall(PetscStrallocpy("additive", &p->baselines[p->nbaselines++]));
   }
   for (PetscInt i = 0; i < p->nbaselines + p->nmodels; i++) {
-    char     *name = i < p->nbaselines ? p->baselines[i] : p->models[i - p->nbaselines];
-    PetscBool dup  = PETSC_FALSE;
-    for (PetscInt j = 0; j < p->nall; j++) dup = (PetscBool)(dup || !strcmp(p->all[j], name));
+    char     *spec = i < p->nbaselines ? p->baselines[i] : p->models[i - p->nbaselines];
+    char      name[64], type[64], oname[64], otype[64];
+    PetscBool dup = PETSC_FALSE;
+    PetscCall(CsProblemSpec(spec, name, type));
+    for (PetscInt j = 0; j < p->nall && !dup; j++) {
+      PetscCall(CsProblemSpec(p->all[j], oname, otype));
+      dup = strcmp(oname, name) ? PETSC_FALSE : PETSC_TRUE;
+      CsCheckAll(PETSC_COMM_WORLD, !dup || !strcmp(otype, type), "-model: the name '%s' is given to a %s and to a %s model", name, otype,
+                 type);
+    }
     if (dup) continue;
     p->isbaseline[p->nall] = i < p->nbaselines ? PETSC_TRUE : PETSC_FALSE;
-    p->all[p->nall++]      = name;
+    p->all[p->nall++]      = spec;
   }
   PetscFunctionReturn(0);
 }
@@ -103,50 +115,74 @@ PetscErrorCode CsProblemDestroy(CsProblem *p)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsProblemModelPath(CsProblem *p, const char model[], const char file[], char out[])
+PetscErrorCode CsProblemSpec(const char spec[], char name[64], char type[64])
 {
-  char dir[PETSC_MAX_PATH_LEN];
+  const char *colon = strchr(spec, ':');
 
   PetscFunctionBeginUser;
-  PetscCall(CsPathJoin(p->outdir, model, dir));
+  if (!colon) {
+    PetscCall(PetscStrncpy(name, spec, 64));
+    PetscCall(PetscStrncpy(type, spec, 64));
+    PetscFunctionReturn(0);
+  }
+  CsCheckAll(PETSC_COMM_WORLD, colon > spec && colon[1] && (size_t)(colon - spec) < 64, "-model %s: give NAME:TYPE, e.g. wide:scgen", spec);
+  PetscCall(PetscStrncpy(name, spec, (size_t)(colon - spec) + 1));
+  PetscCall(PetscStrncpy(type, colon + 1, 64));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsProblemModelPath(CsProblem *p, const char spec[], const char file[], char out[])
+{
+  char dir[PETSC_MAX_PATH_LEN], name[64], type[64];
+
+  PetscFunctionBeginUser;
+  PetscCall(CsProblemSpec(spec, name, type));
+  PetscCall(CsPathJoin(p->outdir, name, dir));
   PetscCall(CsPathJoin(dir, file, out));
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsProblemModel(CsProblem *p, const char type[], CsModel *m)
+PetscErrorCode CsProblemModel(CsProblem *p, const char spec[], CsModel *m)
 {
+  char name[64], type[64], dir[PETSC_MAX_PATH_LEN];
+
   PetscFunctionBeginUser;
+  PetscCall(CsProblemSpec(spec, name, type));
   PetscCall(CsModelCreate(PETSC_COMM_WORLD, m));
+  PetscCall(CsModelSetName(*m, name));
   PetscCall(CsModelSetType(*m, type));
   PetscCall(CsModelSetFromOptions(*m));
   PetscCall(CsModelSetProblem(*m, p->ds, p->design, p->split));
-  PetscCall(CsPathJoin(p->outdir, type, (*m)->dir));
+  PetscCall(CsPathJoin(p->outdir, name, dir));
+  PetscCall(CsModelSetOutputDir(*m, dir));
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsProblemFitPredict(CsProblem *p, const char type[], PetscBool predict, PetscBool *interrupted)
+PetscErrorCode CsProblemFitPredict(CsProblem *p, const char spec[], PetscBool predict, PetscBool *interrupted)
 {
-  CsModel m;
-  char    dir[PETSC_MAX_PATH_LEN], path[PETSC_MAX_PATH_LEN];
-  double  t0 = CsTime();
+  CsModel     m;
+  char        dir[PETSC_MAX_PATH_LEN], path[PETSC_MAX_PATH_LEN];
+  const char *name;
+  double      t0 = CsTime();
 
   PetscFunctionBeginUser;
-  PetscCall(CsProblemModel(p, type, &m));
-  PetscCall(CsPathJoin(p->outdir, type, dir));
+  PetscCall(CsProblemModel(p, spec, &m));
+  PetscCall(CsModelGetName(m, &name));
+  PetscCall(CsPathJoin(p->outdir, name, dir));
   PetscCall(CsMakeDir(PETSC_COMM_WORLD, dir));
   PetscCall(CsModelFit(m));
-  *interrupted = m->interrupted;
-  if (m->interrupted) {
+  PetscCall(CsModelGetInterrupted(m, interrupted));
+  if (*interrupted) {
     PetscCall(CsModelDestroy(&m));
     PetscFunctionReturn(0);
   }
-  PetscCall(CsProblemModelPath(p, type, "model.h5", path));
+  PetscCall(CsProblemModelPath(p, spec, "model.h5", path));
   PetscCall(CsModelSave(m, path));
   if (predict) {
-    PetscCall(CsProblemModelPath(p, type, "predictions.h5ad", path));
+    PetscCall(CsProblemModelPath(p, spec, "predictions.h5ad", path));
     PetscCall(CsModelWritePredictions(m, path));
   }
-  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%s: fitted%s in %.2f s\n", type, predict ? " and predicted" : "", CsTime() - t0));
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%s: fitted%s in %.2f s\n", name, predict ? " and predicted" : "", CsTime() - t0));
   PetscCall(CsModelDestroy(&m));
   PetscFunctionReturn(0);
 }
@@ -167,7 +203,11 @@ PetscErrorCode CsProblemScore(CsProblem *p, PetscBool fit)
     if (!fit) PetscCall(CsFileExists(PETSC_COMM_WORLD, path, &exists));
     CsCheckAll(PETSC_COMM_WORLD, fit || exists || p->isbaseline[i], "no predictions at %s: run `cellshift predict` first", path);
     if (fit || !exists) PetscCall(CsProblemFitPredict(p, p->all[i], PETSC_TRUE, &stop));
-    if (!stop) PetscCall(CsEvaluatorScore(e, p->all[i], path));
+    if (!stop) {
+      char name[64], type[64];
+      PetscCall(CsProblemSpec(p->all[i], name, type));
+      PetscCall(CsEvaluatorScore(e, name, path, p->isbaseline[i]));
+    }
   }
   if (!stop) { /* a signal stopped a fit after its checkpoint: there is nothing to evaluate yet */
     PetscCall(CsEvaluatorWrite(e, p->outdir));

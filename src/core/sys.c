@@ -1,6 +1,5 @@
 /* System layer: start-up, the one-line error policy, log events, BLAS threads. See include/cellshift/sys.h. */
 #include <cellshift/sys.h>
-#include <cellshift/model.h>
 #include <sched.h>
 #include <time.h>
 #include <unistd.h>
@@ -153,7 +152,6 @@ PetscErrorCode CsInitialize(int *argc, char ***argv, const char help[])
   PetscCall(PetscLogEventRegister("CsNNGradReduce", CS_CLASSID, &CS_EVENT_REDUCE));
   PetscCall(PetscLogEventRegister("CsNNOptimStep", CS_CLASSID, &CS_EVENT_OPTIM));
   PetscCall(PetscLogEventRegister("CsNNValidate", CS_CLASSID, &CS_EVENT_VALID));
-  PetscCall(CsModelRegisterAll());
   PetscCall(CsBLASSetThreads(PETSC_COMM_WORLD));
   PetscFunctionReturn(0);
 }
@@ -161,7 +159,6 @@ PetscErrorCode CsInitialize(int *argc, char ***argv, const char help[])
 PetscErrorCode CsFinalize(void)
 {
   PetscFunctionBeginUser;
-  PetscCall(CsModelRegisterDestroy());
   if (cs_exit_comm != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_free(&cs_exit_comm));
   PetscCall(PetscFinalize());
   PetscFunctionReturn(0);

@@ -48,6 +48,53 @@ PetscErrorCode CsOutFileAbandon(MPI_Comm comm, CsOutFile *f)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode CsWriteFileRank0(MPI_Comm comm, const char path[], CsFileWriter write, void *ctx)
+{
+  CsOutFile      f;
+  PetscMPIInt    rank;
+  PetscErrorCode ierr = 0;
+  char           msg[CS_MSG_LEN];
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCall(CsOutFileBegin(comm, path, &f));
+  if (!rank) ierr = write(ctx, f.tmp);
+  if (ierr) PetscCall(CsOutFileAbandon(comm, &f));
+  PetscCall(PetscSNPrintf(msg, sizeof(msg), "cannot write %s", path));
+  PetscCall(CsAgreeCode(comm, ierr, msg));
+  PetscCall(CsOutFileCommit(comm, &f));
+  PetscFunctionReturn(0);
+}
+
+typedef struct {
+  CsTextWriter write;
+  void        *ctx;
+} TextCtx;
+
+static PetscErrorCode WriteText(void *ctx, const char tmp[])
+{
+  TextCtx       *t  = (TextCtx *)ctx;
+  FILE          *fp = fopen(tmp, "w");
+  PetscErrorCode ierr;
+
+  PetscFunctionBeginUser;
+  PetscCheck(fp, PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN, "%s", strerror(errno));
+  ierr = t->write(t->ctx, fp);
+  if (!ierr && ferror(fp)) ierr = PETSC_ERR_FILE_WRITE;
+  if (fclose(fp) && !ierr) ierr = PETSC_ERR_FILE_WRITE;
+  PetscCall(ierr);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsWriteTextRank0(MPI_Comm comm, const char path[], CsTextWriter write, void *ctx)
+{
+  TextCtx t = {write, ctx};
+
+  PetscFunctionBeginUser;
+  PetscCall(CsWriteFileRank0(comm, path, WriteText, &t));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsMakeDir(MPI_Comm comm, const char path[])
 {
   PetscMPIInt rank;

@@ -1,6 +1,5 @@
 /* CsDataset: this rank's shard of cells. See include/cellshift/dataset.h. */
 #include <cellshift/dataset.h>
-#include <cellshift/h5ad.h>
 
 PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *out)
 {
@@ -55,10 +54,23 @@ PetscErrorCode CsDatasetAddObsKey(CsDataset ds, const char key[], PetscBool requ
 
 PetscErrorCode CsDatasetGetObs(CsDataset ds, const char key[], CsObsColumn **col)
 {
+  CsH5adBlock b = {.nobs = ds->nobs, .obs = ds->obs};
+
   PetscFunctionBeginUser;
-  *col = NULL;
-  for (PetscInt k = 0; k < ds->nobs; k++)
-    if (!strcmp(ds->obs[k].name, key)) *col = &ds->obs[k];
+  *col = CsH5adBlockGetObs(&b, key);
+  PetscFunctionReturn(0);
+}
+
+/* The block the reader returns becomes the dataset's: its arrays are moved, not copied. */
+static PetscErrorCode ReadBlock(CsDataset ds)
+{
+  CsH5adBlock b;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsH5adRead(ds->comm, ds->path, ds->layer, ds->nkeys, ds->keys, ds->required, &b));
+  PetscCall(PetscStrncpy(ds->encoding, b.encoding, sizeof(ds->encoding)));
+  ds->nglobal = b.nglobal, ds->ngenes = b.ngenes, ds->rstart = b.rstart, ds->nlocal = b.nlocal;
+  ds->X = b.X, ds->genes = b.genes, ds->nobs = b.nobs, ds->obs = b.obs;
   PetscFunctionReturn(0);
 }
 
@@ -159,7 +171,7 @@ PetscErrorCode CsDatasetSetUp(CsDataset ds)
     *eq = 0;
     PetscCall(CsDatasetAddObsKey(ds, key, PETSC_TRUE));
   }
-  PetscCall(CsH5adRead(ds));
+  PetscCall(ReadBlock(ds));
   if (key[0]) PetscCall(ApplySubset(ds, key, strchr(ds->subset, '=') + 1));
   if (ds->normalize) PetscCall(Normalize(ds));
   CsCheckAll(ds->comm, ds->nglobal > 0, "%s has no cells", ds->path);
@@ -184,16 +196,11 @@ PetscErrorCode CsDatasetDestroy(CsDataset *ds)
 {
   PetscFunctionBeginUser;
   if (!*ds) PetscFunctionReturn(0);
-  PetscCall(CsCSRFree(&(*ds)->X));
-  PetscCall(PetscFree((*ds)->libsize));
-  PetscCall(CsStrArrayDestroy((*ds)->ngenes, &(*ds)->genes));
-  for (PetscInt k = 0; k < (*ds)->nobs; k++) {
-    CsObsColumn *c = &(*ds)->obs[k];
-    PetscCall(CsStrArrayDestroy(c->ncat, &c->cats));
-    PetscCall(PetscFree(c->codes));
-    PetscCall(PetscFree(c->values));
+  {
+    CsH5adBlock b = {.ngenes = (*ds)->ngenes, .X = (*ds)->X, .genes = (*ds)->genes, .nobs = (*ds)->nobs, .obs = (*ds)->obs};
+    PetscCall(CsH5adBlockFree(&b)); /* the arrays moved in from the reader's block */
   }
-  PetscCall(PetscFree((*ds)->obs));
+  PetscCall(PetscFree((*ds)->libsize));
   PetscCall(CsStrArrayDestroy((*ds)->nkeys, &(*ds)->keys));
   PetscCall(PetscFree((*ds)->required));
   PetscCall(PetscFree(*ds));

@@ -132,34 +132,40 @@ static PetscErrorCode Explicit(CsSplit s, CsDesign d)
   PetscFunctionReturn(0);
 }
 
+/* A string member of a JSON object, or NULL. */
+static const char *MemberString(const json_t *obj, const char key[])
+{
+  const json_t *v = json_object_get(obj, key);
+  return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
 static PetscErrorCode Load(CsSplit s, CsDesign d)
 {
-  CsJSON        *root = NULL;
-  const CsJSON  *groups;
+  json_t        *root = NULL, *groups;
   PetscBool     *seen;
   PetscErrorCode ierr;
 
   PetscFunctionBeginUser;
-  ierr = CsJSONParseFile(s->file, &root); /* every rank reads the small file itself */
+  ierr = CsJSONLoad(s->file, &root); /* every rank reads the small file itself */
   PetscCall(CsAgreeCode(s->comm, ierr, "cannot read -split_file"));
-  groups = CsJSONGet(root, "groups");
-  CsCheckAll(s->comm, groups && groups->type == CS_JSON_ARRAY, "%s has no \"groups\" list: not a cellshift split.json", s->file);
+  groups = json_object_get(root, "groups");
+  CsCheckAll(s->comm, json_is_array(groups), "%s has no \"groups\" list: not a cellshift split.json", s->file);
   PetscCall(PetscCalloc1(d->ngroups + 1, &seen));
-  for (PetscInt i = 0; i < groups->n; i++) {
-    const CsJSON *c = CsJSONGet(&groups->items[i], "condition"), *x = CsJSONGet(&groups->items[i], "context");
-    const CsJSON *ds = CsJSONGet(&groups->items[i], "dose"), *r = CsJSONGet(&groups->items[i], "role");
+  for (size_t i = 0; i < json_array_size(groups); i++) {
+    const json_t *item = json_array_get(groups, i);
+    const char   *c = MemberString(item, "condition"), *x = MemberString(item, "context"), *r = MemberString(item, "role");
     PetscInt      cond = -1, ctx, g = -1, role = -1;
-    CsCheckAll(s->comm, c && x && r && c->type == CS_JSON_STRING && x->type == CS_JSON_STRING && r->type == CS_JSON_STRING,
-               "%s: group %" PetscInt_FMT " lacks condition, context or role", s->file, i);
-    PetscCall(CsDesignFindCondition(d, c->string, ds && ds->type == CS_JSON_STRING ? ds->string : NULL, &cond));
-    ctx = CsDesignFindContext(d, x->string);
+    CsCheckAll(s->comm, c && x && r, "%s: group %zu lacks condition, context or role", s->file, i);
+    PetscCall(CsDesignFindCondition(d, c, MemberString(item, "dose"), &cond));
+    ctx = CsDesignFindContext(d, x);
     if (cond >= 0 && ctx >= 0) g = CsDesignFindGroup(d, cond, ctx);
-    CsCheckAll(s->comm, g >= 0, "%s names group %s@%s, which has no cells in this data", s->file, c->string, x->string);
+    CsCheckAll(s->comm, g >= 0, "%s names group %s@%s, which has no cells in this data", s->file, c, x);
     for (PetscInt k = 0; CsRoles[k]; k++)
-      if (!strcmp(CsRoles[k], r->string)) role = k;
-    CsCheckAll(s->comm, role >= 0, "%s: unknown role '%s'", s->file, r->string);
-    CsCheckAll(s->comm, !d->groups[g].control || role == CS_ROLE_TRAIN, "%s: control group %s@%s must be train", s->file, c->string,
-               x->string);
+      if (!strcmp(CsRoles[k], r)) role = k;
+    CsCheckAll(s->comm, role >= 0, "%s: unknown role '%s'", s->file, r);
+    CsCheckAll(s->comm, !d->groups[g].control || role == CS_ROLE_TRAIN, "%s: control group %s@%s must be train", s->file, c, x);
+    CsCheckAll(s->comm, !seen[g] || s->role[g] == (CsRole)role, "%s lists group %s@%s twice, as %s and as %s", s->file, c, x,
+               CsRoles[s->role[g]], CsRoles[role]);
     s->role[g] = (CsRole)role;
     seen[g]    = PETSC_TRUE;
   }
@@ -169,7 +175,7 @@ static PetscErrorCode Load(CsSplit s, CsDesign d)
     CsCheckAll(s->comm, seen[g], "%s does not list group %s of this data: it was made for other data or options", s->file, name);
   }
   PetscCall(PetscFree(seen));
-  PetscCall(CsJSONDestroy(&root));
+  json_decref(root);
   PetscFunctionReturn(0);
 }
 
@@ -226,54 +232,62 @@ PetscErrorCode CsSplitSetUp(CsSplit s, CsDesign d)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsSplitSave(CsSplit s, CsDesign d, const char path[])
+typedef struct {
+  CsSplit  s;
+  CsDesign d;
+} SplitCtx;
+
+static PetscErrorCode SplitTree(CsSplit s, CsDesign d, json_t *root)
 {
-  PetscMPIInt rank;
-  CsOutFile   out;
-  int         ok = 1;
+  json_t *groups, *g;
 
   PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Comm_rank(s->comm, &rank));
-  PetscCall(CsOutFileBegin(s->comm, path, &out));
-  if (!rank) {
-    FILE *f = fopen(out.tmp, "w");
-    if (!f) ok = 0;
-    else {
-      fprintf(f, "{\n  \"cellshift_split\": 1,\n  \"type\": ");
-      CsJSONWriteString(f, s->file[0] ? "file" : s->type);
-      fprintf(f, ",\n  \"seed\": %" PetscInt_FMT ",\n  \"test_fraction\": %g,\n  \"valid_fraction\": %g,\n  \"holdout_context\": ", s->seed,
-              (double)s->test_fraction, (double)s->valid_fraction);
-      CsJSONWriteString(f, s->holdout_context);
-      fprintf(f, ",\n  \"test_conditions\": ");
-      CsJSONWriteString(f, s->test_conditions);
-      fprintf(f, ",\n  \"perturbation_key\": ");
-      CsJSONWriteString(f, d->pert_key);
-      fprintf(f, ",\n  \"context_key\": ");
-      CsJSONWriteString(f, d->context_key);
-      fprintf(f, ",\n  \"dose_key\": ");
-      CsJSONWriteString(f, d->dose_key);
-      fprintf(f, ",\n  \"control_value\": ");
-      CsJSONWriteString(f, d->control_value);
-      fprintf(f, ",\n  \"groups\": [\n");
-      for (PetscInt g = 0; g < d->ngroups; g++) {
-        const CsCondition *c = &d->conds[d->groups[g].cond];
-        fprintf(f, "    {\"condition\": ");
-        CsJSONWriteString(f, c->name);
-        fprintf(f, ", \"dose\": ");
-        CsJSONWriteString(f, c->dose);
-        fprintf(f, ", \"context\": ");
-        CsJSONWriteString(f, d->contexts[d->groups[g].ctx]);
-        fprintf(f, ", \"natoms\": %" PetscInt_FMT ", \"n_cells\": %" PetscInt_FMT ", \"role\": \"%s\"}%s\n", c->natoms,
-                d->groups[g].ncells, CsRoles[s->role[g]], g + 1 < d->ngroups ? "," : "");
-      }
-      fprintf(f, "  ]\n}\n");
-      if (fclose(f)) ok = 0;
-    }
+  PetscCall(CsJSONSet(root, "cellshift_split", json_integer(1)));
+  PetscCall(CsJSONSet(root, "type", json_string(s->file[0] ? "file" : s->type)));
+  PetscCall(CsJSONSet(root, "seed", json_integer(s->seed)));
+  PetscCall(CsJSONSet(root, "test_fraction", json_real(s->test_fraction)));
+  PetscCall(CsJSONSet(root, "valid_fraction", json_real(s->valid_fraction)));
+  PetscCall(CsJSONSet(root, "holdout_context", json_string(s->holdout_context)));
+  PetscCall(CsJSONSet(root, "test_conditions", json_string(s->test_conditions)));
+  PetscCall(CsJSONSet(root, "perturbation_key", json_string(d->pert_key)));
+  PetscCall(CsJSONSet(root, "context_key", json_string(d->context_key)));
+  PetscCall(CsJSONSet(root, "dose_key", json_string(d->dose_key)));
+  PetscCall(CsJSONSet(root, "control_value", json_string(d->control_value)));
+  PetscCall(CsJSONSet(root, "groups", groups = json_array()));
+  for (PetscInt k = 0; k < d->ngroups; k++) {
+    const CsCondition *c = &d->conds[d->groups[k].cond];
+    PetscCall(CsJSONAppend(groups, g = json_object()));
+    PetscCall(CsJSONSet(g, "condition", json_string(c->name)));
+    PetscCall(CsJSONSet(g, "dose", json_string(c->dose)));
+    PetscCall(CsJSONSet(g, "context", json_string(d->contexts[d->groups[k].ctx])));
+    PetscCall(CsJSONSet(g, "natoms", json_integer(c->natoms)));
+    PetscCall(CsJSONSet(g, "n_cells", json_integer(d->groups[k].ncells)));
+    PetscCall(CsJSONSet(g, "role", json_string(CsRoles[s->role[k]])));
   }
-  PetscCallMPI(MPI_Bcast(&ok, 1, MPI_INT, 0, s->comm));
-  if (!ok) PetscCall(CsOutFileAbandon(s->comm, &out));
-  CsCheckAll(s->comm, ok, "cannot write %s", out.tmp);
-  PetscCall(CsOutFileCommit(s->comm, &out));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode SplitBody(void *ctx, FILE *fp)
+{
+  SplitCtx      *c    = (SplitCtx *)ctx;
+  json_t        *root = json_object();
+  PetscErrorCode ierr;
+
+  PetscFunctionBeginUser;
+  PetscCheck(root, PETSC_COMM_SELF, PETSC_ERR_MEM, "out of memory");
+  ierr = SplitTree(c->s, c->d, root);
+  if (!ierr) ierr = CsJSONDump(root, fp);
+  json_decref(root);
+  PetscCall(ierr);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsSplitSave(CsSplit s, CsDesign d, const char path[])
+{
+  SplitCtx c = {s, d};
+
+  PetscFunctionBeginUser;
+  PetscCall(CsWriteTextRank0(s->comm, path, SplitBody, &c));
   PetscFunctionReturn(0);
 }
 

@@ -20,6 +20,7 @@ typedef struct {
 typedef struct {
   char     name[256];
   char     path[PETSC_MAX_PATH_LEN];
+  PetscBool baseline; /* scored as a baseline (the report marks it) */
   double  *values; /* [ntest x CS_NMETRICS] */
   double   agg[CS_NMETRICS];
   PetscInt *npred; /* [ntest] predicted cells of each test group */

@@ -638,7 +638,7 @@ static void RankMetric(CsEvaluator e, CsEvalModel *m)
   }
 }
 
-PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char path[])
+PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char path[], PetscBool baseline)
 {
   PetscInt     G = e->G, ntest = e->ntest, *cnt, missing = -1;
   CsDataset    p = NULL;
@@ -686,6 +686,7 @@ PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char pat
   PetscCall(PetscMemzero(m, sizeof(*m)));
   PetscCall(PetscStrncpy(m->name, name, sizeof(m->name)));
   PetscCall(PetscStrncpy(m->path, path, sizeof(m->path)));
+  m->baseline = baseline;
   PetscCall(PetscCalloc1((size_t)ntest * CS_NMETRICS, &m->values));
   PetscCall(PetscMalloc1(ntest, &m->npred));
   PetscCall(PetscArraycpy(m->npred, sr.total, ntest));

@@ -188,23 +188,26 @@ static cairo_status_t Draw(CsEvaluator e, const CsEvalModel *m, const char file[
   return st;
 }
 
-PetscErrorCode CsEvalPlotShift(CsEvaluator e, const CsEvalModel *m, const char path[])
+typedef struct {
+  CsEvaluator        e;
+  const CsEvalModel *m;
+} PlotCtx;
+
+static PetscErrorCode WritePlot(void *ctx, const char tmp[])
 {
-  CsOutFile      f;
-  PetscErrorCode ierr = 0;
-  char           msg[CS_MSG_LEN] = "";
+  PlotCtx       *p  = (PlotCtx *)ctx;
+  cairo_status_t st = Draw(p->e, p->m, tmp);
 
   PetscFunctionBeginUser;
-  PetscCall(CsOutFileBegin(e->comm, path, &f));
-  if (!e->rank) {
-    cairo_status_t st = Draw(e, m, f.tmp);
-    if (st != CAIRO_STATUS_SUCCESS) {
-      ierr = PETSC_ERR_FILE_WRITE;
-      PetscCall(PetscSNPrintf(msg, sizeof(msg), "cannot write the plot %s: %s", path, cairo_status_to_string(st)));
-    }
-  }
-  if (ierr) PetscCall(CsOutFileAbandon(e->comm, &f));
-  PetscCall(CsAgree(e->comm, ierr ? PETSC_FALSE : PETSC_TRUE, msg));
-  PetscCall(CsOutFileCommit(e->comm, &f));
+  PetscCheck(st == CAIRO_STATUS_SUCCESS, PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "%s", cairo_status_to_string(st));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsEvalPlotShift(CsEvaluator e, const CsEvalModel *m, const char path[])
+{
+  PlotCtx p = {e, m};
+
+  PetscFunctionBeginUser;
+  PetscCall(CsWriteFileRank0(e->comm, path, WritePlot, &p));
   PetscFunctionReturn(0);
 }

@@ -4,33 +4,6 @@
 #include <cellshift/json.h>
 #include <math.h>
 
-typedef PetscErrorCode (*ReportWriter)(CsEvaluator, FILE *);
-
-static PetscErrorCode WriteFile(CsEvaluator e, const char path[], ReportWriter w)
-{
-  CsOutFile      f;
-  PetscErrorCode ierr = 0;
-  char           msg[CS_MSG_LEN];
-
-  PetscFunctionBeginUser;
-  PetscCall(CsOutFileBegin(e->comm, path, &f));
-  if (!e->rank) {
-    FILE *fp = fopen(f.tmp, "w");
-    if (!fp) ierr = PETSC_ERR_FILE_OPEN;
-    else {
-      ierr = w(e, fp);
-      if (ferror(fp) && !ierr) ierr = PETSC_ERR_FILE_WRITE;
-      if (fclose(fp) && !ierr) ierr = PETSC_ERR_FILE_WRITE;
-    }
-  }
-  if (ierr) PetscCall(CsOutFileAbandon(e->comm, &f));
-  PetscCall(PetscSNPrintf(msg, sizeof(msg), "cannot write %s", path));
-  PetscCall(CsAgreeCode(e->comm, ierr, msg));
-  PetscCall(CsOutFileCommit(e->comm, &f));
-  PetscFunctionReturn(0);
-}
-
-
 static void CSVField(FILE *fp, const char *s)
 {
   if (!strpbrk(s, ",\"\n\r")) {
@@ -49,73 +22,88 @@ static const char *GroupCondition(CsEvaluator e, PetscInt t) { return e->d->cond
 static const char *GroupDose(CsEvaluator e, PetscInt t) { return e->d->conds[e->d->groups[e->test[t]].cond].dose; }
 static const char *GroupContext(CsEvaluator e, PetscInt t) { return e->d->contexts[e->d->groups[e->test[t]].ctx]; }
 
-static PetscErrorCode JSONBody(CsEvaluator e, FILE *fp)
+static PetscErrorCode StringArray(PetscInt n, const char *(*item)(CsEvaluator, PetscInt), CsEvaluator e, json_t **arr)
 {
   PetscFunctionBeginUser;
-  fprintf(fp, "{\n  \"cellshift_version\": ");
-  CsJSONWriteString(fp, CS_VERSION);
-  fprintf(fp, ",\n  \"data\": ");
-  CsJSONWriteString(fp, e->ds->path);
-  fprintf(fp, ",\n  \"split\": ");
-  CsJSONWriteString(fp, e->s->type);
-  fprintf(fp, ",\n  \"test_groups\": %" PetscInt_FMT ",\n  \"genes\": %" PetscInt_FMT ",\n", e->ntest, e->G);
-  fprintf(fp, "  \"eval_max_cells\": %" PetscInt_FMT ",\n  \"eval_pca_components\": %" PetscInt_FMT ",\n", e->max_cells, e->pca_k);
-  fprintf(fp, "  \"metrics\": [");
-  for (PetscInt k = 0; k < CS_NMETRICS; k++) fprintf(fp, "%s\"%s\"", k ? ", " : "", CsMetricNames[k]);
-  fprintf(fp, "],\n  \"higher_is_better\": {");
-  for (PetscInt k = 0; k < CS_NMETRICS; k++) fprintf(fp, "%s\"%s\": %s", k ? ", " : "", CsMetricNames[k], CsMetricHigherBetter[k] ? "true" : "false");
-  fprintf(fp, "},\n  \"models\": [");
-  for (PetscInt i = 0; i < e->nmodels; i++) {
-    fprintf(fp, "%s", i ? ", " : "");
-    CsJSONWriteString(fp, e->models[i].name);
-  }
-  fprintf(fp, "],\n  \"predictions\": {");
-  for (PetscInt i = 0; i < e->nmodels; i++) {
-    fprintf(fp, "%s", i ? ", " : "");
-    CsJSONWriteString(fp, e->models[i].name);
-    fprintf(fp, ": ");
-    CsJSONWriteString(fp, e->models[i].path);
-  }
-  fprintf(fp, "},\n  \"aggregates\": {");
-  for (PetscInt i = 0; i < e->nmodels; i++) {
-    fprintf(fp, "%s\n    ", i ? "," : "");
-    CsJSONWriteString(fp, e->models[i].name);
-    fprintf(fp, ": {");
-    for (PetscInt k = 0; k < CS_NMETRICS; k++) {
-      fprintf(fp, "%s\"%s\": ", k ? ", " : "", CsMetricNames[k]);
-      CsJSONWriteNumber(fp, e->models[i].agg[k]);
-    }
-    fprintf(fp, "}");
-  }
-  fprintf(fp, "\n  },\n  \"groups\": {");
-  for (PetscInt i = 0; i < e->nmodels; i++) {
-    const CsEvalModel *m = &e->models[i];
-    fprintf(fp, "%s\n    ", i ? "," : "");
-    CsJSONWriteString(fp, m->name);
-    fprintf(fp, ": [");
-    for (PetscInt t = 0; t < e->ntest; t++) {
-      fprintf(fp, "%s\n      {\"condition\": ", t ? "," : "");
-      CsJSONWriteString(fp, GroupCondition(e, t));
-      fprintf(fp, ", \"dose\": ");
-      CsJSONWriteString(fp, GroupDose(e, t));
-      fprintf(fp, ", \"context\": ");
-      CsJSONWriteString(fp, GroupContext(e, t));
-      fprintf(fp, ", \"n_true\": %" PetscInt_FMT ", \"n_pred\": %" PetscInt_FMT ", \"n_control\": %" PetscInt_FMT, e->nT[t],
-              m->npred[t], e->nC[t]);
-      for (PetscInt k = 0; k < CS_NMETRICS; k++) {
-        fprintf(fp, ", \"%s\": ", CsMetricNames[k]);
-        CsJSONWriteNumber(fp, m->values[(size_t)t * CS_NMETRICS + k]);
-      }
-      fprintf(fp, "}");
-    }
-    fprintf(fp, "\n    ]");
-  }
-  fprintf(fp, "\n  }\n}\n");
+  *arr = json_array();
+  PetscCheck(*arr, PETSC_COMM_SELF, PETSC_ERR_MEM, "out of memory");
+  for (PetscInt i = 0; i < n; i++) PetscCall(CsJSONAppend(*arr, json_string(item(e, i))));
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode CSVBody(CsEvaluator e, FILE *fp)
+static const char *MetricName(CsEvaluator e, PetscInt k) { return CsMetricNames[k]; }
+static const char *ModelName(CsEvaluator e, PetscInt i) { return e->models[i].name; }
+
+/* metrics[k] = values[k] of one model or group, in metric order. */
+static PetscErrorCode SetMetrics(json_t *obj, const double *values)
 {
+  PetscFunctionBeginUser;
+  for (PetscInt k = 0; k < CS_NMETRICS; k++) PetscCall(CsJSONSet(obj, CsMetricNames[k], CsJSONNumber(values[k])));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode JSONTree(CsEvaluator e, json_t *root)
+{
+  json_t *arr, *obj, *aggs, *groups;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsJSONSet(root, "cellshift_version", json_string(CS_VERSION)));
+  PetscCall(CsJSONSet(root, "data", json_string(e->ds->path)));
+  PetscCall(CsJSONSet(root, "split", json_string(e->s->type)));
+  PetscCall(CsJSONSet(root, "test_groups", json_integer(e->ntest)));
+  PetscCall(CsJSONSet(root, "genes", json_integer(e->G)));
+  PetscCall(CsJSONSet(root, "eval_max_cells", json_integer(e->max_cells)));
+  PetscCall(CsJSONSet(root, "eval_pca_components", json_integer(e->pca_k)));
+  PetscCall(StringArray(CS_NMETRICS, MetricName, e, &arr));
+  PetscCall(CsJSONSet(root, "metrics", arr));
+  PetscCall(CsJSONSet(root, "higher_is_better", obj = json_object()));
+  for (PetscInt k = 0; k < CS_NMETRICS; k++) PetscCall(CsJSONSet(obj, CsMetricNames[k], json_boolean(CsMetricHigherBetter[k])));
+  PetscCall(StringArray(e->nmodels, ModelName, e, &arr));
+  PetscCall(CsJSONSet(root, "models", arr));
+  PetscCall(CsJSONSet(root, "baselines", arr = json_array()));
+  for (PetscInt i = 0; i < e->nmodels; i++)
+    if (e->models[i].baseline) PetscCall(CsJSONAppend(arr, json_string(e->models[i].name)));
+  PetscCall(CsJSONSet(root, "predictions", obj = json_object()));
+  for (PetscInt i = 0; i < e->nmodels; i++) PetscCall(CsJSONSet(obj, e->models[i].name, json_string(e->models[i].path)));
+  PetscCall(CsJSONSet(root, "aggregates", aggs = json_object()));
+  PetscCall(CsJSONSet(root, "groups", groups = json_object()));
+  for (PetscInt i = 0; i < e->nmodels; i++) {
+    const CsEvalModel *m = &e->models[i];
+    PetscCall(CsJSONSet(aggs, m->name, obj = json_object()));
+    PetscCall(SetMetrics(obj, m->agg));
+    PetscCall(CsJSONSet(groups, m->name, arr = json_array()));
+    for (PetscInt t = 0; t < e->ntest; t++) {
+      PetscCall(CsJSONAppend(arr, obj = json_object()));
+      PetscCall(CsJSONSet(obj, "condition", json_string(GroupCondition(e, t))));
+      PetscCall(CsJSONSet(obj, "dose", json_string(GroupDose(e, t))));
+      PetscCall(CsJSONSet(obj, "context", json_string(GroupContext(e, t))));
+      PetscCall(CsJSONSet(obj, "n_true", json_integer(e->nT[t])));
+      PetscCall(CsJSONSet(obj, "n_pred", json_integer(m->npred[t])));
+      PetscCall(CsJSONSet(obj, "n_control", json_integer(e->nC[t])));
+      PetscCall(SetMetrics(obj, m->values + (size_t)t * CS_NMETRICS));
+    }
+  }
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode JSONBody(void *ctx, FILE *fp)
+{
+  json_t        *root = json_object();
+  PetscErrorCode ierr;
+
+  PetscFunctionBeginUser;
+  PetscCheck(root, PETSC_COMM_SELF, PETSC_ERR_MEM, "out of memory");
+  ierr = JSONTree((CsEvaluator)ctx, root);
+  if (!ierr) ierr = CsJSONDump(root, fp);
+  json_decref(root);
+  PetscCall(ierr);
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode CSVBody(void *ctx, FILE *fp)
+{
+  CsEvaluator e = (CsEvaluator)ctx;
+
   PetscFunctionBeginUser;
   fprintf(fp, "model,condition,dose,context,n_true,n_pred,n_control");
   for (PetscInt k = 0; k < CS_NMETRICS; k++) fprintf(fp, ",%s", CsMetricNames[k]);
@@ -137,10 +125,9 @@ static PetscErrorCode CSVBody(CsEvaluator e, FILE *fp)
   PetscFunctionReturn(0);
 }
 
-static PetscBool IsBaseline(const char *name) { return !strcmp(name, "control") || !strcmp(name, "additive") ? PETSC_TRUE : PETSC_FALSE; }
-
-static PetscErrorCode MarkdownBody(CsEvaluator e, FILE *fp)
+static PetscErrorCode MarkdownBody(void *ctx, FILE *fp)
 {
+  CsEvaluator e = (CsEvaluator)ctx;
   CsDesign d = e->d;
   char     best[CS_NMETRICS][64];
   PetscInt nctx_test = 0;
@@ -163,12 +150,9 @@ static PetscErrorCode MarkdownBody(CsEvaluator e, FILE *fp)
           e->s->type, e->ntest, nctx_test, nctx_test == 1 ? "" : "s", e->s->nvalid, e->s->ntrain);
   fprintf(fp, "Each test group (condition, context) compares the predicted cells P with its held-out cells T, relative to "
               "the control cells C of the same context; numbers are means over the test groups.");
-  for (PetscInt i = 0; i < e->nmodels; i++) {
-    if (!strcmp(e->models[i].name, "control")) fprintf(fp, " The `control` baseline predicts no change.");
-    if (!strcmp(e->models[i].name, "additive"))
-      fprintf(fp, " The `additive` baseline adds the mean shifts of the single perturbations to the controls.");
-  }
-  fprintf(fp, " A model is worth reading where it beats the baselines.\n\n");
+  fprintf(fp, " Rows marked (baseline) are the baselines every model is read against (`control` predicts no change,"
+              " `additive` adds the mean shifts of the single perturbations to the controls). A model is worth reading"
+              " where it beats them.\n\n");
 
   /* The best value as printed: values equal to 4 decimals are equally good to the reader. */
   for (PetscInt k = 0; k < CS_NMETRICS; k++) {
@@ -185,7 +169,7 @@ static PetscErrorCode MarkdownBody(CsEvaluator e, FILE *fp)
   for (PetscInt k = 0; k < CS_NMETRICS; k++) fprintf(fp, "---:|");
   fprintf(fp, "\n");
   for (PetscInt i = 0; i < e->nmodels; i++) {
-    fprintf(fp, "| %s%s |", e->models[i].name, IsBaseline(e->models[i].name) ? " (baseline)" : "");
+    fprintf(fp, "| %s%s |", e->models[i].name, e->models[i].baseline ? " (baseline)" : "");
     for (PetscInt k = 0; k < CS_NMETRICS; k++) {
       char v[64];
       if (isnan(e->models[i].agg[k])) snprintf(v, sizeof(v), "n/a");
@@ -239,20 +223,20 @@ static PetscErrorCode MarkdownBody(CsEvaluator e, FILE *fp)
 PetscErrorCode CsEvalWriteJSON(CsEvaluator e, const char path[])
 {
   PetscFunctionBeginUser;
-  PetscCall(WriteFile(e, path, JSONBody));
+  PetscCall(CsWriteTextRank0(e->comm, path, JSONBody, e));
   PetscFunctionReturn(0);
 }
 
 PetscErrorCode CsEvalWriteCSV(CsEvaluator e, const char path[])
 {
   PetscFunctionBeginUser;
-  PetscCall(WriteFile(e, path, CSVBody));
+  PetscCall(CsWriteTextRank0(e->comm, path, CSVBody, e));
   PetscFunctionReturn(0);
 }
 
 PetscErrorCode CsEvalWriteMarkdown(CsEvaluator e, const char path[])
 {
   PetscFunctionBeginUser;
-  PetscCall(WriteFile(e, path, MarkdownBody));
+  PetscCall(CsWriteTextRank0(e->comm, path, MarkdownBody, e));
   PetscFunctionReturn(0);
 }

@@ -2,7 +2,7 @@
 
    Two passes. Rank 0 reads the layout with the serial driver (encodings, dtypes, filters, layers, the obs and var
    columns). Then every rank reads its block of X and of the readable obs columns with the parallel reader
-   (CsDatasetSetUp), which checks the matrix and the columns as `run` would; the category counts are sums over the
+   (CsH5adRead), which checks the matrix and the columns as `run` would; the category counts are sums over the
    ranks. Errors are collective, and nothing is printed unless the whole file passed. */
 #include <cellshift/h5ad.h>
 #include <cellshift/h5util.h>
@@ -431,14 +431,11 @@ static int CmpCount(const void *a, const void *b)
 }
 
 /* Collective: the line(s) of one obs column, with counts summed over ranks (printed on rank 0). */
-static PetscErrorCode ColumnSummary(CsDataset ds, const Column *c, Text *t)
+static PetscErrorCode ColumnSummary(MPI_Comm comm, const CsH5adBlock *ds, const Column *c, Text *t)
 {
-  CsObsColumn *col;
-  PetscMPIInt  rank;
+  CsObsColumn *col = CsH5adBlockGetObs(ds, c->name);
 
   PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Comm_rank(ds->comm, &rank));
-  PetscCall(CsDatasetGetObs(ds, c->name, &col));
   if (!col) {
     PetscCall(TextPrintf(t, "  %-24s %s (%s): not read by cellshift\n", c->name, ColKinds[c->kind], c->detail));
     PetscFunctionReturn(0);
@@ -450,8 +447,8 @@ static PetscErrorCode ColumnSummary(CsDataset ds, const Column *c, Text *t)
       if (x != x) v[3] += 1;
       else v[0] = PetscMin(v[0], x), v[1] = PetscMin(v[1], -x), v[2] += x;
     }
-    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_MIN, ds->comm));
-    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, v + 2, 2, MPI_DOUBLE, MPI_SUM, ds->comm));
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_MIN, comm));
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, v + 2, 2, MPI_DOUBLE, MPI_SUM, comm));
     if (ds->nglobal > (PetscInt)v[3])
       PetscCall(TextPrintf(t, "  %-24s numeric (%s): min %g, max %g, mean %g%s", c->name, c->detail, v[0], -v[1],
                            v[2] / ((double)ds->nglobal - v[3]), v[3] > 0 ? ", " : "\n"));
@@ -463,7 +460,7 @@ static PetscErrorCode ColumnSummary(CsDataset ds, const Column *c, Text *t)
     PetscInt  shown;
     PetscCall(PetscCalloc1(col->ncat + 1, &cnt)); /* cnt[ncat] = missing */
     for (PetscInt i = 0; i < ds->nlocal; i++) cnt[col->codes[i] >= 0 ? col->codes[i] : col->ncat]++;
-    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, cnt, (PetscMPIInt)(col->ncat + 1), MPI_INT64_T, MPI_SUM, ds->comm));
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, cnt, (PetscMPIInt)(col->ncat + 1), MPI_INT64_T, MPI_SUM, comm));
     PetscCall(PetscMalloc1(col->ncat + 1, &order));
     for (PetscInt k = 0; k < col->ncat; k++) order[k] = (CatCount){cnt[k], k};
     qsort(order, (size_t)col->ncat, sizeof(CatCount), CmpCount);
@@ -490,7 +487,10 @@ PetscErrorCode CsH5adInspect(MPI_Comm comm, const char path[], PetscViewer v)
   Column        *cols  = NULL;
   char           obsindex[256] = "";
   int            state = 0;
-  CsDataset      ds;
+  CsH5adBlock    ds;
+  char         **keys;
+  PetscBool     *req;
+  PetscInt       nkeys = 0;
   int64_t        nnz;
 
   PetscFunctionBeginUser;
@@ -513,21 +513,21 @@ PetscErrorCode CsH5adInspect(MPI_Comm comm, const char path[], PetscViewer v)
   PetscCallMPI(MPI_Bcast(cols, (PetscMPIInt)(ncols * sizeof(Column)), MPI_BYTE, 0, comm));
 
   /* Pass 2: every rank reads and checks its block of X and of the readable obs columns. */
-  PetscCall(CsDatasetCreate(comm, &ds));
-  PetscCall(CsDatasetSetFile(ds, path, ""));
+  PetscCall(PetscMalloc2(ncols + 1, &keys, ncols + 1, &req));
   for (PetscInt k = 0; k < ncols; k++)
-    if (cols[k].kind != COL_OTHER) PetscCall(CsDatasetAddObsKey(ds, cols[k].name, PETSC_TRUE));
-  PetscCall(CsDatasetSetUp(ds));
-  nnz = ds->X.indptr[ds->nlocal];
+    if (cols[k].kind != COL_OTHER) keys[nkeys] = cols[k].name, req[nkeys++] = PETSC_TRUE;
+  PetscCall(CsH5adRead(comm, path, "", nkeys, keys, req, &ds));
+  PetscCall(PetscFree2(keys, req));
+  nnz = ds.X.indptr[ds.nlocal];
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &nnz, 1, MPI_INT64_T, MPI_SUM, comm));
   PetscCall(TextPrintf(&obs,
                        "checked on %d rank%s: %" PetscInt_FMT " cells x %" PetscInt_FMT
                        " genes, %lld non-zeros%s, column indices valid, values finite\n",
-                       size, size > 1 ? "s" : "", ds->nglobal, ds->ngenes, (long long)nnz,
-                       !strcmp(ds->encoding, "csr") ? "" : " (rows rebuilt from the file's layout)"));
+                       size, size > 1 ? "s" : "", ds.nglobal, ds.ngenes, (long long)nnz,
+                       !strcmp(ds.encoding, "csr") ? "" : " (rows rebuilt from the file's layout)"));
   PetscCall(TextPrintf(&obs, "obs: %" PetscInt_FMT " columns, index '%s'\n", ncols, obsindex));
-  for (PetscInt k = 0; k < ncols; k++) PetscCall(ColumnSummary(ds, &cols[k], &obs));
-  PetscCall(CsDatasetDestroy(&ds));
+  for (PetscInt k = 0; k < ncols; k++) PetscCall(ColumnSummary(comm, &ds, &cols[k], &obs));
+  PetscCall(CsH5adBlockFree(&ds));
 
   if (!rank) {
     PetscCall(TextView(&head, v));

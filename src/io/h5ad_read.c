@@ -598,9 +598,9 @@ static PetscErrorCode OpenFile(MPI_Comm comm, const char path[], hid_t *file)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsH5adRead(CsDataset ds)
+PetscErrorCode CsH5adRead(MPI_Comm comm, const char path[], const char layer[], PetscInt nkeys, char *const keys[],
+                          const PetscBool required[], CsH5adBlock *b)
 {
-  MPI_Comm       comm = ds->comm;
   PetscMPIInt    rank, size;
   Reader         r;
   Layout         L;
@@ -608,57 +608,81 @@ PetscErrorCode CsH5adRead(CsDataset ds)
   char           cols[CS_MSG_LEN];
 
   PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(b, sizeof(*b)));
   PetscCall(PetscLogEventBegin(CS_EVENT_READ, 0, 0, 0, 0));
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
   PetscCallMPI(MPI_Comm_size(comm, &size));
-  r.path = ds->path;
-  if (ds->layer[0]) PetscCall(PetscSNPrintf(r.mat, sizeof(r.mat), "layers/%s", ds->layer));
+  r.path = path;
+  if (layer && layer[0]) PetscCall(PetscSNPrintf(r.mat, sizeof(r.mat), "layers/%s", layer));
   else PetscCall(PetscStrncpy(r.mat, "X", sizeof(r.mat)));
-  PetscCall(OpenFile(comm, ds->path, &r.file));
+  PetscCall(OpenFile(comm, path, &r.file));
 
   ierr = ReadLayout(&r, &L);
   PetscCall(CsAgreeCode(comm, ierr, "cannot read the matrix"));
   CsCheckAll(comm, L.n >= 0 && L.g > 0, "%s: /%s has shape (%" PetscInt_FMT ", %" PetscInt_FMT ")", r.path, r.mat, L.n, L.g);
-  PetscCall(PetscStrncpy(ds->encoding, L.enc, sizeof(ds->encoding)));
-  ds->nglobal = L.n, ds->ngenes = L.g;
+  PetscCall(PetscStrncpy(b->encoding, L.enc, sizeof(b->encoding)));
+  b->nglobal = L.n, b->ngenes = L.g;
 
-  if (!strcmp(L.enc, "csr")) PetscCall(ReadCSR(&r, comm, &L, &ds->rstart, &ds->X));
+  if (!strcmp(L.enc, "csr")) PetscCall(ReadCSR(&r, comm, &L, &b->rstart, &b->X));
   else {
     PetscInt r0 = (PetscInt)((int64_t)L.n * rank / size), r1 = (PetscInt)((int64_t)L.n * (rank + 1) / size);
-    ds->rstart = r0;
-    ierr       = !strcmp(L.enc, "csc") ? ReadCSCLocal(&r, &L, r0, r1, &ds->X) : ReadDenseLocal(&r, &L, r0, r1, &ds->X);
+    b->rstart = r0;
+    ierr      = !strcmp(L.enc, "csc") ? ReadCSCLocal(&r, &L, r0, r1, &b->X) : ReadDenseLocal(&r, &L, r0, r1, &b->X);
     PetscCall(CsAgreeCode(comm, ierr, "invalid matrix"));
   }
-  ds->nlocal = ds->X.nrows;
+  b->nlocal = b->X.nrows;
 
-  ierr = ReadVar(&r, L.g, &ds->genes);
+  ierr = ReadVar(&r, L.g, &b->genes);
   PetscCall(CsAgreeCode(comm, ierr, "cannot read the gene names"));
 
-  PetscCall(PetscCalloc1(ds->nkeys + 1, &ds->obs));
-  ds->nobs = 0;
-  for (PetscInt k = 0; k < ds->nkeys; k++) {
-    CsObsColumn *col = &ds->obs[ds->nobs];
+  PetscCall(PetscCalloc1(nkeys + 1, &b->obs));
+  b->nobs = 0;
+  for (PetscInt k = 0; k < nkeys; k++) {
+    CsObsColumn *col = &b->obs[b->nobs];
     char       **raw = NULL, name[300];
     PetscBool    exists;
-    PetscCall(PetscSNPrintf(name, sizeof(name), "obs/%s", ds->keys[k]));
+    PetscCall(PetscSNPrintf(name, sizeof(name), "obs/%s", keys[k]));
     PetscCall(CsH5Exists(r.file, name, &exists));
     if (!exists) {
-      if (ds->required[k]) {
+      if (required[k]) {
         ierr = ObsColumnNames(&r, cols, sizeof(cols));
         PetscCall(CsAgreeCode(comm, ierr, "cannot read obs"));
       }
-      CsCheckAll(comm, !ds->required[k], "%s: obs has no column '%s' (columns: %s)", r.path, ds->keys[k], cols);
+      CsCheckAll(comm, !required[k], "%s: obs has no column '%s' (columns: %s)", r.path, keys[k], cols);
       continue;
     }
-    ierr = ReadObsLocal(&r, ds->keys[k], ds->nglobal, ds->rstart, ds->nlocal, col, &raw);
+    ierr = ReadObsLocal(&r, keys[k], b->nglobal, b->rstart, b->nlocal, col, &raw);
     PetscCall(CsAgreeCode(comm, ierr, "cannot read an obs column"));
     if (raw) {
-      PetscCall(StringsToCategories(comm, ds->nlocal, raw, col));
-      PetscCall(CsStrArrayDestroy(ds->nlocal, &raw));
+      PetscCall(StringsToCategories(comm, b->nlocal, raw, col));
+      PetscCall(CsStrArrayDestroy(b->nlocal, &raw));
     }
-    ds->nobs++;
+    b->nobs++;
   }
   H5Fclose(r.file);
   PetscCall(PetscLogEventEnd(CS_EVENT_READ, 0, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+CsObsColumn *CsH5adBlockGetObs(const CsH5adBlock *b, const char key[])
+{
+  for (PetscInt k = 0; k < b->nobs; k++)
+    if (!strcmp(b->obs[k].name, key)) return &b->obs[k];
+  return NULL;
+}
+
+PetscErrorCode CsH5adBlockFree(CsH5adBlock *b)
+{
+  PetscFunctionBeginUser;
+  PetscCall(CsCSRFree(&b->X));
+  PetscCall(CsStrArrayDestroy(b->ngenes, &b->genes));
+  for (PetscInt k = 0; k < b->nobs; k++) {
+    CsObsColumn *c = &b->obs[k];
+    PetscCall(CsStrArrayDestroy(c->ncat, &c->cats));
+    PetscCall(PetscFree(c->codes));
+    PetscCall(PetscFree(c->values));
+  }
+  PetscCall(PetscFree(b->obs));
+  PetscCall(PetscMemzero(b, sizeof(*b)));
   PetscFunctionReturn(0);
 }

@@ -2,7 +2,7 @@
    shift learned from single-atom train groups: the shift seen in the same context where there is one, else the
    average over the contexts where the atom was seen (scGen's vector arithmetic for an unseen context, and the
    additive model for combinations). An atom never seen alone in training contributes no shift. Doses are ignored. */
-#include <cellshift/model.h>
+#include "modelimpl.h"
 
 typedef struct {
   CsAtomShifts sh;
@@ -40,6 +40,7 @@ static PetscErrorCode CsModelPredict_Additive(CsModel m, const CsCondition *cond
 static PetscErrorCode CsModelSave_Additive(CsModel m, hid_t g)
 {
   PetscFunctionBeginUser;
+  if (g < 0) PetscFunctionReturn(0); /* replicated state: rank 0 writes it */
   PetscCall(CsAtomShiftsSave(&((Additive *)m->data)->sh, g));
   PetscFunctionReturn(0);
 }

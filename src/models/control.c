@@ -1,5 +1,5 @@
 /* control: the no-change baseline. Each control cell of the target context is predicted to stay as it is. */
-#include <cellshift/model.h>
+#include "modelimpl.h"
 
 static PetscErrorCode CsModelPredict_Control(CsModel m, const CsCondition *cond, PetscInt ctx, const CsCSR *ctrl, float *out)
 {

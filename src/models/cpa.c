@@ -20,8 +20,7 @@
    Defaults are CPA's: latent 128, autoencoder width 128 and depth 3, adversaries width 64 and depth 2,
    reg_adversary 60, adversary_steps 3, Adam with learning rate 4e-3 (autoencoder) and 3e-4 (adversaries), weight
    decay 4e-7, batch 256. Training stops early on the validation reconstruction loss. */
-#include <cellshift/model.h>
-#include <cellshift/trainer.h>
+#include "modelimpl.h"
 #include <math.h>
 
 typedef struct {
@@ -275,8 +274,8 @@ static PetscErrorCode CsModelSetFromOptions_CPA(CsModel m, PetscOptionItems *Pet
   PetscOptionsHeadEnd();
   c->doser = (CsNNDoser)doser;
   if (!c->trainer) {
-    PetscCall(CsTrainerCreate(m->comm, &c->trainer));
-    PetscCall(CsTrainerSetOptionsPrefix(c->trainer, m->prefix));
+    PetscCall(CsTrainerCreate(PetscObjectComm((PetscObject)m), &c->trainer));
+    PetscCall(CsTrainerSetOptionsPrefix(c->trainer, CsModelPrefix(m)));
     PetscCall(CsTrainerSetDefaults(c->trainer, 200, 256, 20));
     PetscCall(CsTrainerAddOptimizer(c->trainer, NULL, 4e-3, 4e-7, NULL));              /* CPA's autoencoder_lr, _wd */
     PetscCall(CsTrainerAddOptimizer(c->trainer, "adversary_", 3e-4, 4e-7, NULL));      /* adversary_lr, _wd */
@@ -310,15 +309,15 @@ static PetscErrorCode CsModelSetUp_CPA(CsModel m)
   PetscInt B;
 
   PetscFunctionBeginUser;
-  CsCheckAll(m->comm, c->dim > 0 && c->width > 0 && c->depth > 0 && c->adv_width > 0 && c->adv_depth > 0 && c->adv_steps >= 1 && c->reg_adv >= 0,
+  CsCheckAll(PetscObjectComm((PetscObject)m), c->dim > 0 && c->width > 0 && c->depth > 0 && c->adv_width > 0 && c->adv_depth > 0 && c->adv_steps >= 1 && c->reg_adv >= 0,
              "cpa: sizes must be positive, -cpa_adversary_steps >= 1, -cpa_reg_adversary >= 0");
-  CsCheckAll(m->comm, !c->nb || m->ds->libsize, "-cpa_nb models counts: give the raw counts in X (or -layer) with -normalize");
+  CsCheckAll(PetscObjectComm((PetscObject)m), !c->nb || m->ds->libsize, "-cpa_nb models counts: give the raw counts in X (or -layer) with -normalize");
   c->G = m->ds->ngenes, c->A = PetscMax(m->design->natoms, 1), c->NC = m->design->nctx;
-  PetscCheck(c->trainer, m->comm, PETSC_ERR_ORDER, "call CsModelSetFromOptions first");
+  PetscCheck(c->trainer, PetscObjectComm((PetscObject)m), PETSC_ERR_ORDER, "call CsModelSetFromOptions first");
   PetscCall(CsTrainerGetBatchSize(c->trainer, &c->batch));
   B = c->batch;
 
-  PetscCall(CsNNParamsCreate(m->comm, &c->P));
+  PetscCall(CsNNParamsCreate(PetscObjectComm((PetscObject)m), &c->P));
   PetscCall(MakeMLP(c->P, "encoder", c->G, c->width, c->depth, c->dim, PETSC_TRUE, PETSC_TRUE, &c->enc));
   PetscCall(MakeMLP(c->P, "decoder", c->dim, c->width, c->depth, 0, PETSC_FALSE, PETSC_FALSE, &c->dec));
   PetscCall(CsNNParamsAdd(c->P, "head.mean.weight", c->width, c->G, CS_NN_INIT_FANIN, c->width, &c->tWm));
@@ -338,13 +337,13 @@ static PetscErrorCode CsModelSetUp_CPA(CsModel m)
     char name[64];
     PetscCall(PetscSNPrintf(name, sizeof(name), "encoder.%" PetscInt_FMT ".bias", c->depth));
     c->tEncBias = CsNNParamsFind(c->P, name);
-    PetscCheck(c->tEncBias >= 0, m->comm, PETSC_ERR_PLIB, "cpa: no tensor %s", name);
+    PetscCheck(c->tEncBias >= 0, PetscObjectComm((PetscObject)m), PETSC_ERR_PLIB, "cpa: no tensor %s", name);
     PetscCall(PetscArrayzero(CsNNParamsData(c->P, c->tEncBias), c->dim));
   }
   PetscCall(CsMLPSetUp(c->enc, B));
   PetscCall(CsMLPSetUp(c->dec, B));
 
-  PetscCall(CsNNParamsCreate(m->comm, &c->Q));
+  PetscCall(CsNNParamsCreate(PetscObjectComm((PetscObject)m), &c->Q));
   PetscCall(MakeMLP(c->Q, "adversary.atoms", c->dim, c->adv_width, c->adv_depth, c->A, PETSC_FALSE, PETSC_TRUE, &c->adv_atom));
   PetscCall(MakeMLP(c->Q, "adversary.context", c->dim, c->adv_width, c->adv_depth, c->NC, PETSC_FALSE, PETSC_TRUE, &c->adv_ctx));
   PetscCall(CsNNParamsSetUp(c->Q));
@@ -418,6 +417,7 @@ static PetscErrorCode CsModelSave_CPA(CsModel m, hid_t g)
   hid_t a, q;
 
   PetscFunctionBeginUser;
+  if (g < 0) PetscFunctionReturn(0); /* replicated state: rank 0 writes it */
   H5Call(a = H5Gcreate2(g, "autoencoder", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "cannot create autoencoder");
   PetscCall(CsNNParamsSave(c->P, a));
   H5Gclose(a);

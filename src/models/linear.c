@@ -19,7 +19,7 @@
    A condition in a context is predicted as each control cell of that context plus b + G W p_cond, p_cond the sum
    of the condition's atom embeddings. Doses are ignored. Options: -linear_k (K), -linear_ridge (lambda), and the
    layout of the distributed PCA, -linear_pca_block_size, -linear_pca_panel_width, -linear_pca_chunk_rows. */
-#include <cellshift/model.h>
+#include "modelimpl.h"
 #include <cellshift/linalg.h>
 #include <cellshift/h5util.h>
 
@@ -77,8 +77,8 @@ static PetscErrorCode CsModelSetFromOptions_Linear(CsModel m, PetscOptionItems *
                             &l->k, NULL));
   PetscCall(PetscOptionsReal("-ridge", "Ridge penalty lambda on both sides of W", "linear", l->ridge, &l->ridge, NULL));
   PetscCall(CsPCAOptionsProcess(PetscOptionsObject, &l->pca));
-  PetscCheck(l->k >= 1, m->comm, CS_ERR_INPUT, "-linear_k must be at least 1, not %" PetscInt_FMT, l->k);
-  PetscCheck(l->ridge >= 0, m->comm, CS_ERR_INPUT, "-linear_ridge must be non-negative, not %g", (double)l->ridge);
+  PetscCheck(l->k >= 1, PetscObjectComm((PetscObject)m), CS_ERR_INPUT, "-linear_k must be at least 1, not %" PetscInt_FMT, l->k);
+  PetscCheck(l->ridge >= 0, PetscObjectComm((PetscObject)m), CS_ERR_INPUT, "-linear_ridge must be non-negative, not %g", (double)l->ridge);
   PetscFunctionReturn(0);
 }
 
@@ -116,7 +116,7 @@ static PetscErrorCode CsModelFit_Linear(CsModel m)
   double      *means, *Yc, *GY, *Pt, *M, *Lm, *R, *Wt;
 
   PetscFunctionBeginUser;
-  PetscCheck(K <= ng, m->comm, CS_ERR_INPUT, "-linear_k %" PetscInt_FMT " exceeds the number of genes (%" PetscInt_FMT ")",
+  PetscCheck(K <= ng, PetscObjectComm((PetscObject)m), CS_ERR_INPUT, "-linear_k %" PetscInt_FMT " exceeds the number of genes (%" PetscInt_FMT ")",
              K, ng);
   PetscCall(LinearAlloc(l, K, ng, A));
 
@@ -126,7 +126,7 @@ static PetscErrorCode CsModelFit_Linear(CsModel m)
     PetscInt g = d->cell_group[i];
     rows[i]    = (PetscBool)(g >= 0 && s->role[g] == CS_ROLE_TRAIN);
   }
-  PetscCall(CsPCAFit(m->comm, &ds->X, rows, K, &l->pca, l->mean, l->G, l->var));
+  PetscCall(CsPCAFit(PetscObjectComm((PetscObject)m), &ds->X, rows, K, &l->pca, l->mean, l->G, l->var));
   PetscCall(PetscFree(rows));
 
   /* P: each atom's mean single-atom shift projected on the axes. */
@@ -148,7 +148,7 @@ static PetscErrorCode CsModelFit_Linear(CsModel m)
     want[g] = want[gr->ctrl] = PETSC_TRUE;
     cols[nt++] = g;
   }
-  PetscCheck(nt > 0, m->comm, CS_ERR_INPUT, "linear: no perturbed train group has a control in its context");
+  PetscCheck(nt > 0, PetscObjectComm((PetscObject)m), CS_ERR_INPUT, "linear: no perturbed train group has a control in its context");
   l->ntrain = nt;
   PetscCall(PetscMalloc1((size_t)d->ngroups * ng, &means));
   PetscCall(CsGroupMeans(ds, d, want, means));
@@ -182,10 +182,10 @@ static PetscErrorCode CsModelFit_Linear(CsModel m)
       M[t * K + u]  = gp;
     }
   /* Left solve gives X = L^{-1} M; then W^T = R^{-1} X^T (R symmetric). */
-  PetscCall(SolveRidge(m->comm, K, Lm, K, M, "G^T G"));
+  PetscCall(SolveRidge(PetscObjectComm((PetscObject)m), K, Lm, K, M, "G^T G"));
   for (PetscInt t = 0; t < K; t++)
     for (PetscInt u = 0; u < K; u++) Wt[u * K + t] = M[t * K + u];
-  PetscCall(SolveRidge(m->comm, K, R, K, Wt, "P^T P"));
+  PetscCall(SolveRidge(PetscObjectComm((PetscObject)m), K, R, K, Wt, "P^T P"));
   for (PetscInt t = 0; t < K; t++)
     for (PetscInt u = 0; u < K; u++) l->W[t * K + u] = Wt[u * K + t];
   PetscCall(PetscInfo(NULL, "linear: K %" PetscInt_FMT ", %" PetscInt_FMT " train groups, top axis variance %g\n", K, nt,
@@ -235,6 +235,7 @@ static PetscErrorCode CsModelSave_Linear(CsModel m, hid_t g)
   double  *Gc, ridge = (double)l->ridge;
 
   PetscFunctionBeginUser;
+  if (g < 0) PetscFunctionReturn(0); /* replicated state: rank 0 writes it */
   PetscCall(PetscMalloc1((size_t)ng * K, &Gc));
   for (PetscInt t = 0; t < K; t++)
     for (PetscInt j = 0; j < ng; j++) Gc[(size_t)j * K + t] = l->G[(size_t)t * ng + j];

@@ -4,7 +4,7 @@
    order); then the observed control cells of every context that has a test group. Every rank predicts from its own
    control cells and writes its rows at their global position: the selection is by global within-group index, so
    the file does not depend on the number of ranks. */
-#include <cellshift/model.h>
+#include "modelimpl.h"
 #include <cellshift/h5ad.h>
 
 /* Cells floor(k n / cap), k < cap, of a group of n cells (all when cap is 0 or n <= cap): is within-group index w
@@ -70,7 +70,7 @@ static PetscErrorCode BuildObs(CsModel m, PetscInt nrows, const PetscBool *evalc
   static char   *kinds[] = {"observed", "predicted"};
 
   PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Comm_rank(m->comm, &rank));
+  PetscCallMPI(MPI_Comm_rank(PetscObjectComm((PetscObject)m), &rank));
   memset(o, 0, sizeof(*o));
   /* Categories: the control value and the test conditions (names and dose labels), sorted unique. */
   PetscCall(PetscMalloc2(d->ngroups + 1, &names, d->ngroups + 1, &doses));
@@ -161,7 +161,7 @@ PetscErrorCode CsModelWritePredictions(CsModel m, const char path[])
   PetscErrorCode ierr;
 
   PetscFunctionBeginUser;
-  PetscCheck(m->fitted, m->comm, PETSC_ERR_ORDER, "model '%s' is not fitted", m->type);
+  PetscCheck(m->fitted, PetscObjectComm((PetscObject)m), PETSC_ERR_ORDER, "model '%s' is not fitted", CsModelName(m));
   PetscCall(PetscCalloc1(d->nctx, &evalctx));
   for (PetscInt g = 0; g < d->ngroups; g++)
     if (m->split->role[g] == CS_ROLE_TEST) {
@@ -171,7 +171,7 @@ PetscErrorCode CsModelWritePredictions(CsModel m, const char path[])
   for (PetscInt g = 0; g < d->ngroups; g++)
     if (d->groups[g].control && evalctx[d->groups[g].ctx]) nrows += d->groups[g].ncells;
   PetscCall(BuildObs(m, nrows, evalctx, &obs));
-  PetscCall(CsH5adWriterCreate(m->comm, path, nrows, m->ds->ngenes, m->ds->genes, obs.ncol, obs.col, &w));
+  PetscCall(CsH5adWriterCreate(PetscObjectComm((PetscObject)m), path, nrows, m->ds->ngenes, m->ds->genes, obs.ncol, obs.col, &w));
   ierr = WriteRows(m, w, evalctx);
   if (ierr) { /* no half-written file may stay behind, not even under its temporary name */
     (void)CsH5adWriterDestroy(&w);

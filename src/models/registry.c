@@ -1,20 +1,20 @@
 /* The model registry: one line per model. A new model is one new file in src/models and one line here. */
-#include <cellshift/model.h>
+#include "modelimpl.h"
 
-PETSC_EXTERN PetscErrorCode CsModelCreate_Control(CsModel);
-PETSC_EXTERN PetscErrorCode CsModelCreate_Additive(CsModel);
-PETSC_EXTERN PetscErrorCode CsModelCreate_Linear(CsModel);
-PETSC_EXTERN PetscErrorCode CsModelCreate_ScGen(CsModel);
-PETSC_EXTERN PetscErrorCode CsModelCreate_CPA(CsModel);
+PETSC_INTERN PetscErrorCode CsModelCreate_Control(CsModel);
+PETSC_INTERN PetscErrorCode CsModelCreate_Additive(CsModel);
+PETSC_INTERN PetscErrorCode CsModelCreate_Linear(CsModel);
+PETSC_INTERN PetscErrorCode CsModelCreate_ScGen(CsModel);
+PETSC_INTERN PetscErrorCode CsModelCreate_CPA(CsModel);
 
+/* Called once by CsModelInitializePackage. */
 PetscErrorCode CsModelRegisterAll(void)
 {
   PetscFunctionBeginUser;
-  if (CsModelList) PetscFunctionReturn(0);
-  PetscCall(CsModelRegister("control", CsModelCreate_Control));
-  PetscCall(CsModelRegister("additive", CsModelCreate_Additive));
-  PetscCall(CsModelRegister("linear", CsModelCreate_Linear));
-  PetscCall(CsModelRegister("scgen", CsModelCreate_ScGen));
-  PetscCall(CsModelRegister("cpa", CsModelCreate_CPA));
+  PetscCall(CsModelRegister(CSMODELCONTROL, CsModelCreate_Control));
+  PetscCall(CsModelRegister(CSMODELADDITIVE, CsModelCreate_Additive));
+  PetscCall(CsModelRegister(CSMODELLINEAR, CsModelCreate_Linear));
+  PetscCall(CsModelRegister(CSMODELSCGEN, CsModelCreate_ScGen));
+  PetscCall(CsModelRegister(CSMODELCPA, CsModelCreate_CPA));
   PetscFunctionReturn(0);
 }

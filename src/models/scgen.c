@@ -9,8 +9,7 @@
    Defaults follow scGen: encoder and decoder 800-800 with BatchNorm, LeakyReLU and dropout 0.2, latent 100, KL weight
    0.00005, Adam with learning rate 0.001, batch 32, 100 epochs with early stopping (patience 25) on the validation
    reconstruction error (sum over genes of the squared error of decode(mean latent), averaged over cells). */
-#include <cellshift/model.h>
-#include <cellshift/trainer.h>
+#include "modelimpl.h"
 
 typedef struct {
   CsVAEConfig  cfg;
@@ -35,8 +34,8 @@ static PetscErrorCode CsModelSetFromOptions_ScGen(CsModel m, PetscOptionItems *P
   PetscCall(PetscOptionsReal("-kl_weight", "Weight of the KL term", "scgen", s->cfg.kl_weight, &s->cfg.kl_weight, NULL));
   PetscOptionsHeadEnd();
   if (!s->trainer) {
-    PetscCall(CsTrainerCreate(m->comm, &s->trainer));
-    PetscCall(CsTrainerSetOptionsPrefix(s->trainer, m->prefix));
+    PetscCall(CsTrainerCreate(PetscObjectComm((PetscObject)m), &s->trainer));
+    PetscCall(CsTrainerSetOptionsPrefix(s->trainer, CsModelPrefix(m)));
     PetscCall(CsTrainerSetDefaults(s->trainer, 100, 32, 25));
     PetscCall(CsTrainerAddOptimizer(s->trainer, NULL, 1e-3, 0, NULL));
   }
@@ -49,13 +48,13 @@ static PetscErrorCode CsModelSetUp_ScGen(CsModel m)
   ScGen *s = (ScGen *)m->data;
 
   PetscFunctionBeginUser;
-  PetscCheck(s->trainer, m->comm, PETSC_ERR_ORDER, "call CsModelSetFromOptions first");
+  PetscCheck(s->trainer, PetscObjectComm((PetscObject)m), PETSC_ERR_ORDER, "call CsModelSetFromOptions first");
   PetscCall(CsTrainerGetBatchSize(s->trainer, &s->batch));
   s->cfg.ngenes       = m->ds->ngenes;
   s->cfg.sparse_input = PETSC_TRUE;
-  CsCheckAll(m->comm, s->cfg.hidden > 0 && s->cfg.nhidden > 0 && s->cfg.latent > 0 && s->cfg.dropout >= 0 && s->cfg.dropout < 1 &&
+  CsCheckAll(PetscObjectComm((PetscObject)m), s->cfg.hidden > 0 && s->cfg.nhidden > 0 && s->cfg.latent > 0 && s->cfg.dropout >= 0 && s->cfg.dropout < 1 &&
                         s->cfg.kl_weight >= 0, "scgen: -scgen_hidden, -scgen_layers, -scgen_latent must be positive, 0 <= dropout < 1");
-  PetscCall(CsVAECreate(m->comm, &s->cfg, s->batch, (uint64_t)m->seed, &s->vae));
+  PetscCall(CsVAECreate(PetscObjectComm((PetscObject)m), &s->cfg, s->batch, (uint64_t)m->seed, &s->vae));
   PetscCall(CsTrainerSetParams(s->trainer, 0, s->vae->P));
   PetscCall(PetscMalloc1((size_t)s->batch * s->cfg.latent, &s->z));
   PetscCall(PetscMalloc1((size_t)s->batch * s->cfg.ngenes, &s->rec));
@@ -113,7 +112,7 @@ static PetscErrorCode LatentShifts(CsModel m)
       for (PetscInt j = 0; j < Z; j++) dst[j] += s->z[(size_t)k * Z + j];
     }
   }
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, means, (PetscMPIInt)(d->ngroups * Z), MPI_DOUBLE, MPI_SUM, m->comm));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, means, (PetscMPIInt)(d->ngroups * Z), MPI_DOUBLE, MPI_SUM, PetscObjectComm((PetscObject)m)));
   for (PetscInt g = 0; g < d->ngroups; g++)
     for (PetscInt j = 0; want[g] && j < Z; j++) means[(size_t)g * Z + j] /= d->groups[g].ncells;
   PetscCall(CsAtomShiftsFromMeans(d, m->split, Z, means, &s->sh));
@@ -157,6 +156,7 @@ static PetscErrorCode CsModelSave_ScGen(CsModel m, hid_t g)
   ScGen *s = (ScGen *)m->data;
 
   PetscFunctionBeginUser;
+  if (g < 0) PetscFunctionReturn(0); /* replicated state: rank 0 writes it */
   PetscCall(CsNNParamsSave(s->vae->P, g));
   PetscCall(CsAtomShiftsSave(&s->sh, g));
   PetscFunctionReturn(0);

@@ -1,6 +1,6 @@
 /* Group means and per-atom mean shifts: the statistics the mean-based models are built from.
    See include/cellshift/model.h. */
-#include <cellshift/model.h>
+#include "modelimpl.h"
 #include <cellshift/h5util.h>
 
 PetscErrorCode CsGroupMeans(CsDataset ds, CsDesign d, const PetscBool *want, double *means)

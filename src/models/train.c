@@ -1,6 +1,5 @@
 /* Training a neural model on its split: the glue between CsModel and CsTrainer shared by the learned models. */
-#include <cellshift/model.h>
-#include <cellshift/trainer.h>
+#include "modelimpl.h"
 
 PetscErrorCode CsModelTrain(CsModel m, CsTrainer t, const CsTrainerCallbacks *cb)
 {
@@ -16,7 +15,7 @@ PetscErrorCode CsModelTrain(CsModel m, CsTrainer t, const CsTrainerCallbacks *cb
   }
   PetscCall(CsTrainerSetCallbacks(t, cb));
   PetscCall(CsTrainerSetData(t, m->ds, train, m->split->nvalid ? valid : NULL, (uint64_t)m->seed));
-  PetscCall(CsTrainerSetCheckpointDir(t, m->dir, m->type));
+  PetscCall(CsTrainerSetCheckpointDir(t, m->dir, CsModelName(m)));
   PetscCall(CsTrainerTrain(t, &m->interrupted));
   PetscCall(PetscFree2(train, valid));
   PetscFunctionReturn(0);

@@ -306,8 +306,9 @@ static PetscErrorCode SwapBest(CsTrainer t, PetscInt k)
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode WriteState(CsTrainer t, const char path[])
+static PetscErrorCode WriteState(void *ctx, const char path[])
 {
+  CsTrainer t = (CsTrainer)ctx;
   hid_t f, g, s;
   char  name[32];
 
@@ -359,22 +360,14 @@ static PetscErrorCode WriteState(CsTrainer t, const char path[])
 
 static PetscErrorCode Checkpoint(CsTrainer t)
 {
-  char           path[PETSC_MAX_PATH_LEN];
-  CsOutFile      out;
-  PetscMPIInt    rank;
-  PetscErrorCode ierr = 0;
+  char path[PETSC_MAX_PATH_LEN];
 
   PetscFunctionBeginUser;
   PetscCall(PetscLogEventBegin(CS_EVENT_WRITE, 0, 0, 0, 0));
   for (PetscInt k = 0; k < t->nsets; k++) PetscCall(CsNNOptimGather(t->opt[k])); /* sharded moments complete on rank 0 */
-  PetscCallMPI(MPI_Comm_rank(t->comm, &rank));
   PetscCall(CsPathJoin(t->ckdir, "checkpoint.h5", path));
   PetscCall(CsMakeDir(t->comm, t->ckdir));
-  PetscCall(CsOutFileBegin(t->comm, path, &out));
-  if (!rank) ierr = WriteState(t, out.tmp);
-  if (ierr) PetscCall(CsOutFileAbandon(t->comm, &out));
-  PetscCall(CsAgreeCode(t->comm, ierr, "cannot write the checkpoint"));
-  PetscCall(CsOutFileCommit(t->comm, &out));
+  PetscCall(CsWriteFileRank0(t->comm, path, WriteState, t));
   PetscCall(PetscLogEventEnd(CS_EVENT_WRITE, 0, 0, 0, 0));
   PetscFunctionReturn(0);
 }
@@ -434,31 +427,25 @@ static PetscErrorCode ReadState(CsTrainer t, const char path[])
   PetscFunctionReturn(0);
 }
 
+static PetscErrorCode HistoryBody(void *ctx, FILE *f)
+{
+  CsTrainer t = (CsTrainer)ctx;
+
+  PetscFunctionBeginUser;
+  fprintf(f, "epoch,train_loss,valid_loss\n");
+  for (PetscInt e = 0; e < t->epoch; e++) fprintf(f, "%" PetscInt_FMT ",%.10g,%.10g\n", e + 1, t->history[2 * e], t->history[2 * e + 1]);
+  PetscFunctionReturn(0);
+}
+
 /* <dir>/training.csv: the loss curve (epoch, mean training loss, validation loss). */
 static PetscErrorCode WriteHistory(CsTrainer t)
 {
-  char        path[PETSC_MAX_PATH_LEN];
-  CsOutFile   out;
-  PetscMPIInt rank;
-  int         ok = 1;
+  char path[PETSC_MAX_PATH_LEN];
 
   PetscFunctionBeginUser;
   if (!t->ckdir[0]) PetscFunctionReturn(0);
-  PetscCallMPI(MPI_Comm_rank(t->comm, &rank));
   PetscCall(CsPathJoin(t->ckdir, "training.csv", path));
-  PetscCall(CsOutFileBegin(t->comm, path, &out));
-  if (!rank) {
-    FILE *f = fopen(out.tmp, "w");
-    if (f) {
-      fprintf(f, "epoch,train_loss,valid_loss\n");
-      for (PetscInt e = 0; e < t->epoch; e++) fprintf(f, "%" PetscInt_FMT ",%.10g,%.10g\n", e + 1, t->history[2 * e], t->history[2 * e + 1]);
-      ok = fclose(f) == 0;
-    } else ok = 0;
-  }
-  PetscCallMPI(MPI_Bcast(&ok, 1, MPI_INT, 0, t->comm));
-  if (!ok) PetscCall(CsOutFileAbandon(t->comm, &out));
-  CsCheckAll(t->comm, ok, "cannot write %s", out.tmp);
-  PetscCall(CsOutFileCommit(t->comm, &out));
+  PetscCall(CsWriteTextRank0(t->comm, path, HistoryBody, t));
   PetscFunctionReturn(0);
 }
 

@@ -1,5 +1,5 @@
-/* CSR row blocks. See include/cellshift/dataset.h. */
-#include <cellshift/dataset.h>
+/* CSR row blocks. See include/cellshift/csr.h. */
+#include <cellshift/csr.h>
 
 PetscErrorCode CsCSRFree(CsCSR *A)
 {

@@ -1,0 +1,23 @@
+/* CsCSR: a block of rows in compressed sparse row form, the one sparse matrix type of cellshift (expression
+   blocks read from .h5ad files, minibatches, gene graphs). A plain struct: no communicator, no ownership rules
+   beyond "whoever filled it frees it with CsCSRFree" (a row view owns nothing). Not collective. */
+#ifndef CELLSHIFT_CSR_H
+#define CELLSHIFT_CSR_H
+
+#include <cellshift/sys.h>
+
+typedef struct {
+  PetscInt nrows, ncols;
+  int64_t *indptr;  /* [nrows+1], indptr[0] == 0 (except in a row view, see CsCSRRowView) */
+  int32_t *indices; /* [indptr[nrows]] column indices, strictly increasing within a row, in [0, ncols) */
+  float   *data;    /* [indptr[nrows]] finite values */
+} CsCSR;
+
+PETSC_EXTERN PetscErrorCode CsCSRFree(CsCSR *A);
+/* Rows [r0, r0 + n) of A sharing A's arrays: indptr offsets stay absolute (indptr[0] may be > 0), which every row
+   loop (indptr[i] .. indptr[i+1]) and the sparse kernels accept. Nothing to free. */
+PETSC_EXTERN CsCSR CsCSRRowView(const CsCSR *A, PetscInt r0, PetscInt n);
+/* Dense copy of row i (length ncols, zero-filled first). */
+PETSC_EXTERN void CsCSRRowToDense(const CsCSR *A, PetscInt i, float *out);
+
+#endif

@@ -1,0 +1,51 @@
+/* Private to src/models: the CsModel object and the glue the learned models share. A model type fills the ops
+   table in its CsModelCreate_<Type>; nothing outside src/models sees this struct. */
+#ifndef CELLSHIFT_MODELIMPL_H
+#define CELLSHIFT_MODELIMPL_H
+
+#include <petsc/private/petscimpl.h>
+#include <cellshift/model.h>
+#include <cellshift/trainer.h>
+
+typedef struct _CsModelOps *CsModelOps;
+struct _CsModelOps {
+  PetscErrorCode (*setfromoptions)(CsModel, PetscOptionItems *);
+  PetscErrorCode (*setup)(CsModel); /* sizes known (dataset, design, split attached) */
+  PetscErrorCode (*fit)(CsModel);
+  /* ctrl: n x ngenes control cells (CSR rows) of context ctx; out: n x ngenes predicted, row-major */
+  PetscErrorCode (*predict)(CsModel, const CsCondition *cond, PetscInt ctx, const CsCSR *ctrl, float *out);
+  /* Set-level: called on the owner rank only (not collective), with every selected control cell of the group in
+     global order; out: ctrl->nrows x ngenes. A type has predict or predictset. */
+  PetscErrorCode (*predictset)(CsModel, const CsCondition *cond, PetscInt ctx, const CsCSR *ctrl, float *out);
+  /* Collective: g is an open HDF5 group on rank 0 and -1 on the other ranks (gather spread state to rank 0). */
+  PetscErrorCode (*save)(CsModel, hid_t g);
+  PetscErrorCode (*load)(CsModel, hid_t g); /* every rank, g open on every rank */
+  PetscErrorCode (*view)(CsModel, PetscViewer);
+  PetscErrorCode (*destroy)(CsModel);
+};
+
+struct _p_CsModel {
+  PETSCHEADER(struct _CsModelOps);
+  void     *data; /* the implementation's private context */
+  CsDataset ds;
+  CsDesign  design;
+  CsSplit   split;
+  PetscInt  seed;              /* -model_seed: initialisation, shuffling, noise */
+  PetscInt  predict_max_cells; /* -predict_max_cells: control cells used per predicted group (0 = all) */
+  char      dir[PETSC_MAX_PATH_LEN]; /* the model's folder of the run (checkpoints); "" = none */
+  PetscBool named;             /* a name was given (else the type is the name) */
+  PetscBool interrupted;       /* fit stopped by a signal after writing a checkpoint: do not predict */
+  PetscBool setup, fitted;
+};
+
+/* The model's name and its options prefix ("<name>_"). */
+#define CsModelName(m)   (((PetscObject)(m))->name)
+#define CsModelPrefix(m) (((PetscObject)(m))->prefix)
+
+/* Collective, for the learned models: train the model's network with t on its split (cells of the train groups,
+   validation on the valid groups' cells, or drawn training cells when the split has none), checkpoints in the
+   model's run folder; sets m->interrupted when a signal stopped it. */
+PETSC_INTERN PetscErrorCode CsModelTrain(CsModel m, CsTrainer t, const CsTrainerCallbacks *cb);
+PETSC_INTERN PetscErrorCode CsModelRegisterAll(void);
+
+#endif
