@@ -10,6 +10,7 @@
 #define CELLSHIFT_DATASET_H
 
 #include <cellshift/h5ad.h>
+#include <petscis.h>
 
 typedef struct _n_CsDataset *CsDataset;
 struct _n_CsDataset {
@@ -23,6 +24,7 @@ struct _n_CsDataset {
   PetscInt     nglobal;       /* cells (after the subset) */
   PetscInt     ngenes;
   PetscInt     rstart, nlocal;/* this rank's global rows */
+  PetscLayout  rows;          /* the ownership of rows by ranks (contiguous blocks in rank order) */
   CsCSR        X;             /* local rows, ngenes columns */
   char       **genes;         /* [ngenes] var index (the name given by var's _index attribute) */
   PetscInt     nobs;
@@ -48,6 +50,12 @@ PETSC_EXTERN PetscErrorCode CsDatasetSetUp(CsDataset ds);
 /* The loaded column named key, or NULL. */
 PETSC_EXTERN PetscErrorCode CsDatasetGetObs(CsDataset ds, const char key[], CsObsColumn **col);
 PETSC_EXTERN PetscErrorCode CsDatasetView(CsDataset ds, PetscViewer v);
+/* Collective: rows[0..n) (global row indices, any order, repeats allowed; every rank asks for its own list,
+   possibly empty) of the dataset, copied to the asking rank as CSR in request order (out freed by the caller with
+   CsCSRFree). The same for any distributed CSR whose ranks own the contiguous blocks of `layout` and hold their
+   block in X. Two all-to-all exchanges; memory: the requested rows and the rows others ask of this rank. */
+PETSC_EXTERN PetscErrorCode CsDatasetFetchRows(CsDataset ds, PetscInt n, const PetscInt rows[], CsCSR *out);
+PETSC_EXTERN PetscErrorCode CsCSRFetchRows(PetscLayout layout, const CsCSR *X, PetscInt n, const PetscInt rows[], CsCSR *out);
 PETSC_EXTERN PetscErrorCode CsDatasetDestroy(CsDataset *ds);
 
 #endif

@@ -61,6 +61,17 @@ PetscErrorCode CsDatasetGetObs(CsDataset ds, const char key[], CsObsColumn **col
   PetscFunctionReturn(0);
 }
 
+/* The ownership of rows after the local count changed: rstart and nglobal follow from it. */
+static PetscErrorCode SetRows(CsDataset ds)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscLayoutDestroy(&ds->rows));
+  PetscCall(PetscLayoutCreateFromSizes(ds->comm, ds->nlocal, PETSC_DECIDE, 1, &ds->rows));
+  ds->rstart  = ds->rows->rstart;
+  ds->nglobal = ds->rows->N;
+  PetscFunctionReturn(0);
+}
+
 /* The block the reader returns becomes the dataset's: its arrays are moved, not copied. */
 static PetscErrorCode ReadBlock(CsDataset ds)
 {
@@ -71,6 +82,7 @@ static PetscErrorCode ReadBlock(CsDataset ds)
   PetscCall(PetscStrncpy(ds->encoding, b.encoding, sizeof(ds->encoding)));
   ds->nglobal = b.nglobal, ds->ngenes = b.ngenes, ds->rstart = b.rstart, ds->nlocal = b.nlocal;
   ds->X = b.X, ds->genes = b.genes, ds->nobs = b.nobs, ds->obs = b.obs;
+  PetscCall(SetRows(ds));
   PetscFunctionReturn(0);
 }
 
@@ -96,13 +108,7 @@ static PetscErrorCode Compact(CsDataset ds, const PetscBool *keep)
   }
   ds->X.indptr[n] = nnz;
   ds->X.nrows = ds->nlocal = n;
-  PetscCallMPI(MPI_Allreduce(&n, &ds->nglobal, 1, MPIU_INT, MPI_SUM, ds->comm));
-  PetscCallMPI(MPI_Exscan(&n, &ds->rstart, 1, MPIU_INT, MPI_SUM, ds->comm));
-  {
-    PetscMPIInt rank;
-    PetscCallMPI(MPI_Comm_rank(ds->comm, &rank));
-    if (!rank) ds->rstart = 0;
-  }
+  PetscCall(SetRows(ds));
   PetscFunctionReturn(0);
 }
 
@@ -201,6 +207,7 @@ PetscErrorCode CsDatasetDestroy(CsDataset *ds)
     PetscCall(CsH5adBlockFree(&b)); /* the arrays moved in from the reader's block */
   }
   PetscCall(PetscFree((*ds)->libsize));
+  PetscCall(PetscLayoutDestroy(&(*ds)->rows));
   PetscCall(CsStrArrayDestroy((*ds)->nkeys, &(*ds)->keys));
   PetscCall(PetscFree((*ds)->required));
   PetscCall(PetscFree(*ds));
