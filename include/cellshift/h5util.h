@@ -38,5 +38,8 @@ PETSC_EXTERN PetscErrorCode CsH5ReadArray(hid_t loc, const char what[], const ch
    number, is an input error). */
 PETSC_EXTERN PetscErrorCode CsH5WriteAttrInt64(hid_t obj, const char attr[], int64_t v);
 PETSC_EXTERN PetscErrorCode CsH5ReadAttrInt64(hid_t obj, const char attr[], int64_t *v);
+/* An integer attribute of exactly n elements (a sparse matrix's shape); anything else is an input error naming
+   `what` (the object) and the attribute. */
+PETSC_EXTERN PetscErrorCode CsH5ReadAttrInt64Array(hid_t obj, const char what[], const char attr[], int n, int64_t v[]);
 
 #endif

@@ -182,13 +182,11 @@ static PetscErrorCode DenseLayout(Reader *r, Layout *L)
   PetscFunctionReturn(0);
 }
 
-/* The two-integer shape attribute of a sparse group. */
+/* The two-integer shape attribute of a sparse group ("h5sparse_shape" before anndata 0.7). */
 static PetscErrorCode SparseShape(Reader *r, hid_t grp, int64_t shape[2])
 {
   const char *names[2] = {"shape", "h5sparse_shape"}, *sa = NULL;
-  hid_t       a, t, s;
-  H5T_class_t cls;
-  hssize_t    n;
+  char        what[400];
 
   PetscFunctionBeginUser;
   for (int k = 0; k < 2 && !sa; k++) {
@@ -197,16 +195,8 @@ static PetscErrorCode SparseShape(Reader *r, hid_t grp, int64_t shape[2])
     if (e) sa = names[k];
   }
   PetscCheck(sa, PETSC_COMM_SELF, CS_ERR_INPUT, "%s: /%s has no shape attribute", r->path, r->mat);
-  H5Call(a = H5Aopen(grp, sa, H5P_DEFAULT), "%s: cannot open /%s %s", r->path, r->mat, sa);
-  H5Call(t = H5Aget_type(a), "%s: cannot get the type of /%s %s", r->path, r->mat, sa);
-  H5Call(cls = H5Tget_class(t), "%s: cannot get the type of /%s %s", r->path, r->mat, sa);
-  H5Call(s = H5Aget_space(a), "%s: cannot get the dataspace of /%s %s", r->path, r->mat, sa);
-  H5Call(n = H5Sget_simple_extent_npoints(s), "%s: cannot get the size of /%s %s", r->path, r->mat, sa);
-  PetscCall(CsH5Close(&s, r->path));
-  PetscCall(CsH5Close(&t, r->path));
-  PetscCheck(n == 2 && cls == H5T_INTEGER, PETSC_COMM_SELF, CS_ERR_INPUT, "%s: /%s %s is not two integers", r->path, r->mat, sa);
-  H5Call(H5Aread(a, H5T_NATIVE_INT64, shape), "%s: cannot read /%s %s", r->path, r->mat, sa);
-  PetscCall(CsH5Close(&a, r->path));
+  PetscCall(PetscSNPrintf(what, sizeof(what), "%s: /%s", r->path, r->mat));
+  PetscCall(CsH5ReadAttrInt64Array(grp, what, sa, 2, shape));
   PetscFunctionReturn(0);
 }
 

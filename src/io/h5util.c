@@ -321,6 +321,24 @@ PetscErrorCode CsH5WriteAttrInt64(hid_t obj, const char attr[], int64_t v)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode CsH5ReadAttrInt64Array(hid_t obj, const char what[], const char attr[], int n, int64_t v[])
+{
+  hid_t       a, t;
+  hssize_t    np;
+  H5T_class_t cls;
+
+  PetscFunctionBeginUser;
+  H5Call(a = H5Aopen(obj, attr, H5P_DEFAULT), "%s: cannot open attribute %s", what, attr);
+  H5Call(t = H5Aget_type(a), "%s: cannot get the type of attribute %s", what, attr);
+  H5Call(cls = H5Tget_class(t), "%s: cannot get the type class of attribute %s", what, attr);
+  PetscCall(CsH5Close(&t, attr));
+  PetscCall(AttrPoints(a, attr, &np));
+  PetscCheck(np == n && cls == H5T_INTEGER, PETSC_COMM_SELF, CS_ERR_INPUT, "%s: attribute %s is not %d integers", what, attr, n);
+  H5Call(H5Aread(a, H5T_NATIVE_INT64, v), "%s: cannot read attribute %s", what, attr);
+  PetscCall(CsH5Close(&a, attr));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsH5ReadAttrInt64(hid_t obj, const char attr[], int64_t *v)
 {
   hid_t       a, t;
