@@ -517,7 +517,7 @@ static PetscErrorCode ReadDenseLocal(Reader *r, const Layout *L, PetscInt r0, Pe
     hsize_t  st[2] = {(hsize_t)i0, 0}, ct[2] = {(hsize_t)n, (hsize_t)L->g};
     H5Call(ms = H5Screate_simple(2, ct, NULL), "%s: cannot make a dataspace", what);
     H5Call(H5Sselect_hyperslab(fs, H5S_SELECT_SET, st, NULL, ct, NULL), "%s: bad selection", what);
-    H5Call(H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, r->io.dxpl, buf), "%s: cannot read rows %" PetscInt_FMT "..", what, i0);
+    H5Call(H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, r->io.dxpl, buf), "%s: cannot read rows from %" PetscInt_FMT " on (damaged or unreadable data)", what, i0);
     PetscCall(CsH5Close(&ms, what));
     PetscCall(DenseAppend(buf, n, L->g, i0 - r0, A, &nnz, &cap));
   }

@@ -93,7 +93,7 @@ static PetscErrorCode ReadHDF5(CsIOFile *f, hid_t d, const char what[], hid_t me
     hsize_t n = count - off < SLICE ? count - off : SLICE, s = start + off;
     H5Call(ms = H5Screate_simple(1, &n, NULL), "%s: cannot make a dataspace", what);
     H5Call(H5Sselect_hyperslab(fs, H5S_SELECT_SET, &s, NULL, &n, NULL), "%s: bad selection", what);
-    H5Call(H5Dread(d, memtype, ms, fs, f->dxpl, (char *)buf + off * esize), "%s: cannot read elements %llu..%llu", what,
+    H5Call(H5Dread(d, memtype, ms, fs, f->dxpl, (char *)buf + off * esize), "%s: cannot read elements %llu..%llu (damaged or unreadable data)", what,
            (unsigned long long)s, (unsigned long long)(s + n));
     PetscCall(CsH5Close(&ms, what));
   }
