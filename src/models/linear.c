@@ -151,7 +151,7 @@ static PetscErrorCode CsModelFit_Linear(CsModel m)
   PetscCheck(nt > 0, PetscObjectComm((PetscObject)m), CS_ERR_INPUT, "linear: no perturbed train group has a control in its context");
   l->ntrain = nt;
   PetscCall(PetscMalloc1((size_t)d->ngroups * ng, &means));
-  PetscCall(CsGroupMeans(ds, d, want, means));
+  PetscCall(CsDesignGroupMeans(d, ds, want, means));
   PetscCall(PetscMalloc1((size_t)nt * ng, &Yc));
   for (PetscInt c = 0; c < nt; c++) {
     const double *mg = means + (size_t)cols[c] * ng, *mc = means + (size_t)d->groups[cols[c]].ctrl * ng;

@@ -3,33 +3,6 @@
 #include "modelimpl.h"
 #include <cellshift/h5util.h>
 
-PetscErrorCode CsGroupMeans(CsDataset ds, CsDesign d, const PetscBool *want, double *means)
-{
-  PetscInt G = ds->ngenes, nw = 0, *slot;
-  double  *sums;
-
-  PetscFunctionBeginUser;
-  /* Only the wanted groups travel in the reduction: slot[g] is g's row in the packed buffer. */
-  PetscCall(PetscMalloc1(d->ngroups, &slot));
-  for (PetscInt g = 0; g < d->ngroups; g++) slot[g] = (!want || want[g]) ? nw++ : -1;
-  PetscCall(PetscCalloc1((size_t)nw * G + 1, &sums));
-  for (PetscInt i = 0; i < ds->nlocal; i++) {
-    PetscInt g = d->cell_group[i];
-    if (g < 0 || slot[g] < 0) continue;
-    double *s = sums + (size_t)slot[g] * G;
-    for (int64_t k = ds->X.indptr[i]; k < ds->X.indptr[i + 1]; k++) s[ds->X.indices[k]] += ds->X.data[k];
-  }
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, sums, (PetscMPIInt)(nw * G), MPI_DOUBLE, MPI_SUM, ds->comm));
-  PetscCall(PetscArrayzero(means, (size_t)d->ngroups * G));
-  for (PetscInt g = 0; g < d->ngroups; g++) {
-    if (slot[g] < 0 || !d->groups[g].ncells) continue;
-    for (PetscInt j = 0; j < G; j++) means[(size_t)g * G + j] = sums[(size_t)slot[g] * G + j] / (double)d->groups[g].ncells;
-  }
-  PetscCall(PetscFree(sums));
-  PetscCall(PetscFree(slot));
-  PetscFunctionReturn(0);
-}
-
 PetscErrorCode CsAtomShiftsGroups(CsDesign d, CsSplit s, PetscBool *want)
 {
   PetscFunctionBeginUser;
@@ -102,7 +75,7 @@ PetscErrorCode CsAtomShiftsCompute(CsDataset ds, CsDesign d, CsSplit s, CsAtomSh
   PetscCall(PetscMalloc1(d->ngroups + 1, &want));
   PetscCall(CsAtomShiftsGroups(d, s, want));
   PetscCall(PetscMalloc1((size_t)d->ngroups * ds->ngenes + 1, &means));
-  PetscCall(CsGroupMeans(ds, d, want, means));
+  PetscCall(CsDesignGroupMeans(d, ds, want, means));
   PetscCall(CsAtomShiftsFromMeans(d, s, ds->ngenes, means, sh));
   PetscCall(PetscFree(means));
   PetscCall(PetscFree(want));
