@@ -123,10 +123,10 @@ PetscErrorCode CsAtomShiftsLoad(CsAtomShifts *sh, hid_t g, PetscInt nctx, PetscI
   PetscFunctionBeginUser;
   PetscCall(Alloc(sh, nctx, natoms, dim));
   PetscCall(PetscMalloc2(nctx * natoms + 1, &seen, natoms + 1, &anyseen));
-  PetscCall(CsH5ReadArray(g, "model", "shift_ctxdelta", H5T_NATIVE_DOUBLE, 3, d3, sh->ctxdelta));
-  PetscCall(CsH5ReadArray(g, "model", "shift_seen", H5T_NATIVE_INT, 2, d2, seen));
-  PetscCall(CsH5ReadArray(g, "model", "shift_delta", H5T_NATIVE_DOUBLE, 2, d2b, sh->delta));
-  PetscCall(CsH5ReadArray(g, "model", "shift_anyseen", H5T_NATIVE_INT, 1, d1, anyseen));
+  PetscCall(CsH5ReadArrayFinite(g, "model.h5", "shift_ctxdelta", H5T_NATIVE_DOUBLE, 3, d3, sh->ctxdelta));
+  PetscCall(CsH5ReadArray(g, "model.h5", "shift_seen", H5T_NATIVE_INT, 2, d2, seen));
+  PetscCall(CsH5ReadArrayFinite(g, "model.h5", "shift_delta", H5T_NATIVE_DOUBLE, 2, d2b, sh->delta));
+  PetscCall(CsH5ReadArray(g, "model.h5", "shift_anyseen", H5T_NATIVE_INT, 1, d1, anyseen));
   for (PetscInt i = 0; i < nctx * natoms; i++) sh->seen[i] = seen[i] ? PETSC_TRUE : PETSC_FALSE;
   for (PetscInt i = 0; i < natoms; i++) sh->anyseen[i] = anyseen[i] ? PETSC_TRUE : PETSC_FALSE;
   PetscCall(PetscFree2(seen, anyseen));
