@@ -82,10 +82,6 @@ PETSC_EXTERN PetscErrorCode    CsModelRegister(const char type[], PetscErrorCode
 /* "control, additive, ...": the registered types, for messages and -help. */
 PETSC_EXTERN const char       *CsModelTypeNames(void);
 
-/* Shared statistics for models built on group means (collective): mean expression of each group, means[g*ngenes +
-   j] in double, summed over ranks. Only groups with want[g] true are computed (others left 0); want may be NULL. */
-PETSC_EXTERN PetscErrorCode CsGroupMeans(CsDataset ds, CsDesign d, const PetscBool *want, double *means);
-
 /* The shift of every atom in some space of dimension dim (expression for the additive baseline, a latent space
    for scGen's vector arithmetic). From single-atom train groups with a control in their context: ctxdelta
    [nctx][natoms][dim] = mean(group) - mean(control of its context), averaged over groups of the same atom and
@@ -103,7 +99,7 @@ typedef struct {
 PETSC_EXTERN PetscErrorCode CsAtomShiftsGroups(CsDesign d, CsSplit s, PetscBool *want);
 /* Shifts from per-group mean vectors means[g * dim + k] (only the wanted groups are read). Not collective. */
 PETSC_EXTERN PetscErrorCode CsAtomShiftsFromMeans(CsDesign d, CsSplit s, PetscInt dim, const double *means, CsAtomShifts *sh);
-/* Collective: the shifts of mean expression (CsGroupMeans + CsAtomShiftsFromMeans). */
+/* Collective: the shifts of mean expression (CsDesignGroupMeans + CsAtomShiftsFromMeans). */
 PETSC_EXTERN PetscErrorCode CsAtomShiftsCompute(CsDataset ds, CsDesign d, CsSplit s, CsAtomShifts *sh);
 /* out[dim] = sum over the condition's atoms of the shift seen in ctx, else the balanced one, else nothing. */
 PETSC_EXTERN void CsAtomShiftsSum(const CsAtomShifts *sh, const CsCondition *cond, PetscInt ctx, double *out);

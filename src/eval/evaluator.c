@@ -21,29 +21,7 @@ const PetscBool CsMetricHigherBetter[] = {PETSC_FALSE, PETSC_TRUE, PETSC_TRUE,  
 #define CS_EVAL_KIND_KEY "cellshift_kind"
 
 /* ---------------------------------------------------------------------------------------------------------------
-   Exact group sums */
-
-/* x added to the double-double (hi, lo): hi keeps the rounded running sum, lo gathers the rounding errors. */
-static inline void DDAccumulate(double *hi, double *lo, double x)
-{
-  double s = *hi + x, bb = s - *hi;
-  *lo += (*hi - (s - bb)) + (x - bb);
-  *hi = s;
-}
-
-/* MPI operation on (hi, lo) pairs. */
-static void DDReduce(void *in, void *inout, int *len, MPI_Datatype *type)
-{
-  const double *a = (const double *)in;
-  double       *b = (double *)inout;
-  (void)type;
-  for (int i = 0; i < *len; i++) {
-    double s = a[2 * i] + b[2 * i], bb = s - a[2 * i], err = (a[2 * i] - (s - bb)) + (b[2 * i] - bb);
-    err += a[2 * i + 1] + b[2 * i + 1];
-    b[2 * i]     = s + err;
-    b[2 * i + 1] = err - (b[2 * i] - s);
-  }
-}
+   Slots */
 
 /* Rows of a CSR block sorted into slots (a slot is one group of cells: T, C or P of some test group). */
 typedef struct {
@@ -55,22 +33,32 @@ typedef struct {
   PetscInt *total; /* [nslots] global number of rows of the slot */
 } SlotRows;
 
-static PetscErrorCode SlotRowsBuild(PetscInt nrows, PetscInt nslots, SlotRows *sr)
+/* Collective: from sr->slot (set by the caller), the local rows of each slot and, over all ranks, each slot's
+   size and the within-slot position of this rank's first row (rows are in global order within a slot). */
+static PetscErrorCode SlotRowsBuild(MPI_Comm comm, PetscInt nrows, PetscInt nslots, SlotRows *sr)
 {
-  PetscInt *fill;
+  PetscMPIInt rank;
+  PetscInt   *fill, *cnt;
 
   PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
   sr->nslots = nslots;
   PetscCall(PetscCalloc1(nslots + 1, &sr->start));
   for (PetscInt i = 0; i < nrows; i++)
     if (sr->slot[i] >= 0) sr->start[sr->slot[i] + 1]++;
   for (PetscInt s = 0; s < nslots; s++) sr->start[s + 1] += sr->start[s];
   PetscCall(PetscMalloc1(sr->start[nslots] + 1, &sr->rows));
-  PetscCall(PetscMalloc1(nslots + 1, &fill));
+  PetscCall(PetscMalloc2(nslots + 1, &fill, nslots + 1, &cnt));
   PetscCall(PetscArraycpy(fill, sr->start, nslots));
   for (PetscInt i = 0; i < nrows; i++)
     if (sr->slot[i] >= 0) sr->rows[fill[sr->slot[i]]++] = i;
-  PetscCall(PetscFree(fill));
+  for (PetscInt s = 0; s < nslots; s++) cnt[s] = sr->start[s + 1] - sr->start[s];
+  PetscCall(PetscCalloc1(nslots + 1, &sr->first));
+  PetscCall(PetscMalloc1(nslots + 1, &sr->total));
+  PetscCallMPI(MPI_Exscan(cnt, sr->first, (PetscMPIInt)nslots, MPIU_INT, MPI_SUM, comm));
+  if (!rank) PetscCall(PetscArrayzero(sr->first, nslots));
+  PetscCallMPI(MPI_Allreduce(cnt, sr->total, (PetscMPIInt)nslots, MPIU_INT, MPI_SUM, comm));
+  PetscCall(PetscFree2(fill, cnt));
   PetscFunctionReturn(0);
 }
 
@@ -85,120 +73,35 @@ static PetscErrorCode SlotRowsFree(SlotRows *sr)
   PetscFunctionReturn(0);
 }
 
-/* Collective: mean[s*G + j] and sample variance var[s*G + j] (0 for fewer than two cells) of every slot. The
-   variance is the sum of squared deviations from the exact mean: stored entries contribute (x - m)^2, the
-   implicit zeros m^2 each. */
-static PetscErrorCode SlotStats(MPI_Comm comm, const CsCSR *X, const SlotRows *sr, double *mean, double *var)
-{
-  PetscInt     S = sr->nslots, G = X->ncols;
-  size_t       N = (size_t)S * (size_t)G;
-  double      *dd, *m2;
-  MPI_Datatype ddtype;
-  MPI_Op       ddop;
-
-  PetscFunctionBeginUser;
-  PetscCheck(2 * N < (size_t)PETSC_MPI_INT_MAX, comm, PETSC_ERR_SUP, "too many test groups x genes for one reduction");
-  PetscCall(PetscCalloc1(2 * N + 1, &dd));
-  for (PetscInt s = 0; s < S; s++)
-    for (PetscInt r = sr->start[s]; r < sr->start[s + 1]; r++) {
-      PetscInt i = sr->rows[r];
-      double  *a = dd + 2 * (size_t)s * G;
-      for (int64_t k = X->indptr[i]; k < X->indptr[i + 1]; k++) {
-        PetscInt j = X->indices[k];
-        DDAccumulate(&a[2 * j], &a[2 * j + 1], (double)X->data[k]);
-      }
-    }
-  PetscCallMPI(MPI_Type_contiguous(2, MPI_DOUBLE, &ddtype));
-  PetscCallMPI(MPI_Type_commit(&ddtype));
-  PetscCallMPI(MPI_Op_create(DDReduce, 1, &ddop));
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, dd, (PetscMPIInt)N, ddtype, ddop, comm));
-  PetscCallMPI(MPI_Op_free(&ddop));
-  PetscCallMPI(MPI_Type_free(&ddtype));
-  for (PetscInt s = 0; s < S; s++)
-    for (PetscInt j = 0; j < G; j++) {
-      size_t q = (size_t)s * G + j;
-      mean[q]  = sr->total[s] ? (dd[2 * q] + dd[2 * q + 1]) / (double)sr->total[s] : 0.0;
-    }
-  /* Second pass: squared deviations of the stored entries and their count, per slot and gene. */
-  m2 = dd;
-  PetscCall(PetscArrayzero(m2, 2 * N));
-  for (PetscInt s = 0; s < S; s++)
-    for (PetscInt r = sr->start[s]; r < sr->start[s + 1]; r++) {
-      PetscInt      i  = sr->rows[r];
-      double       *a  = m2 + (size_t)s * G, *c = m2 + N + (size_t)s * G;
-      const double *mu = mean + (size_t)s * G;
-      for (int64_t k = X->indptr[i]; k < X->indptr[i + 1]; k++) {
-        PetscInt j = X->indices[k];
-        double   e = (double)X->data[k] - mu[j];
-        a[j] += e * e, c[j] += 1;
-      }
-    }
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, m2, (PetscMPIInt)(2 * N), MPI_DOUBLE, MPI_SUM, comm));
-  for (PetscInt s = 0; s < S; s++)
-    for (PetscInt j = 0; j < G; j++) {
-      size_t q = (size_t)s * G + j;
-      double n = (double)sr->total[s];
-      var[q]   = n > 1 ? (m2[q] + (n - m2[N + q]) * mean[q] * mean[q]) / (n - 1) : 0.0;
-    }
-  PetscCall(PetscFree(dd));
-  PetscFunctionReturn(0);
-}
-
 /* ---------------------------------------------------------------------------------------------------------------
    Subsamples */
 
-/* Of n cells, the subsample of at most cap keeps cells floor(k n / cap), k < cap. Row k of the subsample for the
-   cell at position pos, or -1 when the cell is not kept. */
-static PetscInt SubsampleRow(PetscInt pos, PetscInt n, PetscInt cap)
+/* Collective: the subsample (CsSubsample*, at most cap evenly spaced cells) of slot s of the distributed CSR X
+   gathered on `root` as dense rows *out [*nout x G] in global order; *out is NULL elsewhere. */
+static PetscErrorCode GatherSubsample(PetscLayout layout, PetscMPIInt root, const CsCSR *X, const SlotRows *sr, PetscInt s, PetscInt cap,
+                                      PetscInt *nout, float **out)
 {
-  int64_t k;
-  if (n <= cap) return pos;
-  k = ((int64_t)pos * cap + n - 1) / n;
-  return (k < cap && k * n / cap == pos) ? (PetscInt)k : -1;
-}
-
-static PetscInt SubsampleSize(PetscInt n, PetscInt cap) { return n < cap ? n : cap; }
-
-/* Collective: the subsample of slot s gathered on `root` as *out [*nout x G] (float, in subsample order, which is
-   global order since ranks hold consecutive blocks); *out is NULL elsewhere. */
-static PetscErrorCode GatherSubsample(MPI_Comm comm, PetscMPIInt root, const CsCSR *X, const SlotRows *sr, PetscInt s,
-                                      PetscInt cap, PetscInt *nout, float **out)
-{
-  PetscMPIInt rank, size, cnt, *counts = NULL, *displs = NULL;
-  PetscInt    G = X->ncols, nsel = 0;
-  float      *mine;
+  PetscMPIInt rank;
+  PetscInt    G = X->ncols, nsel = 0, *sel;
+  CsCSR       rows = {0};
 
   PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Comm_rank(comm, &rank));
-  PetscCallMPI(MPI_Comm_size(comm, &size));
-  for (PetscInt r = sr->start[s]; r < sr->start[s + 1]; r++) nsel += SubsampleRow(sr->first[s] + (r - sr->start[s]), sr->total[s], cap) >= 0;
-  PetscCall(PetscMalloc1((size_t)nsel * G + 1, &mine));
-  nsel = 0;
-  for (PetscInt r = sr->start[s]; r < sr->start[s + 1]; r++) {
-    if (SubsampleRow(sr->first[s] + (r - sr->start[s]), sr->total[s], cap) < 0) continue;
-    CsCSRRowToDense(X, sr->rows[r], mine + (size_t)nsel * G);
-    nsel++;
-  }
-  PetscCheck((size_t)SubsampleSize(sr->total[s], cap) * G < (size_t)PETSC_MPI_INT_MAX, comm, PETSC_ERR_SUP,
-             "subsample too large for one message: lower -eval_max_cells");
-  cnt = (PetscMPIInt)(nsel * G);
-  if (rank == root) PetscCall(PetscMalloc2(size, &counts, size + 1, &displs));
-  PetscCallMPI(MPI_Gather(&cnt, 1, MPI_INT, counts, 1, MPI_INT, root, comm));
+  PetscCallMPI(MPI_Comm_rank(layout->comm, &rank));
+  PetscCall(PetscMalloc1(sr->start[s + 1] - sr->start[s] + 1, &sel));
+  for (PetscInt r = sr->start[s]; r < sr->start[s + 1]; r++)
+    if (CsSubsampleIndex(sr->first[s] + (r - sr->start[s]), sr->total[s], cap) >= 0) sel[nsel++] = sr->rows[r];
+  PetscCall(CsCSRGatherRows(layout, X, nsel, sel, root, &rows));
   *out  = NULL;
   *nout = 0;
   if (rank == root) {
-    displs[0] = 0;
-    for (PetscMPIInt r = 0; r < size; r++) displs[r + 1] = displs[r] + counts[r];
-    *nout = displs[size] / (G ? G : 1);
-    PetscCall(PetscMalloc1((size_t)displs[size] + 1, out));
+    PetscCheck(rows.nrows == CsSubsampleSize(sr->total[s], cap), PETSC_COMM_SELF, PETSC_ERR_PLIB,
+               "subsample has %" PetscInt_FMT " rows, expected %" PetscInt_FMT, rows.nrows, CsSubsampleSize(sr->total[s], cap));
+    *nout = rows.nrows;
+    PetscCall(PetscMalloc1((size_t)rows.nrows * G + 1, out));
+    for (PetscInt i = 0; i < rows.nrows; i++) CsCSRRowToDense(&rows, i, *out + (size_t)i * G);
   }
-  PetscCallMPI(MPI_Gatherv(mine, cnt, MPI_FLOAT, *out, counts, displs, MPI_FLOAT, root, comm));
-  if (rank == root) {
-    PetscCheck(*nout == SubsampleSize(sr->total[s], cap), PETSC_COMM_SELF, PETSC_ERR_PLIB,
-               "subsample has %" PetscInt_FMT " rows, expected %" PetscInt_FMT, *nout, SubsampleSize(sr->total[s], cap));
-    PetscCall(PetscFree2(counts, displs));
-  }
-  PetscCall(PetscFree(mine));
+  PetscCall(CsCSRFree(&rows));
+  PetscCall(PetscFree(sel));
   PetscFunctionReturn(0);
 }
 
@@ -369,22 +272,15 @@ static PetscErrorCode EvaluatorReset(CsEvaluator e)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsEvaluatorSetUp(CsEvaluator e, CsDataset ds, CsDesign d, CsSplit s)
+/* The test groups in group order, and the check that each has controls to compare with. */
+static PetscErrorCode SetUpTestGroups(CsEvaluator e)
 {
-  PetscInt  G, ntest = 0, nslots, *cslot;
-  SlotRows  sr;
-  double   *mean, *var, *tstat;
+  CsDesign d     = e->d;
+  PetscInt ntest = 0;
 
   PetscFunctionBeginUser;
-  if (e->setup && e->ds == ds && e->d == d && e->s == s) PetscFunctionReturn(0);
-  PetscCheck(ds->setup && d->setup && s->setup, e->comm, PETSC_ERR_ORDER, "set up the dataset, design and split first");
-  PetscCall(EvaluatorReset(e));
-  PetscCall(PetscLogEventBegin(CS_EVENT_EVAL, 0, 0, 0, 0));
-  e->ds = ds, e->d = d, e->s = s, e->G = G = ds->ngenes;
-
-  /* Test groups in group order, and the control group each is compared with. */
   PetscCall(PetscMalloc1(d->ngroups + 1, &e->tindex));
-  for (PetscInt g = 0; g < d->ngroups; g++) e->tindex[g] = (s->role[g] == CS_ROLE_TEST && !d->groups[g].control) ? ntest++ : -1;
+  for (PetscInt g = 0; g < d->ngroups; g++) e->tindex[g] = (e->s->role[g] == CS_ROLE_TEST && !d->groups[g].control) ? ntest++ : -1;
   CsCheckAll(e->comm, ntest > 0, "the split has no test group to evaluate");
   e->ntest = ntest;
   PetscCall(PetscMalloc1(ntest, &e->test));
@@ -395,74 +291,114 @@ PetscErrorCode CsEvaluatorSetUp(CsEvaluator e, CsDataset ds, CsDesign d, CsSplit
     PetscCall(CsDesignGroupName(d, e->test[t], name, sizeof(name)));
     CsCheckAll(e->comm, d->groups[e->test[t]].ctrl >= 0, "test group %s has no control cells in its context to compare with", name);
   }
+  PetscFunctionReturn(0);
+}
 
-  /* Slots: test group t is slot t; the control groups follow, one slot each. */
-  PetscCall(PetscMalloc1(d->ngroups + 1, &cslot));
+/* Slots of the data's cells: test group t is slot t (its T); the control groups of the test groups follow, one
+   slot each (cslot[g] for control group g). */
+static PetscErrorCode SetUpSlots(CsEvaluator e, PetscInt *cslot, SlotRows *sr)
+{
+  CsDesign d = e->d;
+  PetscInt nslots = e->ntest;
+
+  PetscFunctionBeginUser;
   for (PetscInt g = 0; g < d->ngroups; g++) cslot[g] = -1;
-  nslots = ntest;
-  for (PetscInt t = 0; t < ntest; t++) {
+  for (PetscInt t = 0; t < e->ntest; t++) {
     PetscInt c = d->groups[e->test[t]].ctrl;
     if (cslot[c] < 0) cslot[c] = nslots++;
   }
-  PetscCall(PetscMemzero(&sr, sizeof(sr)));
-  PetscCall(PetscMalloc1(ds->nlocal + 1, &sr.slot));
-  for (PetscInt i = 0; i < ds->nlocal; i++) {
-    PetscInt g = d->cell_group[i];
-    sr.slot[i] = g < 0 ? -1 : (e->tindex[g] >= 0 ? e->tindex[g] : cslot[g]);
+  PetscCall(PetscMemzero(sr, sizeof(*sr)));
+  PetscCall(PetscMalloc1(e->ds->nlocal + 1, &sr->slot));
+  for (PetscInt i = 0; i < e->ds->nlocal; i++) {
+    PetscInt g  = d->cell_group[i];
+    sr->slot[i] = g < 0 ? -1 : (e->tindex[g] >= 0 ? e->tindex[g] : cslot[g]);
   }
-  PetscCall(SlotRowsBuild(ds->nlocal, nslots, &sr));
-  PetscCall(PetscMalloc1(nslots, &sr.first));
-  PetscCall(PetscMalloc1(nslots, &sr.total));
-  for (PetscInt g = 0; g < d->ngroups; g++) {
-    PetscInt sl = e->tindex[g] >= 0 ? e->tindex[g] : cslot[g];
-    if (sl < 0) continue;
-    sr.first[sl] = d->group_rstart[g];
-    sr.total[sl] = d->groups[g].ncells;
-  }
+  PetscCall(SlotRowsBuild(e->comm, e->ds->nlocal, nslots, sr));
+  PetscFunctionReturn(0);
+}
 
-  /* Means and variances of T and C. */
-  PetscCall(PetscMalloc2((size_t)nslots * G, &mean, (size_t)nslots * G, &var));
-  PetscCall(SlotStats(e->comm, &ds->X, &sr, mean, var));
+/* Means and variances of T and C of every test group. */
+static PetscErrorCode SetUpStats(CsEvaluator e, const PetscInt *cslot, const SlotRows *sr)
+{
+  PetscInt G = e->G, ntest = e->ntest;
+  double  *mean, *var;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc2((size_t)sr->nslots * G, &mean, (size_t)sr->nslots * G, &var));
+  PetscCall(CsCSRGroupStats(e->comm, &e->ds->X, sr->nslots, sr->slot, NULL, mean, var));
   PetscCall(PetscMalloc2(ntest, &e->nT, ntest, &e->nC));
   PetscCall(PetscMalloc4((size_t)ntest * G, &e->mT, (size_t)ntest * G, &e->vT, (size_t)ntest * G, &e->mC, (size_t)ntest * G, &e->vC));
   for (PetscInt t = 0; t < ntest; t++) {
-    PetscInt c = cslot[d->groups[e->test[t]].ctrl];
-    e->nT[t] = sr.total[t], e->nC[t] = sr.total[c];
+    PetscInt c = cslot[e->d->groups[e->test[t]].ctrl];
+    e->nT[t] = sr->total[t], e->nC[t] = sr->total[c];
     PetscCall(PetscArraycpy(e->mT + (size_t)t * G, mean + (size_t)t * G, G));
     PetscCall(PetscArraycpy(e->vT + (size_t)t * G, var + (size_t)t * G, G));
     PetscCall(PetscArraycpy(e->mC + (size_t)t * G, mean + (size_t)c * G, G));
     PetscCall(PetscArraycpy(e->vC + (size_t)t * G, var + (size_t)c * G, G));
   }
   PetscCall(PetscFree2(mean, var));
+  PetscFunctionReturn(0);
+}
 
-  /* DE genes of T vs C. */
-  PetscCall(PetscMalloc2((size_t)ntest * CS_EVAL_TOP_DE, &e->de, ntest, &e->nde));
+/* DE genes of T vs C. */
+static PetscErrorCode SetUpDE(CsEvaluator e)
+{
+  PetscInt G = e->G;
+  double  *tstat;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc2((size_t)e->ntest * CS_EVAL_TOP_DE, &e->de, e->ntest, &e->nde));
   PetscCall(PetscMalloc1(G + 1, &tstat));
-  for (PetscInt t = 0; t < ntest; t++) {
+  for (PetscInt t = 0; t < e->ntest; t++) {
     size_t o = (size_t)t * G;
     CsWelchT(G, e->mT + o, e->vT + o, (double)e->nT[t], e->mC + o, e->vC + o, (double)e->nC[t], tstat);
     PetscCall(CsTopAbs(G, tstat, CS_EVAL_TOP_DE, e->de + (size_t)t * CS_EVAL_TOP_DE, &e->nde[t]));
   }
   PetscCall(PetscFree(tstat));
+  PetscFunctionReturn(0);
+}
 
-  /* PCA spaces, a batch of one group per rank at a time: gather every group of the batch, then fit in parallel. */
-  PetscCall(PetscCalloc1(ntest, &e->space));
-  for (PetscInt b0 = 0; b0 < ntest; b0 += e->size) {
-    PetscInt nb = PetscMin((PetscInt)e->size, ntest - b0), nCs = 0, nTs = 0;
+/* PCA spaces, a batch of one group per rank at a time: gather every group of the batch, then fit in parallel. */
+static PetscErrorCode SetUpSpaces(CsEvaluator e, const PetscInt *cslot, const SlotRows *sr)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscCalloc1(e->ntest, &e->space));
+  for (PetscInt b0 = 0; b0 < e->ntest; b0 += e->size) {
+    PetscInt nb = PetscMin((PetscInt)e->size, e->ntest - b0), nCs = 0, nTs = 0;
     float   *Cs = NULL, *Ts = NULL;
     for (PetscInt t = b0; t < b0 + nb; t++) {
       PetscMPIInt root = CsEvalOwner(e, t);
-      PetscInt    c    = cslot[d->groups[e->test[t]].ctrl], n1, n2;
+      PetscInt    c    = cslot[e->d->groups[e->test[t]].ctrl], n1, n2;
       float      *r1, *r2;
-      PetscCall(GatherSubsample(e->comm, root, &ds->X, &sr, c, e->max_cells, &n1, &r1));
-      PetscCall(GatherSubsample(e->comm, root, &ds->X, &sr, t, e->max_cells, &n2, &r2));
+      PetscCall(GatherSubsample(e->ds->rows, root, &e->ds->X, sr, c, e->max_cells, &n1, &r1));
+      PetscCall(GatherSubsample(e->ds->rows, root, &e->ds->X, sr, t, e->max_cells, &n2, &r2));
       if (root == e->rank) Cs = r1, Ts = r2, nCs = n1, nTs = n2;
     }
     for (PetscInt t = b0; t < b0 + nb; t++)
-      if (CsEvalOwner(e, t) == e->rank) PetscCall(SpaceFit(G, nCs, nTs, Cs, Ts, e->pca_k, &e->space[t]));
+      if (CsEvalOwner(e, t) == e->rank) PetscCall(SpaceFit(e->G, nCs, nTs, Cs, Ts, e->pca_k, &e->space[t]));
     PetscCall(PetscFree(Cs));
     PetscCall(PetscFree(Ts));
   }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsEvaluatorSetUp(CsEvaluator e, CsDataset ds, CsDesign d, CsSplit s)
+{
+  PetscInt *cslot;
+  SlotRows  sr;
+
+  PetscFunctionBeginUser;
+  if (e->setup && e->ds == ds && e->d == d && e->s == s) PetscFunctionReturn(0);
+  PetscCheck(ds->setup && d->setup && s->setup, e->comm, PETSC_ERR_ORDER, "set up the dataset, design and split first");
+  PetscCall(EvaluatorReset(e));
+  PetscCall(PetscLogEventBegin(CS_EVENT_EVAL, 0, 0, 0, 0));
+  e->ds = ds, e->d = d, e->s = s, e->G = ds->ngenes;
+  PetscCall(SetUpTestGroups(e));
+  PetscCall(PetscMalloc1(d->ngroups + 1, &cslot));
+  PetscCall(SetUpSlots(e, cslot, &sr));
+  PetscCall(SetUpStats(e, cslot, &sr));
+  PetscCall(SetUpDE(e));
+  PetscCall(SetUpSpaces(e, cslot, &sr));
   PetscCall(SlotRowsFree(&sr));
   PetscCall(PetscFree(cslot));
   PetscCall(PetscLogEventEnd(CS_EVENT_EVAL, 0, 0, 0, 0));
@@ -638,41 +574,12 @@ static void RankMetric(CsEvaluator e, CsEvalModel *m)
   }
 }
 
-PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char path[], PetscBool baseline)
+/* The entry of model `name` (a model scored again under the same name replaces its earlier scores), reset. */
+static PetscErrorCode ModelEntry(CsEvaluator e, const char name[], const char path[], PetscBool baseline, CsEvalModel **out)
 {
-  PetscInt     G = e->G, ntest = e->ntest, *cnt, missing = -1;
-  CsDataset    p = NULL;
-  SlotRows     sr;
   CsEvalModel *m = NULL;
-  double      *vP, *dist, *work;
 
   PetscFunctionBeginUser;
-  PetscCheck(e->setup, e->comm, PETSC_ERR_ORDER, "call CsEvaluatorSetUp before CsEvaluatorScore");
-  PetscCall(PetscLogEventBegin(CS_EVENT_EVAL, 0, 0, 0, 0));
-  PetscCall(PredictionsRead(e, path, &p));
-  PetscCall(PetscMemzero(&sr, sizeof(sr)));
-  PetscCall(PetscMalloc1(p->nlocal + 1, &sr.slot));
-  PetscCall(PredictionsMap(e, p, path, sr.slot));
-  PetscCall(SlotRowsBuild(p->nlocal, ntest, &sr));
-  PetscCall(PetscMalloc1(ntest, &sr.first));
-  PetscCall(PetscMalloc1(ntest, &sr.total));
-  PetscCall(PetscMalloc1(ntest, &cnt));
-  for (PetscInt t = 0; t < ntest; t++) cnt[t] = sr.start[t + 1] - sr.start[t];
-  PetscCallMPI(MPI_Exscan(cnt, sr.first, (PetscMPIInt)ntest, MPIU_INT, MPI_SUM, e->comm));
-  if (!e->rank) PetscCall(PetscArrayzero(sr.first, ntest));
-  PetscCallMPI(MPI_Allreduce(cnt, sr.total, (PetscMPIInt)ntest, MPIU_INT, MPI_SUM, e->comm));
-  PetscCall(PetscFree(cnt));
-  for (PetscInt t = 0; t < ntest && missing < 0; t++)
-    if (!sr.total[t]) missing = t;
-  if (missing >= 0) {
-    char gname[512];
-    PetscCall(CsDesignGroupName(e->d, e->test[missing], gname, sizeof(gname)));
-    PetscCall(SlotRowsFree(&sr));
-    PetscCall(CsDatasetDestroy(&p));
-    CsCheckAll(e->comm, PETSC_FALSE, "predictions %s have no predicted cells for test group %s", path, gname);
-  }
-
-  /* The model's entry (a model scored again under the same name replaces its earlier scores). */
   for (PetscInt i = 0; i < e->nmodels; i++)
     if (!strcmp(e->models[i].name, name)) m = &e->models[i];
   if (!m) {
@@ -687,32 +594,79 @@ PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char pat
   PetscCall(PetscStrncpy(m->name, name, sizeof(m->name)));
   PetscCall(PetscStrncpy(m->path, path, sizeof(m->path)));
   m->baseline = baseline;
-  PetscCall(PetscCalloc1((size_t)ntest * CS_NMETRICS, &m->values));
-  PetscCall(PetscMalloc1(ntest, &m->npred));
-  PetscCall(PetscArraycpy(m->npred, sr.total, ntest));
-  PetscCall(PetscMalloc1((size_t)ntest * G, &m->mP));
+  PetscCall(PetscCalloc1((size_t)e->ntest * CS_NMETRICS, &m->values));
+  PetscCall(PetscMalloc1(e->ntest, &m->npred));
+  PetscCall(PetscMalloc1((size_t)e->ntest * e->G, &m->mP));
+  *out = m;
+  PetscFunctionReturn(0);
+}
 
-  /* Means and variances of P. */
-  PetscCall(PetscMalloc1((size_t)ntest * G, &vP));
-  PetscCall(SlotStats(e->comm, &p->X, &sr, m->mP, vP));
-
-  /* Energy distance and MMD on the owners, a batch of one group per rank at a time. */
-  PetscCall(PetscCalloc1(2 * (size_t)ntest, &dist));
-  for (PetscInt b0 = 0; b0 < ntest; b0 += e->size) {
-    PetscInt nb = PetscMin((PetscInt)e->size, ntest - b0), nPs = 0, mine = -1;
+/* Energy distance and MMD of every group, on the owners, a batch of one group per rank at a time: dist[2t],
+   dist[2t + 1] on every rank. */
+static PetscErrorCode ScoreDistances(CsEvaluator e, CsDataset p, const SlotRows *sr, double *dist)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscArrayzero(dist, 2 * (size_t)e->ntest));
+  for (PetscInt b0 = 0; b0 < e->ntest; b0 += e->size) {
+    PetscInt nb = PetscMin((PetscInt)e->size, e->ntest - b0), nPs = 0, mine = -1;
     float   *Ps = NULL;
     for (PetscInt t = b0; t < b0 + nb; t++) {
       PetscInt n1;
       float   *r1;
-      PetscCall(GatherSubsample(e->comm, CsEvalOwner(e, t), &p->X, &sr, t, e->max_cells, &n1, &r1));
+      PetscCall(GatherSubsample(p->rows, CsEvalOwner(e, t), &p->X, sr, t, e->max_cells, &n1, &r1));
       if (CsEvalOwner(e, t) == e->rank) Ps = r1, nPs = n1, mine = t;
     }
-    if (mine >= 0) PetscCall(SpaceScore(G, &e->space[mine], nPs, Ps, &dist[2 * mine], &dist[2 * mine + 1]));
+    if (mine >= 0) PetscCall(SpaceScore(e->G, &e->space[mine], nPs, Ps, &dist[2 * mine], &dist[2 * mine + 1]));
     PetscCall(PetscFree(Ps));
   }
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, dist, (PetscMPIInt)(2 * ntest), MPI_DOUBLE, MPI_SUM, e->comm));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, dist, (PetscMPIInt)(2 * e->ntest), MPI_DOUBLE, MPI_SUM, e->comm));
+  PetscFunctionReturn(0);
+}
 
-  PetscCall(PetscMalloc1(4 * (size_t)G + 4 * CS_EVAL_TOP_DE, &work));
+/* Aggregates: means over the groups where the metric is defined (NaN where it is nowhere defined). */
+static void Aggregate(CsEvaluator e, CsEvalModel *m)
+{
+  for (PetscInt k = 0; k < CS_NMETRICS; k++) {
+    double   s = 0;
+    PetscInt n = 0;
+    for (PetscInt t = 0; t < e->ntest; t++) {
+      double v = m->values[(size_t)t * CS_NMETRICS + k];
+      if (!isnan(v)) s += v, n++;
+    }
+    m->agg[k] = n ? s / (double)n : NAN;
+  }
+}
+
+PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char path[], PetscBool baseline)
+{
+  PetscInt     G = e->G, ntest = e->ntest, missing = -1;
+  CsDataset    p = NULL;
+  SlotRows     sr;
+  CsEvalModel *m = NULL;
+  double      *vP, *dist, *work;
+
+  PetscFunctionBeginUser;
+  PetscCheck(e->setup, e->comm, PETSC_ERR_ORDER, "call CsEvaluatorSetUp before CsEvaluatorScore");
+  PetscCall(PetscLogEventBegin(CS_EVENT_EVAL, 0, 0, 0, 0));
+  PetscCall(PredictionsRead(e, path, &p));
+  PetscCall(PetscMemzero(&sr, sizeof(sr)));
+  PetscCall(PetscMalloc1(p->nlocal + 1, &sr.slot));
+  PetscCall(PredictionsMap(e, p, path, sr.slot));
+  PetscCall(SlotRowsBuild(e->comm, p->nlocal, ntest, &sr));
+  for (PetscInt t = 0; t < ntest && missing < 0; t++)
+    if (!sr.total[t]) missing = t;
+  if (missing >= 0) {
+    char gname[512];
+    PetscCall(CsDesignGroupName(e->d, e->test[missing], gname, sizeof(gname)));
+    PetscCall(SlotRowsFree(&sr));
+    PetscCall(CsDatasetDestroy(&p));
+    CsCheckAll(e->comm, PETSC_FALSE, "predictions %s have no predicted cells for test group %s", path, gname);
+  }
+  PetscCall(ModelEntry(e, name, path, baseline, &m));
+  PetscCall(PetscArraycpy(m->npred, sr.total, ntest));
+  PetscCall(PetscMalloc3((size_t)ntest * G, &vP, 2 * (size_t)ntest, &dist, 4 * (size_t)G + 4 * CS_EVAL_TOP_DE, &work));
+  PetscCall(CsCSRGroupStats(e->comm, &p->X, ntest, sr.slot, NULL, m->mP, vP));
+  PetscCall(ScoreDistances(e, p, &sr, dist));
   for (PetscInt t = 0; t < ntest; t++) {
     double *val = m->values + (size_t)t * CS_NMETRICS;
     PetscCall(GroupMetrics(e, t, m->mP + (size_t)t * G, vP + (size_t)t * G, m->npred[t], val, work));
@@ -720,18 +674,8 @@ PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char pat
     val[CS_M_MMD]    = dist[2 * t + 1];
   }
   RankMetric(e, m);
-  for (PetscInt k = 0; k < CS_NMETRICS; k++) { /* means over the groups where the metric is defined */
-    double   s = 0;
-    PetscInt n = 0;
-    for (PetscInt t = 0; t < ntest; t++) {
-      double v = m->values[(size_t)t * CS_NMETRICS + k];
-      if (!isnan(v)) s += v, n++;
-    }
-    m->agg[k] = n ? s / (double)n : NAN;
-  }
-  PetscCall(PetscFree(work));
-  PetscCall(PetscFree(dist));
-  PetscCall(PetscFree(vP));
+  Aggregate(e, m);
+  PetscCall(PetscFree3(vP, dist, work));
   PetscCall(SlotRowsFree(&sr));
   PetscCall(CsDatasetDestroy(&p));
   PetscCall(PetscLogEventEnd(CS_EVENT_EVAL, 0, 0, 0, 0));

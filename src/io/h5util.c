@@ -1,6 +1,7 @@
 /* HDF5 helpers. See include/cellshift/h5util.h. Every HDF5 call is checked; handles are closed on the success path
    (error paths leave them to H5Fclose with H5F_CLOSE_STRONG, or to the end of the process). */
 #include <cellshift/h5util.h>
+#include <math.h>
 
 PetscErrorCode CsH5Close(hid_t *id, const char what[])
 {
@@ -358,5 +359,24 @@ PetscErrorCode CsH5ReadAttrInt64(hid_t obj, const char attr[], int64_t *v)
              attr);
   H5Call(H5Aread(a, H5T_NATIVE_INT64, v), "cannot read attribute %s", attr);
   PetscCall(CsH5Close(&a, attr));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5ReadArrayFinite(hid_t loc, const char what[], const char name[], hid_t memtype, int rank, hsize_t dims[], void *buf)
+{
+  size_t n = 1;
+  htri_t f32;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsH5ReadArray(loc, what, name, memtype, rank, dims, buf));
+  if (!buf) PetscFunctionReturn(0);
+  H5Call(f32 = H5Tequal(memtype, H5T_NATIVE_FLOAT), "%s: %s: cannot compare types", what, name);
+  for (int i = 0; i < rank; i++) n *= (size_t)dims[i];
+  for (size_t i = 0; i < n; i++) {
+    double v = f32 ? (double)((const float *)buf)[i] : ((const double *)buf)[i];
+    PetscCheck(isfinite(v), PETSC_COMM_SELF, CS_ERR_INPUT,
+               "%s: %s holds a non-finite value (%g at entry %zu): the file is damaged or was written by a fit that diverged", what, name, v,
+               i);
+  }
   PetscFunctionReturn(0);
 }
