@@ -187,14 +187,52 @@ static PetscErrorCode MatrixInfo(hid_t f, const char name[], Text *t, PetscBool 
   PetscFunctionReturn(0);
 }
 
+/* The len strings of attribute a (type t, dataspace s) into names[0..len). */
+static PetscErrorCode ReadColumnOrder(hid_t a, hid_t t, hid_t s, hsize_t len, char **names)
+{
+  hid_t  mt;
+  htri_t var;
+
+  PetscFunctionBeginUser;
+  H5Call(var = H5Tis_variable_str(t), "cannot query the type of attribute column-order");
+  if (var) {
+    char     **tmp;
+    H5T_cset_t cset;
+    H5Call(cset = H5Tget_cset(t), "cannot get the character set of attribute column-order");
+    H5Call(mt = H5Tcopy(H5T_C_S1), "cannot make a string type");
+    H5Call(H5Tset_size(mt, H5T_VARIABLE), "cannot make a string type");
+    H5Call(H5Tset_cset(mt, cset), "cannot make a string type");
+    herr_t e;
+    PetscCall(PetscCalloc1(len, &tmp));
+    e = H5Aread(a, mt, tmp);
+    if (e < 0) PetscCall(CsH5Close(&mt, "column-order")); /* a failed read leaves the type pinning the file */
+    H5Call(e, "cannot read attribute column-order");
+    for (hsize_t i = 0; i < len; i++) PetscCall(PetscStrallocpy(tmp[i] ? tmp[i] : "", &names[i]));
+    H5Call(H5Dvlen_reclaim(mt, s, H5P_DEFAULT, tmp), "cannot free attribute column-order");
+    PetscCall(PetscFree(tmp));
+    PetscCall(CsH5Close(&mt, "column-order"));
+  } else {
+    size_t w = H5Tget_size(t);
+    char  *tmp;
+    PetscCheck(w > 0, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED, "cannot get the size of attribute column-order");
+    PetscCall(PetscCalloc1(len * w + 1, &tmp));
+    H5Call(H5Aread(a, t, tmp), "cannot read attribute column-order");
+    for (hsize_t i = 0; i < len; i++) {
+      PetscCall(PetscCalloc1(w + 1, &names[i]));
+      memcpy(names[i], tmp + i * w, w);
+    }
+    PetscCall(PetscFree(tmp));
+  }
+  PetscFunctionReturn(0);
+}
+
 /* A dataframe's column-order attribute (1-D strings; h5py writes an empty float array for no columns). */
 static PetscErrorCode ColumnOrder(hid_t g, PetscInt *n, char ***names)
 {
-  hid_t       a, t, s, mt;
-  hsize_t     len = 0;
-  htri_t      e, var;
-  H5T_class_t cls;
-  int         nd;
+  hid_t          a, t, s;
+  hsize_t        len = 0;
+  htri_t         e;
+  PetscErrorCode ierr = 0;
 
   PetscFunctionBeginUser;
   *n     = 0;
@@ -204,40 +242,16 @@ static PetscErrorCode ColumnOrder(hid_t g, PetscInt *n, char ***names)
   H5Call(a = H5Aopen(g, "column-order", H5P_DEFAULT), "cannot open attribute column-order");
   H5Call(t = H5Aget_type(a), "cannot get the type of attribute column-order");
   H5Call(s = H5Aget_space(a), "cannot get the dataspace of attribute column-order");
-  H5Call(cls = H5Tget_class(t), "cannot get the type of attribute column-order");
-  H5Call(nd = H5Sget_simple_extent_ndims(s), "cannot get the dataspace of attribute column-order");
-  if (cls == H5T_STRING && nd == 1) H5Call(H5Sget_simple_extent_dims(s, &len, NULL), "cannot get the size of attribute column-order");
+  if (H5Tget_class(t) == H5T_STRING && H5Sget_simple_extent_ndims(s) == 1 && H5Sget_simple_extent_dims(s, &len, NULL) < 0)
+    len = 0; /* anything else lists no columns */
   PetscCall(PetscCalloc1(len + 1, names));
-  H5Call(var = H5Tis_variable_str(t), "cannot query the type of attribute column-order");
-  if (len && var) {
-    char     **tmp;
-    H5T_cset_t cset;
-    H5Call(cset = H5Tget_cset(t), "cannot get the character set of attribute column-order");
-    H5Call(mt = H5Tcopy(H5T_C_S1), "cannot make a string type");
-    H5Call(H5Tset_size(mt, H5T_VARIABLE), "cannot make a string type");
-    H5Call(H5Tset_cset(mt, cset), "cannot make a string type");
-    PetscCall(PetscCalloc1(len, &tmp));
-    H5Call(H5Aread(a, mt, tmp), "cannot read attribute column-order");
-    for (hsize_t i = 0; i < len; i++) PetscCall(PetscStrallocpy(tmp[i] ? tmp[i] : "", &(*names)[i]));
-    H5Call(H5Dvlen_reclaim(mt, s, H5P_DEFAULT, tmp), "cannot free attribute column-order");
-    PetscCall(PetscFree(tmp));
-    PetscCall(CsH5Close(&mt, "column-order"));
-  } else if (len) {
-    size_t w = H5Tget_size(t);
-    char  *tmp;
-    PetscCheck(w > 0, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED, "cannot get the size of attribute column-order");
-    PetscCall(PetscCalloc1(len * w + 1, &tmp));
-    H5Call(H5Aread(a, t, tmp), "cannot read attribute column-order");
-    for (hsize_t i = 0; i < len; i++) {
-      PetscCall(PetscCalloc1(w + 1, &(*names)[i]));
-      memcpy((*names)[i], tmp + i * w, w);
-    }
-    PetscCall(PetscFree(tmp));
-  }
-  *n = (PetscInt)len;
-  PetscCall(CsH5Close(&s, "column-order"));
+  if (len) ierr = ReadColumnOrder(a, t, s, len, *names);
+  PetscCall(CsH5Close(&s, "column-order")); /* on every path: a string type pins the file */
   PetscCall(CsH5Close(&t, "column-order"));
   PetscCall(CsH5Close(&a, "column-order"));
+  if (ierr) PetscCall(CsStrArrayDestroy((PetscInt)len, names));
+  PetscCall(ierr);
+  *n = (PetscInt)len;
   PetscFunctionReturn(0);
 }
 

@@ -713,16 +713,38 @@ static PetscErrorCode ReadBoolean(Reader *r, hid_t d, hid_t t, const char what[]
   PetscFunctionReturn(0);
 }
 
+/* An obs column stored as a dataset of type t (class cls). */
+static PetscErrorCode ReadObsDataset(Reader *r, hid_t d, hid_t t, H5T_class_t cls, const char what[], PetscInt rstart, PetscInt nlocal,
+                                     CsObsColumn *col, char ***raw)
+{
+  char desc[96];
+
+  PetscFunctionBeginUser;
+  if (cls == H5T_STRING) {
+    col->kind = CS_OBS_CATEGORICAL;
+    PetscCall(CsH5ReadStrings(d, what, (hsize_t)rstart, (hsize_t)nlocal, raw));
+  } else if (cls == H5T_ENUM) PetscCall(ReadBoolean(r, d, t, what, rstart, nlocal, col));
+  else if (cls == H5T_INTEGER || cls == H5T_FLOAT) {
+    col->kind = CS_OBS_NUMERIC;
+    PetscCall(PetscMalloc1(nlocal + 1, &col->values));
+    PetscCall(Read1D(r, d, what, H5T_NATIVE_DOUBLE, sizeof(double), (hsize_t)rstart, (hsize_t)nlocal, col->values));
+  } else {
+    DescribeType(t, desc, sizeof(desc));
+    SETERRQ(PETSC_COMM_SELF, CS_ERR_INPUT, "%s holds %s, which cellshift cannot read", what, desc);
+  }
+  PetscFunctionReturn(0);
+}
+
 /* Local part of one obs column. String arrays are returned as raw local strings (*raw) to be turned into
    categories collectively. */
 static PetscErrorCode ReadObsLocal(Reader *r, const char key[], PetscInt nglobal, PetscInt rstart, PetscInt nlocal, CsObsColumn *col,
                                    char ***raw)
 {
-  char        name[300], what[600], desc[96];
-  H5O_info_t  info;
-  hid_t       d, t;
-  hsize_t     n;
-  H5T_class_t cls;
+  char           name[300], what[600];
+  H5O_info_t     info;
+  hid_t          d, t;
+  hsize_t        n;
+  PetscErrorCode ierr;
 
   PetscFunctionBeginUser;
   *raw = NULL;
@@ -739,20 +761,9 @@ static PetscErrorCode ReadObsLocal(Reader *r, const char key[], PetscInt nglobal
   PetscCheck(n == (hsize_t)nglobal, PETSC_COMM_SELF, CS_ERR_INPUT, "%s has %llu entries but there are %" PetscInt_FMT " cells", what,
              (unsigned long long)n, nglobal);
   H5Call(t = H5Dget_type(d), "%s: no type", what);
-  H5Call(cls = H5Tget_class(t), "%s: cannot get the type class", what);
-  if (cls == H5T_STRING) {
-    col->kind = CS_OBS_CATEGORICAL;
-    PetscCall(CsH5ReadStrings(d, what, (hsize_t)rstart, (hsize_t)nlocal, raw));
-  } else if (cls == H5T_ENUM) PetscCall(ReadBoolean(r, d, t, what, rstart, nlocal, col));
-  else if (cls == H5T_INTEGER || cls == H5T_FLOAT) {
-    col->kind = CS_OBS_NUMERIC;
-    PetscCall(PetscMalloc1(nlocal + 1, &col->values));
-    PetscCall(Read1D(r, d, what, H5T_NATIVE_DOUBLE, sizeof(double), (hsize_t)rstart, (hsize_t)nlocal, col->values));
-  } else {
-    DescribeType(t, desc, sizeof(desc));
-    SETERRQ(PETSC_COMM_SELF, CS_ERR_INPUT, "%s holds %s, which cellshift cannot read", what, desc);
-  }
-  PetscCall(CsH5Close(&t, what));
+  ierr = ReadObsDataset(r, d, t, H5Tget_class(t), what, rstart, nlocal, col, raw);
+  PetscCall(CsH5Close(&t, what)); /* on every path: a string type pins the file */
+  PetscCall(ierr);
   PetscCall(CsH5Close(&d, what));
   PetscFunctionReturn(0);
 }

@@ -171,7 +171,7 @@ static void SizeChunk(hid_t d, const Plan *p, Chunk *c)
 {
   hsize_t size = 0, first = c->first;
 
-  c->ok   = H5Dget_chunk_storage_size(d, &first, &size) >= 0 && size > 0 && size <= 2 * (hsize_t)p->cbytes + 65536;
+  c->ok   = H5Dget_chunk_storage_size(d, &first, &size) >= 0 && size > 0 && size <= 2 * (hsize_t)p->cbytes + 65536 ? PETSC_TRUE : PETSC_FALSE;
   c->size = c->ok ? size : 0;
 }
 
@@ -239,58 +239,93 @@ static PetscErrorCode Reserve(char **b, size_t *cap, size_t n)
   PetscFunctionReturn(0);
 }
 
+/* The working memory of a direct read: the chunks of a batch, their compressed bytes (stage), the inflated bytes of
+   those that need conversion or cutting (scratch), one decompressor per thread. */
+typedef struct {
+  Chunk                          *c;
+  PetscInt                        maxn;
+  char                           *stage, *scratch;
+  size_t                          scap, xcap;
+  struct libdeflate_decompressor *dec[MAX_THREADS];
+  int                             nthreads;
+} Work;
+
+static PetscErrorCode WorkFree(Work *w)
+{
+  PetscFunctionBeginUser;
+  for (int t = 0; t < w->nthreads; t++)
+    if (w->dec[t]) libdeflate_free_decompressor(w->dec[t]);
+  PetscCall(PetscFree(w->stage));
+  PetscCall(PetscFree(w->scratch));
+  PetscCall(PetscFree(w->c));
+  PetscFunctionReturn(0);
+}
+
+/* The next batch from chunk *ci on: chunks sized, about BATCH_BYTES compressed and at most SCRATCH_BYTES of scratch;
+   the buffers grown to hold it. */
+static PetscErrorCode FormBatch(hid_t d, const Plan *p, hsize_t start, hsize_t count, hsize_t *ci, hsize_t c1, Work *w, PetscInt *n)
+{
+  PetscInt nscratch = 0;
+  size_t   fetched = 0;
+
+  PetscFunctionBeginUser;
+  *n = 0;
+  while (*ci < c1 && *n < w->maxn && fetched < BATCH_BYTES && (size_t)(nscratch + 1) * p->chunk * p->wide <= SCRATCH_BYTES) {
+    Chunk  *k  = &w->c[(*n)++];
+    hsize_t lo = PetscMax(*ci * p->chunk, start), hi = PetscMin((*ci + 1) * p->chunk, start + count);
+    k->first   = *ci * p->chunk;
+    k->scratch = !p->same || lo != k->first || hi != k->first + p->chunk;
+    if (k->scratch) nscratch++;
+    SizeChunk(d, p, k);
+    fetched += (size_t)k->size;
+    (*ci)++;
+  }
+  PetscCall(Reserve(&w->stage, &w->scap, fetched + 1));
+  PetscCall(Reserve(&w->scratch, &w->xcap, (size_t)nscratch * p->chunk * p->wide + 1));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode ReadBatches(CsIOFile *f, hid_t d, const char what[], hid_t memtype, const Plan *p, hsize_t start, hsize_t count,
+                                  char *buf, Work *w)
+{
+  hsize_t    ci = start / p->chunk, c1 = (start + count - 1) / p->chunk + 1;
+  InflateCtx x  = {p, w->c, w->dec};
+
+  PetscFunctionBeginUser;
+  while (ci < c1) {
+    PetscInt n;
+    PetscCall(PetscLogEventBegin(CS_EVENT_CHUNK_FETCH, 0, 0, 0, 0));
+    PetscCall(FormBatch(d, p, start, count, &ci, c1, w, &n));
+    FetchBatch(d, w->c, n, w->stage);
+    PetscCall(PetscLogEventEnd(CS_EVENT_CHUNK_FETCH, 0, 0, 0, 0));
+    for (PetscInt k = 0, s = 0; k < n; k++)
+      w->c[k].dst = w->c[k].scratch ? w->scratch + (size_t)(s++) * p->chunk * p->wide : buf + (w->c[k].first - start) * p->msize;
+    PetscCall(PetscLogEventBegin(CS_EVENT_CHUNK_INFLATE, 0, 0, 0, 0));
+    ParallelFor(w->nthreads, n, InflateOne, &x);
+    PetscCall(PetscLogEventEnd(CS_EVENT_CHUNK_INFLATE, 0, 0, 0, 0));
+    PetscCall(FinishBatch(f, d, what, memtype, p, w->c, n, start, count, buf));
+  }
+  PetscFunctionReturn(0);
+}
+
+/* The working memory is freed on every path (an error is an input error the program may survive, as in inspect). */
 static PetscErrorCode ReadDirect(CsIOFile *f, hid_t d, const char what[], hid_t memtype, const Plan *p, hsize_t start, hsize_t count,
                                  char *buf)
 {
-  hsize_t                          c0 = start / p->chunk, c1 = (start + count - 1) / p->chunk + 1;
-  PetscInt                         maxn = (PetscInt)PetscMin((hsize_t)(c1 - c0), (hsize_t)65536);
-  Chunk                           *c;
-  char                            *stage = NULL, *scratch = NULL;
-  size_t                           scap = 0, xcap = 0;
-  struct libdeflate_decompressor *dec[MAX_THREADS];
-  int                              nthreads = PetscMin(f->nthreads, MAX_THREADS);
-  InflateCtx                       x = {p, NULL, dec};
+  Work           w;
+  PetscErrorCode ierr = 0;
+  PetscBool      nodec = PETSC_FALSE;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc1(maxn, &c));
-  x.c = c;
-  for (int t = 0; t < nthreads; t++) {
-    dec[t] = libdeflate_alloc_decompressor();
-    PetscCheck(dec[t], PETSC_COMM_SELF, PETSC_ERR_MEM, "%s: cannot allocate a decompressor", what);
-  }
-  for (hsize_t ci = c0; ci < c1;) {
-    PetscInt n = 0, nscratch = 0;
-    size_t   fetched = 0;
-    PetscCall(PetscLogEventBegin(CS_EVENT_CHUNK_FETCH, 0, 0, 0, 0));
-    while (ci < c1 && n < maxn && fetched < BATCH_BYTES && (size_t)(nscratch + 1) * p->chunk * p->wide <= SCRATCH_BYTES) {
-      Chunk  *k  = &c[n++];
-      hsize_t lo = PetscMax(ci * p->chunk, start), hi = PetscMin((ci + 1) * p->chunk, start + count);
-      k->first   = ci * p->chunk;
-      k->scratch = !p->same || lo != k->first || hi != k->first + p->chunk;
-      if (k->scratch) nscratch++;
-      SizeChunk(d, p, k);
-      if (k->ok) fetched += (size_t)k->size;
-      ci++;
-    }
-    {
-      size_t need = 0;
-      for (PetscInt k = 0; k < n; k++) need += (size_t)c[k].size;
-      PetscCall(Reserve(&stage, &scap, need + 1));
-      PetscCall(Reserve(&scratch, &xcap, (size_t)nscratch * p->chunk * p->wide + 1));
-    }
-    FetchBatch(d, c, n, stage);
-    PetscCall(PetscLogEventEnd(CS_EVENT_CHUNK_FETCH, 0, 0, 0, 0));
-    for (PetscInt k = 0, s = 0; k < n; k++)
-      c[k].dst = c[k].scratch ? scratch + (size_t)(s++) * p->chunk * p->wide : buf + (c[k].first - start) * p->msize;
-    PetscCall(PetscLogEventBegin(CS_EVENT_CHUNK_INFLATE, 0, 0, 0, 0));
-    ParallelFor(nthreads, n, InflateOne, &x);
-    PetscCall(PetscLogEventEnd(CS_EVENT_CHUNK_INFLATE, 0, 0, 0, 0));
-    PetscCall(FinishBatch(f, d, what, memtype, p, c, n, start, count, buf));
-  }
-  for (int t = 0; t < nthreads; t++) libdeflate_free_decompressor(dec[t]);
-  PetscCall(PetscFree(stage));
-  PetscCall(PetscFree(scratch));
-  PetscCall(PetscFree(c));
+  PetscCall(PetscMemzero(&w, sizeof(w)));
+  w.nthreads = PetscMin(f->nthreads, MAX_THREADS);
+  w.maxn     = (PetscInt)PetscMin((start + count - 1) / p->chunk + 1 - start / p->chunk, (hsize_t)65536);
+  PetscCall(PetscMalloc1(w.maxn, &w.c));
+  for (int t = 0; t < w.nthreads && !nodec; t++) nodec = (w.dec[t] = libdeflate_alloc_decompressor()) ? PETSC_FALSE : PETSC_TRUE;
+  if (!nodec) ierr = ReadBatches(f, d, what, memtype, p, start, count, buf, &w);
+  PetscCall(WorkFree(&w));
+  PetscCheck(!nodec, PETSC_COMM_SELF, PETSC_ERR_MEM, "%s: cannot allocate a decompressor", what);
+  PetscCall(ierr);
   PetscFunctionReturn(0);
 }
 
@@ -301,9 +336,10 @@ PetscErrorCode CsIOPrepareConversion(CsIOFile *f, hid_t d, const char what[], hi
 
   PetscFunctionBeginUser;
   H5Call(ft = H5Dget_type(d), "%s: cannot get the type", what);
-  H5Call(f32 = H5Tequal(memtype, H5T_NATIVE_FLOAT), "%s: cannot compare types", what);
-  H5Call(dbl = H5Tequal(ft, H5T_NATIVE_DOUBLE), "%s: cannot compare types", what);
+  dbl = H5Tequal(ft, H5T_NATIVE_DOUBLE);
   PetscCall(CsH5Close(&ft, what));
+  H5Call(dbl, "%s: cannot compare types", what);
+  H5Call(f32 = H5Tequal(memtype, H5T_NATIVE_FLOAT), "%s: cannot compare types", what);
   f->conv.to_float32    = f32 ? PETSC_TRUE : PETSC_FALSE;
   f->conv.native_double = dbl ? PETSC_TRUE : PETSC_FALSE;
   PetscFunctionReturn(0);
@@ -322,8 +358,9 @@ PetscErrorCode CsIORead1D(CsIOFile *f, hid_t d, const char what[], hid_t memtype
   PetscCall(MakePlan(f, d, what, memtype, &p, &direct));
   if (direct) {
     PetscCheck(p.msize == esize, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONG, "%s: memory type of %zu bytes, expected %zu", what, p.msize, esize);
-    PetscCall(ReadDirect(f, d, what, memtype, &p, start, count, (char *)buf));
-    PetscCall(CsH5Close(&p.ftype, what));
+    PetscErrorCode ierr = ReadDirect(f, d, what, memtype, &p, start, count, (char *)buf);
+    PetscCall(CsH5Close(&p.ftype, what)); /* on every path */
+    PetscCall(ierr);
   } else PetscCall(ReadHDF5(f, d, what, memtype, esize, start, count, buf));
   PetscFunctionReturn(0);
 }

@@ -52,7 +52,10 @@ static void Diagnose(const char path[], char msg[], size_t len)
       else if (sb[8] <= 3) O = sb[9], pos = 12 + 2 * O;                 /* base, extension, end-of-file addresses */
       else break;
       if ((O != 2 && O != 4 && O != 8) || pos + O > (int)got) break;
-      need = (int64_t)LE(sb + pos - 2 * O, O) + (int64_t)LE(sb + pos, O); /* base address + end of file */
+      {
+        uint64_t base = LE(sb + pos - 2 * O, O), eof = LE(sb + pos, O); /* the end of file is relative to the base */
+        need          = base < ((uint64_t)1 << 62) && eof < ((uint64_t)1 << 62) ? (int64_t)(base + eof) : INT64_MAX;
+      }
     }
   }
   if (fd >= 0) close(fd);

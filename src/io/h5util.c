@@ -108,33 +108,21 @@ static PetscErrorCode VarStringType(hid_t t, const char what[], hid_t *mt)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsH5ReadAttrString(hid_t obj, const char attr[], char buf[], size_t len, PetscBool *found)
+/* The string value of attribute a of type t (a string type, one element). */
+static PetscErrorCode ReadAttrString(hid_t a, hid_t t, const char attr[], char buf[], size_t len)
 {
-  hid_t       a, t, mt = H5I_INVALID_HID;
-  htri_t      e, var;
-  H5T_class_t cls;
-  hssize_t    n;
+  hid_t  mt = H5I_INVALID_HID;
+  htri_t var;
 
   PetscFunctionBeginUser;
-  buf[0] = 0;
-  *found = PETSC_FALSE;
-  e      = H5Aexists(obj, attr);
-  H5Call(e, "cannot query attribute %s", attr);
-  if (!e) PetscFunctionReturn(0);
-  H5Call(a = H5Aopen(obj, attr, H5P_DEFAULT), "cannot open attribute %s", attr);
-  H5Call(t = H5Aget_type(a), "cannot get the type of attribute %s", attr);
-  H5Call(cls = H5Tget_class(t), "cannot get the type class of attribute %s", attr);
-  PetscCall(AttrPoints(a, attr, &n));
-  if (cls != H5T_STRING || n != 1) {
-    PetscCall(CsH5Close(&t, attr));
-    PetscCall(CsH5Close(&a, attr));
-    PetscFunctionReturn(0);
-  }
   H5Call(var = H5Tis_variable_str(t), "cannot query the type of attribute %s", attr);
   if (var) {
     char *s = NULL;
+    herr_t e;
     PetscCall(VarStringType(t, attr, &mt));
-    H5Call(H5Aread(a, mt, &s), "cannot read attribute %s", attr);
+    e = H5Aread(a, mt, &s);
+    PetscCall(CsH5Close(&mt, attr)); /* on every path: a failed read leaves the type pinning the file */
+    H5Call(e, "cannot read attribute %s", attr);
     if (s) {
       PetscCall(PetscStrncpy(buf, s, len));
       H5Call(H5free_memory(s), "cannot free attribute %s", attr);
@@ -150,9 +138,44 @@ PetscErrorCode CsH5ReadAttrString(hid_t obj, const char attr[], char buf[], size
     PetscCall(PetscFree(tmp));
   }
   PetscCall(CsH5Close(&mt, attr));
+  PetscFunctionReturn(0);
+}
+
+/* The value of the open attribute a when it is one string (*found), else nothing. Closes what it opens on every
+   path: an open handle pins the file. */
+static PetscErrorCode AttrValue(hid_t a, const char attr[], char buf[], size_t len, PetscBool *found)
+{
+  hid_t          t;
+  hssize_t       n;
+  PetscErrorCode ierr;
+
+  PetscFunctionBeginUser;
+  H5Call(t = H5Aget_type(a), "cannot get the type of attribute %s", attr);
+  ierr = AttrPoints(a, attr, &n);
+  if (!ierr && H5Tget_class(t) == H5T_STRING && n == 1) {
+    ierr   = ReadAttrString(a, t, attr, buf, len);
+    *found = ierr ? PETSC_FALSE : PETSC_TRUE;
+  }
   PetscCall(CsH5Close(&t, attr));
+  PetscCall(ierr);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5ReadAttrString(hid_t obj, const char attr[], char buf[], size_t len, PetscBool *found)
+{
+  hid_t          a;
+  htri_t         e;
+  PetscErrorCode ierr;
+
+  PetscFunctionBeginUser;
+  buf[0] = 0;
+  *found = PETSC_FALSE;
+  H5Call(e = H5Aexists(obj, attr), "cannot query attribute %s", attr);
+  if (!e) PetscFunctionReturn(0);
+  H5Call(a = H5Aopen(obj, attr, H5P_DEFAULT), "cannot open attribute %s", attr);
+  ierr = AttrValue(a, attr, buf, len, found);
   PetscCall(CsH5Close(&a, attr));
-  *found = PETSC_TRUE;
+  PetscCall(ierr);
   PetscFunctionReturn(0);
 }
 
@@ -181,11 +204,14 @@ static PetscErrorCode ReadVarStrings(hid_t dset, const char what[], hid_t ft, hi
 {
   hid_t  mt;
   char **tmp;
+  herr_t e;
 
   PetscFunctionBeginUser;
   PetscCall(VarStringType(ft, what, &mt));
   PetscCall(PetscCalloc1(count, &tmp));
-  H5Call(H5Dread(dset, mt, ms, fs, H5P_DEFAULT, tmp), "%s: cannot read strings", what);
+  e = H5Dread(dset, mt, ms, fs, H5P_DEFAULT, tmp);
+  if (e < 0) PetscCall(CsH5Close(&mt, what)); /* a failed read leaves the type pinning the file */
+  H5Call(e, "%s: cannot read strings", what);
   for (hsize_t i = 0; i < count; i++) PetscCall(PetscStrallocpy(tmp[i] ? tmp[i] : "", &res[i]));
   H5Call(H5Dvlen_reclaim(mt, ms, H5P_DEFAULT, tmp), "%s: cannot free strings", what);
   PetscCall(PetscFree(tmp));
@@ -216,39 +242,50 @@ static PetscErrorCode ReadFixedStrings(hid_t dset, const char what[], hid_t ft, 
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsH5ReadStrings(hid_t dset, const char what[], hsize_t start, hsize_t count, char ***out)
+/* CsH5ReadStrings with the dataset's string type ft (closed by the caller on every path). */
+static PetscErrorCode ReadStrings(hid_t dset, hid_t ft, const char what[], hsize_t start, hsize_t count, char **res)
 {
-  hid_t       ft, fs, ms;
-  hsize_t     n[1], one = count;
-  int         nd;
-  char      **res;
-  H5T_class_t cls;
-  htri_t      var;
+  hid_t   fs, ms;
+  hsize_t n[1], one = count;
+  int     nd;
+  htri_t  var;
 
   PetscFunctionBeginUser;
-  H5Call(ft = H5Dget_type(dset), "%s: cannot get the type", what);
-  H5Call(cls = H5Tget_class(ft), "%s: cannot get the type class", what);
-  if (cls != H5T_STRING) {
-    char tn[64];
-    CsH5TypeName(ft, tn, sizeof(tn));
-    SETERRQ(PETSC_COMM_SELF, CS_ERR_INPUT, "%s holds %s, not strings", what, tn);
-  }
   PetscCall(CsH5Shape(dset, what, &nd, n, 1));
   PetscCheck(nd == 1, PETSC_COMM_SELF, CS_ERR_INPUT, "%s is not one-dimensional", what);
   PetscCheck(start + count <= n[0], PETSC_COMM_SELF, CS_ERR_INPUT, "%s has %llu entries, expected at least %llu", what,
              (unsigned long long)n[0], (unsigned long long)(start + count));
+  if (!count) PetscFunctionReturn(0);
+  H5Call(fs = H5Dget_space(dset), "%s: cannot get the dataspace", what);
+  H5Call(H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &one, NULL), "%s: bad selection", what);
+  H5Call(ms = H5Screate_simple(1, &one, NULL), "%s: cannot make a dataspace", what);
+  H5Call(var = H5Tis_variable_str(ft), "%s: cannot query the string type", what);
+  if (var) PetscCall(ReadVarStrings(dset, what, ft, ms, fs, count, res));
+  else PetscCall(ReadFixedStrings(dset, what, ft, ms, fs, count, res));
+  PetscCall(CsH5Close(&ms, what));
+  PetscCall(CsH5Close(&fs, what));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5ReadStrings(hid_t dset, const char what[], hsize_t start, hsize_t count, char ***out)
+{
+  hid_t          ft;
+  char         **res;
+  H5T_class_t    cls;
+  char           tn[64];
+  PetscErrorCode ierr;
+
+  PetscFunctionBeginUser;
+  H5Call(ft = H5Dget_type(dset), "%s: cannot get the type", what);
+  cls = H5Tget_class(ft);
+  CsH5TypeName(ft, tn, sizeof(tn));
+  if (cls != H5T_STRING) PetscCall(CsH5Close(&ft, what));
+  PetscCheck(cls == H5T_STRING, PETSC_COMM_SELF, CS_ERR_INPUT, "%s holds %s, not strings", what, tn);
   PetscCall(PetscCalloc1(count ? count : 1, &res));
-  if (count) {
-    H5Call(fs = H5Dget_space(dset), "%s: cannot get the dataspace", what);
-    H5Call(H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &one, NULL), "%s: bad selection", what);
-    H5Call(ms = H5Screate_simple(1, &one, NULL), "%s: cannot make a dataspace", what);
-    H5Call(var = H5Tis_variable_str(ft), "%s: cannot query the string type", what);
-    if (var) PetscCall(ReadVarStrings(dset, what, ft, ms, fs, count, res));
-    else PetscCall(ReadFixedStrings(dset, what, ft, ms, fs, count, res));
-    PetscCall(CsH5Close(&ms, what));
-    PetscCall(CsH5Close(&fs, what));
-  }
+  ierr = ReadStrings(dset, ft, what, start, count, res); /* the type is closed on every path: it pins the file */
   PetscCall(CsH5Close(&ft, what));
+  if (ierr) PetscCall(CsStrArrayDestroy((PetscInt)count, &res));
+  PetscCall(ierr);
   *out = res;
   PetscFunctionReturn(0);
 }
