@@ -218,7 +218,7 @@ PetscErrorCode CsEvalColumnsBuild(MPI_Comm comm, const CsCSR *X, const PetscInt 
                                   CsEvalColumns *c)
 {
   PetscMPIInt rank, size;
-  PetscInt    nrecv, ng;
+  PetscInt    nrecv = 0, ng;
   Entry      *e;
 
   PetscFunctionBeginUser;
