@@ -146,7 +146,9 @@ for n in (1, 3):
                 assert abs(float(v) - float(w)) <= 1e-12 * abs(float(v)), (n, k, m, v, w)
             else:
                 assert v == w, (n, k, m, v, w)
-print("1, 2 and 3 ranks agree (bitwise; energy_distance and mmd_rbf to 1e-12)")
+gi = [open("%s/np%d/gi.csv" % (sys.argv[1], n)).read() for n in (1, 2, 3)]
+assert gi[0] == gi[1] == gi[2], "gi.csv differs between 1, 2 and 3 ranks"
+print("1, 2 and 3 ranks agree (bitwise; energy_distance and mmd_rbf to 1e-12; gi.csv bitwise)")
 EOF
 for f in report.md gi.csv shift_control.png shift_additive.png shift_mean.png shift_truth.png shift_collapsed.png shift_shifted.png shift_noisy.png; do
   [ -s "$syn/np2/$f" ] || { echo "FAIL: $f was not written"; exit 1; }

@@ -565,7 +565,7 @@ def main():
             chk.failures.append("metrics.csv lacks %s" % (k,))
             continue
         t = truth[k[1:]]
-        what = "%s %s" % (k[0], "@".join(k[1:]))
+        what = "%s %s%s@%s" % (k[0], k[1], " dose " + k[2] if k[2] else "", k[3])
         for name, want in (("n_true", t["nT"]), ("n_control", t["nC"]), ("n_pred", v["n_pred"])):
             chk.exact(what, name, int(r[name]), want)
         chk.exact(what, "category", r["category"], category[k[1:]])
@@ -604,7 +604,7 @@ def main():
         r = gi_rows.get(k)
         if r is None:
             continue
-        what = "gi.csv %s %s %s" % (k[0], k[1], "@".join(k[2:]))
+        what = "gi.csv %s %s %s%s@%s" % (k[0], k[1], k[2], " dose " + k[3] if k[3] else "", k[4])
         chk.exact(what, "genes", int(r["genes"]), fit["genes"])
         for name in GI_FIELDS:
             chk.value(what, name, r[name], fit[name])
