@@ -18,7 +18,7 @@ int CsNNHaveAVX512(void)
 #endif
 }
 
-const char *const CsNNActs[] = {"none", "relu", "leakyrelu", "gelu", "sigmoid", "softplus", "CsNNAct", "CS_NN_ACT_", NULL};
+const char *const CsNNActs[] = {"none", "relu", "leakyrelu", "gelu", "sigmoid", "softplus", "silu", "CsNNAct", "CS_NN_ACT_", NULL};
 
 /* ------------------------------------------------------------------------------------------------- helpers */
 

@@ -1,0 +1,330 @@
+/* Sparse graph propagation for GCN / SGConv layers: out = A X per cell, its backward (A^T dout and the edge-weight
+   gradient), K-hop propagation, and the symmetric GCN normalisation. See include/cellshift/nn.h.
+
+   Each output row is a weighted sum of whole neighbour rows of d features: the neighbour rows are gathered and
+   summed into a tile of CS_GR_TILE columns held in a local array (registers for d = 64), so that every output
+   row is written once. Rows are split over the thread pool in chunks of about equal numbers of non-zeros (gene
+   graphs have hubs); every row and every edge gradient is summed by one thread in CSR order, so the result does
+   not depend on the number of threads. */
+#include "nnimpl.h"
+#include <string.h>
+
+#define CS_GR_TILE  64
+#define CS_GR_LANES 16
+/* Below this many multiply-adds the pool's wake-up costs more than it saves. */
+#define CS_GR_PARALLEL_MIN 65536
+
+/* One propagation: out rows [i0, i1) of every cell, from rows of inp, through the CSR pattern (ptr, idx) with
+   values val[k] (src NULL) or val[src[k]] (the transpose of a learned A). add: out += instead of out =. */
+typedef struct {
+  float         *out;
+  const float   *inp;
+  const int64_t *ptr, *src;
+  const int32_t *idx;
+  const float   *val;
+  PetscInt       nr, nc, B, d;
+  PetscBool      add;
+  /* edge-weight gradient: dA[k] += sum_b dout[b,i,:] . inp[b,j,:] */
+  float         *dA;
+  const float   *dout;
+} GraphCtx;
+
+static CS_NN_VEC void GraphRows(const GraphCtx *g, PetscInt i0, PetscInt i1)
+{
+  const PetscInt d = g->d;
+  for (PetscInt b = 0; b < g->B; b++) {
+    const float *x = g->inp + (size_t)b * g->nc * d;
+    for (PetscInt i = i0; i < i1; i++) {
+      float *o = g->out + ((size_t)b * g->nr + i) * d;
+      for (PetscInt c0 = 0; c0 < d; c0 += CS_GR_TILE) {
+        const PetscInt w = PetscMin(CS_GR_TILE, d - c0);
+        float          acc[CS_GR_TILE];
+        if (w == CS_GR_TILE) {
+          for (int l = 0; l < CS_GR_TILE; l++) acc[l] = g->add ? o[c0 + l] : 0.0f;
+          for (int64_t k = g->ptr[i]; k < g->ptr[i + 1]; k++) {
+            const float  a  = g->src ? g->val[g->src[k]] : g->val[k];
+            const float *xr = x + (size_t)g->idx[k] * d + c0;
+            for (int l = 0; l < CS_GR_TILE; l++) acc[l] += a * xr[l];
+          }
+          for (int l = 0; l < CS_GR_TILE; l++) o[c0 + l] = acc[l];
+        } else {
+          for (PetscInt l = 0; l < w; l++) acc[l] = g->add ? o[c0 + l] : 0.0f;
+          for (int64_t k = g->ptr[i]; k < g->ptr[i + 1]; k++) {
+            const float  a  = g->src ? g->val[g->src[k]] : g->val[k];
+            const float *xr = x + (size_t)g->idx[k] * d + c0;
+            for (PetscInt l = 0; l < w; l++) acc[l] += a * xr[l];
+          }
+          for (PetscInt l = 0; l < w; l++) o[c0 + l] = acc[l];
+        }
+      }
+    }
+  }
+}
+
+/* Dot product of two rows of d floats: CS_GR_LANES partial sums in float, combined in double. */
+static inline double RowDot(const float *restrict a, const float *restrict b, PetscInt d)
+{
+  float    acc[CS_GR_LANES];
+  double   s  = 0;
+  PetscInt d0 = d / CS_GR_LANES * CS_GR_LANES;
+  for (int l = 0; l < CS_GR_LANES; l++) acc[l] = 0;
+  for (PetscInt c = 0; c < d0; c += CS_GR_LANES)
+    CS_NN_LANES
+    for (int l = 0; l < CS_GR_LANES; l++) acc[l] += a[c + l] * b[c + l];
+  for (int l = 0; l < CS_GR_LANES; l++) s += acc[l];
+  for (PetscInt c = d0; c < d; c++) s += (double)a[c] * b[c];
+  return s;
+}
+
+static CS_NN_VEC void EdgeGradRows(const GraphCtx *g, PetscInt i0, PetscInt i1)
+{
+  const PetscInt d = g->d;
+  for (PetscInt i = i0; i < i1; i++)
+    for (int64_t k = g->ptr[i]; k < g->ptr[i + 1]; k++) {
+      double s = 0;
+      for (PetscInt b = 0; b < g->B; b++)
+        s += RowDot(g->dout + ((size_t)b * g->nr + i) * d, g->inp + ((size_t)b * g->nc + g->idx[k]) * d, d);
+      g->dA[k] += (float)s;
+    }
+}
+
+/* Rows [i0, i1) of thread t: chunks of about nnz / nt non-zeros (plus rows, so that empty rows also spread). */
+static void RowRange(const int64_t *ptr, PetscInt nr, int t, int nt, PetscInt *i0, PetscInt *i1)
+{
+  const int64_t base = ptr[0], tot = ptr[nr] - base + nr;
+  PetscInt      r[2];
+  for (int e = 0; e < 2; e++) {
+    const int64_t target = tot * (t + e) / nt;
+    PetscInt      lo = 0, hi = nr; /* smallest i with ptr[i] - base + i >= target */
+    while (lo < hi) {
+      PetscInt mid = lo + (hi - lo) / 2;
+      if (ptr[mid] - base + mid < target) lo = mid + 1;
+      else hi = mid;
+    }
+    r[e] = lo;
+  }
+  *i0 = t == 0 ? 0 : r[0], *i1 = t == nt - 1 ? nr : r[1];
+}
+
+static void TaskGraph(void *ctx, int t, int nt)
+{
+  const GraphCtx *g = (const GraphCtx *)ctx;
+  PetscInt        i0, i1;
+  RowRange(g->ptr, g->nr, t, nt, &i0, &i1);
+  if (i0 >= i1) return;
+  if (g->dA) EdgeGradRows(g, i0, i1);
+  else GraphRows(g, i0, i1);
+}
+
+static void GraphRun(GraphCtx *g)
+{
+  const double work = (double)(g->ptr[g->nr] - g->ptr[0]) * g->B * g->d;
+  if (g->nr <= 0 || g->B <= 0 || g->d <= 0) return;
+  if (work < CS_GR_PARALLEL_MIN) TaskGraph(g, 0, 1);
+  else CsNNParallel(TaskGraph, g);
+}
+
+/* out[B, nr, d] (=, or += with add) = A inp[B, nc, d] */
+static void Apply(float *out, PetscBool add, const CsCSR *A, const float *inp, PetscInt B, PetscInt d)
+{
+  GraphCtx g;
+  PetscMemzero(&g, sizeof(g));
+  g.out = out, g.inp = inp, g.ptr = A->indptr, g.idx = A->indices, g.val = A->data;
+  g.nr = A->nrows, g.nc = A->ncols, g.B = B, g.d = d, g.add = add;
+  GraphRun(&g);
+}
+
+/* out[B, nc, d] (= or +=) = A^T inp[B, nr, d] */
+static void ApplyT(float *out, PetscBool add, const CsCSR *A, const CsNNTranspose *AT, const float *inp, PetscInt B, PetscInt d)
+{
+  GraphCtx g;
+  PetscMemzero(&g, sizeof(g));
+  g.out = out, g.inp = inp, g.ptr = AT->indptr, g.idx = AT->indices, g.src = AT->src, g.val = A->data;
+  g.nr = AT->nrows, g.nc = AT->ncols, g.B = B, g.d = d, g.add = add;
+  GraphRun(&g);
+}
+
+static void EdgeGrad(float *dA, const CsCSR *A, const float *dout, const float *inp, PetscInt B, PetscInt d)
+{
+  GraphCtx g;
+  PetscMemzero(&g, sizeof(g));
+  g.dA = dA, g.dout = dout, g.inp = inp, g.ptr = A->indptr, g.idx = A->indices;
+  g.nr = A->nrows, g.nc = A->ncols, g.B = B, g.d = d;
+  GraphRun(&g);
+}
+
+/* ------------------------------------------------------------------------------------------------- kernels */
+
+void cs_graph_forward(float *out /*[B,nr,d]*/, const CsCSR *A /*[nr,nc]*/, const float *inp /*[B,nc,d]*/, PetscInt B, PetscInt d)
+{
+  Apply(out, PETSC_FALSE, A, inp, B, d);
+}
+
+void cs_graph_backward(float *dinp /*[B,nc,d]*/, float *dA /*[nnz]*/, const float *dout /*[B,nr,d]*/, const float *inp /*[B,nc,d]*/,
+                       const CsCSR *A /*[nr,nc]*/, const CsNNTranspose *AT /*[nc,nr]*/, PetscInt B, PetscInt d)
+{
+  if (dA) EdgeGrad(dA, A, dout, inp, B, d);
+  if (dinp) ApplyT(dinp, PETSC_TRUE, A, AT, dout, B, d);
+}
+
+void cs_sgconv_forward(float *out /*[B,n,d]*/, float *hops /*[K-1,B,n,d]*/, const CsCSR *A /*[n,n]*/, const float *inp /*[B,n,d]*/,
+                       PetscInt K, PetscInt B, PetscInt d)
+{
+  const size_t sz = (size_t)B * A->nrows * d;
+  const float *x  = inp;
+  if (K <= 0) {
+    memcpy(out, inp, sizeof(float) * sz);
+    return;
+  }
+  for (PetscInt k = 1; k <= K; k++) {
+    float *h = k == K ? out : hops + (size_t)(k - 1) * sz;
+    Apply(h, PETSC_FALSE, A, x, B, d);
+    x = h;
+  }
+}
+
+void cs_sgconv_backward(float *dinp /*[B,n,d]*/, float *dA /*[nnz]*/, const float *dout /*[B,n,d]*/, const float *inp /*[B,n,d]*/,
+                        const float *hops /*[K-1,B,n,d]*/, const CsCSR *A /*[n,n]*/, const CsNNTranspose *AT /*[n,n]*/, PetscInt K,
+                        PetscInt B, PetscInt d, float *work /*[2,B,n,d]*/)
+{
+  const size_t sz = (size_t)B * A->nrows * d;
+  const float *g  = dout;
+  if (K <= 0) {
+    if (dinp) CsNNAxpy1(dinp, dout, sz);
+    return;
+  }
+  if (!dinp && !dA) return;
+  /* Hop k maps h_{k-1} to h_k (h_0 = inp, h_K = out); going down, g is the gradient with respect to h_k. */
+  for (PetscInt k = K; k >= 1; k--) {
+    const float *x = k == 1 ? inp : hops + (size_t)(k - 2) * sz;
+    if (dA) EdgeGrad(dA, A, g, x, B, d);
+    if (k > 1) {
+      float *gn = work + (size_t)((K - k) % 2) * sz;
+      ApplyT(gn, PETSC_FALSE, A, AT, g, B, d);
+      g = gn;
+    } else if (dinp) ApplyT(dinp, PETSC_TRUE, A, AT, g, B, d);
+  }
+}
+
+/* ------------------------------------------------------------------------------------------------- structure */
+
+PetscErrorCode CsNNTransposeCreate(const CsCSR *A, CsNNTranspose *AT)
+{
+  const int64_t base = A->indptr[0], nnz = A->indptr[A->nrows] - base;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(AT, sizeof(*AT)));
+  AT->nrows = A->ncols, AT->ncols = A->nrows;
+  PetscCall(PetscCalloc1((size_t)A->ncols + 1, &AT->indptr));
+  PetscCall(PetscMalloc1((size_t)nnz + 1, &AT->indices));
+  PetscCall(PetscMalloc1((size_t)nnz + 1, &AT->src));
+  for (int64_t k = base; k < base + nnz; k++) {
+    PetscCheck(A->indices[k] >= 0 && A->indices[k] < A->ncols, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
+               "column index %d of entry %" PetscInt64_FMT " is outside [0, %" PetscInt_FMT ")", (int)A->indices[k], k, A->ncols);
+    AT->indptr[A->indices[k] + 1]++;
+  }
+  for (PetscInt j = 0; j < A->ncols; j++) AT->indptr[j + 1] += AT->indptr[j];
+  {
+    int64_t *next;
+    PetscCall(PetscMalloc1((size_t)A->ncols + 1, &next));
+    PetscCall(PetscArraycpy(next, AT->indptr, A->ncols));
+    for (PetscInt i = 0; i < A->nrows; i++)
+      for (int64_t k = A->indptr[i]; k < A->indptr[i + 1]; k++) {
+        int64_t e       = next[A->indices[k]]++;
+        AT->indices[e] = (int32_t)i;
+        AT->src[e]     = k;
+      }
+    PetscCall(PetscFree(next));
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsNNTransposeDestroy(CsNNTranspose *AT)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscFree(AT->indptr));
+  PetscCall(PetscFree(AT->indices));
+  PetscCall(PetscFree(AT->src));
+  AT->nrows = AT->ncols = 0;
+  PetscFunctionReturn(0);
+}
+
+typedef struct {
+  int32_t j;
+  double  w;
+} Entry;
+
+static int CmpEntry(const void *pa, const void *pb)
+{
+  const Entry *a = (const Entry *)pa, *b = (const Entry *)pb;
+  return (a->j > b->j) - (a->j < b->j);
+}
+
+PetscErrorCode CsNNGraphNormalize(PetscInt n, PetscInt nedges, const PetscInt *src, const PetscInt *dst, const float *w, PetscBool symmetrize,
+                                  CsCSR *Ahat)
+{
+  int64_t *cnt, *pos, ne;
+  Entry   *e;
+  double  *deg;
+  int64_t  nnz = 0;
+
+  PetscFunctionBeginUser;
+  PetscCheck(n >= 0 && nedges >= 0, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE, "negative graph size");
+  for (PetscInt k = 0; k < nedges; k++) {
+    PetscCheck(src[k] >= 0 && src[k] < n && dst[k] >= 0 && dst[k] < n, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
+               "edge %" PetscInt_FMT " (%" PetscInt_FMT ", %" PetscInt_FMT ") has a node outside [0, %" PetscInt_FMT ")", k, src[k], dst[k], n);
+    PetscCheck(!w || isfinite(w[k]), PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE, "edge %" PetscInt_FMT " has a non-finite weight", k);
+  }
+  /* Entries by row: the edges (both directions when symmetrising; a self-loop once) and the identity. */
+  PetscCall(PetscCalloc1((size_t)n + 1, &cnt));
+  for (PetscInt k = 0; k < nedges; k++) {
+    cnt[src[k] + 1]++;
+    if (symmetrize && src[k] != dst[k]) cnt[dst[k] + 1]++;
+  }
+  for (PetscInt i = 0; i < n; i++) cnt[i + 1] += cnt[i] + 1;
+  ne = cnt[n];
+  PetscCall(PetscMalloc1((size_t)ne + 1, &e));
+  PetscCall(PetscMalloc1((size_t)n + 1, &pos));
+  PetscCall(PetscArraycpy(pos, cnt, n));
+  for (PetscInt i = 0; i < n; i++) e[pos[i]].j = (int32_t)i, e[pos[i]++].w = 1.0;
+  for (PetscInt k = 0; k < nedges; k++) {
+    double wk = w ? (double)w[k] : 1.0;
+    e[pos[src[k]]].j = (int32_t)dst[k], e[pos[src[k]]++].w = wk;
+    if (symmetrize && src[k] != dst[k]) e[pos[dst[k]]].j = (int32_t)src[k], e[pos[dst[k]]++].w = wk;
+  }
+  /* Sort each row by column, sum duplicates in place, take the degrees. */
+  PetscCall(PetscMalloc1((size_t)n + 1, &deg));
+  PetscCall(PetscMemzero(Ahat, sizeof(*Ahat)));
+  Ahat->nrows = Ahat->ncols = n;
+  PetscCall(PetscMalloc1((size_t)n + 1, &Ahat->indptr));
+  Ahat->indptr[0] = 0;
+  for (PetscInt i = 0; i < n; i++) {
+    int64_t lo = cnt[i], hi = cnt[i + 1], out = lo;
+    qsort(e + lo, (size_t)(hi - lo), sizeof(Entry), CmpEntry);
+    for (int64_t k = lo; k < hi; k++) {
+      if (k > lo && e[k].j == e[out - 1].j) e[out - 1].w += e[k].w;
+      else e[out++] = e[k];
+    }
+    deg[i] = 0;
+    for (int64_t k = lo; k < out; k++) deg[i] += e[k].w;
+    PetscCheck(deg[i] > 0, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
+               "node %" PetscInt_FMT " has degree %g <= 0 (negative edge weights): D^-1/2 is undefined", i, deg[i]);
+    pos[i] = out; /* end of the merged row */
+    nnz += out - lo;
+    Ahat->indptr[i + 1] = nnz;
+  }
+  PetscCall(PetscMalloc1((size_t)nnz + 1, &Ahat->indices));
+  PetscCall(PetscMalloc1((size_t)nnz + 1, &Ahat->data));
+  for (PetscInt i = 0; i < n; i++) {
+    int64_t o = Ahat->indptr[i];
+    for (int64_t k = cnt[i]; k < pos[i]; k++, o++) {
+      Ahat->indices[o] = e[k].j;
+      Ahat->data[o]    = (float)(e[k].w / sqrt(deg[i] * deg[e[k].j]));
+    }
+  }
+  PetscCall(PetscFree(cnt));
+  PetscCall(PetscFree(pos));
+  PetscCall(PetscFree(e));
+  PetscCall(PetscFree(deg));
+  PetscFunctionReturn(0);
+}
