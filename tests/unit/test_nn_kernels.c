@@ -562,18 +562,19 @@ static PetscErrorCode TestGraph(void)
 }
 
 /* The kernels' summation orders, serially: neighbours in CSR order into an accumulator that starts at 0 (or at the
-   old value when accumulating); edge gradients as 16 float partial sums per row pair, combined in double, summed
-   over cells in double. */
-static double SerialDot(const float *a, const float *b, PetscInt d)
+   old value when accumulating); an edge gradient gets one row dot product per cell, in cell order, each as 16
+   float partial sums combined by halving, then the columns beyond a multiple of 16. */
+static float SerialDot(const float *u, const float *v, PetscInt d)
 {
-  float    acc[16] = {0};
-  double   s       = 0;
+  float    acc[16] = {0}, r;
   PetscInt d0      = d / 16 * 16;
   for (PetscInt c = 0; c < d0; c += 16)
-    for (int l = 0; l < 16; l++) acc[l] += a[c + l] * b[c + l];
-  for (int l = 0; l < 16; l++) s += acc[l];
-  for (PetscInt c = d0; c < d; c++) s += (double)a[c] * b[c];
-  return s;
+    for (int l = 0; l < 16; l++) acc[l] += u[c + l] * v[c + l];
+  for (int h = 8; h >= 1; h /= 2)
+    for (int l = 0; l < h; l++) acc[l] += acc[l + h];
+  r = acc[0];
+  for (PetscInt c = d0; c < d; c++) r += u[c] * v[c];
+  return r;
 }
 
 static PetscErrorCode TestGraphThreads(void)
@@ -602,11 +603,8 @@ static PetscErrorCode TestGraphThreads(void)
         yr[((size_t)b * n + i) * d + c] = s, dxr[((size_t)b * n + i) * d + c] = t;
       }
   for (PetscInt i = 0; i < n; i++)
-    for (int64_t k = A.indptr[i]; k < A.indptr[i + 1]; k++) {
-      double s = 0;
-      for (PetscInt b = 0; b < B; b++) s += SerialDot(g + ((size_t)b * n + i) * d, x + ((size_t)b * n + A.indices[k]) * d, d);
-      dAr[k] += (float)s;
-    }
+    for (int64_t k = A.indptr[i]; k < A.indptr[i + 1]; k++)
+      for (PetscInt b = 0; b < B; b++) dAr[k] += SerialDot(g + ((size_t)b * n + i) * d, x + ((size_t)b * n + A.indices[k]) * d, d);
   PetscCall(PetscPrintf(PETSC_COMM_WORLD, "graph kernels on %d threads (n %d, %d non-zeros, B %d, d %d) vs serial loops: %s\n", CsBLASGetThreads(),
                         (int)n, (int)nnz, (int)B, (int)d,
                         !memcmp(y, yr, sizeof(float) * nx) && !memcmp(dx, dxr, sizeof(float) * nx) && !memcmp(dA, dAr, sizeof(float) * nnz)
