@@ -97,7 +97,7 @@ PETSC_EXTERN void CsWelchT(PetscInt n, const double *m1, const double *v1, doubl
 PETSC_EXTERN PetscErrorCode CsTopAbs(PetscInt n, const double *t, PetscInt k, PetscInt *idx, PetscInt *found);
 /* X [n x dim], Y [m x dim] row-major. Within-set means over distinct pairs are 0 for a set of fewer than 2 rows.
    Squared distances are summed directly per pair (not through |x|^2 + |y|^2 - 2 x.y), so coincident points are
-   at distance exactly 0. */
+   at distance exactly 0: the exact path of the neural engine's pairwise kernels (cs_sqdist_row_f64, nn.h). */
 PETSC_EXTERN PetscErrorCode CsEnergyDistance(PetscInt n, PetscInt m, PetscInt dim, const double *X, const double *Y,
                                              double *energy);
 /* s2 > 0. */

@@ -482,7 +482,8 @@ PETSC_EXTERN PetscErrorCode CsNNTransposeDestroy(CsNNTranspose *AT);
 PETSC_EXTERN void cs_graph_forward(float *out, const CsCSR *A, const float *inp, PetscInt B, PetscInt d);
 /* dinp[B,nc,d] += A^T dout[b] (NULL skips); dA (laid out like A->data, NULL skips: fixed weights) += the edge
    weight gradient, dA[k] += sum_b dout[b,i,:] . inp[b,j,:] for the entry k = (i, j), i.e. dout inp^T restricted
-   to A's pattern. AT from CsNNTransposeCreate(A) (needed for dinp only). */
+   to A's pattern (one float dot product per cell added in cell order). AT from CsNNTransposeCreate(A) (needed
+   for dinp only). */
 PETSC_EXTERN void cs_graph_backward(float *dinp, float *dA, const float *dout, const float *inp, const CsCSR *A,
                                     const CsNNTranspose *AT, PetscInt B, PetscInt d);
 /* SGConv propagation with K >= 0 hops on a square A: out = A^K inp ([B,n,d]); hops[K-1, B, n, d] caches A^k inp
@@ -504,8 +505,8 @@ PETSC_EXTERN PetscErrorCode CsNNGraphNormalize(PetscInt n, PetscInt nedges, cons
 /* The inner kernels of optimal transport (src/ot: cost matrices, log-domain Sinkhorn) and of the distribution
    distances of src/eval (energy distance, MMD, median heuristic), in src/nn/pairwise.c. Row loops are written
    for the vector units (AVX-512/AVX2 clones, multiply and add never fused, so every clone gives the same bits);
-   the exponential of the log-sum-exp is a polynomial (relative error < 2e-7 over [-87, 0], 0 below) so that it
-   vectorises. Rows (or column blocks) are split over the internal thread pool; each output is computed by one
+   the exponential of the log-sum-exp is a polynomial (relative error below 1e-7 on [-87.3, 0], 0 below) so that
+   it vectorises. Rows (or column blocks) are split over the internal thread pool; each output is computed by one
    thread in a fixed order, so results do not depend on the number of threads. */
 
 /* Float32 squared Euclidean distances D[n,m] between the rows of X[n,d] and Y[m,d] through the Gram identity
@@ -530,8 +531,9 @@ PETSC_EXTERN void cs_pairwise_sqdist_f64(double *D, const double *X, const doubl
 /* Stabilised log-sum-exp of z_ij = f_i + g_j + s M_ij over M[n,m] (f[n], g[m] may be NULL = 0; s = -1/eps with a
    cost M = C gives the inner operation of log-domain Sinkhorn, lse_j(f_i + g_j - C_ij / eps)):
      rows: out[i] = log sum_j exp(z_ij)  (out[n]);   cols: out[j] = log sum_i exp(z_ij)  (out[m]).
-   The maximum is subtracted first and the sum of exponentials accumulated in double; -inf entries (f or g = log 0)
-   are allowed and give -inf for an all -inf row/column. */
+   The maximum is subtracted first and the sum of exponentials accumulated in double; f_i (rows) or g_j (columns)
+   is added after the sum, which is the same value without the rounding of a large potential. -inf entries (f or
+   g = log 0) are allowed and give -inf for an all -inf row/column; NaN entries are treated as -inf. */
 PETSC_EXTERN void cs_logsumexp_rows(float *out, const float *M, const float *f, const float *g, float s, PetscInt n, PetscInt m);
 PETSC_EXTERN void cs_logsumexp_cols(float *out, const float *M, const float *f, const float *g, float s, PetscInt n, PetscInt m);
 

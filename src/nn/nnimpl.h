@@ -166,10 +166,10 @@ void CsNNAxpy1(float *y, const float *x, size_t n);
 /* exp(x) for x <= 0 (arguments of softmax and log-sum-exp after the maximum is subtracted), written so that loops
    over it vectorise: x = n ln2 + r with |r| <= ln2/2 (n rounded by adding 1.5 2^23, whose low mantissa bits then
    hold n: no float-to-int conversion), r in two parts, Cephes' degree-6 polynomial for exp(r), and 2^n put into
-   the exponent bits, 0 when n < -126. Relative error below 2e-7 down to -87.3; 0 (not a subnormal) below it and
-   for -inf; x > 0 is taken as 0. Files that call it in vector loops are compiled without -ftrapping-math (a pragma
-   before their first include, so that this function is inlined under the same options): only then does GCC turn
-   the selects into blends for AVX2. */
+   the exponent bits, 0 when n < -126. Relative error below 1e-7 on [-87.3, 0] (8.3e-8 measured on a grid of 2e7
+   points); 0 (not a subnormal) below and for -inf; x > 0 is taken as 0. Files that call it in vector loops are
+   compiled without -ftrapping-math (a pragma before their first include, so that this function is inlined under
+   the same options): only then does GCC turn the selects into blends for AVX2. */
 static inline float CsNNExpNeg(float x)
 {
   union {
