@@ -413,7 +413,9 @@ PETSC_EXTERN PetscErrorCode CsVAEDestroy(CsVAE *vae);
    first len[b] rows; lengths are clamped to [0, T]. All run on the calling thread, products on the BLAS threads. */
 
 /* Softmax over the last dimension of N rows of K (N = B*T for [B,T,K]): out = exp(x - max) / sum, the sum in
-   double; in place allowed. Backward: dinp += out (dout - sum_k out_k dout_k) (from the forward's output). */
+   double, the exponential the vectorised polynomial of the log-sum-exp below; in place allowed. -inf entries
+   (masks) get 0, and a row of -inf only is 0. Backward: dinp += out (dout - sum_k out_k dout_k), from the
+   forward's output. */
 PETSC_EXTERN void cs_softmax_forward(float *out, const float *inp, PetscInt N, PetscInt K);
 PETSC_EXTERN void cs_softmax_backward(float *dinp, const float *dout, const float *out, PetscInt N, PetscInt K);
 
@@ -448,9 +450,10 @@ PETSC_EXTERN void cs_attention_backward(float *dinp, float *dwqkv, float *dbqkv,
 PETSC_EXTERN void cs_set_mean_forward(float *out, const float *inp, const PetscInt *len, PetscInt B, PetscInt T, PetscInt C);
 PETSC_EXTERN void cs_set_mean_backward(float *dinp, const float *dout, const PetscInt *len, PetscInt B, PetscInt T, PetscInt C);
 
-/* Sinusoidal time embedding (diffusion models, CellFlow's time encoder): with half = D / 2 and frequencies
-   f_k = exp(-log(max_period) k / half), k < half (max_period 10000 as usual):
-     out[b, k] = sin(t[b] f_k),  out[b, half + k] = cos(t[b] f_k);  for odd D the last column is 0.
+/* Sinusoidal time embedding (the time input of diffusion and flow-matching fields): with half = D / 2 and
+   frequencies f_k = exp(-log(max_period) k / half), k < half (max_period 10000 as usual):
+     out[b, k] = sin(t[b] f_k),  out[b, half + k] = cos(t[b] f_k);  for odd D the last column is 0
+   (diffusers' get_timestep_embedding with downscale_freq_shift 0; guided-diffusion puts the cosines first).
    Evaluated in double, stored in float. Backward: dt[b] += sum_k f_k (dout[b,k] cos(t f_k) - dout[b,half+k]
    sin(t f_k)). The time gradient is only needed when t is itself an input that something is differentiated
    with respect to: the time derivative of a learned velocity field (e.g. for an ODE solver's Jacobian), or a
@@ -468,7 +471,8 @@ PETSC_EXTERN void cs_time_embedding_backward(float *dt, const float *dout, const
 
 /* The transpose of A's pattern, for the backward (A^T dout) without atomics: row j lists the entries (i, k) of
    column j of A (i increasing) with src[k'] = k, the position of the entry in A->data, so that the transpose
-   follows A's values when they are learned and change. Build it once per pattern. */
+   follows A's values when they are learned and change. Build it once per pattern (not collective; an error for a
+   column index outside [0, A->ncols)). */
 typedef struct {
   PetscInt nrows, ncols; /* A->ncols, A->nrows */
   int64_t *indptr;       /* [nrows + 1] */
@@ -494,7 +498,8 @@ PETSC_EXTERN void cs_sgconv_forward(float *out, float *hops, const CsCSR *A, con
 PETSC_EXTERN void cs_sgconv_backward(float *dinp, float *dA, const float *dout, const float *inp, const float *hops, const CsCSR *A,
                                      const CsNNTranspose *AT, PetscInt K, PetscInt B, PetscInt d, float *work);
 /* GCN / SGConv normalisation of a graph given as an edge list: A_ij = sum of the weights w[e] (NULL: 1) of the
-   edges e with (src[e], dst[e]) = (i, j) (and (j, i) too when symmetrize, for an undirected list given once),
+   edges e with (src[e], dst[e]) = (i, j) (and (j, i) too when symmetrize, for an undirected list given once; a
+   self-loop counts once),
    then A + I, degrees d_i = sum_j (A + I)_ij, and *Ahat = D^-1/2 (A + I) D^-1/2 as a CsCSR n x n with sorted
    columns (free with CsCSRFree). It is symmetric when A is (then CsNNTransposeCreate(Ahat) mirrors it). Errors:
    a node index outside [0, n), a non-finite weight, a degree <= 0 (negative weights). Not collective. */
