@@ -469,15 +469,17 @@ PETSC_EXTERN void cs_time_embedding_backward(float *dt, const float *dout, const
    by output rows: every output row and every entry of dA is summed by one thread in a fixed order (neighbours in
    CSR order, cells in order), so results are bit-identical for any number of threads. */
 
-/* The transpose of A's pattern, for the backward (A^T dout) without atomics: row j lists the entries (i, k) of
-   column j of A (i increasing) with src[k'] = k, the position of the entry in A->data, so that the transpose
-   follows A's values when they are learned and change. Build it once per pattern (not collective; an error for a
-   column index outside [0, A->ncols)). */
+/* The transpose of A, for the backward (A^T dout) without atomics: row j lists the entries (i, k) of column j of
+   A (i increasing) with src[k'] = k, the position of the entry in A->data. The backward kernels copy A's current
+   values into data first (one gather per call), so learned edge weights may change between calls. Build it once
+   per pattern (not collective; an error for a column index outside [0, A->ncols)); one per layer, since the
+   backward writes data. */
 typedef struct {
   PetscInt nrows, ncols; /* A->ncols, A->nrows */
   int64_t *indptr;       /* [nrows + 1] */
   int32_t *indices;      /* [nnz] row i of A */
   int64_t *src;          /* [nnz] position in A->data (absolute, as A->indptr) */
+  float   *data;         /* [nnz] A->data[src[k']], refreshed by the backward kernels */
 } CsNNTranspose;
 PETSC_EXTERN PetscErrorCode CsNNTransposeCreate(const CsCSR *A, CsNNTranspose *AT);
 PETSC_EXTERN PetscErrorCode CsNNTransposeDestroy(CsNNTranspose *AT);
@@ -488,15 +490,15 @@ PETSC_EXTERN void cs_graph_forward(float *out, const CsCSR *A, const float *inp,
    weight gradient, dA[k] += sum_b dout[b,i,:] . inp[b,j,:] for the entry k = (i, j), i.e. dout inp^T restricted
    to A's pattern (one float dot product per cell added in cell order). AT from CsNNTransposeCreate(A) (needed
    for dinp only). */
-PETSC_EXTERN void cs_graph_backward(float *dinp, float *dA, const float *dout, const float *inp, const CsCSR *A,
-                                    const CsNNTranspose *AT, PetscInt B, PetscInt d);
+PETSC_EXTERN void cs_graph_backward(float *dinp, float *dA, const float *dout, const float *inp, const CsCSR *A, CsNNTranspose *AT,
+                                    PetscInt B, PetscInt d);
 /* SGConv propagation with K >= 0 hops on a square A: out = A^K inp ([B,n,d]); hops[K-1, B, n, d] caches A^k inp
    for k = 1 .. K-1 (NULL allowed for K <= 1). */
 PETSC_EXTERN void cs_sgconv_forward(float *out, float *hops, const CsCSR *A, const float *inp, PetscInt K, PetscInt B, PetscInt d);
 /* dinp[B,n,d] += (A^T)^K dout, dA += the sum over the K hops of each hop's edge-weight gradient (either NULL skips).
    work: 2 B n d floats (K >= 2), else unused. */
 PETSC_EXTERN void cs_sgconv_backward(float *dinp, float *dA, const float *dout, const float *inp, const float *hops, const CsCSR *A,
-                                     const CsNNTranspose *AT, PetscInt K, PetscInt B, PetscInt d, float *work);
+                                     CsNNTranspose *AT, PetscInt K, PetscInt B, PetscInt d, float *work);
 /* GCN / SGConv normalisation of a graph given as an edge list: A_ij = sum of the weights w[e] (NULL: 1) of the
    edges e with (src[e], dst[e]) = (i, j) (and (j, i) too when symmetrize, for an undirected list given once; a
    self-loop counts once),

@@ -27,11 +27,11 @@ static inline void Prefetch(const float *p, PetscInt d)
 }
 
 /* One propagation: out rows [i0, i1) of every cell, from rows of inp, through the CSR pattern (ptr, idx) with
-   values val[k] (src NULL) or val[src[k]] (the transpose of a learned A). add: out += instead of out =. */
+   values val. add: out += instead of out =. */
 typedef struct {
   float         *out;
   const float   *inp;
-  const int64_t *ptr, *src;
+  const int64_t *ptr;
   const int32_t *idx;
   const float   *val;
   PetscInt       nr, nc, B, d;
@@ -41,10 +41,9 @@ typedef struct {
   const float   *dout;
 } GraphCtx;
 
-/* One output row tile: o[0:w] (= or += with add) sum_k a_k x[idx[k] d + 0:w] with a_k = val[k] (src NULL) or
-   val[src[k]]. The full tile has a constant width, so its accumulator lives in vector registers; the variants are
+/* One output row tile: o[0:w] (= or += with add) sum_k val[k] x[idx[k] d + 0:w]. The full tile has a constant width, so its accumulator lives in vector registers; the variants are
    spelled out so that each inner loop is a plain vector loop. */
-#define CS_GR_TILE_BODY(W, AK) \
+#define CS_GR_TILE_BODY(W) \
   do { \
     float acc[CS_GR_TILE]; \
     if (add) \
@@ -53,7 +52,7 @@ typedef struct {
       for (PetscInt l = 0; l < (W); l++) acc[l] = 0.0f; \
     CS_NN_LANES for (int64_t k = k0; k < k1; k++) \
     { \
-      const float           a  = (AK); \
+      const float           a  = val[k]; \
       if (k + CS_GR_AHEAD < kend) Prefetch(x + (size_t)idx[k + CS_GR_AHEAD] * d, (W)); \
       const float *restrict xr = x + (size_t)idx[k] * d; \
       for (PetscInt l = 0; l < (W); l++) acc[l] += a * xr[l]; \
@@ -65,7 +64,6 @@ static CS_NN_VEC void GraphRows(const GraphCtx *g, PetscInt i0, PetscInt i1)
 {
   const PetscInt          d = g->d, nr = g->nr, nc = g->nc, B = g->B;
   const PetscBool         add = g->add;
-  const int64_t *restrict src = g->src;
   const int32_t *restrict idx = g->idx;
   const float *restrict   val = g->val;
   const int64_t           kend = g->ptr[i1];
@@ -78,10 +76,8 @@ static CS_NN_VEC void GraphRows(const GraphCtx *g, PetscInt i0, PetscInt i1)
         const PetscInt        w = PetscMin(CS_GR_TILE, d - c0);
         float *restrict       o = ob + (size_t)i * d + c0;
         const float *restrict x = xb + c0;
-        if (w == CS_GR_TILE && src) CS_GR_TILE_BODY(CS_GR_TILE, val[src[k]]);
-        else if (w == CS_GR_TILE) CS_GR_TILE_BODY(CS_GR_TILE, val[k]);
-        else if (src) CS_GR_TILE_BODY(w, val[src[k]]);
-        else CS_GR_TILE_BODY(w, val[k]);
+        if (w == CS_GR_TILE) CS_GR_TILE_BODY(CS_GR_TILE);
+        else CS_GR_TILE_BODY(w);
       }
     }
   }
@@ -179,14 +175,21 @@ static void Apply(float *out, PetscBool add, const CsCSR *A, const float *inp, P
   GraphRun(&g);
 }
 
-/* out[B, nc, d] (= or +=) = A^T inp[B, nr, d] */
-static void ApplyT(float *out, PetscBool add, const CsCSR *A, const CsNNTranspose *AT, const float *inp, PetscInt B, PetscInt d)
+/* out[B, nc, d] (= or +=) = A^T inp[B, nr, d], with AT's values refreshed by Refresh. */
+static void ApplyT(float *out, PetscBool add, const CsNNTranspose *AT, const float *inp, PetscInt B, PetscInt d)
 {
   GraphCtx g;
   PetscMemzero(&g, sizeof(g));
-  g.out = out, g.inp = inp, g.ptr = AT->indptr, g.idx = AT->indices, g.src = AT->src, g.val = A->data;
+  g.out = out, g.inp = inp, g.ptr = AT->indptr, g.idx = AT->indices, g.val = AT->data;
   g.nr = AT->nrows, g.nc = AT->ncols, g.B = B, g.d = d, g.add = add;
   GraphRun(&g);
+}
+
+/* The transpose's values from A's current ones: one gather per call, instead of an indirect load per cell. */
+static void Refresh(const CsCSR *A, CsNNTranspose *AT)
+{
+  const int64_t nnz = AT->indptr[AT->nrows];
+  for (int64_t k = 0; k < nnz; k++) AT->data[k] = A->data[AT->src[k]];
 }
 
 static void EdgeGrad(float *dA, const CsCSR *A, const float *dout, const float *inp, PetscInt B, PetscInt d)
@@ -206,10 +209,12 @@ void cs_graph_forward(float *out /*[B,nr,d]*/, const CsCSR *A /*[nr,nc]*/, const
 }
 
 void cs_graph_backward(float *dinp /*[B,nc,d]*/, float *dA /*[nnz]*/, const float *dout /*[B,nr,d]*/, const float *inp /*[B,nc,d]*/,
-                       const CsCSR *A /*[nr,nc]*/, const CsNNTranspose *AT /*[nc,nr]*/, PetscInt B, PetscInt d)
+                       const CsCSR *A /*[nr,nc]*/, CsNNTranspose *AT /*[nc,nr]*/, PetscInt B, PetscInt d)
 {
   if (dA) EdgeGrad(dA, A, dout, inp, B, d);
-  if (dinp) ApplyT(dinp, PETSC_TRUE, A, AT, dout, B, d);
+  if (!dinp) return;
+  Refresh(A, AT);
+  ApplyT(dinp, PETSC_TRUE, AT, dout, B, d);
 }
 
 void cs_sgconv_forward(float *out /*[B,n,d]*/, float *hops /*[K-1,B,n,d]*/, const CsCSR *A /*[n,n]*/, const float *inp /*[B,n,d]*/,
@@ -229,7 +234,7 @@ void cs_sgconv_forward(float *out /*[B,n,d]*/, float *hops /*[K-1,B,n,d]*/, cons
 }
 
 void cs_sgconv_backward(float *dinp /*[B,n,d]*/, float *dA /*[nnz]*/, const float *dout /*[B,n,d]*/, const float *inp /*[B,n,d]*/,
-                        const float *hops /*[K-1,B,n,d]*/, const CsCSR *A /*[n,n]*/, const CsNNTranspose *AT /*[n,n]*/, PetscInt K,
+                        const float *hops /*[K-1,B,n,d]*/, const CsCSR *A /*[n,n]*/, CsNNTranspose *AT /*[n,n]*/, PetscInt K,
                         PetscInt B, PetscInt d, float *work /*[2,B,n,d]*/)
 {
   const size_t sz = (size_t)B * A->nrows * d;
@@ -239,15 +244,16 @@ void cs_sgconv_backward(float *dinp /*[B,n,d]*/, float *dA /*[nnz]*/, const floa
     return;
   }
   if (!dinp && !dA) return;
+  if (K > 1 || dinp) Refresh(A, AT);
   /* Hop k maps h_{k-1} to h_k (h_0 = inp, h_K = out); going down, g is the gradient with respect to h_k. */
   for (PetscInt k = K; k >= 1; k--) {
     const float *x = k == 1 ? inp : hops + (size_t)(k - 2) * sz;
     if (dA) EdgeGrad(dA, A, g, x, B, d);
     if (k > 1) {
       float *gn = work + (size_t)((K - k) % 2) * sz;
-      ApplyT(gn, PETSC_FALSE, A, AT, g, B, d);
+      ApplyT(gn, PETSC_FALSE, AT, g, B, d);
       g = gn;
-    } else if (dinp) ApplyT(dinp, PETSC_TRUE, A, AT, g, B, d);
+    } else if (dinp) ApplyT(dinp, PETSC_TRUE, AT, g, B, d);
   }
 }
 
@@ -263,6 +269,7 @@ PetscErrorCode CsNNTransposeCreate(const CsCSR *A, CsNNTranspose *AT)
   PetscCall(PetscCalloc1((size_t)A->ncols + 1, &AT->indptr));
   PetscCall(PetscMalloc1((size_t)nnz + 1, &AT->indices));
   PetscCall(PetscMalloc1((size_t)nnz + 1, &AT->src));
+  PetscCall(PetscMalloc1((size_t)nnz + 1, &AT->data));
   for (int64_t k = base; k < base + nnz; k++) {
     PetscCheck(A->indices[k] >= 0 && A->indices[k] < A->ncols, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
                "column index %d of entry %" PetscInt64_FMT " is outside [0, %" PetscInt_FMT ")", (int)A->indices[k], k, A->ncols);
@@ -278,6 +285,7 @@ PetscErrorCode CsNNTransposeCreate(const CsCSR *A, CsNNTranspose *AT)
         int64_t e       = next[A->indices[k]]++;
         AT->indices[e] = (int32_t)i;
         AT->src[e]     = k;
+        AT->data[e]    = A->data[k];
       }
     PetscCall(PetscFree(next));
   }
@@ -290,6 +298,7 @@ PetscErrorCode CsNNTransposeDestroy(CsNNTranspose *AT)
   PetscCall(PetscFree(AT->indptr));
   PetscCall(PetscFree(AT->indices));
   PetscCall(PetscFree(AT->src));
+  PetscCall(PetscFree(AT->data));
   AT->nrows = AT->ncols = 0;
   PetscFunctionReturn(0);
 }

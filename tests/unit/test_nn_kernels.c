@@ -599,7 +599,7 @@ static PetscErrorCode TestGraphThreads(void)
       for (PetscInt c = 0; c < d; c++) {
         float s = 0, t = dxr[((size_t)b * n + i) * d + c];
         for (int64_t k = A.indptr[i]; k < A.indptr[i + 1]; k++) s += A.data[k] * x[((size_t)b * n + A.indices[k]) * d + c];
-        for (int64_t k = AT.indptr[i]; k < AT.indptr[i + 1]; k++) t += A.data[AT.src[k]] * g[((size_t)b * n + AT.indices[k]) * d + c];
+        for (int64_t k = AT.indptr[i]; k < AT.indptr[i + 1]; k++) t += AT.data[k] * g[((size_t)b * n + AT.indices[k]) * d + c];
         yr[((size_t)b * n + i) * d + c] = s, dxr[((size_t)b * n + i) * d + c] = t;
       }
   for (PetscInt i = 0; i < n; i++)
