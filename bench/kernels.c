@@ -210,7 +210,7 @@ static void LseCols(void *p)
 static PetscErrorCode BenchOT(PetscInt n, PetscInt d, PetscInt reps)
 {
   OT     o;
-  double td, tr, tc;
+  double td, tr, tc, cd, cr, cc;
 
   PetscFunctionBeginUser;
   PetscCall(PetscMemzero(&o, sizeof(o)));
@@ -218,14 +218,14 @@ static PetscErrorCode BenchOT(PetscInt n, PetscInt d, PetscInt reps)
   PetscCall(PetscCalloc5((size_t)n * d, &o.X, (size_t)n * d, &o.Y, (size_t)n * n, &o.D, 2 * (size_t)n, &o.work, (size_t)n, &o.out));
   PetscCall(PetscCalloc2((size_t)n, &o.f, (size_t)n, &o.g));
   Fill(o.X, (size_t)n * d, 20, -1, 1), Fill(o.Y, (size_t)n * d, 21, -1, 1), Fill(o.f, (size_t)n, 22, -1, 1), Fill(o.g, (size_t)n, 23, -1, 1);
-  td = Time(Dist, &o, reps);
-  tr = Time(LseRows, &o, reps);
-  tc = Time(LseCols, &o, reps);
+  td = Time(Dist, &o, reps), cd = cpu_last;
+  tr = Time(LseRows, &o, reps), cr = cpu_last;
+  tc = Time(LseCols, &o, reps), cc = cpu_last;
   PetscCall(PetscPrintf(PETSC_COMM_WORLD,
                         "cellshift_ot threads %d n %d d %d sqdist_ms %.2f sqdist_gflops %.1f lse_rows_ms %.2f lse_cols_ms %.2f lse_rows_gelem_s %.2f"
-                        " lse_cols_gelem_s %.2f\n",
+                        " lse_cols_gelem_s %.2f cpu_ms sqdist %.2f lse_rows %.2f lse_cols %.2f\n",
                         CsBLASGetThreads(), (int)n, (int)d, td * 1e3, 2.0 * n * n * d / td / 1e9, tr * 1e3, tc * 1e3, (double)n * n / tr / 1e9,
-                        (double)n * n / tc / 1e9));
+                        (double)n * n / tc / 1e9, cd * 1e3, cr * 1e3, cc * 1e3));
   PetscCall(PetscFree5(o.X, o.Y, o.D, o.work, o.out));
   PetscCall(PetscFree2(o.f, o.g));
   PetscFunctionReturn(0);

@@ -14,6 +14,7 @@
 #define CS_PW_LANES 16
 /* Columns per block of the column log-sum-exp (its maxima and sums stay in L1). */
 #define CS_PW_COLS 256
+#define CS_PW_ROWS 128
 /* Below this many entries the pool's wake-up costs more than it saves. */
 #define CS_PW_PARALLEL_MIN 65536
 
@@ -205,26 +206,37 @@ static void TaskLseRows(void *ctx, int t, int nt)
   for (size_t i = lo; i < hi; i++) c->out[i] = LseRow(c->M + i * c->m, c->g, c->s, c->f ? c->f[i] : 0.0f, c->m);
 }
 
-/* out[j] = g_j + log sum_i exp(f_i + s M_ij) for the columns [j0, j0 + w), w <= CS_PW_COLS: two passes over the
-   rows (maxima, then sums), vectorised across the columns. */
+/* out[j] = g_j + log sum_i exp(f_i + s M_ij) for the columns [j0, j0 + w), w <= CS_PW_COLS, vectorised across
+   the columns. The rows come in blocks of CS_PW_ROWS (w x CS_PW_ROWS floats stay in L2): the block's maxima, the
+   running sums rescaled to the new maxima, then the block's exponentials. One pass over M from memory, where two
+   plain passes (maxima, then sums) would read it twice. */
 static CS_NN_VEC void LseCols(float *restrict out, const float *restrict M, const float *restrict f, const float *restrict g, float s,
                               PetscInt n, PetscInt m, PetscInt j0, PetscInt w)
 {
-  float  mx[CS_PW_COLS];
+  float  mx[CS_PW_COLS], bm[CS_PW_COLS];
   double acc[CS_PW_COLS];
   for (PetscInt l = 0; l < w; l++) mx[l] = -INFINITY, acc[l] = 0;
-  for (PetscInt i = 0; i < n; i++) {
-    const float *row = M + (size_t)i * m + j0;
-    const float  fi  = f ? f[i] : 0.0f;
-    for (PetscInt l = 0; l < w; l++) {
-      const float z = fi + s * row[l];
-      mx[l]         = z > mx[l] ? z : mx[l];
+  for (PetscInt r0 = 0; r0 < n; r0 += CS_PW_ROWS) {
+    const PetscInt r1 = PetscMin(n, r0 + CS_PW_ROWS);
+    for (PetscInt l = 0; l < w; l++) bm[l] = mx[l];
+    for (PetscInt i = r0; i < r1; i++) {
+      const float *row = M + (size_t)i * m + j0;
+      const float  fi  = f ? f[i] : 0.0f;
+      for (PetscInt l = 0; l < w; l++) {
+        const float z = fi + s * row[l];
+        bm[l]         = z > bm[l] ? z : bm[l];
+      }
     }
-  }
-  for (PetscInt i = 0; i < n; i++) {
-    const float *row = M + (size_t)i * m + j0;
-    const float  fi  = f ? f[i] : 0.0f;
-    for (PetscInt l = 0; l < w; l++) acc[l] += CsNNExpNeg((fi + s * row[l]) - mx[l]);
+    for (PetscInt l = 0; l < w; l++) { /* bm >= mx: scale the sums so far (0 while everything was -inf) */
+      const float e = bm[l] == -INFINITY ? 1.0f : CsNNExpNeg(mx[l] - bm[l]);
+      acc[l] *= e;
+      mx[l] = bm[l];
+    }
+    for (PetscInt i = r0; i < r1; i++) {
+      const float *row = M + (size_t)i * m + j0;
+      const float  fi  = f ? f[i] : 0.0f;
+      for (PetscInt l = 0; l < w; l++) acc[l] += CsNNExpNeg((fi + s * row[l]) - mx[l]);
+    }
   }
   for (PetscInt l = 0; l < w; l++)
     out[j0 + l] = mx[l] == -INFINITY ? -INFINITY : (float)((g ? (double)g[j0 + l] : 0.0) + (double)mx[l] + log(acc[l]));
