@@ -467,7 +467,11 @@ PETSC_EXTERN void cs_time_embedding_backward(float *dt, const float *dout, const
    n x n for a graph: row i lists the neighbours j with their weights A_ij). Features are [B, nc, d] (B cells,
    the same A for every cell; B = 1 for one feature matrix [nc, d]). Work is split over the internal thread pool
    by output rows: every output row and every entry of dA is summed by one thread in a fixed order (neighbours in
-   CSR order, cells in order), so results are bit-identical for any number of threads. */
+   CSR order, cells in order), so results are bit-identical for any number of threads. The cost is the gather of
+   neighbour rows (memory bound): keep the features cell-major [B, n, d], so that one cell's n d floats stay in
+   cache during the pass (a gene-major [n, B d] layout measured 2-3x slower). Measured at n = 2e4, 20 neighbours
+   + self-loop (4.2e5 non-zeros), d = 64, B = 8, one core of an AMD EPYC VM: forward 47 ms, dX 36 ms, dA 56 ms
+   (2 threads: 27, 22, 26 ms); B = 32 takes 4 times as long. */
 
 /* The transpose of A, for the backward (A^T dout) without atomics: row j lists the entries (i, k) of column j of
    A (i increasing) with src[k'] = k, the position of the entry in A->data. The backward kernels copy A's current
@@ -538,9 +542,11 @@ PETSC_EXTERN void cs_pairwise_sqdist_f64(double *D, const double *X, const doubl
 /* Stabilised log-sum-exp of z_ij = f_i + g_j + s M_ij over M[n,m] (f[n], g[m] may be NULL = 0; s = -1/eps with a
    cost M = C gives the inner operation of log-domain Sinkhorn, lse_j(f_i + g_j - C_ij / eps)):
      rows: out[i] = log sum_j exp(z_ij)  (out[n]);   cols: out[j] = log sum_i exp(z_ij)  (out[m]).
-   The maximum is subtracted first and the sum of exponentials accumulated in double; f_i (rows) or g_j (columns)
-   is added after the sum, which is the same value without the rounding of a large potential. -inf entries (f or
-   g = log 0) are allowed and give -inf for an all -inf row/column; NaN entries are treated as -inf. */
+   The maximum is subtracted first (columns: the running maximum over blocks of 128 rows, the partial sums
+   rescaled when it grows, so that M is read once) and the exponentials are summed in double; f_i (rows) or g_j
+   (columns) is added after the sum, which is the same value without the rounding of a large potential. -inf
+   entries (f or g = log 0) are allowed and give -inf for an all -inf row/column; NaN entries count as -inf.
+   Measured (4096 x 4096, one core of an AMD EPYC VM, AVX2): rows 30 ms, columns 45 ms. */
 PETSC_EXTERN void cs_logsumexp_rows(float *out, const float *M, const float *f, const float *g, float s, PetscInt n, PetscInt m);
 PETSC_EXTERN void cs_logsumexp_cols(float *out, const float *M, const float *f, const float *g, float s, PetscInt n, PetscInt m);
 
