@@ -41,8 +41,9 @@ typedef struct {
   const float   *dout;
 } GraphCtx;
 
-/* One output row tile: o[0:w] (= or += with add) sum_k val[k] x[idx[k] d + 0:w]. The full tile has a constant width, so its accumulator lives in vector registers; the variants are
-   spelled out so that each inner loop is a plain vector loop. */
+/* One output row tile: o[0:w] (= or += with add) sum_k val[k] x[idx[k] d + 0:w]. The full tile has a constant
+   width, so its accumulator lives in vector registers; the two widths are spelled out so that each inner loop is
+   a plain vector loop. */
 #define CS_GR_TILE_BODY(W) \
   do { \
     float acc[CS_GR_TILE]; \
