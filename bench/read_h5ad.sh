@@ -17,7 +17,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../build}
 bench=$build/bench/bench_read_h5ad
 dir=${CS_BENCH_DIR:-/tmp/cellshift-bench}
-ref=${CS_BENCH_REF:-$here/../../shared/bench/anndata_read_ref.py}
+# The peer references (/work/shared/bench): beside the repository (main) or two levels up (a worktree).
+ref=${CS_BENCH_REF:-}
+for d in "$here/../../shared/bench" "$here/../../../shared/bench"; do
+  [ -z "$ref" ] && [ -f "$d/anndata_read_ref.py" ] && ref=$d/anndata_read_ref.py
+done
+[ -n "$ref" ] || { echo "no anndata_read_ref.py: set CS_BENCH_REF" >&2; exit 1; }
 py=/usr/bin/python3
 repeat=${REPEAT:-3}
 comp=${CS_BENCH_COMPRESSION:-gzip}

@@ -45,7 +45,7 @@ static PetscErrorCode OpenDataset(Reader *r, const char name[], hid_t *d)
   PetscCheck(e, PETSC_COMM_SELF, CS_ERR_INPUT, "%s: missing dataset /%s", r->path, name);
   H5Call(H5Oget_info_by_name2(r->file, name, &info, H5O_INFO_BASIC, H5P_DEFAULT), "%s: cannot query /%s", r->path, name);
   PetscCheck(info.type == H5O_TYPE_DATASET, PETSC_COMM_SELF, CS_ERR_INPUT, "%s: /%s is not a dataset", r->path, name);
-  H5Call(*d = H5Dopen2(r->file, name, H5P_DEFAULT), "%s: cannot open /%s", r->path, name);
+  H5Call(*d = H5Dopen2(r->file, name, r->io.dapl), "%s: cannot open /%s", r->path, name);
   PetscFunctionReturn(0);
 }
 
@@ -119,27 +119,52 @@ static PetscErrorCode SortRow(const char what[], PetscInt row, int32_t *idx, flo
   PetscFunctionReturn(0);
 }
 
+/* Does a row need the exact checks: an index outside [0, ngenes), a value that is not finite, or indices that do not
+   increase? Branch-free, so that the compiler vectorises it: a valid row costs one pass. */
+static PetscBool RowSuspect(const int32_t *idx, const float *val, int64_t n, PetscInt ngenes)
+{
+  unsigned bad = 0;
+
+  for (int64_t k = 0; k < n; k++) {
+    uint32_t bits;
+    memcpy(&bits, &val[k], sizeof(bits));
+    bad |= (uint32_t)idx[k] >= (uint32_t)ngenes; /* a negative index wraps to a large one */
+    bad |= (bits & 0x7f800000u) == 0x7f800000u;   /* exponent all ones: Inf or NaN */
+  }
+  for (int64_t k = 1; k < n; k++) bad |= idx[k] <= idx[k - 1];
+  return bad ? PETSC_TRUE : PETSC_FALSE;
+}
+
+/* The exact checks of one row, in the order of its entries, then the sort of an unsorted row. */
+static PetscErrorCode ValidateRow(const char what[], PetscInt row, PetscInt ngenes, PetscBool wide, int32_t *idx, float *val, int64_t n)
+{
+  PetscBool sorted = PETSC_TRUE;
+
+  PetscFunctionBeginUser;
+  for (int64_t k = 0; k < n; k++) {
+    float v = val[k];
+    PetscCheck(idx[k] >= 0 && idx[k] < ngenes, PETSC_COMM_SELF, CS_ERR_INPUT,
+               "%s: row %" PetscInt_FMT " has column index %d outside [0, %" PetscInt_FMT ")", what, row, (int)idx[k], ngenes);
+    if (!isfinite(v)) {
+      PetscCheck(!Overflowed(v, wide), PETSC_COMM_SELF, CS_ERR_INPUT,
+                 "%s: row %" PetscInt_FMT " has a value at column %d that overflows float32 (a float64 beyond +-3.4e38)", what, row,
+                 (int)idx[k]);
+      SETERRQ(PETSC_COMM_SELF, CS_ERR_INPUT, "%s: row %" PetscInt_FMT " has a non-finite value (%s) at column %d", what, row,
+              isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf", (int)idx[k]);
+    }
+    if (k > 0 && idx[k] <= idx[k - 1]) sorted = PETSC_FALSE;
+  }
+  if (!sorted) PetscCall(SortRow(what, row, idx, val, n));
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode ValidateRows(const char what[], PetscInt rstart, PetscInt ngenes, PetscBool wide, CsCSR *A)
 {
   PetscFunctionBeginUser;
   for (PetscInt i = 0; i < A->nrows; i++) {
-    int64_t   a = A->indptr[i], b = A->indptr[i + 1];
-    PetscBool sorted = PETSC_TRUE;
-    for (int64_t k = a; k < b; k++) {
-      float v = A->data[k];
-      PetscCheck(A->indices[k] >= 0 && A->indices[k] < ngenes, PETSC_COMM_SELF, CS_ERR_INPUT,
-                 "%s: row %" PetscInt_FMT " has column index %d outside [0, %" PetscInt_FMT ")", what, rstart + i,
-                 (int)A->indices[k], ngenes);
-      if (!isfinite(v)) {
-        PetscCheck(!Overflowed(v, wide), PETSC_COMM_SELF, CS_ERR_INPUT,
-                   "%s: row %" PetscInt_FMT " has a value at column %d that overflows float32 (a float64 beyond +-3.4e38)", what,
-                   rstart + i, (int)A->indices[k]);
-        SETERRQ(PETSC_COMM_SELF, CS_ERR_INPUT, "%s: row %" PetscInt_FMT " has a non-finite value (%s) at column %d", what, rstart + i,
-                isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf", (int)A->indices[k]);
-      }
-      if (k > a && A->indices[k] <= A->indices[k - 1]) sorted = PETSC_FALSE;
-    }
-    if (!sorted) PetscCall(SortRow(what, rstart + i, A->indices + a, A->data + a, b - a));
+    int64_t a = A->indptr[i], n = A->indptr[i + 1] - a;
+    if (RowSuspect(A->indices + a, A->data + a, n, ngenes))
+      PetscCall(ValidateRow(what, rstart + i, ngenes, wide, A->indices + a, A->data + a, n));
   }
   PetscFunctionReturn(0);
 }
@@ -508,7 +533,7 @@ static PetscErrorCode ReadDenseLocal(Reader *r, const Layout *L, PetscInt r0, Pe
   PetscCall(PetscMalloc1(cap, &A->indices));
   PetscCall(PetscMalloc1(cap, &A->data));
   PetscCall(PetscMalloc1((size_t)(rows ? rows : 1) * L->g, &buf));
-  H5Call(d = H5Dopen2(r->file, r->mat, H5P_DEFAULT), "%s: cannot open", what);
+  H5Call(d = H5Dopen2(r->file, r->mat, r->io.dapl), "%s: cannot open", what);
   H5Call(fs = H5Dget_space(d), "%s: no dataspace", what);
   PetscCall(CsIOPrepareConversion(&r->io, d, what, H5T_NATIVE_FLOAT));
   A->indptr[0] = 0;

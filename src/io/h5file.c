@@ -85,7 +85,7 @@ PetscErrorCode CsIOFileOpen(MPI_Comm comm, const char path[], PetscBool direct, 
   PetscFunctionBeginUser;
   PetscCall(PetscMemzero(f, sizeof(*f)));
   f->path = path;
-  f->file = f->dxpl = H5I_INVALID_HID;
+  f->file = f->dxpl = f->dapl = H5I_INVALID_HID;
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
   if (!rank) Probe(path, msg, sizeof(msg));
   PetscCallMPI(MPI_Bcast(msg, sizeof(msg), MPI_CHAR, 0, comm));
@@ -101,6 +101,8 @@ PetscErrorCode CsIOFileOpen(MPI_Comm comm, const char path[], PetscBool direct, 
 
   H5Call(f->dxpl = H5Pcreate(H5P_DATASET_XFER), "%s: cannot make transfer properties", path);
   H5Call(H5Pset_type_conv_cb(f->dxpl, ConvException, &f->conv), "%s: cannot set the conversion callback", path);
+  H5Call(f->dapl = H5Pcreate(H5P_DATASET_ACCESS), "%s: cannot make dataset access properties", path);
+  H5Call(H5Pset_chunk_cache(f->dapl, 0, 0, H5D_CHUNK_CACHE_W0_DEFAULT), "%s: cannot set the chunk cache", path);
   f->nthreads = PetscMax(1, CsBLASGetThreads());
   f->direct   = direct;
   PetscFunctionReturn(0);
@@ -110,6 +112,7 @@ PetscErrorCode CsIOFileClose(CsIOFile *f)
 {
   PetscFunctionBeginUser;
   PetscCall(CsH5Close(&f->dxpl, f->path));
+  PetscCall(CsH5Close(&f->dapl, f->path));
   PetscCall(CsH5Close(&f->file, f->path)); /* H5F_CLOSE_STRONG: also what an error path left open */
   PetscFunctionReturn(0);
 }

@@ -19,6 +19,8 @@ typedef struct {
   const char *path;
   hid_t       file;     /* HDF5 (MPI-IO driver) */
   hid_t       dxpl;     /* transfer property list of every read, with the conversion callback */
+  hid_t       dapl;     /* access property list of every dataset: no chunk cache (every element is read once, and a
+                           cached chunk costs a copy from the cache into the caller's buffer) */
   CsIOConv    conv;
   PetscBool   direct;   /* gzip chunks are fetched and inflated by the reader (else every read goes through HDF5) */
   int         nthreads; /* threads that inflate chunks */
