@@ -56,6 +56,9 @@ PETSC_EXTERN PetscErrorCode CsModelGetInterrupted(CsModel m, PetscBool *interrup
 /* Per-cell prediction (types with a predict op): ctrl holds n control cells (CSR rows) of context ctx; out
    [n x ngenes] row-major receives their predicted expression under cond. Collective (a rank may have n = 0). */
 PETSC_EXTERN PetscErrorCode CsModelPredict(CsModel m, const CsCondition *cond, PetscInt ctx, const CsCSR *ctrl, float *out);
+/* Whether the type trains a network with CsTrainer: it then writes <dir>/checkpoint.h5 and continues from
+   -resume DIR/<name>/checkpoint.h5. */
+PETSC_EXTERN PetscErrorCode CsModelTrains(CsModel m, PetscBool *trains);
 /* Whether the type predicts a group at once (predictset op) rather than cell by cell. */
 PETSC_EXTERN PetscErrorCode CsModelHasPredictSet(CsModel m, PetscBool *set);
 /* model.h5: type, name, options, atoms/contexts/genes it was fitted with, and the implementation's parameters.
@@ -87,7 +90,8 @@ PETSC_EXTERN const char       *CsModelTypeNames(void);
 PETSC_EXTERN PetscErrorCode CsGroupMeans(CsDataset ds, CsDesign d, const PetscBool *want, double *means);
 
 /* The shift of every atom in some space of dimension dim (expression for the additive baseline, a latent space
-   for scGen's vector arithmetic). From single-atom train groups with a control in their context: ctxdelta
+   for scGen's vector arithmetic). From single-atom train groups (with withvalid also the valid groups: a model
+   without hyper-parameters has nothing to tune on them) with a control in their context: ctxdelta
    [nctx][natoms][dim] = mean(group) - mean(control of its context), averaged over groups of the same atom and
    context (doses); seen[ctx * natoms + a] tells where atom a was seen alone; delta [natoms][dim] averages ctxdelta
    over the contexts where the atom was seen, each context weighing the same (scGen's cell-type balancing), with
@@ -100,11 +104,11 @@ typedef struct {
   PetscBool *anyseen;  /* [natoms] */
 } CsAtomShifts;
 /* The groups whose means the shifts need (want[ngroups]). */
-PETSC_EXTERN PetscErrorCode CsAtomShiftsGroups(CsDesign d, CsSplit s, PetscBool *want);
+PETSC_EXTERN PetscErrorCode CsAtomShiftsGroups(CsDesign d, CsSplit s, PetscBool withvalid, PetscBool *want);
 /* Shifts from per-group mean vectors means[g * dim + k] (only the wanted groups are read). Not collective. */
-PETSC_EXTERN PetscErrorCode CsAtomShiftsFromMeans(CsDesign d, CsSplit s, PetscInt dim, const double *means, CsAtomShifts *sh);
+PETSC_EXTERN PetscErrorCode CsAtomShiftsFromMeans(CsDesign d, CsSplit s, PetscBool withvalid, PetscInt dim, const double *means, CsAtomShifts *sh);
 /* Collective: the shifts of mean expression (CsGroupMeans + CsAtomShiftsFromMeans). */
-PETSC_EXTERN PetscErrorCode CsAtomShiftsCompute(CsDataset ds, CsDesign d, CsSplit s, CsAtomShifts *sh);
+PETSC_EXTERN PetscErrorCode CsAtomShiftsCompute(CsDataset ds, CsDesign d, CsSplit s, PetscBool withvalid, CsAtomShifts *sh);
 /* out[dim] = sum over the condition's atoms of the shift seen in ctx, else the balanced one, else nothing. */
 PETSC_EXTERN void CsAtomShiftsSum(const CsAtomShifts *sh, const CsCondition *cond, PetscInt ctx, double *out);
 /* Into / from an open HDF5 group of a model file (save: rank 0; load: every rank, sizes checked). */

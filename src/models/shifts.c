@@ -30,13 +30,14 @@ PetscErrorCode CsGroupMeans(CsDataset ds, CsDesign d, const PetscBool *want, dou
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsAtomShiftsGroups(CsDesign d, CsSplit s, PetscBool *want)
+PetscErrorCode CsAtomShiftsGroups(CsDesign d, CsSplit s, PetscBool withvalid, PetscBool *want)
 {
   PetscFunctionBeginUser;
   PetscCall(PetscArrayzero(want, d->ngroups));
   for (PetscInt g = 0; g < d->ngroups; g++) {
     const CsGroup *gr = &d->groups[g];
-    if (gr->control || gr->ctrl < 0 || s->role[g] != CS_ROLE_TRAIN || d->conds[gr->cond].natoms != 1) continue;
+    PetscBool fit = (PetscBool)(s->role[g] == CS_ROLE_TRAIN || (withvalid && s->role[g] == CS_ROLE_VALID));
+    if (gr->control || gr->ctrl < 0 || !fit || d->conds[gr->cond].natoms != 1) continue;
     want[g] = want[gr->ctrl] = PETSC_TRUE;
   }
   PetscFunctionReturn(0);
@@ -54,7 +55,7 @@ static PetscErrorCode Alloc(CsAtomShifts *sh, PetscInt nctx, PetscInt natoms, Pe
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsAtomShiftsFromMeans(CsDesign d, CsSplit s, PetscInt dim, const double *means, CsAtomShifts *sh)
+PetscErrorCode CsAtomShiftsFromMeans(CsDesign d, CsSplit s, PetscBool withvalid, PetscInt dim, const double *means, CsAtomShifts *sh)
 {
   PetscInt   A = d->natoms, C = d->nctx, *count, *nctx;
   PetscBool *want;
@@ -64,7 +65,7 @@ PetscErrorCode CsAtomShiftsFromMeans(CsDesign d, CsSplit s, PetscInt dim, const 
   PetscCall(PetscCalloc1((size_t)C * A + 1, &count));
   PetscCall(PetscCalloc1(A + 1, &nctx));
   PetscCall(PetscMalloc1(d->ngroups + 1, &want));
-  PetscCall(CsAtomShiftsGroups(d, s, want));
+  PetscCall(CsAtomShiftsGroups(d, s, withvalid, want));
   for (PetscInt g = 0; g < d->ngroups; g++) {
     const CsGroup *gr = &d->groups[g];
     if (gr->control || !want[g]) continue;
@@ -93,17 +94,17 @@ PetscErrorCode CsAtomShiftsFromMeans(CsDesign d, CsSplit s, PetscInt dim, const 
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsAtomShiftsCompute(CsDataset ds, CsDesign d, CsSplit s, CsAtomShifts *sh)
+PetscErrorCode CsAtomShiftsCompute(CsDataset ds, CsDesign d, CsSplit s, PetscBool withvalid, CsAtomShifts *sh)
 {
   PetscBool *want;
   double    *means;
 
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc1(d->ngroups + 1, &want));
-  PetscCall(CsAtomShiftsGroups(d, s, want));
+  PetscCall(CsAtomShiftsGroups(d, s, withvalid, want));
   PetscCall(PetscMalloc1((size_t)d->ngroups * ds->ngenes + 1, &means));
   PetscCall(CsGroupMeans(ds, d, want, means));
-  PetscCall(CsAtomShiftsFromMeans(d, s, ds->ngenes, means, sh));
+  PetscCall(CsAtomShiftsFromMeans(d, s, withvalid, ds->ngenes, means, sh));
   PetscCall(PetscFree(means));
   PetscCall(PetscFree(want));
   PetscFunctionReturn(0);

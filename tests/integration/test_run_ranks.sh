@@ -46,7 +46,8 @@ for m in ["control", "additive"] + models:
         if d > 1e-5:
             print(f"{task} {m}: predictions at np{n} differ from np1 by {d}"); bad += 1
 # The baselines recomputed from the data and split.json: control repeats the control cells; additive adds to them
-# the sum of each atom's single-atom mean shift (same context where seen, else averaged over the contexts where seen).
+# the sum of each atom's single-atom mean shift (same context where seen, else averaged over the contexts where seen),
+# from the train and valid groups (it has no hyper-parameter to tune on the valid ones).
 import json
 split = json.load(open(f"{out}/{task}.np1/split.json"))
 full = ad.read_h5ad("input/perturbench_devel/devel.h5ad")
@@ -58,7 +59,7 @@ cond = np.array([canon(c) for c in cond])
 mean = lambda c, x: X[(cond == c) & (ctx == x)].mean(0)
 shift = {}
 for g in split["groups"]:
-    if g["role"] == "train" and g["natoms"] == 1:
+    if g["role"] in ("train", "valid") and g["natoms"] == 1:
         shift.setdefault(g["condition"], {})[g["context"]] = mean(g["condition"], g["context"]) - mean("control", g["context"])
 pa = {m: ad.read_h5ad(f"{out}/{task}.np1/{m}/predictions.h5ad") for m in ("control", "additive")}
 for g in split["groups"]:
