@@ -31,7 +31,7 @@ typedef struct {
   PetscInt  nall;
   char     *all[32];       /* baselines then models, each name once (pointers into the two lists) */
   PetscBool isbaseline[32];
-  CsModel   model[32];     /* the model of each entry of all[], options applied */
+  CsModel   model[32];     /* the model of each entry of all[], options applied; NULL for predictions made elsewhere (evaluate) */
 } CsProblem;
 
 /* How a command uses its run folder. */
@@ -48,7 +48,8 @@ PetscErrorCode CsProblemSetFromOptions(CsProblem *p);
    run folder with a checkpoint for each trained model; the run folder is locked and prepared (CsRunDirPrepare).
    Then the data are read, the design and split built, and every model set up on them. With reuse (predict,
    evaluate) the split is read from <outdir>/split.json unless -split_file is given; otherwise it is made and
-   saved there, with options.txt. */
+   saved there, with options.txt. For evaluate, a -model name that is not a cellshift model type names the
+   predictions.h5ad of a model run elsewhere (scored, never fitted). */
 PetscErrorCode CsProblemSetUp(CsProblem *p, PetscBool reuse, const char command[]);
 PetscErrorCode CsProblemDestroy(CsProblem *p);
 /* A model given as TYPE or NAME:TYPE (-model scgen,wide:scgen): its name (the options prefix and the folder of the

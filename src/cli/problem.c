@@ -61,8 +61,9 @@ PetscErrorCode CsProblemSetFromOptions(CsProblem *p)
   PetscFunctionReturn(0);
 }
 
-/* Every object of the problem, with its options read (and checked by its SetFromOptions). */
-static PetscErrorCode CreateObjects(CsProblem *p)
+/* Every object of the problem, with its options read (and checked by its SetFromOptions). With external, a name
+   whose type is not a cellshift model names predictions made elsewhere (evaluate scores them): it has no object. */
+static PetscErrorCode CreateObjects(CsProblem *p, PetscBool external)
 {
   MPI_Comm comm = PETSC_COMM_WORLD;
 
@@ -76,7 +77,11 @@ static PetscErrorCode CreateObjects(CsProblem *p)
   PetscCall(CsSplitSetFromOptions(p->split));
   for (PetscInt k = 0; k < p->nall; k++) {
     char name[64], type[64];
+    PetscErrorCode (*create)(CsModel) = NULL;
     PetscCall(CsProblemSpec(p->all[k], name, type));
+    PetscCall(CsModelInitializePackage());
+    PetscCall(PetscFunctionListFind(CsModelList, type, &create));
+    if (!create && external) continue;
     PetscCall(CsModelCreate(comm, &p->model[k]));
     PetscCall(CsModelSetName(p->model[k], name));
     PetscCall(CsModelSetType(p->model[k], type));
@@ -108,7 +113,7 @@ static PetscErrorCode ReadOptions(CsProblem *p, const char command[])
 
   PetscFunctionBeginUser;
   PetscCall(CsOptionsRecordBegin());
-  ierr = CreateObjects(p);
+  ierr = CreateObjects(p, (PetscBool)!strcmp(command, "evaluate"));
   PetscCall(CsOptionsRecordEnd());
   PetscCall(ierr);
   PetscCall(ModelNames(p, names, sizeof(names)));
@@ -151,6 +156,7 @@ static PetscErrorCode CheckResume(CsProblem *p)
     PetscBool   trains;
     const char *name;
     char        sub[PETSC_MAX_PATH_LEN];
+    if (!p->model[k]) continue;
     PetscCall(CsModelTrains(p->model[k], &trains));
     if (!trains) continue;
     PetscCall(CsModelGetName(p->model[k], &name));
@@ -209,6 +215,7 @@ static PetscErrorCode SetUpModels(CsProblem *p)
   PetscFunctionBeginUser;
   for (PetscInt k = 0; k < p->nall; k++) {
     char dir[PETSC_MAX_PATH_LEN], name[64], type[64];
+    if (!p->model[k]) continue;
     PetscCall(CsProblemSpec(p->all[k], name, type));
     PetscCall(CsModelSetProblem(p->model[k], p->ds, p->design, p->split));
     PetscCall(CsPathJoin(p->outdir, name, dir));
@@ -332,6 +339,8 @@ PetscErrorCode CsProblemScore(CsProblem *p, PetscBool fit)
     char path[PETSC_MAX_PATH_LEN];
     PetscCall(CsProblemModelPath(p, k, "predictions.h5ad", path));
     PetscCall(CsFileExists(PETSC_COMM_WORLD, path, &exists[k]));
+    CsCheckAll(PETSC_COMM_WORLD, exists[k] || p->model[k], "no predictions at %s, and '%s' is not a cellshift model (models: %s)", path,
+               p->all[k], CsModelTypeNames());
     CsCheckAll(PETSC_COMM_WORLD, exists[k] || p->isbaseline[k], "no predictions at %s: run `cellshift predict` first", path);
   }
   PetscCall(CsEvaluatorCreate(PETSC_COMM_WORLD, &e));

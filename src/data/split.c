@@ -51,6 +51,12 @@ PetscErrorCode CsSplitSetFromOptions(CsSplit s)
   PetscCall(PetscOptionsString("-split_file", "split.json of an earlier run to reuse", "CsSplitSetFromOptions", s->file, s->file,
                                sizeof(s->file), NULL));
   PetscOptionsEnd();
+  if (tset) {
+    const char *full = NULL;
+    PetscCall(PetscOptionsFindPair(NULL, NULL, "-test_conditions", &full, NULL));
+    CsCheckAll(s->comm, !full || strlen(full) < sizeof(s->test_conditions),
+               "-test_conditions is longer than %zu characters: give the test groups in a -split_file instead", sizeof(s->test_conditions) - 1);
+  }
   if (tset && !set) t = 3; /* -test_conditions alone implies an explicit split */
   PetscCall(PetscStrncpy(s->type, SplitTypes[t], sizeof(s->type)));
   PetscCall(PetscStrncpy(s->validation, Validations[v], sizeof(s->validation)));

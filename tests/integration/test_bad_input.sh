@@ -35,6 +35,7 @@ split_json() { # split_json ROLE_OF_A@T1 [EXTRA_GROUP_JSON]: every group train, 
   echo "{\"cellshift_split\": 1, \"groups\": [$groups${2:+,$2}]}"
 }
 setup_split_no_test() { split_json valid > "$1/split.json"; }
+setup_split_run() { mkdir -p "$2" && split_json test > "$2/split.json"; }
 setup_split_twice() { split_json train '{"condition": "A", "dose": "", "context": "T1", "role": "test"}' > "$1/split.json"; }
 setup_yaml_typo() { printf 'data: %s\ncontext_key: cell_type\nmodel: additive\nspilt: combo\n' "$GOOD" > "$1/typo.yaml"; }
 setup_options_typo() { printf -- '-data %s\n-context_key cell_type\n-model additive\n-test_fraktion 0.3\n' "$GOOD" > "$1/typo.txt"; }
