@@ -17,6 +17,9 @@ PETSC_EXTERN PetscErrorCode CsCSRFree(CsCSR *A);
 /* Rows [r0, r0 + n) of A sharing A's arrays: indptr offsets stay absolute (indptr[0] may be > 0), which every row
    loop (indptr[i] .. indptr[i+1]) and the sparse kernels accept. Nothing to free. */
 PETSC_EXTERN CsCSR CsCSRRowView(const CsCSR *A, PetscInt r0, PetscInt n);
+/* out = rows rows[0..n) of A, copied in that order (out's arrays are reallocated, so a block can be reused; start
+   from a zeroed CsCSR). */
+PETSC_EXTERN PetscErrorCode CsCSRSubsetRows(const CsCSR *A, PetscInt n, const PetscInt rows[], CsCSR *out);
 /* Dense copy of row i (length ncols, zero-filled first). */
 PETSC_EXTERN void CsCSRRowToDense(const CsCSR *A, PetscInt i, float *out);
 

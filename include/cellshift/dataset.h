@@ -61,6 +61,17 @@ PETSC_EXTERN PetscErrorCode CsDatasetView(CsDataset ds, PetscViewer v);
    block in X. Two all-to-all exchanges; memory: the requested rows and the rows others ask of this rank. */
 PETSC_EXTERN PetscErrorCode CsDatasetFetchRows(CsDataset ds, PetscInt n, const PetscInt rows[], CsCSR *out);
 PETSC_EXTERN PetscErrorCode CsCSRFetchRows(PetscLayout layout, const CsCSR *X, PetscInt n, const PetscInt rows[], CsCSR *out);
+/* Collective: exact statistics of the rows of a distributed CSR grouped by slot[i] in [0, nslots) (-1: the row
+   belongs to no group): total[s] rows of group s over all ranks (total may be NULL), mean [nslots x ncols] and
+   the sample variance var [nslots x ncols] (var may be NULL; 0 for fewer than two rows). The mean is the correctly
+   rounded mean of the float32 values (double-double sums), the same for any number of ranks and any row order;
+   the variance is the sum of squared deviations from that mean over n - 1. The one definition of a group mean. */
+PETSC_EXTERN PetscErrorCode CsCSRGroupStats(MPI_Comm comm, const CsCSR *X, PetscInt nslots, const PetscInt slot[], PetscInt total[],
+                                            double *mean, double *var);
+/* Collective: the local rows local[0..n) (increasing) of every rank gathered on `root` in global order (rank
+   order, then local order) as CSR; *out is empty (0 rows) on the other ranks. Built on CsCSRFetchRows. */
+PETSC_EXTERN PetscErrorCode CsCSRGatherRows(PetscLayout layout, const CsCSR *X, PetscInt n, const PetscInt local[], PetscMPIInt root,
+                                            CsCSR *out);
 PETSC_EXTERN PetscErrorCode CsDatasetDestroy(CsDataset *ds);
 
 #endif

@@ -65,6 +65,9 @@ PETSC_EXTERN PetscInt CsDesignFindContext(CsDesign d, const char name[]);
 PETSC_EXTERN PetscInt CsDesignFindGroup(CsDesign d, PetscInt cond, PetscInt ctx);
 /* "cond@ctx" display name of a group (ctx omitted without a context key); buffer of len bytes. */
 PETSC_EXTERN PetscErrorCode CsDesignGroupName(CsDesign d, PetscInt g, char buf[], size_t len);
+/* Collective: the mean expression of every group, means[g * ngenes + j] (CsCSRGroupStats: exact, rank-count
+   independent). Only groups with want[g] are computed, the others are 0; want may be NULL (all groups). */
+PETSC_EXTERN PetscErrorCode CsDesignGroupMeans(CsDesign d, CsDataset ds, const PetscBool *want, double *means);
 PETSC_EXTERN PetscErrorCode CsDesignView(CsDesign d, PetscViewer v);
 PETSC_EXTERN PetscErrorCode CsDesignDestroy(CsDesign *d);
 

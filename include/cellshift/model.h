@@ -29,6 +29,7 @@ typedef const char        *CsModelType;
 #define CSMODELLINEAR   "linear"
 #define CSMODELSCGEN    "scgen"
 #define CSMODELCPA      "cpa"
+#define CSMODELMEAN     "mean"
 
 PETSC_EXTERN PetscClassId CS_MODEL_CLASSID;
 
@@ -85,10 +86,6 @@ PETSC_EXTERN PetscErrorCode    CsModelRegister(const char type[], PetscErrorCode
 /* "control, additive, ...": the registered types, for messages and -help. */
 PETSC_EXTERN const char       *CsModelTypeNames(void);
 
-/* Shared statistics for models built on group means (collective): mean expression of each group, means[g*ngenes +
-   j] in double, summed over ranks. Only groups with want[g] true are computed (others left 0); want may be NULL. */
-PETSC_EXTERN PetscErrorCode CsGroupMeans(CsDataset ds, CsDesign d, const PetscBool *want, double *means);
-
 /* The shift of every atom in some space of dimension dim (expression for the additive baseline, a latent space
    for scGen's vector arithmetic). From single-atom train groups (with withvalid also the valid groups: a model
    without hyper-parameters has nothing to tune on them) with a control in their context: ctxdelta
@@ -107,7 +104,7 @@ typedef struct {
 PETSC_EXTERN PetscErrorCode CsAtomShiftsGroups(CsDesign d, CsSplit s, PetscBool withvalid, PetscBool *want);
 /* Shifts from per-group mean vectors means[g * dim + k] (only the wanted groups are read). Not collective. */
 PETSC_EXTERN PetscErrorCode CsAtomShiftsFromMeans(CsDesign d, CsSplit s, PetscBool withvalid, PetscInt dim, const double *means, CsAtomShifts *sh);
-/* Collective: the shifts of mean expression (CsGroupMeans + CsAtomShiftsFromMeans). */
+/* Collective: the shifts of mean expression (CsDesignGroupMeans + CsAtomShiftsFromMeans). */
 PETSC_EXTERN PetscErrorCode CsAtomShiftsCompute(CsDataset ds, CsDesign d, CsSplit s, PetscBool withvalid, CsAtomShifts *sh);
 /* out[dim] = sum over the condition's atoms of the shift seen in ctx, else the balanced one, else nothing. */
 PETSC_EXTERN void CsAtomShiftsSum(const CsAtomShifts *sh, const CsCondition *cond, PetscInt ctx, double *out);
@@ -115,5 +112,14 @@ PETSC_EXTERN void CsAtomShiftsSum(const CsAtomShifts *sh, const CsCondition *con
 PETSC_EXTERN PetscErrorCode CsAtomShiftsSave(const CsAtomShifts *sh, hid_t g);
 PETSC_EXTERN PetscErrorCode CsAtomShiftsLoad(CsAtomShifts *sh, hid_t g, PetscInt nctx, PetscInt natoms, PetscInt dim);
 PETSC_EXTERN PetscErrorCode CsAtomShiftsFree(CsAtomShifts *sh);
+
+/* Collective: the mean shift over the training perturbations of every context (the `mean` baseline, with
+   withvalid: it also fits on the valid groups; and without, the reference of Systema's metrics, the mean of the
+   perturbation centroids, is mean(control) + shift):
+   shift[c * ngenes + j] = mean over the train (and with withvalid valid) groups of context c with at least one atom (any number of atoms, any
+   dose, each group weighing the same) of mean(group)_j - mean(control of c)_j. A context without such a group (or
+   without controls) gets the average of the other contexts' shifts, each context weighing the same, and 0 when no
+   context has one; own[c] (may be NULL) tells which contexts have their own. Means are CsDesignGroupMeans. */
+PETSC_EXTERN PetscErrorCode CsContextMeanShifts(CsDataset ds, CsDesign d, CsSplit s, PetscBool withvalid, double *shift, PetscBool *own);
 
 #endif

@@ -135,6 +135,18 @@ PETSC_EXTERN PetscErrorCode CsStrAllUnion(MPI_Comm comm, PetscInt n, char *const
 /* Sort strings in place (strcmp order). */
 PETSC_EXTERN void CsStrSort(PetscInt n, char **arr);
 
+/* The one subsample selector of cellshift (predicted controls, evaluation subsamples): of n items in a fixed
+   order, at most cap evenly spaced ones are kept, items floor(k n / cap) for k < cap (all of them when cap <= 0
+   or n <= cap). It depends only on positions, never on which rank holds an item. */
+PETSC_EXTERN PetscInt  CsSubsampleSize(PetscInt n, PetscInt cap);
+/* The position k in the subsample of the item at position pos, or -1 when it is not kept. */
+PETSC_EXTERN PetscInt  CsSubsampleIndex(PetscInt pos, PetscInt n, PetscInt cap);
+/* How many kept items come before position pos (the subsample row of the first kept item at or after pos). */
+PETSC_EXTERN PetscInt  CsSubsampleBelow(PetscInt pos, PetscInt n, PetscInt cap);
+
+/* Whether the CPU has AVX-512F (the explicitly vectorised paths choose on it at run time). */
+PETSC_EXTERN int CsHaveAVX512(void);
+
 /* Monotonic wall clock in seconds. */
 PETSC_EXTERN double CsTime(void);
 

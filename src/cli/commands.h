@@ -27,7 +27,7 @@ typedef struct {
   PetscInt  nmodels;
   char     *models[16];    /* -model a,b,c: TYPE or NAME:TYPE each */
   PetscInt  nbaselines;
-  char     *baselines[16]; /* -baselines control,additive: scored next to every model */
+  char     *baselines[16]; /* -baselines control,additive,mean: scored next to every model */
   PetscInt  nall;
   char     *all[32];       /* baselines then models, each name once (pointers into the two lists) */
   PetscBool isbaseline[32];
@@ -80,7 +80,7 @@ PetscErrorCode CsOptionsCheckUsed(MPI_Comm comm, const char command[], const cha
 
 /* Collective (rundir.c): make and lock the run folder (.cellshift.lock: a second run into it fails at once, naming
    the holder), remove the temporary files of interrupted writes, and for a new run refuse a folder holding another
-   run's files (options.txt, split.json, metrics.*, report.md, shift_*.png, model folders with model.h5,
+   run's files (options.txt, split.json, metrics.*, gi.csv, report.md, shift_*.png, model folders with model.h5,
    predictions.h5ad, training.csv or checkpoint.h5) unless overwrite, which removes exactly those files. *lock is
    released with CsLockRelease. */
 PetscErrorCode CsRunDirPrepare(MPI_Comm comm, const char dir[], CsRunDirUse use, PetscBool overwrite, int *lock);

@@ -28,7 +28,7 @@ PetscErrorCode CsProblemSetFromOptions(CsProblem *p)
   PetscCall(PetscOptionsString("-output_dir", "Folder of the run's files", "CsProblemSetUp", p->outdir, p->outdir, sizeof(p->outdir), NULL));
   PetscCall(PetscOptionsStringArray("-model", "Models to fit, comma-separated (default linear; see the list of models)", "CsProblemSetUp",
                                     p->models, &nm, &mset));
-  PetscCall(PetscOptionsStringArray("-baselines", "Baselines scored next to every model (default control,additive)", "CsProblemSetUp",
+  PetscCall(PetscOptionsStringArray("-baselines", "Baselines scored next to every model (default control,additive,mean)", "CsProblemSetUp",
                                     p->baselines, &nb, &bset));
   PetscCall(PetscOptionsBool("-overwrite", "Replace the files of an earlier run in -output_dir (only the files cellshift writes)", "CsRunDirPrepare",
                              p->overwrite, &p->overwrite, NULL));
@@ -42,6 +42,7 @@ PetscErrorCode CsProblemSetFromOptions(CsProblem *p)
   if (!bset) {
     PetscCall(PetscStrallocpy("control", &p->baselines[p->nbaselines++]));
     PetscCall(PetscStrallocpy("additive", &p->baselines[p->nbaselines++]));
+    PetscCall(PetscStrallocpy("mean", &p->baselines[p->nbaselines++]));
   }
   for (PetscInt i = 0; i < p->nbaselines + p->nmodels; i++) {
     char     *spec = i < p->nbaselines ? p->baselines[i] : p->models[i - p->nbaselines];
@@ -105,6 +106,24 @@ static PetscErrorCode ModelNames(CsProblem *p, char buf[], size_t len)
   PetscFunctionReturn(0);
 }
 
+/* -eval_vcc_baseline, when given, names a model the run scores (else every vcc_score would be empty). */
+static PetscErrorCode CheckVccBaseline(CsProblem *p, const char command[], const char names[])
+{
+  char      base[64] = "";
+  PetscBool set, found = PETSC_FALSE;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscOptionsGetString(NULL, NULL, "-eval_vcc_baseline", base, sizeof(base), &set));
+  if (!set || !strcmp(command, "train") || !strcmp(command, "predict")) PetscFunctionReturn(0);
+  for (PetscInt k = 0; k < p->nall && !found; k++) {
+    char name[64], type[64];
+    PetscCall(CsProblemSpec(p->all[k], name, type));
+    found = strcmp(name, base) ? PETSC_FALSE : PETSC_TRUE;
+  }
+  CsCheckAll(PETSC_COMM_WORLD, found, "-eval_vcc_baseline %s: no such model in this run (models: %s)", base, names);
+  PetscFunctionReturn(0);
+}
+
 /* Read every option, then refuse the ones nothing read. */
 static PetscErrorCode ReadOptions(CsProblem *p, const char command[])
 {
@@ -118,6 +137,7 @@ static PetscErrorCode ReadOptions(CsProblem *p, const char command[])
   PetscCall(ierr);
   PetscCall(ModelNames(p, names, sizeof(names)));
   PetscCall(CsOptionsCheckUsed(PETSC_COMM_WORLD, command, names));
+  PetscCall(CheckVccBaseline(p, command, names));
   PetscFunctionReturn(0);
 }
 

@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const RunFiles[]   = {"options.txt", "split.json", "metrics.json", "metrics.csv", "report.md", NULL};
+static const char *const RunFiles[]   = {"options.txt", "split.json", "metrics.json", "metrics.csv", "gi.csv", "report.md", NULL};
 static const char *const ModelFiles[] = {"model.h5", "predictions.h5ad", "training.csv", "checkpoint.h5", NULL};
 
 static PetscBool InList(const char name[], const char *const list[])

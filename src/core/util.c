@@ -340,3 +340,18 @@ PetscErrorCode CsStrAllUnion(MPI_Comm comm, PetscInt n, char *const *s, PetscInt
   PetscCall(PetscFree(buf));
   PetscFunctionReturn(0);
 }
+
+PetscInt CsSubsampleSize(PetscInt n, PetscInt cap) { return cap <= 0 || n <= cap ? n : cap; }
+
+PetscInt CsSubsampleBelow(PetscInt pos, PetscInt n, PetscInt cap)
+{
+  if (cap <= 0 || n <= cap) return pos;
+  return (PetscInt)(((int64_t)pos * cap + n - 1) / n); /* ceil(pos cap / n) */
+}
+
+PetscInt CsSubsampleIndex(PetscInt pos, PetscInt n, PetscInt cap)
+{
+  PetscInt k = CsSubsampleBelow(pos, n, cap);
+  if (cap <= 0 || n <= cap) return pos;
+  return k < cap && (PetscInt)((int64_t)k * n / cap) == pos ? k : -1;
+}

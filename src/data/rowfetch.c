@@ -129,3 +129,30 @@ PetscErrorCode CsDatasetFetchRows(CsDataset ds, PetscInt n, const PetscInt rows[
   PetscCall(CsCSRFetchRows(ds->rows, &ds->X, n, rows, out));
   PetscFunctionReturn(0);
 }
+
+PetscErrorCode CsCSRGatherRows(PetscLayout layout, const CsCSR *X, PetscInt n, const PetscInt local[], PetscMPIInt root, CsCSR *out)
+{
+  MPI_Comm     comm = layout->comm;
+  PetscMPIInt  rank, size, cnt = (PetscMPIInt)n, *counts = NULL, *displs = NULL;
+  PetscInt    *mine, *all = NULL, total = 0;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  PetscCall(PetscMalloc1(n + 1, &mine));
+  for (PetscInt i = 0; i < n; i++) mine[i] = layout->rstart + local[i];
+  if (rank == root) PetscCall(PetscMalloc2(size, &counts, size + 1, &displs));
+  PetscCallMPI(MPI_Gather(&cnt, 1, MPI_INT, counts, 1, MPI_INT, root, comm));
+  if (rank == root) {
+    displs[0] = 0;
+    for (PetscMPIInt p = 0; p < size; p++) displs[p + 1] = displs[p] + counts[p];
+    total = displs[size];
+    PetscCall(PetscMalloc1(total + 1, &all));
+  }
+  PetscCallMPI(MPI_Gatherv(mine, cnt, MPIU_INT, all, counts, displs, MPIU_INT, root, comm));
+  PetscCall(CsCSRFetchRows(layout, X, total, all, out));
+  PetscCall(PetscFree(all));
+  PetscCall(PetscFree2(counts, displs));
+  PetscCall(PetscFree(mine));
+  PetscFunctionReturn(0);
+}

@@ -5,7 +5,7 @@
 #include <math.h>
 
 const char *const CsRoles[] = {"train", "valid", "test", NULL};
-static const char *const SplitTypes[] = {"random", "combo", "context", "explicit", NULL};
+static const char *const SplitTypes[] = {"random", "combo", "context", "explicit", "simulation", NULL};
 static const char *const Validations[] = {"auto", "cells", "groups", NULL};
 
 PetscErrorCode CsSplitCreate(MPI_Comm comm, CsSplit *out)
@@ -34,7 +34,7 @@ PetscErrorCode CsSplitSetFromOptions(CsSplit s)
   for (PetscInt i = 0; Validations[i]; i++)
     if (!strcmp(Validations[i], s->validation)) v = i;
   PetscOptionsBegin(s->comm, NULL, "Train / valid / test split", "CsSplit");
-  PetscCall(PetscOptionsEList("-split", "How groups are held out", "CsSplitSetFromOptions", SplitTypes, 4, SplitTypes[t], &t, &set));
+  PetscCall(PetscOptionsEList("-split", "How groups are held out", "CsSplitSetFromOptions", SplitTypes, 5, SplitTypes[t], &t, &set));
   PetscCall(PetscOptionsInt("-split_seed", "Seed of the random assignment", "CsSplitSetFromOptions", s->seed, &s->seed, NULL));
   PetscCall(PetscOptionsReal("-test_fraction", "Fraction of candidate groups held out for test", "CsSplitSetFromOptions",
                              s->test_fraction, &s->test_fraction, NULL));
@@ -99,7 +99,7 @@ static PetscBool ValidByGroups(CsSplit s, PetscInt nvalid)
 {
   if (!strcmp(s->validation, "groups")) return PETSC_TRUE;
   if (!strcmp(s->validation, "cells")) return PETSC_FALSE;
-  return (PetscBool)((!strcmp(s->type, "random") || !strcmp(s->type, "combo")) && nvalid >= 2);
+  return (PetscBool)((!strcmp(s->type, "random") || !strcmp(s->type, "combo") || !strcmp(s->type, "simulation")) && nvalid >= 2);
 }
 
 /* Among the candidate groups, a seeded shuffle decides: the first ntest go to test (if totest), the next nvalid to
@@ -152,6 +152,70 @@ static PetscErrorCode Explicit(CsSplit s, CsDesign d)
     CsCheckAll(s->comm, hits > 0, "-test_conditions: condition '%s' has no cells in context '%s'", items[i], at ? at + 1 : "");
   }
   PetscCall(CsStrArrayDestroy(n, &items));
+  PetscFunctionReturn(0);
+}
+
+/* GEARS' simulation split. The atoms with a single-atom group are drawn with the seed (by name, so the draw does not
+   depend on the other atoms' order); the first round(test_fraction n) are unseen: their single-atom groups are
+   test, the other atoms' are train. A combination is test unless every atom of it is seen alone in training; of
+   those, -test_fraction go to test and -valid_fraction to valid as in the combo split. */
+static PetscErrorCode Simulation(CsSplit s, CsDesign d)
+{
+  Draw      *dr;
+  PetscBool *single, *seen, *cand;
+  PetscInt   n = 0, nunseen;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscCalloc3(d->natoms + 1, &single, d->natoms + 1, &seen, d->ngroups + 1, &cand));
+  PetscCall(PetscMalloc1(d->natoms + 1, &dr));
+  for (PetscInt g = 0; g < d->ngroups; g++)
+    if (d->conds[d->groups[g].cond].natoms == 1) single[d->conds[d->groups[g].cond].atoms[0]] = PETSC_TRUE;
+  for (PetscInt a = 0; a < d->natoms; a++) {
+    if (!single[a]) continue;
+    dr[n].u   = CsRngUniform((uint64_t)s->seed, CS_STREAM_SPLIT, Fnv1a(Fnv1a(1469598103934665603ull, "atom\t"), d->atoms[a]), 1);
+    dr[n++].g = a;
+  }
+  qsort(dr, (size_t)n, sizeof(Draw), CmpDraw);
+  nunseen = (PetscInt)floor(s->test_fraction * n + 0.5);
+  if (nunseen == 0 && s->test_fraction > 0 && n > 0) nunseen = 1;
+  for (PetscInt i = nunseen; i < n; i++) seen[dr[i].g] = PETSC_TRUE;
+  for (PetscInt g = 0; g < d->ngroups; g++) {
+    const CsCondition *c = &d->conds[d->groups[g].cond];
+    PetscInt           k = 0;
+    if (!c->natoms) continue;
+    for (PetscInt i = 0; i < c->natoms; i++) k += seen[c->atoms[i]] ? 1 : 0;
+    if (c->natoms == 1) s->role[g] = k ? CS_ROLE_TRAIN : CS_ROLE_TEST;
+    else if (k < c->natoms) s->role[g] = CS_ROLE_TEST;
+    else cand[g] = PETSC_TRUE;
+  }
+  PetscCall(Assign(s, d, cand, PETSC_TRUE));
+  PetscCall(PetscFree(dr));
+  PetscCall(PetscFree3(single, seen, cand));
+  PetscFunctionReturn(0);
+}
+
+/* The category of every group from the final roles: an atom is seen when it has a single-atom train group in some
+   context. "control"; "seen_single" / "unseen_single"; "combo_seen<k>" for two atoms; "combo<n>_seen<k>" for n > 2. */
+static PetscErrorCode SetCategories(CsSplit s, CsDesign d)
+{
+  PetscBool *seen;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscCalloc1(d->natoms + 1, &seen));
+  PetscCall(PetscFree(s->category));
+  PetscCall(PetscMalloc1(d->ngroups + 1, &s->category));
+  for (PetscInt g = 0; g < d->ngroups; g++)
+    if (s->role[g] == CS_ROLE_TRAIN && d->conds[d->groups[g].cond].natoms == 1) seen[d->conds[d->groups[g].cond].atoms[0]] = PETSC_TRUE;
+  for (PetscInt g = 0; g < d->ngroups; g++) {
+    const CsCondition *c = &d->conds[d->groups[g].cond];
+    PetscInt           k = 0;
+    for (PetscInt i = 0; i < c->natoms; i++) k += seen[c->atoms[i]] ? 1 : 0;
+    if (!c->natoms) PetscCall(PetscStrncpy(s->category[g], "control", sizeof(s->category[g])));
+    else if (c->natoms == 1) PetscCall(PetscStrncpy(s->category[g], k ? "seen_single" : "unseen_single", sizeof(s->category[g])));
+    else if (c->natoms == 2) PetscCall(PetscSNPrintf(s->category[g], sizeof(s->category[g]), "combo_seen%" PetscInt_FMT, k));
+    else PetscCall(PetscSNPrintf(s->category[g], sizeof(s->category[g]), "combo%" PetscInt_FMT "_seen%" PetscInt_FMT, c->natoms, k));
+  }
+  PetscCall(PetscFree(seen));
   PetscFunctionReturn(0);
 }
 
@@ -261,10 +325,12 @@ PetscErrorCode CsSplitSetUp(CsSplit s, CsDesign d)
   PetscCall(PetscCalloc1(d->ngroups + 1, &s->role));
   PetscCall(PetscCalloc1(d->ngroups + 1, &cand));
   if (s->file[0]) PetscCall(Load(s, d));
+  else if (!strcmp(s->type, "simulation")) PetscCall(Simulation(s, d));
   else {
     PetscCall(Candidates(s, d, cand, &totest));
     PetscCall(Assign(s, d, cand, totest));
   }
+  PetscCall(SetCategories(s, d));
   PetscCall(CountRoles(s, d));
   if (s->file[0]) s->valid_groups = (PetscBool)(s->nvalid > 0);
   CsCheckAll(s->comm, s->ntest > 0 || !s->file[0], "%s lists no test group (every group is train or valid)", s->file);
@@ -299,7 +365,7 @@ static PetscErrorCode SplitTree(CsSplit s, CsDesign d, json_t *root)
   PetscCall(CsJSONSet(root, "validation", json_string(s->valid_groups ? "groups" : "cells")));
   PetscCall(CsJSONSet(root, "validation_rule",
                       json_string(s->valid_groups ? "valid groups: the learned models train on the train groups and validate (early stopping) on "
-                                                    "the valid groups; control and additive, which have nothing to tune, fit on train and valid"
+                                                    "the valid groups; control, additive and mean, which have nothing to tune, fit on train and valid"
                                                   : "no valid group: the learned models validate on a seeded fraction (-<model>_valid_cells) of "
                                                     "the cells of the train groups; every other model fits on all train groups")));
   PetscCall(CsJSONSet(root, "holdout_context", json_string(s->holdout_context)));
@@ -318,6 +384,7 @@ static PetscErrorCode SplitTree(CsSplit s, CsDesign d, json_t *root)
     PetscCall(CsJSONSet(g, "natoms", json_integer(c->natoms)));
     PetscCall(CsJSONSet(g, "n_cells", json_integer(d->groups[k].ncells)));
     PetscCall(CsJSONSet(g, "role", json_string(CsRoles[s->role[k]])));
+    PetscCall(CsJSONSet(g, "category", json_string(s->category[k])));
   }
   PetscFunctionReturn(0);
 }
@@ -346,6 +413,23 @@ PetscErrorCode CsSplitSave(CsSplit s, CsDesign d, const char path[])
   PetscFunctionReturn(0);
 }
 
+/* "unseen_single 4, combo_seen0 3, ...": the test groups per category, categories in order of first appearance. */
+static PetscErrorCode ViewTestCategories(CsSplit s, PetscViewer v)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscViewerASCIIPrintf(v, "  test groups by category:"));
+  for (PetscInt g = 0; g < s->ngroups; g++) {
+    PetscInt n = 0, first = 1;
+    if (s->role[g] != CS_ROLE_TEST) continue;
+    for (PetscInt h = 0; h < g && first; h++) first = !(s->role[h] == CS_ROLE_TEST && !strcmp(s->category[h], s->category[g]));
+    if (!first) continue;
+    for (PetscInt h = g; h < s->ngroups; h++) n += s->role[h] == CS_ROLE_TEST && !strcmp(s->category[h], s->category[g]);
+    PetscCall(PetscViewerASCIIPrintf(v, " %s %" PetscInt_FMT, s->category[g], n));
+  }
+  PetscCall(PetscViewerASCIIPrintf(v, "\n"));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsSplitView(CsSplit s, CsDesign d, PetscViewer v)
 {
   PetscFunctionBeginUser;
@@ -353,6 +437,7 @@ PetscErrorCode CsSplitView(CsSplit s, CsDesign d, PetscViewer v)
                                    s->file[0] ? "from " : "", s->file[0] ? s->file : s->type,
                                    s->holdout_context[0] && !strcmp(s->type, "context") ? " (holdout)" : "", s->ntest, s->nvalid, s->ntrain,
                                    s->valid_groups ? "validation on the valid groups" : "validation on a fraction of the training cells"));
+  if (s->setup) PetscCall(ViewTestCategories(s, v));
   PetscFunctionReturn(0);
 }
 
@@ -361,6 +446,7 @@ PetscErrorCode CsSplitDestroy(CsSplit *s)
   PetscFunctionBeginUser;
   if (!*s) PetscFunctionReturn(0);
   PetscCall(PetscFree((*s)->role));
+  PetscCall(PetscFree((*s)->category));
   PetscCall(PetscFree(*s));
   PetscFunctionReturn(0);
 }

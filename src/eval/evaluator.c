@@ -9,41 +9,36 @@
    energy distance and MMD there; the values are then shared, so every rank holds the same numbers. */
 #include "evalimpl.h"
 #include <cellshift/linalg.h>
+#include <cellshift/model.h>
 #include <cblas.h>
 #include <math.h>
 
-const char *const CsMetricNames[] = {"rmse",          "r2_mean_all",  "r2_mean_top100_de", "pearson_delta",
-                                     "pearson_delta_top20_de", "cosine_logfc", "energy_distance", "mmd_rbf",
-                                     "de_recall_top20", "rank",     NULL};
-const PetscBool CsMetricHigherBetter[] = {PETSC_FALSE, PETSC_TRUE, PETSC_TRUE,  PETSC_TRUE,  PETSC_TRUE,
-                                          PETSC_TRUE,  PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE};
+const char *const CsMetricNames[] = {"rmse",
+                                     "r2_mean_all",
+                                     "r2_mean_top100_de",
+                                     "pearson_delta",
+                                     "pearson_delta_top20_de",
+                                     "cosine_logfc",
+                                     "energy_distance",
+                                     "mmd_rbf",
+                                     "de_recall_top20",
+                                     "rank_rmse",
+                                     "rank_cosine_logfc",
+                                     "mae",
+                                     "de_score",
+                                     "discrimination_score",
+                                     "centroid_accuracy",
+                                     "pearson_delta_pert",
+                                     "pearson_delta_pert_top20_de",
+                                     NULL};
+const PetscBool CsMetricHigherBetter[] = {PETSC_FALSE, PETSC_TRUE, PETSC_TRUE,  PETSC_TRUE,  PETSC_TRUE, PETSC_TRUE,
+                                          PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE,
+                                          PETSC_TRUE,  PETSC_TRUE,  PETSC_TRUE,  PETSC_TRUE, PETSC_TRUE};
 
 #define CS_EVAL_KIND_KEY "cellshift_kind"
 
 /* ---------------------------------------------------------------------------------------------------------------
-   Exact group sums */
-
-/* x added to the double-double (hi, lo): hi keeps the rounded running sum, lo gathers the rounding errors. */
-static inline void DDAccumulate(double *hi, double *lo, double x)
-{
-  double s = *hi + x, bb = s - *hi;
-  *lo += (*hi - (s - bb)) + (x - bb);
-  *hi = s;
-}
-
-/* MPI operation on (hi, lo) pairs. */
-static void DDReduce(void *in, void *inout, int *len, MPI_Datatype *type)
-{
-  const double *a = (const double *)in;
-  double       *b = (double *)inout;
-  (void)type;
-  for (int i = 0; i < *len; i++) {
-    double s = a[2 * i] + b[2 * i], bb = s - a[2 * i], err = (a[2 * i] - (s - bb)) + (b[2 * i] - bb);
-    err += a[2 * i + 1] + b[2 * i + 1];
-    b[2 * i]     = s + err;
-    b[2 * i + 1] = err - (b[2 * i] - s);
-  }
-}
+   Slots */
 
 /* Rows of a CSR block sorted into slots (a slot is one group of cells: T, C or P of some test group). */
 typedef struct {
@@ -55,22 +50,32 @@ typedef struct {
   PetscInt *total; /* [nslots] global number of rows of the slot */
 } SlotRows;
 
-static PetscErrorCode SlotRowsBuild(PetscInt nrows, PetscInt nslots, SlotRows *sr)
+/* Collective: from sr->slot (set by the caller), the local rows of each slot and, over all ranks, each slot's
+   size and the within-slot position of this rank's first row (rows are in global order within a slot). */
+static PetscErrorCode SlotRowsBuild(MPI_Comm comm, PetscInt nrows, PetscInt nslots, SlotRows *sr)
 {
-  PetscInt *fill;
+  PetscMPIInt rank;
+  PetscInt   *fill, *cnt;
 
   PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
   sr->nslots = nslots;
   PetscCall(PetscCalloc1(nslots + 1, &sr->start));
   for (PetscInt i = 0; i < nrows; i++)
     if (sr->slot[i] >= 0) sr->start[sr->slot[i] + 1]++;
   for (PetscInt s = 0; s < nslots; s++) sr->start[s + 1] += sr->start[s];
   PetscCall(PetscMalloc1(sr->start[nslots] + 1, &sr->rows));
-  PetscCall(PetscMalloc1(nslots + 1, &fill));
+  PetscCall(PetscMalloc2(nslots + 1, &fill, nslots + 1, &cnt));
   PetscCall(PetscArraycpy(fill, sr->start, nslots));
   for (PetscInt i = 0; i < nrows; i++)
     if (sr->slot[i] >= 0) sr->rows[fill[sr->slot[i]]++] = i;
-  PetscCall(PetscFree(fill));
+  for (PetscInt s = 0; s < nslots; s++) cnt[s] = sr->start[s + 1] - sr->start[s];
+  PetscCall(PetscCalloc1(nslots + 1, &sr->first));
+  PetscCall(PetscMalloc1(nslots + 1, &sr->total));
+  PetscCallMPI(MPI_Exscan(cnt, sr->first, (PetscMPIInt)nslots, MPIU_INT, MPI_SUM, comm));
+  if (!rank) PetscCall(PetscArrayzero(sr->first, nslots));
+  PetscCallMPI(MPI_Allreduce(cnt, sr->total, (PetscMPIInt)nslots, MPIU_INT, MPI_SUM, comm));
+  PetscCall(PetscFree2(fill, cnt));
   PetscFunctionReturn(0);
 }
 
@@ -85,120 +90,35 @@ static PetscErrorCode SlotRowsFree(SlotRows *sr)
   PetscFunctionReturn(0);
 }
 
-/* Collective: mean[s*G + j] and sample variance var[s*G + j] (0 for fewer than two cells) of every slot. The
-   variance is the sum of squared deviations from the exact mean: stored entries contribute (x - m)^2, the
-   implicit zeros m^2 each. */
-static PetscErrorCode SlotStats(MPI_Comm comm, const CsCSR *X, const SlotRows *sr, double *mean, double *var)
-{
-  PetscInt     S = sr->nslots, G = X->ncols;
-  size_t       N = (size_t)S * (size_t)G;
-  double      *dd, *m2;
-  MPI_Datatype ddtype;
-  MPI_Op       ddop;
-
-  PetscFunctionBeginUser;
-  PetscCheck(2 * N < (size_t)PETSC_MPI_INT_MAX, comm, PETSC_ERR_SUP, "too many test groups x genes for one reduction");
-  PetscCall(PetscCalloc1(2 * N + 1, &dd));
-  for (PetscInt s = 0; s < S; s++)
-    for (PetscInt r = sr->start[s]; r < sr->start[s + 1]; r++) {
-      PetscInt i = sr->rows[r];
-      double  *a = dd + 2 * (size_t)s * G;
-      for (int64_t k = X->indptr[i]; k < X->indptr[i + 1]; k++) {
-        PetscInt j = X->indices[k];
-        DDAccumulate(&a[2 * j], &a[2 * j + 1], (double)X->data[k]);
-      }
-    }
-  PetscCallMPI(MPI_Type_contiguous(2, MPI_DOUBLE, &ddtype));
-  PetscCallMPI(MPI_Type_commit(&ddtype));
-  PetscCallMPI(MPI_Op_create(DDReduce, 1, &ddop));
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, dd, (PetscMPIInt)N, ddtype, ddop, comm));
-  PetscCallMPI(MPI_Op_free(&ddop));
-  PetscCallMPI(MPI_Type_free(&ddtype));
-  for (PetscInt s = 0; s < S; s++)
-    for (PetscInt j = 0; j < G; j++) {
-      size_t q = (size_t)s * G + j;
-      mean[q]  = sr->total[s] ? (dd[2 * q] + dd[2 * q + 1]) / (double)sr->total[s] : 0.0;
-    }
-  /* Second pass: squared deviations of the stored entries and their count, per slot and gene. */
-  m2 = dd;
-  PetscCall(PetscArrayzero(m2, 2 * N));
-  for (PetscInt s = 0; s < S; s++)
-    for (PetscInt r = sr->start[s]; r < sr->start[s + 1]; r++) {
-      PetscInt      i  = sr->rows[r];
-      double       *a  = m2 + (size_t)s * G, *c = m2 + N + (size_t)s * G;
-      const double *mu = mean + (size_t)s * G;
-      for (int64_t k = X->indptr[i]; k < X->indptr[i + 1]; k++) {
-        PetscInt j = X->indices[k];
-        double   e = (double)X->data[k] - mu[j];
-        a[j] += e * e, c[j] += 1;
-      }
-    }
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, m2, (PetscMPIInt)(2 * N), MPI_DOUBLE, MPI_SUM, comm));
-  for (PetscInt s = 0; s < S; s++)
-    for (PetscInt j = 0; j < G; j++) {
-      size_t q = (size_t)s * G + j;
-      double n = (double)sr->total[s];
-      var[q]   = n > 1 ? (m2[q] + (n - m2[N + q]) * mean[q] * mean[q]) / (n - 1) : 0.0;
-    }
-  PetscCall(PetscFree(dd));
-  PetscFunctionReturn(0);
-}
-
 /* ---------------------------------------------------------------------------------------------------------------
    Subsamples */
 
-/* Of n cells, the subsample of at most cap keeps cells floor(k n / cap), k < cap. Row k of the subsample for the
-   cell at position pos, or -1 when the cell is not kept. */
-static PetscInt SubsampleRow(PetscInt pos, PetscInt n, PetscInt cap)
+/* Collective: the subsample (CsSubsample*, at most cap evenly spaced cells) of slot s of the distributed CSR X
+   gathered on `root` as dense rows *out [*nout x G] in global order; *out is NULL elsewhere. */
+static PetscErrorCode GatherSubsample(PetscLayout layout, PetscMPIInt root, const CsCSR *X, const SlotRows *sr, PetscInt s, PetscInt cap,
+                                      PetscInt *nout, float **out)
 {
-  int64_t k;
-  if (n <= cap) return pos;
-  k = ((int64_t)pos * cap + n - 1) / n;
-  return (k < cap && k * n / cap == pos) ? (PetscInt)k : -1;
-}
-
-static PetscInt SubsampleSize(PetscInt n, PetscInt cap) { return n < cap ? n : cap; }
-
-/* Collective: the subsample of slot s gathered on `root` as *out [*nout x G] (float, in subsample order, which is
-   global order since ranks hold consecutive blocks); *out is NULL elsewhere. */
-static PetscErrorCode GatherSubsample(MPI_Comm comm, PetscMPIInt root, const CsCSR *X, const SlotRows *sr, PetscInt s,
-                                      PetscInt cap, PetscInt *nout, float **out)
-{
-  PetscMPIInt rank, size, cnt, *counts = NULL, *displs = NULL;
-  PetscInt    G = X->ncols, nsel = 0;
-  float      *mine;
+  PetscMPIInt rank;
+  PetscInt    G = X->ncols, nsel = 0, *sel;
+  CsCSR       rows = {0};
 
   PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Comm_rank(comm, &rank));
-  PetscCallMPI(MPI_Comm_size(comm, &size));
-  for (PetscInt r = sr->start[s]; r < sr->start[s + 1]; r++) nsel += SubsampleRow(sr->first[s] + (r - sr->start[s]), sr->total[s], cap) >= 0;
-  PetscCall(PetscMalloc1((size_t)nsel * G + 1, &mine));
-  nsel = 0;
-  for (PetscInt r = sr->start[s]; r < sr->start[s + 1]; r++) {
-    if (SubsampleRow(sr->first[s] + (r - sr->start[s]), sr->total[s], cap) < 0) continue;
-    CsCSRRowToDense(X, sr->rows[r], mine + (size_t)nsel * G);
-    nsel++;
-  }
-  PetscCheck((size_t)SubsampleSize(sr->total[s], cap) * G < (size_t)PETSC_MPI_INT_MAX, comm, PETSC_ERR_SUP,
-             "subsample too large for one message: lower -eval_max_cells");
-  cnt = (PetscMPIInt)(nsel * G);
-  if (rank == root) PetscCall(PetscMalloc2(size, &counts, size + 1, &displs));
-  PetscCallMPI(MPI_Gather(&cnt, 1, MPI_INT, counts, 1, MPI_INT, root, comm));
+  PetscCallMPI(MPI_Comm_rank(layout->comm, &rank));
+  PetscCall(PetscMalloc1(sr->start[s + 1] - sr->start[s] + 1, &sel));
+  for (PetscInt r = sr->start[s]; r < sr->start[s + 1]; r++)
+    if (CsSubsampleIndex(sr->first[s] + (r - sr->start[s]), sr->total[s], cap) >= 0) sel[nsel++] = sr->rows[r];
+  PetscCall(CsCSRGatherRows(layout, X, nsel, sel, root, &rows));
   *out  = NULL;
   *nout = 0;
   if (rank == root) {
-    displs[0] = 0;
-    for (PetscMPIInt r = 0; r < size; r++) displs[r + 1] = displs[r] + counts[r];
-    *nout = displs[size] / (G ? G : 1);
-    PetscCall(PetscMalloc1((size_t)displs[size] + 1, out));
+    PetscCheck(rows.nrows == CsSubsampleSize(sr->total[s], cap), PETSC_COMM_SELF, PETSC_ERR_PLIB,
+               "subsample has %" PetscInt_FMT " rows, expected %" PetscInt_FMT, rows.nrows, CsSubsampleSize(sr->total[s], cap));
+    *nout = rows.nrows;
+    PetscCall(PetscMalloc1((size_t)rows.nrows * G + 1, out));
+    for (PetscInt i = 0; i < rows.nrows; i++) CsCSRRowToDense(&rows, i, *out + (size_t)i * G);
   }
-  PetscCallMPI(MPI_Gatherv(mine, cnt, MPI_FLOAT, *out, counts, displs, MPI_FLOAT, root, comm));
-  if (rank == root) {
-    PetscCheck(*nout == SubsampleSize(sr->total[s], cap), PETSC_COMM_SELF, PETSC_ERR_PLIB,
-               "subsample has %" PetscInt_FMT " rows, expected %" PetscInt_FMT, *nout, SubsampleSize(sr->total[s], cap));
-    PetscCall(PetscFree2(counts, displs));
-  }
-  PetscCall(PetscFree(mine));
+  PetscCall(CsCSRFree(&rows));
+  PetscCall(PetscFree(sel));
   PetscFunctionReturn(0);
 }
 
@@ -321,8 +241,11 @@ PetscErrorCode CsEvaluatorCreate(MPI_Comm comm, CsEvaluator *out)
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&e));
   e->comm      = comm;
-  e->max_cells = 1000;
-  e->pca_k     = 50;
+  e->max_cells    = 1000;
+  e->pca_k        = 50;
+  e->gi_min_mean  = 0.1;
+  e->gi_max_pairs = 100000;
+  PetscCall(PetscStrncpy(e->vcc_baseline, CSMODELMEAN, sizeof(e->vcc_baseline)));
   PetscCallMPI(MPI_Comm_rank(comm, &e->rank));
   PetscCallMPI(MPI_Comm_size(comm, &e->size));
   *out = e;
@@ -337,9 +260,17 @@ PetscErrorCode CsEvaluatorSetFromOptions(CsEvaluator e)
                             "CsEvaluatorSetFromOptions", e->max_cells, &e->max_cells, NULL));
   PetscCall(PetscOptionsInt("-eval_pca_components", "Principal components of C u T in which energy distance and MMD are computed",
                             "CsEvaluatorSetFromOptions", e->pca_k, &e->pca_k, NULL));
+  PetscCall(PetscOptionsString("-eval_vcc_baseline", "Scored model whose aggregates normalise vcc_score (the cell-mean baseline)",
+                               "CsEvaluatorSetFromOptions", e->vcc_baseline, e->vcc_baseline, sizeof(e->vcc_baseline), NULL));
+  PetscCall(PetscOptionsReal("-gi_min_mean", "Genetic interactions: genes whose control mean (log-normalised) is at least this",
+                             "CsEvaluatorSetFromOptions", e->gi_min_mean, &e->gi_min_mean, NULL));
+  PetscCall(PetscOptionsInt("-gi_max_pairs", "Genetic interactions: gene pairs of the Theil-Sen fit (evenly subsampled beyond)",
+                            "CsEvaluatorSetFromOptions", e->gi_max_pairs, &e->gi_max_pairs, NULL));
   PetscOptionsEnd();
+  PetscCheck(e->gi_max_pairs >= 1, e->comm, CS_ERR_INPUT, "-gi_max_pairs must be at least 1 (got %" PetscInt_FMT ")", e->gi_max_pairs);
   PetscCheck(e->max_cells >= 2, e->comm, CS_ERR_INPUT, "-eval_max_cells must be at least 2 (got %" PetscInt_FMT ")", e->max_cells);
   PetscCheck(e->pca_k >= 1, e->comm, CS_ERR_INPUT, "-eval_pca_components must be at least 1 (got %" PetscInt_FMT ")", e->pca_k);
+  PetscCheck(!PetscIsInfOrNanReal(e->gi_min_mean), e->comm, CS_ERR_INPUT, "-gi_min_mean must be a finite number (got %.6g)", (double)e->gi_min_mean);
   PetscFunctionReturn(0);
 }
 
@@ -349,6 +280,8 @@ static PetscErrorCode ModelFree(CsEvalModel *m)
   PetscCall(PetscFree(m->values));
   PetscCall(PetscFree(m->npred));
   PetscCall(PetscFree(m->mP));
+  PetscCall(PetscFree(m->cagg));
+  PetscCall(PetscFree(m->gi));
   PetscFunctionReturn(0);
 }
 
@@ -364,27 +297,29 @@ static PetscErrorCode EvaluatorReset(CsEvaluator e)
   PetscCall(PetscFree2(e->nT, e->nC));
   PetscCall(PetscFree4(e->mT, e->vT, e->mC, e->vC));
   PetscCall(PetscFree2(e->de, e->nde));
-  e->nmodels = e->ntest = 0;
+  PetscCall(PetscFree(e->cat));
+  PetscCall(PetscFree(e->catname));
+  PetscCall(PetscFree(e->atomgene));
+  PetscCall(PetscFree(e->mRef));
+  PetscCall(PetscFree(e->lfcT));
+  PetscCall(PetscFree2(e->desT, e->ndesT));
+  PetscCall(PetscFree(e->ccol));
+  PetscCall(CsEvalColumnsFree(&e->cols));
+  PetscCall(CsEvalGIFree(e));
+  e->nmodels = e->ntest = e->ncat = 0;
   e->setup   = PETSC_FALSE;
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsEvaluatorSetUp(CsEvaluator e, CsDataset ds, CsDesign d, CsSplit s)
+/* The test groups in group order, and the check that each has controls to compare with. */
+static PetscErrorCode SetUpTestGroups(CsEvaluator e)
 {
-  PetscInt  G, ntest = 0, nslots, *cslot;
-  SlotRows  sr;
-  double   *mean, *var, *tstat;
+  CsDesign d     = e->d;
+  PetscInt ntest = 0;
 
   PetscFunctionBeginUser;
-  if (e->setup && e->ds == ds && e->d == d && e->s == s) PetscFunctionReturn(0);
-  PetscCheck(ds->setup && d->setup && s->setup, e->comm, PETSC_ERR_ORDER, "set up the dataset, design and split first");
-  PetscCall(EvaluatorReset(e));
-  PetscCall(PetscLogEventBegin(CS_EVENT_EVAL, 0, 0, 0, 0));
-  e->ds = ds, e->d = d, e->s = s, e->G = G = ds->ngenes;
-
-  /* Test groups in group order, and the control group each is compared with. */
   PetscCall(PetscMalloc1(d->ngroups + 1, &e->tindex));
-  for (PetscInt g = 0; g < d->ngroups; g++) e->tindex[g] = (s->role[g] == CS_ROLE_TEST && !d->groups[g].control) ? ntest++ : -1;
+  for (PetscInt g = 0; g < d->ngroups; g++) e->tindex[g] = (e->s->role[g] == CS_ROLE_TEST && !d->groups[g].control) ? ntest++ : -1;
   CsCheckAll(e->comm, ntest > 0, "the split has no test group to evaluate");
   e->ntest = ntest;
   PetscCall(PetscMalloc1(ntest, &e->test));
@@ -395,74 +330,213 @@ PetscErrorCode CsEvaluatorSetUp(CsEvaluator e, CsDataset ds, CsDesign d, CsSplit
     PetscCall(CsDesignGroupName(d, e->test[t], name, sizeof(name)));
     CsCheckAll(e->comm, d->groups[e->test[t]].ctrl >= 0, "test group %s has no control cells in its context to compare with", name);
   }
+  PetscFunctionReturn(0);
+}
 
-  /* Slots: test group t is slot t; the control groups follow, one slot each. */
-  PetscCall(PetscMalloc1(d->ngroups + 1, &cslot));
+/* Slots of the data's cells: test group t is slot t (its T); the control groups of the test groups follow, one
+   slot each (cslot[g] for control group g). */
+static PetscErrorCode SetUpSlots(CsEvaluator e, PetscInt *cslot, SlotRows *sr)
+{
+  CsDesign d = e->d;
+  PetscInt nslots = e->ntest;
+
+  PetscFunctionBeginUser;
   for (PetscInt g = 0; g < d->ngroups; g++) cslot[g] = -1;
-  nslots = ntest;
-  for (PetscInt t = 0; t < ntest; t++) {
+  for (PetscInt t = 0; t < e->ntest; t++) {
     PetscInt c = d->groups[e->test[t]].ctrl;
     if (cslot[c] < 0) cslot[c] = nslots++;
   }
-  PetscCall(PetscMemzero(&sr, sizeof(sr)));
-  PetscCall(PetscMalloc1(ds->nlocal + 1, &sr.slot));
-  for (PetscInt i = 0; i < ds->nlocal; i++) {
-    PetscInt g = d->cell_group[i];
-    sr.slot[i] = g < 0 ? -1 : (e->tindex[g] >= 0 ? e->tindex[g] : cslot[g]);
+  PetscCall(PetscMemzero(sr, sizeof(*sr)));
+  PetscCall(PetscMalloc1(e->ds->nlocal + 1, &sr->slot));
+  for (PetscInt i = 0; i < e->ds->nlocal; i++) {
+    PetscInt g  = d->cell_group[i];
+    sr->slot[i] = g < 0 ? -1 : (e->tindex[g] >= 0 ? e->tindex[g] : cslot[g]);
   }
-  PetscCall(SlotRowsBuild(ds->nlocal, nslots, &sr));
-  PetscCall(PetscMalloc1(nslots, &sr.first));
-  PetscCall(PetscMalloc1(nslots, &sr.total));
-  for (PetscInt g = 0; g < d->ngroups; g++) {
-    PetscInt sl = e->tindex[g] >= 0 ? e->tindex[g] : cslot[g];
-    if (sl < 0) continue;
-    sr.first[sl] = d->group_rstart[g];
-    sr.total[sl] = d->groups[g].ncells;
-  }
+  PetscCall(SlotRowsBuild(e->comm, e->ds->nlocal, nslots, sr));
+  PetscFunctionReturn(0);
+}
 
-  /* Means and variances of T and C. */
-  PetscCall(PetscMalloc2((size_t)nslots * G, &mean, (size_t)nslots * G, &var));
-  PetscCall(SlotStats(e->comm, &ds->X, &sr, mean, var));
+/* Means and variances of T and C of every test group. */
+static PetscErrorCode SetUpStats(CsEvaluator e, const PetscInt *cslot, const SlotRows *sr)
+{
+  PetscInt G = e->G, ntest = e->ntest;
+  double  *mean, *var;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc2((size_t)sr->nslots * G, &mean, (size_t)sr->nslots * G, &var));
+  PetscCall(CsCSRGroupStats(e->comm, &e->ds->X, sr->nslots, sr->slot, NULL, mean, var));
   PetscCall(PetscMalloc2(ntest, &e->nT, ntest, &e->nC));
   PetscCall(PetscMalloc4((size_t)ntest * G, &e->mT, (size_t)ntest * G, &e->vT, (size_t)ntest * G, &e->mC, (size_t)ntest * G, &e->vC));
   for (PetscInt t = 0; t < ntest; t++) {
-    PetscInt c = cslot[d->groups[e->test[t]].ctrl];
-    e->nT[t] = sr.total[t], e->nC[t] = sr.total[c];
+    PetscInt c = cslot[e->d->groups[e->test[t]].ctrl];
+    e->nT[t] = sr->total[t], e->nC[t] = sr->total[c];
     PetscCall(PetscArraycpy(e->mT + (size_t)t * G, mean + (size_t)t * G, G));
     PetscCall(PetscArraycpy(e->vT + (size_t)t * G, var + (size_t)t * G, G));
     PetscCall(PetscArraycpy(e->mC + (size_t)t * G, mean + (size_t)c * G, G));
     PetscCall(PetscArraycpy(e->vC + (size_t)t * G, var + (size_t)c * G, G));
   }
   PetscCall(PetscFree2(mean, var));
+  PetscFunctionReturn(0);
+}
 
-  /* DE genes of T vs C. */
-  PetscCall(PetscMalloc2((size_t)ntest * CS_EVAL_TOP_DE, &e->de, ntest, &e->nde));
+/* DE genes of T vs C. */
+static PetscErrorCode SetUpDE(CsEvaluator e)
+{
+  PetscInt G = e->G;
+  double  *tstat;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc2((size_t)e->ntest * CS_EVAL_TOP_DE, &e->de, e->ntest, &e->nde));
   PetscCall(PetscMalloc1(G + 1, &tstat));
-  for (PetscInt t = 0; t < ntest; t++) {
+  for (PetscInt t = 0; t < e->ntest; t++) {
     size_t o = (size_t)t * G;
     CsWelchT(G, e->mT + o, e->vT + o, (double)e->nT[t], e->mC + o, e->vC + o, (double)e->nC[t], tstat);
     PetscCall(CsTopAbs(G, tstat, CS_EVAL_TOP_DE, e->de + (size_t)t * CS_EVAL_TOP_DE, &e->nde[t]));
   }
   PetscCall(PetscFree(tstat));
+  PetscFunctionReturn(0);
+}
 
-  /* PCA spaces, a batch of one group per rank at a time: gather every group of the batch, then fit in parallel. */
-  PetscCall(PetscCalloc1(ntest, &e->space));
-  for (PetscInt b0 = 0; b0 < ntest; b0 += e->size) {
-    PetscInt nb = PetscMin((PetscInt)e->size, ntest - b0), nCs = 0, nTs = 0;
+static int CmpStr(const void *a, const void *b) { return strcmp((const char *)a, (const char *)b); }
+
+/* The split's categories of the test groups (sorted, each once) and the category of each test group. */
+static PetscErrorCode SetUpCategories(CsEvaluator e)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(e->ntest, &e->catname));
+  PetscCall(PetscMalloc1(e->ntest, &e->cat));
+  for (PetscInt t = 0; t < e->ntest; t++) PetscCall(PetscStrncpy(e->catname[t], e->s->category[e->test[t]], sizeof(e->catname[t])));
+  qsort(e->catname, (size_t)e->ntest, sizeof(e->catname[0]), CmpStr);
+  e->ncat = 0;
+  for (PetscInt t = 0; t < e->ntest; t++) {
+    if (e->ncat && !strcmp(e->catname[e->ncat - 1], e->catname[t])) continue;
+    if (e->ncat != t) PetscCall(PetscArraycpy(e->catname[e->ncat], e->catname[t], sizeof(e->catname[0])));
+    e->ncat++;
+  }
+  for (PetscInt t = 0; t < e->ntest; t++) {
+    const char (*hit)[32] = bsearch(e->s->category[e->test[t]], e->catname, (size_t)e->ncat, sizeof(e->catname[0]), CmpStr);
+    e->cat[t] = (PetscInt)(hit - e->catname);
+  }
+  PetscFunctionReturn(0);
+}
+
+/* The gene named like each atom (its target gene), -1 where none. */
+static PetscErrorCode SetUpAtomGenes(CsEvaluator e)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(e->d->natoms + 1, &e->atomgene));
+  for (PetscInt a = 0; a < e->d->natoms; a++) {
+    e->atomgene[a] = -1;
+    for (PetscInt j = 0; j < e->G && e->atomgene[a] < 0; j++)
+      if (!strcmp(e->ds->genes[j], e->d->atoms[a])) e->atomgene[a] = j;
+  }
+  PetscFunctionReturn(0);
+}
+
+/* Systema's reference of every test group: its control mean plus the context's mean training shift. */
+static PetscErrorCode SetUpReference(CsEvaluator e)
+{
+  PetscInt G = e->G;
+  double  *shift;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1((size_t)e->d->nctx * G + 1, &shift));
+  PetscCall(CsContextMeanShifts(e->ds, e->d, e->s, PETSC_FALSE, shift, NULL)); /* the train groups only, as Systema */
+  PetscCall(PetscMalloc1((size_t)e->ntest * G, &e->mRef));
+  for (PetscInt t = 0; t < e->ntest; t++) {
+    const double *sh = shift + (size_t)e->d->groups[e->test[t]].ctx * G, *mC = e->mC + (size_t)t * G;
+    for (PetscInt j = 0; j < G; j++) e->mRef[(size_t)t * G + j] = mC[j] + sh[j];
+  }
+  PetscCall(PetscFree(shift));
+  PetscFunctionReturn(0);
+}
+
+/* The significant genes of a set X (T or P) of every test group against its controls, by |lfc|: p [ntest x G] from
+   the rank tests, mX the means. */
+static PetscErrorCode SignificantGenes(CsEvaluator e, const double *p, const double *mX, double *lfc, PetscInt *set, PetscInt *nset)
+{
+  PetscInt G = e->G;
+  double  *q;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(G + 1, &q));
+  for (PetscInt t = 0; t < e->ntest; t++) {
+    size_t o = (size_t)t * G;
+    PetscCall(CsBenjaminiHochberg(G, p + o, q));
+    CsLog2FoldChange(G, mX + o, e->mC + o, lfc + o);
+    PetscCall(CsDESet(G, q, lfc + o, set + o, &nset[t]));
+  }
+  PetscCall(PetscFree(q));
+  PetscFunctionReturn(0);
+}
+
+/* The rank tests of T against C for every test group (de_score's true DE genes); keeps the columns of C. */
+static PetscErrorCode SetUpRankTests(CsEvaluator e, const PetscInt *cslot, const SlotRows *sr)
+{
+  PetscInt G = e->G, *ts;
+  double  *p;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsEvalColumnsBuild(e->comm, &e->ds->X, sr->slot, sr->nslots, sr->total, &e->cols));
+  PetscCall(PetscMalloc1(e->ntest, &e->ccol));
+  PetscCall(PetscMalloc1(e->ntest, &ts));
+  for (PetscInt t = 0; t < e->ntest; t++) e->ccol[t] = cslot[e->d->groups[e->test[t]].ctrl], ts[t] = t;
+  PetscCall(PetscMalloc1((size_t)e->ntest * G, &p));
+  PetscCall(CsEvalColumnsTest(e->comm, &e->cols, ts, &e->cols, e->ccol, e->ntest, p));
+  PetscCall(PetscMalloc1((size_t)e->ntest * G, &e->lfcT));
+  PetscCall(PetscMalloc2((size_t)e->ntest * G, &e->desT, e->ntest, &e->ndesT));
+  PetscCall(SignificantGenes(e, p, e->mT, e->lfcT, e->desT, e->ndesT));
+  PetscCall(PetscFree(p));
+  PetscCall(PetscFree(ts));
+  PetscFunctionReturn(0);
+}
+
+/* PCA spaces, a batch of one group per rank at a time: gather every group of the batch, then fit in parallel. */
+static PetscErrorCode SetUpSpaces(CsEvaluator e, const PetscInt *cslot, const SlotRows *sr)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscCalloc1(e->ntest, &e->space));
+  for (PetscInt b0 = 0; b0 < e->ntest; b0 += e->size) {
+    PetscInt nb = PetscMin((PetscInt)e->size, e->ntest - b0), nCs = 0, nTs = 0;
     float   *Cs = NULL, *Ts = NULL;
     for (PetscInt t = b0; t < b0 + nb; t++) {
       PetscMPIInt root = CsEvalOwner(e, t);
-      PetscInt    c    = cslot[d->groups[e->test[t]].ctrl], n1, n2;
+      PetscInt    c    = cslot[e->d->groups[e->test[t]].ctrl], n1, n2;
       float      *r1, *r2;
-      PetscCall(GatherSubsample(e->comm, root, &ds->X, &sr, c, e->max_cells, &n1, &r1));
-      PetscCall(GatherSubsample(e->comm, root, &ds->X, &sr, t, e->max_cells, &n2, &r2));
+      PetscCall(GatherSubsample(e->ds->rows, root, &e->ds->X, sr, c, e->max_cells, &n1, &r1));
+      PetscCall(GatherSubsample(e->ds->rows, root, &e->ds->X, sr, t, e->max_cells, &n2, &r2));
       if (root == e->rank) Cs = r1, Ts = r2, nCs = n1, nTs = n2;
     }
     for (PetscInt t = b0; t < b0 + nb; t++)
-      if (CsEvalOwner(e, t) == e->rank) PetscCall(SpaceFit(G, nCs, nTs, Cs, Ts, e->pca_k, &e->space[t]));
+      if (CsEvalOwner(e, t) == e->rank) PetscCall(SpaceFit(e->G, nCs, nTs, Cs, Ts, e->pca_k, &e->space[t]));
     PetscCall(PetscFree(Cs));
     PetscCall(PetscFree(Ts));
   }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsEvaluatorSetUp(CsEvaluator e, CsDataset ds, CsDesign d, CsSplit s)
+{
+  PetscInt *cslot;
+  SlotRows  sr;
+
+  PetscFunctionBeginUser;
+  if (e->setup && e->ds == ds && e->d == d && e->s == s) PetscFunctionReturn(0);
+  PetscCheck(ds->setup && d->setup && s->setup, e->comm, PETSC_ERR_ORDER, "set up the dataset, design and split first");
+  PetscCall(EvaluatorReset(e));
+  PetscCall(PetscLogEventBegin(CS_EVENT_EVAL, 0, 0, 0, 0));
+  e->ds = ds, e->d = d, e->s = s, e->G = ds->ngenes;
+  PetscCall(SetUpTestGroups(e));
+  PetscCall(PetscMalloc1(d->ngroups + 1, &cslot));
+  PetscCall(SetUpSlots(e, cslot, &sr));
+  PetscCall(SetUpStats(e, cslot, &sr));
+  PetscCall(SetUpDE(e));
+  PetscCall(SetUpCategories(e));
+  PetscCall(SetUpAtomGenes(e));
+  PetscCall(SetUpReference(e));
+  PetscCall(SetUpRankTests(e, cslot, &sr));
+  PetscCall(CsEvalGISetUp(e));
+  PetscCall(SetUpSpaces(e, cslot, &sr));
   PetscCall(SlotRowsFree(&sr));
   PetscCall(PetscFree(cslot));
   PetscCall(PetscLogEventEnd(CS_EVENT_EVAL, 0, 0, 0, 0));
@@ -571,29 +645,23 @@ static PetscErrorCode PredictionsMap(CsEvaluator e, CsDataset p, const char path
   PetscFunctionReturn(0);
 }
 
-/* Root mean square difference of two mean profiles. */
-static double RMSE(PetscInt G, const double *a, const double *b)
-{
-  double s = 0;
-  for (PetscInt j = 0; j < G; j++) s += (a[j] - b[j]) * (a[j] - b[j]);
-  return G ? sqrt(s / (double)G) : 0.0;
-}
-
-/* l(v) = log2(max(v, 0) + 0.1): PerturBench's log fold change on log-normalised data (predicted means below 0
-   are clipped, as expression cannot be negative). */
-static double LogFC(double v) { return log2((v > 0 ? v : 0.0) + 0.1); }
-
-/* Every metric of test group t except energy distance, MMD and rank. work [4 G + 40]. */
+/* Every metric of test group t built on its own means (all but energy distance, MMD, de_score and the metrics that
+   compare the groups of a context). work [4 G + 40]. */
 static PetscErrorCode GroupMetrics(CsEvaluator e, PetscInt t, const double *mP, const double *vP, PetscInt nP, double *val,
                                    double *work)
 {
   PetscInt      G = e->G, nde = e->nde[t], n20 = PetscMin(nde, 20), top[20], ntop, hit = 0;
-  const double *mT = e->mT + (size_t)t * G, *mC = e->mC + (size_t)t * G, *vC = e->vC + (size_t)t * G;
+  const double *mT = e->mT + (size_t)t * G, *mC = e->mC + (size_t)t * G, *vC = e->vC + (size_t)t * G, *R = e->mRef + (size_t)t * G;
   const PetscInt *de = e->de + (size_t)t * CS_EVAL_TOP_DE;
   double       *a = work, *b = work + G, *c = work + 2 * G, *dd = work + 3 * G;
 
   PetscFunctionBeginUser;
-  val[CS_M_RMSE] = RMSE(G, mP, mT);
+  val[CS_M_RMSE] = CsEvalRMSE(G, mP, mT);
+  {
+    double s = 0;
+    for (PetscInt j = 0; j < G; j++) s += fabs(mP[j] - mT[j]);
+    val[CS_M_MAE] = G ? s / G : 0.0;
+  }
   {
     double r = CsPearson(G, mP, mT);
     val[CS_M_R2_ALL] = r * r;
@@ -607,8 +675,12 @@ static PetscErrorCode GroupMetrics(CsEvaluator e, PetscInt t, const double *mP, 
   val[CS_M_PEARSON_DELTA] = CsPearson(G, c, dd);
   for (PetscInt i = 0; i < n20; i++) a[i] = c[de[i]], b[i] = dd[de[i]];
   val[CS_M_PEARSON_DELTA_TOP20] = CsPearson(n20, a, b);
-  for (PetscInt j = 0; j < G; j++) a[j] = LogFC(mP[j]) - LogFC(mC[j]), b[j] = LogFC(mT[j]) - LogFC(mC[j]);
+  for (PetscInt j = 0; j < G; j++) a[j] = CsEvalLog(mP[j]) - CsEvalLog(mC[j]), b[j] = CsEvalLog(mT[j]) - CsEvalLog(mC[j]);
   val[CS_M_COSINE_LOGFC] = CsCosine(G, a, b);
+  for (PetscInt j = 0; j < G; j++) c[j] = mP[j] - R[j], dd[j] = mT[j] - R[j];
+  val[CS_M_PEARSON_DELTA_PERT] = CsPearson(G, c, dd);
+  for (PetscInt i = 0; i < n20; i++) a[i] = c[de[i]], b[i] = dd[de[i]];
+  val[CS_M_PEARSON_DELTA_PERT_TOP20] = CsPearson(n20, a, b);
   CsWelchT(G, mP, vP, (double)nP, mC, vC, (double)e->nC[t], a);
   PetscCall(CsTopAbs(G, a, 20, top, &ntop));
   for (PetscInt i = 0; i < ntop; i++)
@@ -617,62 +689,12 @@ static PetscErrorCode GroupMetrics(CsEvaluator e, PetscInt t, const double *mP, 
   PetscFunctionReturn(0);
 }
 
-/* rank: within each context, where the truth of g falls among the truths of that context's test groups, seen
-   from the prediction for g. */
-static void RankMetric(CsEvaluator e, CsEvalModel *m)
+/* The entry of model `name` (a model scored again under the same name replaces its earlier scores), reset. */
+static PetscErrorCode ModelEntry(CsEvaluator e, const char name[], const char path[], PetscBool baseline, CsEvalModel **out)
 {
-  PetscInt G = e->G;
-  for (PetscInt t = 0; t < e->ntest; t++) {
-    PetscInt ctx = e->d->groups[e->test[t]].ctx, ngr = 0;
-    double   own = RMSE(G, m->mP + (size_t)t * G, e->mT + (size_t)t * G), below = 0;
-    for (PetscInt h = 0; h < e->ntest; h++) {
-      double dh;
-      if (e->d->groups[e->test[h]].ctx != ctx) continue;
-      ngr++;
-      if (h == t) continue;
-      dh = RMSE(G, m->mP + (size_t)t * G, e->mT + (size_t)h * G);
-      below += dh < own ? 1.0 : (dh == own ? 0.5 : 0.0);
-    }
-    /* A context with a single test group has nothing to rank against. */
-    m->values[(size_t)t * CS_NMETRICS + CS_M_RANK] = ngr > 1 ? below / (double)ngr : NAN;
-  }
-}
-
-PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char path[], PetscBool baseline)
-{
-  PetscInt     G = e->G, ntest = e->ntest, *cnt, missing = -1;
-  CsDataset    p = NULL;
-  SlotRows     sr;
   CsEvalModel *m = NULL;
-  double      *vP, *dist, *work;
 
   PetscFunctionBeginUser;
-  PetscCheck(e->setup, e->comm, PETSC_ERR_ORDER, "call CsEvaluatorSetUp before CsEvaluatorScore");
-  PetscCall(PetscLogEventBegin(CS_EVENT_EVAL, 0, 0, 0, 0));
-  PetscCall(PredictionsRead(e, path, &p));
-  PetscCall(PetscMemzero(&sr, sizeof(sr)));
-  PetscCall(PetscMalloc1(p->nlocal + 1, &sr.slot));
-  PetscCall(PredictionsMap(e, p, path, sr.slot));
-  PetscCall(SlotRowsBuild(p->nlocal, ntest, &sr));
-  PetscCall(PetscMalloc1(ntest, &sr.first));
-  PetscCall(PetscMalloc1(ntest, &sr.total));
-  PetscCall(PetscMalloc1(ntest, &cnt));
-  for (PetscInt t = 0; t < ntest; t++) cnt[t] = sr.start[t + 1] - sr.start[t];
-  PetscCallMPI(MPI_Exscan(cnt, sr.first, (PetscMPIInt)ntest, MPIU_INT, MPI_SUM, e->comm));
-  if (!e->rank) PetscCall(PetscArrayzero(sr.first, ntest));
-  PetscCallMPI(MPI_Allreduce(cnt, sr.total, (PetscMPIInt)ntest, MPIU_INT, MPI_SUM, e->comm));
-  PetscCall(PetscFree(cnt));
-  for (PetscInt t = 0; t < ntest && missing < 0; t++)
-    if (!sr.total[t]) missing = t;
-  if (missing >= 0) {
-    char gname[512];
-    PetscCall(CsDesignGroupName(e->d, e->test[missing], gname, sizeof(gname)));
-    PetscCall(SlotRowsFree(&sr));
-    PetscCall(CsDatasetDestroy(&p));
-    CsCheckAll(e->comm, PETSC_FALSE, "predictions %s have no predicted cells for test group %s", path, gname);
-  }
-
-  /* The model's entry (a model scored again under the same name replaces its earlier scores). */
   for (PetscInt i = 0; i < e->nmodels; i++)
     if (!strcmp(e->models[i].name, name)) m = &e->models[i];
   if (!m) {
@@ -687,51 +709,141 @@ PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char pat
   PetscCall(PetscStrncpy(m->name, name, sizeof(m->name)));
   PetscCall(PetscStrncpy(m->path, path, sizeof(m->path)));
   m->baseline = baseline;
-  PetscCall(PetscCalloc1((size_t)ntest * CS_NMETRICS, &m->values));
-  PetscCall(PetscMalloc1(ntest, &m->npred));
-  PetscCall(PetscArraycpy(m->npred, sr.total, ntest));
-  PetscCall(PetscMalloc1((size_t)ntest * G, &m->mP));
+  PetscCall(PetscCalloc1((size_t)e->ntest * CS_NMETRICS, &m->values));
+  PetscCall(PetscMalloc1(e->ntest, &m->npred));
+  PetscCall(PetscMalloc1((size_t)e->ntest * e->G, &m->mP));
+  PetscCall(PetscCalloc1((size_t)e->ncat * CS_NMETRICS + 1, &m->cagg));
+  *out = m;
+  PetscFunctionReturn(0);
+}
 
-  /* Means and variances of P. */
-  PetscCall(PetscMalloc1((size_t)ntest * G, &vP));
-  PetscCall(SlotStats(e->comm, &p->X, &sr, m->mP, vP));
-
-  /* Energy distance and MMD on the owners, a batch of one group per rank at a time. */
-  PetscCall(PetscCalloc1(2 * (size_t)ntest, &dist));
-  for (PetscInt b0 = 0; b0 < ntest; b0 += e->size) {
-    PetscInt nb = PetscMin((PetscInt)e->size, ntest - b0), nPs = 0, mine = -1;
+/* Energy distance and MMD of every group, on the owners, a batch of one group per rank at a time: dist[2t],
+   dist[2t + 1] on every rank. */
+static PetscErrorCode ScoreDistances(CsEvaluator e, CsDataset p, const SlotRows *sr, double *dist)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscArrayzero(dist, 2 * (size_t)e->ntest));
+  for (PetscInt b0 = 0; b0 < e->ntest; b0 += e->size) {
+    PetscInt nb = PetscMin((PetscInt)e->size, e->ntest - b0), nPs = 0, mine = -1;
     float   *Ps = NULL;
     for (PetscInt t = b0; t < b0 + nb; t++) {
       PetscInt n1;
       float   *r1;
-      PetscCall(GatherSubsample(e->comm, CsEvalOwner(e, t), &p->X, &sr, t, e->max_cells, &n1, &r1));
+      PetscCall(GatherSubsample(p->rows, CsEvalOwner(e, t), &p->X, sr, t, e->max_cells, &n1, &r1));
       if (CsEvalOwner(e, t) == e->rank) Ps = r1, nPs = n1, mine = t;
     }
-    if (mine >= 0) PetscCall(SpaceScore(G, &e->space[mine], nPs, Ps, &dist[2 * mine], &dist[2 * mine + 1]));
+    if (mine >= 0) PetscCall(SpaceScore(e->G, &e->space[mine], nPs, Ps, &dist[2 * mine], &dist[2 * mine + 1]));
     PetscCall(PetscFree(Ps));
   }
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, dist, (PetscMPIInt)(2 * ntest), MPI_DOUBLE, MPI_SUM, e->comm));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, dist, (PetscMPIInt)(2 * e->ntest), MPI_DOUBLE, MPI_SUM, e->comm));
+  PetscFunctionReturn(0);
+}
 
-  PetscCall(PetscMalloc1(4 * (size_t)G + 4 * CS_EVAL_TOP_DE, &work));
+/* de_score of every test group: the rank tests of P against C, then the overlap of the significant genes. */
+static PetscErrorCode ScoreDE(CsEvaluator e, CsDataset p, const SlotRows *sr, CsEvalModel *m)
+{
+  PetscInt      G = e->G, *ts, *set, *nset;
+  CsEvalColumns cp;
+  double       *pv, *lfc;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsEvalColumnsBuild(e->comm, &p->X, sr->slot, e->ntest, sr->total, &cp));
+  PetscCall(PetscMalloc1(e->ntest, &ts));
+  for (PetscInt t = 0; t < e->ntest; t++) ts[t] = t;
+  PetscCall(PetscMalloc4((size_t)e->ntest * G, &pv, (size_t)e->ntest * G, &lfc, (size_t)e->ntest * G, &set, e->ntest, &nset));
+  PetscCall(CsEvalColumnsTest(e->comm, &cp, ts, &e->cols, e->ccol, e->ntest, pv));
+  PetscCall(SignificantGenes(e, pv, m->mP, lfc, set, nset));
+  for (PetscInt t = 0; t < e->ntest; t++)
+    PetscCall(CsDEOverlap(e->ndesT[t], e->desT + (size_t)t * G, nset[t], set + (size_t)t * G, &m->values[(size_t)t * CS_NMETRICS + CS_M_DE_SCORE]));
+  PetscCall(PetscFree4(pv, lfc, set, nset));
+  PetscCall(PetscFree(ts));
+  PetscCall(CsEvalColumnsFree(&cp));
+  PetscFunctionReturn(0);
+}
+
+/* Means over the groups t with in(t) where the metric is defined (NaN where it is nowhere defined). */
+static void AggregateOver(CsEvaluator e, const CsEvalModel *m, PetscInt cat, double *agg)
+{
+  for (PetscInt k = 0; k < CS_NMETRICS; k++) {
+    double   s = 0;
+    PetscInt n = 0;
+    for (PetscInt t = 0; t < e->ntest; t++) {
+      double v = m->values[(size_t)t * CS_NMETRICS + k];
+      if ((cat < 0 || e->cat[t] == cat) && !isnan(v)) s += v, n++;
+    }
+    agg[k] = n ? s / (double)n : NAN;
+  }
+}
+
+/* The aggregates over all test groups and per category. */
+static void Aggregate(CsEvaluator e, CsEvalModel *m)
+{
+  AggregateOver(e, m, -1, m->agg);
+  for (PetscInt c = 0; c < e->ncat; c++) AggregateOver(e, m, c, m->cagg + (size_t)c * CS_NMETRICS);
+}
+
+/* cell-eval's normalisation of one aggregate against the baseline's, clipped at 0; NaN and division by 0 give 0. */
+static double VccTerm(double u, double b, PetscBool byone)
+{
+  double v = byone ? (u - b) / (1 - b) : 1 - u / b;
+  return isnan(v) || (byone && b == 1) || (!byone && b == 0) ? 0.0 : PetscMax(v, 0.0);
+}
+
+double CsEvalVccScore(CsEvaluator e, const CsEvalModel *m, PetscInt cat)
+{
+  const CsEvalModel *base = NULL;
+  const double      *u, *b;
+
+  for (PetscInt i = 0; i < e->nmodels; i++)
+    if (!strcmp(e->models[i].name, e->vcc_baseline)) base = &e->models[i];
+  if (!base) return NAN;
+  u = cat < 0 ? m->agg : m->cagg + (size_t)cat * CS_NMETRICS;
+  b = cat < 0 ? base->agg : base->cagg + (size_t)cat * CS_NMETRICS;
+  return (VccTerm(u[CS_M_DE_SCORE], b[CS_M_DE_SCORE], PETSC_TRUE) + VccTerm(u[CS_M_DISCRIMINATION], b[CS_M_DISCRIMINATION], PETSC_TRUE) +
+          VccTerm(u[CS_M_MAE], b[CS_M_MAE], PETSC_FALSE)) / 3;
+}
+
+PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char path[], PetscBool baseline)
+{
+  PetscInt     G = e->G, ntest = e->ntest, missing = -1;
+  CsDataset    p = NULL;
+  SlotRows     sr;
+  CsEvalModel *m = NULL;
+  double      *vP, *dist, *work;
+
+  PetscFunctionBeginUser;
+  PetscCheck(e->setup, e->comm, PETSC_ERR_ORDER, "call CsEvaluatorSetUp before CsEvaluatorScore");
+  PetscCall(PetscLogEventBegin(CS_EVENT_EVAL, 0, 0, 0, 0));
+  PetscCall(PredictionsRead(e, path, &p));
+  PetscCall(PetscMemzero(&sr, sizeof(sr)));
+  PetscCall(PetscMalloc1(p->nlocal + 1, &sr.slot));
+  PetscCall(PredictionsMap(e, p, path, sr.slot));
+  PetscCall(SlotRowsBuild(e->comm, p->nlocal, ntest, &sr));
+  for (PetscInt t = 0; t < ntest && missing < 0; t++)
+    if (!sr.total[t]) missing = t;
+  if (missing >= 0) {
+    char gname[512];
+    PetscCall(CsDesignGroupName(e->d, e->test[missing], gname, sizeof(gname)));
+    PetscCall(SlotRowsFree(&sr));
+    PetscCall(CsDatasetDestroy(&p));
+    CsCheckAll(e->comm, PETSC_FALSE, "predictions %s have no predicted cells for test group %s", path, gname);
+  }
+  PetscCall(ModelEntry(e, name, path, baseline, &m));
+  PetscCall(PetscArraycpy(m->npred, sr.total, ntest));
+  PetscCall(PetscMalloc3((size_t)ntest * G, &vP, 2 * (size_t)ntest, &dist, 4 * (size_t)G + 4 * CS_EVAL_TOP_DE, &work));
+  PetscCall(CsCSRGroupStats(e->comm, &p->X, ntest, sr.slot, NULL, m->mP, vP));
+  PetscCall(ScoreDistances(e, p, &sr, dist));
   for (PetscInt t = 0; t < ntest; t++) {
     double *val = m->values + (size_t)t * CS_NMETRICS;
     PetscCall(GroupMetrics(e, t, m->mP + (size_t)t * G, vP + (size_t)t * G, m->npred[t], val, work));
     val[CS_M_ENERGY] = dist[2 * t];
     val[CS_M_MMD]    = dist[2 * t + 1];
   }
-  RankMetric(e, m);
-  for (PetscInt k = 0; k < CS_NMETRICS; k++) { /* means over the groups where the metric is defined */
-    double   s = 0;
-    PetscInt n = 0;
-    for (PetscInt t = 0; t < ntest; t++) {
-      double v = m->values[(size_t)t * CS_NMETRICS + k];
-      if (!isnan(v)) s += v, n++;
-    }
-    m->agg[k] = n ? s / (double)n : NAN;
-  }
-  PetscCall(PetscFree(work));
-  PetscCall(PetscFree(dist));
-  PetscCall(PetscFree(vP));
+  PetscCall(ScoreDE(e, p, &sr, m));
+  PetscCall(CsEvalContextMetrics(e, m));
+  PetscCall(CsEvalGIScore(e, m));
+  Aggregate(e, m);
+  PetscCall(PetscFree3(vP, dist, work));
   PetscCall(SlotRowsFree(&sr));
   PetscCall(CsDatasetDestroy(&p));
   PetscCall(PetscLogEventEnd(CS_EVENT_EVAL, 0, 0, 0, 0));
@@ -750,31 +862,59 @@ PetscErrorCode CsEvaluatorGetAggregate(CsEvaluator e, const char name[], CsMetri
   SETERRQ(PETSC_COMM_SELF, PETSC_ERR_ARG_WRONG, "no model named '%s' has been scored", name);
 }
 
-/* Compact column headers of the terminal table, in CsMetric order. */
-static const char *const ShortNames[] = {"rmse",    "r2",     "r2_de100", "pdelta", "pdelta_de20",
-                                         "cos_lfc", "energy", "mmd",      "de_rec20", "rank"};
+/* Compact column headers of the terminal table, in CsMetric order, then vcc_score. */
+static const char *const ShortNames[] = {"rmse",    "r2",       "r2_de100", "pdelta", "pdelta_de20", "cos_lfc",  "energy",
+                                         "mmd",     "de_rec20", "rank_rmse", "rank_cos", "mae",        "de_score", "pds",
+                                         "cent_acc", "pd_pert", "pd_pert20", "vcc"};
+
+/* One row of the table: the aggregates of model i over all test groups (cat < 0) or in category cat. */
+static PetscErrorCode PrintRow(CsEvaluator e, PetscViewer v, const char label[], size_t w, PetscInt i, PetscInt cat)
+{
+  const CsEvalModel *m   = &e->models[i];
+  const double      *agg = cat < 0 ? m->agg : m->cagg + (size_t)cat * CS_NMETRICS;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscViewerASCIIPrintf(v, "%-*s", (int)w, label));
+  for (PetscInt k = 0; k <= CS_NMETRICS; k++) {
+    int    wk = (int)PetscMax(8, strlen(ShortNames[k]));
+    double x  = k < CS_NMETRICS ? agg[k] : CsEvalVccScore(e, m, cat);
+    if (isnan(x)) PetscCall(PetscViewerASCIIPrintf(v, " %*s", wk, "n/a"));
+    else PetscCall(PetscViewerASCIIPrintf(v, " %*.4f", wk, x));
+  }
+  PetscCall(PetscViewerASCIIPrintf(v, "\n"));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode PrintHeader(PetscViewer v, const char first[], size_t w)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscViewerASCIIPrintf(v, "%-*s", (int)w, first));
+  for (PetscInt k = 0; k <= CS_NMETRICS; k++) PetscCall(PetscViewerASCIIPrintf(v, " %*s", (int)PetscMax(8, strlen(ShortNames[k])), ShortNames[k]));
+  PetscCall(PetscViewerASCIIPrintf(v, "\n"));
+  PetscFunctionReturn(0);
+}
 
 PetscErrorCode CsEvaluatorPrintTable(CsEvaluator e, PetscViewer v)
 {
-  size_t w = 5;
+  size_t w = 5, wc = 5;
 
   PetscFunctionBeginUser;
   for (PetscInt i = 0; i < e->nmodels; i++) w = PetscMax(w, strlen(e->models[i].name));
-  PetscCall(PetscViewerASCIIPrintf(v, "%-*s", (int)w, "model"));
-  for (PetscInt k = 0; k < CS_NMETRICS; k++) PetscCall(PetscViewerASCIIPrintf(v, " %*s", k == CS_M_PEARSON_DELTA_TOP20 ? 11 : 8, ShortNames[k]));
-  PetscCall(PetscViewerASCIIPrintf(v, "\n"));
-  for (PetscInt i = 0; i < e->nmodels; i++) {
-    PetscCall(PetscViewerASCIIPrintf(v, "%-*s", (int)w, e->models[i].name));
-    for (PetscInt k = 0; k < CS_NMETRICS; k++) {
-      int wk = k == CS_M_PEARSON_DELTA_TOP20 ? 11 : 8;
-      if (isnan(e->models[i].agg[k])) PetscCall(PetscViewerASCIIPrintf(v, " %*s", wk, "n/a"));
-      else PetscCall(PetscViewerASCIIPrintf(v, " %*.4f", wk, e->models[i].agg[k]));
+  PetscCall(PrintHeader(v, "model", w));
+  for (PetscInt i = 0; i < e->nmodels; i++) PetscCall(PrintRow(e, v, e->models[i].name, w, i, -1));
+  PetscCall(PetscViewerASCIIPrintf(v, "(means over %" PetscInt_FMT " test groups; lower is better for rmse, energy, mmd, the ranks and mae, higher for the others;"
+                                      " the ranks, pds and cent_acc need two test groups in a context; vcc against %s)\n",
+                                   e->ntest, e->vcc_baseline));
+  if (e->ncat < 2) PetscFunctionReturn(0);
+  for (PetscInt c = 0; c < e->ncat; c++) wc = PetscMax(wc, strlen(e->catname[c]) + 1 + w);
+  PetscCall(PetscViewerASCIIPrintf(v, "\nper category:\n"));
+  PetscCall(PrintHeader(v, "category/model", wc));
+  for (PetscInt c = 0; c < e->ncat; c++)
+    for (PetscInt i = 0; i < e->nmodels; i++) {
+      char label[512];
+      PetscCall(PetscSNPrintf(label, sizeof(label), "%s/%s", e->catname[c], e->models[i].name));
+      PetscCall(PrintRow(e, v, label, wc, i, c));
     }
-    PetscCall(PetscViewerASCIIPrintf(v, "\n"));
-  }
-  PetscCall(PetscViewerASCIIPrintf(v, "(means over %" PetscInt_FMT " test groups; lower is better for rmse, energy, mmd and rank, higher for the others;"
-                                      " rank needs two test groups in a context)\n",
-                                   e->ntest));
   PetscFunctionReturn(0);
 }
 
@@ -800,6 +940,8 @@ PetscErrorCode CsEvaluatorWrite(CsEvaluator e, const char dir[])
   PetscCall(CsEvalWriteJSON(e, path));
   PetscCall(CsPathJoin(dir, "metrics.csv", path));
   PetscCall(CsEvalWriteCSV(e, path));
+  PetscCall(CsPathJoin(dir, "gi.csv", path));
+  PetscCall(CsEvalWriteGI(e, path));
   PetscCall(CsPathJoin(dir, "report.md", path));
   PetscCall(CsEvalWriteMarkdown(e, path));
   for (PetscInt i = 0; i < e->nmodels; i++) {

@@ -260,8 +260,8 @@ static PetscErrorCode CheckOptions(CsModel m)
   const struct {
     const char *name;
     PetscInt    v, min;
-  } sizes[] = {{"latent", c->dim, 1},           {"width", c->width, 1},           {"depth", c->depth, 1},
-               {"adversary_width", c->adv_width, 1}, {"adversary_depth", c->adv_depth, 1}, {"adversary_steps", c->adv_steps, 1}};
+  } sizes[] = {{"latent", c->dim, 1},           {"hidden", c->width, 1},           {"layers", c->depth, 1},
+               {"adversary_hidden", c->adv_width, 1}, {"adversary_layers", c->adv_depth, 1}, {"adversary_steps", c->adv_steps, 1}};
 
   PetscFunctionBeginUser;
   for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
@@ -280,11 +280,12 @@ static PetscErrorCode CsModelSetFromOptions_CPA(CsModel m, PetscOptionItems *Pet
   PetscFunctionBeginUser;
   PetscOptionsHeadBegin(PetscOptionsObject, "CPA: compositional perturbation autoencoder");
   PetscCall(PetscOptionsInt("-latent", "Latent dimension", "cpa", c->dim, &c->dim, NULL));
-  PetscCall(PetscOptionsInt("-width", "Width of the encoder and decoder layers", "cpa", c->width, &c->width, NULL));
-  PetscCall(PetscOptionsInt("-depth", "Hidden layers of the encoder and of the decoder", "cpa", c->depth, &c->depth, NULL));
+  /* The same names as every model's for the same concept (-scgen_hidden, -scgen_layers). */
+  PetscCall(PetscOptionsInt("-hidden", "Width of the encoder and decoder layers", "cpa", c->width, &c->width, NULL));
+  PetscCall(PetscOptionsInt("-layers", "Hidden layers of the encoder and of the decoder", "cpa", c->depth, &c->depth, NULL));
   PetscCall(PetscOptionsBool("-adversary", "Train the adversarial classifiers on the basal state", "cpa", c->adversary, &c->adversary, NULL));
-  PetscCall(PetscOptionsInt("-adversary_width", "Width of the adversaries' layers", "cpa", c->adv_width, &c->adv_width, NULL));
-  PetscCall(PetscOptionsInt("-adversary_depth", "Hidden layers of the adversaries", "cpa", c->adv_depth, &c->adv_depth, NULL));
+  PetscCall(PetscOptionsInt("-adversary_hidden", "Width of the adversaries' layers", "cpa", c->adv_width, &c->adv_width, NULL));
+  PetscCall(PetscOptionsInt("-adversary_layers", "Hidden layers of the adversaries", "cpa", c->adv_depth, &c->adv_depth, NULL));
   PetscCall(PetscOptionsInt("-adversary_steps", "Steps per cycle: one autoencoder step, the others adversary steps", "cpa",
                             c->adv_steps, &c->adv_steps, NULL));
   PetscCall(PetscOptionsReal("-reg_adversary", "Weight of the adversary losses in the autoencoder's loss", "cpa", c->reg_adv,
@@ -441,10 +442,10 @@ static PetscErrorCode CsModelSave_CPA(CsModel m, hid_t g)
   if (g < 0) PetscFunctionReturn(0); /* replicated state: rank 0 writes it */
   H5Call(a = H5Gcreate2(g, "autoencoder", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "cannot create autoencoder");
   PetscCall(CsNNParamsSave(c->P, a));
-  H5Gclose(a);
+  H5Call(H5Gclose(a), "cannot close autoencoder");
   H5Call(q = H5Gcreate2(g, "adversaries", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "cannot create adversaries");
   PetscCall(CsNNParamsSave(c->Q, q));
-  H5Gclose(q);
+  H5Call(H5Gclose(q), "cannot close adversaries");
   PetscFunctionReturn(0);
 }
 
@@ -456,10 +457,10 @@ static PetscErrorCode CsModelLoad_CPA(CsModel m, hid_t g)
   PetscFunctionBeginUser;
   H5Call(a = H5Gopen2(g, "autoencoder", H5P_DEFAULT), "model.h5: no autoencoder");
   PetscCall(CsNNParamsLoad(c->P, a, "model.h5"));
-  H5Gclose(a);
+  H5Call(H5Gclose(a), "model.h5: cannot close autoencoder");
   H5Call(a = H5Gopen2(g, "adversaries", H5P_DEFAULT), "model.h5: no adversaries");
   PetscCall(CsNNParamsLoad(c->Q, a, "model.h5"));
-  H5Gclose(a);
+  H5Call(H5Gclose(a), "model.h5: cannot close adversaries");
   PetscFunctionReturn(0);
 }
 

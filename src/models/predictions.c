@@ -1,53 +1,24 @@
 /* Writing a model's predictions for every test group as an .h5ad (see CsModelWritePredictions in model.h).
 
    Row order: test groups in group order, each with one row per selected control cell of its context (in global
-   order); then the observed control cells of every context that has a test group. Every rank predicts from its own
-   control cells and writes its rows at their global position: the selection is by global within-group index, so
-   the file does not depend on the number of ranks. */
+   order); then the observed control cells of every context that has a test group. The selection is by global
+   within-group index (CsSubsample*), so the file does not depend on the number of ranks. */
 #include "modelimpl.h"
 #include <cellshift/h5ad.h>
+#include <math.h>
 
-/* Cells floor(k n / cap), k < cap, of a group of n cells (all when cap is 0 or n <= cap): is within-group index w
-   selected, and how many selected indices are below w? */
-static PetscInt NumSelected(PetscInt n, PetscInt cap) { return cap <= 0 || n <= cap ? n : cap; }
-static PetscInt SelectedBelow(PetscInt w, PetscInt n, PetscInt cap)
-{
-  if (cap <= 0 || n <= cap) return w;
-  return (PetscInt)(((int64_t)w * cap + n - 1) / n); /* ceil(w cap / n) */
-}
-static PetscBool IsSelected(PetscInt w, PetscInt n, PetscInt cap)
-{
-  PetscInt k = SelectedBelow(w, n, cap);
-  if (cap <= 0 || n <= cap) return PETSC_TRUE;
-  return k < cap && (PetscInt)((int64_t)k * n / cap) == w ? PETSC_TRUE : PETSC_FALSE;
-}
-
-/* The local selected control cells of group cg as a CSR block (rows in global order), and the within-group
-   position of the first of them among the selected cells. */
-static PetscErrorCode LocalControls(CsDataset ds, CsDesign d, PetscInt cg, PetscInt cap, CsCSR *sub, PetscInt *first)
+/* The local rows of the selected control cells of group cg (in global order), and the position of the first of
+   them among the group's selected cells. */
+static PetscErrorCode LocalControls(CsDataset ds, CsDesign d, PetscInt cg, PetscInt cap, PetscInt *nsel, PetscInt **rows, PetscInt *first)
 {
   PetscInt n = d->groups[cg].ncells;
-  int64_t  nnz = 0;
 
   PetscFunctionBeginUser;
-  *first     = SelectedBelow(d->group_rstart[cg], n, cap);
-  sub->ncols = ds->ngenes;
-  sub->nrows = 0;
-  for (PetscInt i = 0, w = d->group_rstart[cg]; i < ds->nlocal; i++) {
-    if (d->cell_group[i] != cg) continue;
-    if (IsSelected(w++, n, cap)) nnz += ds->X.indptr[i + 1] - ds->X.indptr[i], sub->nrows++;
-  }
-  PetscCall(PetscMalloc1(sub->nrows + 1, &sub->indptr));
-  PetscCall(PetscMalloc1(nnz + 1, &sub->indices));
-  PetscCall(PetscMalloc1(nnz + 1, &sub->data));
-  sub->indptr[0] = 0;
-  for (PetscInt i = 0, w = d->group_rstart[cg], r = 0; i < ds->nlocal; i++) {
-    if (d->cell_group[i] != cg || !IsSelected(w++, n, cap)) continue;
-    int64_t a = ds->X.indptr[i], len = ds->X.indptr[i + 1] - a, at = sub->indptr[r];
-    memcpy(sub->indices + at, ds->X.indices + a, sizeof(int32_t) * (size_t)len);
-    memcpy(sub->data + at, ds->X.data + a, sizeof(float) * (size_t)len);
-    sub->indptr[++r] = at + len;
-  }
+  *first = CsSubsampleBelow(d->group_rstart[cg], n, cap);
+  PetscCall(PetscMalloc1(d->group_nlocal[cg] + 1, rows));
+  *nsel = 0;
+  for (PetscInt i = 0, w = d->group_rstart[cg]; i < ds->nlocal; i++)
+    if (d->cell_group[i] == cg && CsSubsampleIndex(w++, n, cap) >= 0) (*rows)[(*nsel)++] = i;
   PetscFunctionReturn(0);
 }
 
@@ -97,7 +68,7 @@ static PetscErrorCode BuildObs(CsModel m, PetscInt nrows, const PetscBool *evalc
         PetscInt       n;
         if (pass == 0 && s->role[g] != CS_ROLE_TEST) continue;
         if (pass == 1 && !(gr->control && evalctx[gr->ctx])) continue;
-        n = pass == 0 ? NumSelected(d->groups[gr->ctrl].ncells, m->predict_max_cells) : gr->ncells;
+        n = pass == 0 ? CsSubsampleSize(d->groups[gr->ctrl].ncells, m->predict_max_cells) : gr->ncells;
         for (PetscInt k = 0; k < n; k++, row++) {
           PetscInt c = 0;
           o->codes[c++][row] = (int32_t)CsStrBsearch(d->conds[gr->cond].name, o->condcats, o->ncondcats);
@@ -119,35 +90,75 @@ static PetscErrorCode FreeObs(OutObs *o)
   PetscFunctionReturn(0);
 }
 
+/* The rows of one block of the file: the predictions of test group g (pass 0) or the observed controls of
+   control group g (pass 1). Per-cell models predict from each rank's own controls; a set-level model gets all the
+   group's selected controls gathered on the group's owner rank (test index t % ranks), which predicts and writes
+   them, so every model writes the same file for any number of ranks. */
+static PetscErrorCode WriteBlock(CsModel m, CsH5adWriter w, PetscInt pass, PetscInt g, PetscInt t, PetscInt row0, PetscInt *nrows)
+{
+  CsDesign       d = m->design;
+  CsDataset      ds = m->ds;
+  const CsGroup *gr = &d->groups[g];
+  MPI_Comm       comm = PetscObjectComm((PetscObject)m);
+  PetscMPIInt    rank, size;
+  PetscInt       cg = pass == 0 ? gr->ctrl : g, cap = pass == 0 ? m->predict_max_cells : 0, G = ds->ngenes, first = 0, nsel = 0, *rows = NULL;
+  CsCSR          sub = {0};
+  float         *out;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  *nrows = CsSubsampleSize(d->groups[cg].ncells, cap);
+  PetscCall(LocalControls(ds, d, cg, cap, &nsel, &rows, &first));
+  if (pass == 0 && m->ops->predictset) {
+    PetscMPIInt owner = (PetscMPIInt)(t % size);
+    PetscCall(CsCSRGatherRows(ds->rows, &ds->X, nsel, rows, owner, &sub));
+    first = 0;
+  } else PetscCall(CsCSRSubsetRows(&ds->X, nsel, rows, &sub));
+  PetscCall(PetscMalloc1((size_t)sub.nrows * G + 1, &out));
+  if (pass == 1)
+    for (PetscInt i = 0; i < sub.nrows; i++) CsCSRRowToDense(&sub, i, out + (size_t)i * G);
+  else if (!m->ops->predictset) PetscCall(CsModelPredict(m, &d->conds[gr->cond], gr->ctx, &sub, out));
+  else if (sub.nrows) {
+    PetscCall(PetscLogEventBegin(CS_EVENT_PREDICT, 0, 0, 0, 0));
+    PetscCall(m->ops->predictset(m, &d->conds[gr->cond], gr->ctx, &sub, out));
+    PetscCall(PetscLogEventEnd(CS_EVENT_PREDICT, 0, 0, 0, 0));
+  }
+  {
+    /* A non-finite prediction is never written: it would poison every metric of the group without a word. */
+    size_t n = (size_t)sub.nrows * G, bad = n;
+    for (size_t q = 0; q < n && bad == n; q++)
+      if (!isfinite(out[q])) bad = q;
+    CsCheckAll(comm, bad == n, "model '%s' predicted a non-finite value (%g) for group %s, cell %" PetscInt_FMT ", gene %s: nothing written",
+               CsModelName(m), bad < n ? (double)out[bad] : 0.0, d->conds[gr->cond].name, bad < n ? (PetscInt)(bad / G) : 0,
+               bad < n ? ds->genes[bad % G] : "");
+  }
+  PetscCall(PetscLogEventBegin(CS_EVENT_WRITE, 0, 0, 0, 0));
+  PetscCall(CsH5adWriterWriteRows(w, row0 + first, sub.nrows, out));
+  PetscCall(PetscLogEventEnd(CS_EVENT_WRITE, 0, 0, 0, 0));
+  PetscCall(PetscFree(out));
+  PetscCall(CsCSRFree(&sub));
+  PetscCall(PetscFree(rows));
+  PetscFunctionReturn(0);
+}
+
 /* Predict and write every row (see the top of this file). */
 static PetscErrorCode WriteRows(CsModel m, CsH5adWriter w, const PetscBool *evalctx)
 {
-  CsDesign  d = m->design;
-  CsDataset ds = m->ds;
-  PetscInt  row0 = 0, G = ds->ngenes, cap = m->predict_max_cells;
-  float    *out = NULL;
+  CsDesign d = m->design;
+  PetscInt row0 = 0, t = 0;
 
   PetscFunctionBeginUser;
   for (PetscInt pass = 0; pass < 2; pass++)
     for (PetscInt g = 0; g < d->ngroups; g++) {
       const CsGroup *gr = &d->groups[g];
-      PetscInt       cg = pass == 0 ? gr->ctrl : g, first, n;
-      CsCSR          sub = {0};
+      PetscInt       n = 0;
       if (pass == 0 && m->split->role[g] != CS_ROLE_TEST) continue;
       if (pass == 1 && !(gr->control && evalctx[gr->ctx])) continue;
-      n = NumSelected(d->groups[cg].ncells, pass == 0 ? cap : 0);
-      PetscCall(LocalControls(ds, d, cg, pass == 0 ? cap : 0, &sub, &first));
-      PetscCall(PetscRealloc(sizeof(float) * ((size_t)sub.nrows * G + 1), &out));
-      if (pass == 0) PetscCall(CsModelPredict(m, &d->conds[gr->cond], gr->ctx, &sub, out));
-      else
-        for (PetscInt i = 0; i < sub.nrows; i++) CsCSRRowToDense(&sub, i, out + (size_t)i * G);
-      PetscCall(PetscLogEventBegin(CS_EVENT_WRITE, 0, 0, 0, 0));
-      PetscCall(CsH5adWriterWriteRows(w, row0 + first, sub.nrows, out));
-      PetscCall(PetscLogEventEnd(CS_EVENT_WRITE, 0, 0, 0, 0));
-      PetscCall(CsCSRFree(&sub));
+      PetscCall(WriteBlock(m, w, pass, g, t, row0, &n));
       row0 += n;
+      if (pass == 0) t++;
     }
-  PetscCall(PetscFree(out));
   PetscFunctionReturn(0);
 }
 
@@ -165,7 +176,7 @@ PetscErrorCode CsModelWritePredictions(CsModel m, const char path[])
   PetscCall(PetscCalloc1(d->nctx, &evalctx));
   for (PetscInt g = 0; g < d->ngroups; g++)
     if (m->split->role[g] == CS_ROLE_TEST) {
-      nrows += NumSelected(d->groups[d->groups[g].ctrl].ncells, m->predict_max_cells);
+      nrows += CsSubsampleSize(d->groups[d->groups[g].ctrl].ncells, m->predict_max_cells);
       evalctx[d->groups[g].ctx] = PETSC_TRUE;
     }
   for (PetscInt g = 0; g < d->ngroups; g++)

@@ -3,33 +3,6 @@
 #include "modelimpl.h"
 #include <cellshift/h5util.h>
 
-PetscErrorCode CsGroupMeans(CsDataset ds, CsDesign d, const PetscBool *want, double *means)
-{
-  PetscInt G = ds->ngenes, nw = 0, *slot;
-  double  *sums;
-
-  PetscFunctionBeginUser;
-  /* Only the wanted groups travel in the reduction: slot[g] is g's row in the packed buffer. */
-  PetscCall(PetscMalloc1(d->ngroups, &slot));
-  for (PetscInt g = 0; g < d->ngroups; g++) slot[g] = (!want || want[g]) ? nw++ : -1;
-  PetscCall(PetscCalloc1((size_t)nw * G + 1, &sums));
-  for (PetscInt i = 0; i < ds->nlocal; i++) {
-    PetscInt g = d->cell_group[i];
-    if (g < 0 || slot[g] < 0) continue;
-    double *s = sums + (size_t)slot[g] * G;
-    for (int64_t k = ds->X.indptr[i]; k < ds->X.indptr[i + 1]; k++) s[ds->X.indices[k]] += ds->X.data[k];
-  }
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, sums, (PetscMPIInt)(nw * G), MPI_DOUBLE, MPI_SUM, ds->comm));
-  PetscCall(PetscArrayzero(means, (size_t)d->ngroups * G));
-  for (PetscInt g = 0; g < d->ngroups; g++) {
-    if (slot[g] < 0 || !d->groups[g].ncells) continue;
-    for (PetscInt j = 0; j < G; j++) means[(size_t)g * G + j] = sums[(size_t)slot[g] * G + j] / (double)d->groups[g].ncells;
-  }
-  PetscCall(PetscFree(sums));
-  PetscCall(PetscFree(slot));
-  PetscFunctionReturn(0);
-}
-
 PetscErrorCode CsAtomShiftsGroups(CsDesign d, CsSplit s, PetscBool withvalid, PetscBool *want)
 {
   PetscFunctionBeginUser;
@@ -103,7 +76,7 @@ PetscErrorCode CsAtomShiftsCompute(CsDataset ds, CsDesign d, CsSplit s, PetscBoo
   PetscCall(PetscMalloc1(d->ngroups + 1, &want));
   PetscCall(CsAtomShiftsGroups(d, s, withvalid, want));
   PetscCall(PetscMalloc1((size_t)d->ngroups * ds->ngenes + 1, &means));
-  PetscCall(CsGroupMeans(ds, d, want, means));
+  PetscCall(CsDesignGroupMeans(d, ds, want, means));
   PetscCall(CsAtomShiftsFromMeans(d, s, withvalid, ds->ngenes, means, sh));
   PetscCall(PetscFree(means));
   PetscCall(PetscFree(want));
@@ -151,10 +124,10 @@ PetscErrorCode CsAtomShiftsLoad(CsAtomShifts *sh, hid_t g, PetscInt nctx, PetscI
   PetscFunctionBeginUser;
   PetscCall(Alloc(sh, nctx, natoms, dim));
   PetscCall(PetscMalloc2(nctx * natoms + 1, &seen, natoms + 1, &anyseen));
-  PetscCall(CsH5ReadArray(g, "model", "shift_ctxdelta", H5T_NATIVE_DOUBLE, 3, d3, sh->ctxdelta));
-  PetscCall(CsH5ReadArray(g, "model", "shift_seen", H5T_NATIVE_INT, 2, d2, seen));
-  PetscCall(CsH5ReadArray(g, "model", "shift_delta", H5T_NATIVE_DOUBLE, 2, d2b, sh->delta));
-  PetscCall(CsH5ReadArray(g, "model", "shift_anyseen", H5T_NATIVE_INT, 1, d1, anyseen));
+  PetscCall(CsH5ReadArrayFinite(g, "model.h5", "shift_ctxdelta", H5T_NATIVE_DOUBLE, 3, d3, sh->ctxdelta));
+  PetscCall(CsH5ReadArray(g, "model.h5", "shift_seen", H5T_NATIVE_INT, 2, d2, seen));
+  PetscCall(CsH5ReadArrayFinite(g, "model.h5", "shift_delta", H5T_NATIVE_DOUBLE, 2, d2b, sh->delta));
+  PetscCall(CsH5ReadArray(g, "model.h5", "shift_anyseen", H5T_NATIVE_INT, 1, d1, anyseen));
   for (PetscInt i = 0; i < nctx * natoms; i++) sh->seen[i] = seen[i] ? PETSC_TRUE : PETSC_FALSE;
   for (PetscInt i = 0; i < natoms; i++) sh->anyseen[i] = anyseen[i] ? PETSC_TRUE : PETSC_FALSE;
   PetscCall(PetscFree2(seen, anyseen));
@@ -168,5 +141,51 @@ PetscErrorCode CsAtomShiftsFree(CsAtomShifts *sh)
   PetscCall(PetscFree(sh->seen));
   PetscCall(PetscFree(sh->delta));
   PetscCall(PetscFree(sh->anyseen));
+  PetscFunctionReturn(0);
+}
+
+/* The groups the context mean shifts are taken from: perturbed train (and with withvalid valid) groups with
+   controls in their context. */
+static PetscBool MeanShiftGroup(CsDesign d, CsSplit s, PetscBool withvalid, PetscInt g)
+{
+  const CsGroup *gr = &d->groups[g];
+  return !gr->control && gr->ctrl >= 0 && (s->role[g] == CS_ROLE_TRAIN || (withvalid && s->role[g] == CS_ROLE_VALID)) ? PETSC_TRUE : PETSC_FALSE;
+}
+
+PetscErrorCode CsContextMeanShifts(CsDataset ds, CsDesign d, CsSplit s, PetscBool withvalid, double *shift, PetscBool *own)
+{
+  PetscInt   G = ds->ngenes, C = d->nctx, nown = 0, *count;
+  PetscBool *want;
+  double    *means, *avg;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscCalloc1(d->ngroups + 1, &want));
+  for (PetscInt g = 0; g < d->ngroups; g++)
+    if (MeanShiftGroup(d, s, withvalid, g)) want[g] = want[d->groups[g].ctrl] = PETSC_TRUE;
+  PetscCall(PetscMalloc1((size_t)d->ngroups * G + 1, &means));
+  PetscCall(CsDesignGroupMeans(d, ds, want, means));
+  PetscCall(PetscCalloc1(C + 1, &count));
+  PetscCall(PetscCalloc1(G + 1, &avg));
+  PetscCall(PetscArrayzero(shift, (size_t)C * G));
+  for (PetscInt g = 0; g < d->ngroups; g++) {
+    const CsGroup *gr = &d->groups[g];
+    double        *dst = shift + (size_t)gr->ctx * G;
+    if (!MeanShiftGroup(d, s, withvalid, g)) continue;
+    for (PetscInt j = 0; j < G; j++) dst[j] += means[(size_t)g * G + j] - means[(size_t)gr->ctrl * G + j];
+    count[gr->ctx]++;
+  }
+  for (PetscInt c = 0; c < C; c++) {
+    if (!count[c]) continue;
+    for (PetscInt j = 0; j < G; j++) shift[(size_t)c * G + j] /= count[c], avg[j] += shift[(size_t)c * G + j];
+    nown++;
+  }
+  for (PetscInt c = 0; c < C; c++) {
+    if (own) own[c] = count[c] ? PETSC_TRUE : PETSC_FALSE;
+    for (PetscInt j = 0; j < G && !count[c] && nown; j++) shift[(size_t)c * G + j] = avg[j] / nown;
+  }
+  PetscCall(PetscFree(avg));
+  PetscCall(PetscFree(count));
+  PetscCall(PetscFree(means));
+  PetscCall(PetscFree(want));
   PetscFunctionReturn(0);
 }

@@ -16,8 +16,8 @@
   #define CS_NN_VEC
 #endif
 
-/* Whether the CPU has AVX-512F (the explicitly vectorised paths: Philox, Adam, sparse first layer). */
-int CsNNHaveAVX512(void);
+/* The explicitly vectorised paths (Adam, sparse first layer) test CsHaveAVX512 (sys.h). */
+#define CsNNHaveAVX512() CsHaveAVX512()
 
 /* Activation value and derivative at y. */
 static inline float CsNNActEval(CsNNAct a, float y, float *d)
@@ -95,9 +95,6 @@ void CsNNBatchNormEvalStats(float *mean, float *rstd, const float *running_mean,
 /* LayerNorm row statistics. */
 void CsNNRowStats(float *mean, float *rstd, const float *h, PetscInt B, PetscInt C, double eps);
 
-/* Philox blocks CsRng4(seed, stream, a, base + q) for q in [0, 16 nchunk), word w of block q stored at
-   r[64 (q / 16) + 16 w + q % 16] (AVX-512: 16 blocks at once; base + q must not carry out of the low 32 bits). */
-void CsNNPhiloxChunks(uint32_t *r, uint64_t seed, uint32_t stream, uint64_t a, uint64_t base, PetscInt nchunk);
 /* Dropout words of chunks [chunk0, chunk0 + nchunk) of 64 units (see cs_dropout_forward). */
 void CsNNDropoutWordsRange(uint32_t *r, uint64_t seed, uint64_t step, PetscInt layer, int64_t cell, PetscInt chunk0,
                            PetscInt nchunk);

@@ -12,7 +12,7 @@ set -u
 : "${CELLSHIFT:?}" "${CS_MPIEXEC:?}" "${CS_SOURCE_DIR:?}"
 PY=${CS_PYTHON:-/usr/bin/python3}
 JOBS=${CS_BADINPUT_JOBS:-4}
-CATALOGUE=$CS_SOURCE_DIR/tests/bad_input_cases.txt
+CATALOGUE=${CS_BADINPUT_CATALOGUE:-$CS_SOURCE_DIR/tests/bad_input_cases.txt} # another file: a subset while developing
 work=$(mktemp -d /tmp/cellshift-badinput-XXXXXX)
 DATA=$work/data
 GOOD=$DATA/good.h5ad
@@ -43,17 +43,18 @@ setup_yaml_syntax() { printf 'data: %s\nsplit: [combo, random\n  model: additive
 setup_resume_folder() { mkdir -p "$1/prev/scgen" && echo '{}' > "$1/prev/split.json"; }
 setup_checkpoint_in_out() { mkdir -p "$2/scgen" && echo '{}' > "$2/split.json" && echo x > "$2/scgen/checkpoint.h5"; }
 setup_earlier_run() { # an earlier run's files, and two files of the user's that -overwrite must keep
+  local f # (not run_case's f, its failures file)
   mkdir -p "$2/linear" "$2/notes"
   for f in options.txt split.json report.md shift_linear.png linear/training.csv; do echo old > "$2/$f"; done
   echo mine > "$2/notes/plan.txt"
   echo mine > "$2/linear/my_notes.txt"
 }
-post_earlier_run() { grep -q old "$2/split.json" && [ -f "$2/linear/training.csv" ] || echo "a refused run changed the earlier run's files"; }
+post_earlier_run() { grep -qx old "$2/split.json" && [ -f "$2/linear/training.csv" ] || echo "a refused run changed the earlier run's files"; }
 setup_overwrite() { setup_earlier_run "$@"; }
 post_overwrite() {
   [ -f "$2/notes/plan.txt" ] && [ -f "$2/linear/my_notes.txt" ] || echo "-overwrite removed a file that cellshift did not write"
   [ ! -e "$2/linear/training.csv" ] && [ ! -e "$2/shift_linear.png" ] || echo "-overwrite left the earlier run's linear/training.csv or shift_linear.png"
-  ! grep -q old "$2/split.json" || echo "split.json is the earlier run's"
+  ! grep -qx old "$2/split.json" || echo "split.json is the earlier run's"
 }
 setup_temporary_files() { mkdir -p "$2/additive" && touch "$2/split.json.tmp.4242" "$2/metrics.csv.tmp.77" "$2/additive/model.h5.tmp.4242" "$2/keep.tmp.x"; }
 post_temporary_files() { [ -f "$2/keep.tmp.x" ] || echo "a file that is not a cellshift temporary file was removed"; }
@@ -197,6 +198,33 @@ for name in good good_gzip good_unsorted good_int64_float64 good_h5sparse good_c
   for np in 1 2 3; do spawn variant $name $np; done
 done
 wait
+
+# --- 3. every option -help lists is known to the check ---------------------------------------------------------------
+# The check learns the known options from the objects' own registrations, as -help does: every cellshift option that
+# `run -help` lists for all model types, given with its default value, must pass the check, so the run fails only
+# later, on the missing data file. The model types come from the program (the message about an unknown model).
+all_options() {
+  local types help=$work/log/help.txt args=() name value n=0 out=$work/log/all-options.out
+  types=$(timeout 60 $CS_MPIEXEC -n 1 "$CELLSHIFT" run -data "$GOOD" -model __none__ -output_dir "$work/none" 2>&1 |
+          sed -n "s/.*unknown model '__none__' (models: \(.*\)).*/\1/p" | tr -d ' ')
+  case ",$types," in *,mean,*) ;; *) echo "the model types ($types) do not include mean"; return ;; esac
+  timeout 60 $CS_MPIEXEC -n 1 "$CELLSHIFT" run -help -model "$types" > "$help" 2>&1
+  while read -r name value; do
+    case $name in -output_dir | -model | -baselines | -data | -help) continue ;; esac
+    case $value in '' | string1,*) continue ;; FLAG) args+=("$name") ;; *) args+=("$name" "$value") ;; esac
+    n=$((n + 1))
+  done < <(grep -E '^  -' "$help" | grep -v '(Petsc' |
+           sed -E 's/^  (-[a-z0-9_]+)(: | )<(now )?([^ :>]*)( : formerly [^>]*| : [^>]*)?>.*/\1 \4/; t; s/^  (-[a-z0-9_]+).*/\1 FLAG/')
+  [ $n -ge 90 ] || echo "run -help lists only $n options with a value for the models $types"
+  for o in -gi_min_mean -eval_vcc_baseline -mean_model_view -cpa_hidden -cpa_layers -validation -split; do
+    printf '%s\n' "${args[@]}" | grep -qx -- "$o" || echo "run -help does not list $o"
+  done
+  timeout 60 $CS_MPIEXEC -n 2 "$CELLSHIFT" run -data "$work/nope.h5ad" -model "$types" "${args[@]}" -split simulation \
+    -output_dir "$work/all-options" > "$out" 2>&1
+  grep -q '^cellshift: error: .*nope\.h5ad.*no such file' "$out" ||
+    echo "the $n options -help lists, with their defaults, are not all accepted: $(grep -m1 '^cellshift: error:' "$out" | head -c 600)"
+}
+all_options > "$work/variant/all-options" 2>&1
 
 # --- report ---------------------------------------------------------------------------------------------------------
 failures=$variant_fail

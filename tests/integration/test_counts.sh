@@ -7,7 +7,7 @@ out=$(mktemp -d "${TMPDIR:-/tmp}/cellshift-counts-XXXXXX")
 trap 'rm -rf "$out"' EXIT
 data="$CS_SOURCE_DIR/input/zhao2021_gbm_panobinostat/zhao2021_gbm_panobinostat.h5ad"
 common=(-data "$data" -normalize -control_value ctrl -context_key patient_id -split context -holdout_context PW034
-        -baselines control -cpa_nb -cpa_epochs 3 -cpa_width 64 -cpa_latent 32 -cpa_patience 100)
+        -baselines control -cpa_nb -cpa_epochs 3 -cpa_hidden 64 -cpa_latent 32 -cpa_patience 100)
 for n in 1 2; do
   $CS_MPIEXEC -n $n "$CELLSHIFT" run "${common[@]}" -model cpa -output_dir "$out/np$n" > "$out/np$n.log" 2>&1 \
     || { cat "$out/np$n.log"; echo "FAIL: run np$n"; exit 1; }

@@ -13,7 +13,7 @@ trap 'rm -rf "$out"' EXIT
 cd "$CS_SOURCE_DIR"
 small=(-options_file_yaml input/norman_combo.yaml -baselines control)
 # small networks (each option only with its model: options of a model not in the run are refused)
-declare -A size=([scgen]="-scgen_hidden 128 -scgen_latent 16 -scgen_batch_size 64" [cpa]="-cpa_latent 32 -cpa_width 64 -cpa_batch_size 128")
+declare -A size=([scgen]="-scgen_hidden 128 -scgen_latent 16 -scgen_batch_size 64" [cpa]="-cpa_latent 32 -cpa_hidden 64 -cpa_batch_size 128")
 fail() { echo "FAIL: $*"; exit 1; }
 same() { # same PARAMS_A PARAMS_B: bit-identical parameter groups of two model files
   "$CS_PYTHON" - "$1" "$2" <<'PY'
