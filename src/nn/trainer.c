@@ -283,19 +283,28 @@ static PetscErrorCode Accumulate(CsTrainer t, PetscInt *set, double *loss)
   PetscFunctionReturn(0);
 }
 
+/* x as C prints it (PETSc's %g appends a '.' to "inf"). */
+static const char *Num(double x, char buf[32])
+{
+  if (isnan(x)) snprintf(buf, 32, "nan");
+  else snprintf(buf, 32, "%g", x);
+  return buf;
+}
+
 /* Collective: every rank is here (the verdict was reduced). */
 static PetscErrorCode Diverged(CsTrainer t, PetscInt set, double loss, double sumsq)
 {
   size_t lo, hi;
   float *gs;
+  char   a[32], b[32], c[32];
 
   PetscFunctionBeginUser;
   if (t->opt[set]->clip == 0 && CsNNReducerSharded(t->red[set], &lo, &hi, &gs))
     PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &sumsq, 1, MPI_DOUBLE, MPI_SUM, t->comm));
   CsCheckAll(t->comm, PETSC_FALSE,
-             "%s diverged in epoch %" PetscInt_FMT ", step %" PetscInt_FMT " of %" PetscInt_FMT ": the training loss is %g and the gradient norm %g; "
-             "try a lower learning rate (-%slr, now %g)",
-             t->model, t->epoch + 1, t->sstep + 1, t->nsteps, loss, sqrt(sumsq), t->opt[set]->prefix, t->opt[set]->lr);
+             "%s diverged in epoch %" PetscInt_FMT ", step %" PetscInt_FMT " of %" PetscInt_FMT ": the training loss is %s and the gradient norm %s; "
+             "try a lower learning rate (-%slr, now %s)",
+             t->model, t->epoch + 1, t->sstep + 1, t->nsteps, Num(loss, a), Num(sqrt(sumsq), b), t->opt[set]->prefix, Num(t->opt[set]->lr, c));
   PetscFunctionReturn(0);
 }
 
@@ -368,9 +377,11 @@ static PetscErrorCode ValidLoss(CsTrainer t, double *loss)
     *loss += l;
   }
   PetscCall(PetscLogEventEnd(CS_EVENT_VALID, 0, 0, 0, 0));
-  CsCheckAll(t->comm, !PetscIsInfOrNanReal(*loss),
-             "%s diverged in epoch %" PetscInt_FMT ": the validation loss is %g; try a lower learning rate (-%slr)", t->model, t->epoch + 1, *loss,
-             t->opt[0]->prefix);
+  {
+    char a[32];
+    CsCheckAll(t->comm, !PetscIsInfOrNanReal(*loss), "%s diverged in epoch %" PetscInt_FMT ": the validation loss is %s; try a lower learning rate (-%slr)",
+               t->model, t->epoch + 1, Num(*loss, a), t->opt[0]->prefix);
+  }
   PetscFunctionReturn(0);
 }
 
