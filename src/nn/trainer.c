@@ -162,6 +162,7 @@ PetscErrorCode CsTrainerSetData(CsTrainer t, CsDataset ds, CsDesign d, const Pet
   PetscCall(CellsFingerprint(t, ds));
   PetscCall(CsSamplerSetData(t->sampler, ds, d, t->mtrain, t->mvalid, seed));
   PetscCall(CsSamplerSetUp(t->sampler));
+  PetscCall(PetscObjectViewFromOptions((PetscObject)t->sampler, NULL, "-sampler_view"));
   PetscCall(CsSamplerGetSizes(t->sampler, CS_SAMPLE_TRAIN, &t->nsteps, &t->ntrain, &t->nrows));
   PetscCall(CsSamplerGetSizes(t->sampler, CS_SAMPLE_VALID, NULL, &t->nvalid, &nvalid));
   t->nvalid_rows = nvalid;
