@@ -392,6 +392,19 @@ PetscErrorCode CsPoolDestroy(CsPool *p)
   PetscFunctionReturn(0);
 }
 
+/* The rank holding ordinal k of class j: the last rank whose members start at or below k (pre[r * nc + j]: members
+   of class j on the ranks below r). */
+static PetscMPIInt Owner(const PetscInt pre[], PetscMPIInt size, PetscInt nc, PetscInt j, PetscInt k)
+{
+  PetscMPIInt lo = 0, hi = size - 1;
+  while (lo < hi) {
+    PetscMPIInt mid = (lo + hi + 1) / 2;
+    if (pre[(size_t)mid * nc + j] <= k) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
 PetscErrorCode CsPoolTranslate(CsPool *p, PetscInt nc, const PetscInt classes[], PetscInt n, const PetscInt req[], const PetscInt ord[],
                                PetscInt rows[])
 {
@@ -416,15 +429,11 @@ PetscErrorCode CsPoolTranslate(CsPool *p, PetscInt nc, const PetscInt classes[],
   }
   for (PetscInt i = 0; i < n; i++) {
     PetscInt    j = req[i], k = ord[i];
-    PetscMPIInt lo = 0, hi = size - 1;
+    PetscMPIInt r;
     PetscCheck(j >= 0 && j < nc && k >= 0 && k < pre[(size_t)size * nc + j], PETSC_COMM_SELF, PETSC_ERR_PLIB,
                "pool request %" PetscInt_FMT " of class %" PetscInt_FMT " out of range", k, j);
-    while (lo < hi) { /* the last rank whose members start at or below k */
-      PetscMPIInt mid = (lo + hi + 1) / 2;
-      if (pre[(size_t)mid * nc + j] <= k) lo = mid;
-      else hi = mid - 1;
-    }
-    idx[i] = p->layout->range[lo] + all[2 * ((size_t)lo * nc + j) + 1] + (k - pre[(size_t)lo * nc + j]);
+    r      = Owner(pre, size, nc, j, k);
+    idx[i] = p->layout->range[r] + all[2 * ((size_t)r * nc + j) + 1] + (k - pre[(size_t)r * nc + j]);
   }
   PetscCall(CsCSRFetchRows(p->layout, &p->S, n, idx, &sel));
   for (PetscInt i = 0; i < n; i++) rows[i] = sel.indices[sel.indptr[i]];

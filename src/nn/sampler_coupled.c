@@ -79,6 +79,18 @@ static PetscErrorCode CsSamplerMaxRows_Coupled(CsSampler s, PetscInt *rows, Pets
   PetscFunctionReturn(0);
 }
 
+/* The listed group whose slots hold slot number sigma: the last k with slot[k] <= sigma. */
+static PetscInt SlotGroup(const PetscInt slot[], PetscInt ng, PetscInt sigma)
+{
+  PetscInt k = 0, hi = ng - 1;
+  while (k < hi) {
+    PetscInt mid = (k + hi + 1) / 2;
+    if (slot[mid] <= sigma) k = mid;
+    else hi = mid - 1;
+  }
+  return k;
+}
+
 /* This rank's members among positions [lo, hi) of draws from class cls of pool p (perm NULL: global order). */
 static PetscInt Owned(const CsPool *p, PetscInt cls, const CsPerm *perm, PetscInt lo, PetscInt hi, PetscInt *out)
 {
@@ -96,7 +108,7 @@ static PetscErrorCode CsSamplerBatch_Coupled(CsSampler s, CsSamplePhase phase, P
   Coupled  *c  = (Coupled *)s->data;
   PetscBool tr = phase == CS_SAMPLE_TRAIN;
   PetscInt  ng = tr ? c->ntrain : c->nvalid, *list = tr ? c->trainlist : c->validlist, *slot = tr ? c->trainslot : c->validslot;
-  PetscInt  ekey = tr ? epoch : -1, sigma = step, k = 0, hi = ng - 1, g, ctx, n, m, v, p0, p1, lo, up, n1, n2;
+  PetscInt  ekey = tr ? epoch : -1, sigma = step, k, g, ctx, n, m, v, p0, p1, lo, up, n1, n2;
   CsPool   *pool = tr ? &c->train : &c->valid;
   CsPerm    order, cells, ctrl;
 
@@ -105,11 +117,7 @@ static PetscErrorCode CsSamplerBatch_Coupled(CsSampler s, CsSamplePhase phase, P
     CsPermInit(&order, (uint64_t)slot[ng], s->seed, CS_STREAM_SHUFFLE, (uint64_t)epoch);
     sigma = (PetscInt)CsPermApply(&order, (uint64_t)step);
   }
-  while (k < hi) { /* the listed group whose slots hold sigma: the last k with slot[k] <= sigma */
-    PetscInt mid = (k + hi + 1) / 2;
-    if (slot[mid] <= sigma) k = mid;
-    else hi = mid - 1;
-  }
+  k = SlotGroup(slot, ng, sigma);
   g = list[k], ctx = s->design->groups[g].ctx, n = pool->total[g], m = c->ctrl.total[ctx], v = sigma - slot[k];
   /* Perturbed minibatch: the v-th block of the group's permutation (validation: of its global order). */
   if (tr) p0 = v * PetscMin(s->batch, n), p1 = p0 + PetscMin(s->batch, n);

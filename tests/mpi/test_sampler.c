@@ -210,7 +210,7 @@ static PetscErrorCode Observe(const CsBatch *b, PetscBool pairs, Print *p)
 static PetscErrorCode CheckParts(CsSampler s, CsSamplePhase ph, PetscInt e, PetscInt step, PetscInt nparts, const Print *whole, PetscBool pairs)
 {
   CsBatch  b = {0};
-  Print    sum = {0, 0, 0, 0, 0}, p;
+  Print    sum = {0, 0, 0, 0, 0}, p = {0, 0, 0, 0, 0};
 
   PetscFunctionBeginUser;
   for (PetscInt j = 0; j < nparts; j++) {
@@ -259,7 +259,7 @@ static PetscErrorCode TestCells(PetscBool paired)
     CS_EXPECT(n > 0, "empty pool");
     for (PetscInt e = 0; e < (ph ? 1 : 2); e++)
       for (PetscInt st = 0; st < nsteps; st++) {
-        Print    p;
+        Print    p = {0, 0, 0, 0, 0};
         uint64_t xs = 0, ps = 0;
         CsPerm   perm;
         CsPermInit(&perm, (uint64_t)n, 11, CS_STREAM_SHUFFLE, (uint64_t)e);
@@ -319,7 +319,7 @@ static PetscErrorCode TestSet(PetscInt S, PetscInt Sc, PetscInt Gs)
       for (PetscInt st = 0; st < nsteps; st++) {
         PetscInt gs = PetscMin(Gs, ng - st * Gs), ek = ph ? -1 : e;
         uint64_t xs = 0, cs = 0, gsum = 0, ggot = 0;
-        Print    p;
+        Print    p = {0, 0, 0, 0, 0};
         CsPerm   perm;
         CsPermInit(&perm, (uint64_t)ng, 11, CS_STREAM_SHUFFLE, (uint64_t)e);
         PetscCall(CsSamplerGetBatch(s, (CsSamplePhase)ph, e, st, 0, 1, &b));
@@ -388,7 +388,7 @@ static PetscErrorCode TestCoupled(void)
         uint64_t xs = 0, cs = 0;
         List    *M, *C;
         CsPerm   perm;
-        Print    p;
+        Print    p = {0, 0, 0, 0, 0};
         if (!ph) {
           CsPermInit(&perm, (uint64_t)slot[ng], 11, CS_STREAM_SHUFFLE, (uint64_t)e);
           sigma = (PetscInt)CsPermApply(&perm, (uint64_t)st);
