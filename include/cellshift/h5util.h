@@ -23,6 +23,10 @@ PETSC_EXTERN PetscErrorCode CsH5WriteArray(hid_t loc, const char name[], hid_t m
    buf must hold the product of dims elements of memtype, or be NULL to only query the shape. */
 PETSC_EXTERN PetscErrorCode CsH5ReadArray(hid_t loc, const char what[], const char name[], hid_t memtype, int rank,
                                           hsize_t dims[], void *buf);
+/* The same for float or double arrays whose every value must be finite (model parameters, optimiser state): a
+   NaN or Inf is an input error naming the file, the dataset and the entry. */
+PETSC_EXTERN PetscErrorCode CsH5ReadArrayFinite(hid_t loc, const char what[], const char name[], hid_t memtype, int rank,
+                                                hsize_t dims[], void *buf);
 /* Integer/float scalar attributes (serial write; read on any rank). */
 PETSC_EXTERN PetscErrorCode CsH5WriteAttrInt64(hid_t obj, const char attr[], int64_t v);
 PETSC_EXTERN PetscErrorCode CsH5ReadAttrInt64(hid_t obj, const char attr[], int64_t *v);

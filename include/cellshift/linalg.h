@@ -12,6 +12,59 @@ PETSC_EXTERN PetscErrorCode CsSymEigTop(PetscInt n, double *A, PetscInt k, doubl
 /* Solve A X = B for symmetric positive definite A (n x n, destroyed) and B (n x nrhs row-major, overwritten). */
 PETSC_EXTERN PetscErrorCode CsSolveSPD(PetscInt n, double *A, PetscInt nrhs, double *B);
 
+/* ============================================ ScaLAPACK / BLACS ============================================
+   Debian ships no BLACS/ScaLAPACK header, so the prototypes cellshift uses are declared here (LP64 integers,
+   gfortran hidden lengths for character arguments); add a prototype here, never in a .c file. */
+extern int  Csys2blacs_handle(MPI_Comm comm);
+extern void Cfree_blacs_system_handle(int handle);
+extern void Cblacs_gridinit(int *ctxt, const char *order, int nprow, int npcol);
+extern void Cblacs_gridinfo(int ctxt, int *nprow, int *npcol, int *myrow, int *mycol);
+extern void Cblacs_gridexit(int ctxt);
+extern int  numroc_(const int *n, const int *nb, const int *iproc, const int *isrcproc, const int *nprocs);
+extern void descinit_(int *desc, const int *m, const int *n, const int *mb, const int *nb, const int *irsrc, const int *icsrc,
+                      const int *ictxt, const int *lld, int *info);
+extern void pdsyevr_(const char *jobz, const char *range, const char *uplo, const int *n, double *a, const int *ia, const int *ja,
+                     const int *desca, const double *vl, const double *vu, const int *il, const int *iu, int *m, int *nz, double *w,
+                     double *z, const int *iz, const int *jz, const int *descz, double *work, const int *lwork, int *iwork,
+                     const int *liwork, int *info, size_t, size_t, size_t);
+extern void pdgesv_(const int *n, const int *nrhs, double *a, const int *ia, const int *ja, const int *desca, int *ipiv, double *b,
+                    const int *ib, const int *jb, const int *descb, int *info);
+extern void pdgetrf_(const int *m, const int *n, double *a, const int *ia, const int *ja, const int *desca, int *ipiv, int *info);
+extern void pdgetrs_(const char *trans, const int *n, const int *nrhs, const double *a, const int *ia, const int *ja,
+                     const int *desca, const int *ipiv, double *b, const int *ib, const int *jb, const int *descb, int *info, size_t);
+extern void pdgemm_(const char *transa, const char *transb, const int *m, const int *n, const int *k, const double *alpha,
+                    const double *a, const int *ia, const int *ja, const int *desca, const double *b, const int *ib, const int *jb,
+                    const int *descb, const double *beta, double *c, const int *ic, const int *jc, const int *descc, size_t, size_t);
+
+/* A BLACS process grid over the ranks of comm: nprow = floor(sqrt(size)) rows and size / nprow columns, row-major
+   (BLACS process number = row * npcol + col, as pdsyevr assumes); ranks that do not fit the grid have myrow =
+   mycol = -1 and hold no part of a matrix. coord[2 r], coord[2 r + 1] is rank r's place (-1 outside). */
+typedef struct {
+  MPI_Comm    comm;
+  PetscMPIInt size;
+  int         handle, ctxt;
+  int         nprow, npcol, myrow, mycol;
+  int        *coord; /* [2 size] */
+} CsGrid;
+/* Collective on comm. */
+PETSC_EXTERN PetscErrorCode CsGridCreate(MPI_Comm comm, CsGrid *grid);
+PETSC_EXTERN PetscErrorCode CsGridDestroy(CsGrid *grid);
+
+/* A block-cyclic m x n matrix with nb x nb blocks on a grid, first block on process (0, 0): this rank holds mloc x
+   nloc entries, column-major with leading dimension lld (ScaLAPACK's layout); desc is its descriptor (only valid
+   on ranks in the grid). */
+typedef struct {
+  int m, n, nb;
+  int mloc, nloc, lld;
+  int desc[9];
+} CsBlockCyclic;
+PETSC_EXTERN PetscErrorCode CsBlockCyclicInit(const CsGrid *grid, int m, int n, int nb, CsBlockCyclic *A);
+/* Local index of global index g along a dimension distributed over np processes in blocks of nb, and back. */
+static inline int CsBCGlobalToLocal(int g, int nb, int np) { return (g / (nb * np)) * nb + g % nb; }
+static inline int CsBCLocalToGlobal(int l, int nb, int np, int me) { return ((l / nb) * np + me) * nb + l % nb; }
+/* The process row (or column) that holds global index g. */
+static inline int CsBCOwner(int g, int nb, int np) { return (g / nb) % np; }
+
 /* How CsPCAFit lays out its work (results do not depend on it). */
 typedef struct {
   PetscInt block_size;  /* block of the block-cyclic covariance (64) */

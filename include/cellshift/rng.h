@@ -28,6 +28,11 @@ PETSC_EXTERN double CsRngUniform(uint64_t seed, uint32_t stream, uint64_t a, uin
 /* Two independent standard normals (Box-Muller on one Philox block). */
 PETSC_EXTERN void CsRngNormal2(uint64_t seed, uint32_t stream, uint64_t a, uint64_t b, double z[2]);
 
+/* Philox blocks CsRng4(seed, stream, a, base + q) for q in [0, 16 nchunk), word w of block q stored at
+   r[64 (q / 16) + 16 w + q % 16]: the layout the vectorised consumers (dropout, noise) read. AVX-512 computes 16
+   blocks at once, bit-identical to CsRng4; base + q must not carry out of the low 32 bits. */
+PETSC_EXTERN void CsRngBlocks16(uint32_t *r, uint64_t seed, uint32_t stream, uint64_t a, uint64_t base, PetscInt nchunk);
+
 /* A pseudorandom permutation of [0, n) evaluated pointwise: CsPermApply(p, i) is the i-th element.
    Built from a 4-round Feistel network on the next power of two with cycle walking, keyed by (seed, stream, key).
    O(1) memory, so a rank can find which cells of a global shuffled order it owns without storing the order. */

@@ -118,6 +118,9 @@ PETSC_EXTERN PetscInt  CsSubsampleIndex(PetscInt pos, PetscInt n, PetscInt cap);
 /* How many kept items come before position pos (the subsample row of the first kept item at or after pos). */
 PETSC_EXTERN PetscInt  CsSubsampleBelow(PetscInt pos, PetscInt n, PetscInt cap);
 
+/* Whether the CPU has AVX-512F (the explicitly vectorised paths choose on it at run time). */
+PETSC_EXTERN int CsHaveAVX512(void);
+
 /* Monotonic wall clock in seconds. */
 PETSC_EXTERN double CsTime(void);
 

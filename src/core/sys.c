@@ -164,6 +164,17 @@ PetscErrorCode CsFinalize(void)
   PetscFunctionReturn(0);
 }
 
+int CsHaveAVX512(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  static int have = -1;
+  if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
+  return have;
+#else
+  return 0;
+#endif
+}
+
 double CsTime(void)
 {
   struct timespec t;

@@ -1,5 +1,6 @@
 /* HDF5 helpers. See include/cellshift/h5util.h. */
 #include <cellshift/h5util.h>
+#include <math.h>
 
 PetscErrorCode CsH5Exists(hid_t loc, const char path[], PetscBool *exists)
 {
@@ -204,5 +205,22 @@ PetscErrorCode CsH5ReadAttrInt64(hid_t obj, const char attr[], int64_t *v)
   H5Call(a = H5Aopen(obj, attr, H5P_DEFAULT), "cannot open attribute %s", attr);
   H5Call(H5Aread(a, H5T_NATIVE_INT64, v), "cannot read attribute %s", attr);
   H5Aclose(a);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5ReadArrayFinite(hid_t loc, const char what[], const char name[], hid_t memtype, int rank, hsize_t dims[], void *buf)
+{
+  size_t n = 1;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsH5ReadArray(loc, what, name, memtype, rank, dims, buf));
+  if (!buf) PetscFunctionReturn(0);
+  for (int i = 0; i < rank; i++) n *= (size_t)dims[i];
+  for (size_t i = 0; i < n; i++) {
+    double v = H5Tequal(memtype, H5T_NATIVE_FLOAT) > 0 ? (double)((const float *)buf)[i] : ((const double *)buf)[i];
+    PetscCheck(isfinite(v), PETSC_COMM_SELF, CS_ERR_INPUT,
+               "%s: %s holds a non-finite value (%g at entry %zu): the file is damaged or was written by a fit that diverged", what, name, v,
+               i);
+  }
   PetscFunctionReturn(0);
 }

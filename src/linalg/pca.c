@@ -12,25 +12,11 @@
    number = row * npcol + col); ranks that do not fit the grid only contribute data. Eigenvectors come out of
    ScaLAPACK with grid-dependent signs; CsFixSign makes them identical for every number of ranks.
 
-   Debian ships no BLACS/ScaLAPACK header, so the prototypes are declared here (LP64 integers, gfortran hidden
-   lengths for character arguments). */
+   The grid and the layout are CsGrid and CsBlockCyclic (grid.c). */
 #include "linalgimpl.h"
 #include <cblas.h>
 
-extern int  Csys2blacs_handle(MPI_Comm comm);
-extern void Cfree_blacs_system_handle(int handle);
-extern void Cblacs_gridinit(int *ctxt, const char *order, int nprow, int npcol);
-extern void Cblacs_gridinfo(int ctxt, int *nprow, int *npcol, int *myrow, int *mycol);
-extern void Cblacs_gridexit(int ctxt);
-extern int  numroc_(const int *n, const int *nb, const int *iproc, const int *isrcproc, const int *nprocs);
-extern void descinit_(int *desc, const int *m, const int *n, const int *mb, const int *nb, const int *irsrc,
-                      const int *icsrc, const int *ictxt, const int *lld, int *info);
-extern void pdsyevr_(const char *jobz, const char *range, const char *uplo, const int *n, double *a, const int *ia,
-                     const int *ja, const int *desca, const double *vl, const double *vu, const int *il, const int *iu,
-                     int *m, int *nz, double *w, double *z, const int *iz, const int *jz, const int *descz,
-                     double *work, const int *lwork, int *iwork, const int *liwork, int *info, size_t, size_t, size_t);
-
-/* Block-cyclic layout of a p x p matrix with square nb blocks on an nprow x npcol grid, first block on (0, 0). */
+/* The covariance's layout: a p x p block-cyclic matrix on a grid. */
 typedef struct {
   int p, nb, nprow, npcol;
   int myrow, mycol; /* -1 outside the grid */
@@ -38,9 +24,8 @@ typedef struct {
   int lld;
 } Layout;
 
-/* Local index of global index g along a dimension distributed over np processes, and back. */
-static inline int G2L(int g, int nb, int np) { return (g / (nb * np)) * nb + g % nb; }
-static inline int L2G(int l, int nb, int np, int me) { return ((l / nb) * np + me) * nb + l % nb; }
+static inline int G2L(int g, int nb, int np) { return CsBCGlobalToLocal(g, nb, np); }
+static inline int L2G(int l, int nb, int np, int me) { return CsBCLocalToGlobal(l, nb, np, me); }
 
 /* The entries of panel columns [c0, c0+w), rows [c0, p), owned by grid process (pr, pc), visited column by column
    in runs of at most nb contiguous rows. S is the panel, column-major with leading dimension p - c0.
@@ -120,31 +105,13 @@ PetscErrorCode CsPCAOptionsProcess(PetscOptionItems *PetscOptionsObject, CsPCAOp
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsPCAFit(MPI_Comm comm, const CsCSR *X, const PetscBool *rows, PetscInt k, const CsPCAOptions *opt,
-                        double *mean, double *comps, double *vars)
+/* Global mean of the selected rows and their number (*n >= 2 is an input requirement). */
+static PetscErrorCode SelectedMean(MPI_Comm comm, const CsCSR *X, const PetscBool *rows, double *mean, double *n)
 {
-  PetscMPIInt size;
-  CsPCAOptions defaults;
-  PetscInt    nb, width, chunk;
-  Layout      L;
-  int         p = (int)X->ncols, handle, ctxt, gr, gc, *coord, zero = 0, one = 1, info = 0, descA[9], descZ[9];
-  int         zloc, mz, K = (int)k, il, iu, mfound = 0, nzfound = 0, lwork = -1, liwork = -1, iwq, *iwork;
-  PetscMPIInt *counts;
-  double      *sums, n, *A, *Z, *D, *S, *send, *recv, *W, *work, wq, vl = 0, vu = 0, *buf;
-  size_t      maxrecv = 0;
-  const size_t MB = 1 << 20;
+  PetscInt p = X->ncols;
+  double  *sums;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscLogEventBegin(CS_EVENT_PCA, 0, 0, 0, 0));
-  PetscCallMPI(MPI_Comm_size(comm, &size));
-  if (!opt) CsPCAOptionsDefault(&defaults), opt = &defaults;
-  nb = opt->block_size, width = opt->panel_width, chunk = opt->chunk_rows;
-  PetscCheck(nb >= 1 && width >= 0 && chunk >= 0, comm, PETSC_ERR_ARG_OUTOFRANGE,
-             "PCA: the block size must be positive, the panel width and chunk rows non-negative");
-  PetscCheck(k >= 1 && k <= p, comm, PETSC_ERR_ARG_OUTOFRANGE,
-             "PCA: asked for %" PetscInt_FMT " components of %d genes", k, p);
-
-  /* Global mean and number of selected rows. */
   PetscCall(PetscCalloc1((size_t)p + 1, &sums));
   for (PetscInt i = 0; i < X->nrows; i++) {
     if (rows && !rows[i]) continue;
@@ -152,31 +119,134 @@ PetscErrorCode CsPCAFit(MPI_Comm comm, const CsCSR *X, const PetscBool *rows, Pe
     sums[p] += 1;
   }
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, sums, (PetscMPIInt)(p + 1), MPI_DOUBLE, MPI_SUM, comm));
-  n = sums[p];
-  PetscCheck(n >= 2, comm, CS_ERR_INPUT, "PCA needs at least 2 cells, %.0f selected", n);
-  for (int j = 0; j < p; j++) mean[j] = sums[j] / n;
+  *n = sums[p];
+  PetscCheck(*n >= 2, comm, CS_ERR_INPUT, "PCA needs at least 2 cells, %.0f selected", *n);
+  for (PetscInt j = 0; j < p; j++) mean[j] = sums[j] / *n;
   PetscCall(PetscFree(sums));
+  PetscFunctionReturn(0);
+}
 
-  /* Near-square grid; every rank learns every rank's grid coordinates. */
-  L.p = p, L.nb = (int)PetscMin(nb, p), L.nprow = (int)sqrt((double)size);
-  while (L.nprow * L.nprow > size) L.nprow--;
-  while ((L.nprow + 1) * (L.nprow + 1) <= size) L.nprow++;
-  L.npcol = size / L.nprow;
-  handle = Csys2blacs_handle(comm);
-  ctxt   = handle;
-  Cblacs_gridinit(&ctxt, "Row", L.nprow, L.npcol);
-  L.myrow = L.mycol = -1;
-  if (ctxt >= 0) Cblacs_gridinfo(ctxt, &gr, &gc, &L.myrow, &L.mycol);
-  if (L.myrow < 0 || L.mycol < 0) L.myrow = L.mycol = -1;
-  PetscCall(PetscMalloc2(2 * size, &coord, size, &counts));
-  {
-    int mine[2] = {L.myrow, L.mycol};
-    PetscCallMPI(MPI_Allgather(mine, 2, MPI_INT, coord, 2, MPI_INT, comm));
+/* The covariance sum (x - mean)(x - mean)^T / (n - 1) of the selected rows, lower triangle, into the local part
+   A of its block-cyclic layout, panel by panel: every rank adds its rows' contribution to a panel, one
+   MPI_Reduce_scatter hands each grid process its tiles. */
+static PetscErrorCode AssembleCovariance(const CsGrid *grid, const Layout *L, const CsCSR *X, const PetscBool *rows, const double *mean,
+                                         double n, PetscInt width, PetscInt chunk, double *A)
+{
+  MPI_Comm     comm = grid->comm;
+  int          p = L->p;
+  PetscMPIInt *counts;
+  double      *D, *S, *send, *recv;
+  size_t       maxrecv;
+
+  PetscFunctionBeginUser;
+  /* This rank's share of a panel: its rows times at most ceil(blocks per panel / npcol) blocks of columns. */
+  maxrecv = (size_t)L->mloc * (size_t)((width / L->nb + L->npcol - 1) / L->npcol) * (size_t)L->nb;
+  PetscCall(PetscMalloc1(grid->size, &counts));
+  PetscCall(PetscMalloc1((size_t)chunk * p, &D));
+  PetscCall(PetscMalloc3((size_t)p * width, &S, (size_t)p * width, &send, maxrecv + 1, &recv));
+  for (int c0 = 0; c0 < p; c0 += (int)width) {
+    int    w = (int)PetscMin(width, p - c0);
+    size_t off = 0;
+    PanelContribution(X, rows, mean, c0, w, (int)chunk, D, S);
+    for (PetscMPIInt r = 0; r < grid->size; r++) {
+      size_t c = grid->coord[2 * r] >= 0 ? PanelMove(L, c0, w, grid->coord[2 * r], grid->coord[2 * r + 1], S, send + off, NULL, 0) : 0;
+      counts[r] = (PetscMPIInt)c, off += c;
+    }
+    PetscCallMPI(MPI_Reduce_scatter(send, recv, counts, MPI_DOUBLE, MPI_SUM, comm));
+    if (L->myrow >= 0) PanelMove(L, c0, w, L->myrow, L->mycol, NULL, recv, A, 1.0 / (n - 1));
   }
-  L.mloc = L.myrow >= 0 ? numroc_(&p, &L.nb, &L.myrow, &zero, &L.nprow) : 0;
-  L.nloc = L.mycol >= 0 ? numroc_(&p, &L.nb, &L.mycol, &zero, &L.npcol) : 0;
-  L.lld  = PetscMax(1, L.mloc);
+  PetscCall(PetscFree3(S, send, recv));
+  PetscCall(PetscFree(D));
+  PetscCall(PetscFree(counts));
+  PetscFunctionReturn(0);
+}
 
+/* Top k eigenpairs of the block-cyclic covariance A (destroyed), summed into the replicated buf: buf[t p + j] =
+   component t, buf[k p + t] = its eigenvalue. pdsyevr sizes the workspace it hands to the back-transformation
+   (PDORMTR) from the number of wanted eigenpairs and, when that is below the block size, gives it too little:
+   PDORMTR then fails and pdsyevr returns info = 0 with untransformed vectors. So at least nb pairs are computed
+   (cheap next to the tridiagonal reduction) and the top k are kept; the condition is checked so that a failure
+   can never be silent. Z is declared p x p as pdsyevr requires, but only its first mz columns are ever touched,
+   so only those are allocated. */
+static PetscErrorCode TopEigenpairs(const CsGrid *grid, const Layout *L, double *A, PetscInt k, double *buf)
+{
+  MPI_Comm comm = grid->comm;
+  int      p = L->p, K = (int)k, mz = PetscMax(K, L->nb), zero = 0, one = 1, info = 0, zloc, il, iu, mfound = 0, nzfound = 0;
+  int      lwork = -1, liwork = -1, iwq, *iwork;
+  double   wq, vl = 0, vu = 0, *Z, *W, *work;
+  CsBlockCyclic dA, dZ;
+
+  PetscFunctionBeginUser;
+  {
+    int    np00  = numroc_(&p, &L->nb, &zero, &zero, &L->nprow), mq00 = numroc_(&mz, &L->nb, &zero, &zero, &L->npcol);
+    size_t size1 = (size_t)PetscMax(18 * (size_t)p, (size_t)np00 * mq00 + 2 * (size_t)L->nb * L->nb);
+    size_t need  = PetscMax((size_t)L->nb * (L->nb - 1) / 2, (size_t)(np00 + mq00) * L->nb) + (size_t)L->nb * L->nb;
+    PetscCheck(size1 >= need, comm, PETSC_ERR_PLIB, "pdsyevr workspace too small for %d x %d with block size %d", p, p, L->nb);
+  }
+  zloc = L->mycol >= 0 ? numroc_(&mz, &L->nb, &L->mycol, &zero, &L->npcol) : 0;
+  PetscCall(CsBlockCyclicInit(grid, p, p, L->nb, &dA));
+  PetscCall(CsBlockCyclicInit(grid, p, p, L->nb, &dZ));
+  if (L->myrow >= 0) {
+    il = p - mz + 1, iu = p;
+    PetscCall(PetscCalloc1((size_t)L->lld * PetscMax(zloc, 1), &Z));
+    PetscCall(PetscMalloc1(p, &W));
+    pdsyevr_("V", "I", "L", &p, A, &one, &one, dA.desc, &vl, &vu, &il, &iu, &mfound, &nzfound, W, Z, &one, &one, dZ.desc, &wq, &lwork,
+             &iwq, &liwork, &info, 1, 1, 1);
+    if (!info) {
+      lwork = (int)wq + 1, liwork = iwq;
+      PetscCall(PetscMalloc2(lwork, &work, liwork, &iwork));
+      pdsyevr_("V", "I", "L", &p, A, &one, &one, dA.desc, &vl, &vu, &il, &iu, &mfound, &nzfound, W, Z, &one, &one, dZ.desc, work, &lwork,
+               iwork, &liwork, &info, 1, 1, 1);
+      PetscCall(PetscFree2(work, iwork));
+    }
+    if (!info && (mfound != mz || nzfound != mz)) info = -1000;
+    /* Column gj of Z holds the (gj+1)-th smallest computed eigenpair: the top k are component mz-1-gj < k. */
+    for (int lj = 0; !info && lj < zloc; lj++) {
+      int t = mz - 1 - L2G(lj, L->nb, L->npcol, L->mycol);
+      if (t >= K) continue;
+      double *dst = buf + (size_t)t * p;
+      for (int li = 0; li < L->mloc; li++) dst[L2G(li, L->nb, L->nprow, L->myrow)] = Z[(size_t)lj * L->lld + li];
+    }
+    if (!info && L->myrow == 0 && L->mycol == 0)
+      for (int t = 0; t < K; t++) buf[(size_t)k * p + t] = W[mz - 1 - t];
+    PetscCall(PetscFree(Z));
+    PetscCall(PetscFree(W));
+  }
+  /* info is global on the grid; ranks outside it learn it here, so a failure is raised everywhere. */
+  info = abs(info);
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &info, 1, MPI_INT, MPI_MAX, comm));
+  PetscCheck(!info, comm, PETSC_ERR_LIB, "pdsyevr failed on the %d x %d covariance (info %d)", p, p, info);
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, buf, (PetscMPIInt)((size_t)k * p + k), MPI_DOUBLE, MPI_SUM, comm));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsPCAFit(MPI_Comm comm, const CsCSR *X, const PetscBool *rows, PetscInt k, const CsPCAOptions *opt, double *mean,
+                        double *comps, double *vars)
+{
+  CsPCAOptions defaults;
+  CsGrid       grid;
+  Layout       L;
+  PetscInt     nb, width, chunk;
+  int          p = (int)X->ncols;
+  double       n = 0, *A, *buf;
+  const size_t MB = 1 << 20;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscLogEventBegin(CS_EVENT_PCA, 0, 0, 0, 0));
+  if (!opt) CsPCAOptionsDefault(&defaults), opt = &defaults;
+  nb = opt->block_size, width = opt->panel_width, chunk = opt->chunk_rows;
+  PetscCheck(nb >= 1 && width >= 0 && chunk >= 0, comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "PCA: the block size must be positive, the panel width and chunk rows non-negative");
+  PetscCheck(k >= 1 && k <= p, comm, PETSC_ERR_ARG_OUTOFRANGE, "PCA: asked for %" PetscInt_FMT " components of %d genes", k, p);
+  PetscCall(SelectedMean(comm, X, rows, mean, &n));
+
+  PetscCall(CsGridCreate(comm, &grid));
+  {
+    CsBlockCyclic bc;
+    PetscCall(CsBlockCyclicInit(&grid, p, p, (int)PetscMin(nb, p), &bc));
+    L.p = p, L.nb = bc.nb, L.nprow = grid.nprow, L.npcol = grid.npcol, L.myrow = grid.myrow, L.mycol = grid.mycol;
+    L.mloc = bc.mloc, L.nloc = bc.nloc, L.lld = bc.lld;
+  }
   /* Panel width (a multiple of the block size) and chunk height from the memory budgets. */
   if (!width) width = (PetscInt)((256 * MB) / (2 * sizeof(double) * (size_t)p));
   width = PetscMax(L.nb, (width / L.nb) * L.nb);
@@ -184,82 +254,13 @@ PetscErrorCode CsPCAFit(MPI_Comm comm, const CsCSR *X, const PetscBool *rows, Pe
   if (!chunk) chunk = (PetscInt)PetscMax(1, (64 * MB) / (sizeof(double) * (size_t)p));
   chunk = PetscMax(1, PetscMin(chunk, X->nrows));
   PetscCheck((size_t)p * width < (size_t)PETSC_MPI_INT_MAX, comm, PETSC_ERR_ARG_OUTOFRANGE,
-             "PCA panel of %d x %" PetscInt_FMT " entries is too large for one reduction (lower the pca_panel_width option)", p,
-             width);
-  /* This rank's share of a panel: its rows times at most ceil(blocks per panel / npcol) blocks of columns. */
-  maxrecv = (size_t)L.mloc * (size_t)((width / L.nb + L.npcol - 1) / L.npcol) * (size_t)L.nb;
+             "PCA panel of %d x %" PetscInt_FMT " entries is too large for one reduction (lower the pca_panel_width option)", p, width);
   PetscCall(PetscCalloc1((size_t)L.lld * PetscMax(L.nloc, 1), &A));
-  PetscCall(PetscMalloc1((size_t)chunk * p, &D));
-  PetscCall(PetscMalloc3((size_t)p * width, &S, (size_t)p * width, &send, maxrecv + 1, &recv));
-
-  for (int c0 = 0; c0 < p; c0 += (int)width) {
-    int    w = (int)PetscMin(width, p - c0);
-    size_t off = 0;
-    PanelContribution(X, rows, mean, c0, w, (int)chunk, D, S);
-    for (PetscMPIInt r = 0; r < size; r++) {
-      size_t c = coord[2 * r] >= 0 ? PanelMove(&L, c0, w, coord[2 * r], coord[2 * r + 1], S, send + off, NULL, 0) : 0;
-      counts[r] = (PetscMPIInt)c, off += c;
-    }
-    PetscCallMPI(MPI_Reduce_scatter(send, recv, counts, MPI_DOUBLE, MPI_SUM, comm));
-    if (L.myrow >= 0) PanelMove(&L, c0, w, L.myrow, L.mycol, NULL, recv, A, 1.0 / (n - 1));
-  }
-  PetscCall(PetscFree3(S, send, recv));
-  PetscCall(PetscFree(D));
-
-  /* Top eigenpairs on the grid: indices p-mz+1..p of the ascending spectrum. pdsyevr sizes the workspace it hands
-     to the back-transformation (PDORMTR) from the number of wanted eigenpairs and, when that is below the block
-     size, gives it too little: PDORMTR then fails and pdsyevr returns info = 0 with untransformed vectors. So at
-     least nb pairs are computed (cheap next to the tridiagonal reduction) and the top k are kept; the condition
-     is checked below so that a failure can never be silent. Z is declared p x p as pdsyevr requires, but only its
-     first mz columns are ever touched, so only those are allocated. */
+  PetscCall(AssembleCovariance(&grid, &L, X, rows, mean, n, width, chunk, A));
   PetscCall(PetscCalloc1((size_t)k * p + k, &buf));
-  mz = PetscMax(K, L.nb);
-  {
-    int np00 = numroc_(&p, &L.nb, &zero, &zero, &L.nprow), mq00 = numroc_(&mz, &L.nb, &zero, &zero, &L.npcol);
-    size_t size1 = (size_t)PetscMax(18 * (size_t)p, (size_t)np00 * mq00 + 2 * (size_t)L.nb * L.nb);
-    size_t need  = PetscMax((size_t)L.nb * (L.nb - 1) / 2, (size_t)(np00 + mq00) * L.nb) + (size_t)L.nb * L.nb;
-    PetscCheck(size1 >= need, comm, PETSC_ERR_PLIB, "pdsyevr workspace too small for %d x %d with block size %d", p,
-               p, L.nb);
-  }
-  zloc = L.mycol >= 0 ? numroc_(&mz, &L.nb, &L.mycol, &zero, &L.npcol) : 0;
-  if (L.myrow >= 0) {
-    il = p - mz + 1, iu = p;
-    descinit_(descA, &p, &p, &L.nb, &L.nb, &zero, &zero, &ctxt, &L.lld, &info);
-    if (!info) descinit_(descZ, &p, &p, &L.nb, &L.nb, &zero, &zero, &ctxt, &L.lld, &info);
-    PetscCall(PetscCalloc1((size_t)L.lld * PetscMax(zloc, 1), &Z));
-    PetscCall(PetscMalloc1(p, &W));
-    if (!info)
-      pdsyevr_("V", "I", "L", &p, A, &one, &one, descA, &vl, &vu, &il, &iu, &mfound, &nzfound, W, Z, &one, &one,
-               descZ, &wq, &lwork, &iwq, &liwork, &info, 1, 1, 1);
-    if (!info) {
-      lwork = (int)wq + 1, liwork = iwq;
-      PetscCall(PetscMalloc2(lwork, &work, liwork, &iwork));
-      pdsyevr_("V", "I", "L", &p, A, &one, &one, descA, &vl, &vu, &il, &iu, &mfound, &nzfound, W, Z, &one, &one,
-               descZ, work, &lwork, iwork, &liwork, &info, 1, 1, 1);
-      PetscCall(PetscFree2(work, iwork));
-    }
-    if (!info && (mfound != mz || nzfound != mz)) info = -1000;
-    /* Column gj of Z holds the (gj+1)-th smallest computed eigenpair: the top k are component mz-1-gj < k. */
-    for (int lj = 0; !info && lj < zloc; lj++) {
-      int t = mz - 1 - L2G(lj, L.nb, L.npcol, L.mycol);
-      if (t >= K) continue;
-      double *dst = buf + (size_t)t * p;
-      for (int li = 0; li < L.mloc; li++) dst[L2G(li, L.nb, L.nprow, L.myrow)] = Z[(size_t)lj * L.lld + li];
-    }
-    if (!info && L.myrow == 0 && L.mycol == 0)
-      for (int t = 0; t < K; t++) buf[(size_t)k * p + t] = W[mz - 1 - t];
-    PetscCall(PetscFree(Z));
-    PetscCall(PetscFree(W));
-    Cblacs_gridexit(ctxt);
-  }
-  Cfree_blacs_system_handle(handle);
+  PetscCall(TopEigenpairs(&grid, &L, A, k, buf));
   PetscCall(PetscFree(A));
-  PetscCall(PetscFree2(coord, counts));
-  /* info is global on the grid; ranks outside it learn it here, so a failure is raised everywhere. */
-  info = abs(info);
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &info, 1, MPI_INT, MPI_MAX, comm));
-  PetscCheck(!info, comm, PETSC_ERR_LIB, "pdsyevr failed on the %d x %d covariance (info %d)", p, p, info);
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, buf, (PetscMPIInt)((size_t)k * p + k), MPI_DOUBLE, MPI_SUM, comm));
+  PetscCall(CsGridDestroy(&grid));
   for (PetscInt t = 0; t < k; t++) {
     CsFixSign(p, buf + (size_t)t * p);
     vars[t] = buf[(size_t)k * p + t];

@@ -421,10 +421,10 @@ static PetscErrorCode CsModelSave_CPA(CsModel m, hid_t g)
   if (g < 0) PetscFunctionReturn(0); /* replicated state: rank 0 writes it */
   H5Call(a = H5Gcreate2(g, "autoencoder", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "cannot create autoencoder");
   PetscCall(CsNNParamsSave(c->P, a));
-  H5Gclose(a);
+  H5Call(H5Gclose(a), "cannot close autoencoder");
   H5Call(q = H5Gcreate2(g, "adversaries", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "cannot create adversaries");
   PetscCall(CsNNParamsSave(c->Q, q));
-  H5Gclose(q);
+  H5Call(H5Gclose(q), "cannot close adversaries");
   PetscFunctionReturn(0);
 }
 
@@ -436,10 +436,10 @@ static PetscErrorCode CsModelLoad_CPA(CsModel m, hid_t g)
   PetscFunctionBeginUser;
   H5Call(a = H5Gopen2(g, "autoencoder", H5P_DEFAULT), "model.h5: no autoencoder");
   PetscCall(CsNNParamsLoad(c->P, a, "model.h5"));
-  H5Gclose(a);
+  H5Call(H5Gclose(a), "model.h5: cannot close autoencoder");
   H5Call(a = H5Gopen2(g, "adversaries", H5P_DEFAULT), "model.h5: no adversaries");
   PetscCall(CsNNParamsLoad(c->Q, a, "model.h5"));
-  H5Gclose(a);
+  H5Call(H5Gclose(a), "model.h5: cannot close adversaries");
   PetscFunctionReturn(0);
 }
 

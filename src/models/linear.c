@@ -260,22 +260,22 @@ static PetscErrorCode CsModelLoad_Linear(CsModel m, hid_t g)
   int64_t  ntrain;
 
   PetscFunctionBeginUser;
-  PetscCall(CsH5ReadArray(g, "model", "W", H5T_NATIVE_DOUBLE, 2, dW, NULL));
+  PetscCall(CsH5ReadArray(g, "model.h5", "W", H5T_NATIVE_DOUBLE, 2, dW, NULL));
   K = (PetscInt)dW[0];
   PetscCheck(K >= 1 && dW[1] == dW[0], PETSC_COMM_SELF, CS_ERR_INPUT, "model: W is not a non-empty square matrix");
   PetscCall(LinearAlloc(l, K, ng, A));
   dG[0] = (hsize_t)ng, dG[1] = (hsize_t)K, dP[0] = (hsize_t)A, dP[1] = (hsize_t)K, dk[0] = (hsize_t)K;
   PetscCall(PetscMalloc1((size_t)ng * K, &Gc));
-  PetscCall(CsH5ReadArray(g, "model", "G", H5T_NATIVE_DOUBLE, 2, dG, Gc));
+  PetscCall(CsH5ReadArrayFinite(g, "model.h5", "G", H5T_NATIVE_DOUBLE, 2, dG, Gc));
   for (PetscInt t = 0; t < K; t++)
     for (PetscInt j = 0; j < ng; j++) l->G[(size_t)t * ng + j] = Gc[(size_t)j * K + t];
   PetscCall(PetscFree(Gc));
-  PetscCall(CsH5ReadArray(g, "model", "W", H5T_NATIVE_DOUBLE, 2, dW, l->W));
-  PetscCall(CsH5ReadArray(g, "model", "P", H5T_NATIVE_DOUBLE, 2, dP, l->P));
-  PetscCall(CsH5ReadArray(g, "model", "b", H5T_NATIVE_DOUBLE, 1, dg, l->b));
-  PetscCall(CsH5ReadArray(g, "model", "pca_mean", H5T_NATIVE_DOUBLE, 1, dg, l->mean));
-  PetscCall(CsH5ReadArray(g, "model", "pca_var", H5T_NATIVE_DOUBLE, 1, dk, l->var));
-  PetscCall(CsH5ReadArray(g, "model", "ridge", H5T_NATIVE_DOUBLE, 1, d1, &ridge));
+  PetscCall(CsH5ReadArrayFinite(g, "model.h5", "W", H5T_NATIVE_DOUBLE, 2, dW, l->W));
+  PetscCall(CsH5ReadArrayFinite(g, "model.h5", "P", H5T_NATIVE_DOUBLE, 2, dP, l->P));
+  PetscCall(CsH5ReadArrayFinite(g, "model.h5", "b", H5T_NATIVE_DOUBLE, 1, dg, l->b));
+  PetscCall(CsH5ReadArrayFinite(g, "model.h5", "pca_mean", H5T_NATIVE_DOUBLE, 1, dg, l->mean));
+  PetscCall(CsH5ReadArrayFinite(g, "model.h5", "pca_var", H5T_NATIVE_DOUBLE, 1, dk, l->var));
+  PetscCall(CsH5ReadArrayFinite(g, "model.h5", "ridge", H5T_NATIVE_DOUBLE, 1, d1, &ridge));
   PetscCall(CsH5ReadAttrInt64(g, "ntrain", &ntrain));
   l->k = K, l->ridge = (PetscReal)ridge, l->ntrain = (PetscInt)ntrain;
   PetscFunctionReturn(0);

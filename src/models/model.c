@@ -273,7 +273,7 @@ static PetscErrorCode CheckNames(hid_t file, const char path[], const char name[
              "%s was fitted with %llu %s, the data has %" PetscInt_FMT, path, (unsigned long long)dims[0], name, n);
   H5Call(d = H5Dopen2(file, name, H5P_DEFAULT), "%s: cannot open %s", path, name);
   PetscCall(CsH5ReadStrings(d, path, 0, dims[0], &got));
-  H5Dclose(d);
+  H5Call(H5Dclose(d), "%s: cannot close %s", path, name);
   for (PetscInt i = 0; i < n && same; i++) same = strcmp(got[i], expect[i]) ? PETSC_FALSE : PETSC_TRUE;
   PetscCall(CsStrArrayDestroy(n, &got));
   PetscCheck(same, PETSC_COMM_SELF, CS_ERR_INPUT, "%s was fitted with other %s than the data has", path, name);
@@ -297,8 +297,8 @@ static PetscErrorCode LoadLocal(CsModel m, const char path[])
   PetscCall(CheckNames(file, path, "genes", m->ds->ngenes, m->ds->genes));
   H5Call(g = H5Gopen2(file, "params", H5P_DEFAULT), "%s: no params group", path);
   if (m->ops->load) PetscCall(m->ops->load(m, g));
-  H5Gclose(g);
-  H5Fclose(file);
+  H5Call(H5Gclose(g), "%s: cannot close params", path);
+  H5Call(H5Fclose(file), "cannot close %s", path);
   PetscFunctionReturn(0);
 }
 

@@ -5,6 +5,7 @@
    within-group index (CsSubsample*), so the file does not depend on the number of ranks. */
 #include "modelimpl.h"
 #include <cellshift/h5ad.h>
+#include <math.h>
 
 /* The local rows of the selected control cells of group cg (in global order), and the position of the first of
    them among the group's selected cells. */
@@ -122,6 +123,15 @@ static PetscErrorCode WriteBlock(CsModel m, CsH5adWriter w, PetscInt pass, Petsc
     PetscCall(PetscLogEventBegin(CS_EVENT_PREDICT, 0, 0, 0, 0));
     PetscCall(m->ops->predictset(m, &d->conds[gr->cond], gr->ctx, &sub, out));
     PetscCall(PetscLogEventEnd(CS_EVENT_PREDICT, 0, 0, 0, 0));
+  }
+  {
+    /* A non-finite prediction is never written: it would poison every metric of the group without a word. */
+    size_t n = (size_t)sub.nrows * G, bad = n;
+    for (size_t q = 0; q < n && bad == n; q++)
+      if (!isfinite(out[q])) bad = q;
+    CsCheckAll(comm, bad == n, "model '%s' predicted a non-finite value (%g) for group %s, cell %" PetscInt_FMT ", gene %s: nothing written",
+               CsModelName(m), bad < n ? (double)out[bad] : 0.0, d->conds[gr->cond].name, bad < n ? (PetscInt)(bad / G) : 0,
+               bad < n ? ds->genes[bad % G] : "");
   }
   PetscCall(PetscLogEventBegin(CS_EVENT_WRITE, 0, 0, 0, 0));
   PetscCall(CsH5adWriterWriteRows(w, row0 + first, sub.nrows, out));

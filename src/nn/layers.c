@@ -7,18 +7,7 @@
   #define CS_HAVE_AVX512_PATH 1
 #endif
 
-int CsNNHaveAVX512(void)
-{
-#if defined(CS_HAVE_AVX512_PATH)
-  static int have = -1;
-  if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
-  return have;
-#else
-  return 0;
-#endif
-}
-
-const char *const CsNNActs[] = {"none", "relu", "leakyrelu", "gelu", "sigmoid", "softplus", "CsNNAct", "CS_NN_ACT_", NULL};
+const char *const CsNNActs[] = {"none", "relu", "leakyrelu", "gelu", "sigmoid", "softplus", "silu", "CsNNAct", "CS_NN_ACT_", NULL};
 
 /* ------------------------------------------------------------------------------------------------- helpers */
 
@@ -296,71 +285,10 @@ void cs_activation_backward(CsNNAct act, float *dinp /*[n]*/, const float *dout 
 
 /* ------------------------------------------------------------------------------------------------- dropout */
 
-#define CS_PHILOX_M0 0xD2511F53u
-#define CS_PHILOX_M1 0xCD9E8D57u
-#define CS_PHILOX_W0 0x9E3779B9u
-#define CS_PHILOX_W1 0xBB67AE85u
-
-#if defined(CS_HAVE_AVX512_PATH)
-
-/* 32x32 -> 64-bit products of 16 lanes: even lanes with one vpmuludq, odd lanes with another. */
-__attribute__((target("avx512f"))) static inline void mulhilo16(__m512i m, __m512i x, __m512i *hi, __m512i *lo)
-{
-  __m512i pe = _mm512_mul_epu32(m, x);
-  __m512i po = _mm512_mul_epu32(m, _mm512_srli_epi64(x, 32));
-  *lo        = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
-  *hi        = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
-}
-
-/* Philox4x32-10 on 16 counters at once, bit-identical to CsRng4 (same key and counter derivation). */
-__attribute__((target("avx512f"))) static void philox_chunks_avx512(uint32_t *r, uint32_t k0s, uint32_t k1s, uint32_t a0,
-                                                                     uint32_t a1, uint32_t blo, uint32_t c3s, PetscInt nchunk)
-{
-  const __m512i M0 = _mm512_set1_epi32((int)CS_PHILOX_M0), M1 = _mm512_set1_epi32((int)CS_PHILOX_M1);
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  for (PetscInt k = 0; k < nchunk; k++) {
-    __m512i  c0 = _mm512_set1_epi32((int)a0), c1 = _mm512_set1_epi32((int)a1), c3 = _mm512_set1_epi32((int)c3s);
-    __m512i  c2 = _mm512_add_epi32(_mm512_set1_epi32((int)(blo + (uint32_t)(k * 16))), lane);
-    uint32_t k0 = k0s, k1 = k1s;
-    for (int round = 0; round < 10; round++) {
-      __m512i h0, l0, h1, l1;
-      mulhilo16(M0, c0, &h0, &l0);
-      mulhilo16(M1, c2, &h1, &l1);
-      __m512i n0 = _mm512_xor_si512(_mm512_xor_si512(h1, c1), _mm512_set1_epi32((int)k0));
-      __m512i n2 = _mm512_xor_si512(_mm512_xor_si512(h0, c3), _mm512_set1_epi32((int)k1));
-      c0 = n0, c1 = l1, c2 = n2, c3 = l0;
-      k0 += CS_PHILOX_W0, k1 += CS_PHILOX_W1;
-    }
-    _mm512_storeu_si512((void *)(r + 64 * k), c0);
-    _mm512_storeu_si512((void *)(r + 64 * k + 16), c1);
-    _mm512_storeu_si512((void *)(r + 64 * k + 32), c2);
-    _mm512_storeu_si512((void *)(r + 64 * k + 48), c3);
-  }
-}
-#endif
-
-void CsNNPhiloxChunks(uint32_t *r /*[64 nchunk]*/, uint64_t seed, uint32_t stream, uint64_t a, uint64_t base, PetscInt nchunk)
-{
-#if defined(CS_HAVE_AVX512_PATH)
-  if (CsNNHaveAVX512()) {
-    /* The key and counter words exactly as CsRng4 forms them; the block index only touches the low word. */
-    philox_chunks_avx512(r, (uint32_t)seed, (uint32_t)(seed >> 32) ^ (stream * 0x9E3779B9u), (uint32_t)a, (uint32_t)(a >> 32),
-                         (uint32_t)base, (uint32_t)(base >> 32) ^ (stream << 16), nchunk);
-    return;
-  }
-#endif
-  for (PetscInt k = 0; k < nchunk; k++)
-    for (PetscInt l = 0; l < 16; l++) {
-      uint32_t w[4];
-      CsRng4(seed, stream, a, base + (uint64_t)(k * 16 + l), w);
-      for (int j = 0; j < 4; j++) r[64 * k + 16 * j + l] = w[j];
-    }
-}
-
 void CsNNDropoutWordsRange(uint32_t *r /*[64 nchunk]*/, uint64_t seed, uint64_t step, PetscInt layer, int64_t cell, PetscInt chunk0,
                            PetscInt nchunk)
 {
-  CsNNPhiloxChunks(r, seed, CS_STREAM_DROPOUT, step, ((uint64_t)cell << 24) | ((uint64_t)(layer & 0xFF) << 16) | (uint64_t)(16 * chunk0),
+  CsRngBlocks16(r, seed, CS_STREAM_DROPOUT, step, ((uint64_t)cell << 24) | ((uint64_t)(layer & 0xFF) << 16) | (uint64_t)(16 * chunk0),
                    nchunk);
 }
 

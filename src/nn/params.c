@@ -140,7 +140,7 @@ static PetscErrorCode ReadTensor(hid_t group, const char what[], const CsNNTenso
   hsize_t dims[2] = {(hsize_t)t->rows, (hsize_t)t->cols};
 
   PetscFunctionBeginUser;
-  PetscCall(CsH5ReadArray(group, what, t->name, H5T_NATIVE_FLOAT, t->cols > 1 ? 2 : 1, dims, x));
+  PetscCall(CsH5ReadArrayFinite(group, what, t->name, H5T_NATIVE_FLOAT, t->cols > 1 ? 2 : 1, dims, x));
   PetscFunctionReturn(0);
 }
 

@@ -78,7 +78,7 @@ static void TaskReparameterise(void *ctx, int t, int nt)
     uint64_t     cell = (uint64_t)CsNNPassCell(k->pass, (PetscInt)i);
     const float *mu = k->ml + i * 2 * Z, *lv = mu + Z;
     float       *e = k->v->eps + i * Z, *z = k->v->z + i * Z;
-    CsNNPhiloxChunks(r, k->pass->seed, CS_STREAM_NOISE, k->pass->step, cell << 24, nchunk);
+    CsRngBlocks16(r, k->pass->seed, CS_STREAM_NOISE, k->pass->step, cell << 24, nchunk);
     for (PetscInt q = 0; q < npair; q++) {
       const uint32_t *w = r + 64 * (q / 16) + q % 16;
       double          u1 = 1.0 - U53(w[0], w[16]), u2 = U53(w[32], w[48]), rad = sqrt(-2.0 * log(u1));
