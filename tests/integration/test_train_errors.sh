@@ -56,11 +56,11 @@ declare -A want=(
   [best_epoch]="checkpoint.h5 has best epoch 2, not one of the 1 epochs run"
   [bad_epochs]="checkpoint.h5 counts 5 epochs without improvement in 1 epochs"
   [history]="checkpoint.h5: history has extent 2 in dimension 0, expected 1"
-  [nan_param]="checkpoint .*checkpoint.h5 holds a non-finite value in set0/params/"
-  [nan_moment]="checkpoint .*checkpoint.h5 holds a non-finite value in set0/optim/v/"
+  [nan_param]="checkpoint .*checkpoint.h5 \(set0/params\): [a-z0-9.]+ holds a non-finite value \(nan at entry 0\)"
+  [nan_moment]="checkpoint .*checkpoint.h5 \(set0/optim\): [a-z0-9.]+ holds a non-finite value \(nan at entry 0\)"
   [type]="checkpoint.h5 was written by a cpa model, not scgen"
   [no_type]="checkpoint.h5 does not say which model wrote it"
-  [missing]="checkpoint.h5: no dataset "
+  [missing]="checkpoint .*checkpoint.h5 \(set0/params\): no dataset "
 )
 for c in "${!want[@]}"; do
   mkdir -p "$out/$c/scgen"

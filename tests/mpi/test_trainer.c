@@ -8,6 +8,10 @@
      an exact power of two and added in the same order) gives bit-identical parameters to one batch, -accumulate 3
      (micro-batches of 21, 21 and 22 rows, combined with weights n_j / 64) the same to rounding;
    - the post-step callback (a non-negative clamp of W) runs after every optimiser step;
+   - with one parameter set the step callback gets the set's reducer already begun (pass->reducer, on the last
+     micro-batch of a step): the toy hands it its finished gradient (CsNNReducerReady, as the MLP's backward does), and
+     with -nn_grad_reduce bucketed that is the only place the reduction starts, so a reducer begun after the step
+     would leave the gradient unreduced at 2 and 3 ranks; the result matches the blocking reduction;
    - a diverging run (learning rate inf) stops with an input error on every rank. */
 #include "testing.h"
 #include <cellshift/trainer.h>
@@ -29,6 +33,7 @@ typedef struct {
   float     *out, *tmp, *tgt, *dout;   /* [maxb, O] */
   PetscBool  clamp;
   int64_t    poststeps, first; /* post-step calls, the step of the first */
+  int64_t    reduced;          /* step calls given a reducer */
 } Toy;
 
 static void Forward(Toy *m, const CsCSR *X)
@@ -51,6 +56,11 @@ static PetscErrorCode Step(void *ctx, const CsBatch *b, const CsNNPass *pass, Pe
   *loss = cs_mse_loss(m->dout, m->out, m->tgt, b->n, O, pass->nglobal, 1.0);
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, loss, 1, MPI_DOUBLE, MPI_SUM, pass->comm));
   cs_linear_sparse_backward(CsNNParamsGrad(m->P, m->tW), CsNNParamsGrad(m->P, m->tb), m->dout, &b->X, O);
+  if (pass->reducer) { /* every gradient is final: hand it all to the reduction */
+    size_t lo = PetscMin(m->P->t[m->tW].offset, m->P->t[m->tb].offset);
+    PetscCall(CsNNReducerReady(pass->reducer, lo));
+    m->reduced++;
+  }
   *set = 0;
   PetscFunctionReturn(0);
 }
@@ -121,15 +131,15 @@ static PetscErrorCode Train(Toy *m, const char opts[], const char ckdir[], Petsc
   PetscCall(CsTrainerSetDefaults(t, 2, 64, 100));
   PetscCall(CsTrainerAddOptimizer(t, NULL, 1e-2, 0, NULL));
   PetscCall(CsTrainerSetFromOptions(t));
-  PetscCall(PetscOptionsClear(NULL));
   PetscCall(CsTrainerGetBatchSize(t, &m->maxb));
   PetscCall(PetscFree4(m->out, m->tmp, m->tgt, m->dout));
   PetscCall(PetscMalloc4((size_t)m->maxb * O, &m->out, (size_t)m->maxb * O, &m->tmp, (size_t)m->maxb * O, &m->tgt, (size_t)m->maxb * O, &m->dout));
-  PetscCall(CsTrainerSetParams(t, 0, m->P));
+  PetscCall(CsTrainerSetParams(t, 0, m->P)); /* reads the reduction's options */
+  PetscCall(PetscOptionsClear(NULL));
   PetscCall(CsTrainerSetCallbacks(t, &cb));
   PetscCall(CsTrainerSetData(t, ds, d, train, NULL, 17));
   PetscCall(CsTrainerSetCheckpointDir(t, ckdir, "toy", "toy"));
-  m->poststeps = 0;
+  m->poststeps = m->reduced = 0;
   PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
   *ierr = CsTrainerTrain(t, &interrupted);
   PetscCall(PetscPopErrorHandler());
@@ -236,6 +246,7 @@ static PetscErrorCode Body(void)
   CS_EXPECT(!memcmp(F0, CsNNParamsData(ref.P, ref.tF), sizeof(float) * nF), "training changed the frozen tensor");
   CS_EXPECT(memcmp(W0, CsNNParamsData(ref.P, ref.tW), sizeof(float) * nF), "training did not change W");
   CS_EXPECT(ref.poststeps > 0, "the post-step callback was not called");
+  CS_EXPECT(ref.reduced == ref.poststeps, "%lld of %lld step calls had the reducer", (long long)ref.reduced, (long long)ref.poststeps);
   PetscCall(CheckCheckpoint(ck, &ref));
   PetscCall(CheckSaveLoad(&ref));
 
@@ -263,6 +274,18 @@ static PetscErrorCode Body(void)
   CS_EXPECT(RelDiff(acc.P, ref.P) < 1e-5, "-accumulate 3 differs from one batch by %g", RelDiff(acc.P, ref.P));
   PetscCall(PetscPrintf(comm, "-accumulate 3 vs one batch: max relative difference %g\n", RelDiff(acc.P, ref.P)));
   PetscCall(ToyDestroy(&acc));
+
+  /* The reducer begun before the step: the bucketed reduction starts only from the toy's CsNNReducerReady. */
+  {
+    Toy bk;
+    PetscCall(ToyCreate(&bk));
+    PetscCall(Train(&bk, "-nn_grad_reduce bucketed -nn_grad_bucket_mb 0.001", "", &ierr));
+    CS_EXPECT(!ierr, "training failed (%d)", (int)ierr);
+    CS_EXPECT(bk.reduced == bk.poststeps && bk.reduced > 0, "%lld of %lld step calls had the reducer", (long long)bk.reduced, (long long)bk.poststeps);
+    CS_EXPECT(RelDiff(bk.P, ref.P) < 1e-5, "the bucketed reduction differs from the blocking one by %g", RelDiff(bk.P, ref.P));
+    PetscCall(PetscPrintf(comm, "bucketed vs blocking reduction: max relative difference %g\n", RelDiff(bk.P, ref.P)));
+    PetscCall(ToyDestroy(&bk));
+  }
 
   /* Post-step clamp. */
   PetscCall(ToyCreate(&clamp));
