@@ -29,6 +29,7 @@ typedef const char        *CsModelType;
 #define CSMODELLINEAR   "linear"
 #define CSMODELSCGEN    "scgen"
 #define CSMODELCPA      "cpa"
+#define CSMODELGRN      "grn"
 
 PETSC_EXTERN PetscClassId CS_MODEL_CLASSID;
 
