@@ -140,7 +140,7 @@ static int CmpCand(const void *x, const void *y)
   return (a->b > b->b) - (a->b < b->b);
 }
 
-PetscErrorCode CsGeneSetsJaccardGraph(const CsGeneSets *s, double threshold, PetscInt topk, CsPriorGraph *g)
+PetscErrorCode CsGeneSetsJaccardGraph(const CsGeneSets *s, const PetscBool sources[], double threshold, PetscInt topk, CsPriorGraph *g)
 {
   PetscInt  G = s->ngenes, T = s->nterms, ntouch, cap = 0;
   int64_t  *tptr;
@@ -170,6 +170,7 @@ PetscErrorCode CsGeneSetsJaccardGraph(const CsGeneSets *s, double threshold, Pet
   for (PetscInt a = 0; a < G; a++) {
     PetscInt na = (PetscInt)(s->member.indptr[a + 1] - s->member.indptr[a]), nc = 0;
     ntouch      = 0;
+    if (sources && !sources[a]) continue;
     for (int64_t e = s->member.indptr[a]; e < s->member.indptr[a + 1]; e++) {
       PetscInt t = s->member.indices[e];
       for (int64_t k = tptr[t]; k < tptr[t + 1]; k++) {
