@@ -16,6 +16,10 @@ PETSC_EXTERN PetscErrorCode CsSolveSPD(PetscInt n, double *A, PetscInt nrhs, dou
    overwritten by X) with LAPACK dgesv. Not collective. Error: exactly singular (the zero pivot is named). */
 PETSC_EXTERN PetscErrorCode CsSolveGeneral(PetscInt n, double *A, PetscInt nrhs, double *B);
 
+/* The spectral radius max |lambda_i| of a general n x n A (column-major, destroyed) from all its eigenvalues
+   (LAPACK dgeev, O(n^3)). Not collective. */
+PETSC_EXTERN PetscErrorCode CsSpectralRadius(PetscInt n, double *A, double *rho);
+
 /* ============================================ ScaLAPACK / BLACS ============================================
    Debian ships no BLACS/ScaLAPACK header, so the prototypes cellshift uses are declared here (LP64 integers,
    gfortran hidden lengths for character arguments); add a prototype here, never in a .c file. */

@@ -11,7 +11,8 @@
    -grn_damping (default 1).
 
    Stability. The predicted shift is the steady state of dx/dt = (W - I) x + u, which exists and attracts when the
-   spectral radius rho(W) < 1; rho is estimated by power iteration (the growth rate of |W^k v|). rho >= 1 is an
+   spectral radius rho(W) < 1. rho is the largest spectral radius of W on its strongly connected components (the
+   cycles of the network), each from all its eigenvalues (dgeev; power iteration beyond 4000 genes). rho >= 1 is an
    input error that names rho and the damping that would bring it to 0.9; nothing is predicted from an unstable
    network.
 
@@ -63,6 +64,8 @@ typedef struct {
   int32_t     *widx; /* [nnz] regulators */
   double      *wval; /* [nnz] */
   double       rho;
+  PetscBool    rho_estimated; /* rho from power iteration (a component of more than 4000 genes) */
+  PetscInt     cycle_genes;   /* genes of the largest strongly connected component of W */
   int         *kind; /* [natoms] */
   int         *col;  /* [natoms] column of resp, -1 without */
   double      *resp; /* [ncol x ngenes] (I - W)^{-1} rhs of each atom with an input */
@@ -118,7 +121,8 @@ static PetscErrorCode CsModelSetFromOptions_GRN(CsModel m, PetscOptionItems *Pet
   PetscCall(PetscOptionsEnum("-unknown", "Atoms the prior does not know: error, zero (no change) or additive (their mean shift)", "grn",
                              GrnUnknowns, (PetscEnum)gr->unknown, (PetscEnum *)&gr->unknown, NULL));
   PetscCall(PetscOptionsInt("-block_size", "Block of the block-cyclic I - W", "grn", gr->block, &gr->block, NULL));
-  PetscCall(PetscOptionsInt("-power_iterations", "Power iterations of the spectral radius estimate", "grn", gr->power_its, &gr->power_its, NULL));
+  PetscCall(PetscOptionsInt("-power_iterations", "Power iterations for the spectral radius of a cycle component of more than 4000 genes", "grn",
+                            gr->power_its, &gr->power_its, NULL));
   PetscCall(PetscOptionsInt("-chunk_rows", "Cells densified at a time for the normal equations", "grn", gr->chunk, &gr->chunk, NULL));
   PetscCheck(gr->ridge >= 0, comm, CS_ERR_INPUT, "-grn_ridge must be non-negative, not %g", (double)gr->ridge);
   PetscCheck(gr->damping > 0 && gr->damping <= 1, comm, CS_ERR_INPUT, "-grn_damping must be in (0, 1], not %g", (double)gr->damping);
@@ -264,32 +268,107 @@ static PetscErrorCode FitW(CsModel m, Grn *gr, const CsCSR *A, const PetscInt *a
   PetscFunctionReturn(0);
 }
 
-/* rho(W) by power iteration: the mean growth of log |W^k v| over the second half of the iterations (Gelfand's
-   formula; it does not need a real dominant eigenvalue). 0 when W^k v vanishes (a network without cycles). */
-static double SpectralRadius(const Grn *gr)
+/* Strongly connected components of the graph of W (edge t -> r for every W[t, r] != 0 pattern entry), by an
+   iterative Tarjan: comp[G], *ncomp. Only a component with a cycle can make rho(W) non-zero. */
+static PetscErrorCode Components(PetscInt G, const int64_t *ptr, const int32_t *idx, PetscInt *comp, PetscInt *ncomp)
 {
-  PetscInt G = gr->ngenes, K = gr->power_its, nsum = 0;
-  double  *v, *w, sum = 0;
+  PetscInt *index, *low, *stack, *call, sp = 0, cp = 0, counter = 0;
+  int64_t  *pos;
+  PetscBool *on;
 
-  if (PetscMalloc2(G, &v, G, &w)) return NAN;
-  for (PetscInt i = 0; i < G; i++) v[i] = (1.0 + 0.5 * sin(1.0 + (double)i)) / sqrt((double)G);
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc5(G, &index, G, &low, G, &stack, G, &call, G, &pos));
+  PetscCall(PetscCalloc1(G, &on));
+  for (PetscInt v = 0; v < G; v++) index[v] = -1, comp[v] = -1;
+  *ncomp = 0;
+  for (PetscInt root = 0; root < G; root++) {
+    if (index[root] >= 0) continue;
+    call[cp++] = root, pos[root] = ptr[root], index[root] = low[root] = counter++, stack[sp++] = root, on[root] = PETSC_TRUE;
+    while (cp) {
+      PetscInt v = call[cp - 1];
+      if (pos[v] < ptr[v + 1]) {
+        PetscInt w = idx[pos[v]++];
+        if (index[w] < 0) {
+          call[cp++] = w, pos[w] = ptr[w], index[w] = low[w] = counter++, stack[sp++] = w, on[w] = PETSC_TRUE;
+        } else if (on[w]) low[v] = PetscMin(low[v], index[w]);
+        continue;
+      }
+      if (low[v] == index[v]) { /* v roots a component: pop it */
+        PetscInt w;
+        do {
+          w = stack[--sp], on[w] = PETSC_FALSE, comp[w] = *ncomp;
+        } while (w != v);
+        (*ncomp)++;
+      }
+      cp--;
+      if (cp) low[call[cp - 1]] = PetscMin(low[call[cp - 1]], low[v]);
+    }
+  }
+  PetscCall(PetscFree5(index, low, stack, call, pos));
+  PetscCall(PetscFree(on));
+  PetscFunctionReturn(0);
+}
+
+/* rho of the block S[n x n] (column-major, destroyed) by power iteration: the mean growth of log |S^k v| over the
+   second half of the iterations (Gelfand's formula; it needs no real dominant eigenvalue, but converges slowly
+   when several eigenvalues share the largest modulus). */
+static double PowerRadius(PetscInt n, const double *S, PetscInt K, double *v, double *w)
+{
+  double sum = 0;
+  PetscInt nsum = 0;
+  for (PetscInt i = 0; i < n; i++) v[i] = (1.0 + 0.5 * sin(1.0 + (double)i)) / sqrt((double)n);
   for (PetscInt k = 0; k < K; k++) {
     double nrm = 0;
-    for (PetscInt t = 0; t < G; t++) {
-      double s = 0;
-      for (int64_t e = gr->wptr[t]; e < gr->wptr[t + 1]; e++) s += gr->wval[e] * v[gr->widx[e]];
-      w[t] = s, nrm += s * s;
-    }
+    for (PetscInt i = 0; i < n; i++) w[i] = 0;
+    for (PetscInt j = 0; j < n; j++)
+      for (PetscInt i = 0; i < n; i++) w[i] += S[(size_t)j * n + i] * v[j];
+    for (PetscInt i = 0; i < n; i++) nrm += w[i] * w[i];
     nrm = sqrt(nrm);
-    if (nrm == 0) {
-      PetscFree2(v, w);
-      return 0;
-    }
-    for (PetscInt t = 0; t < G; t++) v[t] = w[t] / nrm;
+    if (nrm == 0) return 0;
+    for (PetscInt i = 0; i < n; i++) v[i] = w[i] / nrm;
     if (k >= K / 2) sum += log(nrm), nsum++;
   }
-  PetscFree2(v, w);
   return exp(sum / (double)nsum);
+}
+
+/* rho(W) = the largest rho of W restricted to a strongly connected component (the eigenvalues of a matrix are
+   those of its diagonal blocks in the components' order). A regulatory network's cycles sit in a small core of
+   TFs, so each component's block is dense and its eigenvalues are computed exactly (dgeev); a component of more
+   than 4000 genes is estimated by power iteration (-grn_power_iterations). Replicated: every rank gets the same. */
+static PetscErrorCode SpectralRadius(Grn *gr)
+{
+  PetscInt G = gr->ngenes, ncomp, *comp, *size, *local;
+  double  *S, *v, *w;
+
+  PetscFunctionBeginUser;
+  gr->rho = 0, gr->rho_estimated = PETSC_FALSE;
+  PetscCall(PetscMalloc3(G, &comp, G + 1, &size, G, &local));
+  PetscCall(Components(G, gr->wptr, gr->widx, comp, &ncomp));
+  PetscCall(PetscArrayzero(size, ncomp + 1));
+  for (PetscInt t = 0; t < G; t++) local[t] = size[comp[t]]++;
+  for (PetscInt c = 0; c < ncomp; c++) {
+    PetscInt n = size[c];
+    double   rho = 0;
+    if (n < 2) continue; /* W has no self-loops: a single gene is no cycle */
+    PetscCall(PetscCalloc1((size_t)n * n, &S));
+    for (PetscInt t = 0; t < G; t++) {
+      if (comp[t] != c) continue;
+      for (int64_t e = gr->wptr[t]; e < gr->wptr[t + 1]; e++)
+        if (comp[gr->widx[e]] == c) S[(size_t)local[gr->widx[e]] * n + local[t]] += gr->wval[e];
+    }
+    if (n <= 4000) PetscCall(CsSpectralRadius(n, S, &rho));
+    else {
+      PetscCall(PetscMalloc2(n, &v, n, &w));
+      rho = PowerRadius(n, S, gr->power_its, v, w);
+      PetscCall(PetscFree2(v, w));
+      gr->rho_estimated = PETSC_TRUE;
+    }
+    PetscCall(PetscFree(S));
+    gr->rho = PetscMax(gr->rho, rho);
+    gr->cycle_genes = PetscMax(gr->cycle_genes, n);
+  }
+  PetscCall(PetscFree3(comp, size, local));
+  PetscFunctionReturn(0);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -478,9 +557,9 @@ static PetscErrorCode Summary(CsModel m, Grn *gr, PetscViewer v)
   for (PetscInt i = 0; i < gr->nctx * gr->natoms; i++) nf[gr->from[i]]++;
   PetscCall(PetscViewerASCIIPrintf(v,
                                    "grn: prior %s, W: %lld edges on %" PetscInt_FMT " targets of %" PetscInt_FMT " genes, ridge %g, damping %g, "
-                                   "spectral radius %.4g\n",
+                                   "spectral radius %.4g (%s; largest cycle component %" PetscInt_FMT " genes)\n",
                                    gr->prior_name, (long long)gr->wptr[gr->ngenes], gr->ntargets, gr->ngenes, (double)gr->ridge, (double)gr->damping,
-                                   gr->rho));
+                                   gr->rho, gr->rho_estimated ? "power iteration" : "exact", gr->cycle_genes));
   PetscCall(PetscViewerASCIIPrintf(v,
                                    "grn: atoms: %" PetscInt_FMT " measured genes, %" PetscInt_FMT " TFs through their targets, %" PetscInt_FMT
                                    " unknown; inputs (context x atom): %" PetscInt_FMT " measured there, %" PetscInt_FMT " in other contexts, %" PetscInt_FMT
@@ -519,7 +598,7 @@ static PetscErrorCode CsModelFit_GRN(CsModel m)
 
   PetscCall(FitW(m, gr, &A, agene));
   PetscCall(CsCSRFree(&A));
-  gr->rho = SpectralRadius(gr);
+  PetscCall(SpectralRadius(gr));
   CsCheckAll(comm, gr->rho < 1,
              "grn: the fitted network is not stable: spectral radius of W %.4g >= 1 (prior %s, ridge %g, damping %g), so dx/dt = (W - I) x + u "
              "has no attracting steady state; use -grn_damping %.3g (rho 0.9) or a larger -grn_ridge",
@@ -581,7 +660,7 @@ static PetscErrorCode CsModelPredict_GRN(CsModel m, const CsCondition *cond, Pet
 /* model.h5 params: W_indptr [ngenes + 1], W_indices [nnz], W_values [nnz] (W by target rows), rho [1], ridge [1],
    damping [1], kind [natoms] (0 measured gene, 1 TF through its targets, 2 unknown), column [natoms] (-1: none),
    response [ncol x ngenes] ((I - W)^{-1} rhs of each atom with an input), u and from [nctx x natoms]; with
-   -grn_unknown additive the atom shifts (shift_*). Attributes: prior, unknown, ntargets. */
+   -grn_unknown additive the atom shifts (shift_*). Attributes: prior, unknown, ntargets, cycle_genes, rho_estimated. */
 static PetscErrorCode CsModelSave_GRN(CsModel m, hid_t g)
 {
   Grn     *gr = (Grn *)m->data;
@@ -607,6 +686,8 @@ static PetscErrorCode CsModelSave_GRN(CsModel m, hid_t g)
   PetscCall(CsH5WriteAttrString(g, "prior", gr->prior_name));
   PetscCall(CsH5WriteAttrInt64(g, "unknown", (int64_t)gr->unknown));
   PetscCall(CsH5WriteAttrInt64(g, "ntargets", gr->ntargets));
+  PetscCall(CsH5WriteAttrInt64(g, "cycle_genes", gr->cycle_genes));
+  PetscCall(CsH5WriteAttrInt64(g, "rho_estimated", gr->rho_estimated));
   PetscFunctionReturn(0);
 }
 
@@ -616,7 +697,7 @@ static PetscErrorCode CsModelLoad_GRN(CsModel m, hid_t g)
   PetscInt  G = m->ds->ngenes, A = m->design->natoms, C = m->design->nctx;
   hsize_t   dp[1] = {(hsize_t)G + 1}, dn[1] = {0}, d1[1] = {1}, da[1] = {(hsize_t)A}, dr[2] = {0, (hsize_t)G}, dca[2] = {(hsize_t)C, (hsize_t)A};
   double    ridge, damping;
-  int64_t   unknown, ntargets;
+  int64_t   unknown, ntargets, cycle, estimated;
   PetscBool found;
 
   PetscFunctionBeginUser;
@@ -653,6 +734,9 @@ static PetscErrorCode CsModelLoad_GRN(CsModel m, hid_t g)
   PetscCall(CsH5ReadAttrString(g, "prior", gr->prior_name, sizeof(gr->prior_name), &found));
   PetscCall(CsH5ReadAttrInt64(g, "unknown", &unknown));
   PetscCall(CsH5ReadAttrInt64(g, "ntargets", &ntargets));
+  PetscCall(CsH5ReadAttrInt64(g, "cycle_genes", &cycle));
+  PetscCall(CsH5ReadAttrInt64(g, "rho_estimated", &estimated));
+  gr->cycle_genes = (PetscInt)cycle, gr->rho_estimated = estimated ? PETSC_TRUE : PETSC_FALSE;
   PetscCheck(unknown >= GRN_UNKNOWN_ERROR && unknown <= GRN_UNKNOWN_ADDITIVE, PETSC_COMM_SELF, CS_ERR_INPUT, "model: unknown-atom policy %lld",
              (long long)unknown);
   gr->unknown = (GrnUnknown)unknown, gr->ntargets = (PetscInt)ntargets, gr->ridge = (PetscReal)ridge, gr->damping = (PetscReal)damping;
