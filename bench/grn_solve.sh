@@ -34,7 +34,7 @@ for G in $sizes; do
     s=$(echo "$l" | field scalapack_gflops); d=$(echo "$l" | field dgesv_gflops)
     printf '%7s %5s %5s %12s %10s %10s %9s %10s %10s %9s %10s %9s\n' "$G" "$np" "$(echo "$l" | field grid)" "$(echo "$l" | field scalapack_s)" \
       "$(echo "$l" | field factor_s)" "$(echo "$l" | field solve_s)" "$s" "$(awk -v a="$s" -v p="$peak" -v n=$np 'BEGIN{printf "%.0f", 100*a/(p*n)}')" \
-      "$(echo "$l" | field dgesv_s)" "$d" "$(awk -v a="$d" -v p="$peak" 'BEGIN{printf "%.0f", a>0?100*a/p:0}')" "$(echo "$l" | field max_diff)"
+      "$(echo "$l" | field dgesv_s)" "$d" "$(awk -v a="$d" -v p="$peak" 'BEGIN{printf "%.0f", (a > 0) ? 100 * a / p : 0}')" "$(echo "$l" | field max_diff)"
   done
 done
 echo "(% peak: of the dgemm peak times the ranks; dgesv runs on one rank; rows at 2 ranks do not repeat dgesv)"
