@@ -29,6 +29,7 @@ typedef const char        *CsModelType;
 #define CSMODELLINEAR   "linear"
 #define CSMODELSCGEN    "scgen"
 #define CSMODELCPA      "cpa"
+#define CSMODELMEAN     "mean"
 #define CSMODELGRN      "grn"
 
 PETSC_EXTERN PetscClassId CS_MODEL_CLASSID;
@@ -108,5 +109,13 @@ PETSC_EXTERN void CsAtomShiftsSum(const CsAtomShifts *sh, const CsCondition *con
 PETSC_EXTERN PetscErrorCode CsAtomShiftsSave(const CsAtomShifts *sh, hid_t g);
 PETSC_EXTERN PetscErrorCode CsAtomShiftsLoad(CsAtomShifts *sh, hid_t g, PetscInt nctx, PetscInt natoms, PetscInt dim);
 PETSC_EXTERN PetscErrorCode CsAtomShiftsFree(CsAtomShifts *sh);
+
+/* Collective: the mean shift over the training perturbations of every context (the `mean` baseline, and the
+   reference of Systema's metrics, the mean of the perturbation centroids, is mean(control) + shift):
+   shift[c * ngenes + j] = mean over the train groups of context c with at least one atom (any number of atoms, any
+   dose, each group weighing the same) of mean(group)_j - mean(control of c)_j. A context without such a group (or
+   without controls) gets the average of the other contexts' shifts, each context weighing the same, and 0 when no
+   context has one; own[c] (may be NULL) tells which contexts have their own. Means are CsDesignGroupMeans. */
+PETSC_EXTERN PetscErrorCode CsContextMeanShifts(CsDataset ds, CsDesign d, CsSplit s, double *shift, PetscBool *own);
 
 #endif

@@ -7,9 +7,18 @@
                      -valid_fraction of the other perturbed groups are valid;
    -split explicit : -test_conditions "KLF1+MAP2K6,stimulated@CD4T" (condition@context, context optional = all
                      contexts where the condition was measured); -test_conditions alone implies explicit;
+   -split simulation: GEARS' simulation split: -test_fraction of the atoms that have a single-atom group are unseen
+                     (drawn with -split_seed by name): their single-atom groups are test, the other atoms' train;
+                     every combination with an atom not seen alone in training is test; of the combinations whose
+                     atoms are all seen, -test_fraction go to test, -valid_fraction to valid, the rest train;
    -split_file F   : read the roles from a split.json written by an earlier run (same data and design).
    Control groups are always train (visible): they are the inputs every prediction starts from, never targets.
-   The roles are written to split.json so any model can be rerun on the same split. */
+   The roles are written to split.json so any model can be rerun on the same split.
+
+   Categories (every split type): what training knows of each group's atoms. An atom is seen when it has a
+   single-atom train group in some context; a group is "control", "seen_single" or "unseen_single" (one atom),
+   "combo_seen<k>" (two atoms, k of them seen: GEARS' combo_seen0/1/2) or "combo<n>_seen<k>" (n > 2 atoms). They are
+   a function of the roles (recomputed when a split.json is read) and written to split.json. */
 #ifndef CELLSHIFT_SPLIT_H
 #define CELLSHIFT_SPLIT_H
 
@@ -26,6 +35,7 @@ struct _n_CsSplit {
   PetscReal test_fraction, valid_fraction;
   PetscInt  ngroups;
   CsRole   *role;  /* [ngroups] */
+  char    (*category)[32]; /* [ngroups] category of each group (see above) */
   PetscInt  ntest, nvalid, ntrain;
   PetscBool setup;
 };

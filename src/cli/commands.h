@@ -23,7 +23,7 @@ typedef struct {
   PetscInt  nmodels;
   char     *models[16];    /* -model a,b,c: TYPE or NAME:TYPE each */
   PetscInt  nbaselines;
-  char     *baselines[16]; /* -baselines control,additive: scored next to every model */
+  char     *baselines[16]; /* -baselines control,additive,mean: scored next to every model */
   PetscInt  nall;
   char     *all[32];       /* baselines then models, each name once (pointers into the two lists) */
   PetscBool isbaseline[32];

@@ -35,7 +35,7 @@ PetscErrorCode CsProblemSetFromOptions(CsProblem *p)
   PetscCall(PetscOptionsString("-output_dir", "Folder of the run's files", "CsProblemSetUp", p->outdir, p->outdir, sizeof(p->outdir), NULL));
   PetscCall(PetscOptionsStringArray("-model", "Models to fit, comma-separated (default linear; see the list of models)", "CsProblemSetUp",
                                     p->models, &nm, &mset));
-  PetscCall(PetscOptionsStringArray("-baselines", "Baselines scored next to every model (default control,additive)", "CsProblemSetUp",
+  PetscCall(PetscOptionsStringArray("-baselines", "Baselines scored next to every model (default control,additive,mean)", "CsProblemSetUp",
                                     p->baselines, &nb, &bset));
   PetscOptionsEnd();
   p->nmodels = mset ? nm : 0, p->nbaselines = bset ? nb : 0;
@@ -43,6 +43,7 @@ PetscErrorCode CsProblemSetFromOptions(CsProblem *p)
   if (!bset) {
     PetscCall(PetscStrallocpy("control", &p->baselines[p->nbaselines++]));
     PetscCall(PetscStrallocpy("additive", &p->baselines[p->nbaselines++]));
+    PetscCall(PetscStrallocpy("mean", &p->baselines[p->nbaselines++]));
   }
   for (PetscInt i = 0; i < p->nbaselines + p->nmodels; i++) {
     char     *spec = i < p->nbaselines ? p->baselines[i] : p->models[i - p->nbaselines];

@@ -5,7 +5,7 @@
 #include <math.h>
 
 const char *const CsRoles[] = {"train", "valid", "test", NULL};
-static const char *const SplitTypes[] = {"random", "combo", "context", "explicit", NULL};
+static const char *const SplitTypes[] = {"random", "combo", "context", "explicit", "simulation", NULL};
 
 PetscErrorCode CsSplitCreate(MPI_Comm comm, CsSplit *out)
 {
@@ -30,7 +30,7 @@ PetscErrorCode CsSplitSetFromOptions(CsSplit s)
   for (PetscInt i = 0; SplitTypes[i]; i++)
     if (!strcmp(SplitTypes[i], s->type)) t = i;
   PetscOptionsBegin(s->comm, NULL, "Train / valid / test split", "CsSplit");
-  PetscCall(PetscOptionsEList("-split", "How groups are held out", "CsSplitSetFromOptions", SplitTypes, 4, SplitTypes[t], &t, &set));
+  PetscCall(PetscOptionsEList("-split", "How groups are held out", "CsSplitSetFromOptions", SplitTypes, 5, SplitTypes[t], &t, &set));
   PetscCall(PetscOptionsInt("-split_seed", "Seed of the random assignment", "CsSplitSetFromOptions", s->seed, &s->seed, NULL));
   PetscCall(PetscOptionsReal("-test_fraction", "Fraction of candidate groups held out for test", "CsSplitSetFromOptions",
                              s->test_fraction, &s->test_fraction, NULL));
@@ -132,6 +132,72 @@ static PetscErrorCode Explicit(CsSplit s, CsDesign d)
   PetscFunctionReturn(0);
 }
 
+/* GEARS' simulation split. The atoms with a single-atom group are drawn with the seed (by name, so the draw does not
+   depend on the other atoms' order); the first round(test_fraction n) are unseen: their single-atom groups are
+   test, the other atoms' are train. A combination is test unless every atom of it is seen alone in training; of
+   those, -test_fraction go to test and -valid_fraction to valid as in the combo split. */
+static PetscErrorCode Simulation(CsSplit s, CsDesign d)
+{
+  Draw      *dr;
+  PetscBool *single, *seen, *cand;
+  PetscInt   n = 0, nunseen;
+  char       key[1024];
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscCalloc3(d->natoms + 1, &single, d->natoms + 1, &seen, d->ngroups + 1, &cand));
+  PetscCall(PetscMalloc1(d->natoms + 1, &dr));
+  for (PetscInt g = 0; g < d->ngroups; g++)
+    if (d->conds[d->groups[g].cond].natoms == 1) single[d->conds[d->groups[g].cond].atoms[0]] = PETSC_TRUE;
+  for (PetscInt a = 0; a < d->natoms; a++) {
+    if (!single[a]) continue;
+    PetscCall(PetscSNPrintf(key, sizeof(key), "atom\t%s", d->atoms[a]));
+    dr[n].u   = CsRngUniform((uint64_t)s->seed, CS_STREAM_SPLIT, Fnv1a(key), 1);
+    dr[n++].g = a;
+  }
+  qsort(dr, (size_t)n, sizeof(Draw), CmpDraw);
+  nunseen = (PetscInt)floor(s->test_fraction * n + 0.5);
+  if (nunseen == 0 && s->test_fraction > 0 && n > 0) nunseen = 1;
+  for (PetscInt i = nunseen; i < n; i++) seen[dr[i].g] = PETSC_TRUE;
+  for (PetscInt g = 0; g < d->ngroups; g++) {
+    const CsCondition *c = &d->conds[d->groups[g].cond];
+    PetscInt           k = 0;
+    if (!c->natoms) continue;
+    for (PetscInt i = 0; i < c->natoms; i++) k += seen[c->atoms[i]] ? 1 : 0;
+    if (c->natoms == 1) s->role[g] = k ? CS_ROLE_TRAIN : CS_ROLE_TEST;
+    else if (k < c->natoms) s->role[g] = CS_ROLE_TEST;
+    else cand[g] = PETSC_TRUE;
+  }
+  PetscCall(Assign(s, d, cand, PETSC_TRUE));
+  PetscCall(PetscFree(dr));
+  PetscCall(PetscFree3(single, seen, cand));
+  PetscFunctionReturn(0);
+}
+
+/* The category of every group from the final roles: an atom is seen when it has a single-atom train group in some
+   context. "control"; "seen_single" / "unseen_single"; "combo_seen<k>" for two atoms; "combo<n>_seen<k>" for n > 2. */
+static PetscErrorCode SetCategories(CsSplit s, CsDesign d)
+{
+  PetscBool *seen;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscCalloc1(d->natoms + 1, &seen));
+  PetscCall(PetscFree(s->category));
+  PetscCall(PetscMalloc1(d->ngroups + 1, &s->category));
+  for (PetscInt g = 0; g < d->ngroups; g++)
+    if (s->role[g] == CS_ROLE_TRAIN && d->conds[d->groups[g].cond].natoms == 1) seen[d->conds[d->groups[g].cond].atoms[0]] = PETSC_TRUE;
+  for (PetscInt g = 0; g < d->ngroups; g++) {
+    const CsCondition *c = &d->conds[d->groups[g].cond];
+    PetscInt           k = 0;
+    for (PetscInt i = 0; i < c->natoms; i++) k += seen[c->atoms[i]] ? 1 : 0;
+    if (!c->natoms) PetscCall(PetscStrncpy(s->category[g], "control", sizeof(s->category[g])));
+    else if (c->natoms == 1) PetscCall(PetscStrncpy(s->category[g], k ? "seen_single" : "unseen_single", sizeof(s->category[g])));
+    else if (c->natoms == 2) PetscCall(PetscSNPrintf(s->category[g], sizeof(s->category[g]), "combo_seen%" PetscInt_FMT, k));
+    else PetscCall(PetscSNPrintf(s->category[g], sizeof(s->category[g]), "combo%" PetscInt_FMT "_seen%" PetscInt_FMT, c->natoms, k));
+  }
+  PetscCall(PetscFree(seen));
+  PetscFunctionReturn(0);
+}
+
 /* A string member of a JSON object, or NULL. */
 static const char *MemberString(const json_t *obj, const char key[])
 {
@@ -206,12 +272,15 @@ PetscErrorCode CsSplitSetUp(CsSplit s, CsDesign d)
       else cand[g] = PETSC_TRUE;
     }
     PetscCall(Assign(s, d, cand, PETSC_FALSE));
+  } else if (!strcmp(s->type, "simulation")) {
+    PetscCall(Simulation(s, d));
   } else {
     CsCheckAll(s->comm, s->test_conditions[0], "-split explicit needs -test_conditions");
     PetscCall(Explicit(s, d));
     for (PetscInt g = 0; g < d->ngroups; g++) cand[g] = !d->groups[g].control && s->role[g] != CS_ROLE_TEST;
     PetscCall(Assign(s, d, cand, PETSC_FALSE));
   }
+  PetscCall(SetCategories(s, d));
   s->ntest = s->nvalid = s->ntrain = 0;
   for (PetscInt g = 0; g < d->ngroups; g++) {
     s->ntest += s->role[g] == CS_ROLE_TEST;
@@ -263,6 +332,7 @@ static PetscErrorCode SplitTree(CsSplit s, CsDesign d, json_t *root)
     PetscCall(CsJSONSet(g, "natoms", json_integer(c->natoms)));
     PetscCall(CsJSONSet(g, "n_cells", json_integer(d->groups[k].ncells)));
     PetscCall(CsJSONSet(g, "role", json_string(CsRoles[s->role[k]])));
+    PetscCall(CsJSONSet(g, "category", json_string(s->category[k])));
   }
   PetscFunctionReturn(0);
 }
@@ -291,12 +361,30 @@ PetscErrorCode CsSplitSave(CsSplit s, CsDesign d, const char path[])
   PetscFunctionReturn(0);
 }
 
+/* "unseen_single 4, combo_seen0 3, ...": the test groups per category, categories in order of first appearance. */
+static PetscErrorCode ViewTestCategories(CsSplit s, PetscViewer v)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscViewerASCIIPrintf(v, "  test groups by category:"));
+  for (PetscInt g = 0; g < s->ngroups; g++) {
+    PetscInt n = 0, first = 1;
+    if (s->role[g] != CS_ROLE_TEST) continue;
+    for (PetscInt h = 0; h < g && first; h++) first = !(s->role[h] == CS_ROLE_TEST && !strcmp(s->category[h], s->category[g]));
+    if (!first) continue;
+    for (PetscInt h = g; h < s->ngroups; h++) n += s->role[h] == CS_ROLE_TEST && !strcmp(s->category[h], s->category[g]);
+    PetscCall(PetscViewerASCIIPrintf(v, " %s %" PetscInt_FMT, s->category[g], n));
+  }
+  PetscCall(PetscViewerASCIIPrintf(v, "\n"));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsSplitView(CsSplit s, CsDesign d, PetscViewer v)
 {
   PetscFunctionBeginUser;
   PetscCall(PetscViewerASCIIPrintf(v, "CsSplit %s%s%s: %" PetscInt_FMT " test, %" PetscInt_FMT " valid, %" PetscInt_FMT " train groups\n",
                                    s->file[0] ? "from " : "", s->file[0] ? s->file : s->type,
                                    s->holdout_context[0] && !strcmp(s->type, "context") ? " (holdout)" : "", s->ntest, s->nvalid, s->ntrain));
+  if (s->setup) PetscCall(ViewTestCategories(s, v));
   PetscFunctionReturn(0);
 }
 
@@ -305,6 +393,7 @@ PetscErrorCode CsSplitDestroy(CsSplit *s)
   PetscFunctionBeginUser;
   if (!*s) PetscFunctionReturn(0);
   PetscCall(PetscFree((*s)->role));
+  PetscCall(PetscFree((*s)->category));
   PetscCall(PetscFree(*s));
   PetscFunctionReturn(0);
 }

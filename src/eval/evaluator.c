@@ -9,14 +9,31 @@
    energy distance and MMD there; the values are then shared, so every rank holds the same numbers. */
 #include "evalimpl.h"
 #include <cellshift/linalg.h>
+#include <cellshift/model.h>
 #include <cblas.h>
 #include <math.h>
 
-const char *const CsMetricNames[] = {"rmse",          "r2_mean_all",  "r2_mean_top100_de", "pearson_delta",
-                                     "pearson_delta_top20_de", "cosine_logfc", "energy_distance", "mmd_rbf",
-                                     "de_recall_top20", "rank",     NULL};
-const PetscBool CsMetricHigherBetter[] = {PETSC_FALSE, PETSC_TRUE, PETSC_TRUE,  PETSC_TRUE,  PETSC_TRUE,
-                                          PETSC_TRUE,  PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE};
+const char *const CsMetricNames[] = {"rmse",
+                                     "r2_mean_all",
+                                     "r2_mean_top100_de",
+                                     "pearson_delta",
+                                     "pearson_delta_top20_de",
+                                     "cosine_logfc",
+                                     "energy_distance",
+                                     "mmd_rbf",
+                                     "de_recall_top20",
+                                     "rank_rmse",
+                                     "rank_cosine_logfc",
+                                     "mae",
+                                     "de_score",
+                                     "discrimination_score",
+                                     "centroid_accuracy",
+                                     "pearson_delta_pert",
+                                     "pearson_delta_pert_top20_de",
+                                     NULL};
+const PetscBool CsMetricHigherBetter[] = {PETSC_FALSE, PETSC_TRUE, PETSC_TRUE,  PETSC_TRUE,  PETSC_TRUE, PETSC_TRUE,
+                                          PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE,
+                                          PETSC_TRUE,  PETSC_TRUE,  PETSC_TRUE,  PETSC_TRUE, PETSC_TRUE};
 
 #define CS_EVAL_KIND_KEY "cellshift_kind"
 
@@ -224,8 +241,11 @@ PetscErrorCode CsEvaluatorCreate(MPI_Comm comm, CsEvaluator *out)
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&e));
   e->comm      = comm;
-  e->max_cells = 1000;
-  e->pca_k     = 50;
+  e->max_cells    = 1000;
+  e->pca_k        = 50;
+  e->gi_min_mean  = 0.1;
+  e->gi_max_pairs = 100000;
+  PetscCall(PetscStrncpy(e->vcc_baseline, CSMODELMEAN, sizeof(e->vcc_baseline)));
   PetscCallMPI(MPI_Comm_rank(comm, &e->rank));
   PetscCallMPI(MPI_Comm_size(comm, &e->size));
   *out = e;
@@ -240,7 +260,14 @@ PetscErrorCode CsEvaluatorSetFromOptions(CsEvaluator e)
                             "CsEvaluatorSetFromOptions", e->max_cells, &e->max_cells, NULL));
   PetscCall(PetscOptionsInt("-eval_pca_components", "Principal components of C u T in which energy distance and MMD are computed",
                             "CsEvaluatorSetFromOptions", e->pca_k, &e->pca_k, NULL));
+  PetscCall(PetscOptionsString("-eval_vcc_baseline", "Scored model whose aggregates normalise vcc_score (the cell-mean baseline)",
+                               "CsEvaluatorSetFromOptions", e->vcc_baseline, e->vcc_baseline, sizeof(e->vcc_baseline), NULL));
+  PetscCall(PetscOptionsReal("-gi_min_mean", "Genetic interactions: genes whose control mean (log-normalised) is at least this",
+                             "CsEvaluatorSetFromOptions", e->gi_min_mean, &e->gi_min_mean, NULL));
+  PetscCall(PetscOptionsInt("-gi_max_pairs", "Genetic interactions: gene pairs of the Theil-Sen fit (evenly subsampled beyond)",
+                            "CsEvaluatorSetFromOptions", e->gi_max_pairs, &e->gi_max_pairs, NULL));
   PetscOptionsEnd();
+  PetscCheck(e->gi_max_pairs >= 1, e->comm, CS_ERR_INPUT, "-gi_max_pairs must be at least 1 (got %" PetscInt_FMT ")", e->gi_max_pairs);
   PetscCheck(e->max_cells >= 2, e->comm, CS_ERR_INPUT, "-eval_max_cells must be at least 2 (got %" PetscInt_FMT ")", e->max_cells);
   PetscCheck(e->pca_k >= 1, e->comm, CS_ERR_INPUT, "-eval_pca_components must be at least 1 (got %" PetscInt_FMT ")", e->pca_k);
   PetscFunctionReturn(0);
@@ -252,6 +279,8 @@ static PetscErrorCode ModelFree(CsEvalModel *m)
   PetscCall(PetscFree(m->values));
   PetscCall(PetscFree(m->npred));
   PetscCall(PetscFree(m->mP));
+  PetscCall(PetscFree(m->cagg));
+  PetscCall(PetscFree(m->gi));
   PetscFunctionReturn(0);
 }
 
@@ -267,7 +296,16 @@ static PetscErrorCode EvaluatorReset(CsEvaluator e)
   PetscCall(PetscFree2(e->nT, e->nC));
   PetscCall(PetscFree4(e->mT, e->vT, e->mC, e->vC));
   PetscCall(PetscFree2(e->de, e->nde));
-  e->nmodels = e->ntest = 0;
+  PetscCall(PetscFree(e->cat));
+  PetscCall(PetscFree(e->catname));
+  PetscCall(PetscFree(e->atomgene));
+  PetscCall(PetscFree(e->mRef));
+  PetscCall(PetscFree(e->lfcT));
+  PetscCall(PetscFree2(e->desT, e->ndesT));
+  PetscCall(PetscFree(e->ccol));
+  PetscCall(CsEvalColumnsFree(&e->cols));
+  PetscCall(CsEvalGIFree(e));
+  e->nmodels = e->ntest = e->ncat = 0;
   e->setup   = PETSC_FALSE;
   PetscFunctionReturn(0);
 }
@@ -358,6 +396,100 @@ static PetscErrorCode SetUpDE(CsEvaluator e)
   PetscFunctionReturn(0);
 }
 
+static int CmpStr(const void *a, const void *b) { return strcmp((const char *)a, (const char *)b); }
+
+/* The split's categories of the test groups (sorted, each once) and the category of each test group. */
+static PetscErrorCode SetUpCategories(CsEvaluator e)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(e->ntest, &e->catname));
+  PetscCall(PetscMalloc1(e->ntest, &e->cat));
+  for (PetscInt t = 0; t < e->ntest; t++) PetscCall(PetscStrncpy(e->catname[t], e->s->category[e->test[t]], sizeof(e->catname[t])));
+  qsort(e->catname, (size_t)e->ntest, sizeof(e->catname[0]), CmpStr);
+  e->ncat = 0;
+  for (PetscInt t = 0; t < e->ntest; t++) {
+    if (e->ncat && !strcmp(e->catname[e->ncat - 1], e->catname[t])) continue;
+    if (e->ncat != t) PetscCall(PetscArraycpy(e->catname[e->ncat], e->catname[t], sizeof(e->catname[0])));
+    e->ncat++;
+  }
+  for (PetscInt t = 0; t < e->ntest; t++) {
+    const char (*hit)[32] = bsearch(e->s->category[e->test[t]], e->catname, (size_t)e->ncat, sizeof(e->catname[0]), CmpStr);
+    e->cat[t] = (PetscInt)(hit - e->catname);
+  }
+  PetscFunctionReturn(0);
+}
+
+/* The gene named like each atom (its target gene), -1 where none. */
+static PetscErrorCode SetUpAtomGenes(CsEvaluator e)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(e->d->natoms + 1, &e->atomgene));
+  for (PetscInt a = 0; a < e->d->natoms; a++) {
+    e->atomgene[a] = -1;
+    for (PetscInt j = 0; j < e->G && e->atomgene[a] < 0; j++)
+      if (!strcmp(e->ds->genes[j], e->d->atoms[a])) e->atomgene[a] = j;
+  }
+  PetscFunctionReturn(0);
+}
+
+/* Systema's reference of every test group: its control mean plus the context's mean training shift. */
+static PetscErrorCode SetUpReference(CsEvaluator e)
+{
+  PetscInt G = e->G;
+  double  *shift;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1((size_t)e->d->nctx * G + 1, &shift));
+  PetscCall(CsContextMeanShifts(e->ds, e->d, e->s, shift, NULL));
+  PetscCall(PetscMalloc1((size_t)e->ntest * G, &e->mRef));
+  for (PetscInt t = 0; t < e->ntest; t++) {
+    const double *sh = shift + (size_t)e->d->groups[e->test[t]].ctx * G, *mC = e->mC + (size_t)t * G;
+    for (PetscInt j = 0; j < G; j++) e->mRef[(size_t)t * G + j] = mC[j] + sh[j];
+  }
+  PetscCall(PetscFree(shift));
+  PetscFunctionReturn(0);
+}
+
+/* The significant genes of a set X (T or P) of every test group against its controls, by |lfc|: p [ntest x G] from
+   the rank tests, mX the means. */
+static PetscErrorCode SignificantGenes(CsEvaluator e, const double *p, const double *mX, double *lfc, PetscInt *set, PetscInt *nset)
+{
+  PetscInt G = e->G;
+  double  *q;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(G + 1, &q));
+  for (PetscInt t = 0; t < e->ntest; t++) {
+    size_t o = (size_t)t * G;
+    PetscCall(CsBenjaminiHochberg(G, p + o, q));
+    CsLog2FoldChange(G, mX + o, e->mC + o, lfc + o);
+    PetscCall(CsDESet(G, q, lfc + o, set + o, &nset[t]));
+  }
+  PetscCall(PetscFree(q));
+  PetscFunctionReturn(0);
+}
+
+/* The rank tests of T against C for every test group (de_score's true DE genes); keeps the columns of C. */
+static PetscErrorCode SetUpRankTests(CsEvaluator e, const PetscInt *cslot, const SlotRows *sr)
+{
+  PetscInt G = e->G, *ts;
+  double  *p;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsEvalColumnsBuild(e->comm, &e->ds->X, sr->slot, sr->nslots, sr->total, &e->cols));
+  PetscCall(PetscMalloc1(e->ntest, &e->ccol));
+  PetscCall(PetscMalloc1(e->ntest, &ts));
+  for (PetscInt t = 0; t < e->ntest; t++) e->ccol[t] = cslot[e->d->groups[e->test[t]].ctrl], ts[t] = t;
+  PetscCall(PetscMalloc1((size_t)e->ntest * G, &p));
+  PetscCall(CsEvalColumnsTest(e->comm, &e->cols, ts, &e->cols, e->ccol, e->ntest, p));
+  PetscCall(PetscMalloc1((size_t)e->ntest * G, &e->lfcT));
+  PetscCall(PetscMalloc2((size_t)e->ntest * G, &e->desT, e->ntest, &e->ndesT));
+  PetscCall(SignificantGenes(e, p, e->mT, e->lfcT, e->desT, e->ndesT));
+  PetscCall(PetscFree(p));
+  PetscCall(PetscFree(ts));
+  PetscFunctionReturn(0);
+}
+
 /* PCA spaces, a batch of one group per rank at a time: gather every group of the batch, then fit in parallel. */
 static PetscErrorCode SetUpSpaces(CsEvaluator e, const PetscInt *cslot, const SlotRows *sr)
 {
@@ -398,6 +530,11 @@ PetscErrorCode CsEvaluatorSetUp(CsEvaluator e, CsDataset ds, CsDesign d, CsSplit
   PetscCall(SetUpSlots(e, cslot, &sr));
   PetscCall(SetUpStats(e, cslot, &sr));
   PetscCall(SetUpDE(e));
+  PetscCall(SetUpCategories(e));
+  PetscCall(SetUpAtomGenes(e));
+  PetscCall(SetUpReference(e));
+  PetscCall(SetUpRankTests(e, cslot, &sr));
+  PetscCall(CsEvalGISetUp(e));
   PetscCall(SetUpSpaces(e, cslot, &sr));
   PetscCall(SlotRowsFree(&sr));
   PetscCall(PetscFree(cslot));
@@ -507,29 +644,23 @@ static PetscErrorCode PredictionsMap(CsEvaluator e, CsDataset p, const char path
   PetscFunctionReturn(0);
 }
 
-/* Root mean square difference of two mean profiles. */
-static double RMSE(PetscInt G, const double *a, const double *b)
-{
-  double s = 0;
-  for (PetscInt j = 0; j < G; j++) s += (a[j] - b[j]) * (a[j] - b[j]);
-  return G ? sqrt(s / (double)G) : 0.0;
-}
-
-/* l(v) = log2(max(v, 0) + 0.1): PerturBench's log fold change on log-normalised data (predicted means below 0
-   are clipped, as expression cannot be negative). */
-static double LogFC(double v) { return log2((v > 0 ? v : 0.0) + 0.1); }
-
-/* Every metric of test group t except energy distance, MMD and rank. work [4 G + 40]. */
+/* Every metric of test group t built on its own means (all but energy distance, MMD, de_score and the metrics that
+   compare the groups of a context). work [4 G + 40]. */
 static PetscErrorCode GroupMetrics(CsEvaluator e, PetscInt t, const double *mP, const double *vP, PetscInt nP, double *val,
                                    double *work)
 {
   PetscInt      G = e->G, nde = e->nde[t], n20 = PetscMin(nde, 20), top[20], ntop, hit = 0;
-  const double *mT = e->mT + (size_t)t * G, *mC = e->mC + (size_t)t * G, *vC = e->vC + (size_t)t * G;
+  const double *mT = e->mT + (size_t)t * G, *mC = e->mC + (size_t)t * G, *vC = e->vC + (size_t)t * G, *R = e->mRef + (size_t)t * G;
   const PetscInt *de = e->de + (size_t)t * CS_EVAL_TOP_DE;
   double       *a = work, *b = work + G, *c = work + 2 * G, *dd = work + 3 * G;
 
   PetscFunctionBeginUser;
-  val[CS_M_RMSE] = RMSE(G, mP, mT);
+  val[CS_M_RMSE] = CsEvalRMSE(G, mP, mT);
+  {
+    double s = 0;
+    for (PetscInt j = 0; j < G; j++) s += fabs(mP[j] - mT[j]);
+    val[CS_M_MAE] = G ? s / G : 0.0;
+  }
   {
     double r = CsPearson(G, mP, mT);
     val[CS_M_R2_ALL] = r * r;
@@ -543,35 +674,18 @@ static PetscErrorCode GroupMetrics(CsEvaluator e, PetscInt t, const double *mP, 
   val[CS_M_PEARSON_DELTA] = CsPearson(G, c, dd);
   for (PetscInt i = 0; i < n20; i++) a[i] = c[de[i]], b[i] = dd[de[i]];
   val[CS_M_PEARSON_DELTA_TOP20] = CsPearson(n20, a, b);
-  for (PetscInt j = 0; j < G; j++) a[j] = LogFC(mP[j]) - LogFC(mC[j]), b[j] = LogFC(mT[j]) - LogFC(mC[j]);
+  for (PetscInt j = 0; j < G; j++) a[j] = CsEvalLog(mP[j]) - CsEvalLog(mC[j]), b[j] = CsEvalLog(mT[j]) - CsEvalLog(mC[j]);
   val[CS_M_COSINE_LOGFC] = CsCosine(G, a, b);
+  for (PetscInt j = 0; j < G; j++) c[j] = mP[j] - R[j], dd[j] = mT[j] - R[j];
+  val[CS_M_PEARSON_DELTA_PERT] = CsPearson(G, c, dd);
+  for (PetscInt i = 0; i < n20; i++) a[i] = c[de[i]], b[i] = dd[de[i]];
+  val[CS_M_PEARSON_DELTA_PERT_TOP20] = CsPearson(n20, a, b);
   CsWelchT(G, mP, vP, (double)nP, mC, vC, (double)e->nC[t], a);
   PetscCall(CsTopAbs(G, a, 20, top, &ntop));
   for (PetscInt i = 0; i < ntop; i++)
     for (PetscInt k = 0; k < n20; k++) hit += top[i] == de[k];
   val[CS_M_DE_RECALL20] = hit / 20.0;
   PetscFunctionReturn(0);
-}
-
-/* rank: within each context, where the truth of g falls among the truths of that context's test groups, seen
-   from the prediction for g. */
-static void RankMetric(CsEvaluator e, CsEvalModel *m)
-{
-  PetscInt G = e->G;
-  for (PetscInt t = 0; t < e->ntest; t++) {
-    PetscInt ctx = e->d->groups[e->test[t]].ctx, ngr = 0;
-    double   own = RMSE(G, m->mP + (size_t)t * G, e->mT + (size_t)t * G), below = 0;
-    for (PetscInt h = 0; h < e->ntest; h++) {
-      double dh;
-      if (e->d->groups[e->test[h]].ctx != ctx) continue;
-      ngr++;
-      if (h == t) continue;
-      dh = RMSE(G, m->mP + (size_t)t * G, e->mT + (size_t)h * G);
-      below += dh < own ? 1.0 : (dh == own ? 0.5 : 0.0);
-    }
-    /* A context with a single test group has nothing to rank against. */
-    m->values[(size_t)t * CS_NMETRICS + CS_M_RANK] = ngr > 1 ? below / (double)ngr : NAN;
-  }
 }
 
 /* The entry of model `name` (a model scored again under the same name replaces its earlier scores), reset. */
@@ -597,6 +711,7 @@ static PetscErrorCode ModelEntry(CsEvaluator e, const char name[], const char pa
   PetscCall(PetscCalloc1((size_t)e->ntest * CS_NMETRICS, &m->values));
   PetscCall(PetscMalloc1(e->ntest, &m->npred));
   PetscCall(PetscMalloc1((size_t)e->ntest * e->G, &m->mP));
+  PetscCall(PetscCalloc1((size_t)e->ncat * CS_NMETRICS + 1, &m->cagg));
   *out = m;
   PetscFunctionReturn(0);
 }
@@ -623,18 +738,68 @@ static PetscErrorCode ScoreDistances(CsEvaluator e, CsDataset p, const SlotRows 
   PetscFunctionReturn(0);
 }
 
-/* Aggregates: means over the groups where the metric is defined (NaN where it is nowhere defined). */
-static void Aggregate(CsEvaluator e, CsEvalModel *m)
+/* de_score of every test group: the rank tests of P against C, then the overlap of the significant genes. */
+static PetscErrorCode ScoreDE(CsEvaluator e, CsDataset p, const SlotRows *sr, CsEvalModel *m)
+{
+  PetscInt      G = e->G, *ts, *set, *nset;
+  CsEvalColumns cp;
+  double       *pv, *lfc;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsEvalColumnsBuild(e->comm, &p->X, sr->slot, e->ntest, sr->total, &cp));
+  PetscCall(PetscMalloc1(e->ntest, &ts));
+  for (PetscInt t = 0; t < e->ntest; t++) ts[t] = t;
+  PetscCall(PetscMalloc4((size_t)e->ntest * G, &pv, (size_t)e->ntest * G, &lfc, (size_t)e->ntest * G, &set, e->ntest, &nset));
+  PetscCall(CsEvalColumnsTest(e->comm, &cp, ts, &e->cols, e->ccol, e->ntest, pv));
+  PetscCall(SignificantGenes(e, pv, m->mP, lfc, set, nset));
+  for (PetscInt t = 0; t < e->ntest; t++)
+    PetscCall(CsDEOverlap(e->ndesT[t], e->desT + (size_t)t * G, nset[t], set + (size_t)t * G, &m->values[(size_t)t * CS_NMETRICS + CS_M_DE_SCORE]));
+  PetscCall(PetscFree4(pv, lfc, set, nset));
+  PetscCall(PetscFree(ts));
+  PetscCall(CsEvalColumnsFree(&cp));
+  PetscFunctionReturn(0);
+}
+
+/* Means over the groups t with in(t) where the metric is defined (NaN where it is nowhere defined). */
+static void AggregateOver(CsEvaluator e, const CsEvalModel *m, PetscInt cat, double *agg)
 {
   for (PetscInt k = 0; k < CS_NMETRICS; k++) {
     double   s = 0;
     PetscInt n = 0;
     for (PetscInt t = 0; t < e->ntest; t++) {
       double v = m->values[(size_t)t * CS_NMETRICS + k];
-      if (!isnan(v)) s += v, n++;
+      if ((cat < 0 || e->cat[t] == cat) && !isnan(v)) s += v, n++;
     }
-    m->agg[k] = n ? s / (double)n : NAN;
+    agg[k] = n ? s / (double)n : NAN;
   }
+}
+
+/* The aggregates over all test groups and per category. */
+static void Aggregate(CsEvaluator e, CsEvalModel *m)
+{
+  AggregateOver(e, m, -1, m->agg);
+  for (PetscInt c = 0; c < e->ncat; c++) AggregateOver(e, m, c, m->cagg + (size_t)c * CS_NMETRICS);
+}
+
+/* cell-eval's normalisation of one aggregate against the baseline's, clipped at 0; NaN and division by 0 give 0. */
+static double VccTerm(double u, double b, PetscBool byone)
+{
+  double v = byone ? (u - b) / (1 - b) : 1 - u / b;
+  return isnan(v) || (byone && b == 1) || (!byone && b == 0) ? 0.0 : PetscMax(v, 0.0);
+}
+
+double CsEvalVccScore(CsEvaluator e, const CsEvalModel *m, PetscInt cat)
+{
+  const CsEvalModel *base = NULL;
+  const double      *u, *b;
+
+  for (PetscInt i = 0; i < e->nmodels; i++)
+    if (!strcmp(e->models[i].name, e->vcc_baseline)) base = &e->models[i];
+  if (!base) return NAN;
+  u = cat < 0 ? m->agg : m->cagg + (size_t)cat * CS_NMETRICS;
+  b = cat < 0 ? base->agg : base->cagg + (size_t)cat * CS_NMETRICS;
+  return (VccTerm(u[CS_M_DE_SCORE], b[CS_M_DE_SCORE], PETSC_TRUE) + VccTerm(u[CS_M_DISCRIMINATION], b[CS_M_DISCRIMINATION], PETSC_TRUE) +
+          VccTerm(u[CS_M_MAE], b[CS_M_MAE], PETSC_FALSE)) / 3;
 }
 
 PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char path[], PetscBool baseline)
@@ -673,7 +838,9 @@ PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char pat
     val[CS_M_ENERGY] = dist[2 * t];
     val[CS_M_MMD]    = dist[2 * t + 1];
   }
-  RankMetric(e, m);
+  PetscCall(ScoreDE(e, p, &sr, m));
+  PetscCall(CsEvalContextMetrics(e, m));
+  PetscCall(CsEvalGIScore(e, m));
   Aggregate(e, m);
   PetscCall(PetscFree3(vP, dist, work));
   PetscCall(SlotRowsFree(&sr));
@@ -694,31 +861,59 @@ PetscErrorCode CsEvaluatorGetAggregate(CsEvaluator e, const char name[], CsMetri
   SETERRQ(PETSC_COMM_SELF, PETSC_ERR_ARG_WRONG, "no model named '%s' has been scored", name);
 }
 
-/* Compact column headers of the terminal table, in CsMetric order. */
-static const char *const ShortNames[] = {"rmse",    "r2",     "r2_de100", "pdelta", "pdelta_de20",
-                                         "cos_lfc", "energy", "mmd",      "de_rec20", "rank"};
+/* Compact column headers of the terminal table, in CsMetric order, then vcc_score. */
+static const char *const ShortNames[] = {"rmse",    "r2",       "r2_de100", "pdelta", "pdelta_de20", "cos_lfc",  "energy",
+                                         "mmd",     "de_rec20", "rank_rmse", "rank_cos", "mae",        "de_score", "pds",
+                                         "cent_acc", "pd_pert", "pd_pert20", "vcc"};
+
+/* One row of the table: the aggregates of model i over all test groups (cat < 0) or in category cat. */
+static PetscErrorCode PrintRow(CsEvaluator e, PetscViewer v, const char label[], size_t w, PetscInt i, PetscInt cat)
+{
+  const CsEvalModel *m   = &e->models[i];
+  const double      *agg = cat < 0 ? m->agg : m->cagg + (size_t)cat * CS_NMETRICS;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscViewerASCIIPrintf(v, "%-*s", (int)w, label));
+  for (PetscInt k = 0; k <= CS_NMETRICS; k++) {
+    int    wk = (int)PetscMax(8, strlen(ShortNames[k]));
+    double x  = k < CS_NMETRICS ? agg[k] : CsEvalVccScore(e, m, cat);
+    if (isnan(x)) PetscCall(PetscViewerASCIIPrintf(v, " %*s", wk, "n/a"));
+    else PetscCall(PetscViewerASCIIPrintf(v, " %*.4f", wk, x));
+  }
+  PetscCall(PetscViewerASCIIPrintf(v, "\n"));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode PrintHeader(PetscViewer v, const char first[], size_t w)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscViewerASCIIPrintf(v, "%-*s", (int)w, first));
+  for (PetscInt k = 0; k <= CS_NMETRICS; k++) PetscCall(PetscViewerASCIIPrintf(v, " %*s", (int)PetscMax(8, strlen(ShortNames[k])), ShortNames[k]));
+  PetscCall(PetscViewerASCIIPrintf(v, "\n"));
+  PetscFunctionReturn(0);
+}
 
 PetscErrorCode CsEvaluatorPrintTable(CsEvaluator e, PetscViewer v)
 {
-  size_t w = 5;
+  size_t w = 5, wc = 5;
 
   PetscFunctionBeginUser;
   for (PetscInt i = 0; i < e->nmodels; i++) w = PetscMax(w, strlen(e->models[i].name));
-  PetscCall(PetscViewerASCIIPrintf(v, "%-*s", (int)w, "model"));
-  for (PetscInt k = 0; k < CS_NMETRICS; k++) PetscCall(PetscViewerASCIIPrintf(v, " %*s", k == CS_M_PEARSON_DELTA_TOP20 ? 11 : 8, ShortNames[k]));
-  PetscCall(PetscViewerASCIIPrintf(v, "\n"));
-  for (PetscInt i = 0; i < e->nmodels; i++) {
-    PetscCall(PetscViewerASCIIPrintf(v, "%-*s", (int)w, e->models[i].name));
-    for (PetscInt k = 0; k < CS_NMETRICS; k++) {
-      int wk = k == CS_M_PEARSON_DELTA_TOP20 ? 11 : 8;
-      if (isnan(e->models[i].agg[k])) PetscCall(PetscViewerASCIIPrintf(v, " %*s", wk, "n/a"));
-      else PetscCall(PetscViewerASCIIPrintf(v, " %*.4f", wk, e->models[i].agg[k]));
+  PetscCall(PrintHeader(v, "model", w));
+  for (PetscInt i = 0; i < e->nmodels; i++) PetscCall(PrintRow(e, v, e->models[i].name, w, i, -1));
+  PetscCall(PetscViewerASCIIPrintf(v, "(means over %" PetscInt_FMT " test groups; lower is better for rmse, energy, mmd, the ranks and mae, higher for the others;"
+                                      " the ranks, pds and cent_acc need two test groups in a context; vcc against %s)\n",
+                                   e->ntest, e->vcc_baseline));
+  if (e->ncat < 2) PetscFunctionReturn(0);
+  for (PetscInt c = 0; c < e->ncat; c++) wc = PetscMax(wc, strlen(e->catname[c]) + 1 + w);
+  PetscCall(PetscViewerASCIIPrintf(v, "\nper category:\n"));
+  PetscCall(PrintHeader(v, "category/model", wc));
+  for (PetscInt c = 0; c < e->ncat; c++)
+    for (PetscInt i = 0; i < e->nmodels; i++) {
+      char label[512];
+      PetscCall(PetscSNPrintf(label, sizeof(label), "%s/%s", e->catname[c], e->models[i].name));
+      PetscCall(PrintRow(e, v, label, wc, i, c));
     }
-    PetscCall(PetscViewerASCIIPrintf(v, "\n"));
-  }
-  PetscCall(PetscViewerASCIIPrintf(v, "(means over %" PetscInt_FMT " test groups; lower is better for rmse, energy, mmd and rank, higher for the others;"
-                                      " rank needs two test groups in a context)\n",
-                                   e->ntest));
   PetscFunctionReturn(0);
 }
 
@@ -744,6 +939,8 @@ PetscErrorCode CsEvaluatorWrite(CsEvaluator e, const char dir[])
   PetscCall(CsEvalWriteJSON(e, path));
   PetscCall(CsPathJoin(dir, "metrics.csv", path));
   PetscCall(CsEvalWriteCSV(e, path));
+  PetscCall(CsPathJoin(dir, "gi.csv", path));
+  PetscCall(CsEvalWriteGI(e, path));
   PetscCall(CsPathJoin(dir, "report.md", path));
   PetscCall(CsEvalWriteMarkdown(e, path));
   for (PetscInt i = 0; i < e->nmodels; i++) {

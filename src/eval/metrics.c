@@ -75,19 +75,37 @@ static double RoundedAbs(double t)
   return ldexp(rint(ldexp(m, CS_TOPABS_BITS)), e - CS_TOPABS_BITS);
 }
 
-PetscErrorCode CsTopAbs(PetscInt n, const double *t, PetscInt k, PetscInt *idx, PetscInt *found)
+/* Indices j with keep(j), sorted by rounded |t| descending, ties by index; the first min(k, count) go to idx. */
+static PetscErrorCode SortAbs(PetscInt n, const double *t, const PetscBool *mask, PetscBool nonzero, PetscInt k, PetscInt *idx,
+                              PetscInt *found)
 {
   AbsIdx  *c;
   PetscInt nc = 0;
 
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc1(n + 1, &c));
-  for (PetscInt j = 0; j < n; j++)
-    if (t[j] != 0 && !isnan(t[j])) c[nc].a = RoundedAbs(t[j]), c[nc].i = j, nc++;
+  for (PetscInt j = 0; j < n; j++) {
+    if (isnan(t[j]) || (nonzero && t[j] == 0) || (mask && !mask[j])) continue;
+    c[nc].a = RoundedAbs(t[j]), c[nc].i = j, nc++;
+  }
   qsort(c, (size_t)nc, sizeof(*c), CmpAbsIdx);
   *found = PetscMin(k, nc);
   for (PetscInt r = 0; r < *found; r++) idx[r] = c[r].i;
   PetscCall(PetscFree(c));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsTopAbs(PetscInt n, const double *t, PetscInt k, PetscInt *idx, PetscInt *found)
+{
+  PetscFunctionBeginUser;
+  PetscCall(SortAbs(n, t, NULL, PETSC_TRUE, k, idx, found));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsRankAbs(PetscInt n, const double *t, const PetscBool *mask, PetscInt *idx, PetscInt *found)
+{
+  PetscFunctionBeginUser;
+  PetscCall(SortAbs(n, t, mask, PETSC_FALSE, n, idx, found));
   PetscFunctionReturn(0);
 }
 

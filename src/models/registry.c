@@ -3,6 +3,7 @@
 
 PETSC_INTERN PetscErrorCode CsModelCreate_Control(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_Additive(CsModel);
+PETSC_INTERN PetscErrorCode CsModelCreate_Mean(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_Linear(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_ScGen(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_CPA(CsModel);
@@ -14,6 +15,7 @@ PetscErrorCode CsModelRegisterAll(void)
   PetscFunctionBeginUser;
   PetscCall(CsModelRegister(CSMODELCONTROL, CsModelCreate_Control));
   PetscCall(CsModelRegister(CSMODELADDITIVE, CsModelCreate_Additive));
+  PetscCall(CsModelRegister(CSMODELMEAN, CsModelCreate_Mean));
   PetscCall(CsModelRegister(CSMODELLINEAR, CsModelCreate_Linear));
   PetscCall(CsModelRegister(CSMODELSCGEN, CsModelCreate_ScGen));
   PetscCall(CsModelRegister(CSMODELCPA, CsModelCreate_CPA));

@@ -142,3 +142,48 @@ PetscErrorCode CsAtomShiftsFree(CsAtomShifts *sh)
   PetscCall(PetscFree(sh->anyseen));
   PetscFunctionReturn(0);
 }
+
+/* The train groups the context mean shifts are taken from: perturbed, with controls in their context. */
+static PetscBool MeanShiftGroup(CsDesign d, CsSplit s, PetscInt g)
+{
+  const CsGroup *gr = &d->groups[g];
+  return !gr->control && gr->ctrl >= 0 && s->role[g] == CS_ROLE_TRAIN ? PETSC_TRUE : PETSC_FALSE;
+}
+
+PetscErrorCode CsContextMeanShifts(CsDataset ds, CsDesign d, CsSplit s, double *shift, PetscBool *own)
+{
+  PetscInt   G = ds->ngenes, C = d->nctx, nown = 0, *count;
+  PetscBool *want;
+  double    *means, *avg;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscCalloc1(d->ngroups + 1, &want));
+  for (PetscInt g = 0; g < d->ngroups; g++)
+    if (MeanShiftGroup(d, s, g)) want[g] = want[d->groups[g].ctrl] = PETSC_TRUE;
+  PetscCall(PetscMalloc1((size_t)d->ngroups * G + 1, &means));
+  PetscCall(CsDesignGroupMeans(d, ds, want, means));
+  PetscCall(PetscCalloc1(C + 1, &count));
+  PetscCall(PetscCalloc1(G + 1, &avg));
+  PetscCall(PetscArrayzero(shift, (size_t)C * G));
+  for (PetscInt g = 0; g < d->ngroups; g++) {
+    const CsGroup *gr = &d->groups[g];
+    double        *dst = shift + (size_t)gr->ctx * G;
+    if (!MeanShiftGroup(d, s, g)) continue;
+    for (PetscInt j = 0; j < G; j++) dst[j] += means[(size_t)g * G + j] - means[(size_t)gr->ctrl * G + j];
+    count[gr->ctx]++;
+  }
+  for (PetscInt c = 0; c < C; c++) {
+    if (!count[c]) continue;
+    for (PetscInt j = 0; j < G; j++) shift[(size_t)c * G + j] /= count[c], avg[j] += shift[(size_t)c * G + j];
+    nown++;
+  }
+  for (PetscInt c = 0; c < C; c++) {
+    if (own) own[c] = count[c] ? PETSC_TRUE : PETSC_FALSE;
+    for (PetscInt j = 0; j < G && !count[c] && nown; j++) shift[(size_t)c * G + j] = avg[j] / nown;
+  }
+  PetscCall(PetscFree(avg));
+  PetscCall(PetscFree(count));
+  PetscCall(PetscFree(means));
+  PetscCall(PetscFree(want));
+  PetscFunctionReturn(0);
+}

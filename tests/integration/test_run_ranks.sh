@@ -24,18 +24,18 @@ def rows(n):
         return list(csv.DictReader(f))
 ref = rows(1)
 assert ref, "no metrics"
-names = [k for k in ref[0] if k not in ("model", "condition", "dose", "context")]
+names = [k for k in ref[0] if k not in ("model", "condition", "dose", "context", "category")]
 bad = 0
 for n in (2, 3):
     other = rows(n)
     assert len(other) == len(ref), f"np{n}: {len(other)} rows, np1 {len(ref)}"
     for a, b in zip(ref, other):
-        assert (a["model"], a["condition"], a["context"]) == (b["model"], b["condition"], b["context"])
+        assert (a["model"], a["condition"], a["context"], a["category"]) == (b["model"], b["condition"], b["context"], b["category"])
         for k in names:
             x, y = float(a[k]), float(b[k])
             if not abs(x - y) <= 1e-6 * max(1.0, abs(x)):
                 print(f"np{n} {a['model']} {a['condition']}@{a['context']} {k}: {y} vs {x}"); bad += 1
-for m in ["control", "additive"] + models:
+for m in ["control", "additive", "mean"] + models:
     p1 = ad.read_h5ad(f"{out}/{task}.np1/{m}/predictions.h5ad")
     assert list(p1.var_names) == list(data.var_names), f"{m}: gene order differs from the data"
     assert list(p1.obs.columns[:2]) == ["condition", "cell_type"], f"{m}: obs columns {list(p1.obs.columns)}"
@@ -46,7 +46,8 @@ for m in ["control", "additive"] + models:
         if d > 1e-5:
             print(f"{task} {m}: predictions at np{n} differ from np1 by {d}"); bad += 1
 # The baselines recomputed from the data and split.json: control repeats the control cells; additive adds to them
-# the sum of each atom's single-atom mean shift (same context where seen, else averaged over the contexts where seen).
+# the sum of each atom's single-atom mean shift (same context where seen, else averaged over the contexts where seen);
+# mean adds the mean shift of the context's perturbed train groups (else the average over the contexts that have one).
 import json
 split = json.load(open(f"{out}/{task}.np1/split.json"))
 full = ad.read_h5ad("input/perturbench_devel/devel.h5ad")
@@ -60,12 +61,18 @@ shift = {}
 for g in split["groups"]:
     if g["role"] == "train" and g["natoms"] == 1:
         shift.setdefault(g["condition"], {})[g["context"]] = mean(g["condition"], g["context"]) - mean("control", g["context"])
-pa = {m: ad.read_h5ad(f"{out}/{task}.np1/{m}/predictions.h5ad") for m in ("control", "additive")}
+ctxshift = {}
+for g in split["groups"]:
+    if g["role"] == "train" and g["natoms"] > 0 and ((cond == "control") & (ctx == g["context"])).any():
+        ctxshift.setdefault(g["context"], []).append(mean(g["condition"], g["context"]) - mean("control", g["context"]))
+ctxshift = {c: np.mean(v, axis=0) for c, v in ctxshift.items()}
+pa = {m: ad.read_h5ad(f"{out}/{task}.np1/{m}/predictions.h5ad") for m in ("control", "additive", "mean")}
 for g in split["groups"]:
     if g["role"] != "test":
         continue
     c0 = X[(cond == "control") & (ctx == g["context"])]
-    want = {"control": c0.mean(0), "additive": c0.mean(0)}
+    want = {"control": c0.mean(0), "additive": c0.mean(0),
+            "mean": c0.mean(0) + ctxshift.get(g["context"], np.mean(list(ctxshift.values()), axis=0))}
     for a in g["condition"].split("+"):
         s = shift.get(a, {})
         if s:
@@ -76,7 +83,7 @@ for g in split["groups"]:
         d = np.abs(np.asarray(p.X)[rows].mean(0) - want[m]).max()
         if rows.sum() != len(c0) or d > 1e-5:
             print(f"{task} {m} {g['condition']}@{g['context']}: {rows.sum()} rows, mean differs from numpy by {d}"); bad += 1
-print(f"{task}: {len(ref)} metric rows x {len(names)} values and the predictions agree at 1, 2, 3 ranks; control and additive match numpy" if not bad else "FAILED")
+print(f"{task}: {len(ref)} metric rows x {len(names)} values and the predictions agree at 1, 2, 3 ranks; control, additive and mean match numpy" if not bad else "FAILED")
 sys.exit(1 if bad else 0)
 PY
 done

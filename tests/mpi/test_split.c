@@ -93,6 +93,62 @@ static PetscErrorCode Body(void)
   }
   PetscCall(CsSplitDestroy(&s));
 
+  /* simulation: round(0.2 n) of the atoms with a single-atom group are unseen (all their single groups test, the
+     others' train); a combination is test unless all its atoms are seen; categories follow the roles. */
+  PetscCall(MakeSplit("simulation", "", "", 5, "", &s, &ierr));
+  CS_EXPECT(!ierr, "simulation split failed");
+  {
+    PetscInt  nsingle = 0, nunseen = 0, nseen2 = 0, nseen2test = 0;
+    PetscInt *role;
+    PetscCall(PetscMalloc1(d->natoms, &role));
+    for (PetscInt a = 0; a < d->natoms; a++) role[a] = -1;
+    for (PetscInt g = 0; g < d->ngroups; g++) {
+      const CsCondition *c = &d->conds[d->groups[g].cond];
+      if (c->natoms != 1) continue;
+      CS_EXPECT(role[c->atoms[0]] < 0 || role[c->atoms[0]] == (PetscInt)s->role[g], "atom %s has single groups of two roles",
+                d->atoms[c->atoms[0]]);
+      CS_EXPECT(s->role[g] != CS_ROLE_VALID, "a single group is valid");
+      CS_EXPECT(!strcmp(s->category[g], s->role[g] == CS_ROLE_TEST ? "unseen_single" : "seen_single"), "single category %s", s->category[g]);
+      role[c->atoms[0]] = s->role[g];
+    }
+    for (PetscInt a = 0; a < d->natoms; a++) nsingle += role[a] >= 0, nunseen += role[a] == CS_ROLE_TEST;
+    CS_EXPECT(nunseen == (PetscInt)floor(0.2 * nsingle + 0.5), "%" PetscInt_FMT " of %" PetscInt_FMT " atoms unseen", nunseen, nsingle);
+    for (PetscInt g = 0; g < d->ngroups; g++) {
+      const CsCondition *c = &d->conds[d->groups[g].cond];
+      PetscInt           k = 0;
+      char               want[32];
+      if (d->groups[g].control) {
+        CS_EXPECT(s->role[g] == CS_ROLE_TRAIN && !strcmp(s->category[g], "control"), "control group not train/control");
+        continue;
+      }
+      if (c->natoms < 2) continue;
+      for (PetscInt i = 0; i < c->natoms; i++) k += role[c->atoms[i]] == CS_ROLE_TRAIN;
+      PetscCall(PetscSNPrintf(want, sizeof(want), "combo_seen%" PetscInt_FMT, k));
+      CS_EXPECT(!strcmp(s->category[g], want), "combination category %s, expected %s", s->category[g], want);
+      if (k < 2) CS_EXPECT(s->role[g] == CS_ROLE_TEST, "a combination with an unseen atom is not test");
+      else nseen2++, nseen2test += s->role[g] == CS_ROLE_TEST;
+    }
+    CS_EXPECT(nseen2test == (PetscInt)floor(0.2 * nseen2 + 0.5) || (nseen2test == 1 && nseen2 > 0 && 0.2 * nseen2 < 0.5),
+              "%" PetscInt_FMT " of %" PetscInt_FMT " seen2 combinations test", nseen2test, nseen2);
+    /* the categories survive the split.json round trip (they are recomputed from the roles) */
+    PetscCall(CsPathJoin(dir, "split_sim.json", path));
+    PetscCall(CsSplitSave(s, d, path));
+    PetscCall(MakeSplit("random", "", "", 99, path, &t, &ierr));
+    for (PetscInt g = 0; g < d->ngroups && !ierr; g++)
+      CS_EXPECT(s->role[g] == t->role[g] && !strcmp(s->category[g], t->category[g]), "group %" PetscInt_FMT " changed on reload", g);
+    PetscCall(CsSplitDestroy(&t));
+    /* another seed, other unseen atoms */
+    differ = 0;
+    for (PetscInt seed = 6; seed < 10; seed++) {
+      PetscCall(MakeSplit("simulation", "", "", seed, "", &t, &ierr));
+      for (PetscInt g = 0; g < d->ngroups; g++) differ += s->role[g] != t->role[g];
+      PetscCall(CsSplitDestroy(&t));
+    }
+    CS_EXPECT(differ > 0, "the seed does not change the simulation split");
+    PetscCall(PetscFree(role));
+  }
+  PetscCall(CsSplitDestroy(&s));
+
   /* random: 20% of the perturbed groups (60 of them) */
   PetscCall(MakeSplit("random", "", "", 1, "", &s, &ierr));
   CS_EXPECT(!ierr && s->ntest == 12 && s->nvalid == 6, "random split sizes %" PetscInt_FMT "/%" PetscInt_FMT, s->ntest, s->nvalid);
