@@ -28,8 +28,9 @@
      atom is an input error listing them; zero predicts no change from it; additive adds its mean measured
      shift as the additive baseline does (so the network is only used where the prior knows the atom).
    The type of a group is the -perturbation_type_key column (CRISPRa, CRISPRi); without it every context is its
-   own type. When a type has no seen atom of the kind, the mean over all types is used; with none at all the atom
-   has no input (as an unknown atom).
+   own type. With one type in the data (the Jurkat screen's CRISPR) an unseen atom's input is the mean over all
+   seen atoms of its kind. When a type has no seen atom of the kind, the mean over all types is used; with none at
+   all the atom has no input (as an unknown atom).
 
    Steady state. x_a = (I - W)^{-1} rhs_a for every atom with an input (rhs = e_g or sigma) is one LU of I - W,
    assembled as a ScaLAPACK block-cyclic matrix on all ranks (pdgetrf / pdgetrs, CsSparseLUSolve), so 2*10^4
