@@ -40,6 +40,12 @@ static PetscErrorCode PrintAllOptions(void)
   PetscCall(CsSplitSetFromOptions(s));
   PetscCall(CsEvaluatorCreate(PETSC_COMM_WORLD, &e));
   PetscCall(CsEvaluatorSetFromOptions(e));
+  {
+    CsPriors pr;
+    PetscCall(CsPriorsCreate(PETSC_COMM_WORLD, &pr));
+    PetscCall(CsPriorsSetFromOptions(pr));
+    PetscCall(CsPriorsDestroy(&pr));
+  }
   PetscCall(CsStrSplit(CsModelTypeNames(), ", ", &n, &names));
   for (PetscInt i = 0; i < n; i++) {
     CsModel m;
@@ -73,7 +79,7 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
                                             "  train     fit and save the models (model.h5, split.json)\n"
                                             "  predict   load the models and write predictions.h5ad\n"
                                             "  evaluate  score predictions.h5ad files next to the baselines\n"
-                                            "  inspect FILE  describe an .h5ad file\n"
+                                            "  inspect FILE  describe an .h5ad file (-priors: the coverage of the priors)\n"
                                             "cellshift -help lists every option.\n"));
     PetscFunctionReturn(0);
   }

@@ -47,5 +47,8 @@ struct _p_CsModel {
    model's run folder; sets m->interrupted when a signal stopped it. */
 PETSC_INTERN PetscErrorCode CsModelTrain(CsModel m, CsTrainer t, const CsTrainerCallbacks *cb);
 PETSC_INTERN PetscErrorCode CsModelRegisterAll(void);
+/* Collective: the priors (CsPriorsSetFromOptions: files, symbol column, guide collapsing) on the model's dataset
+   genes (with the var symbol column of its file) and its design's atoms. Destroy with CsPriorsDestroy. */
+PETSC_INTERN PetscErrorCode CsModelPriorsCreate(CsModel m, CsPriors *p);
 
 #endif
