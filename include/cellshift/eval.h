@@ -199,7 +199,7 @@ PETSC_EXTERN PetscErrorCode CsDistanceCorrelation(PetscInt n, PetscInt p, const 
 PETSC_EXTERN PetscErrorCode CsGIFitShifts(PetscInt n, const double *a, const double *b, const double *y, PetscInt max_pairs, CsGIFit *fit);
 /* X [n x dim], Y [m x dim] row-major. Within-set means over distinct pairs are 0 for a set of fewer than 2 rows.
    Squared distances are summed directly per pair (not through |x|^2 + |y|^2 - 2 x.y), so coincident points are
-   at distance exactly 0. */
+   at distance exactly 0: the exact path of the neural engine's pairwise kernels (cs_sqdist_row_f64, nn.h). */
 PETSC_EXTERN PetscErrorCode CsEnergyDistance(PetscInt n, PetscInt m, PetscInt dim, const double *X, const double *Y,
                                              double *energy);
 /* s2 > 0. */

@@ -30,6 +30,7 @@ typedef const char        *CsModelType;
 #define CSMODELSCGEN    "scgen"
 #define CSMODELCPA      "cpa"
 #define CSMODELMEAN     "mean"
+#define CSMODELGRN      "grn"
 
 PETSC_EXTERN PetscClassId CS_MODEL_CLASSID;
 

@@ -4,6 +4,11 @@
    Conventions
    - Float32 everywhere; dense products go through OpenBLAS cblas_sgemm (row-major). Activations are row-major
      [B, C]: one row per cell of this rank's part of the minibatch (B rows), C features.
+   - Sequences and sets: [B, T, C] row-major (B sets or sequences of T tokens, e.g. cells of a set or genes of a
+     cell, C features) is the same memory as B*T rows of C, and every row-wise or elementwise [B, C] kernel
+     applies to it with B*T rows: linear, bias, activations, softmax, LayerNorm (over the C features of each
+     token). Kernels that mix tokens (attention, set pooling, graph propagation) take B and T (or n) apart. For
+     dropout on B*T rows pass->cell (or rstart) keys the B*T rows, one key per token.
    - Kernels are plain C in the llm.c style: x_forward(out, cache..., inp, params, dims) and
      x_backward(dinp, dparams, dout, cache..., dims). Backward kernels ACCUMULATE (+=) into every gradient they
      are given; a NULL gradient pointer skips that gradient.
@@ -42,11 +47,12 @@ typedef struct {
   size_t    offset;               /* in floats, into p/g (trained) or buf (buffer); a multiple of 16 */
   PetscInt  fan_in;
   CsNNInit  init;
-  PetscBool buffer;               /* not trained (BatchNorm running statistics), saved with the parameters */
+  PetscBool buffer;               /* in buf, not trained (BatchNorm running statistics, frozen tensors), saved with the parameters */
+  PetscBool frozen;               /* a weight held fixed (CsNNParamsAddFrozen); also a buffer */
 } CsNNTensor;
 
 /* All parameters of a model in ONE contiguous buffer p, their gradients in g with the same layout (zeroing is one
-   memset, reduction one allreduce), buffers in buf. Tensors are registered before CsNNParamsSetUp; offsets are
+   memset, reduction one allreduce), buffers and frozen tensors in buf. Tensors are registered before CsNNParamsSetUp; offsets are
    assigned in registration order, so register in forward order: backward then finishes the gradients from the
    end of g towards its start, which is what the bucketed reduction relies on. */
 typedef struct _n_CsNNParams *CsNNParams;
@@ -68,6 +74,11 @@ PETSC_EXTERN PetscErrorCode CsNNParamsAdd(CsNNParams P, const char name[], Petsc
                                           PetscInt fan_in, PetscInt *idx);
 /* Register a buffer (not trained, no gradient). */
 PETSC_EXTERN PetscErrorCode CsNNParamsAddBuffer(CsNNParams P, const char name[], PetscInt size, CsNNInit init, PetscInt *idx);
+/* Register a frozen tensor rows x cols (the base weights of adapter fine-tuning): initialised like a trained tensor,
+   saved and loaded with the parameters, but held in buf, outside p and g, so it has no gradient (CsNNParamsGrad is
+   NULL), no optimiser moments, and the gradient reduction never sees it. */
+PETSC_EXTERN PetscErrorCode CsNNParamsAddFrozen(CsNNParams P, const char name[], PetscInt rows, PetscInt cols, CsNNInit init,
+                                                PetscInt fan_in, PetscInt *idx);
 /* Allocate p, g, buf (zeroed). */
 PETSC_EXTERN PetscErrorCode CsNNParamsSetUp(CsNNParams P);
 /* Initialise every tensor from its rule; tensor values are keyed by (seed, name, element), so they do not depend on
@@ -125,15 +136,18 @@ PETSC_EXTERN void cs_linear_sparse_backward(float *dw, float *db, const float *d
 PETSC_EXTERN void cs_bias_forward(float *out, const float *inp, const float *b, PetscInt B, PetscInt C);
 PETSC_EXTERN void cs_bias_backward(float *dinp, float *db, const float *dout, PetscInt B, PetscInt C);
 
-/* Elementwise activations (n elements). GELU is the exact erf form (torch.nn.GELU() default); softplus is torch's
-   (beta 1, linear above 20); LeakyReLU's slope is 0.01 (torch default). */
+/* Elementwise activations (n elements: [B,C] or [B,T,C] alike). GELU is the exact erf form (torch.nn.GELU()
+   default); softplus is torch's (beta 1, linear above 20); LeakyReLU's slope is 0.01 (torch default); SiLU is
+   x sigmoid(x) (torch.nn.SiLU, the activation of flow-matching velocity fields). New values are appended at
+   the end, so option values and checkpoints keep their meaning. */
 typedef enum {
   CS_NN_ACT_NONE      = 0,
   CS_NN_ACT_RELU      = 1,
   CS_NN_ACT_LEAKYRELU = 2,
   CS_NN_ACT_GELU      = 3,
   CS_NN_ACT_SIGMOID   = 4,
-  CS_NN_ACT_SOFTPLUS  = 5
+  CS_NN_ACT_SOFTPLUS  = 5,
+  CS_NN_ACT_SILU      = 6  /* x sigmoid(x) (torch.nn.SiLU) */
 } CsNNAct;
 PETSC_EXTERN const char *const CsNNActs[];  /* names for PetscOptionsEnum: none, relu, leakyrelu, ... */
 #define CS_NN_LEAKY_SLOPE 0.01f
@@ -165,7 +179,8 @@ PETSC_EXTERN PetscErrorCode cs_batchnorm_backward(float *dinp, float *dgamma, fl
                                                   const float *xhat, const float *rstd, const float *gamma, PetscInt B,
                                                   PetscInt C, const CsNNPass *pass, double *work);
 
-/* LayerNorm over the C features of each row (biased variance, eps inside the square root, as torch). */
+/* LayerNorm over the C features of each row (biased variance, eps inside the square root, as torch). On
+   [B,T,C] activations pass B*T rows: torch.nn.LayerNorm(C) on the last dimension; mean/rstd are then [B*T]. */
 PETSC_EXTERN void cs_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
                                        const float *beta, PetscInt B, PetscInt C, double eps);
 PETSC_EXTERN void cs_layernorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
@@ -397,5 +412,148 @@ PETSC_EXTERN PetscErrorCode CsVAEEncode(CsVAE vae, PetscInt B, const float *x, c
 PETSC_EXTERN PetscErrorCode CsVAEDecode(CsVAE vae, PetscInt B, const float *z, float *out);
 PETSC_EXTERN PetscErrorCode CsVAEView(CsVAE vae, PetscViewer v);
 PETSC_EXTERN PetscErrorCode CsVAEDestroy(CsVAE *vae);
+
+/* ============================================ sequences and sets =========================================== */
+/* Kernels on [B, T, C] activations (src/nn/seq.c): B sets or sequences of T tokens of C features, row-major.
+   A set of fewer than T elements is padded: len[b] (NULL: all T) is the number of valid tokens of set b, the
+   first len[b] rows; lengths are clamped to [0, T]. All run on the calling thread, products on the BLAS threads. */
+
+/* Softmax over the last dimension of N rows of K (N = B*T for [B,T,K]): out = exp(x - max) / sum, the sum in
+   double, the exponential the vectorised polynomial of the log-sum-exp below; in place allowed. -inf entries
+   (masks) get 0, and a row of -inf only is 0. Backward: dinp += out (dout - sum_k out_k dout_k), from the
+   forward's output. */
+PETSC_EXTERN void cs_softmax_forward(float *out, const float *inp, PetscInt N, PetscInt K);
+PETSC_EXTERN void cs_softmax_backward(float *dinp, const float *dout, const float *out, PetscInt N, PetscInt K);
+
+/* Residual: out[n] = inp1 + inp2 (out may alias either). Backward: dinp1 += dout, dinp2 += dout (NULL skips). */
+PETSC_EXTERN void cs_residual_forward(float *out, const float *inp1, const float *inp2, size_t n);
+PETSC_EXTERN void cs_residual_backward(float *dinp1, float *dinp2, const float *dout, size_t n);
+
+/* Multi-head self-attention on inp[B,T,C] with H heads of size hs = C / H (C divisible by H), no causal mask:
+     qkv[B,T,3C] = inp wqkv[C,3C] + bqkv[3C]        (columns [0,C) queries, [C,2C) keys, [2C,3C) values;
+                                                      head h owns columns [h hs, (h+1) hs) of each)
+     att[b,h,t,:] = softmax_j<len[b] (q_t . k_j / sqrt(hs))   (att[B,H,T,T], 0 for the masked keys j >= len[b])
+     y[b,t,h hs:(h+1) hs] = sum_j att[b,h,t,j] v_j             (y[B,T,C])
+     out[B,T,C] = y wo[C,C] + bo[C]
+   Weights are [in, out] like every linear layer here: torch's in_proj_weight is wqkv^T, out_proj.weight is wo^T.
+   The key padding mask is torch's key_padding_mask (True for j >= len[b]): padded QUERY rows t >= len[b] are
+   computed like the others (they attend to the valid keys), never influence the rows t < len[b], and should get
+   zero dout from the caller. A set with len[b] = 0 gets y = 0 (out = bo). bqkv and bo may be NULL (no bias).
+   Cache for backward: qkv, att, y. The per-(b, h) products QK^T and AV are sgemm calls on strided views of qkv. */
+PETSC_EXTERN void cs_attention_forward(float *out, float *qkv, float *att, float *y, const float *inp, const float *wqkv,
+                                       const float *bqkv, const float *wo, const float *bo, const PetscInt *len, PetscInt B,
+                                       PetscInt T, PetscInt C, PetscInt H);
+/* Floats of work cs_attention_backward needs: dy [B,T,C], dqkv [B,T,3C], one T x T block. */
+static inline size_t cs_attention_work_size(PetscInt B, PetscInt T, PetscInt C) { return (size_t)B * T * 4 * C + (size_t)T * T; }
+/* dinp[B,T,C], dwqkv[C,3C], dbqkv[3C], dwo[C,C], dbo[C] += (each may be NULL). work: cs_attention_work_size floats. */
+PETSC_EXTERN void cs_attention_backward(float *dinp, float *dwqkv, float *dbqkv, float *dwo, float *dbo, const float *dout,
+                                        const float *inp, const float *qkv, const float *att, const float *y, const float *wqkv,
+                                        const float *wo, const PetscInt *len, PetscInt B, PetscInt T, PetscInt C, PetscInt H,
+                                        float *work);
+
+/* Mean over the valid tokens of each set: out[b,:] = mean_{t < len[b]} inp[b,t,:] (0 for an empty set), the sum
+   in double. Backward: dinp[b,t,:] += dout[b,:] / len[b] for t < len[b]. */
+PETSC_EXTERN void cs_set_mean_forward(float *out, const float *inp, const PetscInt *len, PetscInt B, PetscInt T, PetscInt C);
+PETSC_EXTERN void cs_set_mean_backward(float *dinp, const float *dout, const PetscInt *len, PetscInt B, PetscInt T, PetscInt C);
+
+/* Sinusoidal time embedding (the time input of diffusion and flow-matching fields): with half = D / 2 and
+   frequencies f_k = exp(-log(max_period) k / half), k < half (max_period 10000 as usual):
+     out[b, k] = sin(t[b] f_k),  out[b, half + k] = cos(t[b] f_k);  for odd D the last column is 0
+   (diffusers' get_timestep_embedding with downscale_freq_shift 0; guided-diffusion puts the cosines first).
+   Evaluated in double, stored in float. Backward: dt[b] += sum_k f_k (dout[b,k] cos(t f_k) - dout[b,half+k]
+   sin(t f_k)). The time gradient is only needed when t is itself an input that something is differentiated
+   with respect to: the time derivative of a learned velocity field (e.g. for an ODE solver's Jacobian), or a
+   learned time schedule; flow-matching training with sampled t passes dt = NULL (not computed). */
+PETSC_EXTERN void cs_time_embedding_forward(float *out, const float *t, PetscInt B, PetscInt D, double max_period);
+PETSC_EXTERN void cs_time_embedding_backward(float *dt, const float *dout, const float *t, PetscInt B, PetscInt D,
+                                             double max_period);
+
+/* ============================================= graph propagation =========================================== */
+/* Sparse propagation for GCN / SGConv layers over a gene graph (src/nn/graph.c). A is a CsCSR of nr x nc (square
+   n x n for a graph: row i lists the neighbours j with their weights A_ij). Features are [B, nc, d] (B cells,
+   the same A for every cell; B = 1 for one feature matrix [nc, d]). Work is split over the internal thread pool
+   by output rows: every output row and every entry of dA is summed by one thread in a fixed order (neighbours in
+   CSR order, cells in order), so results are bit-identical for any number of threads. The cost is the gather of
+   neighbour rows (memory bound): keep the features cell-major [B, n, d], so that one cell's n d floats stay in
+   cache during the pass (a gene-major [n, B d] layout measured 2-3x slower). Measured at n = 2e4, 20 neighbours
+   + self-loop (4.2e5 non-zeros), d = 64, B = 8, one core of an AMD EPYC VM: forward 47 ms, dX 36 ms, dA 56 ms
+   (2 threads: 27, 22, 26 ms); B = 32 takes 4 times as long. */
+
+/* The transpose of A, for the backward (A^T dout) without atomics: row j lists the entries (i, k) of column j of
+   A (i increasing) with src[k'] = k, the position of the entry in A->data. The backward kernels copy A's current
+   values into data first (one gather per call), so learned edge weights may change between calls. Build it once
+   per pattern (not collective; an error for a column index outside [0, A->ncols)); one per layer, since the
+   backward writes data. */
+typedef struct {
+  PetscInt nrows, ncols; /* A->ncols, A->nrows */
+  int64_t *indptr;       /* [nrows + 1] */
+  int32_t *indices;      /* [nnz] row i of A */
+  int64_t *src;          /* [nnz] position in A->data (absolute, as A->indptr) */
+  float   *data;         /* [nnz] A->data[src[k']], refreshed by the backward kernels */
+} CsNNTranspose;
+PETSC_EXTERN PetscErrorCode CsNNTransposeCreate(const CsCSR *A, CsNNTranspose *AT);
+PETSC_EXTERN PetscErrorCode CsNNTransposeDestroy(CsNNTranspose *AT);
+
+/* out[b] = A inp[b]: out[B,nr,d], inp[B,nc,d]. */
+PETSC_EXTERN void cs_graph_forward(float *out, const CsCSR *A, const float *inp, PetscInt B, PetscInt d);
+/* dinp[B,nc,d] += A^T dout[b] (NULL skips); dA (laid out like A->data, NULL skips: fixed weights) += the edge
+   weight gradient, dA[k] += sum_b dout[b,i,:] . inp[b,j,:] for the entry k = (i, j), i.e. dout inp^T restricted
+   to A's pattern (one float dot product per cell added in cell order). AT from CsNNTransposeCreate(A) (needed
+   for dinp only). */
+PETSC_EXTERN void cs_graph_backward(float *dinp, float *dA, const float *dout, const float *inp, const CsCSR *A, CsNNTranspose *AT,
+                                    PetscInt B, PetscInt d);
+/* SGConv propagation with K >= 0 hops on a square A: out = A^K inp ([B,n,d]); hops[K-1, B, n, d] caches A^k inp
+   for k = 1 .. K-1 (NULL allowed for K <= 1). */
+PETSC_EXTERN void cs_sgconv_forward(float *out, float *hops, const CsCSR *A, const float *inp, PetscInt K, PetscInt B, PetscInt d);
+/* dinp[B,n,d] += (A^T)^K dout, dA += the sum over the K hops of each hop's edge-weight gradient (either NULL skips).
+   work: 2 B n d floats (K >= 2), else unused. */
+PETSC_EXTERN void cs_sgconv_backward(float *dinp, float *dA, const float *dout, const float *inp, const float *hops, const CsCSR *A,
+                                     CsNNTranspose *AT, PetscInt K, PetscInt B, PetscInt d, float *work);
+/* GCN / SGConv normalisation of a graph given as an edge list: A_ij = sum of the weights w[e] (NULL: 1) of the
+   edges e with (src[e], dst[e]) = (i, j) (and (j, i) too when symmetrize, for an undirected list given once; a
+   self-loop counts once),
+   then A + I, degrees d_i = sum_j (A + I)_ij, and *Ahat = D^-1/2 (A + I) D^-1/2 as a CsCSR n x n with sorted
+   columns (free with CsCSRFree). It is symmetric when A is (then CsNNTransposeCreate(Ahat) mirrors it). Errors:
+   a node index outside [0, n), a non-finite weight, a degree <= 0 (negative weights). Not collective. */
+PETSC_EXTERN PetscErrorCode CsNNGraphNormalize(PetscInt n, PetscInt nedges, const PetscInt *src, const PetscInt *dst, const float *w,
+                                               PetscBool symmetrize, CsCSR *Ahat);
+
+/* ======================================= pairwise distances, log-sum-exp ==================================== */
+/* The inner kernels of optimal transport (src/ot: cost matrices, log-domain Sinkhorn) and of the distribution
+   distances of src/eval (energy distance, MMD, median heuristic), in src/nn/pairwise.c. Row loops are written
+   for the vector units (AVX-512/AVX2 clones, multiply and add never fused, so every clone gives the same bits);
+   the exponential of the log-sum-exp is a polynomial (relative error below 1e-7 on [-87.3, 0], 0 below) so that
+   it vectorises. Rows (or column blocks) are split over the internal thread pool; each output is computed by one
+   thread in a fixed order, so results do not depend on the number of threads. */
+
+/* Float32 squared Euclidean distances D[n,m] between the rows of X[n,d] and Y[m,d] through the Gram identity
+   |x|^2 + |y|^2 - 2 x.y (one sgemm; norms summed in double), clamped at 0. Fast, but the identity cancels for
+   nearby points (absolute error ~ 1e-7 (|x|^2 + |y|^2)): use it for costs, not where coincident points must be
+   at distance exactly 0. When X == Y (the same array, n == m) the diagonal is set to 0. work: [n + m]. */
+PETSC_EXTERN void cs_pairwise_sqdist_forward(float *D, const float *X, const float *Y, PetscInt n, PetscInt m, PetscInt d,
+                                             float *work);
+/* Gradient of sum_ij dD_ij |x_i - y_j|^2 (the exact function; the clamp only removes rounding):
+   dX[n,d] += 2 (rowsum(dD)_i x_i - (dD Y)_i), dY[m,d] += 2 (colsum(dD)_j y_j - (dD^T X)_j) (NULL skips). work: [n + m]. */
+PETSC_EXTERN void cs_pairwise_sqdist_backward(float *dX, float *dY, const float *dD, const float *X, const float *Y, PetscInt n,
+                                              PetscInt m, PetscInt d, float *work);
+/* Exact double path: squared distances summed per pair, sum_c (x_c - y_c)^2 in c order, so coincident points are
+   exactly 0 (the definition src/eval's energy distance, MMD and median heuristic rely on).
+   cs_sqdist_row_f64: acc[j - j0] = |x - y_j|^2 for j in [j0, m), from YT = Y^T [d, m] (cs_transpose_f64), one row
+   of m - j0 distances updated one dimension at a time (vectorised over j). cs_pairwise_sqdist_f64: D[n,m] for all
+   pairs, work [m d] (the transpose). */
+PETSC_EXTERN void cs_transpose_f64(double *YT, const double *Y, PetscInt m, PetscInt d);
+PETSC_EXTERN void cs_sqdist_row_f64(double *acc, const double *x, const double *YT, PetscInt m, PetscInt j0, PetscInt d);
+PETSC_EXTERN void cs_pairwise_sqdist_f64(double *D, const double *X, const double *Y, PetscInt n, PetscInt m, PetscInt d,
+                                         double *work);
+/* Stabilised log-sum-exp of z_ij = f_i + g_j + s M_ij over M[n,m] (f[n], g[m] may be NULL = 0; s = -1/eps with a
+   cost M = C gives the inner operation of log-domain Sinkhorn, lse_j(f_i + g_j - C_ij / eps)):
+     rows: out[i] = log sum_j exp(z_ij)  (out[n]);   cols: out[j] = log sum_i exp(z_ij)  (out[m]).
+   The maximum is subtracted first (columns: the running maximum over blocks of 128 rows, the partial sums
+   rescaled when it grows, so that M is read once) and the exponentials are summed in double; f_i (rows) or g_j
+   (columns) is added after the sum, which is the same value without the rounding of a large potential. -inf
+   entries (f or g = log 0) are allowed and give -inf for an all -inf row/column; NaN entries count as -inf.
+   Measured (4096 x 4096, one core of an AMD EPYC VM, AVX2): rows 30 ms, columns 45 ms. */
+PETSC_EXTERN void cs_logsumexp_rows(float *out, const float *M, const float *f, const float *g, float s, PetscInt n, PetscInt m);
+PETSC_EXTERN void cs_logsumexp_cols(float *out, const float *M, const float *f, const float *g, float s, PetscInt n, PetscInt m);
 
 #endif

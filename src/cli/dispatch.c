@@ -56,7 +56,7 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
                                             "  train     fit and save the models (model.h5, split.json)\n"
                                             "  predict   load the models and write predictions.h5ad\n"
                                             "  evaluate  score predictions.h5ad files next to the baselines\n"
-                                            "  inspect FILE  describe an .h5ad file\n"
+                                            "  inspect FILE  describe an .h5ad file (-priors: the coverage of the priors)\n"
                                             "cellshift -help lists every option.\n"));
     PetscFunctionReturn(0);
   }

@@ -6,6 +6,7 @@
 #include "commands.h"
 #include <cellshift/h5ad.h>
 #include <cellshift/nn.h>
+#include <cellshift/priors.h>
 #include <stdarg.h>
 
 typedef struct {
@@ -131,6 +132,12 @@ PetscErrorCode CsOptionsQueryLate(MPI_Comm comm)
   PetscCall(CsEvaluatorCreate(comm, &e));
   PetscCall(CsEvaluatorSetFromOptions(e));
   PetscCall(CsEvaluatorDestroy(&e));
+  { /* the priors of the models that use them (read at set-up) */
+    CsPriors pr;
+    PetscCall(CsPriorsCreate(comm, &pr));
+    PetscCall(CsPriorsSetFromOptions(pr));
+    PetscCall(CsPriorsDestroy(&pr));
+  }
   /* the gradient reduction of trained models (its options are read where parameters exist) */
   PetscCall(CsNNParamsCreate(comm, &P));
   PetscCall(CsNNParamsAdd(P, "options", 1, 1, CS_NN_INIT_ZERO, 1, NULL));

@@ -12,6 +12,7 @@ PetscErrorCode CsDesignCreate(MPI_Comm comm, CsDesign *out)
   PetscCall(PetscStrncpy(d->pert_key, "condition", sizeof(d->pert_key)));
   PetscCall(PetscStrncpy(d->control_value, "control", sizeof(d->control_value)));
   PetscCall(PetscStrncpy(d->delimiter, "+", sizeof(d->delimiter)));
+  PetscCall(PetscStrncpy(d->guide_delim, "_", sizeof(d->guide_delim)));
   *out = d;
   PetscFunctionReturn(0);
 }
@@ -30,6 +31,12 @@ PetscErrorCode CsDesignSetFromOptions(CsDesign d)
                                d->delimiter, d->delimiter, sizeof(d->delimiter), NULL));
   PetscCall(PetscOptionsString("-dose_key", "obs column with the dose (one per atom, same delimiter); empty = no doses",
                                "CsDesignSetFromOptions", d->dose_key, d->dose_key, sizeof(d->dose_key), NULL));
+  PetscCall(PetscOptionsString("-perturbation_type_key", "obs column with the perturbation type (CRISPRa, CRISPRi, drug); empty = none",
+                               "CsDesignGroupTypes", d->type_key, d->type_key, sizeof(d->type_key), NULL));
+  PetscCall(PetscOptionsBool("-perturbation_collapse_guides", "Atoms are guides (KLF1_1, KLF1_2): each becomes its gene (KLF1)",
+                             "CsDesignSetFromOptions", d->collapse_guides, &d->collapse_guides, NULL));
+  PetscCall(PetscOptionsString("-perturbation_guide_delimiter", "Separator of the guide number in a guide's name", "CsDesignSetFromOptions",
+                               d->guide_delim, d->guide_delim, sizeof(d->guide_delim), NULL));
   PetscOptionsEnd();
   CsCheckAll(d->comm, d->delimiter[0], "-combo_delimiter is empty: give the character that joins the atoms of a combination (default +)");
   CsCheckAll(d->comm, d->control_value[0], "-control_value is empty: give the label of the unperturbed cells (default control)");
@@ -43,6 +50,7 @@ PetscErrorCode CsDesignAddKeys(CsDesign d, CsDataset ds)
   PetscCall(CsDatasetAddObsKey(ds, d->pert_key, PETSC_TRUE));
   if (d->context_key[0]) PetscCall(CsDatasetAddObsKey(ds, d->context_key, PETSC_TRUE));
   if (d->dose_key[0]) PetscCall(CsDatasetAddObsKey(ds, d->dose_key, PETSC_TRUE));
+  if (d->type_key[0]) PetscCall(CsDatasetAddObsKey(ds, d->type_key, PETSC_TRUE));
   PetscFunctionReturn(0);
 }
 
@@ -98,6 +106,7 @@ static PetscErrorCode CanonicalKey(CsDesign d, const char label[], const char do
     char  *end = NULL;
     double v   = 1;
     if (!strcmp(parts[i], d->control_value)) continue; /* "KLF1+control" is KLF1 */
+    if (d->collapse_guides) PetscCall(CsAtomGeneSymbol(parts[i], PETSC_TRUE, d->guide_delim, parts[i], strlen(parts[i]) + 1));
     if (dose) {
       v = strtod(doses[nd == 1 ? 0 : i], &end);
       PetscCheck(end && !*end && isfinite(v), PETSC_COMM_SELF, CS_ERR_INPUT, "dose '%s' of condition '%s' is not a number", dose, label);

@@ -4,9 +4,11 @@
    Pairwise squared distances are computed directly, (x - y)^2 summed over dimensions, not through the Gram
    identity |x|^2 + |y|^2 - 2 x.y: the identity loses all digits for nearby points (a model that predicts one
    profile for every cell has within-set distances that are exactly 0, and sqrt turns the identity's rounding
-   noise into 1e-8 |x|). The loop is laid out so the compiler vectorises it: the second set is transposed
+   noise into 1e-8 |x|). The per-pair kernel is the exact double path of the neural engine's pairwise distances
+   (cs_sqdist_row_f64 in src/nn/pairwise.c, shared with optimal transport): the second set is transposed
    (dim x m) and each row of the first set updates a row of m distances, one dimension at a time. */
 #include <cellshift/eval.h>
+#include <cellshift/nn.h>
 #include <math.h>
 
 /* An exactly constant vector has no direction: correlations with it are 0 by definition (and the two-pass
@@ -114,25 +116,8 @@ static PetscErrorCode Transpose(PetscInt m, PetscInt dim, const double *Y, doubl
 {
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc1((size_t)m * dim + 1, YT));
-  for (PetscInt j = 0; j < m; j++)
-    for (PetscInt d = 0; d < dim; d++) (*YT)[(size_t)d * m + j] = Y[(size_t)j * dim + d];
+  cs_transpose_f64(*YT, Y, m, dim);
   PetscFunctionReturn(0);
-}
-
-/* acc[j - j0] = |x - y_j|^2 for j in [j0, m): x [dim], YT [dim x m]. */
-static void RowSqDist(PetscInt dim, const double *restrict x, PetscInt m, PetscInt j0, const double *restrict YT,
-                      double *restrict acc)
-{
-  PetscInt w = m - j0;
-  for (PetscInt j = 0; j < w; j++) acc[j] = 0;
-  for (PetscInt d = 0; d < dim; d++) {
-    const double  xd = x[d];
-    const double *y  = YT + (size_t)d * m + j0;
-    for (PetscInt j = 0; j < w; j++) {
-      double e = xd - y[j];
-      acc[j] += e * e;
-    }
-  }
 }
 
 typedef enum { PAIR_DIST, PAIR_RBF } PairKind;
@@ -153,7 +138,7 @@ static PetscErrorCode PairSum(PetscInt n, PetscInt m, PetscInt dim, const double
     PetscInt j0 = within ? i + 1 : 0, w = m - j0;
     double   row = 0;
     if (w <= 0) continue;
-    RowSqDist(dim, X + (size_t)i * dim, m, j0, YT, acc);
+    cs_sqdist_row_f64(acc, X + (size_t)i * dim, YT, m, j0, dim);
     if (kind == PAIR_DIST)
       for (PetscInt j = 0; j < w; j++) row += sqrt(acc[j]);
     else
@@ -252,7 +237,7 @@ PetscErrorCode CsMedianSqDist(PetscInt n, PetscInt dim, const double *Z, double 
   PetscCall(PetscMalloc1(np, &d));
   PetscCall(Transpose(n, dim, Z, &ZT));
   for (PetscInt i = 0; i + 1 < n; i++) {
-    RowSqDist(dim, Z + (size_t)i * dim, n, i + 1, ZT, d + c);
+    cs_sqdist_row_f64(d + c, Z + (size_t)i * dim, ZT, n, i + 1, dim);
     c += n - i - 1;
   }
   PetscCall(PetscFree(ZT));

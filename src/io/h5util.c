@@ -210,17 +210,21 @@ PetscErrorCode CsH5ReadAttrInt64(hid_t obj, const char attr[], int64_t *v)
 
 PetscErrorCode CsH5ReadArrayFinite(hid_t loc, const char what[], const char name[], hid_t memtype, int rank, hsize_t dims[], void *buf)
 {
-  size_t n = 1;
+  size_t    n = 1;
+  PetscBool f32;
 
   PetscFunctionBeginUser;
   PetscCall(CsH5ReadArray(loc, what, name, memtype, rank, dims, buf));
   if (!buf) PetscFunctionReturn(0);
+  f32 = H5Tequal(memtype, H5T_NATIVE_FLOAT) > 0 ? PETSC_TRUE : PETSC_FALSE;
   for (int i = 0; i < rank; i++) n *= (size_t)dims[i];
   for (size_t i = 0; i < n; i++) {
-    double v = H5Tequal(memtype, H5T_NATIVE_FLOAT) > 0 ? (double)((const float *)buf)[i] : ((const double *)buf)[i];
-    PetscCheck(isfinite(v), PETSC_COMM_SELF, CS_ERR_INPUT,
-               "%s: %s holds a non-finite value (%g at entry %zu): the file is damaged or was written by a fit that diverged", what, name, v,
-               i);
+    double v = f32 ? (double)((const float *)buf)[i] : ((const double *)buf)[i];
+    char   num[32];
+    if (isfinite(v)) continue;
+    snprintf(num, sizeof(num), "%s", isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"); /* PETSc's %g would print "nan." */
+    SETERRQ(PETSC_COMM_SELF, CS_ERR_INPUT, "%s: %s holds a non-finite value (%s at entry %zu): the file is damaged or was written by a fit that diverged",
+            what, name, num, i);
   }
   PetscFunctionReturn(0);
 }

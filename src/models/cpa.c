@@ -393,7 +393,7 @@ static PetscErrorCode CsModelSetUp_CPA(CsModel m)
 
 static PetscErrorCode CsModelFit_CPA(CsModel m)
 {
-  CsTrainerCallbacks cb = {m, Step, Loss};
+  CsTrainerCallbacks cb = {m, Step, Loss, NULL};
 
   PetscFunctionBeginUser;
   PetscCall(CsModelTrain(m, ((CPA *)m->data)->trainer, &cb));

@@ -51,5 +51,8 @@ PETSC_INTERN PetscErrorCode CsModelTrain(CsModel m, CsTrainer t, const CsTrainer
    (-<name>_epochs 0 would score an untrained network; -checkpoint_every must not be negative). */
 PETSC_INTERN PetscErrorCode CsModelCheckTrainingOptions(CsModel m);
 PETSC_INTERN PetscErrorCode CsModelRegisterAll(void);
+/* Collective: the priors (CsPriorsSetFromOptions: files, symbol column, guide collapsing) on the model's dataset
+   genes (with the var symbol column of its file) and its design's atoms. Destroy with CsPriorsDestroy. */
+PETSC_INTERN PetscErrorCode CsModelPriorsCreate(CsModel m, CsPriors *p);
 
 #endif

@@ -142,7 +142,7 @@ static PetscErrorCode LatentShifts(CsModel m)
 static PetscErrorCode CsModelFit_ScGen(CsModel m)
 {
   ScGen             *s  = (ScGen *)m->data;
-  CsTrainerCallbacks cb = {s, Step, Loss};
+  CsTrainerCallbacks cb = {s, Step, Loss, NULL};
 
   PetscFunctionBeginUser;
   PetscCall(CsModelTrain(m, s->trainer, &cb));

@@ -14,8 +14,8 @@ PetscErrorCode CsModelTrain(CsModel m, CsTrainer t, const CsTrainerCallbacks *cb
     valid[i]   = g >= 0 && m->split->role[g] == CS_ROLE_VALID;
   }
   PetscCall(CsTrainerSetCallbacks(t, cb));
-  PetscCall(CsTrainerSetData(t, m->ds, train, m->split->nvalid ? valid : NULL, (uint64_t)m->seed));
-  PetscCall(CsTrainerSetCheckpointDir(t, m->dir, CsModelName(m)));
+  PetscCall(CsTrainerSetData(t, m->ds, d, train, m->split->nvalid ? valid : NULL, (uint64_t)m->seed));
+  PetscCall(CsTrainerSetCheckpointDir(t, m->dir, CsModelName(m), ((PetscObject)m)->type_name));
   PetscCall(CsTrainerTrain(t, &m->interrupted));
   PetscCall(PetscFree2(train, valid));
   PetscFunctionReturn(0);

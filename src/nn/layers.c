@@ -7,7 +7,7 @@
   #define CS_HAVE_AVX512_PATH 1
 #endif
 
-const char *const CsNNActs[] = {"none", "relu", "leakyrelu", "gelu", "sigmoid", "softplus", "CsNNAct", "CS_NN_ACT_", NULL};
+const char *const CsNNActs[] = {"none", "relu", "leakyrelu", "gelu", "sigmoid", "softplus", "silu", "CsNNAct", "CS_NN_ACT_", NULL};
 
 /* ------------------------------------------------------------------------------------------------- helpers */
 

@@ -16,6 +16,15 @@
   #define CS_NN_VEC
 #endif
 
+/* Before a loop over the CS_LANES-style partial sums of a reduction: kept as a loop (not unrolled into scalars),
+   so that it becomes one vector operation per step (GCC otherwise unrolls it and cannot vectorise the 16 separate
+   scalar reductions). */
+#if defined(__GNUC__) && !defined(__clang__)
+  #define CS_NN_LANES _Pragma("GCC unroll 1")
+#else
+  #define CS_NN_LANES
+#endif
+
 /* The explicitly vectorised paths (Adam, sparse first layer) test CsHaveAVX512 (sys.h). */
 #define CsNNHaveAVX512() CsHaveAVX512()
 
@@ -46,6 +55,11 @@ static inline float CsNNActEval(CsNNAct a, float y, float *d)
     }
     *d = 1.0f / (1.0f + expf(-y));
     return log1pf(expf(y));
+  case CS_NN_ACT_SILU: {
+    float s = 1.0f / (1.0f + expf(-y)); /* expf overflows to inf below -88: s = 0, value -0, derivative 0 */
+    *d      = s * (1.0f + y * (1.0f - s));
+    return y * s;
+  }
   default:
     *d = 1.0f;
     return y;
@@ -145,5 +159,40 @@ double CsNNMSELossAssign(float *dpred, const float *pred, const float *target, c
                          double weight);
 /* y[n] += x[n] */
 void CsNNAxpy1(float *y, const float *x, size_t n);
+
+/* exp(x) for x <= 0 (arguments of softmax and log-sum-exp after the maximum is subtracted), written so that loops
+   over it vectorise: x = n ln2 + r with |r| <= ln2/2 (n rounded by adding 1.5 2^23, whose low mantissa bits then
+   hold n: no float-to-int conversion), r in two parts, Cephes' degree-6 polynomial for exp(r), and 2^n put into
+   the exponent bits, 0 when n < -126. Relative error below 1e-7 on [-87.3, 0] (8.3e-8 measured on a grid of 2e7
+   points); 0 (not a subnormal) below and for -inf; x > 0 is taken as 0. Files that call it in vector loops are
+   compiled without -ftrapping-math (a pragma before their first include, so that this function is inlined under
+   the same options): only then does GCC turn the selects into blends for AVX2. */
+static inline float CsNNExpNeg(float x)
+{
+  union {
+    int32_t i;
+    float   f;
+  } u, v;
+  float   n, r, p;
+  int32_t e;
+  x   = x < -100.0f ? -100.0f : x;
+  x   = x > 0.0f ? 0.0f : x;
+  u.f = x * 1.44269504088896341f + 12582912.0f;
+  n   = u.f - 12582912.0f;
+  r   = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  p   = 1.9875691500e-4f;
+  p   = p * r + 1.3981999507e-3f;
+  p   = p * r + 8.3334519073e-3f;
+  p   = p * r + 4.1665795894e-2f;
+  p   = p * r + 1.6666665459e-1f;
+  p   = p * r + 5.0000001201e-1f;
+  p   = p * r * r + r + 1.0f;
+  e   = u.i - 0x4B400000 + 127; /* n + 127 */
+  v.i = e > 0 ? e << 23 : 0;
+  return p * v.f;
+}
+
+/* One softmax row in place or not: p[K] = exp(s - max) / sum (sum in double). */
+void CsNNSoftmaxRow(float *p, const float *s, PetscInt K);
 
 #endif

@@ -14,7 +14,7 @@ train=(train -options_file_yaml input/norman_combo.yaml -baselines control -mode
        -scgen_batch_size 256 -scgen_patience 100 -progress_interval 0.5)
 
 # 1. a log file, and a second run into the busy folder
-$CS_MPIEXEC -n 2 "$CELLSHIFT" "${train[@]}" -scgen_epochs 6 -output_dir "$out/file" > "$out/file.log" 2>&1 &
+$CS_MPIEXEC -n 2 "$CELLSHIFT" "${train[@]}" -scgen_epochs 60 -output_dir "$out/file" > "$out/file.log" 2>&1 &
 pid=$!
 for _ in $(seq 600); do grep -q "training on" "$out/file.log" 2>/dev/null && break; sleep 0.1; done
 start=$(date +%s)

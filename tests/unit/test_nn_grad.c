@@ -9,47 +9,17 @@
 #include <cellshift/rng.h>
 #include <string.h>
 
-typedef double (*LossFn)(void *ctx);
-typedef struct {
-  const char *name;
-  float      *x; /* [n] the variable (perturbed in place) */
-  const float *g; /* [n] its analytic gradient */
-  size_t      n;
-} FDVar;
+typedef CsTestLossFn LossFn;
+typedef CsTestFDVar  FDVar;
 
 static double fd_h = 1e-2;
 
 static void FDCheck(const char *what, LossFn f, void *ctx, const FDVar *v, int nv, double tol)
 {
-  double num2 = 0, den2 = 0, numi = 0, deni = 0;
-  for (int k = 0; k < nv; k++)
-    for (size_t i = 0; i < v[k].n; i++) {
-      float  x0 = v[k].x[i], xp = (float)(x0 + fd_h), xm = (float)(x0 - fd_h);
-      double lp, lm, fd, e;
-      v[k].x[i] = xp;
-      lp        = f(ctx);
-      v[k].x[i] = xm;
-      lm        = f(ctx);
-      v[k].x[i] = x0;
-      fd        = (lp - lm) / ((double)xp - (double)xm);
-      e         = fd - v[k].g[i];
-      num2 += e * e, den2 += (double)v[k].g[i] * v[k].g[i];
-      numi = fmax(numi, fabs(e)), deni = fmax(deni, fabs(v[k].g[i]));
-    }
-  {
-    double r2 = sqrt(num2) / fmax(sqrt(den2), 1e-30), ri = numi / fmax(deni, 1e-30);
-    PetscCallVoid(PetscPrintf(PETSC_COMM_WORLD, "%-34s ||g_fd - g||/||g|| = %.2e (2-norm)  %.2e (max-norm)  ||g|| = %.3e\n", what, r2,
-                              ri, sqrt(den2)));
-    CS_EXPECT(den2 > 0, "%s: the analytic gradient is zero", what);
-    CS_EXPECT(r2 < tol && ri < tol, "%s: gradient error %.3e (2-norm) %.3e (max-norm) above %.1e", what, r2, ri, tol);
-  }
+  CsTestFDCheck(what, f, ctx, v, nv, fd_h, tol, NULL, NULL);
 }
 
-/* Uniform in [lo, hi) keyed by (key, i): test data independent of anything else. */
-static void Fill(float *x, size_t n, uint64_t key, double lo, double hi)
-{
-  for (size_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * CsRngUniform(1234, CS_STREAM_DATA, key, i));
-}
+static void Fill(float *x, size_t n, uint64_t key, double lo, double hi) { CsTestFill(x, n, key, lo, hi); }
 
 /* Inputs bounded away from 0, so that no finite difference straddles the kink of ReLU-like functions. */
 static void FillAwayFromZero(float *x, size_t n, uint64_t key)
