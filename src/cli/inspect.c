@@ -4,6 +4,27 @@
    are placed on every graph (CsPriorsView). */
 #include "commands.h"
 #include <cellshift/h5ad.h>
+#include <cellshift/priors.h>
+
+/* The options InspectPriors reads (dataset, design, priors), queried while the command records what it knows. */
+static PetscErrorCode InspectPriorsOptions(MPI_Comm comm)
+{
+  CsDataset ds;
+  CsDesign  d;
+  CsPriors  p;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsDatasetCreate(comm, &ds));
+  PetscCall(CsDatasetSetFromOptions(ds));
+  PetscCall(CsDesignCreate(comm, &d));
+  PetscCall(CsDesignSetFromOptions(d));
+  PetscCall(CsPriorsCreate(comm, &p));
+  PetscCall(CsPriorsSetFromOptions(p));
+  PetscCall(CsPriorsDestroy(&p));
+  PetscCall(CsDesignDestroy(&d));
+  PetscCall(CsDatasetDestroy(&ds));
+  PetscFunctionReturn(0);
+}
 
 static PetscErrorCode InspectPriors(const char path[])
 {
@@ -52,15 +73,26 @@ static PetscErrorCode InspectPriors(const char path[])
 
 PetscErrorCode CsCommandInspect(int argc, char **argv)
 {
-  char      path[PETSC_MAX_PATH_LEN] = "";
-  PetscBool priors;
+  char           path[PETSC_MAX_PATH_LEN] = "", kinds[256] = "";
+  PetscBool      priors = PETSC_FALSE;
+  PetscErrorCode ierr;
 
   PetscFunctionBeginUser;
+  PetscCall(CsOptionsRecordBegin());
+  PetscOptionsBegin(PETSC_COMM_WORLD, NULL, "Inspect", "CsCommandInspect");
+  ierr = PetscOptionsString("-data", "The .h5ad file (or give it after the command)", "CsCommandInspect", path, path, sizeof(path), NULL);
+  if (!ierr)
+    ierr = PetscOptionsString("-priors", "Coverage of the priors (dorothea,trrust,go; all if empty)", "CsCommandInspect", kinds, kinds, sizeof(kinds),
+                              &priors);
+  PetscOptionsEnd();
+  if (!ierr) ierr = CsSystemSetFromOptions(PETSC_COMM_WORLD);
+  if (!ierr && priors) ierr = InspectPriorsOptions(PETSC_COMM_WORLD);
+  PetscCall(CsOptionsRecordEnd());
+  PetscCall(ierr);
+  PetscCall(CsOptionsCheckUsed(PETSC_COMM_WORLD, "inspect", "none"));
   if (argc > 2 && argv[2][0] != '-') PetscCall(PetscStrncpy(path, argv[2], sizeof(path)));
-  else PetscCall(PetscOptionsGetString(NULL, NULL, "-data", path, sizeof(path), NULL));
   CsCheckAll(PETSC_COMM_WORLD, path[0], "usage: cellshift inspect FILE.h5ad [-priors [dorothea,trrust,go]]");
   PetscCall(CsH5adInspect(PETSC_COMM_WORLD, path, PETSC_VIEWER_STDOUT_WORLD));
-  PetscCall(PetscOptionsHasName(NULL, NULL, "-priors", &priors));
   if (priors) PetscCall(InspectPriors(path));
   PetscFunctionReturn(0);
 }

@@ -613,7 +613,7 @@ static PetscErrorCode CsModelFit_GRN(CsModel m)
   PetscCall(PetscFree(negw));
   gr->resp = B;
 
-  PetscCall(CsAtomShiftsCompute(ds, d, m->split, &gr->sh));
+  PetscCall(CsAtomShiftsCompute(ds, d, m->split, PETSC_FALSE, &gr->sh));
   gr->have_sh = PETSC_TRUE;
   PetscCall(InputScales(m, gr, agene));
   PetscCall(Summary(m, gr, v));

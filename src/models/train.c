@@ -20,3 +20,18 @@ PetscErrorCode CsModelTrain(CsModel m, CsTrainer t, const CsTrainerCallbacks *cb
   PetscCall(PetscFree2(train, valid));
   PetscFunctionReturn(0);
 }
+
+PetscErrorCode CsModelCheckTrainingOptions(CsModel m)
+{
+  MPI_Comm  comm   = PetscObjectComm((PetscObject)m);
+  PetscInt  epochs = 1, every = 0;
+  PetscBool set;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscOptionsGetInt(NULL, CsModelPrefix(m), "-epochs", &epochs, &set));
+  CsCheckAll(comm, !set || epochs >= 1, "-%sepochs must be at least 1 (got %" PetscInt_FMT "): with no epoch the model would be scored untrained",
+             CsModelPrefix(m), epochs);
+  PetscCall(PetscOptionsGetInt(NULL, NULL, "-checkpoint_every", &every, &set));
+  CsCheckAll(comm, !set || every >= 0, "-checkpoint_every must be 0 (only on a signal) or a positive number of epochs (got %" PetscInt_FMT ")", every);
+  PetscFunctionReturn(0);
+}

@@ -135,10 +135,12 @@ PetscErrorCode CsSamplerSetFromOptions(CsSampler s)
   PetscValidHeaderSpecific(s, CS_SAMPLER_CLASSID, 1);
   PetscCall(CsSamplerInitializePackage());
   PetscObjectOptionsBegin((PetscObject)s);
-  PetscCall(PetscOptionsFList("-sampler_type", "Minibatch sampler: cells, paired (with a control partner), set (groups as sets), coupled "
-                                               "(control and perturbed minibatches of one group), stream",
-                              "CsSamplerSetType", CsSamplerList,
-                              ((PetscObject)s)->type_name ? ((PetscObject)s)->type_name : CSSAMPLERCELLS, type, sizeof(type), &flg));
+  /* A string, not PetscOptionsFList: PETSc prints a list's help straight to stdout, past PetscHelpPrintf, which is
+     where the command line check records the options a command knows (CsSamplerSetType refuses unknown types). */
+  PetscCall(PetscOptionsString("-sampler_type", "Minibatch sampler: cells, paired (with a control partner), set (groups as sets), coupled "
+                                                "(control and perturbed minibatches of one group), stream",
+                               "CsSamplerSetType", ((PetscObject)s)->type_name ? ((PetscObject)s)->type_name : CSSAMPLERCELLS, type, sizeof(type),
+                               &flg));
   if (flg) PetscCall(CsSamplerSetType(s, type));
   else if (!((PetscObject)s)->type_name) PetscCall(CsSamplerSetType(s, CSSAMPLERCELLS));
   if (s->ops->setfromoptions) PetscCall(s->ops->setfromoptions(s, PetscOptionsObject));

@@ -12,8 +12,8 @@ PY=${CS_PYTHON:-/usr/bin/python3}
 out=$(mktemp -d "${TMPDIR:-/tmp}/cellshift-trainerr-XXXXXX")
 trap 'rm -rf "$out"' EXIT
 cd "$CS_SOURCE_DIR"
-small=(-options_file_yaml input/norman_combo.yaml -baselines control -scgen_hidden 64 -scgen_latent 8 -scgen_batch_size 64
-       -cpa_latent 16 -cpa_hidden 32 -cpa_batch_size 128)
+small=(-options_file_yaml input/norman_combo.yaml -baselines control)
+declare -A size=([scgen]="-scgen_hidden 64 -scgen_latent 8 -scgen_batch_size 64" [cpa]="-cpa_latent 16 -cpa_hidden 32 -cpa_batch_size 128")
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
@@ -40,13 +40,13 @@ done
 
 # 2. real checkpoints after one epoch
 for m in scgen cpa; do
-  $CS_MPIEXEC -n 2 "$CELLSHIFT" train "${small[@]}" -model $m -${m}_epochs 1 -checkpoint_every 1 -output_dir "$out/good$m" > "$out/good$m.log" 2>&1 \
+  $CS_MPIEXEC -n 2 "$CELLSHIFT" train "${small[@]}" ${size[$m]} -model $m -${m}_epochs 1 -checkpoint_every 1 -keep_checkpoint -output_dir "$out/good$m" > "$out/good$m.log" 2>&1 \
     || { cat "$out/good$m.log"; echo "FAIL: $m training"; exit 1; }
 done
 good=$out/goodscgen/scgen/checkpoint.h5
 resume() { # resume LABEL NP PATTERN: scgen resumed from $out/LABEL (with the good run's split)
   cp "$out/goodscgen/split.json" "$out/$1/"
-  expect_error "$1" "$2" "$3" -- "$CELLSHIFT" train "${small[@]}" -model scgen -scgen_epochs 4 -resume "$out/$1" -output_dir "$out/$1"
+  expect_error "$1" "$2" "$3" -- "$CELLSHIFT" train "${small[@]}" ${size[scgen]} -model scgen -scgen_epochs 4 -resume "$out/$1" -output_dir "$out/$1"
 }
 declare -A want=(
   [epoch_neg]="cannot resume: .*checkpoint.h5 is at epoch -7, outside \[0, 4\] \(-scgen_epochs\)"
@@ -72,7 +72,7 @@ cp "$out/goodcpa/cpa/checkpoint.h5" "$out/cpaforscgen/scgen/checkpoint.h5"
 resume cpaforscgen 2 "cannot resume: .*cpaforscgen/scgen/checkpoint.h5 was written by a cpa model, not scgen"
 # the unbroken copy resumes
 mkdir -p "$out/fine/scgen" && cp "$good" "$out/fine/scgen/checkpoint.h5" && cp "$out/goodscgen/split.json" "$out/fine/"
-$CS_MPIEXEC -n 2 "$CELLSHIFT" train "${small[@]}" -model scgen -scgen_epochs 2 -resume "$out/fine" -output_dir "$out/fine" > "$out/fine.log" 2>&1 \
+$CS_MPIEXEC -n 2 "$CELLSHIFT" train "${small[@]}" ${size[scgen]} -model scgen -scgen_epochs 2 -resume "$out/fine" -output_dir "$out/fine" > "$out/fine.log" 2>&1 \
   || { tail -5 "$out/fine.log"; fail "the unbroken checkpoint does not resume"; }
 grep -q "resumed from" "$out/fine.log" || fail "the unbroken checkpoint was not resumed"
 
