@@ -20,6 +20,7 @@ struct _n_CsDataset {
   char         encoding[16];  /* how the matrix is stored: "csr", "csc" or "dense" */
   char         subset[512];   /* -obs_subset key=v1,v2 applied after reading ("" = none) */
   PetscBool    normalize;     /* -normalize: X held raw counts, now log1p(counts / libsize * 1e4) */
+  PetscBool    input;         /* the user's data (set by CsDatasetSetFromOptions): checked as input, see SetUp */
   double      *libsize;       /* [nlocal] total counts of each cell before -normalize (NULL without it) */
   PetscInt     nglobal;       /* cells (after the subset) */
   PetscInt     ngenes;
@@ -45,7 +46,11 @@ PETSC_EXTERN PetscErrorCode CsDatasetSetFile(CsDataset ds, const char path[], co
 /* Ask for an obs column before CsDatasetSetUp. A required column that is missing is an input error; an optional
    one is simply absent after set-up. */
 PETSC_EXTERN PetscErrorCode CsDatasetAddObsKey(CsDataset ds, const char key[], PetscBool required);
-/* Collective: read this rank's block (idempotent). */
+/* Collective: read this rank's block (idempotent). -data naming a folder and gene names given twice in var are input
+   errors (genes are matched by name). The user's data (-data) are also checked for what is suspicious but usable,
+   each a warning naming the first offending cell (row of the file, and its name), gene and value: cell names (obs
+   index) given twice; negative values where log-normalised expression is expected; non-integer values with
+   -normalize, which expects raw counts. */
 PETSC_EXTERN PetscErrorCode CsDatasetSetUp(CsDataset ds);
 /* The loaded column named key, or NULL. */
 PETSC_EXTERN PetscErrorCode CsDatasetGetObs(CsDataset ds, const char key[], CsObsColumn **col);

@@ -7,6 +7,10 @@
    With -dose_key, every atom carries a dose (the dose value is split by the same delimiter, one dose per atom in
    the label's order, or one dose for all atoms); conditions with different doses are different conditions.
    The context column (-context_key, optional: cell type, cell line, patient) names where it was done.
+   With -perturbation_collapse_guides, atoms are CROP-seq guides named <gene><delimiter><number> ("KLF1_1",
+   -perturbation_guide_delimiter, default "_") and every guide becomes its gene, so the guides of one gene are one
+   atom. The type column (-perturbation_type_key, optional: CRISPRa / CRISPRi / drug) is read for the models that
+   learn per perturbation type (CsDesignGroupTypes).
 
    A group is one (condition, context) with at least one cell. Groups are numbered in (context, condition name)
    order, identical on every rank and independent of the number of ranks. Each context has at most one control
@@ -15,6 +19,7 @@
 #define CELLSHIFT_DESIGN_H
 
 #include <cellshift/dataset.h>
+#include <cellshift/priors.h>
 
 typedef struct {
   char     *name;   /* canonical name ("A+B"; the control value for control) */
@@ -35,6 +40,8 @@ typedef struct _n_CsDesign *CsDesign;
 struct _n_CsDesign {
   MPI_Comm     comm;
   char         pert_key[256], control_value[256], context_key[256], delimiter[16], dose_key[256];
+  char         type_key[256], guide_delim[16]; /* -perturbation_type_key, -perturbation_guide_delimiter */
+  PetscBool    collapse_guides;               /* -perturbation_collapse_guides */
   PetscInt     natoms;
   char       **atoms;      /* [natoms] sorted atom names (control excluded) */
   PetscInt     ncond;
@@ -51,7 +58,8 @@ struct _n_CsDesign {
 };
 
 PETSC_EXTERN PetscErrorCode CsDesignCreate(MPI_Comm comm, CsDesign *d);
-/* -perturbation_key, -control_value, -context_key, -combo_delimiter, -dose_key */
+/* -perturbation_key, -control_value, -context_key, -combo_delimiter, -dose_key, -perturbation_type_key,
+   -perturbation_collapse_guides, -perturbation_guide_delimiter */
 PETSC_EXTERN PetscErrorCode CsDesignSetFromOptions(CsDesign d);
 /* Before the dataset is set up: ask it for the columns the design needs. */
 PETSC_EXTERN PetscErrorCode CsDesignAddKeys(CsDesign d, CsDataset ds);
@@ -68,6 +76,11 @@ PETSC_EXTERN PetscErrorCode CsDesignGroupName(CsDesign d, PetscInt g, char buf[]
 /* Collective: the mean expression of every group, means[g * ngenes + j] (CsCSRGroupStats: exact, rank-count
    independent). Only groups with want[g] are computed, the others are 0; want may be NULL (all groups). */
 PETSC_EXTERN PetscErrorCode CsDesignGroupMeans(CsDesign d, CsDataset ds, const PetscBool *want, double *means);
+/* Collective: the perturbation type of every group from the -perturbation_type_key column: types[ntypes] (the
+   column's categories, identical on every rank; free with CsStrArrayDestroy) and group_type[ngroups], the most
+   frequent type among the group's cells (ties: the first category), -1 for a group with no typed cell. Without
+   the key: *ntypes = 0, *types = NULL and every group_type -1. */
+PETSC_EXTERN PetscErrorCode CsDesignGroupTypes(CsDesign d, CsDataset ds, PetscInt *ntypes, char ***types, PetscInt group_type[]);
 PETSC_EXTERN PetscErrorCode CsDesignView(CsDesign d, PetscViewer v);
 PETSC_EXTERN PetscErrorCode CsDesignDestroy(CsDesign *d);
 

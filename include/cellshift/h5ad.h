@@ -67,6 +67,13 @@ PETSC_EXTERN PetscErrorCode CsH5adReadCapped(MPI_Comm comm, const char path[], c
 PETSC_EXTERN CsObsColumn   *CsH5adBlockGetObs(const CsH5adBlock *b, const char key[]);
 PETSC_EXTERN PetscErrorCode CsH5adBlockFree(CsH5adBlock *b);
 
+/* Collective: the var column var/<key> (strings, or a categorical of strings) of the file, all ngenes entries on
+   every rank (rank 0 reads with the serial driver and broadcasts; "" for a missing categorical value). *found is
+   false, and *values NULL, when var has no such column; a column of another length or type is an input error.
+   Free with CsStrArrayDestroy(ngenes, values). */
+PETSC_EXTERN PetscErrorCode CsH5adReadVarColumn(MPI_Comm comm, const char path[], const char key[], PetscInt ngenes, PetscBool *found,
+                                                char ***values);
+
 /* Collective: print shape, X encoding and dtype, nnz, layers, obs columns with their categories and counts. The
    whole file is read and checked by the parallel reader, as a run would, before anything is printed. */
 PETSC_EXTERN PetscErrorCode CsH5adInspect(MPI_Comm comm, const char path[], PetscViewer v);

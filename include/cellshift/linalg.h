@@ -12,6 +12,14 @@ PETSC_EXTERN PetscErrorCode CsSymEigTop(PetscInt n, double *A, PetscInt k, doubl
 /* Solve A X = B for symmetric positive definite A (n x n, destroyed) and B (n x nrhs row-major, overwritten). */
 PETSC_EXTERN PetscErrorCode CsSolveSPD(PetscInt n, double *A, PetscInt nrhs, double *B);
 
+/* Solve A X = B for a general n x n A (column-major, overwritten by its LU factors) and B (n x nrhs column-major,
+   overwritten by X) with LAPACK dgesv. Not collective. Error: exactly singular (the zero pivot is named). */
+PETSC_EXTERN PetscErrorCode CsSolveGeneral(PetscInt n, double *A, PetscInt nrhs, double *B);
+
+/* The spectral radius max |lambda_i| of a general n x n A (column-major, destroyed) from all its eigenvalues
+   (LAPACK dgeev, O(n^3)). Not collective. */
+PETSC_EXTERN PetscErrorCode CsSpectralRadius(PetscInt n, double *A, double *rho);
+
 /* ============================================ ScaLAPACK / BLACS ============================================
    Debian ships no BLACS/ScaLAPACK header, so the prototypes cellshift uses are declared here (LP64 integers,
    gfortran hidden lengths for character arguments); add a prototype here, never in a .c file. */
@@ -64,6 +72,21 @@ static inline int CsBCGlobalToLocal(int g, int nb, int np) { return (g / (nb * n
 static inline int CsBCLocalToGlobal(int l, int nb, int np, int me) { return ((l / nb) * np + me) * nb + l % nb; }
 /* The process row (or column) that holds global index g. */
 static inline int CsBCOwner(int g, int nb, int np) { return (g / nb) % np; }
+
+/* Seconds spent by CsSparseLUSolve on this rank in each phase. */
+typedef struct {
+  double assemble, factor, solve, gather;
+} CsLUTimes;
+/* Collective: X = (diag I + S)^{-1} B for a general n x n sparse S that every rank holds whole (rows indptr[n + 1],
+   column indices[], values[]; repeated entries add), B [n x nrhs] column-major and identical on every rank,
+   overwritten by X on every rank. diag I + S is assembled as a dense nb x nb block-cyclic matrix on the CsGrid of
+   comm (each rank fills only the entries it owns), factored by pdgetrf (LU with partial pivoting) and solved by
+   pdgetrs; X is summed onto every rank. For a matrix whose dense form does not fit one node (n = 2*10^4 is 3.2
+   GB) while the sparse form is small. Memory per rank: n^2 / ranks doubles (plus one block row), 2 n nrhs.
+   Results agree across rank counts to rounding (pivoting is the same, summation order is not). Errors: a
+   singular matrix (collective). times may be NULL. */
+PETSC_EXTERN PetscErrorCode CsSparseLUSolve(MPI_Comm comm, PetscInt n, double diag, const int64_t indptr[], const int32_t indices[],
+                                            const double values[], PetscInt nrhs, double *B, PetscInt nb, CsLUTimes *times);
 
 /* How CsPCAFit lays out its work (results do not depend on it). */
 typedef struct {

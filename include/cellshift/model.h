@@ -30,6 +30,7 @@ typedef const char        *CsModelType;
 #define CSMODELSCGEN    "scgen"
 #define CSMODELCPA      "cpa"
 #define CSMODELMEAN     "mean"
+#define CSMODELGRN      "grn"
 
 PETSC_EXTERN PetscClassId CS_MODEL_CLASSID;
 
@@ -57,6 +58,9 @@ PETSC_EXTERN PetscErrorCode CsModelGetInterrupted(CsModel m, PetscBool *interrup
 /* Per-cell prediction (types with a predict op): ctrl holds n control cells (CSR rows) of context ctx; out
    [n x ngenes] row-major receives their predicted expression under cond. Collective (a rank may have n = 0). */
 PETSC_EXTERN PetscErrorCode CsModelPredict(CsModel m, const CsCondition *cond, PetscInt ctx, const CsCSR *ctrl, float *out);
+/* Whether the type trains a network with CsTrainer: it then writes <dir>/checkpoint.h5 and continues from
+   -resume DIR/<name>/checkpoint.h5. */
+PETSC_EXTERN PetscErrorCode CsModelTrains(CsModel m, PetscBool *trains);
 /* Whether the type predicts a group at once (predictset op) rather than cell by cell. */
 PETSC_EXTERN PetscErrorCode CsModelHasPredictSet(CsModel m, PetscBool *set);
 /* model.h5: type, name, options, atoms/contexts/genes it was fitted with, and the implementation's parameters.
@@ -84,7 +88,8 @@ PETSC_EXTERN PetscErrorCode    CsModelRegister(const char type[], PetscErrorCode
 PETSC_EXTERN const char       *CsModelTypeNames(void);
 
 /* The shift of every atom in some space of dimension dim (expression for the additive baseline, a latent space
-   for scGen's vector arithmetic). From single-atom train groups with a control in their context: ctxdelta
+   for scGen's vector arithmetic). From single-atom train groups (with withvalid also the valid groups: a model
+   without hyper-parameters has nothing to tune on them) with a control in their context: ctxdelta
    [nctx][natoms][dim] = mean(group) - mean(control of its context), averaged over groups of the same atom and
    context (doses); seen[ctx * natoms + a] tells where atom a was seen alone; delta [natoms][dim] averages ctxdelta
    over the contexts where the atom was seen, each context weighing the same (scGen's cell-type balancing), with
@@ -97,11 +102,11 @@ typedef struct {
   PetscBool *anyseen;  /* [natoms] */
 } CsAtomShifts;
 /* The groups whose means the shifts need (want[ngroups]). */
-PETSC_EXTERN PetscErrorCode CsAtomShiftsGroups(CsDesign d, CsSplit s, PetscBool *want);
+PETSC_EXTERN PetscErrorCode CsAtomShiftsGroups(CsDesign d, CsSplit s, PetscBool withvalid, PetscBool *want);
 /* Shifts from per-group mean vectors means[g * dim + k] (only the wanted groups are read). Not collective. */
-PETSC_EXTERN PetscErrorCode CsAtomShiftsFromMeans(CsDesign d, CsSplit s, PetscInt dim, const double *means, CsAtomShifts *sh);
+PETSC_EXTERN PetscErrorCode CsAtomShiftsFromMeans(CsDesign d, CsSplit s, PetscBool withvalid, PetscInt dim, const double *means, CsAtomShifts *sh);
 /* Collective: the shifts of mean expression (CsDesignGroupMeans + CsAtomShiftsFromMeans). */
-PETSC_EXTERN PetscErrorCode CsAtomShiftsCompute(CsDataset ds, CsDesign d, CsSplit s, CsAtomShifts *sh);
+PETSC_EXTERN PetscErrorCode CsAtomShiftsCompute(CsDataset ds, CsDesign d, CsSplit s, PetscBool withvalid, CsAtomShifts *sh);
 /* out[dim] = sum over the condition's atoms of the shift seen in ctx, else the balanced one, else nothing. */
 PETSC_EXTERN void CsAtomShiftsSum(const CsAtomShifts *sh, const CsCondition *cond, PetscInt ctx, double *out);
 /* Into / from an open HDF5 group of a model file (save: rank 0; load: every rank, sizes checked). */
@@ -109,12 +114,13 @@ PETSC_EXTERN PetscErrorCode CsAtomShiftsSave(const CsAtomShifts *sh, hid_t g);
 PETSC_EXTERN PetscErrorCode CsAtomShiftsLoad(CsAtomShifts *sh, hid_t g, PetscInt nctx, PetscInt natoms, PetscInt dim);
 PETSC_EXTERN PetscErrorCode CsAtomShiftsFree(CsAtomShifts *sh);
 
-/* Collective: the mean shift over the training perturbations of every context (the `mean` baseline, and the
-   reference of Systema's metrics, the mean of the perturbation centroids, is mean(control) + shift):
-   shift[c * ngenes + j] = mean over the train groups of context c with at least one atom (any number of atoms, any
+/* Collective: the mean shift over the training perturbations of every context (the `mean` baseline, with
+   withvalid: it also fits on the valid groups; and without, the reference of Systema's metrics, the mean of the
+   perturbation centroids, is mean(control) + shift):
+   shift[c * ngenes + j] = mean over the train (and with withvalid valid) groups of context c with at least one atom (any number of atoms, any
    dose, each group weighing the same) of mean(group)_j - mean(control of c)_j. A context without such a group (or
    without controls) gets the average of the other contexts' shifts, each context weighing the same, and 0 when no
    context has one; own[c] (may be NULL) tells which contexts have their own. Means are CsDesignGroupMeans. */
-PETSC_EXTERN PetscErrorCode CsContextMeanShifts(CsDataset ds, CsDesign d, CsSplit s, double *shift, PetscBool *own);
+PETSC_EXTERN PetscErrorCode CsContextMeanShifts(CsDataset ds, CsDesign d, CsSplit s, PetscBool withvalid, double *shift, PetscBool *own);
 
 #endif

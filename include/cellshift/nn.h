@@ -47,11 +47,12 @@ typedef struct {
   size_t    offset;               /* in floats, into p/g (trained) or buf (buffer); a multiple of 16 */
   PetscInt  fan_in;
   CsNNInit  init;
-  PetscBool buffer;               /* not trained (BatchNorm running statistics), saved with the parameters */
+  PetscBool buffer;               /* in buf, not trained (BatchNorm running statistics, frozen tensors), saved with the parameters */
+  PetscBool frozen;               /* a weight held fixed (CsNNParamsAddFrozen); also a buffer */
 } CsNNTensor;
 
 /* All parameters of a model in ONE contiguous buffer p, their gradients in g with the same layout (zeroing is one
-   memset, reduction one allreduce), buffers in buf. Tensors are registered before CsNNParamsSetUp; offsets are
+   memset, reduction one allreduce), buffers and frozen tensors in buf. Tensors are registered before CsNNParamsSetUp; offsets are
    assigned in registration order, so register in forward order: backward then finishes the gradients from the
    end of g towards its start, which is what the bucketed reduction relies on. */
 typedef struct _n_CsNNParams *CsNNParams;
@@ -73,6 +74,11 @@ PETSC_EXTERN PetscErrorCode CsNNParamsAdd(CsNNParams P, const char name[], Petsc
                                           PetscInt fan_in, PetscInt *idx);
 /* Register a buffer (not trained, no gradient). */
 PETSC_EXTERN PetscErrorCode CsNNParamsAddBuffer(CsNNParams P, const char name[], PetscInt size, CsNNInit init, PetscInt *idx);
+/* Register a frozen tensor rows x cols (the base weights of adapter fine-tuning): initialised like a trained tensor,
+   saved and loaded with the parameters, but held in buf, outside p and g, so it has no gradient (CsNNParamsGrad is
+   NULL), no optimiser moments, and the gradient reduction never sees it. */
+PETSC_EXTERN PetscErrorCode CsNNParamsAddFrozen(CsNNParams P, const char name[], PetscInt rows, PetscInt cols, CsNNInit init,
+                                                PetscInt fan_in, PetscInt *idx);
 /* Allocate p, g, buf (zeroed). */
 PETSC_EXTERN PetscErrorCode CsNNParamsSetUp(CsNNParams P);
 /* Initialise every tensor from its rule; tensor values are keyed by (seed, name, element), so they do not depend on

@@ -16,7 +16,9 @@ enum {
   CS_STREAM_NOISE   = 4, /* reparameterisation noise */
   CS_STREAM_INIT    = 5, /* parameter initialisation */
   CS_STREAM_SAMPLE  = 6, /* subsampling of cells */
-  CS_STREAM_DATA    = 7  /* synthetic data */
+  CS_STREAM_DATA    = 7, /* synthetic data */
+  CS_STREAM_PAIR    = 8, /* control partners and control sets of the samplers */
+  CS_STREAM_SET     = 9  /* groups and cells of the set and coupled samplers */
 };
 
 /* Four independent 32-bit words for (seed, stream, counter hi, counter lo). */

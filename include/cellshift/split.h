@@ -13,7 +13,15 @@
                      atoms are all seen, -test_fraction go to test, -valid_fraction to valid, the rest train;
    -split_file F   : read the roles from a split.json written by an earlier run (same data and design).
    Control groups are always train (visible): they are the inputs every prediction starts from, never targets.
-   The roles are written to split.json so any model can be rerun on the same split.
+
+   Validation (-validation auto|cells|groups): with cells there are no valid groups: the learned models validate
+   on a seeded fraction of the training cells (-<model>_valid_cells, default 0.1), so every non-test group trains;
+   with groups, -valid_fraction of the candidate groups are valid groups. auto (the default) is cells for the
+   explicit and context splits and wherever -valid_fraction would draw fewer than 2 groups (a group or two held
+   out of a handful would take away the very contexts or conditions a baseline averages over), groups otherwise.
+   Models without hyper-parameters (control, additive, mean) fit on the train and valid groups; the others train on
+   the train groups and tune on the valid ones. The roles and this rule are written to split.json so any model can
+   be rerun on the same split.
 
    Categories (every split type): what training knows of each group's atoms. An atom is seen when it has a
    single-atom train group in some context; a group is "control", "seen_single" or "unseen_single" (one atom),
@@ -31,6 +39,8 @@ typedef struct _n_CsSplit *CsSplit;
 struct _n_CsSplit {
   MPI_Comm  comm;
   char      type[32], holdout_context[256], test_conditions[4096], file[PETSC_MAX_PATH_LEN];
+  char      validation[16]; /* -validation: auto, cells or groups */
+  PetscBool valid_groups;   /* after set-up: validation on whole groups (else on training cells) */
   PetscInt  seed;
   PetscReal test_fraction, valid_fraction;
   PetscInt  ngroups;
@@ -42,7 +52,8 @@ struct _n_CsSplit {
 
 PETSC_EXTERN PetscErrorCode CsSplitCreate(MPI_Comm comm, CsSplit *s);
 PETSC_EXTERN PetscErrorCode CsSplitSetFromOptions(CsSplit s);
-/* Collective: assign roles (idempotent). Errors: unknown holdout context or test condition, empty test set. */
+/* Collective: assign roles (idempotent). Errors: unknown holdout context or test condition, empty test set (the
+   message says why: no candidate group, -test_fraction 0, a split file without test groups). */
 PETSC_EXTERN PetscErrorCode CsSplitSetUp(CsSplit s, CsDesign d);
 /* Collective: write split.json (rank 0, atomically). */
 PETSC_EXTERN PetscErrorCode CsSplitSave(CsSplit s, CsDesign d, const char path[]);

@@ -62,11 +62,20 @@ PETSC_EXTERN PetscLogEvent CS_EVENT_READ, CS_EVENT_WRITE, CS_EVENT_DESIGN, CS_EV
   CS_EVENT_OPTIM, CS_EVENT_VALID;
 PETSC_EXTERN PetscClassId CS_CLASSID;
 
-/* Threads for BLAS on this rank: -blas_threads N; default = cores of the node / ranks on the node (at least 1). */
-PETSC_EXTERN PetscErrorCode CsBLASSetThreads(MPI_Comm comm);
+/* Collective: the system options, read in CsInitialize (again when the options are listed or checked):
+   -blas_threads N (BLAS threads per rank; default = cores of the node / ranks on the node, at least 1),
+   -progress auto|bar|lines and -progress_interval SECONDS (see progress.h). */
+PETSC_EXTERN PetscErrorCode CsSystemSetFromOptions(MPI_Comm comm);
 PETSC_EXTERN int            CsBLASGetThreads(void);
-/* -progress_interval: seconds between progress lines when the output is not a terminal (read in CsInitialize). */
-PETSC_EXTERN double         CsProgressInterval(void);
+typedef enum { CS_PROGRESS_AUTO, CS_PROGRESS_BAR, CS_PROGRESS_LINES } CsProgressStyle;
+PETSC_EXTERN const char *const CsProgressStyles[];
+PETSC_EXTERN CsProgressStyle   CsProgressGetStyle(void);
+/* Seconds between progress lines when no live bar is drawn. */
+PETSC_EXTERN double            CsProgressInterval(void);
+
+/* Not collective: rank 0 of comm prints "cellshift: warning: <message>" on stderr (the others print nothing). For
+   input that is suspicious but usable; every rank must pass the same message or call it only where rank 0 does. */
+PETSC_EXTERN PetscErrorCode CsWarn(MPI_Comm comm, const char fmt[], ...) PETSC_ATTRIBUTE_FORMAT(2, 3);
 
 /* Files. All outputs are written to a temporary name in the same folder and renamed into place when complete,
    so a killed run never leaves a half-written file under its final name. */
@@ -89,16 +98,33 @@ PETSC_EXTERN PetscErrorCode CsWriteFileRank0(MPI_Comm comm, const char path[], C
 /* The same for a text file: write(ctx, fp) prints into the open stream; open, write and close errors fail it. */
 typedef PetscErrorCode (*CsTextWriter)(void *ctx, FILE *fp);
 PETSC_EXTERN PetscErrorCode CsWriteTextRank0(MPI_Comm comm, const char path[], CsTextWriter write, void *ctx);
-/* Collective: create a folder (and parents) on rank 0; error on all ranks if it cannot be made. */
+/* Collective: create a folder (and parents) on rank 0; error on all ranks if it cannot be made (or a file of
+   that name is in the way). */
 PETSC_EXTERN PetscErrorCode CsMakeDir(MPI_Comm comm, const char path[]);
+/* Collective: what `path` is, as seen by rank 0. */
+typedef enum { CS_PATH_NONE, CS_PATH_FILE, CS_PATH_DIR, CS_PATH_OTHER } CsPathKind;
+PETSC_EXTERN PetscErrorCode CsPathGetKind(MPI_Comm comm, const char path[], CsPathKind *kind);
+/* Collective: an exclusive lock held by this process until CsLockRelease (or its exit), on the file `path`
+   (created if needed; fcntl record lock, so it also works on NFS). The holder writes "pid <pid> host <host>" into
+   the file. If another process holds it, every rank fails with an input error naming `what`, the holder and the
+   file. *fd is the open descriptor on rank 0 (-1 elsewhere). */
+PETSC_EXTERN PetscErrorCode CsLockAcquire(MPI_Comm comm, const char path[], const char what[], int *fd);
+PETSC_EXTERN PetscErrorCode CsLockRelease(MPI_Comm comm, int *fd);
+/* Collective: rank 0 removes the file if it exists (a missing file is not an error). */
+PETSC_EXTERN PetscErrorCode CsRemoveFile(MPI_Comm comm, const char path[]);
 /* Join folder and name into out (size PETSC_MAX_PATH_LEN). */
 PETSC_EXTERN PetscErrorCode CsPathJoin(const char dir[], const char name[], char out[]);
 /* Collective: does a regular file exist (rank 0 checks, result broadcast)? */
 PETSC_EXTERN PetscErrorCode CsFileExists(MPI_Comm comm, const char path[], PetscBool *exists);
 
 /* Strings. */
+/* Edit distance (insertions, deletions, substitutions, transpositions of neighbours) between a and b. */
+PETSC_EXTERN PetscInt CsStrDistance(const char a[], const char b[]);
 PETSC_EXTERN PetscErrorCode CsStrArrayDestroy(PetscInt n, char ***arr); /* frees each string and the array */
 PETSC_EXTERN PetscErrorCode CsStrTrim(char s[]);                       /* trim white space in place */
+/* Append src to dst (a buffer of len bytes), truncating (PETSc 3.18's PetscStrlcat writes one byte past the
+   buffer when it truncates). */
+PETSC_EXTERN void CsStrCat(char dst[], size_t len, const char src[]);
 /* Split `s` at any character of `delims` into trimmed non-empty parts (caller frees with CsStrArrayDestroy). */
 PETSC_EXTERN PetscErrorCode CsStrSplit(const char s[], const char delims[], PetscInt *n, char ***parts);
 /* Index of `s` in sorted array `arr` of length n (strcmp order), or -1. */

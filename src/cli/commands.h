@@ -20,6 +20,10 @@ typedef struct {
   CsDesign  design;
   CsSplit   split;
   char      outdir[PETSC_MAX_PATH_LEN];
+  char      resume[PETSC_MAX_PATH_LEN]; /* -resume DIR ("" = none) */
+  PetscBool overwrite;                  /* -overwrite: clear an earlier run's files from outdir */
+  PetscBool keep_checkpoint;            /* -keep_checkpoint: keep <model>/checkpoint.h5 after a successful fit */
+  int       lock;                       /* the run folder's lock (rank 0), -1 when not held */
   PetscInt  nmodels;
   char     *models[16];    /* -model a,b,c: TYPE or NAME:TYPE each */
   PetscInt  nbaselines;
@@ -27,27 +31,58 @@ typedef struct {
   PetscInt  nall;
   char     *all[32];       /* baselines then models, each name once (pointers into the two lists) */
   PetscBool isbaseline[32];
+  CsModel   model[32];     /* the model of each entry of all[], options applied; NULL for predictions made elsewhere (evaluate) */
 } CsProblem;
 
-/* Collective: the run's own options (-output_dir, -model, -baselines). */
+/* How a command uses its run folder. */
+typedef enum {
+  CS_RUNDIR_NEW,      /* run, train: a new run; the files of an earlier run are refused (or removed with -overwrite) */
+  CS_RUNDIR_CONTINUE, /* run, train with -resume of the same folder: the run continues in its own folder */
+  CS_RUNDIR_EXISTING  /* predict, evaluate: work on the files of the run in the folder */
+} CsRunDirUse;
+
+/* Collective: the run's own options (-output_dir, -model, -baselines, -overwrite, -keep_checkpoint, -resume). */
 PetscErrorCode CsProblemSetFromOptions(CsProblem *p);
-/* Collective: options, read the data, build design and split. With reuse, the split is read from
-   <outdir>/split.json unless -split_file is given (predict, evaluate); otherwise it is made and saved there. */
-PetscErrorCode CsProblemSetUp(CsProblem *p, PetscBool reuse);
+/* Collective. First every option is read and checked, before any work: the run's, the data's, the design's, the
+   split's and every model's (created here), and no option may be unknown (CsOptionsCheckUsed); -resume must name a
+   run folder with a checkpoint for each trained model; the run folder is locked and prepared (CsRunDirPrepare).
+   Then the data are read, the design and split built, and every model set up on them. With reuse (predict,
+   evaluate) the split is read from <outdir>/split.json unless -split_file is given; otherwise it is made and
+   saved there, with options.txt. For evaluate, a -model name that is not a cellshift model type names the
+   predictions.h5ad of a model run elsewhere (scored, never fitted). */
+PetscErrorCode CsProblemSetUp(CsProblem *p, PetscBool reuse, const char command[]);
 PetscErrorCode CsProblemDestroy(CsProblem *p);
 /* A model given as TYPE or NAME:TYPE (-model scgen,wide:scgen): its name (the options prefix and the folder of the
    run) and its type; the name defaults to the type. */
 PetscErrorCode CsProblemSpec(const char spec[], char name[64], char type[64]);
-/* <outdir>/<name>/<file> */
-PetscErrorCode CsProblemModelPath(CsProblem *p, const char spec[], const char file[], char out[]);
-/* Create the model of a spec on the problem (options applied, not fitted). */
-PetscErrorCode CsProblemModel(CsProblem *p, const char spec[], CsModel *m);
-/* Fit, save model.h5 and write predictions.h5ad of one model. *interrupted: a signal stopped the fit after a
-   checkpoint (nothing saved or predicted; the command should stop and exit cleanly). */
-PetscErrorCode CsProblemFitPredict(CsProblem *p, const char spec[], PetscBool predict, PetscBool *interrupted);
+/* <outdir>/<name of all[k]>/<file> */
+PetscErrorCode CsProblemModelPath(CsProblem *p, PetscInt k, const char file[], char out[]);
+/* The index in all[] of the i-th -model entry. */
+PetscInt CsProblemModelIndex(CsProblem *p, PetscInt i);
+/* Fit model all[k], save model.h5 (and write predictions.h5ad with predict). *interrupted: a signal stopped the fit
+   after a checkpoint (nothing saved or predicted; the command should stop and exit cleanly). After a complete fit
+   <model>/checkpoint.h5 is removed unless -keep_checkpoint. */
+PetscErrorCode CsProblemFitPredict(CsProblem *p, PetscInt k, PetscBool predict, PetscBool *interrupted);
 /* Collective: score every baseline and model of the problem and write metrics, report and plots. With fit, each
    one is fitted and predicted first (run); otherwise existing predictions are scored and only missing baselines
    are fitted (evaluate). Stops early, without evaluating, when a signal interrupted a fit. */
 PetscErrorCode CsProblemScore(CsProblem *p, PetscBool fit);
+
+/* Options checking (options.c). Between RecordBegin and RecordEnd every options block that runs lists its options
+   into the record of known options instead of printing help. CsOptionsQueryLate runs the blocks of the objects that
+   read their options only late in a command (system, .h5ad writer, evaluator, gradient reduction). Collective:
+   CsOptionsCheckUsed fails, with one message, when an option was given that nothing read: each is named with the
+   closest known option ("-modle: did you mean -model?"), or as an option of a model the run does not have. */
+PetscErrorCode CsOptionsRecordBegin(void);
+PetscErrorCode CsOptionsRecordEnd(void);
+PetscErrorCode CsOptionsQueryLate(MPI_Comm comm);
+PetscErrorCode CsOptionsCheckUsed(MPI_Comm comm, const char command[], const char models[]);
+
+/* Collective (rundir.c): make and lock the run folder (.cellshift.lock: a second run into it fails at once, naming
+   the holder), remove the temporary files of interrupted writes, and for a new run refuse a folder holding another
+   run's files (options.txt, split.json, metrics.*, gi.csv, report.md, shift_*.png, model folders with model.h5,
+   predictions.h5ad, training.csv or checkpoint.h5) unless overwrite, which removes exactly those files. *lock is
+   released with CsLockRelease. */
+PetscErrorCode CsRunDirPrepare(MPI_Comm comm, const char dir[], CsRunDirUse use, PetscBool overwrite, int *lock);
 
 #endif

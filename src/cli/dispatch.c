@@ -1,7 +1,5 @@
 /* Command dispatch and -help. */
 #include "commands.h"
-#include <cellshift/h5ad.h>
-#include <cellshift/nn.h>
 
 /* -help: every object's options block is run once so that PETSc lists each option with its default. */
 static PetscErrorCode PrintAllOptions(void)
@@ -9,28 +7,15 @@ static PetscErrorCode PrintAllOptions(void)
   CsDataset   ds;
   CsDesign    d;
   CsSplit     s;
-  CsEvaluator e;
   PetscInt    n;
   char      **names;
 
   PetscFunctionBeginUser;
   {
-    CsProblem   p;
-    CsNNParams  P;
-    CsNNReducer r;
-    PetscReal   mb = 256;
+    CsProblem p;
     PetscCall(CsProblemSetFromOptions(&p));
     for (PetscInt i = 0; i < p.nmodels; i++) PetscCall(PetscFree(p.models[i]));
     for (PetscInt i = 0; i < p.nbaselines; i++) PetscCall(PetscFree(p.baselines[i]));
-    PetscCall(CsH5adWriterOptions(PETSC_COMM_WORLD, &mb));
-    /* the gradient reduction of trained models (its options are read where parameters exist) */
-    PetscCall(CsNNParamsCreate(PETSC_COMM_WORLD, &P));
-    PetscCall(CsNNParamsAdd(P, "help", 1, 1, CS_NN_INIT_ZERO, 1, NULL));
-    PetscCall(CsNNParamsSetUp(P));
-    PetscCall(CsNNReducerCreate(PETSC_COMM_WORLD, P, &r));
-    PetscCall(CsNNReducerSetFromOptions(r));
-    PetscCall(CsNNReducerDestroy(&r));
-    PetscCall(CsNNParamsDestroy(&P));
   }
   PetscCall(CsDatasetCreate(PETSC_COMM_WORLD, &ds));
   PetscCall(CsDatasetSetFromOptions(ds));
@@ -38,8 +23,6 @@ static PetscErrorCode PrintAllOptions(void)
   PetscCall(CsDesignSetFromOptions(d));
   PetscCall(CsSplitCreate(PETSC_COMM_WORLD, &s));
   PetscCall(CsSplitSetFromOptions(s));
-  PetscCall(CsEvaluatorCreate(PETSC_COMM_WORLD, &e));
-  PetscCall(CsEvaluatorSetFromOptions(e));
   PetscCall(CsStrSplit(CsModelTypeNames(), ", ", &n, &names));
   for (PetscInt i = 0; i < n; i++) {
     CsModel m;
@@ -49,7 +32,7 @@ static PetscErrorCode PrintAllOptions(void)
     PetscCall(CsModelDestroy(&m));
   }
   PetscCall(CsStrArrayDestroy(n, &names));
-  PetscCall(CsEvaluatorDestroy(&e));
+  PetscCall(CsOptionsQueryLate(PETSC_COMM_WORLD));
   PetscCall(CsSplitDestroy(&s));
   PetscCall(CsDesignDestroy(&d));
   PetscCall(CsDatasetDestroy(&ds));
@@ -73,7 +56,7 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
                                             "  train     fit and save the models (model.h5, split.json)\n"
                                             "  predict   load the models and write predictions.h5ad\n"
                                             "  evaluate  score predictions.h5ad files next to the baselines\n"
-                                            "  inspect FILE  describe an .h5ad file\n"
+                                            "  inspect FILE  describe an .h5ad file (-priors: the coverage of the priors)\n"
                                             "cellshift -help lists every option.\n"));
     PetscFunctionReturn(0);
   }

@@ -7,7 +7,7 @@ PetscErrorCode CsCommandEvaluate(void)
   CsProblem p;
 
   PetscFunctionBeginUser;
-  PetscCall(CsProblemSetUp(&p, PETSC_TRUE));
+  PetscCall(CsProblemSetUp(&p, PETSC_TRUE, "evaluate"));
   PetscCall(CsProblemScore(&p, PETSC_FALSE));
   PetscCall(CsProblemDestroy(&p));
   PetscFunctionReturn(0);

@@ -6,17 +6,15 @@ PetscErrorCode CsCommandPredict(void)
   CsProblem p;
 
   PetscFunctionBeginUser;
-  PetscCall(CsProblemSetUp(&p, PETSC_TRUE));
+  PetscCall(CsProblemSetUp(&p, PETSC_TRUE, "predict"));
   for (PetscInt i = 0; i < p.nmodels; i++) {
-    CsModel m;
-    char    path[PETSC_MAX_PATH_LEN];
-    PetscCall(CsProblemModel(&p, p.models[i], &m));
-    PetscCall(CsProblemModelPath(&p, p.models[i], "model.h5", path));
-    PetscCall(CsModelLoad(m, path));
-    PetscCall(CsProblemModelPath(&p, p.models[i], "predictions.h5ad", path));
-    PetscCall(CsModelWritePredictions(m, path));
+    PetscInt k = CsProblemModelIndex(&p, i);
+    char     path[PETSC_MAX_PATH_LEN];
+    PetscCall(CsProblemModelPath(&p, k, "model.h5", path));
+    PetscCall(CsModelLoad(p.model[k], path));
+    PetscCall(CsProblemModelPath(&p, k, "predictions.h5ad", path));
+    PetscCall(CsModelWritePredictions(p.model[k], path));
     PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%s: wrote %s\n", p.models[i], path));
-    PetscCall(CsModelDestroy(&m));
   }
   PetscCall(CsProblemDestroy(&p));
   PetscFunctionReturn(0);

@@ -7,7 +7,7 @@ PetscErrorCode CsCommandRun(void)
   double    t0 = CsTime();
 
   PetscFunctionBeginUser;
-  PetscCall(CsProblemSetUp(&p, PETSC_FALSE));
+  PetscCall(CsProblemSetUp(&p, PETSC_FALSE, "run"));
   PetscCall(CsProblemScore(&p, PETSC_TRUE));
   PetscCall(PetscPrintf(PETSC_COMM_WORLD, "run: %s in %.1f s\n", p.outdir, CsTime() - t0));
   PetscCall(CsProblemDestroy(&p));

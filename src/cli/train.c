@@ -7,8 +7,8 @@ PetscErrorCode CsCommandTrain(void)
   PetscBool stop = PETSC_FALSE;
 
   PetscFunctionBeginUser;
-  PetscCall(CsProblemSetUp(&p, PETSC_FALSE));
-  for (PetscInt i = 0; i < p.nmodels && !stop; i++) PetscCall(CsProblemFitPredict(&p, p.models[i], PETSC_FALSE, &stop));
+  PetscCall(CsProblemSetUp(&p, PETSC_FALSE, "train"));
+  for (PetscInt i = 0; i < p.nmodels && !stop; i++) PetscCall(CsProblemFitPredict(&p, CsProblemModelIndex(&p, i), PETSC_FALSE, &stop));
   PetscCall(CsProblemDestroy(&p));
   PetscFunctionReturn(0);
 }

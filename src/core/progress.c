@@ -2,6 +2,76 @@
 #include <cellshift/progress.h>
 #include <unistd.h>
 
+/* Whether the file descriptor fd of process pid is a terminal (its /proc link names a tty device). */
+static PetscBool FdIsTerminal(long pid, int fd)
+{
+  char    link[64], target[256];
+  ssize_t n;
+
+  snprintf(link, sizeof(link), "/proc/%ld/fd/%d", pid, fd);
+  if ((n = readlink(link, target, sizeof(target) - 1)) <= 0) return PETSC_FALSE;
+  target[n] = 0;
+  return (PetscBool)(!strncmp(target, "/dev/pts/", 9) || !strncmp(target, "/dev/tty", 8) || !strcmp(target, "/dev/console"));
+}
+
+/* The name and parent of process pid from /proc (0 when it cannot be read). */
+static long ParentOf(long pid, char name[], size_t len)
+{
+  char  path[64], buf[512], *close_paren;
+  FILE *fp;
+  long  ppid = 0;
+  size_t n;
+
+  name[0] = 0;
+  snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+  if (!(fp = fopen(path, "r"))) return 0;
+  n = fread(buf, 1, sizeof(buf) - 1, fp);
+  fclose(fp);
+  buf[n] = 0;
+  /* "pid (comm) state ppid ...": comm may hold spaces and parentheses, the last ')' ends it */
+  if (!(close_paren = strrchr(buf, ')')) || !strchr(buf, '(')) return 0;
+  snprintf(name, len, "%.*s", (int)(close_paren - strchr(buf, '(') - 1), strchr(buf, '(') + 1);
+  if (sscanf(close_paren + 2, "%*c %ld", &ppid) != 1) return 0;
+  return ppid;
+}
+
+static PetscBool IsName(const char name[], const char *const list[])
+{
+  for (PetscInt i = 0; list[i]; i++)
+    if (!strcmp(name, list[i])) return PETSC_TRUE;
+  return PETSC_FALSE;
+}
+
+/* Does a person watch this rank's output on a terminal? Under mpiexec the ranks get a pseudo-terminal even when
+   mpiexec writes into a file or a Slurm log, so the rank's own stdout proves nothing: the launcher's stdout
+   decides. Daemons that forward output to a launcher on another node (orted, prted) hide it: plain lines. */
+static PetscBool WatchedTerminal(void)
+{
+  static const char *const launchers[] = {"mpiexec", "mpirun", "orterun", "prterun", "mpiexec.hydra", "mpiexec.mpich", "srun", NULL};
+  static const char *const daemons[]   = {"orted", "prted", "sshd", NULL};
+  char                     name[256];
+  long                     pid = (long)getpid();
+
+  if (!isatty(STDOUT_FILENO)) return PETSC_FALSE;
+  for (int depth = 0; depth < 32 && pid > 1; depth++) {
+    long ppid = ParentOf(pid, name, sizeof(name));
+    if (depth > 0 && IsName(name, launchers)) return FdIsTerminal(pid, STDOUT_FILENO);
+    if (depth > 0 && IsName(name, daemons)) return PETSC_FALSE;
+    if (depth > 0 && !strcmp(name, "slurmstepd")) return PETSC_TRUE; /* srun --pty: the task's terminal is the user's */
+    pid = ppid;
+  }
+  return PETSC_TRUE; /* started without a launcher, straight from the terminal */
+}
+
+PetscBool CsProgressLive(void)
+{
+  static int live = -1;
+
+  if (CsProgressGetStyle() != CS_PROGRESS_AUTO) return (PetscBool)(CsProgressGetStyle() == CS_PROGRESS_BAR);
+  if (live < 0) live = WatchedTerminal();
+  return (PetscBool)live;
+}
+
 struct _n_CsProgress {
   PetscMPIInt rank;
   PetscBool   tty;
@@ -16,7 +86,7 @@ PetscErrorCode CsProgressCreate(MPI_Comm comm, const char label[], const char un
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&p));
   PetscCallMPI(MPI_Comm_rank(comm, &p->rank));
-  p->tty = isatty(STDOUT_FILENO) ? PETSC_TRUE : PETSC_FALSE;
+  p->tty = p->rank ? PETSC_FALSE : CsProgressLive();
   PetscCall(PetscStrncpy(p->label, label, sizeof(p->label)));
   PetscCall(PetscStrncpy(p->unit, unit, sizeof(p->unit)));
   p->total = total, p->t0 = p->last = CsTime(), p->interval = CsProgressInterval();

@@ -1,8 +1,12 @@
 /* System layer: start-up, the one-line error policy, log events, BLAS threads. See include/cellshift/sys.h. */
 #include <cellshift/sys.h>
+#include <errno.h>
 #include <sched.h>
+#include <stdarg.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <yaml.h>
 
 PetscLogEvent CS_EVENT_READ, CS_EVENT_WRITE, CS_EVENT_DESIGN, CS_EVENT_SPLIT, CS_EVENT_FIT, CS_EVENT_PREDICT,
   CS_EVENT_EVAL, CS_EVENT_PCA, CS_EVENT_FORWARD, CS_EVENT_BACKWARD, CS_EVENT_REDUCE, CS_EVENT_OPTIM, CS_EVENT_VALID;
@@ -13,8 +17,41 @@ static char     cs_first_error[CS_MSG_LEN + 256];
 static PetscBool cs_have_error = PETSC_FALSE;
 /* Private communicator for the exit agreement, so it can never match a collective left pending by an error. */
 static MPI_Comm cs_exit_comm = MPI_COMM_NULL;
-static int      cs_blas_threads = 1;
-static PetscReal cs_progress_interval = 10;
+static int             cs_blas_threads      = 1;
+static PetscReal       cs_progress_interval = 10;
+static CsProgressStyle cs_progress_style    = CS_PROGRESS_AUTO;
+const char *const      CsProgressStyles[]   = {"auto", "bar", "lines", "CsProgressStyle", "CS_PROGRESS_", NULL};
+
+/* PETSc's messages about an option value it cannot convert do not say which option it was: find the options that
+   hold the value and name them ("-linear_k abc: not an integer"). */
+static void NameBadValue(char msg[], size_t len)
+{
+  static const struct {
+    const char *pre, *post, *what;
+  } pat[] = {
+    {"Input string ", " has no integer value", "not an integer"},
+    {"Input string ", " has no numeric value", "not a number"},
+    {"Unknown logical value: ", NULL, "neither true nor false"},
+  };
+  char  value[256] = "", named[CS_MSG_LEN] = "", *all = NULL;
+  const char *what = NULL;
+
+  for (size_t k = 0; k < sizeof(pat) / sizeof(pat[0]) && !what; k++) {
+    const char *v = strncmp(msg, pat[k].pre, strlen(pat[k].pre)) ? NULL : msg + strlen(pat[k].pre);
+    const char *e = v && pat[k].post ? strstr(v, pat[k].post) : v ? v + strlen(v) : NULL;
+    if (!v || !e || e == v || (size_t)(e - v) >= sizeof(value)) continue;
+    memcpy(value, v, (size_t)(e - v));
+    value[e - v] = 0;
+    what = pat[k].what;
+  }
+  if (!what || PetscOptionsGetAll(NULL, &all) || !all) return;
+  /* "-name value -name value ...": a value follows its name */
+  for (char *tok = strtok(all, " "), *prev = NULL; tok; prev = tok, tok = strtok(NULL, " "))
+    if (prev && prev[0] == '-' && !strcmp(tok, value))
+      snprintf(named + strlen(named), sizeof(named) - strlen(named), "%s%s %s", named[0] ? ", " : "", prev, value);
+  if (named[0]) snprintf(msg, len, "%s: %s", named, what);
+  PetscFree(all);
+}
 
 static PetscErrorCode CsErrorHandler(MPI_Comm comm, int line, const char *func, const char *file, PetscErrorCode n,
                                      PetscErrorType p, const char *mess, void *ctx)
@@ -25,9 +62,10 @@ static PetscErrorCode CsErrorHandler(MPI_Comm comm, int line, const char *func, 
   cs_have_error = PETSC_TRUE;
   /* Input errors speak for themselves; anything else also says where it was raised. */
   if (n == CS_ERR_INPUT || n == PETSC_ERR_USER || n == PETSC_ERR_FILE_OPEN || n == PETSC_ERR_FILE_READ ||
-      n == PETSC_ERR_FILE_UNEXPECTED || n == PETSC_ERR_ARG_WRONG || n == PETSC_ERR_ARG_OUTOFRANGE)
+      n == PETSC_ERR_FILE_UNEXPECTED || n == PETSC_ERR_ARG_WRONG || n == PETSC_ERR_ARG_OUTOFRANGE) {
     snprintf(cs_first_error, sizeof(cs_first_error), "%s", mess ? mess : "unknown error");
-  else {
+    if (n == PETSC_ERR_ARG_WRONG || n == PETSC_ERR_ARG_OUTOFRANGE) NameBadValue(cs_first_error, sizeof(cs_first_error));
+  } else {
     const char *text = NULL;
     PetscErrorMessage(n, &text, NULL);
     snprintf(cs_first_error, sizeof(cs_first_error), "%s%s%s [%s() at %s:%d]", text ? text : "error",
@@ -70,8 +108,12 @@ int CsExitStatus(PetscErrorCode ierr)
   MPI_Request req;
   double      t0 = CsTime();
 
-  if (cs_exit_comm == MPI_COMM_NULL) { /* failed before MPI was ready */
-    if (ierr) fprintf(stderr, "cellshift: error: %s\n", cs_have_error ? cs_first_error : "initialisation failed");
+  if (cs_exit_comm == MPI_COMM_NULL) { /* failed while starting: rank 0 read the options files */
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (init && !fin) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (ierr && !rank) fprintf(stderr, "cellshift: error: %s\n", cs_have_error ? cs_first_error : "initialisation failed");
     return ierr ? 1 : 0;
   }
   MPI_Comm_rank(cs_exit_comm, &rank);
@@ -97,7 +139,7 @@ int CsExitStatus(PetscErrorCode ierr)
   return 1;
 }
 
-PetscErrorCode CsBLASSetThreads(MPI_Comm comm)
+PetscErrorCode CsSystemSetFromOptions(MPI_Comm comm)
 {
   MPI_Comm  node;
   int       nlocal, online = (int)sysconf(_SC_NPROCESSORS_ONLN), affinity = online;
@@ -113,12 +155,16 @@ PetscErrorCode CsBLASSetThreads(MPI_Comm comm)
   n = affinity < online ? affinity : online / nlocal;
   if (n < 1) n = 1;
   PetscOptionsBegin(comm, NULL, "System", "CsInitialize");
-  PetscCall(PetscOptionsInt("-blas_threads", "BLAS threads per rank (default: the node's cores / ranks on the node)", "CsBLASSetThreads", n,
+  PetscCall(PetscOptionsInt("-blas_threads", "BLAS threads per rank (default: the node's cores / ranks on the node)", "CsSystemSetFromOptions", n,
                             &n, NULL));
-  PetscCall(PetscOptionsReal("-progress_interval", "Seconds between progress lines when the output is not a terminal", "CsProgressCreate",
+  PetscCall(PetscOptionsEnum("-progress", "Progress of long steps: a live bar, plain lines, or auto (the bar only when a person watches a terminal)",
+                             "CsProgressCreate", CsProgressStyles, (PetscEnum)cs_progress_style, (PetscEnum *)&cs_progress_style, NULL));
+  PetscCall(PetscOptionsReal("-progress_interval", "Seconds between progress lines when no live bar is drawn", "CsProgressCreate",
                              cs_progress_interval, &cs_progress_interval, NULL));
   PetscOptionsEnd();
   PetscCheck(n >= 1, comm, CS_ERR_INPUT, "-blas_threads must be at least 1 (got %" PetscInt_FMT ")", n);
+  PetscCheck(cs_progress_interval > 0, comm, CS_ERR_INPUT, "-progress_interval must be a positive number of seconds (got %.6g)",
+             (double)cs_progress_interval);
   cs_blas_threads = (int)n;
   {
     extern void openblas_set_num_threads(int);
@@ -127,14 +173,93 @@ PetscErrorCode CsBLASSetThreads(MPI_Comm comm)
   PetscFunctionReturn(0);
 }
 
+CsProgressStyle CsProgressGetStyle(void) { return cs_progress_style; }
+
 double CsProgressInterval(void) { return cs_progress_interval; }
 
 int CsBLASGetThreads(void) { return cs_blas_threads; }
 
+/* Why the YAML file `path` does not parse, with its line ("" when it parses). */
+static void YAMLProblem(const char path[], char msg[], size_t len)
+{
+  FILE         *fp = fopen(path, "rb");
+  yaml_parser_t parser;
+  yaml_event_t  ev;
+  int           done = 0;
+
+  msg[0] = 0;
+  if (!fp || !yaml_parser_initialize(&parser)) {
+    if (fp) fclose(fp);
+    return;
+  }
+  yaml_parser_set_input_file(&parser, fp);
+  while (!done) {
+    if (!yaml_parser_parse(&parser, &ev)) {
+      snprintf(msg, len, "line %zu, column %zu: %s%s%s", parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+               parser.problem ? parser.problem : "syntax error", parser.context ? " " : "", parser.context ? parser.context : "");
+      break;
+    }
+    done = ev.type == YAML_STREAM_END_EVENT;
+    yaml_event_delete(&ev);
+  }
+  yaml_parser_delete(&parser);
+  fclose(fp);
+}
+
+/* An options file that cannot be used: the message names the option and the file (and the line for YAML). */
+static PetscBool OptionsFileProblem(const char opt[], const char path[], char msg[], size_t len)
+{
+  struct stat st;
+  FILE       *fp;
+  char        yaml[512];
+
+  if (stat(path, &st)) {
+    snprintf(msg, len, "%s %s: %s", opt, path, strerror(errno));
+    return PETSC_TRUE;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    snprintf(msg, len, "%s %s is a folder, not an options file", opt, path);
+    return PETSC_TRUE;
+  }
+  if (!(fp = fopen(path, "r"))) {
+    snprintf(msg, len, "%s %s: %s", opt, path, strerror(errno));
+    return PETSC_TRUE;
+  }
+  fclose(fp);
+  if (strcmp(opt, "-options_file_yaml")) return PETSC_FALSE;
+  YAMLProblem(path, yaml, sizeof(yaml));
+  if (yaml[0]) snprintf(msg, len, "%s %s: not valid YAML: %s", opt, path, yaml);
+  return yaml[0] ? PETSC_TRUE : PETSC_FALSE;
+}
+
+/* PetscInitialize failed (in practice: reading the options files). PETSc's own report is many lines; keep its
+   message, or better, say which file is at fault. */
+static void InitError(int argc, char **argv, PetscErrorCode ierr)
+{
+  const char *text     = NULL;
+  char       *specific = NULL;
+
+  PetscErrorMessage(ierr, &text, &specific);
+  snprintf(cs_first_error, sizeof(cs_first_error), "%s", specific && specific[0] ? specific : text ? text : "cannot start");
+  for (int i = 1; i + 1 < argc; i++) {
+    if (strcmp(argv[i], "-options_file") && strcmp(argv[i], "-options_file_yaml")) continue;
+    if (OptionsFileProblem(argv[i], argv[i + 1], cs_first_error, sizeof(cs_first_error))) break;
+  }
+  cs_have_error = PETSC_TRUE;
+}
+
 PetscErrorCode CsInitialize(int *argc, char ***argv, const char help[])
 {
+  PetscErrorCode ierr;
+
+  PetscErrorPrintf = PetscErrorPrintfNone;
+  ierr             = PetscInitialize(argc, argv, NULL, help);
+  PetscErrorPrintf = PetscErrorPrintfDefault;
+  if (ierr) {
+    InitError(*argc, *argv, ierr);
+    return ierr;
+  }
   PetscFunctionBeginUser;
-  PetscCall(PetscInitialize(argc, argv, NULL, help));
   PetscCall(PetscPushErrorHandler(CsErrorHandler, NULL));
   PetscCallMPI(MPI_Comm_dup(PETSC_COMM_WORLD, &cs_exit_comm));
   H5Call(H5Eset_auto2(H5E_DEFAULT, NULL, NULL), "cannot silence HDF5 error printing");
@@ -152,15 +277,35 @@ PetscErrorCode CsInitialize(int *argc, char ***argv, const char help[])
   PetscCall(PetscLogEventRegister("CsNNGradReduce", CS_CLASSID, &CS_EVENT_REDUCE));
   PetscCall(PetscLogEventRegister("CsNNOptimStep", CS_CLASSID, &CS_EVENT_OPTIM));
   PetscCall(PetscLogEventRegister("CsNNValidate", CS_CLASSID, &CS_EVENT_VALID));
-  PetscCall(CsBLASSetThreads(PETSC_COMM_WORLD));
+  PetscCall(CsSystemSetFromOptions(PETSC_COMM_WORLD));
   PetscFunctionReturn(0);
 }
 
 PetscErrorCode CsFinalize(void)
 {
+  if (!PetscInitializeCalled) return 0; /* start-up failed: nothing to finalise, and the other ranks may wait */
   PetscFunctionBeginUser;
   if (cs_exit_comm != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_free(&cs_exit_comm));
+  PetscCall(PetscPopErrorHandler());
   PetscCall(PetscFinalize());
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsWarn(MPI_Comm comm, const char fmt[], ...)
+{
+  char        msg[CS_MSG_LEN];
+  va_list     ap;
+  PetscMPIInt rank;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (rank) PetscFunctionReturn(0);
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  fflush(stdout);
+  fprintf(stderr, "cellshift: warning: %s\n", msg);
+  fflush(stderr);
   PetscFunctionReturn(0);
 }
 

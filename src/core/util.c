@@ -2,6 +2,7 @@
 #include <cellshift/sys.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -112,9 +113,92 @@ PetscErrorCode CsMakeDir(MPI_Comm comm, const char path[])
       *p = '/';
     }
     if (!err && mkdir(buf, 0777) && errno != EEXIST) err = errno;
+    if (!err) {
+      struct stat st;
+      if (stat(buf, &st)) err = errno;
+      else if (!S_ISDIR(st.st_mode)) err = ENOTDIR;
+    }
   }
   PetscCallMPI(MPI_Bcast(&err, 1, MPI_INT, 0, comm));
+  PetscCheck(err != ENOTDIR, comm, CS_ERR_INPUT, "cannot create folder %s: a file of that name is in the way", path);
   PetscCheck(!err, comm, CS_ERR_INPUT, "cannot create folder %s: %s", path, strerror(err));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsPathGetKind(MPI_Comm comm, const char path[], CsPathKind *kind)
+{
+  PetscMPIInt rank;
+  int         k = CS_PATH_NONE;
+  struct stat st;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (!rank && path[0] && !stat(path, &st)) k = S_ISREG(st.st_mode) ? CS_PATH_FILE : S_ISDIR(st.st_mode) ? CS_PATH_DIR : CS_PATH_OTHER;
+  PetscCallMPI(MPI_Bcast(&k, 1, MPI_INT, 0, comm));
+  *kind = (CsPathKind)k;
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: lock the file or say who holds it (errno-style code in *err, the holder's line in who). */
+static int LockLocal(const char path[], char who[], size_t len, int *err)
+{
+  struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+  char         host[256] = "?", line[320];
+  int          fd        = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  ssize_t      n;
+
+  *err = 0;
+  if (fd < 0) {
+    *err = errno;
+    return -1;
+  }
+  if (fcntl(fd, F_SETLK, &fl)) {
+    *err = errno == EACCES ? EAGAIN : errno;
+    n    = pread(fd, who, len - 1, 0);
+    who[n > 0 ? n : 0] = 0;
+    who[strcspn(who, "\n")] = 0;
+    close(fd);
+    return -1;
+  }
+  gethostname(host, sizeof(host) - 1);
+  snprintf(line, sizeof(line), "pid %ld host %s\n", (long)getpid(), host);
+  if (ftruncate(fd, 0) || pwrite(fd, line, strlen(line), 0) < 0) *err = errno;
+  return fd;
+}
+
+PetscErrorCode CsLockAcquire(MPI_Comm comm, const char path[], const char what[], int *fd)
+{
+  PetscMPIInt rank;
+  int         err = 0;
+  char        who[256] = "";
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  *fd = -1;
+  if (!rank) *fd = LockLocal(path, who, sizeof(who), &err);
+  PetscCallMPI(MPI_Bcast(&err, 1, MPI_INT, 0, comm));
+  PetscCallMPI(MPI_Bcast(who, (PetscMPIInt)sizeof(who), MPI_CHAR, 0, comm));
+  CsCheckAll(comm, err != EAGAIN, "%s is in use by another cellshift run (%s; lock file %s): wait for it to finish or choose another folder", what,
+             who[0] ? who : "holder unknown", path);
+  CsCheckAll(comm, !err, "cannot lock %s (%s): %s", what, path, strerror(err));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsLockRelease(MPI_Comm comm, int *fd)
+{
+  PetscFunctionBeginUser;
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsRemoveFile(MPI_Comm comm, const char path[])
+{
+  PetscMPIInt rank;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (!rank) (void)unlink(path);
   PetscFunctionReturn(0);
 }
 
@@ -139,6 +223,12 @@ PetscErrorCode CsStrArrayDestroy(PetscInt n, char ***arr)
   for (PetscInt i = 0; i < n; i++) PetscCall(PetscFree((*arr)[i]));
   PetscCall(PetscFree(*arr));
   PetscFunctionReturn(0);
+}
+
+void CsStrCat(char dst[], size_t len, const char src[])
+{
+  size_t n = strnlen(dst, len);
+  if (n + 1 < len) snprintf(dst + n, len - n, "%s", src);
 }
 
 PetscErrorCode CsStrTrim(char s[])
@@ -187,6 +277,29 @@ PetscInt CsStrBsearch(const char *s, char *const *arr, PetscInt n)
     else hi = mid - 1;
   }
   return -1;
+}
+
+PetscInt CsStrDistance(const char a[], const char b[])
+{
+  size_t    n = strlen(a), m = strlen(b);
+  PetscInt *d = (PetscInt *)malloc(sizeof(PetscInt) * (n + 1) * (m + 1)), r;
+
+  if (!d) return PETSC_MAX_INT;
+#define D(i, j) d[(i) * (m + 1) + (j)]
+  for (size_t i = 0; i <= n; i++) D(i, 0) = (PetscInt)i;
+  for (size_t j = 0; j <= m; j++) D(0, j) = (PetscInt)j;
+  for (size_t i = 1; i <= n; i++)
+    for (size_t j = 1; j <= m; j++) {
+      PetscInt c = D(i - 1, j - 1) + (a[i - 1] != b[j - 1]);
+      c          = PetscMin(c, D(i - 1, j) + 1);
+      c          = PetscMin(c, D(i, j - 1) + 1);
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) c = PetscMin(c, D(i - 2, j - 2) + 1);
+      D(i, j) = c;
+    }
+  r = D(n, m);
+#undef D
+  free(d);
+  return r;
 }
 
 static int cmpstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }

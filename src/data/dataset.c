@@ -1,5 +1,7 @@
 /* CsDataset: this rank's shard of cells. See include/cellshift/dataset.h. */
 #include <cellshift/dataset.h>
+#include <cellshift/h5util.h>
+#include <math.h>
 
 PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *out)
 {
@@ -23,6 +25,7 @@ PetscErrorCode CsDatasetSetFile(CsDataset ds, const char path[], const char laye
 PetscErrorCode CsDatasetSetFromOptions(CsDataset ds)
 {
   PetscFunctionBeginUser;
+  ds->input = PETSC_TRUE;
   PetscOptionsBegin(ds->comm, NULL, "Input data", "CsDataset");
   PetscCall(PetscOptionsString("-data", "AnnData .h5ad file with the cells", "CsDatasetSetFromOptions", ds->path, ds->path,
                                sizeof(ds->path), NULL));
@@ -142,6 +145,236 @@ static PetscErrorCode ApplySubset(CsDataset ds, const char key[], const char val
   PetscFunctionReturn(0);
 }
 
+/* --------------------------------------------------------------------------------------------------------------
+   Checks of what was read (before -obs_subset: rows are the file's rows). */
+
+/* Collective: *any = some rank found something; msg becomes the message of the lowest such rank (its rows come
+   first, so it names the first offending row). */
+static PetscErrorCode FirstFound(MPI_Comm comm, PetscBool found, char msg[], PetscBool *any)
+{
+  PetscMPIInt rank, size, first;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  first = found ? rank : size;
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, comm));
+  *any = first < size ? PETSC_TRUE : PETSC_FALSE;
+  if (*any) PetscCallMPI(MPI_Bcast(msg, CS_MSG_LEN, MPI_CHAR, first, comm));
+  PetscFunctionReturn(0);
+}
+
+/* Genes are matched by name (model files, predictions, several input files), so a name given twice is an error. */
+static PetscErrorCode CheckGeneNames(CsDataset ds)
+{
+  char   **sorted;
+  PetscInt dup = -1;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(ds->ngenes + 1, &sorted));
+  for (PetscInt j = 0; j < ds->ngenes; j++) sorted[j] = ds->genes[j];
+  CsStrSort(ds->ngenes, sorted);
+  for (PetscInt j = 1; j < ds->ngenes && dup < 0; j++)
+    if (!strcmp(sorted[j], sorted[j - 1])) dup = j;
+  if (dup >= 0) {
+    PetscInt a = -1, b = -1;
+    for (PetscInt j = 0; j < ds->ngenes; j++)
+      if (!strcmp(ds->genes[j], sorted[dup])) {
+        if (a < 0) a = j;
+        else if (b < 0) b = j;
+      }
+    CsCheckAll(ds->comm, PETSC_FALSE,
+               "%s: gene name '%s' is given twice in var (columns %" PetscInt_FMT " and %" PetscInt_FMT "); genes are matched by name: "
+               "make the names unique (anndata: adata.var_names_make_unique())",
+               ds->path, sorted[dup], a, b);
+  }
+  PetscCall(PetscFree(sorted));
+  PetscFunctionReturn(0);
+}
+
+/* This rank's cell names (obs index) or NULL when the file has no index cellshift can read. Never an error: the
+   names serve only the checks and messages below. */
+static PetscErrorCode ReadCellNames(CsDataset ds, char ***names)
+{
+  hid_t     f = -1, g = -1, d = -1;
+  char      idx[256], what[PETSC_MAX_PATH_LEN + 300];
+  PetscBool found = PETSC_FALSE;
+  PetscErrorCode ierr;
+
+  PetscFunctionBeginUser;
+  *names = NULL;
+  PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
+  if ((f = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT)) >= 0 && (g = H5Gopen2(f, "obs", H5P_DEFAULT)) >= 0) {
+    ierr = CsH5ReadAttrString(g, "_index", idx, sizeof(idx), &found);
+    if (ierr || !found) PetscCall(PetscStrncpy(idx, "_index", sizeof(idx)));
+    if (H5Lexists(g, idx, H5P_DEFAULT) > 0 && (d = H5Dopen2(g, idx, H5P_DEFAULT)) >= 0) {
+      PetscCall(PetscSNPrintf(what, sizeof(what), "%s: /obs/%s", ds->path, idx));
+      if (CsH5ReadStrings(d, what, (hsize_t)ds->rstart, (hsize_t)ds->nlocal, names)) *names = NULL;
+    }
+  }
+  PetscCall(PetscPopErrorHandler());
+  if (d >= 0) H5Dclose(d);
+  if (g >= 0) H5Gclose(g);
+  if (f >= 0) H5Fclose(f);
+  PetscFunctionReturn(0);
+}
+
+static uint64_t NameHash(const char *s)
+{
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+typedef struct {
+  uint64_t h;
+  int64_t  row;
+} HashRow;
+
+static int CmpHashRow(const void *a, const void *b)
+{
+  const HashRow *x = a, *y = b;
+  if (x->h != y->h) return x->h < y->h ? -1 : 1;
+  return (x->row > y->row) - (x->row < y->row);
+}
+
+/* Collective: the number of cells whose name another cell has too, and the first such pair of rows (-1 if none).
+   Each name's hash travels to the rank hash % size, so no rank holds more than its share of the names. */
+static PetscErrorCode DuplicateRows(CsDataset ds, char **names, PetscInt *ndup, int64_t pair[2])
+{
+  PetscMPIInt size;
+  int        *scount, *rcount, *sdisp, *rdisp, nrecv = 0;
+  HashRow    *send, *recv;
+  int64_t     best[2] = {INT64_MAX, INT64_MAX}, local = 0;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_size(ds->comm, &size));
+  PetscCall(PetscCalloc4(size, &scount, size, &rcount, size + 1, &sdisp, size + 1, &rdisp));
+  PetscCall(PetscMalloc1(ds->nlocal + 1, &send));
+  for (PetscInt i = 0; i < ds->nlocal; i++) scount[NameHash(names[i]) % (uint64_t)size]++;
+  for (PetscMPIInt p = 0; p < size; p++) sdisp[p + 1] = sdisp[p] + scount[p];
+  for (PetscInt i = 0; i < ds->nlocal; i++) {
+    uint64_t h = NameHash(names[i]);
+    send[sdisp[h % (uint64_t)size]++] = (HashRow){h, (int64_t)(ds->rstart + i)};
+  }
+  for (PetscMPIInt p = 0; p < size; p++) sdisp[p] -= scount[p];
+  PetscCallMPI(MPI_Alltoall(scount, 1, MPI_INT, rcount, 1, MPI_INT, ds->comm));
+  for (PetscMPIInt p = 0; p < size; p++) {
+    rdisp[p + 1] = rdisp[p] + rcount[p];
+    nrecv += rcount[p];
+    scount[p] *= (int)sizeof(HashRow), sdisp[p] *= (int)sizeof(HashRow), rcount[p] *= (int)sizeof(HashRow);
+  }
+  for (PetscMPIInt p = 0; p <= size; p++) rdisp[p] *= (int)sizeof(HashRow);
+  PetscCall(PetscMalloc1(nrecv + 1, &recv));
+  PetscCallMPI(MPI_Alltoallv(send, scount, sdisp, MPI_BYTE, recv, rcount, rdisp, MPI_BYTE, ds->comm));
+  qsort(recv, (size_t)nrecv, sizeof(HashRow), CmpHashRow);
+  for (int k = 1; k < nrecv; k++) {
+    if (recv[k].h != recv[k - 1].h) continue;
+    local += (k == 1 || recv[k - 1].h != recv[k - 2].h) ? 2 : 1;
+    if (recv[k - 1].row < best[0] || (recv[k - 1].row == best[0] && recv[k].row < best[1])) best[0] = recv[k - 1].row, best[1] = recv[k].row;
+  }
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &local, 1, MPI_INT64_T, MPI_SUM, ds->comm));
+  {
+    int64_t first = best[0];
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT64_T, MPI_MIN, ds->comm));
+    if (best[0] != first) best[1] = INT64_MAX;
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &best[1], 1, MPI_INT64_T, MPI_MIN, ds->comm));
+    best[0] = first;
+  }
+  *ndup   = (PetscInt)local;
+  pair[0] = best[0] == INT64_MAX ? -1 : best[0], pair[1] = best[1] == INT64_MAX ? -1 : best[1];
+  PetscCall(PetscFree(recv));
+  PetscCall(PetscFree(send));
+  PetscCall(PetscFree4(scount, rcount, sdisp, rdisp));
+  PetscFunctionReturn(0);
+}
+
+/* Collective: the name of global row `row` (of the file, before the subset), from the rank that holds it. */
+static PetscErrorCode RowName(CsDataset ds, char **names, int64_t row, char out[], size_t len)
+{
+  PetscMPIInt owner = -1;
+  char        buf[256] = "";
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscLayoutFindOwner(ds->rows, (PetscInt)row, &owner));
+  if (row >= ds->rstart && row < ds->rstart + ds->nlocal) PetscCall(PetscStrncpy(buf, names[row - ds->rstart], sizeof(buf)));
+  PetscCallMPI(MPI_Bcast(buf, (PetscMPIInt)sizeof(buf), MPI_CHAR, owner, ds->comm));
+  PetscCall(PetscStrncpy(out, buf, len));
+  PetscFunctionReturn(0);
+}
+
+/* Cells are never looked up by name (predictions number their rows), so repeated cell names are only a warning:
+   they usually mean two files were concatenated without making the names unique. */
+static PetscErrorCode CheckCellNames(CsDataset ds, char **names)
+{
+  PetscInt  ndup = 0, have = names ? 1 : 0;
+  int64_t   pair[2] = {-1, -1};
+  char      a[256], b[256];
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &have, 1, MPIU_INT, MPI_MIN, ds->comm));
+  if (!have) PetscFunctionReturn(0);
+  PetscCall(DuplicateRows(ds, names, &ndup, pair));
+  if (!ndup || pair[0] < 0) PetscFunctionReturn(0);
+  PetscCall(RowName(ds, names, pair[0], a, sizeof(a)));
+  PetscCall(RowName(ds, names, pair[1], b, sizeof(b)));
+  if (strcmp(a, b)) PetscFunctionReturn(0); /* two names with one hash, not one name twice */
+  PetscCall(CsWarn(ds->comm, "%s: %" PetscInt_FMT " cells share their name (obs index) with another cell, e.g. rows %lld and %lld are both '%s'; "
+                             "cellshift does not use cell names, but this often means a file was concatenated twice",
+                   ds->path, ndup, (long long)pair[0], (long long)pair[1], a));
+  PetscFunctionReturn(0);
+}
+
+/* The expression values: negative values where log-normalised expression is expected, and non-integer values
+   where -normalize expects raw counts, are warnings that name the first offending cell, gene and value. */
+static PetscErrorCode CheckValues(CsDataset ds, char **names)
+{
+  PetscInt  nbad = 0;
+  PetscBool found = PETSC_FALSE, any;
+  char      msg[CS_MSG_LEN] = "";
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < ds->nlocal; i++)
+    for (int64_t k = ds->X.indptr[i]; k < ds->X.indptr[i + 1]; k++) {
+      float v   = ds->X.data[k];
+      PetscBool bad = ds->normalize ? (PetscBool)(v >= 0 && v != floorf(v)) : (PetscBool)(v < 0);
+      if (!bad) continue;
+      if (!nbad++) {
+        char cell[300];
+        found = PETSC_TRUE;
+        if (names) PetscCall(PetscSNPrintf(cell, sizeof(cell), "cell '%s' (row %" PetscInt_FMT ")", names[i], ds->rstart + i));
+        else PetscCall(PetscSNPrintf(cell, sizeof(cell), "the cell of row %" PetscInt_FMT, ds->rstart + i));
+        PetscCall(PetscSNPrintf(msg, sizeof(msg), "%s, gene '%s': %.9g", cell, ds->genes[ds->X.indices[k]], (double)v));
+      }
+    }
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &nbad, 1, MPIU_INT, MPI_SUM, ds->comm));
+  PetscCall(FirstFound(ds->comm, found, msg, &any));
+  if (!any) PetscFunctionReturn(0);
+  if (ds->normalize)
+    PetscCall(CsWarn(ds->comm, "-normalize expects raw counts, but %s%s%s holds %" PetscInt_FMT " non-integer values (first: %s): the data "
+                               "look log-normalised already; then leave out -normalize",
+                     ds->path, ds->layer[0] ? " layer " : "", ds->layer, nbad, msg));
+  else
+    PetscCall(CsWarn(ds->comm, "%s%s%s holds %" PetscInt_FMT " negative values (first: %s), but models and metrics expect log-normalised "
+                               "expression (log1p of scaled counts, never negative); scaled or centred data give misleading results",
+                     ds->path, ds->layer[0] ? " layer " : "", ds->layer, nbad, msg));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode CheckBlock(CsDataset ds)
+{
+  char **names;
+
+  PetscFunctionBeginUser;
+  PetscCall(CheckGeneNames(ds));
+  if (!ds->input) PetscFunctionReturn(0);
+  PetscCall(ReadCellNames(ds, &names));
+  PetscCall(CheckCellNames(ds, names));
+  PetscCall(CheckValues(ds, names));
+  if (names) PetscCall(CsStrArrayDestroy(ds->nlocal, &names));
+  PetscFunctionReturn(0);
+}
+
 /* log1p(counts / total * 1e4) per cell; totals kept. Counts must be non-negative. */
 static PetscErrorCode Normalize(CsDataset ds)
 {
@@ -167,9 +400,13 @@ PetscErrorCode CsDatasetSetUp(CsDataset ds)
 {
   char key[256] = "", *eq;
 
+  CsPathKind kind;
+
   PetscFunctionBeginUser;
   if (ds->setup) PetscFunctionReturn(0);
   CsCheckAll(ds->comm, ds->path[0], "no input data: give -data FILE.h5ad");
+  PetscCall(CsPathGetKind(ds->comm, ds->path, &kind));
+  CsCheckAll(ds->comm, kind != CS_PATH_DIR, "-data %s is a folder: give the .h5ad file", ds->path);
   if (ds->subset[0]) {
     PetscCall(PetscStrncpy(key, ds->subset, sizeof(key)));
     eq = strchr(key, '=');
@@ -178,6 +415,7 @@ PetscErrorCode CsDatasetSetUp(CsDataset ds)
     PetscCall(CsDatasetAddObsKey(ds, key, PETSC_TRUE));
   }
   PetscCall(ReadBlock(ds));
+  PetscCall(CheckBlock(ds));
   if (key[0]) PetscCall(ApplySubset(ds, key, strchr(ds->subset, '=') + 1));
   if (ds->normalize) PetscCall(Normalize(ds));
   CsCheckAll(ds->comm, ds->nglobal > 0, "%s has no cells", ds->path);

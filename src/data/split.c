@@ -6,6 +6,7 @@
 
 const char *const CsRoles[] = {"train", "valid", "test", NULL};
 static const char *const SplitTypes[] = {"random", "combo", "context", "explicit", "simulation", NULL};
+static const char *const Validations[] = {"auto", "cells", "groups", NULL};
 
 PetscErrorCode CsSplitCreate(MPI_Comm comm, CsSplit *out)
 {
@@ -15,6 +16,7 @@ PetscErrorCode CsSplitCreate(MPI_Comm comm, CsSplit *out)
   PetscCall(PetscNew(&s));
   s->comm = comm;
   PetscCall(PetscStrncpy(s->type, "random", sizeof(s->type)));
+  PetscCall(PetscStrncpy(s->validation, "auto", sizeof(s->validation)));
   s->test_fraction  = 0.2;
   s->valid_fraction = 0.1;
   *out              = s;
@@ -24,18 +26,24 @@ PetscErrorCode CsSplitCreate(MPI_Comm comm, CsSplit *out)
 PetscErrorCode CsSplitSetFromOptions(CsSplit s)
 {
   PetscBool set = PETSC_FALSE, tset = PETSC_FALSE;
-  PetscInt  t   = 0;
+  PetscInt  t = 0, v = 0;
 
   PetscFunctionBeginUser;
   for (PetscInt i = 0; SplitTypes[i]; i++)
     if (!strcmp(SplitTypes[i], s->type)) t = i;
+  for (PetscInt i = 0; Validations[i]; i++)
+    if (!strcmp(Validations[i], s->validation)) v = i;
   PetscOptionsBegin(s->comm, NULL, "Train / valid / test split", "CsSplit");
   PetscCall(PetscOptionsEList("-split", "How groups are held out", "CsSplitSetFromOptions", SplitTypes, 5, SplitTypes[t], &t, &set));
   PetscCall(PetscOptionsInt("-split_seed", "Seed of the random assignment", "CsSplitSetFromOptions", s->seed, &s->seed, NULL));
   PetscCall(PetscOptionsReal("-test_fraction", "Fraction of candidate groups held out for test", "CsSplitSetFromOptions",
                              s->test_fraction, &s->test_fraction, NULL));
-  PetscCall(PetscOptionsReal("-valid_fraction", "Fraction of candidate groups held out for validation", "CsSplitSetFromOptions",
-                             s->valid_fraction, &s->valid_fraction, NULL));
+  PetscCall(PetscOptionsReal("-valid_fraction", "Fraction of candidate groups held out for validation (-validation groups)",
+                             "CsSplitSetFromOptions", s->valid_fraction, &s->valid_fraction, NULL));
+  PetscCall(PetscOptionsEList("-validation",
+                              "Validate on whole groups, or on a fraction of the training cells (auto: cells for explicit and context splits and "
+                              "when fewer than 2 valid groups would be drawn)",
+                              "CsSplitSetFromOptions", Validations, 3, Validations[v], &v, NULL));
   PetscCall(PetscOptionsString("-holdout_context", "Context whose perturbed groups are all test (-split context)",
                                "CsSplitSetFromOptions", s->holdout_context, s->holdout_context, sizeof(s->holdout_context), NULL));
   PetscCall(PetscOptionsString("-test_conditions", "Test groups, comma-separated condition[@context] (-split explicit)",
@@ -43,29 +51,36 @@ PetscErrorCode CsSplitSetFromOptions(CsSplit s)
   PetscCall(PetscOptionsString("-split_file", "split.json of an earlier run to reuse", "CsSplitSetFromOptions", s->file, s->file,
                                sizeof(s->file), NULL));
   PetscOptionsEnd();
+  if (tset) {
+    const char *full = NULL;
+    PetscCall(PetscOptionsFindPair(NULL, NULL, "-test_conditions", &full, NULL));
+    CsCheckAll(s->comm, !full || strlen(full) < sizeof(s->test_conditions),
+               "-test_conditions is longer than %zu characters: give the test groups in a -split_file instead", sizeof(s->test_conditions) - 1);
+  }
   if (tset && !set) t = 3; /* -test_conditions alone implies an explicit split */
   PetscCall(PetscStrncpy(s->type, SplitTypes[t], sizeof(s->type)));
+  PetscCall(PetscStrncpy(s->validation, Validations[v], sizeof(s->validation)));
   CsCheckAll(s->comm, s->test_fraction >= 0 && s->valid_fraction >= 0 && s->test_fraction + s->valid_fraction <= 1,
              "-test_fraction (%g) and -valid_fraction (%g) must be non-negative and sum to at most 1", (double)s->test_fraction,
              (double)s->valid_fraction);
   PetscFunctionReturn(0);
 }
 
-/* The group's identity as text: the split of a group depends on its name and the seed only. */
-static PetscErrorCode GroupKey(CsDesign d, PetscInt g, char buf[], size_t len)
+static uint64_t Fnv1a(uint64_t h, const char *s)
 {
-  const CsCondition *c = &d->conds[d->groups[g].cond];
-
-  PetscFunctionBeginUser;
-  PetscCall(PetscSNPrintf(buf, len, "%s\t%s\t%s", c->name, c->dose, d->contexts[d->groups[g].ctx]));
-  PetscFunctionReturn(0);
-}
-
-static uint64_t Fnv1a(const char *s)
-{
-  uint64_t h = 1469598103934665603ull;
   for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
   return h;
+}
+
+/* The group's identity: the split of a group depends on its name ("condition<tab>dose<tab>context") and the
+   seed only. */
+static uint64_t GroupHash(CsDesign d, PetscInt g)
+{
+  const CsCondition *c = &d->conds[d->groups[g].cond];
+  uint64_t           h = Fnv1a(1469598103934665603ull, c->name);
+
+  h = Fnv1a(Fnv1a(h, "\t"), c->dose);
+  return Fnv1a(Fnv1a(h, "\t"), d->contexts[d->groups[g].ctx]);
 }
 
 typedef struct {
@@ -79,20 +94,26 @@ static int CmpDraw(const void *a, const void *b)
   return x->u < y->u ? -1 : x->u > y->u ? 1 : (x->g > y->g) - (x->g < y->g);
 }
 
+/* Whether -validation draws valid groups, given how many the fraction would draw (see split.h). */
+static PetscBool ValidByGroups(CsSplit s, PetscInt nvalid)
+{
+  if (!strcmp(s->validation, "groups")) return PETSC_TRUE;
+  if (!strcmp(s->validation, "cells")) return PETSC_FALSE;
+  return (PetscBool)((!strcmp(s->type, "random") || !strcmp(s->type, "combo") || !strcmp(s->type, "simulation")) && nvalid >= 2);
+}
+
 /* Among the candidate groups, a seeded shuffle decides: the first ntest go to test (if totest), the next nvalid to
-   valid, the rest stay train. */
+   valid (when validation is on groups), the rest stay train. */
 static PetscErrorCode Assign(CsSplit s, CsDesign d, const PetscBool *cand, PetscBool totest)
 {
   Draw    *dr;
   PetscInt n = 0, ntest, nvalid;
-  char     key[1024];
 
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc1(d->ngroups + 1, &dr));
   for (PetscInt g = 0; g < d->ngroups; g++) {
     if (!cand[g]) continue;
-    PetscCall(GroupKey(d, g, key, sizeof(key)));
-    dr[n].u   = CsRngUniform((uint64_t)s->seed, CS_STREAM_SPLIT, Fnv1a(key), 0);
+    dr[n].u   = CsRngUniform((uint64_t)s->seed, CS_STREAM_SPLIT, GroupHash(d, g), 0);
     dr[n++].g = g;
   }
   qsort(dr, (size_t)n, sizeof(Draw), CmpDraw);
@@ -100,6 +121,8 @@ static PetscErrorCode Assign(CsSplit s, CsDesign d, const PetscBool *cand, Petsc
   nvalid = (PetscInt)floor(s->valid_fraction * n + 0.5);
   if (totest && ntest == 0 && s->test_fraction > 0 && n > 0) ntest = 1;
   if (ntest + nvalid > n) nvalid = n - ntest;
+  s->valid_groups = ValidByGroups(s, nvalid);
+  if (!s->valid_groups) nvalid = 0;
   for (PetscInt i = 0; i < n; i++) s->role[dr[i].g] = i < ntest ? CS_ROLE_TEST : i < ntest + nvalid ? CS_ROLE_VALID : CS_ROLE_TRAIN;
   PetscCall(PetscFree(dr));
   PetscFunctionReturn(0);
@@ -141,7 +164,6 @@ static PetscErrorCode Simulation(CsSplit s, CsDesign d)
   Draw      *dr;
   PetscBool *single, *seen, *cand;
   PetscInt   n = 0, nunseen;
-  char       key[1024];
 
   PetscFunctionBeginUser;
   PetscCall(PetscCalloc3(d->natoms + 1, &single, d->natoms + 1, &seen, d->ngroups + 1, &cand));
@@ -150,8 +172,7 @@ static PetscErrorCode Simulation(CsSplit s, CsDesign d)
     if (d->conds[d->groups[g].cond].natoms == 1) single[d->conds[d->groups[g].cond].atoms[0]] = PETSC_TRUE;
   for (PetscInt a = 0; a < d->natoms; a++) {
     if (!single[a]) continue;
-    PetscCall(PetscSNPrintf(key, sizeof(key), "atom\t%s", d->atoms[a]));
-    dr[n].u   = CsRngUniform((uint64_t)s->seed, CS_STREAM_SPLIT, Fnv1a(key), 1);
+    dr[n].u   = CsRngUniform((uint64_t)s->seed, CS_STREAM_SPLIT, Fnv1a(Fnv1a(1469598103934665603ull, "atom\t"), d->atoms[a]), 1);
     dr[n++].g = a;
   }
   qsort(dr, (size_t)n, sizeof(Draw), CmpDraw);
@@ -245,9 +266,57 @@ static PetscErrorCode Load(CsSplit s, CsDesign d)
   PetscFunctionReturn(0);
 }
 
+/* The candidate groups of each kind of split (see split.h); context and explicit splits set their test groups. */
+static PetscErrorCode Candidates(CsSplit s, CsDesign d, PetscBool *cand, PetscBool *totest)
+{
+  PetscInt ncand = 0;
+
+  PetscFunctionBeginUser;
+  *totest = PETSC_TRUE;
+  if (!strcmp(s->type, "random")) {
+    for (PetscInt g = 0; g < d->ngroups; g++) ncand += cand[g] = !d->groups[g].control;
+    CsCheckAll(s->comm, ncand > 0, "-split random: the data have no perturbed group to hold out (only control cells)");
+  } else if (!strcmp(s->type, "combo")) {
+    for (PetscInt g = 0; g < d->ngroups; g++) ncand += cand[g] = d->conds[d->groups[g].cond].natoms >= 2;
+    CsCheckAll(s->comm, ncand > 0,
+               "-split combo: no condition of the cells kept (after -obs_subset, if given) combines two or more atoms joined by "
+               "-combo_delimiter '%s' (%" PetscInt_FMT " conditions, e.g. %s)",
+               d->delimiter, d->ncond, d->ncond > 1 ? d->conds[d->conds[0].natoms ? 0 : 1].name : d->conds[0].name);
+  } else if (!strcmp(s->type, "context")) {
+    PetscInt hc = CsDesignFindContext(d, s->holdout_context), ntest = 0;
+    CsCheckAll(s->comm, s->holdout_context[0], "-split context needs -holdout_context NAME");
+    CsCheckAll(s->comm, hc >= 0, "-holdout_context: unknown context '%s'", s->holdout_context);
+    for (PetscInt g = 0; g < d->ngroups; g++) {
+      if (d->groups[g].control) continue;
+      if (d->groups[g].ctx == hc) s->role[g] = CS_ROLE_TEST, ntest++;
+      else cand[g] = PETSC_TRUE;
+    }
+    CsCheckAll(s->comm, ntest > 0, "-holdout_context %s has only control cells: there is no perturbed group to predict", s->holdout_context);
+    *totest = PETSC_FALSE;
+  } else {
+    CsCheckAll(s->comm, s->test_conditions[0], "-split explicit needs -test_conditions");
+    PetscCall(Explicit(s, d));
+    for (PetscInt g = 0; g < d->ngroups; g++) cand[g] = !d->groups[g].control && s->role[g] != CS_ROLE_TEST;
+    *totest = PETSC_FALSE;
+  }
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode CountRoles(CsSplit s, CsDesign d)
+{
+  PetscFunctionBeginUser;
+  s->ntest = s->nvalid = s->ntrain = 0;
+  for (PetscInt g = 0; g < d->ngroups; g++) {
+    s->ntest += s->role[g] == CS_ROLE_TEST;
+    s->nvalid += s->role[g] == CS_ROLE_VALID;
+    s->ntrain += s->role[g] == CS_ROLE_TRAIN;
+  }
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsSplitSetUp(CsSplit s, CsDesign d)
 {
-  PetscBool *cand;
+  PetscBool *cand, totest;
 
   PetscFunctionBeginUser;
   if (s->setup) PetscFunctionReturn(0);
@@ -256,39 +325,16 @@ PetscErrorCode CsSplitSetUp(CsSplit s, CsDesign d)
   PetscCall(PetscCalloc1(d->ngroups + 1, &s->role));
   PetscCall(PetscCalloc1(d->ngroups + 1, &cand));
   if (s->file[0]) PetscCall(Load(s, d));
-  else if (!strcmp(s->type, "random")) {
-    for (PetscInt g = 0; g < d->ngroups; g++) cand[g] = !d->groups[g].control;
-    PetscCall(Assign(s, d, cand, PETSC_TRUE));
-  } else if (!strcmp(s->type, "combo")) {
-    for (PetscInt g = 0; g < d->ngroups; g++) cand[g] = d->conds[d->groups[g].cond].natoms >= 2;
-    PetscCall(Assign(s, d, cand, PETSC_TRUE));
-  } else if (!strcmp(s->type, "context")) {
-    PetscInt hc = CsDesignFindContext(d, s->holdout_context);
-    CsCheckAll(s->comm, s->holdout_context[0], "-split context needs -holdout_context NAME");
-    CsCheckAll(s->comm, hc >= 0, "-holdout_context: unknown context '%s'", s->holdout_context);
-    for (PetscInt g = 0; g < d->ngroups; g++) {
-      if (d->groups[g].control) continue;
-      if (d->groups[g].ctx == hc) s->role[g] = CS_ROLE_TEST;
-      else cand[g] = PETSC_TRUE;
-    }
-    PetscCall(Assign(s, d, cand, PETSC_FALSE));
-  } else if (!strcmp(s->type, "simulation")) {
-    PetscCall(Simulation(s, d));
-  } else {
-    CsCheckAll(s->comm, s->test_conditions[0], "-split explicit needs -test_conditions");
-    PetscCall(Explicit(s, d));
-    for (PetscInt g = 0; g < d->ngroups; g++) cand[g] = !d->groups[g].control && s->role[g] != CS_ROLE_TEST;
-    PetscCall(Assign(s, d, cand, PETSC_FALSE));
+  else if (!strcmp(s->type, "simulation")) PetscCall(Simulation(s, d));
+  else {
+    PetscCall(Candidates(s, d, cand, &totest));
+    PetscCall(Assign(s, d, cand, totest));
   }
   PetscCall(SetCategories(s, d));
-  s->ntest = s->nvalid = s->ntrain = 0;
-  for (PetscInt g = 0; g < d->ngroups; g++) {
-    s->ntest += s->role[g] == CS_ROLE_TEST;
-    s->nvalid += s->role[g] == CS_ROLE_VALID;
-    s->ntrain += s->role[g] == CS_ROLE_TRAIN;
-  }
-  CsCheckAll(s->comm, s->ntest > 0, "the %s split has an empty test set (%" PetscInt_FMT " groups; check -test_fraction and the design)",
-             s->type, d->ngroups);
+  PetscCall(CountRoles(s, d));
+  if (s->file[0]) s->valid_groups = (PetscBool)(s->nvalid > 0);
+  CsCheckAll(s->comm, s->ntest > 0 || !s->file[0], "%s lists no test group (every group is train or valid)", s->file);
+  CsCheckAll(s->comm, s->ntest > 0, "-test_fraction %.6g holds out no group of the %s split: give a positive fraction", (double)s->test_fraction, s->type);
   for (PetscInt g = 0; g < d->ngroups; g++) {
     char name[1024];
     if (s->role[g] != CS_ROLE_TEST) continue;
@@ -316,6 +362,12 @@ static PetscErrorCode SplitTree(CsSplit s, CsDesign d, json_t *root)
   PetscCall(CsJSONSet(root, "seed", json_integer(s->seed)));
   PetscCall(CsJSONSet(root, "test_fraction", json_real(s->test_fraction)));
   PetscCall(CsJSONSet(root, "valid_fraction", json_real(s->valid_fraction)));
+  PetscCall(CsJSONSet(root, "validation", json_string(s->valid_groups ? "groups" : "cells")));
+  PetscCall(CsJSONSet(root, "validation_rule",
+                      json_string(s->valid_groups ? "valid groups: the learned models train on the train groups and validate (early stopping) on "
+                                                    "the valid groups; control, additive and mean, which have nothing to tune, fit on train and valid"
+                                                  : "no valid group: the learned models validate on a seeded fraction (-<model>_valid_cells) of "
+                                                    "the cells of the train groups; every other model fits on all train groups")));
   PetscCall(CsJSONSet(root, "holdout_context", json_string(s->holdout_context)));
   PetscCall(CsJSONSet(root, "test_conditions", json_string(s->test_conditions)));
   PetscCall(CsJSONSet(root, "perturbation_key", json_string(d->pert_key)));
@@ -381,9 +433,10 @@ static PetscErrorCode ViewTestCategories(CsSplit s, PetscViewer v)
 PetscErrorCode CsSplitView(CsSplit s, CsDesign d, PetscViewer v)
 {
   PetscFunctionBeginUser;
-  PetscCall(PetscViewerASCIIPrintf(v, "CsSplit %s%s%s: %" PetscInt_FMT " test, %" PetscInt_FMT " valid, %" PetscInt_FMT " train groups\n",
+  PetscCall(PetscViewerASCIIPrintf(v, "CsSplit %s%s%s: %" PetscInt_FMT " test, %" PetscInt_FMT " valid, %" PetscInt_FMT " train groups; %s\n",
                                    s->file[0] ? "from " : "", s->file[0] ? s->file : s->type,
-                                   s->holdout_context[0] && !strcmp(s->type, "context") ? " (holdout)" : "", s->ntest, s->nvalid, s->ntrain));
+                                   s->holdout_context[0] && !strcmp(s->type, "context") ? " (holdout)" : "", s->ntest, s->nvalid, s->ntrain,
+                                   s->valid_groups ? "validation on the valid groups" : "validation on a fraction of the training cells"));
   if (s->setup) PetscCall(ViewTestCategories(s, v));
   PetscFunctionReturn(0);
 }

@@ -270,6 +270,7 @@ PetscErrorCode CsEvaluatorSetFromOptions(CsEvaluator e)
   PetscCheck(e->gi_max_pairs >= 1, e->comm, CS_ERR_INPUT, "-gi_max_pairs must be at least 1 (got %" PetscInt_FMT ")", e->gi_max_pairs);
   PetscCheck(e->max_cells >= 2, e->comm, CS_ERR_INPUT, "-eval_max_cells must be at least 2 (got %" PetscInt_FMT ")", e->max_cells);
   PetscCheck(e->pca_k >= 1, e->comm, CS_ERR_INPUT, "-eval_pca_components must be at least 1 (got %" PetscInt_FMT ")", e->pca_k);
+  PetscCheck(!PetscIsInfOrNanReal(e->gi_min_mean), e->comm, CS_ERR_INPUT, "-gi_min_mean must be a finite number (got %.6g)", (double)e->gi_min_mean);
   PetscFunctionReturn(0);
 }
 
@@ -440,7 +441,7 @@ static PetscErrorCode SetUpReference(CsEvaluator e)
 
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc1((size_t)e->d->nctx * G + 1, &shift));
-  PetscCall(CsContextMeanShifts(e->ds, e->d, e->s, shift, NULL));
+  PetscCall(CsContextMeanShifts(e->ds, e->d, e->s, PETSC_FALSE, shift, NULL)); /* the train groups only, as Systema */
   PetscCall(PetscMalloc1((size_t)e->ntest * G, &e->mRef));
   for (PetscInt t = 0; t < e->ntest; t++) {
     const double *sh = shift + (size_t)e->d->groups[e->test[t]].ctx * G, *mC = e->mC + (size_t)t * G;

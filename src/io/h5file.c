@@ -59,7 +59,9 @@ static void Diagnose(const char path[], char msg[], size_t len)
     }
   }
   if (fd >= 0) close(fd);
-  if (need > 0 && need > (int64_t)st.st_size)
+  if (need == INT64_MAX) /* an address beyond 2^62: the superblock itself is damaged, not the file short */
+    snprintf(msg, len, "%s is damaged: its HDF5 superblock gives an impossible end of file", path);
+  else if (need > 0 && need > (int64_t)st.st_size)
     snprintf(msg, len, "%s is truncated: it has %lld bytes but its HDF5 superblock says %lld", path, (long long)st.st_size,
              (long long)need);
   else snprintf(msg, len, "%s is damaged: it starts like an HDF5 file but HDF5 cannot open it", path);

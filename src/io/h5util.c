@@ -401,19 +401,25 @@ PetscErrorCode CsH5ReadAttrInt64(hid_t obj, const char attr[], int64_t *v)
 
 PetscErrorCode CsH5ReadArrayFinite(hid_t loc, const char what[], const char name[], hid_t memtype, int rank, hsize_t dims[], void *buf)
 {
-  size_t n = 1;
-  htri_t f32;
+  size_t    n = 1;
+  PetscBool f32;
 
   PetscFunctionBeginUser;
   PetscCall(CsH5ReadArray(loc, what, name, memtype, rank, dims, buf));
   if (!buf) PetscFunctionReturn(0);
-  H5Call(f32 = H5Tequal(memtype, H5T_NATIVE_FLOAT), "%s: %s: cannot compare types", what, name);
+  {
+    htri_t eq;
+    H5Call(eq = H5Tequal(memtype, H5T_NATIVE_FLOAT), "%s: %s: cannot compare types", what, name);
+    f32 = eq > 0 ? PETSC_TRUE : PETSC_FALSE;
+  }
   for (int i = 0; i < rank; i++) n *= (size_t)dims[i];
   for (size_t i = 0; i < n; i++) {
     double v = f32 ? (double)((const float *)buf)[i] : ((const double *)buf)[i];
-    PetscCheck(isfinite(v), PETSC_COMM_SELF, CS_ERR_INPUT,
-               "%s: %s holds a non-finite value (%g at entry %zu): the file is damaged or was written by a fit that diverged", what, name, v,
-               i);
+    char   num[32];
+    if (isfinite(v)) continue;
+    snprintf(num, sizeof(num), "%s", isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"); /* PETSc's %g would print "nan." */
+    SETERRQ(PETSC_COMM_SELF, CS_ERR_INPUT, "%s: %s holds a non-finite value (%s at entry %zu): the file is damaged or was written by a fit that diverged",
+            what, name, num, i);
   }
   PetscFunctionReturn(0);
 }

@@ -4,6 +4,7 @@
    The Fortran prototypes are declared here (gfortran calling convention: trailing hidden lengths of the character
    arguments). */
 #include "linalgimpl.h"
+#include <math.h>
 
 typedef int cs_blasint; /* LP64 LAPACK */
 
@@ -14,6 +15,29 @@ extern void dsyevr_(const char *jobz, const char *range, const char *uplo, const
                     cs_blasint *iwork, const cs_blasint *liwork, cs_blasint *info, size_t, size_t, size_t);
 extern void dposv_(const char *uplo, const cs_blasint *n, const cs_blasint *nrhs, double *a, const cs_blasint *lda,
                    double *b, const cs_blasint *ldb, cs_blasint *info, size_t);
+
+extern void dgeev_(const char *jobvl, const char *jobvr, const cs_blasint *n, double *a, const cs_blasint *lda, double *wr, double *wi,
+                   double *vl, const cs_blasint *ldvl, double *vr, const cs_blasint *ldvr, double *work, const cs_blasint *lwork,
+                   cs_blasint *info, size_t, size_t);
+
+PetscErrorCode CsSpectralRadius(PetscInt n, double *A, double *rho)
+{
+  cs_blasint N = (cs_blasint)n, ld = (cs_blasint)PetscMax(n, 1), one = 1, lwork = -1, info = 0;
+  double     wq, *wr, *wi, *work;
+
+  PetscFunctionBeginUser;
+  *rho = 0;
+  if (!n) PetscFunctionReturn(0);
+  dgeev_("N", "N", &N, A, &ld, NULL, NULL, NULL, &one, NULL, &one, &wq, &lwork, &info, 1, 1);
+  PetscCheck(!info, PETSC_COMM_SELF, PETSC_ERR_LIB, "dgeev workspace query failed (info %d)", (int)info);
+  lwork = (cs_blasint)wq;
+  PetscCall(PetscMalloc3(n, &wr, n, &wi, lwork, &work));
+  dgeev_("N", "N", &N, A, &ld, wr, wi, NULL, &one, NULL, &one, work, &lwork, &info, 1, 1);
+  for (PetscInt i = 0; !info && i < n; i++) *rho = PetscMax(*rho, hypot(wr[i], wi[i]));
+  PetscCall(PetscFree3(wr, wi, work));
+  PetscCheck(!info, PETSC_COMM_SELF, PETSC_ERR_LIB, "dgeev failed (info %d)", (int)info);
+  PetscFunctionReturn(0);
+}
 
 void CsFixSign(PetscInt n, double *v)
 {

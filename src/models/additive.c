@@ -1,5 +1,5 @@
 /* additive: each control cell of the target context plus the sum, over the condition's atoms, of each atom's mean
-   shift learned from single-atom train groups: the shift seen in the same context where there is one, else the
+   shift learned from single-atom train and valid groups (it has no hyper-parameter to tune on the valid ones): the shift seen in the same context where there is one, else the
    average over the contexts where the atom was seen (scGen's vector arithmetic for an unseen context, and the
    additive model for combinations). An atom never seen alone in training contributes no shift. Doses are ignored. */
 #include "modelimpl.h"
@@ -15,7 +15,7 @@ static PetscErrorCode CsModelFit_Additive(CsModel m)
   PetscInt  unseen = 0;
 
   PetscFunctionBeginUser;
-  PetscCall(CsAtomShiftsCompute(m->ds, m->design, m->split, &a->sh));
+  PetscCall(CsAtomShiftsCompute(m->ds, m->design, m->split, PETSC_TRUE, &a->sh));
   for (PetscInt i = 0; i < a->sh.natoms; i++) unseen += a->sh.anyseen[i] ? 0 : 1;
   if (unseen) PetscCall(PetscInfo(NULL, "additive: %" PetscInt_FMT " atoms never seen alone in training\n", unseen));
   PetscFunctionReturn(0);

@@ -251,6 +251,27 @@ static PetscErrorCode Loss(void *ctx, const CsBatch *b, const CsNNPass *pass, do
 
 /* ---------------------------------------------------------------------------------------------------------------- */
 
+/* One message per option, naming it and the value given. */
+static PetscErrorCode CheckOptions(CsModel m)
+{
+  CPA        *c    = (CPA *)m->data;
+  MPI_Comm    comm = PetscObjectComm((PetscObject)m);
+  const char *pre  = CsModelPrefix(m);
+  const struct {
+    const char *name;
+    PetscInt    v, min;
+  } sizes[] = {{"latent", c->dim, 1},           {"hidden", c->width, 1},           {"layers", c->depth, 1},
+               {"adversary_hidden", c->adv_width, 1}, {"adversary_layers", c->adv_depth, 1}, {"adversary_steps", c->adv_steps, 1}};
+
+  PetscFunctionBeginUser;
+  for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+    CsCheckAll(comm, sizes[i].v >= sizes[i].min, "-%s%s must be at least %" PetscInt_FMT " (got %" PetscInt_FMT ")", pre, sizes[i].name, sizes[i].min,
+               sizes[i].v);
+  CsCheckAll(comm, !PetscIsInfOrNanReal(c->reg_adv) && c->reg_adv >= 0, "-%sreg_adversary must be a finite number >= 0 (got %.6g)", pre,
+             (double)c->reg_adv);
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode CsModelSetFromOptions_CPA(CsModel m, PetscOptionItems *PetscOptionsObject)
 {
   CPA     *c = (CPA *)m->data;
@@ -274,6 +295,7 @@ static PetscErrorCode CsModelSetFromOptions_CPA(CsModel m, PetscOptionItems *Pet
   PetscCall(PetscOptionsEList("-doser", "Dose-response curve of the atom embeddings", "cpa", CsNNDosers, 3, CsNNDosers[doser], &doser, NULL));
   PetscOptionsHeadEnd();
   c->doser = (CsNNDoser)doser;
+  PetscCall(CheckOptions(m));
   if (!c->trainer) {
     PetscCall(CsTrainerCreate(PetscObjectComm((PetscObject)m), &c->trainer));
     PetscCall(CsTrainerSetOptionsPrefix(c->trainer, CsModelPrefix(m)));
@@ -282,6 +304,7 @@ static PetscErrorCode CsModelSetFromOptions_CPA(CsModel m, PetscOptionItems *Pet
     PetscCall(CsTrainerAddOptimizer(c->trainer, "adversary_", 3e-4, 4e-7, NULL));      /* adversary_lr, _wd */
   }
   PetscCall(CsTrainerSetFromOptions(c->trainer));
+  PetscCall(CsModelCheckTrainingOptions(m));
   PetscFunctionReturn(0);
 }
 
@@ -310,8 +333,6 @@ static PetscErrorCode CsModelSetUp_CPA(CsModel m)
   PetscInt B;
 
   PetscFunctionBeginUser;
-  CsCheckAll(PetscObjectComm((PetscObject)m), c->dim > 0 && c->width > 0 && c->depth > 0 && c->adv_width > 0 && c->adv_depth > 0 && c->adv_steps >= 1 && c->reg_adv >= 0,
-             "cpa: sizes must be positive, -cpa_adversary_steps >= 1, -cpa_reg_adversary >= 0");
   CsCheckAll(PetscObjectComm((PetscObject)m), !c->nb || m->ds->libsize, "-cpa_nb models counts: give the raw counts in X (or -layer) with -normalize");
   c->G = m->ds->ngenes, c->A = PetscMax(m->design->natoms, 1), c->NC = m->design->nctx;
   PetscCheck(c->trainer, PetscObjectComm((PetscObject)m), PETSC_ERR_ORDER, "call CsModelSetFromOptions first");
@@ -372,7 +393,7 @@ static PetscErrorCode CsModelSetUp_CPA(CsModel m)
 
 static PetscErrorCode CsModelFit_CPA(CsModel m)
 {
-  CsTrainerCallbacks cb = {m, Step, Loss};
+  CsTrainerCallbacks cb = {m, Step, Loss, NULL};
 
   PetscFunctionBeginUser;
   PetscCall(CsModelTrain(m, ((CPA *)m->data)->trainer, &cb));
@@ -491,6 +512,7 @@ PetscErrorCode CsModelCreate_CPA(CsModel m)
   c->reg_adv = 60;
   c->adversary = PETSC_TRUE, c->doser = CS_NN_DOSER_LOGSIGM;
   m->data                = c;
+  m->trains              = PETSC_TRUE;
   m->ops->setfromoptions = CsModelSetFromOptions_CPA;
   m->ops->setup          = CsModelSetUp_CPA;
   m->ops->fit            = CsModelFit_CPA;

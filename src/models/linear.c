@@ -77,8 +77,20 @@ static PetscErrorCode CsModelSetFromOptions_Linear(CsModel m, PetscOptionItems *
                             &l->k, NULL));
   PetscCall(PetscOptionsReal("-ridge", "Ridge penalty lambda on both sides of W", "linear", l->ridge, &l->ridge, NULL));
   PetscCall(CsPCAOptionsProcess(PetscOptionsObject, &l->pca));
-  PetscCheck(l->k >= 1, PetscObjectComm((PetscObject)m), CS_ERR_INPUT, "-linear_k must be at least 1, not %" PetscInt_FMT, l->k);
-  PetscCheck(l->ridge >= 0, PetscObjectComm((PetscObject)m), CS_ERR_INPUT, "-linear_ridge must be non-negative, not %g", (double)l->ridge);
+  PetscCheck(l->k >= 1, PetscObjectComm((PetscObject)m), CS_ERR_INPUT, "-%sk must be at least 1 (got %" PetscInt_FMT ")", CsModelPrefix(m), l->k);
+  PetscCheck(!PetscIsInfOrNanReal(l->ridge) && l->ridge >= 0, PetscObjectComm((PetscObject)m), CS_ERR_INPUT,
+             "-%sridge must be a finite number >= 0 (got %.6g)", CsModelPrefix(m), (double)l->ridge);
+  PetscFunctionReturn(0);
+}
+
+/* Sizes that depend on the data, checked before any model is fitted. */
+static PetscErrorCode CsModelSetUp_Linear(CsModel m)
+{
+  Linear *l = (Linear *)m->data;
+
+  PetscFunctionBeginUser;
+  CsCheckAll(PetscObjectComm((PetscObject)m), l->k <= m->ds->ngenes, "-%sk %" PetscInt_FMT " exceeds the number of genes (%" PetscInt_FMT ")",
+             CsModelPrefix(m), l->k, m->ds->ngenes);
   PetscFunctionReturn(0);
 }
 
@@ -116,8 +128,6 @@ static PetscErrorCode CsModelFit_Linear(CsModel m)
   double      *means, *Yc, *GY, *Pt, *M, *Lm, *R, *Wt;
 
   PetscFunctionBeginUser;
-  PetscCheck(K <= ng, PetscObjectComm((PetscObject)m), CS_ERR_INPUT, "-linear_k %" PetscInt_FMT " exceeds the number of genes (%" PetscInt_FMT ")",
-             K, ng);
   PetscCall(LinearAlloc(l, K, ng, A));
 
   /* G: principal axes of the training cells. */
@@ -130,7 +140,7 @@ static PetscErrorCode CsModelFit_Linear(CsModel m)
   PetscCall(PetscFree(rows));
 
   /* P: each atom's mean single-atom shift projected on the axes. */
-  PetscCall(CsAtomShiftsCompute(ds, d, s, &sh));
+  PetscCall(CsAtomShiftsCompute(ds, d, s, PETSC_FALSE, &sh));
   for (PetscInt a = 0; a < A; a++)
     for (PetscInt t = 0; sh.anyseen[a] && t < K; t++) {
       double dot = 0;
@@ -316,6 +326,7 @@ PetscErrorCode CsModelCreate_Linear(CsModel m)
   CsPCAOptionsDefault(&l->pca);
   m->data                = l;
   m->ops->setfromoptions = CsModelSetFromOptions_Linear;
+  m->ops->setup          = CsModelSetUp_Linear;
   m->ops->fit            = CsModelFit_Linear;
   m->ops->predict        = CsModelPredict_Linear;
   m->ops->save           = CsModelSave_Linear;

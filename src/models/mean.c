@@ -1,5 +1,6 @@
-/* mean: each control cell of the target context plus the context's mean shift over all training perturbations
-   (CsContextMeanShifts: every perturbed train group of the context weighs the same, whatever its atoms). The
+/* mean: each control cell of the target context plus the context's mean shift over all training perturbations of
+   the train and valid groups (it has no hyper-parameter to tune on the valid ones; CsContextMeanShifts: every
+   perturbed group of the context weighs the same, whatever its atoms). The
    condition is ignored: this is the mean baseline of GEARS and Ahlmann-Eltze et al., and the cell-mean baseline of
    the Virtual Cell Challenge, which every perturbation-specific model has to beat. A context without training
    perturbations gets the average shift of the other contexts. */
@@ -17,7 +18,7 @@ static PetscErrorCode CsModelFit_Mean(CsModel m)
   PetscFunctionBeginUser;
   PetscCall(PetscFree(a->shift));
   PetscCall(PetscMalloc1((size_t)m->design->nctx * m->ds->ngenes + 1, &a->shift));
-  PetscCall(CsContextMeanShifts(m->ds, m->design, m->split, a->shift, NULL));
+  PetscCall(CsContextMeanShifts(m->ds, m->design, m->split, PETSC_TRUE, a->shift, NULL));
   PetscFunctionReturn(0);
 }
 

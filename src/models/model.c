@@ -11,8 +11,8 @@ PetscErrorCode CsModelRegister(const char type[], PetscErrorCode (*create)(CsMod
 {
   PetscFunctionBeginUser;
   PetscCall(PetscFunctionListAdd(&CsModelList, type, create));
-  if (cs_model_names[0]) PetscCall(PetscStrlcat(cs_model_names, ", ", sizeof(cs_model_names)));
-  PetscCall(PetscStrlcat(cs_model_names, type, sizeof(cs_model_names)));
+  if (cs_model_names[0]) CsStrCat(cs_model_names, sizeof(cs_model_names), ", ");
+  CsStrCat(cs_model_names, sizeof(cs_model_names), type);
   PetscFunctionReturn(0);
 }
 
@@ -90,7 +90,7 @@ PetscErrorCode CsModelSetType(CsModel m, CsModelType type)
   if (m->ops->destroy) PetscCall(m->ops->destroy(m));
   PetscCall(PetscMemzero(m->ops, sizeof(struct _CsModelOps)));
   m->data  = NULL;
-  m->setup = m->fitted = PETSC_FALSE;
+  m->setup = m->fitted = m->trains = PETSC_FALSE;
   PetscCall(PetscObjectChangeTypeName((PetscObject)m, type));
   if (!m->named) PetscCall(SetNameAndPrefix(m, type));
   PetscCall(create(m));
@@ -124,7 +124,8 @@ PetscErrorCode CsModelGetName(CsModel m, const char **name)
 
 PetscErrorCode CsModelSetFromOptions(CsModel m)
 {
-  MPI_Comm comm = PetscObjectComm((PetscObject)m);
+  MPI_Comm  comm = PetscObjectComm((PetscObject)m);
+  PetscBool view;
 
   PetscFunctionBeginUser;
   PetscValidHeaderSpecific(m, CS_MODEL_CLASSID, 1);
@@ -134,7 +135,10 @@ PetscErrorCode CsModelSetFromOptions(CsModel m)
   PetscCall(PetscOptionsInt("-predict_max_cells", "Control cells transformed per predicted group (0 = all)", "CsModelWritePredictions",
                             m->predict_max_cells, &m->predict_max_cells, NULL));
   PetscOptionsEnd();
+  PetscCheck(m->predict_max_cells >= 0, comm, CS_ERR_INPUT, "-predict_max_cells must be 0 (all cells) or positive (got %" PetscInt_FMT ")",
+             m->predict_max_cells);
   PetscObjectOptionsBegin((PetscObject)m);
+  PetscCall(PetscOptionsName("-model_view", "Print the model after fitting ([ascii][:file])", "CsModelView", &view));
   if (m->ops->setfromoptions) PetscCall(m->ops->setfromoptions(m, PetscOptionsObject));
   PetscCall(PetscObjectProcessOptionsHandlers((PetscObject)m, PetscOptionsObject));
   PetscOptionsEnd();
@@ -190,6 +194,14 @@ PetscErrorCode CsModelGetInterrupted(CsModel m, PetscBool *interrupted)
   PetscFunctionBeginUser;
   PetscValidHeaderSpecific(m, CS_MODEL_CLASSID, 1);
   *interrupted = m->interrupted;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsModelTrains(CsModel m, PetscBool *trains)
+{
+  PetscFunctionBeginUser;
+  PetscValidHeaderSpecific(m, CS_MODEL_CLASSID, 1);
+  *trains = m->trains;
   PetscFunctionReturn(0);
 }
 

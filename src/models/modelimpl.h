@@ -34,6 +34,7 @@ struct _p_CsModel {
   PetscInt  predict_max_cells; /* -predict_max_cells: control cells used per predicted group (0 = all) */
   char      dir[PETSC_MAX_PATH_LEN]; /* the model's folder of the run (checkpoints); "" = none */
   PetscBool named;             /* a name was given (else the type is the name) */
+  PetscBool trains;            /* the type trains with CsModelTrain (checkpoints, -resume); set by its create */
   PetscBool interrupted;       /* fit stopped by a signal after writing a checkpoint: do not predict */
   PetscBool setup, fitted;
 };
@@ -46,6 +47,12 @@ struct _p_CsModel {
    validation on the valid groups' cells, or drawn training cells when the split has none), checkpoints in the
    model's run folder; sets m->interrupted when a signal stopped it. */
 PETSC_INTERN PetscErrorCode CsModelTrain(CsModel m, CsTrainer t, const CsTrainerCallbacks *cb);
+/* Collective, for the learned models after CsTrainerSetFromOptions: the training options a fit cannot work with
+   (-<name>_epochs 0 would score an untrained network; -checkpoint_every must not be negative). */
+PETSC_INTERN PetscErrorCode CsModelCheckTrainingOptions(CsModel m);
 PETSC_INTERN PetscErrorCode CsModelRegisterAll(void);
+/* Collective: the priors (CsPriorsSetFromOptions: files, symbol column, guide collapsing) on the model's dataset
+   genes (with the var symbol column of its file) and its design's atoms. Destroy with CsPriorsDestroy. */
+PETSC_INTERN PetscErrorCode CsModelPriorsCreate(CsModel m, CsPriors *p);
 
 #endif

@@ -7,6 +7,7 @@ PETSC_INTERN PetscErrorCode CsModelCreate_Mean(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_Linear(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_ScGen(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_CPA(CsModel);
+PETSC_INTERN PetscErrorCode CsModelCreate_GRN(CsModel);
 
 /* Called once by CsModelInitializePackage. */
 PetscErrorCode CsModelRegisterAll(void)
@@ -18,5 +19,6 @@ PetscErrorCode CsModelRegisterAll(void)
   PetscCall(CsModelRegister(CSMODELLINEAR, CsModelCreate_Linear));
   PetscCall(CsModelRegister(CSMODELSCGEN, CsModelCreate_ScGen));
   PetscCall(CsModelRegister(CSMODELCPA, CsModelCreate_CPA));
+  PetscCall(CsModelRegister(CSMODELGRN, CsModelCreate_GRN));
   PetscFunctionReturn(0);
 }

@@ -21,6 +21,22 @@ typedef struct {
   double      *shift;     /* [latent] */
 } ScGen;
 
+/* One message per option, naming it and the value given. */
+static PetscErrorCode CheckOptions(CsModel m)
+{
+  ScGen      *s = (ScGen *)m->data;
+  MPI_Comm    comm = PetscObjectComm((PetscObject)m);
+  const char *pre  = CsModelPrefix(m);
+
+  PetscFunctionBeginUser;
+  CsCheckAll(comm, s->cfg.hidden > 0, "-%shidden must be positive (got %" PetscInt_FMT ")", pre, s->cfg.hidden);
+  CsCheckAll(comm, s->cfg.nhidden > 0, "-%slayers must be positive (got %" PetscInt_FMT ")", pre, s->cfg.nhidden);
+  CsCheckAll(comm, s->cfg.latent > 0, "-%slatent must be positive (got %" PetscInt_FMT ")", pre, s->cfg.latent);
+  CsCheckAll(comm, s->cfg.dropout >= 0 && s->cfg.dropout < 1, "-%sdropout must be in [0, 1) (got %.6g)", pre, (double)s->cfg.dropout);
+  CsCheckAll(comm, !PetscIsInfOrNanReal(s->cfg.kl_weight) && s->cfg.kl_weight >= 0, "-%skl_weight must be a finite number >= 0 (got %.6g)", pre, (double)s->cfg.kl_weight);
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode CsModelSetFromOptions_ScGen(CsModel m, PetscOptionItems *PetscOptionsObject)
 {
   ScGen *s = (ScGen *)m->data;
@@ -33,6 +49,7 @@ static PetscErrorCode CsModelSetFromOptions_ScGen(CsModel m, PetscOptionItems *P
   PetscCall(PetscOptionsReal("-dropout", "Dropout rate", "scgen", s->cfg.dropout, &s->cfg.dropout, NULL));
   PetscCall(PetscOptionsReal("-kl_weight", "Weight of the KL term", "scgen", s->cfg.kl_weight, &s->cfg.kl_weight, NULL));
   PetscOptionsHeadEnd();
+  PetscCall(CheckOptions(m));
   if (!s->trainer) {
     PetscCall(CsTrainerCreate(PetscObjectComm((PetscObject)m), &s->trainer));
     PetscCall(CsTrainerSetOptionsPrefix(s->trainer, CsModelPrefix(m)));
@@ -40,6 +57,7 @@ static PetscErrorCode CsModelSetFromOptions_ScGen(CsModel m, PetscOptionItems *P
     PetscCall(CsTrainerAddOptimizer(s->trainer, NULL, 1e-3, 0, NULL));
   }
   PetscCall(CsTrainerSetFromOptions(s->trainer));
+  PetscCall(CsModelCheckTrainingOptions(m));
   PetscFunctionReturn(0);
 }
 
@@ -52,8 +70,6 @@ static PetscErrorCode CsModelSetUp_ScGen(CsModel m)
   PetscCall(CsTrainerGetBatchSize(s->trainer, &s->batch));
   s->cfg.ngenes       = m->ds->ngenes;
   s->cfg.sparse_input = PETSC_TRUE;
-  CsCheckAll(PetscObjectComm((PetscObject)m), s->cfg.hidden > 0 && s->cfg.nhidden > 0 && s->cfg.latent > 0 && s->cfg.dropout >= 0 && s->cfg.dropout < 1 &&
-                        s->cfg.kl_weight >= 0, "scgen: -scgen_hidden, -scgen_layers, -scgen_latent must be positive, 0 <= dropout < 1");
   PetscCall(CsVAECreate(PetscObjectComm((PetscObject)m), &s->cfg, s->batch, (uint64_t)m->seed, &s->vae));
   PetscCall(CsTrainerSetParams(s->trainer, 0, s->vae->P));
   PetscCall(PetscMalloc1((size_t)s->batch * s->cfg.latent, &s->z));
@@ -98,7 +114,7 @@ static PetscErrorCode LatentShifts(CsModel m)
 
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc1(d->ngroups + 1, &want));
-  PetscCall(CsAtomShiftsGroups(d, m->split, want));
+  PetscCall(CsAtomShiftsGroups(d, m->split, PETSC_FALSE, want));
   PetscCall(PetscCalloc1((size_t)d->ngroups * Z + 1, &means));
   PetscCall(PetscMalloc1(s->batch, &rows));
   for (PetscInt i0 = 0; i0 < m->ds->nlocal;) {
@@ -115,7 +131,7 @@ static PetscErrorCode LatentShifts(CsModel m)
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, means, (PetscMPIInt)(d->ngroups * Z), MPI_DOUBLE, MPI_SUM, PetscObjectComm((PetscObject)m)));
   for (PetscInt g = 0; g < d->ngroups; g++)
     for (PetscInt j = 0; want[g] && j < Z; j++) means[(size_t)g * Z + j] /= d->groups[g].ncells;
-  PetscCall(CsAtomShiftsFromMeans(d, m->split, Z, means, &s->sh));
+  PetscCall(CsAtomShiftsFromMeans(d, m->split, PETSC_FALSE, Z, means, &s->sh));
   PetscCall(CsBatchFree(&b));
   PetscCall(PetscFree(rows));
   PetscCall(PetscFree(means));
@@ -126,7 +142,7 @@ static PetscErrorCode LatentShifts(CsModel m)
 static PetscErrorCode CsModelFit_ScGen(CsModel m)
 {
   ScGen             *s  = (ScGen *)m->data;
-  CsTrainerCallbacks cb = {s, Step, Loss};
+  CsTrainerCallbacks cb = {s, Step, Loss, NULL};
 
   PetscFunctionBeginUser;
   PetscCall(CsModelTrain(m, s->trainer, &cb));
@@ -207,6 +223,7 @@ PetscErrorCode CsModelCreate_ScGen(CsModel m)
   CsVAEConfigDefault(&s->cfg);
   s->cfg.kl_weight       = 0.00005; /* scGen's default */
   m->data                = s;
+  m->trains              = PETSC_TRUE;
   m->ops->setfromoptions = CsModelSetFromOptions_ScGen;
   m->ops->setup          = CsModelSetUp_ScGen;
   m->ops->fit            = CsModelFit_ScGen;

@@ -3,13 +3,14 @@
 #include "modelimpl.h"
 #include <cellshift/h5util.h>
 
-PetscErrorCode CsAtomShiftsGroups(CsDesign d, CsSplit s, PetscBool *want)
+PetscErrorCode CsAtomShiftsGroups(CsDesign d, CsSplit s, PetscBool withvalid, PetscBool *want)
 {
   PetscFunctionBeginUser;
   PetscCall(PetscArrayzero(want, d->ngroups));
   for (PetscInt g = 0; g < d->ngroups; g++) {
     const CsGroup *gr = &d->groups[g];
-    if (gr->control || gr->ctrl < 0 || s->role[g] != CS_ROLE_TRAIN || d->conds[gr->cond].natoms != 1) continue;
+    PetscBool fit = (PetscBool)(s->role[g] == CS_ROLE_TRAIN || (withvalid && s->role[g] == CS_ROLE_VALID));
+    if (gr->control || gr->ctrl < 0 || !fit || d->conds[gr->cond].natoms != 1) continue;
     want[g] = want[gr->ctrl] = PETSC_TRUE;
   }
   PetscFunctionReturn(0);
@@ -27,7 +28,7 @@ static PetscErrorCode Alloc(CsAtomShifts *sh, PetscInt nctx, PetscInt natoms, Pe
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsAtomShiftsFromMeans(CsDesign d, CsSplit s, PetscInt dim, const double *means, CsAtomShifts *sh)
+PetscErrorCode CsAtomShiftsFromMeans(CsDesign d, CsSplit s, PetscBool withvalid, PetscInt dim, const double *means, CsAtomShifts *sh)
 {
   PetscInt   A = d->natoms, C = d->nctx, *count, *nctx;
   PetscBool *want;
@@ -37,7 +38,7 @@ PetscErrorCode CsAtomShiftsFromMeans(CsDesign d, CsSplit s, PetscInt dim, const 
   PetscCall(PetscCalloc1((size_t)C * A + 1, &count));
   PetscCall(PetscCalloc1(A + 1, &nctx));
   PetscCall(PetscMalloc1(d->ngroups + 1, &want));
-  PetscCall(CsAtomShiftsGroups(d, s, want));
+  PetscCall(CsAtomShiftsGroups(d, s, withvalid, want));
   for (PetscInt g = 0; g < d->ngroups; g++) {
     const CsGroup *gr = &d->groups[g];
     if (gr->control || !want[g]) continue;
@@ -66,17 +67,17 @@ PetscErrorCode CsAtomShiftsFromMeans(CsDesign d, CsSplit s, PetscInt dim, const 
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsAtomShiftsCompute(CsDataset ds, CsDesign d, CsSplit s, CsAtomShifts *sh)
+PetscErrorCode CsAtomShiftsCompute(CsDataset ds, CsDesign d, CsSplit s, PetscBool withvalid, CsAtomShifts *sh)
 {
   PetscBool *want;
   double    *means;
 
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc1(d->ngroups + 1, &want));
-  PetscCall(CsAtomShiftsGroups(d, s, want));
+  PetscCall(CsAtomShiftsGroups(d, s, withvalid, want));
   PetscCall(PetscMalloc1((size_t)d->ngroups * ds->ngenes + 1, &means));
   PetscCall(CsDesignGroupMeans(d, ds, want, means));
-  PetscCall(CsAtomShiftsFromMeans(d, s, ds->ngenes, means, sh));
+  PetscCall(CsAtomShiftsFromMeans(d, s, withvalid, ds->ngenes, means, sh));
   PetscCall(PetscFree(means));
   PetscCall(PetscFree(want));
   PetscFunctionReturn(0);
@@ -143,14 +144,15 @@ PetscErrorCode CsAtomShiftsFree(CsAtomShifts *sh)
   PetscFunctionReturn(0);
 }
 
-/* The train groups the context mean shifts are taken from: perturbed, with controls in their context. */
-static PetscBool MeanShiftGroup(CsDesign d, CsSplit s, PetscInt g)
+/* The groups the context mean shifts are taken from: perturbed train (and with withvalid valid) groups with
+   controls in their context. */
+static PetscBool MeanShiftGroup(CsDesign d, CsSplit s, PetscBool withvalid, PetscInt g)
 {
   const CsGroup *gr = &d->groups[g];
-  return !gr->control && gr->ctrl >= 0 && s->role[g] == CS_ROLE_TRAIN ? PETSC_TRUE : PETSC_FALSE;
+  return !gr->control && gr->ctrl >= 0 && (s->role[g] == CS_ROLE_TRAIN || (withvalid && s->role[g] == CS_ROLE_VALID)) ? PETSC_TRUE : PETSC_FALSE;
 }
 
-PetscErrorCode CsContextMeanShifts(CsDataset ds, CsDesign d, CsSplit s, double *shift, PetscBool *own)
+PetscErrorCode CsContextMeanShifts(CsDataset ds, CsDesign d, CsSplit s, PetscBool withvalid, double *shift, PetscBool *own)
 {
   PetscInt   G = ds->ngenes, C = d->nctx, nown = 0, *count;
   PetscBool *want;
@@ -159,7 +161,7 @@ PetscErrorCode CsContextMeanShifts(CsDataset ds, CsDesign d, CsSplit s, double *
   PetscFunctionBeginUser;
   PetscCall(PetscCalloc1(d->ngroups + 1, &want));
   for (PetscInt g = 0; g < d->ngroups; g++)
-    if (MeanShiftGroup(d, s, g)) want[g] = want[d->groups[g].ctrl] = PETSC_TRUE;
+    if (MeanShiftGroup(d, s, withvalid, g)) want[g] = want[d->groups[g].ctrl] = PETSC_TRUE;
   PetscCall(PetscMalloc1((size_t)d->ngroups * G + 1, &means));
   PetscCall(CsDesignGroupMeans(d, ds, want, means));
   PetscCall(PetscCalloc1(C + 1, &count));
@@ -168,7 +170,7 @@ PetscErrorCode CsContextMeanShifts(CsDataset ds, CsDesign d, CsSplit s, double *
   for (PetscInt g = 0; g < d->ngroups; g++) {
     const CsGroup *gr = &d->groups[g];
     double        *dst = shift + (size_t)gr->ctx * G;
-    if (!MeanShiftGroup(d, s, g)) continue;
+    if (!MeanShiftGroup(d, s, withvalid, g)) continue;
     for (PetscInt j = 0; j < G; j++) dst[j] += means[(size_t)g * G + j] - means[(size_t)gr->ctrl * G + j];
     count[gr->ctx]++;
   }

@@ -15,7 +15,7 @@ PetscErrorCode CsNNParamsCreate(MPI_Comm comm, CsNNParams *P)
 }
 
 static PetscErrorCode ParamsAdd(CsNNParams P, const char name[], PetscInt rows, PetscInt cols, CsNNInit init,
-                                PetscInt fan_in, PetscBool buffer, PetscInt *idx)
+                                PetscInt fan_in, PetscBool buffer, PetscBool frozen, PetscInt *idx)
 {
   CsNNTensor *t;
   size_t      len;
@@ -31,7 +31,7 @@ static PetscErrorCode ParamsAdd(CsNNParams P, const char name[], PetscInt rows, 
   t = &P->t[P->ntensors];
   PetscCall(PetscMemzero(t, sizeof(*t)));
   PetscCall(PetscStrncpy(t->name, name, sizeof(t->name)));
-  t->rows = rows, t->cols = cols, t->init = init, t->fan_in = fan_in, t->buffer = buffer;
+  t->rows = rows, t->cols = cols, t->init = init, t->fan_in = fan_in, t->buffer = buffer, t->frozen = frozen;
   if (buffer) {
     t->offset = P->nbuf;
     P->nbuf += ((size_t)rows * cols + CS_NN_ALIGN - 1) / CS_NN_ALIGN * CS_NN_ALIGN;
@@ -47,7 +47,7 @@ static PetscErrorCode ParamsAdd(CsNNParams P, const char name[], PetscInt rows, 
 PetscErrorCode CsNNParamsAdd(CsNNParams P, const char name[], PetscInt rows, PetscInt cols, CsNNInit init, PetscInt fan_in, PetscInt *idx)
 {
   PetscFunctionBeginUser;
-  PetscCall(ParamsAdd(P, name, rows, cols, init, fan_in, PETSC_FALSE, idx));
+  PetscCall(ParamsAdd(P, name, rows, cols, init, fan_in, PETSC_FALSE, PETSC_FALSE, idx));
   PetscFunctionReturn(0);
 }
 
@@ -55,7 +55,14 @@ PetscErrorCode CsNNParamsAddBuffer(CsNNParams P, const char name[], PetscInt siz
 {
   PetscFunctionBeginUser;
   PetscCheck(init != CS_NN_INIT_FANIN, P->comm, PETSC_ERR_ARG_WRONG, "buffer %s cannot have a fan-in initialisation", name);
-  PetscCall(ParamsAdd(P, name, size, 1, init, 0, PETSC_TRUE, idx));
+  PetscCall(ParamsAdd(P, name, size, 1, init, 0, PETSC_TRUE, PETSC_FALSE, idx));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsNNParamsAddFrozen(CsNNParams P, const char name[], PetscInt rows, PetscInt cols, CsNNInit init, PetscInt fan_in, PetscInt *idx)
+{
+  PetscFunctionBeginUser;
+  PetscCall(ParamsAdd(P, name, rows, cols, init, fan_in, PETSC_TRUE, PETSC_TRUE, idx));
   PetscFunctionReturn(0);
 }
 
@@ -175,7 +182,7 @@ PetscErrorCode CsNNParamsView(CsNNParams P, PetscViewer v)
   PetscCall(PetscViewerASCIIPushTab(v));
   for (PetscInt k = 0; k < P->ntensors; k++)
     PetscCall(PetscViewerASCIIPrintf(v, "%-40s %6" PetscInt_FMT " x %-6" PetscInt_FMT " %s\n", P->t[k].name, P->t[k].rows,
-                                     P->t[k].cols, P->t[k].buffer ? "(buffer)" : ""));
+                                     P->t[k].cols, P->t[k].frozen ? "(frozen)" : P->t[k].buffer ? "(buffer)" : ""));
   PetscCall(PetscViewerASCIIPopTab(v));
   PetscFunctionReturn(0);
 }

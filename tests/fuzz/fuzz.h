@@ -25,7 +25,7 @@ static inline void CsFuzzInit(const char *const options[])
   if (CsInitialize(&argc, &argv, NULL)) abort();
   for (int i = 0; options && options[i]; i += 2)
     if (PetscOptionsSetValue(NULL, options[i], options[i + 1])) abort();
-  if (CsBLASSetThreads(PETSC_COMM_WORLD)) abort();
+  if (CsSystemSetFromOptions(PETSC_COMM_WORLD)) abort();
   if (getenv("CS_FUZZ_VERBOSE") && PetscPushErrorHandler(PetscTraceBackErrorHandler, NULL)) abort(); /* triage: print every error */
   PETSC_STDOUT = fopen("/dev/null", "w");
   if (!PETSC_STDOUT) abort();

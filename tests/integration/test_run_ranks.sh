@@ -48,6 +48,7 @@ for m in ["control", "additive", "mean"] + models:
 # The baselines recomputed from the data and split.json: control repeats the control cells; additive adds to them
 # the sum of each atom's single-atom mean shift (same context where seen, else averaged over the contexts where seen);
 # mean adds the mean shift of the context's perturbed train groups (else the average over the contexts that have one).
+# Both fit on the train and valid groups (they have no hyper-parameter to tune on the valid ones).
 import json
 split = json.load(open(f"{out}/{task}.np1/split.json"))
 full = ad.read_h5ad("input/perturbench_devel/devel.h5ad")
@@ -59,11 +60,11 @@ cond = np.array([canon(c) for c in cond])
 mean = lambda c, x: X[(cond == c) & (ctx == x)].mean(0)
 shift = {}
 for g in split["groups"]:
-    if g["role"] == "train" and g["natoms"] == 1:
+    if g["role"] in ("train", "valid") and g["natoms"] == 1:
         shift.setdefault(g["condition"], {})[g["context"]] = mean(g["condition"], g["context"]) - mean("control", g["context"])
 ctxshift = {}
 for g in split["groups"]:
-    if g["role"] == "train" and g["natoms"] > 0 and ((cond == "control") & (ctx == g["context"])).any():
+    if g["role"] in ("train", "valid") and g["natoms"] > 0 and ((cond == "control") & (ctx == g["context"])).any():
         ctxshift.setdefault(g["context"], []).append(mean(g["condition"], g["context"]) - mean("control", g["context"]))
 ctxshift = {c: np.mean(v, axis=0) for c, v in ctxshift.items()}
 pa = {m: ad.read_h5ad(f"{out}/{task}.np1/{m}/predictions.h5ad") for m in ("control", "additive", "mean")}

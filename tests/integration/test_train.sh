@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Training (CsTrainer with scgen and cpa) end to end on the embedded Norman data, small networks:
 # - the same seed and ranks give bit-identical parameters;
-# - a run stopped at an epoch checkpoint (-checkpoint_every) and resumed (-resume) ends bit-identical to an
-#   uninterrupted one; so does a run stopped by SIGUSR1 through mpiexec (Slurm's --signal) and by SIGTERM sent to
+# - a run stopped at an epoch checkpoint (-checkpoint_every) and resumed (-resume) in its own folder ends
+#   bit-identical to an uninterrupted one, and removes checkpoint.h5 once the fit is complete; so does a run stopped by SIGUSR1 through mpiexec (Slurm's --signal) and by SIGTERM sent to
 #   the ranks, which must write a checkpoint and exit 0 without model.h5;
 # - cpa (two parameter sets, two optimisers) resumes bit-identically too;
 # - 1, 2 and 3 ranks give the same loss curve (training.csv) to floating-point tolerance;
@@ -11,8 +11,9 @@ set -euo pipefail
 out=$(mktemp -d "${TMPDIR:-/tmp}/cellshift-train-XXXXXX")
 trap 'rm -rf "$out"' EXIT
 cd "$CS_SOURCE_DIR"
-small=(-options_file_yaml input/norman_combo.yaml -baselines control -scgen_hidden 128 -scgen_latent 16 -scgen_batch_size 64
-       -cpa_latent 32 -cpa_hidden 64 -cpa_batch_size 128)
+small=(-options_file_yaml input/norman_combo.yaml -baselines control)
+# small networks (each option only with its model: options of a model not in the run are refused)
+declare -A size=([scgen]="-scgen_hidden 128 -scgen_latent 16 -scgen_batch_size 64" [cpa]="-cpa_latent 32 -cpa_hidden 64 -cpa_batch_size 128")
 fail() { echo "FAIL: $*"; exit 1; }
 same() { # same PARAMS_A PARAMS_B: bit-identical parameter groups of two model files
   "$CS_PYTHON" - "$1" "$2" <<'PY'
@@ -37,16 +38,17 @@ run() { # run NP NAME ARGS...: cellshift train, log in $out/NAME.log
 }
 
 # 1. determinism
-scgen=(-model scgen -scgen_epochs 12 -scgen_patience 100)
+scgen=(-model scgen ${size[scgen]} -scgen_epochs 12 -scgen_patience 100)
 run 2 ref "${scgen[@]}"
 run 2 again "${scgen[@]}"
 same "$out/ref/scgen/model.h5" "$out/again/scgen/model.h5"
 
 # 2. epoch checkpoint, then resume to the end
-run 2 part "${scgen[@]}" -scgen_epochs 5 -checkpoint_every 5
+run 2 part "${scgen[@]}" -scgen_epochs 5 -checkpoint_every 5 -keep_checkpoint
 [ -f "$out/part/scgen/checkpoint.h5" ] || fail "no checkpoint after -checkpoint_every"
 run 2 part "${scgen[@]}" -resume "$out/part"
 same "$out/ref/scgen/model.h5" "$out/part/scgen/model.h5"
+[ ! -e "$out/part/scgen/checkpoint.h5" ] || fail "checkpoint.h5 left after the fit completed (without -keep_checkpoint)"
 cmp -s <(tail -n +2 "$out/ref/scgen/training.csv") <(tail -n +2 "$out/part/scgen/training.csv") || fail "resumed loss curve differs"
 
 # 3. signals: SIGUSR1 to mpiexec (forwarded to the ranks), SIGTERM to the ranks themselves
@@ -69,15 +71,15 @@ same "$out/long/scgen/model.h5" "$out/sigUSR1/scgen/model.h5"
 same "$out/long/scgen/model.h5" "$out/sigTERM/scgen/model.h5"
 
 # 4. cpa: two parameter sets resume bit-identically
-cpa=(-model cpa -cpa_epochs 6 -cpa_patience 100)
+cpa=(-model cpa ${size[cpa]} -cpa_epochs 6 -cpa_patience 100)
 run 2 cparef "${cpa[@]}"
-run 2 cpapart "${cpa[@]}" -cpa_epochs 3 -checkpoint_every 3
+run 2 cpapart "${cpa[@]}" -cpa_epochs 3 -checkpoint_every 3 -keep_checkpoint
 run 2 cpapart "${cpa[@]}" -resume "$out/cpapart"
 same "$out/cparef/cpa/model.h5" "$out/cpapart/cpa/model.h5"
 
 # 5. the loss curve at 1, 2 and 3 ranks
 for m in scgen cpa; do
-  for n in 1 2 3; do run $n "curve$m$n" -model $m -${m}_epochs 3 -${m}_patience 100; done
+  for n in 1 2 3; do run $n "curve$m$n" -model $m ${size[$m]} -${m}_epochs 3 -${m}_patience 100; done
   "$CS_PYTHON" - "$out" $m <<'PY'
 import sys, numpy as np
 out, m = sys.argv[1], sys.argv[2]
@@ -93,10 +95,10 @@ PY
 done
 
 # 6. predict from model.h5 = the run's predictions
-$CS_MPIEXEC -n 3 "$CELLSHIFT" run "${small[@]}" -model scgen,cpa -scgen_epochs 2 -cpa_epochs 2 -output_dir "$out/pred" > "$out/pred.log" 2>&1 \
+$CS_MPIEXEC -n 3 "$CELLSHIFT" run "${small[@]}" -model scgen,cpa ${size[scgen]} ${size[cpa]} -scgen_epochs 2 -cpa_epochs 2 -output_dir "$out/pred" > "$out/pred.log" 2>&1 \
   || { cat "$out/pred.log"; fail "run"; }
 for m in scgen cpa; do cp "$out/pred/$m/predictions.h5ad" "$out/$m.run.h5ad"; done
-$CS_MPIEXEC -n 2 "$CELLSHIFT" predict "${small[@]}" -model scgen,cpa -output_dir "$out/pred" > "$out/predict.log" 2>&1 \
+$CS_MPIEXEC -n 2 "$CELLSHIFT" predict "${small[@]}" -model scgen,cpa ${size[scgen]} ${size[cpa]} -output_dir "$out/pred" > "$out/predict.log" 2>&1 \
   || { cat "$out/predict.log"; fail "predict"; }
 for m in scgen cpa; do
   "$CS_PYTHON" -c "

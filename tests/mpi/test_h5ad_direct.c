@@ -274,7 +274,7 @@ static PetscErrorCode Run(void)
       PetscErrorCode ea = 0, eb = 0;
       PetscLogDouble before;
       PetscCall(PetscOptionsSetValue(NULL, "-blas_threads", threads[t]));
-      PetscCall(CsBLASSetThreads(comm));
+      PetscCall(CsSystemSetFromOptions(comm));
       before = InflateCount();
       PetscCall(Read(path, PETSC_TRUE, &ea, &a));
       /* the direct path ran wherever gzip is the only filter (the obs columns at least) */

@@ -2,6 +2,7 @@
    the split.json round trip, and the input errors. */
 #include "testing.h"
 #include <cellshift/split.h>
+#include <math.h>
 
 static CsDataset ds;
 static CsDesign  d;
@@ -77,6 +78,23 @@ static PetscErrorCode Body(void)
     CS_EXPECT(held == (s->role[g] == CS_ROLE_TEST), "context split role of group %" PetscInt_FMT, g);
   }
   CS_EXPECT(s->ntest == 9, "9 U87MG knockdowns are test (got %" PetscInt_FMT ")", s->ntest);
+  /* validation on training cells by default: every other perturbed group trains */
+  CS_EXPECT(s->nvalid == 0 && !s->valid_groups, "context split: %" PetscInt_FMT " valid groups by default", s->nvalid);
+  PetscCall(CsSplitDestroy(&s));
+  /* groups on request: round(0.1 * candidates) of the perturbed groups of the other contexts, the same test groups */
+  PetscCall(CsSplitCreate(PETSC_COMM_WORLD, &s));
+  PetscCall(PetscStrncpy(s->type, "context", sizeof(s->type)));
+  PetscCall(PetscStrncpy(s->holdout_context, "U87MG", sizeof(s->holdout_context)));
+  PetscCall(PetscStrncpy(s->validation, "groups", sizeof(s->validation)));
+  PetscCall(CsSplitSetUp(s, d));
+  {
+    PetscInt ncand = 0;
+    for (PetscInt g = 0; g < d->ngroups; g++) ncand += d->groups[g].ctx != u87 && !d->groups[g].control;
+    CS_EXPECT(s->ntest == 9 && s->nvalid == (PetscInt)floor(0.1 * ncand + 0.5) && s->valid_groups,
+              "context split, -validation groups: %" PetscInt_FMT " test, %" PetscInt_FMT " valid of %" PetscInt_FMT, s->ntest, s->nvalid, ncand);
+  }
+  for (PetscInt g = 0; g < d->ngroups; g++)
+    if (s->role[g] == CS_ROLE_VALID) CS_EXPECT(d->groups[g].ctx != u87 && !d->groups[g].control, "valid group %" PetscInt_FMT " is not a knockdown of another line", g);
   PetscCall(CsSplitDestroy(&s));
 
   /* explicit: a double everywhere it exists, a single in one context, given in another atom order */
@@ -91,6 +109,7 @@ static PetscErrorCode Body(void)
       CS_EXPECT(want == (s->role[g] == CS_ROLE_TEST), "explicit split role of group %" PetscInt_FMT, g);
     }
   }
+  CS_EXPECT(s->nvalid == 0, "explicit split: %" PetscInt_FMT " valid groups by default", s->nvalid);
   PetscCall(CsSplitDestroy(&s));
 
   /* simulation: round(0.2 n) of the atoms with a single-atom group are unseen (all their single groups test, the
@@ -155,6 +174,17 @@ static PetscErrorCode Body(void)
   for (PetscInt g = 0; g < d->ngroups; g++)
     if (d->groups[g].control) CS_EXPECT(s->role[g] == CS_ROLE_TRAIN, "control group not train");
   PetscCall(CsSplitDestroy(&s));
+  /* -validation cells on a random split: the same test groups, the valid ones train */
+  PetscCall(MakeSplit("random", "", "", 1, "", &t, &ierr));
+  PetscCall(CsSplitCreate(PETSC_COMM_WORLD, &s));
+  PetscCall(PetscStrncpy(s->validation, "cells", sizeof(s->validation)));
+  s->seed = 1;
+  PetscCall(CsSplitSetUp(s, d));
+  CS_EXPECT(s->ntest == 12 && s->nvalid == 0, "random split, -validation cells: %" PetscInt_FMT "/%" PetscInt_FMT, s->ntest, s->nvalid);
+  for (PetscInt g = 0; g < d->ngroups; g++)
+    CS_EXPECT((s->role[g] == CS_ROLE_TEST) == (t->role[g] == CS_ROLE_TEST), "-validation cells changed test group %" PetscInt_FMT, g);
+  PetscCall(CsSplitDestroy(&s));
+  PetscCall(CsSplitDestroy(&t));
 
   /* input errors are collective and typed */
   PetscCall(MakeSplit("context", "HeLa", "", 0, "", &s, &ierr));

@@ -6,7 +6,8 @@ Usage: make_bad_h5ad.py OUTDIR        (writes OUTDIR/*.h5ad and prints one name 
 
 The good file: 120 cells x 30 genes, log-normalised CSR float32 with int32 indices, obs 'condition'
 (control, A, B, C, A+B, B+C; 10 cells each per context) and 'cell_type' (T1, T2), var index gene0..gene29.
-Every row has at least 3 non-zeros, so any row can be corrupted."""
+Every row has at least 3 non-zeros, so any row can be corrupted. good_long_labels renames the perturbations to
+labels of 2,100-5,000 characters (combinations of up to 7,101); warn_* files are usable but suspicious."""
 import os
 import shutil
 import sys
@@ -108,10 +109,31 @@ def main():
         x.attrs["h5sparse_format"] = "csr"
         x.attrs["h5sparse_shape"] = shape
 
+    def long_labels(f):  # a label of 5,000 characters and combinations whose atoms add up to more than 4,096
+        long = {"A": "A" + "x" * 4999, "B": "B" + "y" * 2099, "C": "C" + "z" * 2099}
+        cats = [("+".join(long[a] for a in c.split("+")) if c != "control" else c) for c in CONDS]
+        replace(f["obs/condition"], "categories", np.array(cats, dtype=object).astype(h5py.string_dtype()))
+
     variant(out, good, "good_unsorted.h5ad", unsorted)
     variant(out, good, "good_int64_float64.h5ad", wide_types)
     variant(out, good, "good_h5sparse.h5ad", h5sparse)
-    made += ["good_unsorted.h5ad", "good_int64_float64.h5ad", "good_h5sparse.h5ad"]
+    variant(out, good, "good_long_labels.h5ad", long_labels)
+    made += ["good_unsorted.h5ad", "good_int64_float64.h5ad", "good_h5sparse.h5ad", "good_long_labels.h5ad"]
+
+    # Accepted with a warning: repeated cell names, negative values where log-normalised data are expected.
+    def dup_cells(f):
+        idx = f["obs/_index"][:]
+        idx[90] = idx[20]  # rows 20 and 90 are both "cell20"
+        replace(f["obs"], "_index", idx)
+
+    def negative(f):
+        d = f["X/data"][:]
+        d[ip[77] + 2] = -0.5
+        f["X/data"][:] = d
+
+    variant(out, good, "warn_dup_cells.h5ad", dup_cells)
+    variant(out, good, "warn_negative.h5ad", negative)
+    made += ["warn_dup_cells.h5ad", "warn_negative.h5ad"]
 
     # Refused. Bad rows are spread over the matrix so that at 2 and 3 ranks the fault is on a rank other than 0.
     def nonmonotone(f):
@@ -153,6 +175,11 @@ def main():
         c[65] = 50  # 6 categories
         f["obs/condition/codes"][:] = c
 
+    def dup_genes(f):
+        idx = f["var/_index"][:]
+        idx[17] = idx[5]  # columns 5 and 17 are both "gene5"
+        replace(f["var"], "_index", idx)
+
     def obs_length(f):
         replace(f["obs/cell_type"], "codes", f["obs/cell_type/codes"][:-1])
 
@@ -160,7 +187,8 @@ def main():
                        ("bad_index_range.h5ad", index_range), ("bad_index_duplicate.h5ad", duplicate),
                        ("bad_nan.h5ad", set_value(64, np.nan)), ("bad_inf.h5ad", set_value(3, np.inf)),
                        ("bad_no_X.h5ad", no_X), ("bad_no_condition.h5ad", no_condition),
-                       ("bad_codes_range.h5ad", codes_range), ("bad_obs_length.h5ad", obs_length)]:
+                       ("bad_codes_range.h5ad", codes_range), ("bad_obs_length.h5ad", obs_length),
+                       ("bad_dup_genes.h5ad", dup_genes)]:
         variant(out, good, name, edit)
         made.append(name)
 

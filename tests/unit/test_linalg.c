@@ -1,4 +1,6 @@
-/* CsSymEigTop on a matrix built with a known spectrum and eigenbasis; CsSolveSPD against its residual. */
+/* CsSymEigTop on a matrix built with a known spectrum and eigenbasis; CsSolveSPD and CsSolveGeneral against
+   their residuals; CsSpectralRadius on matrices of known spectrum (a rotation, a triangular matrix, a similarity
+   transform of a complex pair). */
 #include "testing.h"
 #include <cellshift/linalg.h>
 #include <cellshift/rng.h>
@@ -90,6 +92,50 @@ static PetscErrorCode TestSolve(PetscInt n, PetscInt nrhs)
   PetscFunctionReturn(0);
 }
 
+/* A general (non-symmetric) system: the residual of the dgesv solution. */
+static PetscErrorCode TestGeneral(PetscInt n, PetscInt nrhs)
+{
+  double *A, *LU, *B, *X, worst = 0;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc4(n * n, &A, n * n, &LU, n * nrhs, &B, n * nrhs, &X));
+  for (PetscInt i = 0; i < n * n; i++) A[i] = CsRngUniform(3, CS_STREAM_DATA, (uint64_t)i, 0) - 0.5 + (i % (n + 1) == 0 ? 2 : 0);
+  for (PetscInt i = 0; i < n * nrhs; i++) B[i] = X[i] = CsRngUniform(4, CS_STREAM_DATA, (uint64_t)i, 0);
+  PetscCall(PetscArraycpy(LU, A, n * n));
+  PetscCall(CsSolveGeneral(n, LU, nrhs, X));
+  for (PetscInt r = 0; r < nrhs; r++)
+    for (PetscInt i = 0; i < n; i++) {
+      double s = 0;
+      for (PetscInt j = 0; j < n; j++) s += A[j * n + i] * X[r * n + j]; /* column-major */
+      worst = PetscMax(worst, fabs(s - B[r * n + i]));
+    }
+  CS_EXPECT(worst < 1e-12, "CsSolveGeneral residual %g", worst);
+  PetscCall(PetscFree4(A, LU, B, X));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode TestRadius(void)
+{
+  double rot[4] = {0.6, 0.8, -0.8, 0.6}, tri[9] = {0.5, 0, 0, 7, -0.9, 0, 3, 2, 0.2}, S[9], rho;
+  double T[9] = {1, 2, 0, 0, 1, 1, 1, 0, 3}, Ti[9], D[9] = {0.3, -0.7, 0, 0.7, 0.3, 0, 0, 0, 0.1}, M[9] = {0};
+
+  PetscFunctionBeginUser;
+  PetscCall(CsSpectralRadius(2, rot, &rho));
+  CS_EXPECT_CLOSE(rho, 1.0, 1e-14, "radius of a rotation");
+  PetscCall(CsSpectralRadius(3, tri, &rho));
+  CS_EXPECT_CLOSE(rho, 0.9, 1e-14, "radius of a triangular matrix");
+  /* T D T^{-1}: eigenvalues 0.3 +- 0.7i and 0.1 (column-major 3 x 3); T^{-1} by solving T X = I. */
+  for (int i = 0; i < 9; i++) S[i] = T[i], Ti[i] = (i % 4 == 0);
+  PetscCall(CsSolveGeneral(3, S, 3, Ti));
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 3; j++)
+      for (int k = 0; k < 3; k++)
+        for (int l = 0; l < 3; l++) M[j * 3 + i] += T[k * 3 + i] * D[l * 3 + k] * Ti[j * 3 + l];
+  PetscCall(CsSpectralRadius(3, M, &rho));
+  CS_EXPECT_CLOSE(rho, sqrt(0.3 * 0.3 + 0.7 * 0.7), 1e-12, "radius of a complex pair");
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode Body(void)
 {
   PetscFunctionBeginUser;
@@ -98,6 +144,8 @@ static PetscErrorCode Body(void)
   PetscCall(TestEig(1, 1));
   PetscCall(TestSolve(12, 3));
   PetscCall(TestSolve(5, 1));
+  PetscCall(TestGeneral(40, 3));
+  PetscCall(TestRadius());
   PetscFunctionReturn(0);
 }
 

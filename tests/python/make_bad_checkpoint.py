@@ -1,0 +1,48 @@
+#!/usr/bin/python3
+"""Broken copies of a real cellshift checkpoint, for the checks a resumed run makes on it.
+
+Usage: make_bad_checkpoint.py GOOD.h5 OUT.h5 CASE
+
+Cases: epoch_neg, epoch_big, sstep, step, best_epoch, bad_epochs, history, nan_param, nan_moment, type, no_type,
+       missing (a parameter dataset removed)."""
+import shutil
+import sys
+
+import h5py
+import numpy as np
+
+good, out, case = sys.argv[1:4]
+shutil.copyfile(good, out)
+with h5py.File(out, "r+") as f:
+    a = f.attrs
+    first = sorted(f["set0/params"].keys())[0]
+    if case == "epoch_neg":
+        a["epoch"] = np.int64(-7)
+    elif case == "epoch_big":
+        a["epoch"] = np.int64(99)
+    elif case == "sstep":
+        a["sstep"] = np.int64(1000000)
+    elif case == "step":
+        a["step"] = np.int64(int(a["step"]) + 1)
+    elif case == "best_epoch":
+        a["best_epoch"] = np.int64(int(a["epoch"]))
+    elif case == "bad_epochs":
+        a["bad_epochs"] = np.int64(int(a["epoch"]) + 4)
+    elif case == "history":
+        h = f["history"][()]
+        del f["history"]
+        f["history"] = np.vstack([h, h[-1:]])
+    elif case in ("nan_param", "nan_moment"):
+        d = f[f"set0/params/{first}" if case == "nan_param" else f"set0/optim/v/{first}"]
+        x = d[()]
+        x.flat[0] = np.nan
+        d[...] = x
+    elif case == "type":
+        a["model_type"] = "cpa"
+    elif case == "no_type":
+        del a["model_type"]
+    elif case == "missing":
+        del f[f"set0/params/{first}"]
+    else:
+        sys.exit(f"unknown case {case}")
+print(first)
