@@ -6,9 +6,16 @@
    keeps its rows: correct but O(nnz) per rank). Dense X is read by row hyperslab. Filtered (gzip) datasets are
    read independently, as parallel HDF5 requires.
 
-   Validation while reading (input errors, collective, naming file, dataset and first bad row):
-   indptr monotone and within nnz, indices in [0, genes) and no duplicates in a row (unsorted rows are sorted),
-   values finite, obs lengths equal to the number of cells, codes within the categories.
+   Gzip-compressed 1-D datasets (the CSR arrays, obs columns) are not inflated by HDF5: the reader fetches their
+   chunks itself and inflates them with libdeflate on the rank's threads (CsBLASGetThreads), giving the same bytes
+   as HDF5's filter; any other filter, unfiltered data and any chunk that cannot be read that way go through HDF5.
+   -h5ad_read_direct false sends everything through HDF5. Log events CsReadChunkFetch and CsReadInflate.
+
+   Validation while reading (input errors, collective, naming file, dataset and first bad row): a file that is
+   truncated or damaged is called so; matrix arrays must hold numbers (the type found is named); indptr monotone
+   and within nnz, indices in [0, genes) and no duplicates in a row (unsorted rows are sorted), values finite (a
+   float64 that overflows float32 is called so), obs index and columns as long as the number of cells, categories
+   distinct, codes within the categories.
 
    Writing: predictions are written as a dense float32 X. Rank 0 first writes the metadata (obs, var, encodings)
    with the serial driver, then all ranks write their rows of X collectively; the file is written under a
@@ -32,6 +39,7 @@ typedef struct {
                        "False","True" for booleans */
   PetscInt *codes;  /* [nlocal] category of each local cell, -1 = missing */
   double   *values; /* [nlocal] numeric columns only (NaN = missing); NULL for categorical */
+  PetscBool capped; /* a string array with more distinct values than CsH5adReadCapped's cap: ncat 0, no cats or codes */
 } CsObsColumn;
 
 /* What the reader returns: this rank's block of rows of one file, as plain arrays (the caller owns them and
@@ -51,6 +59,10 @@ typedef struct {
    out). Applies nothing else. */
 PETSC_EXTERN PetscErrorCode CsH5adRead(MPI_Comm comm, const char path[], const char layer[], PetscInt nkeys, char *const keys[],
                                        const PetscBool required[], CsH5adBlock *b);
+/* Collective: CsH5adRead, but a string-array column with more than maxdistinct distinct values over all ranks comes
+   back capped (see CsObsColumn), so that a barcode-like column gathers at most ranks x maxdistinct strings. */
+PETSC_EXTERN PetscErrorCode CsH5adReadCapped(MPI_Comm comm, const char path[], const char layer[], PetscInt nkeys, char *const keys[],
+                                             const PetscBool required[], PetscInt maxdistinct, CsH5adBlock *b);
 /* The column named key of a block, or NULL. */
 PETSC_EXTERN CsObsColumn   *CsH5adBlockGetObs(const CsH5adBlock *b, const char key[]);
 PETSC_EXTERN PetscErrorCode CsH5adBlockFree(CsH5adBlock *b);

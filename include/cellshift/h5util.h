@@ -5,9 +5,20 @@
 
 #include <cellshift/sys.h>
 
+/* Close any HDF5 handle (file, group, dataset, attribute, dataspace, datatype, property list) and set it to
+   H5I_INVALID_HID. A handle that is already invalid is left alone, so a function can close what it opened on every
+   path. */
+PETSC_EXTERN PetscErrorCode CsH5Close(hid_t *id, const char what[]);
+/* numpy's name of an HDF5 type, for messages: int8 ... uint64, float16/32/64 (">" in front when big-endian), |S5
+   (fixed-length byte strings), str (variable-length strings), bool, enum, compound, ... */
+PETSC_EXTERN void CsH5TypeName(hid_t t, char buf[], size_t len);
+/* The extent of a dataset: its number of dimensions and (up to maxdims of) its dimensions. */
+PETSC_EXTERN PetscErrorCode CsH5Shape(hid_t d, const char what[], int *ndims, hsize_t dims[], int maxdims);
+
 /* Does the link `path` (may contain '/') exist below loc? Checks each component, as H5Lexists requires. */
 PETSC_EXTERN PetscErrorCode CsH5Exists(hid_t loc, const char path[], PetscBool *exists);
-/* String attribute (variable or fixed length) into buf; *found false (and buf "") when absent. */
+/* Scalar string attribute (variable or fixed length, or a one-element array of them) into buf, truncated to len;
+   *found false (and buf "") when it is absent or not a string. */
 PETSC_EXTERN PetscErrorCode CsH5ReadAttrString(hid_t obj, const char attr[], char buf[], size_t len, PetscBool *found);
 /* Variable-length UTF-8 string attribute, as anndata writes them. */
 PETSC_EXTERN PetscErrorCode CsH5WriteAttrString(hid_t obj, const char attr[], const char value[]);
@@ -27,8 +38,12 @@ PETSC_EXTERN PetscErrorCode CsH5ReadArray(hid_t loc, const char what[], const ch
    NaN or Inf is an input error naming the file, the dataset and the entry. */
 PETSC_EXTERN PetscErrorCode CsH5ReadArrayFinite(hid_t loc, const char what[], const char name[], hid_t memtype, int rank,
                                                 hsize_t dims[], void *buf);
-/* Integer/float scalar attributes (serial write; read on any rank). */
+/* Integer scalar attributes (serial write; read on any rank: a missing attribute, or one that is not a single
+   number, is an input error). */
 PETSC_EXTERN PetscErrorCode CsH5WriteAttrInt64(hid_t obj, const char attr[], int64_t v);
 PETSC_EXTERN PetscErrorCode CsH5ReadAttrInt64(hid_t obj, const char attr[], int64_t *v);
+/* An integer attribute of exactly n elements (a sparse matrix's shape); anything else is an input error naming
+   `what` (the object) and the attribute. */
+PETSC_EXTERN PetscErrorCode CsH5ReadAttrInt64Array(hid_t obj, const char what[], const char attr[], int n, int64_t v[]);
 
 #endif

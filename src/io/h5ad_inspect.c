@@ -3,13 +3,16 @@
    Two passes. Rank 0 reads the layout with the serial driver (encodings, dtypes, filters, layers, the obs and var
    columns). Then every rank reads its block of X and of the readable obs columns with the parallel reader
    (CsH5adRead), which checks the matrix and the columns as `run` would; the category counts are sums over the
-   ranks. Errors are collective, and nothing is printed unless the whole file passed. */
+   ranks (a string column with more than MAX_DISTINCT distinct values is reported as such, not gathered). Errors
+   are collective, and nothing is printed unless the whole file passed. */
 #include <cellshift/h5ad.h>
-#include <cellshift/h5util.h>
+#include "ioimpl.h"
 #include <stdarg.h>
 #include <sys/stat.h>
 
 #define TOP_CATEGORIES 20
+/* String columns with more distinct values (barcodes, say) are not gathered: "more than MAX_DISTINCT". */
+#define MAX_DISTINCT 10000
 
 /* Growing text, filled on rank 0 and printed at the end. */
 typedef struct {
@@ -61,46 +64,32 @@ typedef struct {
   char    detail[128]; /* dtype, or the encoding of an unreadable column */
 } Column;
 
-/* numpy's name of an HDF5 type. */
-static void TypeName(hid_t t, char buf[], size_t len)
-{
-  H5T_class_t c = H5Tget_class(t);
-  size_t      s = H5Tget_size(t);
-
-  if (c == H5T_INTEGER) snprintf(buf, len, "%sint%d", H5Tget_sign(t) == H5T_SGN_NONE ? "u" : "", (int)(8 * s));
-  else if (c == H5T_FLOAT) snprintf(buf, len, "float%d", (int)(8 * s));
-  else if (c == H5T_STRING) snprintf(buf, len, "string");
-  else if (c == H5T_ENUM) snprintf(buf, len, H5Tget_nmembers(t) == 2 ? "bool" : "enum");
-  else snprintf(buf, len, "HDF5 class %d", (int)c);
-}
-
 /* "float32, 1234 entries, gzip(4) chunked" for one dataset; *compressed is raised when it has a filter. */
 static PetscErrorCode DatasetInfo(hid_t loc, const char name[], char dtype[], size_t dlen, hsize_t *n, char storage[],
                                   size_t slen, PetscBool *compressed)
 {
-  hid_t   d, t, s, p;
-  int     nf, rank;
-  hsize_t dims[8] = {0};
+  hid_t        d, t, p;
+  int          nf, rank;
+  hsize_t      dims[H5S_MAX_RANK];
+  H5D_layout_t layout;
 
   PetscFunctionBeginUser;
   H5Call(d = H5Dopen2(loc, name, H5P_DEFAULT), "cannot open dataset %s", name);
-  t = H5Dget_type(d);
-  TypeName(t, dtype, dlen);
-  H5Tclose(t);
-  s    = H5Dget_space(d);
-  rank = H5Sget_simple_extent_ndims(s);
-  H5Sget_simple_extent_dims(s, dims, NULL);
+  H5Call(t = H5Dget_type(d), "%s: cannot get the type", name);
+  CsH5TypeName(t, dtype, dlen);
+  PetscCall(CsH5Close(&t, name));
+  PetscCall(CsH5Shape(d, name, &rank, dims, H5S_MAX_RANK));
   *n = rank >= 1 ? dims[0] : 1;
   for (int i = 1; i < rank; i++) *n *= dims[i];
-  H5Sclose(s);
-  p  = H5Dget_create_plist(d);
-  nf = H5Pget_nfilters(p);
+  H5Call(p = H5Dget_create_plist(d), "%s: cannot get the creation properties", name);
+  H5Call(nf = H5Pget_nfilters(p), "%s: cannot get the filters", name);
   storage[0] = 0;
   for (int i = 0; i < nf; i++) {
     unsigned     flags, cd[8];
     size_t       ncd = 8;
     char         fname[64], one[80];
-    H5Z_filter_t id = H5Pget_filter2(p, (unsigned)i, &flags, &ncd, cd, sizeof(fname), fname, NULL);
+    H5Z_filter_t id;
+    H5Call(id = H5Pget_filter2(p, (unsigned)i, &flags, &ncd, cd, sizeof(fname), fname, NULL), "%s: cannot get filter %d", name, i);
     if (id == H5Z_FILTER_DEFLATE) snprintf(one, sizeof(one), "gzip(%u)", ncd ? cd[0] : 0);
     else if (id == H5Z_FILTER_SHUFFLE) snprintf(one, sizeof(one), "shuffle");
     else if (id == H5Z_FILTER_FLETCHER32) snprintf(one, sizeof(one), "fletcher32");
@@ -114,8 +103,10 @@ static PetscErrorCode DatasetInfo(hid_t loc, const char name[], char dtype[], si
     PetscCall(PetscStrlcat(storage, one, slen));
   }
   if (!nf) PetscCall(PetscStrlcat(storage, "not compressed", slen));
-  PetscCall(PetscStrlcat(storage, H5Pget_layout(p) == H5D_CHUNKED ? ", chunked" : "", slen));
-  H5Pclose(p), H5Dclose(d);
+  H5Call(layout = H5Pget_layout(p), "%s: cannot get the layout", name);
+  PetscCall(PetscStrlcat(storage, layout == H5D_CHUNKED ? ", chunked" : "", slen));
+  PetscCall(CsH5Close(&p, name));
+  PetscCall(CsH5Close(&d, name));
   PetscFunctionReturn(0);
 }
 
@@ -130,16 +121,14 @@ static PetscErrorCode MatrixInfo(hid_t f, const char name[], Text *t, PetscBool 
   PetscFunctionBeginUser;
   H5Call(H5Oget_info_by_name2(f, name, &info, H5O_INFO_BASIC, H5P_DEFAULT), "cannot query /%s", name);
   if (info.type == H5O_TYPE_DATASET) {
-    hid_t   d, s;
+    hid_t   d;
     hsize_t dims[2] = {0, 0};
+    int     nd;
     H5Call(d = H5Dopen2(f, name, H5P_DEFAULT), "cannot open /%s", name);
-    s = H5Dget_space(d);
-    PetscCheck(H5Sget_simple_extent_ndims(s) == 2, PETSC_COMM_SELF, CS_ERR_INPUT, "/%s is a dataset but not a 2-D array",
-               name);
-    H5Sget_simple_extent_dims(s, dims, NULL);
-    H5Sclose(s);
+    PetscCall(CsH5Shape(d, name, &nd, dims, 2));
+    PetscCheck(nd == 2, PETSC_COMM_SELF, CS_ERR_INPUT, "/%s is a dataset but not a 2-D array", name);
     PetscCall(CsH5ReadAttrString(d, "encoding-type", enc, sizeof(enc), &found));
-    H5Dclose(d);
+    PetscCall(CsH5Close(&d, name));
     PetscCall(DatasetInfo(f, name, dtype, sizeof(dtype), &n, storage, sizeof(storage), &compressed));
     PetscCall(TextPrintf(t, "%s%s: dense%s%s%s, %llu cells x %llu genes, %s, %s\n", brief ? "  " : "", name,
                          found ? " (encoding-type " : "", found ? enc : "", found ? ")" : "", (unsigned long long)dims[0],
@@ -148,9 +137,10 @@ static PetscErrorCode MatrixInfo(hid_t f, const char name[], Text *t, PetscBool 
   }
   PetscCheck(info.type == H5O_TYPE_GROUP, PETSC_COMM_SELF, CS_ERR_INPUT, "/%s is neither a group nor a dataset", name);
   {
-    hid_t       g, a;
+    hid_t       g;
     int64_t     shape[2] = {-1, -1};
     const char *kind, *sa;
+    htri_t      has;
     PetscBool   legacy;
     char        dt[3][32], st[3][256];
     hsize_t     len[3];
@@ -165,18 +155,22 @@ static PetscErrorCode MatrixInfo(hid_t f, const char name[], Text *t, PetscBool 
            : !strcmp(enc, "csc_matrix") || !strcmp(enc, "csc") ? "csc"
                                                                 : NULL;
     PetscCheck(kind, PETSC_COMM_SELF, CS_ERR_INPUT, "/%s is a group with unknown sparse encoding '%s'", name, enc);
-    sa = H5Aexists(g, "shape") > 0 ? "shape" : "h5sparse_shape";
-    PetscCheck(H5Aexists(g, sa) > 0, PETSC_COMM_SELF, CS_ERR_INPUT, "/%s has no shape attribute", name);
-    H5Call(a = H5Aopen(g, sa, H5P_DEFAULT), "cannot open /%s shape", name);
-    H5Call(H5Aread(a, H5T_NATIVE_INT64, shape), "cannot read /%s shape", name);
-    H5Aclose(a);
+    H5Call(has = H5Aexists(g, "shape"), "cannot query /%s shape", name);
+    sa = has ? "shape" : "h5sparse_shape";
+    H5Call(has = H5Aexists(g, sa), "cannot query /%s %s", name, sa);
+    PetscCheck(has, PETSC_COMM_SELF, CS_ERR_INPUT, "/%s has no shape attribute", name);
+    {
+      char what[300];
+      PetscCall(PetscSNPrintf(what, sizeof(what), "/%s", name));
+      PetscCall(CsH5ReadAttrInt64Array(g, what, sa, 2, shape));
+    }
     for (int k = 0; k < 3; k++) {
       PetscBool e;
       PetscCall(CsH5Exists(g, part[k], &e));
       PetscCheck(e, PETSC_COMM_SELF, CS_ERR_INPUT, "sparse /%s has no %s", name, part[k]);
       PetscCall(DatasetInfo(g, part[k], dt[k], sizeof(dt[k]), &len[k], st[k], sizeof(st[k]), &compressed));
     }
-    H5Gclose(g);
+    PetscCall(CsH5Close(&g, name));
     if (brief) {
       PetscCall(TextPrintf(t, "  %s: %s, %lld x %lld, %s, %llu non-zeros, %s\n", name, kind, (long long)shape[0],
                            (long long)shape[1], dt[0], (unsigned long long)len[0], compressed ? "compressed" : "not compressed"));
@@ -193,45 +187,71 @@ static PetscErrorCode MatrixInfo(hid_t f, const char name[], Text *t, PetscBool 
   PetscFunctionReturn(0);
 }
 
+/* The len strings of attribute a (type t, dataspace s) into names[0..len). */
+static PetscErrorCode ReadColumnOrder(hid_t a, hid_t t, hid_t s, hsize_t len, char **names)
+{
+  hid_t  mt;
+  htri_t var;
+
+  PetscFunctionBeginUser;
+  H5Call(var = H5Tis_variable_str(t), "cannot query the type of attribute column-order");
+  if (var) {
+    char     **tmp;
+    H5T_cset_t cset;
+    H5Call(cset = H5Tget_cset(t), "cannot get the character set of attribute column-order");
+    H5Call(mt = H5Tcopy(H5T_C_S1), "cannot make a string type");
+    H5Call(H5Tset_size(mt, H5T_VARIABLE), "cannot make a string type");
+    H5Call(H5Tset_cset(mt, cset), "cannot make a string type");
+    herr_t e;
+    PetscCall(PetscCalloc1(len, &tmp));
+    e = H5Aread(a, mt, tmp);
+    if (e < 0) PetscCall(CsH5Close(&mt, "column-order")); /* a failed read leaves the type pinning the file */
+    H5Call(e, "cannot read attribute column-order");
+    for (hsize_t i = 0; i < len; i++) PetscCall(PetscStrallocpy(tmp[i] ? tmp[i] : "", &names[i]));
+    H5Call(H5Dvlen_reclaim(mt, s, H5P_DEFAULT, tmp), "cannot free attribute column-order");
+    PetscCall(PetscFree(tmp));
+    PetscCall(CsH5Close(&mt, "column-order"));
+  } else {
+    size_t w = H5Tget_size(t);
+    char  *tmp;
+    PetscCheck(w > 0, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED, "cannot get the size of attribute column-order");
+    PetscCall(PetscCalloc1(len * w + 1, &tmp));
+    H5Call(H5Aread(a, t, tmp), "cannot read attribute column-order");
+    for (hsize_t i = 0; i < len; i++) {
+      PetscCall(PetscCalloc1(w + 1, &names[i]));
+      memcpy(names[i], tmp + i * w, w);
+    }
+    PetscCall(PetscFree(tmp));
+  }
+  PetscFunctionReturn(0);
+}
+
 /* A dataframe's column-order attribute (1-D strings; h5py writes an empty float array for no columns). */
 static PetscErrorCode ColumnOrder(hid_t g, PetscInt *n, char ***names)
 {
-  hid_t   a, t, s, mt;
-  hsize_t len = 0;
+  hid_t          a, t, s;
+  hsize_t        len = 0;
+  htri_t         e;
+  PetscErrorCode ierr = 0;
 
   PetscFunctionBeginUser;
   *n     = 0;
   *names = NULL;
-  if (H5Aexists(g, "column-order") <= 0) PetscFunctionReturn(0);
+  H5Call(e = H5Aexists(g, "column-order"), "cannot query attribute column-order");
+  if (!e) PetscFunctionReturn(0);
   H5Call(a = H5Aopen(g, "column-order", H5P_DEFAULT), "cannot open attribute column-order");
-  t = H5Aget_type(a);
-  s = H5Aget_space(a);
-  if (H5Tget_class(t) == H5T_STRING && H5Sget_simple_extent_ndims(s) == 1) H5Sget_simple_extent_dims(s, &len, NULL);
+  H5Call(t = H5Aget_type(a), "cannot get the type of attribute column-order");
+  H5Call(s = H5Aget_space(a), "cannot get the dataspace of attribute column-order");
+  if (H5Tget_class(t) == H5T_STRING && H5Sget_simple_extent_ndims(s) == 1 && H5Sget_simple_extent_dims(s, &len, NULL) < 0)
+    len = 0; /* anything else lists no columns */
   PetscCall(PetscCalloc1(len + 1, names));
-  if (len && H5Tis_variable_str(t) > 0) {
-    char **tmp;
-    mt = H5Tcopy(H5T_C_S1);
-    H5Tset_size(mt, H5T_VARIABLE);
-    H5Tset_cset(mt, H5Tget_cset(t));
-    PetscCall(PetscCalloc1(len, &tmp));
-    H5Call(H5Aread(a, mt, tmp), "cannot read attribute column-order");
-    for (hsize_t i = 0; i < len; i++) PetscCall(PetscStrallocpy(tmp[i] ? tmp[i] : "", &(*names)[i]));
-    H5Call(H5Dvlen_reclaim(mt, s, H5P_DEFAULT, tmp), "cannot free attribute column-order");
-    PetscCall(PetscFree(tmp));
-    H5Tclose(mt);
-  } else if (len) {
-    size_t w = H5Tget_size(t);
-    char  *tmp;
-    PetscCall(PetscCalloc1(len * w + 1, &tmp));
-    H5Call(H5Aread(a, t, tmp), "cannot read attribute column-order");
-    for (hsize_t i = 0; i < len; i++) {
-      PetscCall(PetscCalloc1(w + 1, &(*names)[i]));
-      memcpy((*names)[i], tmp + i * w, w);
-    }
-    PetscCall(PetscFree(tmp));
-  }
+  if (len) ierr = ReadColumnOrder(a, t, s, len, *names);
+  PetscCall(CsH5Close(&s, "column-order")); /* on every path: a string type pins the file */
+  PetscCall(CsH5Close(&t, "column-order"));
+  PetscCall(CsH5Close(&a, "column-order"));
+  if (ierr) PetscCall(CsStrArrayDestroy((PetscInt)len, names));
+  PetscCall(ierr);
   *n = (PetscInt)len;
-  H5Sclose(s), H5Tclose(t), H5Aclose(a);
   PetscFunctionReturn(0);
 }
 
@@ -255,7 +275,7 @@ static PetscErrorCode GroupNames(hid_t g, PetscInt *n, char ***names)
   for (hsize_t i = 0; i < info.nlinks; i++) {
     char      nm[256];
     PetscBool listed = PETSC_FALSE;
-    if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nm, sizeof(nm), H5P_DEFAULT) < 0) continue;
+    H5Call(H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nm, sizeof(nm), H5P_DEFAULT), "cannot list a group");
     for (PetscInt k = 0; k < norder && !listed; k++) listed = strcmp(order[k], nm) ? PETSC_FALSE : PETSC_TRUE;
     if (!listed && *n < (PetscInt)info.nlinks) PetscCall(PetscStrallocpy(nm, &(*names)[(*n)++]));
   }
@@ -279,34 +299,36 @@ static PetscErrorCode ObsColumnInfo(hid_t obs, const char name[], Column *c)
     PetscCall(CsH5Exists(g, "categories", &cats));
     PetscCall(CsH5Exists(g, "codes", &codes));
     if (cats && codes && (!found || !strcmp(enc, "categorical"))) {
-      hid_t t, d = H5Dopen2(g, "codes", H5P_DEFAULT);
-      H5Call(d, "cannot open /obs/%s/codes", name);
-      t = H5Dget_type(d);
+      hid_t t, d;
+      H5Call(d = H5Dopen2(g, "codes", H5P_DEFAULT), "cannot open /obs/%s/codes", name);
+      H5Call(t = H5Dget_type(d), "/obs/%s/codes: cannot get the type", name);
       c->kind = COL_CATEGORICAL;
-      TypeName(t, c->detail, sizeof(c->detail));
-      H5Tclose(t), H5Dclose(d);
+      CsH5TypeName(t, c->detail, sizeof(c->detail));
+      PetscCall(CsH5Close(&t, name));
+      PetscCall(CsH5Close(&d, name));
     } else {
       c->kind = COL_OTHER;
       PetscCall(PetscSNPrintf(c->detail, sizeof(c->detail), "group with encoding-type '%s'", found ? enc : "none"));
     }
-    H5Gclose(g);
+    PetscCall(CsH5Close(&g, name));
   } else if (info.type == H5O_TYPE_DATASET) {
-    hid_t       d, t, s;
+    hid_t       d, t;
     H5T_class_t cls;
     int         nd;
+    hsize_t     dims[1];
     H5Call(d = H5Dopen2(obs, name, H5P_DEFAULT), "cannot open /obs/%s", name);
-    t   = H5Dget_type(d);
-    s   = H5Dget_space(d);
-    nd  = H5Sget_simple_extent_ndims(s);
-    cls = H5Tget_class(t);
-    TypeName(t, c->detail, sizeof(c->detail));
+    H5Call(t = H5Dget_type(d), "/obs/%s: cannot get the type", name);
+    PetscCall(CsH5Shape(d, name, &nd, dims, 1));
+    H5Call(cls = H5Tget_class(t), "/obs/%s: cannot get the type class", name);
+    CsH5TypeName(t, c->detail, sizeof(c->detail));
     c->kind = nd != 1 ? COL_OTHER
               : cls == H5T_STRING ? COL_STRING
               : cls == H5T_ENUM ? COL_BOOLEAN
               : cls == H5T_INTEGER || cls == H5T_FLOAT ? COL_NUMERIC
                                                        : COL_OTHER;
     if (nd != 1) PetscCall(PetscStrlcat(c->detail, ", not one-dimensional", sizeof(c->detail)));
-    H5Sclose(s), H5Tclose(t), H5Dclose(d);
+    PetscCall(CsH5Close(&t, name));
+    PetscCall(CsH5Close(&d, name));
   } else {
     c->kind = COL_OTHER;
     PetscCall(PetscStrncpy(c->detail, "not a group or dataset", sizeof(c->detail)));
@@ -314,41 +336,42 @@ static PetscErrorCode ObsColumnInfo(hid_t obs, const char name[], Column *c)
   PetscFunctionReturn(0);
 }
 
-/* Rank 0: the layout. head = file, X, layers; tail = var; cols = the obs columns. */
-static PetscErrorCode ReadLayout(hid_t f, const char path[], Text *head, Text *tail, PetscInt *ncols, Column **cols,
-                                 char obsindex[], size_t ilen)
+/* The layers, one line each. */
+static PetscErrorCode LayersInfo(hid_t f, Text *head)
 {
-  PetscBool   e, found;
-  struct stat st;
-  PetscInt    n;
-  char      **names;
-  hid_t       g;
+  PetscBool e;
+  PetscInt  n = 0;
+  char    **names;
+  hid_t     g;
 
   PetscFunctionBeginUser;
-  {
-    double b = stat(path, &st) ? 0.0 : (double)st.st_size;
-    PetscCall(TextPrintf(head, "%s: %.1f %s on disk\n", path, b >= 1e9 ? b / 1e9 : b >= 1e6 ? b / 1e6 : b / 1e3,
-                         b >= 1e9 ? "GB" : b >= 1e6 ? "MB" : "kB"));
-  }
-  PetscCall(CsH5Exists(f, "X", &e));
-  PetscCheck(e, PETSC_COMM_SELF, CS_ERR_INPUT, "no /X (the expression matrix)");
-  PetscCall(MatrixInfo(f, "X", head, PETSC_FALSE));
-
   PetscCall(CsH5Exists(f, "layers", &e));
-  n = 0;
-  if (e) {
-    H5Call(g = H5Gopen2(f, "layers", H5P_DEFAULT), "cannot open /layers");
-    PetscCall(GroupNames(g, &n, &names));
-    H5Gclose(g);
-    PetscCall(TextPrintf(head, "layers: %" PetscInt_FMT "%s\n", n, n ? "" : " (none)"));
-    for (PetscInt k = 0; k < n; k++) {
-      char lname[300];
-      PetscCall(PetscSNPrintf(lname, sizeof(lname), "layers/%s", names[k]));
-      PetscCall(MatrixInfo(f, lname, head, PETSC_TRUE));
-    }
-    PetscCall(CsStrArrayDestroy(n, &names));
-  } else PetscCall(TextPrintf(head, "layers: 0 (none)\n"));
+  if (!e) {
+    PetscCall(TextPrintf(head, "layers: 0 (none)\n"));
+    PetscFunctionReturn(0);
+  }
+  H5Call(g = H5Gopen2(f, "layers", H5P_DEFAULT), "cannot open /layers");
+  PetscCall(GroupNames(g, &n, &names));
+  PetscCall(CsH5Close(&g, "/layers"));
+  PetscCall(TextPrintf(head, "layers: %" PetscInt_FMT "%s\n", n, n ? "" : " (none)"));
+  for (PetscInt k = 0; k < n; k++) {
+    char lname[300];
+    PetscCall(PetscSNPrintf(lname, sizeof(lname), "layers/%s", names[k]));
+    PetscCall(MatrixInfo(f, lname, head, PETSC_TRUE));
+  }
+  PetscCall(CsStrArrayDestroy(n, &names));
+  PetscFunctionReturn(0);
+}
 
+/* The obs columns as found on disk, and the name of the obs index. */
+static PetscErrorCode ObsInfo(hid_t f, PetscInt *ncols, Column **cols, char obsindex[], size_t ilen)
+{
+  PetscBool e, found;
+  PetscInt  n;
+  char    **names;
+  hid_t     g;
+
+  PetscFunctionBeginUser;
   PetscCall(CsH5Exists(f, "obs", &e));
   PetscCheck(e, PETSC_COMM_SELF, CS_ERR_INPUT, "no /obs (the cell annotations)");
   H5Call(g = H5Gopen2(f, "obs", H5P_DEFAULT), "cannot open /obs");
@@ -362,44 +385,70 @@ static PetscErrorCode ReadLayout(hid_t f, const char path[], Text *head, Text *t
     PetscCall(ObsColumnInfo(g, names[k], &(*cols)[(*ncols)++]));
   }
   PetscCall(CsStrArrayDestroy(n, &names));
-  H5Gclose(g);
-
-  PetscCall(CsH5Exists(f, "var", &e));
-  PetscCheck(e, PETSC_COMM_SELF, CS_ERR_INPUT, "no /var (the gene annotations)");
-  {
-    char    vindex[256], iname[300], dtype[32], storage[256];
-    hsize_t ng;
-    char  **first = NULL;
-    PetscBool compressed = PETSC_FALSE;
-    H5Call(g = H5Gopen2(f, "var", H5P_DEFAULT), "cannot open /var");
-    PetscCall(CsH5ReadAttrString(g, "_index", vindex, sizeof(vindex), &found));
-    if (!found) PetscCall(PetscStrncpy(vindex, "_index", sizeof(vindex)));
-    PetscCall(CsH5Exists(g, vindex, &e));
-    PetscCheck(e, PETSC_COMM_SELF, CS_ERR_INPUT, "/var has no index dataset '%s'", vindex);
-    PetscCall(DatasetInfo(g, vindex, dtype, sizeof(dtype), &ng, storage, sizeof(storage), &compressed));
-    PetscCall(PetscSNPrintf(iname, sizeof(iname), "/var/%s", vindex));
-    {
-      hid_t   d;
-      hsize_t m = PetscMin(ng, 5);
-      H5Call(d = H5Dopen2(g, vindex, H5P_DEFAULT), "cannot open %s", iname);
-      PetscCall(CsH5ReadStrings(d, iname, 0, m, &first));
-      PetscCall(TextPrintf(tail, "var: %llu genes, index '%s' (", (unsigned long long)ng, vindex));
-      for (hsize_t i = 0; i < m; i++) PetscCall(TextPrintf(tail, "%s%s", i ? ", " : "", first[i]));
-      PetscCall(TextPrintf(tail, "%s)\n", ng > m ? ", ..." : ""));
-      PetscCall(CsStrArrayDestroy((PetscInt)m, &first));
-      H5Dclose(d);
-    }
-    PetscCall(GroupNames(g, &n, &names));
-    PetscCall(TextPrintf(tail, "  columns:"));
-    for (PetscInt k = 0, shown = 0; k < n; k++)
-      if (strcmp(names[k], vindex)) PetscCall(TextPrintf(tail, "%s %s", shown++ ? "," : "", names[k]));
-    PetscCall(TextPrintf(tail, "%s\n", n <= 1 ? " none" : ""));
-    PetscCall(CsStrArrayDestroy(n, &names));
-    H5Gclose(g);
-  }
+  PetscCall(CsH5Close(&g, "/obs"));
   PetscFunctionReturn(0);
 }
 
+/* var: the number of genes, the first names and the other columns. */
+static PetscErrorCode VarInfo(hid_t f, Text *tail)
+{
+  char      vindex[256], iname[300], dtype[32], storage[256];
+  hsize_t   ng, m;
+  char    **first = NULL, **names;
+  PetscBool compressed = PETSC_FALSE, e, found;
+  PetscInt  n;
+  hid_t     g, d;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsH5Exists(f, "var", &e));
+  PetscCheck(e, PETSC_COMM_SELF, CS_ERR_INPUT, "no /var (the gene annotations)");
+  H5Call(g = H5Gopen2(f, "var", H5P_DEFAULT), "cannot open /var");
+  PetscCall(CsH5ReadAttrString(g, "_index", vindex, sizeof(vindex), &found));
+  if (!found) PetscCall(PetscStrncpy(vindex, "_index", sizeof(vindex)));
+  PetscCall(CsH5Exists(g, vindex, &e));
+  PetscCheck(e, PETSC_COMM_SELF, CS_ERR_INPUT, "/var has no index dataset '%s'", vindex);
+  PetscCall(DatasetInfo(g, vindex, dtype, sizeof(dtype), &ng, storage, sizeof(storage), &compressed));
+  PetscCall(PetscSNPrintf(iname, sizeof(iname), "/var/%s", vindex));
+  m = PetscMin(ng, 5);
+  H5Call(d = H5Dopen2(g, vindex, H5P_DEFAULT), "cannot open %s", iname);
+  PetscCall(CsH5ReadStrings(d, iname, 0, m, &first));
+  PetscCall(CsH5Close(&d, iname));
+  PetscCall(TextPrintf(tail, "var: %llu genes, index '%s' (", (unsigned long long)ng, vindex));
+  for (hsize_t i = 0; i < m; i++) PetscCall(TextPrintf(tail, "%s%s", i ? ", " : "", first[i]));
+  PetscCall(TextPrintf(tail, "%s)\n", ng > m ? ", ..." : ""));
+  PetscCall(CsStrArrayDestroy((PetscInt)m, &first));
+  PetscCall(GroupNames(g, &n, &names));
+  PetscCall(TextPrintf(tail, "  columns:"));
+  for (PetscInt k = 0, shown = 0; k < n; k++)
+    if (strcmp(names[k], vindex)) PetscCall(TextPrintf(tail, "%s %s", shown++ ? "," : "", names[k]));
+  PetscCall(TextPrintf(tail, "%s\n", n <= 1 ? " none" : ""));
+  PetscCall(CsStrArrayDestroy(n, &names));
+  PetscCall(CsH5Close(&g, "/var"));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0: the layout. head = file, X, layers; tail = var; cols = the obs columns. */
+static PetscErrorCode ReadLayout(hid_t f, const char path[], Text *head, Text *tail, PetscInt *ncols, Column **cols,
+                                 char obsindex[], size_t ilen)
+{
+  PetscBool   e;
+  struct stat st;
+  double      b;
+
+  PetscFunctionBeginUser;
+  b = stat(path, &st) ? 0.0 : (double)st.st_size;
+  PetscCall(TextPrintf(head, "%s: %.1f %s on disk\n", path, b >= 1e9 ? b / 1e9 : b >= 1e6 ? b / 1e6 : b / 1e3,
+                       b >= 1e9 ? "GB" : b >= 1e6 ? "MB" : "kB"));
+  PetscCall(CsH5Exists(f, "X", &e));
+  PetscCheck(e, PETSC_COMM_SELF, CS_ERR_INPUT, "no /X (the expression matrix)");
+  PetscCall(MatrixInfo(f, "X", head, PETSC_FALSE));
+  PetscCall(LayersInfo(f, head));
+  PetscCall(ObsInfo(f, ncols, cols, obsindex, ilen));
+  PetscCall(VarInfo(f, tail));
+  PetscFunctionReturn(0);
+}
+
+/* Rank 0, serial driver; the file is closed on every path (H5F_CLOSE_STRONG closes what an error left open). */
 static PetscErrorCode InspectLayout(const char path[], Text *head, Text *tail, PetscInt *ncols, Column **cols,
                                     char obsindex[], size_t ilen)
 {
@@ -407,13 +456,13 @@ static PetscErrorCode InspectLayout(const char path[], Text *head, Text *tail, P
   PetscErrorCode ierr;
 
   PetscFunctionBeginUser;
-  fapl = H5Pcreate(H5P_FILE_ACCESS);
-  H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG); /* an error half-way leaves objects open: close them too */
+  H5Call(fapl = H5Pcreate(H5P_FILE_ACCESS), "cannot make file access properties");
+  H5Call(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), "cannot set the close degree");
   f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-  H5Pclose(fapl);
+  PetscCall(CsH5Close(&fapl, path));
   PetscCheck(f >= 0, PETSC_COMM_SELF, CS_ERR_INPUT, "cannot open it with HDF5");
   ierr = ReadLayout(f, path, head, tail, ncols, cols, obsindex, ilen);
-  H5Fclose(f);
+  PetscCall(CsH5Close(&f, path));
   PetscCall(ierr);
   PetscFunctionReturn(0);
 }
@@ -438,6 +487,10 @@ static PetscErrorCode ColumnSummary(MPI_Comm comm, const CsH5adBlock *ds, const 
   PetscFunctionBeginUser;
   if (!col) {
     PetscCall(TextPrintf(t, "  %-24s %s (%s): not read by cellshift\n", c->name, ColKinds[c->kind], c->detail));
+    PetscFunctionReturn(0);
+  }
+  if (col->capped) {
+    PetscCall(TextPrintf(t, "  %-24s %s (%s), more than %d distinct values\n", c->name, ColKinds[c->kind], c->detail, MAX_DISTINCT));
     PetscFunctionReturn(0);
   }
   if (col->kind == CS_OBS_NUMERIC) {
@@ -486,7 +539,7 @@ PetscErrorCode CsH5adInspect(MPI_Comm comm, const char path[], PetscViewer v)
   PetscInt       ncols = 0;
   Column        *cols  = NULL;
   char           obsindex[256] = "";
-  int            state = 0;
+  CsIOFile       io;
   CsH5adBlock    ds;
   char         **keys;
   PetscBool     *req;
@@ -496,14 +549,9 @@ PetscErrorCode CsH5adInspect(MPI_Comm comm, const char path[], PetscViewer v)
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
   PetscCallMPI(MPI_Comm_size(comm, &size));
-  if (!rank) { /* 0 ok, 1 missing, 2 not HDF5 */
-    struct stat st;
-    if (stat(path, &st) || !S_ISREG(st.st_mode)) state = 1;
-    else if (H5Fis_hdf5(path) <= 0) state = 2;
-  }
-  PetscCallMPI(MPI_Bcast(&state, 1, MPI_INT, 0, comm));
-  PetscCheck(state != 1, comm, CS_ERR_INPUT, "cannot open %s: no such file", path);
-  PetscCheck(state != 2, comm, CS_ERR_INPUT, "%s is not an HDF5 (.h5ad) file", path);
+  /* The reader's checks first: a missing, foreign, damaged or truncated file is called so. */
+  PetscCall(CsIOFileOpen(comm, path, PETSC_FALSE, &io));
+  PetscCall(CsIOFileClose(&io));
 
   /* Pass 1: the layout, on rank 0. */
   if (!rank) ierr = InspectLayout(path, &head, &tail, &ncols, &cols, obsindex, sizeof(obsindex));
@@ -516,7 +564,7 @@ PetscErrorCode CsH5adInspect(MPI_Comm comm, const char path[], PetscViewer v)
   PetscCall(PetscMalloc2(ncols + 1, &keys, ncols + 1, &req));
   for (PetscInt k = 0; k < ncols; k++)
     if (cols[k].kind != COL_OTHER) keys[nkeys] = cols[k].name, req[nkeys++] = PETSC_TRUE;
-  PetscCall(CsH5adRead(comm, path, "", nkeys, keys, req, &ds));
+  PetscCall(CsH5adReadCapped(comm, path, "", nkeys, keys, req, MAX_DISTINCT, &ds));
   PetscCall(PetscFree2(keys, req));
   nnz = ds.X.indptr[ds.nlocal];
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &nnz, 1, MPI_INT64_T, MPI_SUM, comm));

@@ -1,60 +1,81 @@
 /* Parallel .h5ad reader: every rank reads only its own block of cells. See include/cellshift/h5ad.h.
 
    Failures on one rank (a bad row in its block, a read error) are agreed on collectively at the end of each phase
-   (CsAgreeCode), so every rank stops with the same message and no rank waits in a collective. */
+   (CsAgreeCode), so every rank stops with the same message and no rank waits in a collective. Elements of 1-D
+   datasets move through CsIORead1D (gzip chunks inflated on the rank's threads, see h5chunk.c). */
 #include <cellshift/h5ad.h>
-#include <cellshift/h5util.h>
+#include "ioimpl.h"
 #include <math.h>
-#include <sys/stat.h>
 
-/* Largest number of elements moved by one H5Dread (keeps every MPI-IO request far below 2 GiB). */
+/* Most elements one dense read moves (keeps every MPI-IO request far below 2 GiB). */
 #define CS_READ_SLICE ((hsize_t)1 << 26)
 
 typedef struct {
-  const char *path;    /* file name, for messages */
-  char        mat[300];/* "X" or "layers/NAME" */
-  hid_t       file;
+  const char *path;     /* file name, for messages */
+  char        mat[300]; /* "X" or "layers/NAME" */
+  CsIOFile    io;
+  hid_t       file;     /* io.file */
 } Reader;
 
-/* Read elements [start, start+count) of a 1-D dataset into buf converting to memtype, in slices. */
-static PetscErrorCode Read1D(hid_t d, const char what[], hid_t memtype, size_t esize, hsize_t start, hsize_t count, void *buf)
+static PetscErrorCode Read1D(Reader *r, hid_t d, const char what[], hid_t memtype, size_t esize, hsize_t start, hsize_t count,
+                             void *buf)
 {
-  hid_t fs;
-
   PetscFunctionBeginUser;
-  H5Call(fs = H5Dget_space(d), "%s: cannot get the dataspace", what);
-  for (hsize_t off = 0; off < count; off += CS_READ_SLICE) {
-    hsize_t n = count - off < CS_READ_SLICE ? count - off : CS_READ_SLICE, s = start + off;
-    hid_t   ms = H5Screate_simple(1, &n, NULL);
-    H5Call(H5Sselect_hyperslab(fs, H5S_SELECT_SET, &s, NULL, &n, NULL), "%s: bad selection", what);
-    H5Call(H5Dread(d, memtype, ms, fs, H5P_DEFAULT, (char *)buf + off * esize), "%s: cannot read elements %llu..%llu",
-           what, (unsigned long long)s, (unsigned long long)(s + n));
-    H5Sclose(ms);
-  }
-  H5Sclose(fs);
+  PetscCall(CsIORead1D(&r->io, d, what, memtype, esize, start, count, buf));
   PetscFunctionReturn(0);
 }
 
 static PetscErrorCode Length1D(hid_t d, const char what[], hsize_t *n)
 {
-  hid_t fs;
+  int nd;
 
   PetscFunctionBeginUser;
-  H5Call(fs = H5Dget_space(d), "%s: cannot get the dataspace", what);
-  PetscCheck(H5Sget_simple_extent_ndims(fs) == 1, PETSC_COMM_SELF, CS_ERR_INPUT, "%s is not one-dimensional", what);
-  H5Sget_simple_extent_dims(fs, n, NULL);
-  H5Sclose(fs);
+  PetscCall(CsH5Shape(d, what, &nd, n, 1));
+  PetscCheck(nd == 1, PETSC_COMM_SELF, CS_ERR_INPUT, "%s is not one-dimensional", what);
   PetscFunctionReturn(0);
 }
 
 static PetscErrorCode OpenDataset(Reader *r, const char name[], hid_t *d)
 {
-  PetscBool e;
+  PetscBool  e;
+  H5O_info_t info;
 
   PetscFunctionBeginUser;
   PetscCall(CsH5Exists(r->file, name, &e));
   PetscCheck(e, PETSC_COMM_SELF, CS_ERR_INPUT, "%s: missing dataset /%s", r->path, name);
-  H5Call(*d = H5Dopen2(r->file, name, H5P_DEFAULT), "%s: cannot open /%s", r->path, name);
+  H5Call(H5Oget_info_by_name2(r->file, name, &info, H5O_INFO_BASIC, H5P_DEFAULT), "%s: cannot query /%s", r->path, name);
+  PetscCheck(info.type == H5O_TYPE_DATASET, PETSC_COMM_SELF, CS_ERR_INPUT, "%s: /%s is not a dataset", r->path, name);
+  H5Call(*d = H5Dopen2(r->file, name, r->io.dapl), "%s: cannot open /%s", r->path, name);
+  PetscFunctionReturn(0);
+}
+
+/* "byte strings (|S5)", "values of type bool", ...: what a dataset holds, for messages. */
+static void DescribeType(hid_t t, char buf[], size_t len)
+{
+  char name[64];
+
+  CsH5TypeName(t, name, sizeof(name));
+  if (H5Tget_class(t) == H5T_STRING) snprintf(buf, len, "%s strings (%s)", H5Tis_variable_str(t) > 0 ? "variable-length" : "byte", name);
+  else snprintf(buf, len, "values of type %s", name);
+}
+
+/* The elements of d must be numbers (integers or floats); *wide tells a float type wider than float32, whose values
+   may overflow the float32 the matrix is read as. */
+static PetscErrorCode NumericType(hid_t d, const char what[], PetscBool *wide)
+{
+  hid_t       t;
+  H5T_class_t cls;
+  size_t      size;
+  char        desc[96];
+
+  PetscFunctionBeginUser;
+  H5Call(t = H5Dget_type(d), "%s: cannot get the type", what);
+  H5Call(cls = H5Tget_class(t), "%s: cannot get the type class", what);
+  size = H5Tget_size(t);
+  DescribeType(t, desc, sizeof(desc));
+  PetscCall(CsH5Close(&t, what));
+  PetscCheck(cls == H5T_INTEGER || cls == H5T_FLOAT, PETSC_COMM_SELF, CS_ERR_INPUT, "%s holds %s, not numbers", what, desc);
+  if (wide) *wide = cls == H5T_FLOAT && size > 4 ? PETSC_TRUE : PETSC_FALSE;
   PetscFunctionReturn(0);
 }
 
@@ -66,38 +87,84 @@ static int CmpIdx(const void *a, const void *b)
   return (x > y) - (x < y);
 }
 
-static PetscErrorCode ValidateRows(const char what[], PetscInt rstart, PetscInt ngenes, CsCSR *A)
+/* A float64 value beyond float32's range, marked by the reader's conversion (wide: the file stores floats wider
+   than float32, so the mark cannot be a NaN of the file). */
+static PetscBool Overflowed(float v, PetscBool wide)
+{
+  uint32_t bits;
+
+  memcpy(&bits, &v, sizeof(bits));
+  return wide && (bits & 0x7fffffffu) == CS_IO_OVERFLOW_BITS ? PETSC_TRUE : PETSC_FALSE;
+}
+
+static PetscErrorCode SortRow(const char what[], PetscInt row, int32_t *idx, float *val, int64_t n)
+{
+  int32_t (*pairs)[2];
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(n, &pairs));
+  for (int64_t k = 0; k < n; k++) {
+    pairs[k][0] = idx[k];
+    memcpy(&pairs[k][1], &val[k], sizeof(float));
+  }
+  qsort(pairs, (size_t)n, sizeof(pairs[0]), CmpIdx);
+  for (int64_t k = 0; k < n; k++) {
+    idx[k] = pairs[k][0];
+    memcpy(&val[k], &pairs[k][1], sizeof(float));
+  }
+  PetscCall(PetscFree(pairs));
+  for (int64_t k = 1; k < n; k++)
+    PetscCheck(idx[k] != idx[k - 1], PETSC_COMM_SELF, CS_ERR_INPUT, "%s: row %" PetscInt_FMT " has column index %d twice", what, row,
+               (int)idx[k]);
+  PetscFunctionReturn(0);
+}
+
+/* Does a row need the exact checks: an index outside [0, ngenes), a value that is not finite, or indices that do not
+   increase? Branch-free, so that the compiler vectorises it: a valid row costs one pass. */
+static PetscBool RowSuspect(const int32_t *idx, const float *val, int64_t n, PetscInt ngenes)
+{
+  unsigned bad = 0;
+
+  for (int64_t k = 0; k < n; k++) {
+    uint32_t bits;
+    memcpy(&bits, &val[k], sizeof(bits));
+    bad |= (uint32_t)idx[k] >= (uint32_t)ngenes; /* a negative index wraps to a large one */
+    bad |= (bits & 0x7f800000u) == 0x7f800000u;   /* exponent all ones: Inf or NaN */
+  }
+  for (int64_t k = 1; k < n; k++) bad |= idx[k] <= idx[k - 1];
+  return bad ? PETSC_TRUE : PETSC_FALSE;
+}
+
+/* The exact checks of one row, in the order of its entries, then the sort of an unsorted row. */
+static PetscErrorCode ValidateRow(const char what[], PetscInt row, PetscInt ngenes, PetscBool wide, int32_t *idx, float *val, int64_t n)
+{
+  PetscBool sorted = PETSC_TRUE;
+
+  PetscFunctionBeginUser;
+  for (int64_t k = 0; k < n; k++) {
+    float v = val[k];
+    PetscCheck(idx[k] >= 0 && idx[k] < ngenes, PETSC_COMM_SELF, CS_ERR_INPUT,
+               "%s: row %" PetscInt_FMT " has column index %d outside [0, %" PetscInt_FMT ")", what, row, (int)idx[k], ngenes);
+    if (!isfinite(v)) {
+      PetscCheck(!Overflowed(v, wide), PETSC_COMM_SELF, CS_ERR_INPUT,
+                 "%s: row %" PetscInt_FMT " has a value at column %d that overflows float32 (a float64 beyond +-3.4e38)", what, row,
+                 (int)idx[k]);
+      SETERRQ(PETSC_COMM_SELF, CS_ERR_INPUT, "%s: row %" PetscInt_FMT " has a non-finite value (%s) at column %d", what, row,
+              isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf", (int)idx[k]);
+    }
+    if (k > 0 && idx[k] <= idx[k - 1]) sorted = PETSC_FALSE;
+  }
+  if (!sorted) PetscCall(SortRow(what, row, idx, val, n));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode ValidateRows(const char what[], PetscInt rstart, PetscInt ngenes, PetscBool wide, CsCSR *A)
 {
   PetscFunctionBeginUser;
   for (PetscInt i = 0; i < A->nrows; i++) {
-    int64_t   a = A->indptr[i], b = A->indptr[i + 1];
-    PetscBool sorted = PETSC_TRUE;
-    for (int64_t k = a; k < b; k++) {
-      PetscCheck(A->indices[k] >= 0 && A->indices[k] < ngenes, PETSC_COMM_SELF, CS_ERR_INPUT,
-                 "%s: row %" PetscInt_FMT " has column index %d outside [0, %" PetscInt_FMT ")", what, rstart + i,
-                 (int)A->indices[k], ngenes);
-      PetscCheck(isfinite(A->data[k]), PETSC_COMM_SELF, CS_ERR_INPUT, "%s: row %" PetscInt_FMT " has a non-finite value (%s) at column %d",
-                 what, rstart + i, isnan(A->data[k]) ? "NaN" : A->data[k] > 0 ? "+Inf" : "-Inf", (int)A->indices[k]);
-      if (k > a && A->indices[k] <= A->indices[k - 1]) sorted = PETSC_FALSE;
-    }
-    if (!sorted) { /* sort (index, value) pairs of the row, then look for duplicates */
-      int64_t n = b - a;
-      int32_t (*pairs)[2];
-      PetscCall(PetscMalloc1(n, &pairs));
-      for (int64_t k = 0; k < n; k++) {
-        pairs[k][0] = A->indices[a + k];
-        memcpy(&pairs[k][1], &A->data[a + k], sizeof(float));
-      }
-      qsort(pairs, (size_t)n, sizeof(pairs[0]), CmpIdx);
-      for (int64_t k = 0; k < n; k++) {
-        A->indices[a + k] = pairs[k][0];
-        memcpy(&A->data[a + k], &pairs[k][1], sizeof(float));
-      }
-      PetscCall(PetscFree(pairs));
-      for (int64_t k = a + 1; k < b; k++)
-        PetscCheck(A->indices[k] != A->indices[k - 1], PETSC_COMM_SELF, CS_ERR_INPUT,
-                   "%s: row %" PetscInt_FMT " has column index %d twice", what, rstart + i, (int)A->indices[k]);
-    }
+    int64_t a = A->indptr[i], n = A->indptr[i + 1] - a;
+    if (RowSuspect(A->indices + a, A->data + a, n, ngenes))
+      PetscCall(ValidateRow(what, rstart + i, ngenes, wide, A->indices + a, A->data + a, n));
   }
   PetscFunctionReturn(0);
 }
@@ -105,59 +172,110 @@ static PetscErrorCode ValidateRows(const char what[], PetscInt rstart, PetscInt 
 /* --------------------------------------------------------------------------------------------------------------
    Layout: encoding and shape of the matrix. */
 typedef struct {
-  char     enc[16]; /* csr, csc, dense */
-  PetscInt n, g;    /* cells, genes as the file declares them */
+  char      enc[16]; /* csr, csc, dense */
+  PetscInt  n, g;    /* cells, genes as the file declares them */
+  PetscBool wide;    /* the values are stored as floats wider than float32 */
 } Layout;
+
+/* Cells and genes from a declared shape, checked to fit the reader's index types. */
+static PetscErrorCode SetShape(Reader *r, int64_t n, int64_t g, Layout *L)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(n >= 0 && n < PETSC_MAX_INT && g > 0 && g < INT32_MAX, PETSC_COMM_SELF, CS_ERR_INPUT,
+             "%s: /%s has shape (%lld, %lld)%s", r->path, r->mat, (long long)n, (long long)g,
+             n >= PETSC_MAX_INT || g >= INT32_MAX ? ", beyond what cellshift reads (2^31 cells or genes)" : "");
+  L->n = (PetscInt)n, L->g = (PetscInt)g;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode DenseLayout(Reader *r, Layout *L)
+{
+  hid_t   d;
+  hsize_t dims[2];
+  int     nd;
+  char    what[400];
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscSNPrintf(what, sizeof(what), "%s: dense /%s", r->path, r->mat));
+  H5Call(d = H5Dopen2(r->file, r->mat, H5P_DEFAULT), "%s: cannot open /%s", r->path, r->mat);
+  PetscCall(CsH5Shape(d, what, &nd, dims, 2));
+  PetscCheck(nd == 2, PETSC_COMM_SELF, CS_ERR_INPUT, "%s is not a 2-D array", what);
+  PetscCall(NumericType(d, what, &L->wide));
+  PetscCall(CsH5Close(&d, what));
+  PetscCall(PetscStrncpy(L->enc, "dense", sizeof(L->enc)));
+  PetscCall(SetShape(r, dims[0] > (hsize_t)INT64_MAX ? -1 : (int64_t)dims[0], dims[1] > (hsize_t)INT64_MAX ? -1 : (int64_t)dims[1], L));
+  PetscFunctionReturn(0);
+}
+
+/* The two-integer shape attribute of a sparse group ("h5sparse_shape" before anndata 0.7). */
+static PetscErrorCode SparseShape(Reader *r, hid_t grp, int64_t shape[2])
+{
+  const char *names[2] = {"shape", "h5sparse_shape"}, *sa = NULL;
+  char        what[400];
+
+  PetscFunctionBeginUser;
+  for (int k = 0; k < 2 && !sa; k++) {
+    htri_t e;
+    H5Call(e = H5Aexists(grp, names[k]), "%s: cannot query /%s %s", r->path, r->mat, names[k]);
+    if (e) sa = names[k];
+  }
+  PetscCheck(sa, PETSC_COMM_SELF, CS_ERR_INPUT, "%s: /%s has no shape attribute", r->path, r->mat);
+  PetscCall(PetscSNPrintf(what, sizeof(what), "%s: /%s", r->path, r->mat));
+  PetscCall(CsH5ReadAttrInt64Array(grp, what, sa, 2, shape));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode SparseLayout(Reader *r, Layout *L)
+{
+  hid_t     grp, d;
+  int64_t   shape[2];
+  char      buf[64], name[320], what[400];
+  PetscBool found;
+
+  PetscFunctionBeginUser;
+  H5Call(grp = H5Gopen2(r->file, r->mat, H5P_DEFAULT), "%s: cannot open /%s", r->path, r->mat);
+  PetscCall(CsH5ReadAttrString(grp, "encoding-type", buf, sizeof(buf), &found));
+  if (!found) PetscCall(CsH5ReadAttrString(grp, "h5sparse_format", buf, sizeof(buf), &found)); /* anndata < 0.8 */
+  if (!strcmp(buf, "csr_matrix") || !strcmp(buf, "csr")) PetscCall(PetscStrncpy(L->enc, "csr", sizeof(L->enc)));
+  else if (!strcmp(buf, "csc_matrix") || !strcmp(buf, "csc")) PetscCall(PetscStrncpy(L->enc, "csc", sizeof(L->enc)));
+  else SETERRQ(PETSC_COMM_SELF, CS_ERR_INPUT, "%s: /%s has unknown sparse encoding '%s'", r->path, r->mat, buf);
+  PetscCall(SparseShape(r, grp, shape));
+  PetscCall(CsH5Close(&grp, r->path));
+  PetscCall(SetShape(r, shape[0], shape[1], L));
+  /* The element types of the three arrays, before anything is read. */
+  for (int k = 0; k < 3; k++) {
+    const char *part[3] = {"data", "indices", "indptr"};
+    PetscCall(PetscSNPrintf(name, sizeof(name), "%s/%s", r->mat, part[k]));
+    PetscCall(PetscSNPrintf(what, sizeof(what), "%s: /%s", r->path, name));
+    PetscCall(OpenDataset(r, name, &d));
+    PetscCall(NumericType(d, what, k == 0 ? &L->wide : NULL));
+    PetscCall(CsH5Close(&d, what));
+  }
+  PetscFunctionReturn(0);
+}
 
 static PetscErrorCode ReadLayout(Reader *r, Layout *L)
 {
-  PetscBool  e, found;
+  PetscBool  e;
   H5O_info_t info;
-  char       buf[64];
 
   PetscFunctionBeginUser;
   PetscCall(CsH5Exists(r->file, r->mat, &e));
-  PetscCheck(e, PETSC_COMM_SELF, CS_ERR_INPUT, "%s has no /%s%s", r->path, r->mat,
-             strncmp(r->mat, "layers/", 7) ? "" : " (check -layer)");
+  PetscCheck(e, PETSC_COMM_SELF, CS_ERR_INPUT, "%s has no /%s%s", r->path, r->mat, strncmp(r->mat, "layers/", 7) ? "" : " (check -layer)");
   H5Call(H5Oget_info_by_name2(r->file, r->mat, &info, H5O_INFO_BASIC, H5P_DEFAULT), "%s: cannot query /%s", r->path, r->mat);
-  if (info.type == H5O_TYPE_DATASET) {
-    hid_t   d = H5Dopen2(r->file, r->mat, H5P_DEFAULT), s;
-    hsize_t dims[2];
-    H5Call(d, "%s: cannot open /%s", r->path, r->mat);
-    s = H5Dget_space(d);
-    PetscCheck(H5Sget_simple_extent_ndims(s) == 2, PETSC_COMM_SELF, CS_ERR_INPUT, "%s: dense /%s is not a 2-D array", r->path, r->mat);
-    H5Sget_simple_extent_dims(s, dims, NULL);
-    H5Sclose(s), H5Dclose(d);
-    PetscCall(PetscStrncpy(L->enc, "dense", sizeof(L->enc)));
-    L->n = (PetscInt)dims[0], L->g = (PetscInt)dims[1];
-    PetscFunctionReturn(0);
-  }
-  PetscCheck(info.type == H5O_TYPE_GROUP, PETSC_COMM_SELF, CS_ERR_INPUT, "%s: /%s is neither a group nor a dataset", r->path, r->mat);
-  {
-    hid_t   grp = H5Gopen2(r->file, r->mat, H5P_DEFAULT), a;
-    int64_t shape[2];
-    H5Call(grp, "%s: cannot open /%s", r->path, r->mat);
-    PetscCall(CsH5ReadAttrString(grp, "encoding-type", buf, sizeof(buf), &found));
-    if (!found) PetscCall(CsH5ReadAttrString(grp, "h5sparse_format", buf, sizeof(buf), &found)); /* anndata < 0.8 */
-    if (!strcmp(buf, "csr_matrix") || !strcmp(buf, "csr")) PetscCall(PetscStrncpy(L->enc, "csr", sizeof(L->enc)));
-    else if (!strcmp(buf, "csc_matrix") || !strcmp(buf, "csc")) PetscCall(PetscStrncpy(L->enc, "csc", sizeof(L->enc)));
-    else SETERRQ(PETSC_COMM_SELF, CS_ERR_INPUT, "%s: /%s has unknown sparse encoding '%s'", r->path, r->mat, buf);
-    const char *sa = H5Aexists(grp, "shape") > 0 ? "shape" : "h5sparse_shape";
-    PetscCheck(H5Aexists(grp, sa) > 0, PETSC_COMM_SELF, CS_ERR_INPUT, "%s: /%s has no shape attribute", r->path, r->mat);
-    H5Call(a = H5Aopen(grp, sa, H5P_DEFAULT), "%s: cannot open /%s shape", r->path, r->mat);
-    H5Call(H5Aread(a, H5T_NATIVE_INT64, shape), "%s: cannot read /%s shape", r->path, r->mat);
-    H5Aclose(a), H5Gclose(grp);
-    L->n = (PetscInt)shape[0], L->g = (PetscInt)shape[1];
-  }
+  if (info.type == H5O_TYPE_DATASET) PetscCall(DenseLayout(r, L));
+  else if (info.type == H5O_TYPE_GROUP) PetscCall(SparseLayout(r, L));
+  else SETERRQ(PETSC_COMM_SELF, CS_ERR_INPUT, "%s: /%s is neither a group nor a dataset", r->path, r->mat);
   PetscFunctionReturn(0);
 }
 
 /* --------------------------------------------------------------------------------------------------------------
    CSR: rows balanced by non-zeros. */
 
-/* Local: indptr[r0..r1] (inclusive), checked: length n+1, starts at 0, monotone, ends at nnz = len(indices) =
-   len(data). The blocks of neighbouring ranks overlap by one entry, so together they check the whole array. */
-static PetscErrorCode CSRReadIndptrBlock(Reader *r, PetscInt n, PetscInt r0, PetscInt r1, int64_t *ip, int64_t *nnz)
+/* Local: indptr[r0..r1] (inclusive) into *ip (allocated here), checked: length n+1, starts at 0, monotone, ends at
+   nnz = len(indices) = len(data). The blocks of neighbouring ranks overlap by one entry, so together they check the
+   whole array. */
+static PetscErrorCode CSRReadIndptrBlock(Reader *r, PetscInt n, PetscInt r0, PetscInt r1, int64_t **ip, int64_t *nnz)
 {
   char    what[400], name[320];
   hid_t   d;
@@ -168,86 +286,79 @@ static PetscErrorCode CSRReadIndptrBlock(Reader *r, PetscInt n, PetscInt r0, Pet
   PetscCall(PetscSNPrintf(name, sizeof(name), "%s/indptr", r->mat));
   PetscCall(OpenDataset(r, name, &d));
   PetscCall(Length1D(d, what, &len));
-  PetscCheck(len == (hsize_t)n + 1, PETSC_COMM_SELF, CS_ERR_INPUT, "%s has %llu entries, expected %" PetscInt_FMT " (cells + 1)",
-             what, (unsigned long long)len, n + 1);
-  PetscCall(Read1D(d, what, H5T_NATIVE_INT64, sizeof(int64_t), (hsize_t)n, 1, nnz));
-  PetscCall(Read1D(d, what, H5T_NATIVE_INT64, sizeof(int64_t), (hsize_t)r0, (hsize_t)(r1 - r0 + 1), ip));
-  H5Dclose(d);
+  PetscCheck(len == (hsize_t)n + 1, PETSC_COMM_SELF, CS_ERR_INPUT, "%s has %llu entries, expected %" PetscInt_FMT " (cells + 1)", what,
+             (unsigned long long)len, n + 1);
+  PetscCall(PetscMalloc1(r1 - r0 + 1, ip));
+  PetscCall(Read1D(r, d, what, H5T_NATIVE_INT64, sizeof(int64_t), (hsize_t)n, 1, nnz));
+  PetscCall(Read1D(r, d, what, H5T_NATIVE_INT64, sizeof(int64_t), (hsize_t)r0, (hsize_t)(r1 - r0 + 1), *ip));
+  PetscCall(CsH5Close(&d, what));
   PetscCall(PetscSNPrintf(name, sizeof(name), "%s/indices", r->mat));
   PetscCall(OpenDataset(r, name, &d));
   PetscCall(Length1D(d, name, &nidx));
-  H5Dclose(d);
+  PetscCall(CsH5Close(&d, what));
   PetscCall(PetscSNPrintf(name, sizeof(name), "%s/data", r->mat));
   PetscCall(OpenDataset(r, name, &d));
   PetscCall(Length1D(d, name, &ndat));
-  H5Dclose(d);
-  PetscCheck((hsize_t)*nnz == nidx && nidx == ndat, PETSC_COMM_SELF, CS_ERR_INPUT,
-             "%s: indptr ends at %lld but indices has %llu and data %llu entries", what, (long long)*nnz,
-             (unsigned long long)nidx, (unsigned long long)ndat);
-  PetscCheck(r0 > 0 || ip[0] == 0, PETSC_COMM_SELF, CS_ERR_INPUT, "%s does not start at 0 (row 0)", what);
+  PetscCall(CsH5Close(&d, what));
+  PetscCheck(*nnz >= 0 && (hsize_t)*nnz == nidx && nidx == ndat, PETSC_COMM_SELF, CS_ERR_INPUT,
+             "%s: indptr ends at %lld but indices has %llu and data %llu entries", what, (long long)*nnz, (unsigned long long)nidx,
+             (unsigned long long)ndat);
+  PetscCheck(r0 > 0 || (*ip)[0] == 0, PETSC_COMM_SELF, CS_ERR_INPUT, "%s does not start at 0 (row 0)", what);
   for (PetscInt i = r0; i < r1; i++) {
-    PetscCheck(ip[i - r0 + 1] >= ip[i - r0], PETSC_COMM_SELF, CS_ERR_INPUT, "%s decreases at row %" PetscInt_FMT, what, i);
-    PetscCheck(ip[i - r0 + 1] <= *nnz, PETSC_COMM_SELF, CS_ERR_INPUT, "%s exceeds the %lld non-zeros at row %" PetscInt_FMT,
-               what, (long long)*nnz, i);
+    PetscCheck((*ip)[i - r0 + 1] >= (*ip)[i - r0], PETSC_COMM_SELF, CS_ERR_INPUT, "%s decreases at row %" PetscInt_FMT, what, i);
+    PetscCheck((*ip)[i - r0 + 1] <= *nnz, PETSC_COMM_SELF, CS_ERR_INPUT, "%s exceeds the %lld non-zeros at row %" PetscInt_FMT, what,
+               (long long)*nnz, i);
   }
   PetscFunctionReturn(0);
 }
 
 /* Local: rows [b0, b1) of a checked CSR matrix into A. */
-static PetscErrorCode CSRReadRows(Reader *r, PetscInt b0, PetscInt b1, PetscInt ngenes, CsCSR *A)
+static PetscErrorCode CSRReadRows(Reader *r, PetscInt b0, PetscInt b1, const Layout *L, CsCSR *A)
 {
   char    what[400], name[320];
   hid_t   d;
   int64_t off, cnt;
 
   PetscFunctionBeginUser;
-  A->nrows = b1 - b0, A->ncols = ngenes;
+  A->nrows = b1 - b0, A->ncols = L->g;
   PetscCall(PetscMalloc1(A->nrows + 1, &A->indptr));
   PetscCall(PetscSNPrintf(what, sizeof(what), "%s: /%s", r->path, r->mat));
   PetscCall(PetscSNPrintf(name, sizeof(name), "%s/indptr", r->mat));
   PetscCall(OpenDataset(r, name, &d));
-  PetscCall(Read1D(d, what, H5T_NATIVE_INT64, sizeof(int64_t), (hsize_t)b0, (hsize_t)(A->nrows + 1), A->indptr));
-  H5Dclose(d);
+  PetscCall(Read1D(r, d, what, H5T_NATIVE_INT64, sizeof(int64_t), (hsize_t)b0, (hsize_t)(A->nrows + 1), A->indptr));
+  PetscCall(CsH5Close(&d, what));
   off = A->indptr[0], cnt = A->indptr[A->nrows] - off;
   for (PetscInt i = 0; i <= A->nrows; i++) A->indptr[i] -= off;
   PetscCall(PetscMalloc1(cnt + 1, &A->indices));
   PetscCall(PetscMalloc1(cnt + 1, &A->data));
   PetscCall(PetscSNPrintf(name, sizeof(name), "%s/indices", r->mat));
   PetscCall(OpenDataset(r, name, &d));
-  PetscCall(Read1D(d, what, H5T_NATIVE_INT32, sizeof(int32_t), (hsize_t)off, (hsize_t)cnt, A->indices));
-  H5Dclose(d);
+  PetscCall(Read1D(r, d, what, H5T_NATIVE_INT32, sizeof(int32_t), (hsize_t)off, (hsize_t)cnt, A->indices));
+  PetscCall(CsH5Close(&d, what));
   PetscCall(PetscSNPrintf(name, sizeof(name), "%s/data", r->mat));
   PetscCall(OpenDataset(r, name, &d));
-  PetscCall(Read1D(d, what, H5T_NATIVE_FLOAT, sizeof(float), (hsize_t)off, (hsize_t)cnt, A->data));
-  H5Dclose(d);
-  PetscCall(ValidateRows(what, b0, ngenes, A));
+  PetscCall(Read1D(r, d, what, H5T_NATIVE_FLOAT, sizeof(float), (hsize_t)off, (hsize_t)cnt, A->data));
+  PetscCall(CsH5Close(&d, what));
+  PetscCall(ValidateRows(what, b0, L->g, L->wide, A));
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode ReadCSR(Reader *r, MPI_Comm comm, const Layout *L, PetscInt *rstart, CsCSR *A)
+/* Collective: boundary k is the first row whose start reaches k/size of the non-zeros; each rank finds the
+   boundaries that fall in its block [r0, r1] (ip = its indptr entries) and a MIN-reduction combines them. Empty
+   matrices fall back to equal rows. */
+static PetscErrorCode CSRBalance(MPI_Comm comm, PetscInt n, PetscInt r0, PetscInt r1, const int64_t *ip, int64_t nnz, PetscInt *bound)
 {
-  PetscMPIInt    rank, size;
-  PetscInt       r0, r1, *bound;
-  int64_t       *ip, nnz = 0;
-  PetscErrorCode ierr;
+  PetscMPIInt size;
 
   PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Comm_rank(comm, &rank));
   PetscCallMPI(MPI_Comm_size(comm, &size));
-  r0 = (PetscInt)((int64_t)L->n * rank / size), r1 = (PetscInt)((int64_t)L->n * (rank + 1) / size);
-  PetscCall(PetscMalloc1(r1 - r0 + 1, &ip));
-  ierr = CSRReadIndptrBlock(r, L->n, r0, r1, ip, &nnz);
-  PetscCall(CsAgreeCode(comm, ierr, "invalid sparse matrix"));
-  /* Boundary k is the first row whose start reaches k/size of the non-zeros; each rank finds the boundaries
-     that fall in its block and a MIN-reduction combines them. Empty matrices fall back to equal rows. */
-  PetscCall(PetscMalloc1(size + 1, &bound));
   for (PetscMPIInt k = 0; k <= size; k++) {
     int64_t  t  = nnz * k / size;
     PetscInt lo = 0, hi = r1 - r0;
-    bound[k] = L->n;
+    bound[k] = n;
     if (k == 0) bound[k] = 0;
-    else if (k == size) bound[k] = L->n;
-    else if (!nnz) bound[k] = (PetscInt)((int64_t)L->n * k / size);
+    else if (k == size) bound[k] = n;
+    else if (!nnz) bound[k] = (PetscInt)((int64_t)n * k / size);
     else if (t >= ip[0] && t <= ip[r1 - r0]) {
       while (lo < hi) { /* first local i with ip[i] >= t */
         PetscInt mid = (lo + hi) / 2;
@@ -258,8 +369,26 @@ static PetscErrorCode ReadCSR(Reader *r, MPI_Comm comm, const Layout *L, PetscIn
     }
   }
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, bound, size + 1, MPIU_INT, MPI_MIN, comm));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode ReadCSR(Reader *r, MPI_Comm comm, const Layout *L, PetscInt *rstart, CsCSR *A)
+{
+  PetscMPIInt    rank, size;
+  PetscInt       r0, r1, *bound;
+  int64_t       *ip = NULL, nnz = 0;
+  PetscErrorCode ierr;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  r0 = (PetscInt)((int64_t)L->n * rank / size), r1 = (PetscInt)((int64_t)L->n * (rank + 1) / size);
+  ierr = CSRReadIndptrBlock(r, L->n, r0, r1, &ip, &nnz);
+  PetscCall(CsAgreeCode(comm, ierr, "invalid sparse matrix"));
+  PetscCall(PetscMalloc1(size + 1, &bound));
+  PetscCall(CSRBalance(comm, L->n, r0, r1, ip, nnz, bound));
   *rstart = bound[rank];
-  ierr    = CSRReadRows(r, bound[rank], bound[rank + 1], L->g, A);
+  ierr    = CSRReadRows(r, bound[rank], bound[rank + 1], L, A);
   PetscCall(CsAgreeCode(comm, ierr, "invalid sparse matrix"));
   PetscCall(PetscFree(bound));
   PetscCall(PetscFree(ip));
@@ -268,11 +397,43 @@ static PetscErrorCode ReadCSR(Reader *r, MPI_Comm comm, const Layout *L, PetscIn
 
 /* --------------------------------------------------------------------------------------------------------------
    CSC: each rank streams the whole matrix column by column and keeps the entries of its equal row block. */
+
+/* The column pointers, checked: genes + 1 entries, from 0 to len(indices) = len(data), monotone. */
+static PetscErrorCode CSCReadIndptr(Reader *r, const Layout *L, const char what[], int64_t **cp, int64_t *nnz)
+{
+  char    name[320];
+  hid_t   d;
+  hsize_t len, nidx, ndat;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscSNPrintf(name, sizeof(name), "%s/indptr", r->mat));
+  PetscCall(OpenDataset(r, name, &d));
+  PetscCall(Length1D(d, what, &len));
+  PetscCheck(len == (hsize_t)L->g + 1, PETSC_COMM_SELF, CS_ERR_INPUT, "%s/indptr has %llu entries, expected %" PetscInt_FMT " (genes + 1)",
+             what, (unsigned long long)len, L->g + 1);
+  PetscCall(PetscMalloc1(L->g + 1, cp));
+  PetscCall(Read1D(r, d, what, H5T_NATIVE_INT64, sizeof(int64_t), 0, len, *cp));
+  PetscCall(CsH5Close(&d, what));
+  *nnz = (*cp)[L->g];
+  PetscCall(PetscSNPrintf(name, sizeof(name), "%s/indices", r->mat));
+  PetscCall(OpenDataset(r, name, &d));
+  PetscCall(Length1D(d, what, &nidx));
+  PetscCall(CsH5Close(&d, what));
+  PetscCall(PetscSNPrintf(name, sizeof(name), "%s/data", r->mat));
+  PetscCall(OpenDataset(r, name, &d));
+  PetscCall(Length1D(d, what, &ndat));
+  PetscCall(CsH5Close(&d, what));
+  PetscCheck((*cp)[0] == 0 && *nnz >= 0 && (hsize_t)*nnz == nidx && nidx == ndat, PETSC_COMM_SELF, CS_ERR_INPUT,
+             "%s/indptr does not span the %llu indices and %llu values", what, (unsigned long long)nidx, (unsigned long long)ndat);
+  for (PetscInt j = 0; j < L->g; j++)
+    PetscCheck((*cp)[j + 1] >= (*cp)[j], PETSC_COMM_SELF, CS_ERR_INPUT, "%s/indptr decreases at column %" PetscInt_FMT, what, j);
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode ReadCSCLocal(Reader *r, const Layout *L, PetscInt r0, PetscInt r1, CsCSR *A)
 {
   char     what[400], name[320];
-  hid_t    di, dd, dp;
-  hsize_t  len, nidx;
+  hid_t    di, dd;
   int64_t *cp, nnz, kept = 0, chunk = (int64_t)CS_READ_SLICE;
   int32_t *idx;
   float   *val;
@@ -280,22 +441,9 @@ static PetscErrorCode ReadCSCLocal(Reader *r, const Layout *L, PetscInt r0, Pets
 
   PetscFunctionBeginUser;
   PetscCall(PetscSNPrintf(what, sizeof(what), "%s: /%s", r->path, r->mat));
-  PetscCall(PetscSNPrintf(name, sizeof(name), "%s/indptr", r->mat));
-  PetscCall(OpenDataset(r, name, &dp));
-  PetscCall(Length1D(dp, what, &len));
-  PetscCheck(len == (hsize_t)L->g + 1, PETSC_COMM_SELF, CS_ERR_INPUT, "%s/indptr has %llu entries, expected %" PetscInt_FMT " (genes + 1)",
-             what, (unsigned long long)len, L->g + 1);
-  PetscCall(PetscMalloc1(L->g + 1, &cp));
-  PetscCall(Read1D(dp, what, H5T_NATIVE_INT64, sizeof(int64_t), 0, len, cp));
-  H5Dclose(dp);
-  nnz = cp[L->g];
+  PetscCall(CSCReadIndptr(r, L, what, &cp, &nnz));
   PetscCall(PetscSNPrintf(name, sizeof(name), "%s/indices", r->mat));
   PetscCall(OpenDataset(r, name, &di));
-  PetscCall(Length1D(di, what, &nidx));
-  PetscCheck(cp[0] == 0 && (hsize_t)nnz == nidx, PETSC_COMM_SELF, CS_ERR_INPUT, "%s/indptr does not span the %llu indices", what,
-             (unsigned long long)nidx);
-  for (PetscInt j = 0; j < L->g; j++)
-    PetscCheck(cp[j + 1] >= cp[j], PETSC_COMM_SELF, CS_ERR_INPUT, "%s/indptr decreases at column %" PetscInt_FMT, what, j);
   PetscCall(PetscSNPrintf(name, sizeof(name), "%s/data", r->mat));
   PetscCall(OpenDataset(r, name, &dd));
   if (chunk > nnz) chunk = nnz;
@@ -317,39 +465,61 @@ static PetscErrorCode ReadCSCLocal(Reader *r, const Layout *L, PetscInt r0, Pets
     }
     for (int64_t off = 0; off < nnz; off += chunk) {
       int64_t n = nnz - off < chunk ? nnz - off : chunk;
-      PetscCall(Read1D(di, what, H5T_NATIVE_INT32, sizeof(int32_t), (hsize_t)off, (hsize_t)n, idx));
-      if (pass == 1) PetscCall(Read1D(dd, what, H5T_NATIVE_FLOAT, sizeof(float), (hsize_t)off, (hsize_t)n, val));
+      PetscCall(Read1D(r, di, what, H5T_NATIVE_INT32, sizeof(int32_t), (hsize_t)off, (hsize_t)n, idx));
+      if (pass == 1) PetscCall(Read1D(r, dd, what, H5T_NATIVE_FLOAT, sizeof(float), (hsize_t)off, (hsize_t)n, val));
       for (int64_t k = 0; k < n; k++) {
         int32_t row = idx[k];
         while (cp[j + 1] <= off + k) j++;
-        PetscCheck(row >= 0 && row < L->n, PETSC_COMM_SELF, CS_ERR_INPUT, "%s: column %" PetscInt_FMT " has row index %d outside [0, %" PetscInt_FMT ")",
-                   what, j, (int)row, L->n);
+        PetscCheck(row >= 0 && row < L->n, PETSC_COMM_SELF, CS_ERR_INPUT,
+                   "%s: column %" PetscInt_FMT " has row index %d outside [0, %" PetscInt_FMT ")", what, j, (int)row, L->n);
         if (row < r0 || row >= r1) continue;
         if (pass == 0) count[row - r0]++;
         else {
-          int64_t at       = A->indptr[row - r0] + count[row - r0]++;
-          A->indices[at]   = (int32_t)j;
-          A->data[at]      = val[k];
+          int64_t at     = A->indptr[row - r0] + count[row - r0]++;
+          A->indices[at] = (int32_t)j;
+          A->data[at]    = val[k];
         }
       }
     }
   }
-  H5Dclose(di), H5Dclose(dd);
+  PetscCall(CsH5Close(&di, what));
+  PetscCall(CsH5Close(&dd, what));
   PetscCall(PetscFree(count));
   PetscCall(PetscFree(idx));
   PetscCall(PetscFree(val));
   PetscCall(PetscFree(cp));
-  PetscCall(ValidateRows(what, r0, L->g, A));
+  PetscCall(ValidateRows(what, r0, L->g, L->wide, A));
   PetscFunctionReturn(0);
 }
 
 /* --------------------------------------------------------------------------------------------------------------
    Dense: equal row blocks read by hyperslab, zeros dropped. */
+
+/* Append the non-zeros of n dense rows (buf, n x g) to A from local row i0 on; *cap grows the arrays. */
+static PetscErrorCode DenseAppend(const float *buf, PetscInt n, PetscInt g, PetscInt i0, CsCSR *A, int64_t *nnz, int64_t *cap)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < n; i++) {
+    for (PetscInt j = 0; j < g; j++) {
+      float v = buf[(size_t)i * g + j];
+      if (v == 0) continue;
+      if (*nnz == *cap) {
+        *cap = 2 * *cap;
+        PetscCall(PetscRealloc(sizeof(int32_t) * *cap, &A->indices));
+        PetscCall(PetscRealloc(sizeof(float) * *cap, &A->data));
+      }
+      A->indices[*nnz] = (int32_t)j, A->data[(*nnz)++] = v;
+    }
+    A->indptr[i0 + i + 1] = *nnz;
+  }
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode ReadDenseLocal(Reader *r, const Layout *L, PetscInt r0, PetscInt r1, CsCSR *A)
 {
   char     what[400];
   hid_t    d, fs, ms;
-  PetscInt rows = (PetscInt)(CS_READ_SLICE / (hsize_t)(L->g ? L->g : 1));
+  PetscInt rows = (PetscInt)PetscMin(CS_READ_SLICE / (hsize_t)L->g, (hsize_t)PETSC_MAX_INT);
   float   *buf;
   int64_t  nnz = 0, cap;
 
@@ -363,112 +533,141 @@ static PetscErrorCode ReadDenseLocal(Reader *r, const Layout *L, PetscInt r0, Pe
   PetscCall(PetscMalloc1(cap, &A->indices));
   PetscCall(PetscMalloc1(cap, &A->data));
   PetscCall(PetscMalloc1((size_t)(rows ? rows : 1) * L->g, &buf));
-  H5Call(d = H5Dopen2(r->file, r->mat, H5P_DEFAULT), "%s: cannot open", what);
+  H5Call(d = H5Dopen2(r->file, r->mat, r->io.dapl), "%s: cannot open", what);
   H5Call(fs = H5Dget_space(d), "%s: no dataspace", what);
+  PetscCall(CsIOPrepareConversion(&r->io, d, what, H5T_NATIVE_FLOAT));
   A->indptr[0] = 0;
   for (PetscInt i0 = r0; i0 < r1; i0 += rows) {
     PetscInt n     = r1 - i0 < rows ? r1 - i0 : rows;
     hsize_t  st[2] = {(hsize_t)i0, 0}, ct[2] = {(hsize_t)n, (hsize_t)L->g};
-    ms             = H5Screate_simple(2, ct, NULL);
+    H5Call(ms = H5Screate_simple(2, ct, NULL), "%s: cannot make a dataspace", what);
     H5Call(H5Sselect_hyperslab(fs, H5S_SELECT_SET, st, NULL, ct, NULL), "%s: bad selection", what);
-    H5Call(H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, buf), "%s: cannot read rows %" PetscInt_FMT "..", what, i0);
-    H5Sclose(ms);
-    for (PetscInt i = 0; i < n; i++) {
-      for (PetscInt j = 0; j < L->g; j++) {
-        float v = buf[(size_t)i * L->g + j];
-        if (v == 0) continue;
-        if (nnz == cap) {
-          cap = 2 * cap;
-          PetscCall(PetscRealloc(sizeof(int32_t) * cap, &A->indices));
-          PetscCall(PetscRealloc(sizeof(float) * cap, &A->data));
-        }
-        A->indices[nnz] = (int32_t)j, A->data[nnz++] = v;
-      }
-      A->indptr[i0 - r0 + i + 1] = nnz;
-    }
+    H5Call(H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, r->io.dxpl, buf), "%s: cannot read rows from %" PetscInt_FMT " on (damaged or unreadable data)", what, i0);
+    PetscCall(CsH5Close(&ms, what));
+    PetscCall(DenseAppend(buf, n, L->g, i0 - r0, A, &nnz, &cap));
   }
-  H5Sclose(fs), H5Dclose(d);
+  PetscCall(CsH5Close(&fs, what));
+  PetscCall(CsH5Close(&d, what));
   PetscCall(PetscFree(buf));
-  PetscCall(ValidateRows(what, r0, L->g, A));
+  PetscCall(ValidateRows(what, r0, L->g, L->wide, A));
   PetscFunctionReturn(0);
 }
 
 /* --------------------------------------------------------------------------------------------------------------
    var and obs. */
 
-/* The dataframe index: the dataset named by the group's _index attribute (default "_index"). */
-static PetscErrorCode IndexName(Reader *r, const char group[], char name[], size_t len)
+/* The dataframe index of /group: the dataset named by the group's _index attribute (default "_index"), opened. */
+static PetscErrorCode OpenIndex(Reader *r, const char group[], char name[], size_t len, hid_t *d)
 {
   hid_t     g;
-  PetscBool found;
+  PetscBool found, e;
+  char      idx[256];
 
   PetscFunctionBeginUser;
+  PetscCall(CsH5Exists(r->file, group, &e));
+  PetscCheck(e, PETSC_COMM_SELF, CS_ERR_INPUT, "%s has no /%s", r->path, group);
   H5Call(g = H5Gopen2(r->file, group, H5P_DEFAULT), "%s: cannot open /%s", r->path, group);
-  PetscCall(CsH5ReadAttrString(g, "_index", name, len, &found));
-  if (!found) PetscCall(PetscStrncpy(name, "_index", len));
-  H5Gclose(g);
+  PetscCall(CsH5ReadAttrString(g, "_index", idx, sizeof(idx), &found));
+  if (!found || !idx[0]) PetscCall(PetscStrncpy(idx, "_index", sizeof(idx)));
+  PetscCall(CsH5Close(&g, r->path));
+  PetscCall(PetscSNPrintf(name, len, "%s/%s", group, idx));
+  PetscCall(CsH5Exists(r->file, name, &e));
+  PetscCheck(e, PETSC_COMM_SELF, CS_ERR_INPUT, "%s has no index /%s (the %s names)", r->path, name, strcmp(group, "obs") ? "gene" : "cell");
+  PetscCall(OpenDataset(r, name, d));
   PetscFunctionReturn(0);
 }
 
 static PetscErrorCode ReadVar(Reader *r, PetscInt ngenes, char ***genes)
 {
-  char    idx[256], name[300], what[600];
+  char    name[300], what[600];
   hid_t   d;
   hsize_t n;
 
   PetscFunctionBeginUser;
-  PetscCall(IndexName(r, "var", idx, sizeof(idx)));
-  PetscCall(PetscSNPrintf(name, sizeof(name), "var/%s", idx));
+  PetscCall(OpenIndex(r, "var", name, sizeof(name), &d));
   PetscCall(PetscSNPrintf(what, sizeof(what), "%s: /%s", r->path, name));
-  PetscCall(OpenDataset(r, name, &d));
   PetscCall(Length1D(d, what, &n));
   PetscCheck(n == (hsize_t)ngenes, PETSC_COMM_SELF, CS_ERR_INPUT, "%s has %llu genes but the matrix has %" PetscInt_FMT, what,
              (unsigned long long)n, ngenes);
   PetscCall(CsH5ReadStrings(d, what, 0, n, genes));
-  H5Dclose(d);
+  PetscCall(CsH5Close(&d, what));
+  PetscFunctionReturn(0);
+}
+
+/* The cell names must be as many as the cells (anndata refuses a file where they are not). */
+static PetscErrorCode CheckObsIndex(Reader *r, PetscInt ncells)
+{
+  char    name[300], what[600];
+  hid_t   d;
+  hsize_t n;
+
+  PetscFunctionBeginUser;
+  PetscCall(OpenIndex(r, "obs", name, sizeof(name), &d));
+  PetscCall(PetscSNPrintf(what, sizeof(what), "%s: /%s", r->path, name));
+  PetscCall(Length1D(d, what, &n));
+  PetscCheck(n == (hsize_t)ncells, PETSC_COMM_SELF, CS_ERR_INPUT, "%s has %llu cell names but /%s has %" PetscInt_FMT " cells", what,
+             (unsigned long long)n, r->mat, ncells);
+  PetscCall(CsH5Close(&d, what));
   PetscFunctionReturn(0);
 }
 
 /* The obs column names, for the message when a key is missing. */
 static PetscErrorCode ObsColumnNames(Reader *r, char buf[], size_t len)
 {
-  hid_t   g;
-  hsize_t n = 0;
+  hid_t      g;
+  H5G_info_t info;
 
   PetscFunctionBeginUser;
   buf[0] = 0;
   H5Call(g = H5Gopen2(r->file, "obs", H5P_DEFAULT), "%s: cannot open /obs", r->path);
-  {
-    H5G_info_t info;
-    H5Call(H5Gget_info(g, &info), "%s: cannot list /obs", r->path);
-    n = info.nlinks;
-  }
-  for (hsize_t i = 0; i < n; i++) {
+  H5Call(H5Gget_info(g, &info), "%s: cannot list /obs", r->path);
+  for (hsize_t i = 0; i < info.nlinks; i++) {
     char nm[256];
-    if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nm, sizeof(nm), H5P_DEFAULT) < 0) continue;
+    H5Call(H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nm, sizeof(nm), H5P_DEFAULT), "%s: cannot list /obs", r->path);
     if (!strcmp(nm, "__categories")) continue;
     if (buf[0]) PetscCall(PetscStrlcat(buf, ", ", len));
     PetscCall(PetscStrlcat(buf, nm, len));
   }
-  H5Gclose(g);
+  PetscCall(CsH5Close(&g, r->path));
+  PetscFunctionReturn(0);
+}
+
+/* Categories must be distinct (pandas refuses duplicates; merging them would change what the codes mean). */
+static PetscErrorCode CheckDistinct(const char what[], PetscInt n, char *const *cats)
+{
+  char **s;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(n + 1, &s));
+  for (PetscInt i = 0; i < n; i++) s[i] = cats[i];
+  CsStrSort(n, s);
+  for (PetscInt i = 1; i < n; i++)
+    PetscCheck(strcmp(s[i], s[i - 1]), PETSC_COMM_SELF, CS_ERR_INPUT, "%s lists '%s' twice (categories must be distinct)", what, s[i]);
+  PetscCall(PetscFree(s));
   PetscFunctionReturn(0);
 }
 
 /* Categories stored as numbers become their decimal text. */
-static PetscErrorCode ReadCategories(hid_t d, const char what[], PetscInt *ncat, char ***cats)
+static PetscErrorCode ReadCategories(Reader *r, hid_t d, const char what[], PetscInt *ncat, char ***cats)
 {
-  hsize_t n;
-  hid_t   t;
+  hsize_t     n;
+  hid_t       t;
+  H5T_class_t cls;
 
   PetscFunctionBeginUser;
   PetscCall(Length1D(d, what, &n));
+  PetscCheck(n < (hsize_t)INT32_MAX, PETSC_COMM_SELF, CS_ERR_INPUT, "%s has %llu categories, more than int32 codes can number", what,
+             (unsigned long long)n);
   H5Call(t = H5Dget_type(d), "%s: no type", what);
-  if (H5Tget_class(t) == H5T_STRING) PetscCall(CsH5ReadStrings(d, what, 0, n, cats));
+  H5Call(cls = H5Tget_class(t), "%s: cannot get the type class", what);
+  PetscCall(CsH5Close(&t, what));
+  if (cls == H5T_STRING) PetscCall(CsH5ReadStrings(d, what, 0, n, cats));
   else {
     double *v;
+    PetscCall(NumericType(d, what, NULL));
     PetscCall(PetscMalloc1(n + 1, &v));
     PetscCall(PetscCalloc1(n + 1, cats));
-    PetscCall(Read1D(d, what, H5T_NATIVE_DOUBLE, sizeof(double), 0, n, v));
+    PetscCall(Read1D(r, d, what, H5T_NATIVE_DOUBLE, sizeof(double), 0, n, v));
     for (hsize_t i = 0; i < n; i++) {
       char s[64];
       PetscCall(PetscSNPrintf(s, sizeof(s), "%.15g", v[i]));
@@ -476,18 +675,101 @@ static PetscErrorCode ReadCategories(hid_t d, const char what[], PetscInt *ncat,
     }
     PetscCall(PetscFree(v));
   }
-  H5Tclose(t);
   *ncat = (PetscInt)n;
+  PetscCall(CheckDistinct(what, *ncat, *cats));
+  PetscFunctionReturn(0);
+}
+
+/* A pandas categorical: categories + codes. */
+static PetscErrorCode ReadCategorical(Reader *r, const char name[], PetscInt nglobal, PetscInt rstart, PetscInt nlocal, CsObsColumn *col)
+{
+  char     cname[320], cwhat[700];
+  hid_t    d;
+  hsize_t  n;
+  int32_t *codes;
+
+  PetscFunctionBeginUser;
+  col->kind = CS_OBS_CATEGORICAL;
+  PetscCall(PetscSNPrintf(cname, sizeof(cname), "%s/categories", name));
+  PetscCall(PetscSNPrintf(cwhat, sizeof(cwhat), "%s: /%s", r->path, cname));
+  PetscCall(OpenDataset(r, cname, &d));
+  PetscCall(ReadCategories(r, d, cwhat, &col->ncat, &col->cats));
+  PetscCall(CsH5Close(&d, cwhat));
+  PetscCall(PetscSNPrintf(cname, sizeof(cname), "%s/codes", name));
+  PetscCall(PetscSNPrintf(cwhat, sizeof(cwhat), "%s: /%s", r->path, cname));
+  PetscCall(OpenDataset(r, cname, &d));
+  PetscCall(Length1D(d, cwhat, &n));
+  PetscCheck(n == (hsize_t)nglobal, PETSC_COMM_SELF, CS_ERR_INPUT, "%s has %llu entries but there are %" PetscInt_FMT " cells", cwhat,
+             (unsigned long long)n, nglobal);
+  PetscCall(NumericType(d, cwhat, NULL));
+  PetscCall(PetscMalloc1(nlocal + 1, &codes));
+  PetscCall(PetscMalloc1(nlocal + 1, &col->codes));
+  PetscCall(Read1D(r, d, cwhat, H5T_NATIVE_INT32, sizeof(int32_t), (hsize_t)rstart, (hsize_t)nlocal, codes));
+  PetscCall(CsH5Close(&d, cwhat));
+  for (PetscInt i = 0; i < nlocal; i++) {
+    PetscCheck(codes[i] >= -1 && codes[i] < col->ncat, PETSC_COMM_SELF, CS_ERR_INPUT,
+               "%s: cell %" PetscInt_FMT " has code %d but there are %" PetscInt_FMT " categories", cwhat, rstart + i, (int)codes[i], col->ncat);
+    col->codes[i] = codes[i];
+  }
+  PetscCall(PetscFree(codes));
+  PetscFunctionReturn(0);
+}
+
+/* h5py's boolean: a one-byte enum; read as its own type, so any one-byte enum reads. */
+static PetscErrorCode ReadBoolean(Reader *r, hid_t d, hid_t t, const char what[], PetscInt rstart, PetscInt nlocal, CsObsColumn *col)
+{
+  int8_t *b;
+  hid_t   mt;
+
+  PetscFunctionBeginUser;
+  PetscCheck(H5Tget_size(t) == 1, PETSC_COMM_SELF, CS_ERR_INPUT, "%s holds an enum type cellshift cannot read", what);
+  col->kind = CS_OBS_CATEGORICAL;
+  col->ncat = 2;
+  PetscCall(PetscMalloc1(2, &col->cats));
+  PetscCall(PetscStrallocpy("False", &col->cats[0]));
+  PetscCall(PetscStrallocpy("True", &col->cats[1]));
+  PetscCall(PetscMalloc1(nlocal + 1, &b));
+  PetscCall(PetscMalloc1(nlocal + 1, &col->codes));
+  H5Call(mt = H5Tcopy(t), "%s: cannot copy the type", what);
+  PetscCall(Read1D(r, d, what, mt, sizeof(int8_t), (hsize_t)rstart, (hsize_t)nlocal, b));
+  PetscCall(CsH5Close(&mt, what));
+  for (PetscInt i = 0; i < nlocal; i++) col->codes[i] = b[i] ? 1 : 0;
+  PetscCall(PetscFree(b));
+  PetscFunctionReturn(0);
+}
+
+/* An obs column stored as a dataset of type t (class cls). */
+static PetscErrorCode ReadObsDataset(Reader *r, hid_t d, hid_t t, H5T_class_t cls, const char what[], PetscInt rstart, PetscInt nlocal,
+                                     CsObsColumn *col, char ***raw)
+{
+  char desc[96];
+
+  PetscFunctionBeginUser;
+  if (cls == H5T_STRING) {
+    col->kind = CS_OBS_CATEGORICAL;
+    PetscCall(CsH5ReadStrings(d, what, (hsize_t)rstart, (hsize_t)nlocal, raw));
+  } else if (cls == H5T_ENUM) PetscCall(ReadBoolean(r, d, t, what, rstart, nlocal, col));
+  else if (cls == H5T_INTEGER || cls == H5T_FLOAT) {
+    col->kind = CS_OBS_NUMERIC;
+    PetscCall(PetscMalloc1(nlocal + 1, &col->values));
+    PetscCall(Read1D(r, d, what, H5T_NATIVE_DOUBLE, sizeof(double), (hsize_t)rstart, (hsize_t)nlocal, col->values));
+  } else {
+    DescribeType(t, desc, sizeof(desc));
+    SETERRQ(PETSC_COMM_SELF, CS_ERR_INPUT, "%s holds %s, which cellshift cannot read", what, desc);
+  }
   PetscFunctionReturn(0);
 }
 
 /* Local part of one obs column. String arrays are returned as raw local strings (*raw) to be turned into
    categories collectively. */
-static PetscErrorCode ReadObsLocal(Reader *r, const char key[], PetscInt nglobal, PetscInt rstart, PetscInt nlocal,
-                                   CsObsColumn *col, char ***raw)
+static PetscErrorCode ReadObsLocal(Reader *r, const char key[], PetscInt nglobal, PetscInt rstart, PetscInt nlocal, CsObsColumn *col,
+                                   char ***raw)
 {
-  char       name[300], what[600];
-  H5O_info_t info;
+  char           name[300], what[600];
+  H5O_info_t     info;
+  hid_t          d, t;
+  hsize_t        n;
+  PetscErrorCode ierr;
 
   PetscFunctionBeginUser;
   *raw = NULL;
@@ -495,146 +777,63 @@ static PetscErrorCode ReadObsLocal(Reader *r, const char key[], PetscInt nglobal
   PetscCall(PetscSNPrintf(name, sizeof(name), "obs/%s", key));
   PetscCall(PetscSNPrintf(what, sizeof(what), "%s: /%s", r->path, name));
   H5Call(H5Oget_info_by_name2(r->file, name, &info, H5O_INFO_BASIC, H5P_DEFAULT), "%s: cannot query", what);
-  if (info.type == H5O_TYPE_GROUP) { /* categorical: codes + categories */
-    char    cname[320], cwhat[700];
-    hid_t   d;
-    hsize_t n;
-    int32_t *codes;
-    col->kind = CS_OBS_CATEGORICAL;
-    PetscCall(PetscSNPrintf(cname, sizeof(cname), "%s/categories", name));
-    PetscCall(PetscSNPrintf(cwhat, sizeof(cwhat), "%s: /%s", r->path, cname));
-    PetscCall(OpenDataset(r, cname, &d));
-    PetscCall(ReadCategories(d, cwhat, &col->ncat, &col->cats));
-    H5Dclose(d);
-    PetscCall(PetscSNPrintf(cname, sizeof(cname), "%s/codes", name));
-    PetscCall(PetscSNPrintf(cwhat, sizeof(cwhat), "%s: /%s", r->path, cname));
-    PetscCall(OpenDataset(r, cname, &d));
-    PetscCall(Length1D(d, cwhat, &n));
-    PetscCheck(n == (hsize_t)nglobal, PETSC_COMM_SELF, CS_ERR_INPUT, "%s has %llu entries but there are %" PetscInt_FMT " cells",
-               cwhat, (unsigned long long)n, nglobal);
-    PetscCall(PetscMalloc1(nlocal + 1, &codes));
-    PetscCall(PetscMalloc1(nlocal + 1, &col->codes));
-    PetscCall(Read1D(d, cwhat, H5T_NATIVE_INT32, sizeof(int32_t), (hsize_t)rstart, (hsize_t)nlocal, codes));
-    H5Dclose(d);
-    for (PetscInt i = 0; i < nlocal; i++) {
-      PetscCheck(codes[i] >= -1 && codes[i] < col->ncat, PETSC_COMM_SELF, CS_ERR_INPUT,
-                 "%s: cell %" PetscInt_FMT " has code %d but there are %" PetscInt_FMT " categories", cwhat, rstart + i,
-                 (int)codes[i], col->ncat);
-      col->codes[i] = codes[i];
-    }
-    PetscCall(PetscFree(codes));
-  } else {
-    hid_t       d, t;
-    hsize_t     n;
-    H5T_class_t cls;
-    PetscCall(OpenDataset(r, name, &d));
-    PetscCall(Length1D(d, what, &n));
-    PetscCheck(n == (hsize_t)nglobal, PETSC_COMM_SELF, CS_ERR_INPUT, "%s has %llu entries but there are %" PetscInt_FMT " cells",
-               what, (unsigned long long)n, nglobal);
-    H5Call(t = H5Dget_type(d), "%s: no type", what);
-    cls = H5Tget_class(t);
-    if (cls == H5T_STRING) {
-      col->kind = CS_OBS_CATEGORICAL;
-      PetscCall(CsH5ReadStrings(d, what, (hsize_t)rstart, (hsize_t)nlocal, raw));
-    } else if (cls == H5T_ENUM) { /* h5py booleans */
-      int8_t *b;
-      col->kind = CS_OBS_CATEGORICAL;
-      col->ncat = 2;
-      PetscCall(PetscMalloc1(2, &col->cats));
-      PetscCall(PetscStrallocpy("False", &col->cats[0]));
-      PetscCall(PetscStrallocpy("True", &col->cats[1]));
-      PetscCall(PetscMalloc1(nlocal + 1, &b));
-      PetscCall(PetscMalloc1(nlocal + 1, &col->codes));
-      {
-        hid_t mt = H5Tcopy(t);
-        PetscCall(Read1D(d, what, mt, sizeof(int8_t), (hsize_t)rstart, (hsize_t)nlocal, b));
-        H5Tclose(mt);
-      }
-      for (PetscInt i = 0; i < nlocal; i++) col->codes[i] = b[i] ? 1 : 0;
-      PetscCall(PetscFree(b));
-    } else if (cls == H5T_INTEGER || cls == H5T_FLOAT) {
-      col->kind = CS_OBS_NUMERIC;
-      PetscCall(PetscMalloc1(nlocal + 1, &col->values));
-      PetscCall(Read1D(d, what, H5T_NATIVE_DOUBLE, sizeof(double), (hsize_t)rstart, (hsize_t)nlocal, col->values));
-    } else SETERRQ(PETSC_COMM_SELF, CS_ERR_INPUT, "%s has a type cellshift cannot read", what);
-    H5Tclose(t), H5Dclose(d);
+  if (info.type == H5O_TYPE_GROUP) {
+    PetscCall(ReadCategorical(r, name, nglobal, rstart, nlocal, col));
+    PetscFunctionReturn(0);
   }
+  PetscCall(OpenDataset(r, name, &d));
+  PetscCall(Length1D(d, what, &n));
+  PetscCheck(n == (hsize_t)nglobal, PETSC_COMM_SELF, CS_ERR_INPUT, "%s has %llu entries but there are %" PetscInt_FMT " cells", what,
+             (unsigned long long)n, nglobal);
+  H5Call(t = H5Dget_type(d), "%s: no type", what);
+  ierr = ReadObsDataset(r, d, t, H5Tget_class(t), what, rstart, nlocal, col, raw);
+  PetscCall(CsH5Close(&t, what)); /* on every path: a string type pins the file */
+  PetscCall(ierr);
+  PetscCall(CsH5Close(&d, what));
   PetscFunctionReturn(0);
 }
 
-/* Collective: categories of a string array = the sorted unique values over all ranks. */
-static PetscErrorCode StringsToCategories(MPI_Comm comm, PetscInt nlocal, char **raw, CsObsColumn *col)
+/* Collective: categories of a string array = the sorted distinct values over all ranks, or none (col->capped) when
+   there are more than cap of them. Each rank contributes its distinct values only, so a capped column costs at most
+   ranks x cap strings. */
+static PetscErrorCode StringsToCategories(MPI_Comm comm, PetscInt nlocal, char **raw, PetscInt cap, CsObsColumn *col)
 {
+  char    **uniq;
+  PetscInt  nu = 0;
+  PetscBool over;
+
   PetscFunctionBeginUser;
-  PetscCall(CsStrAllUnion(comm, nlocal, raw, &col->ncat, &col->cats));
+  PetscCall(PetscMalloc1(nlocal + 1, &uniq));
+  for (PetscInt i = 0; i < nlocal; i++) uniq[i] = raw[i];
+  CsStrSort(nlocal, uniq);
+  for (PetscInt i = 0; i < nlocal; i++)
+    if (!nu || strcmp(uniq[nu - 1], uniq[i])) uniq[nu++] = uniq[i];
+  over = nu > cap ? PETSC_TRUE : PETSC_FALSE;
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &over, 1, MPIU_BOOL, MPI_LOR, comm));
+  if (!over) {
+    PetscCall(CsStrAllUnion(comm, nu, uniq, &col->ncat, &col->cats));
+    if (col->ncat > cap) PetscCall(CsStrArrayDestroy(col->ncat, &col->cats)); /* the same on every rank */
+    over = col->ncat > cap ? PETSC_TRUE : PETSC_FALSE;
+  }
+  PetscCall(PetscFree(uniq));
+  if (over) {
+    col->capped = PETSC_TRUE;
+    col->ncat   = 0;
+    PetscFunctionReturn(0);
+  }
   PetscCall(PetscMalloc1(nlocal + 1, &col->codes));
   for (PetscInt i = 0; i < nlocal; i++) col->codes[i] = CsStrBsearch(raw[i], col->cats, col->ncat);
   PetscFunctionReturn(0);
 }
 
-/* --------------------------------------------------------------------------------------------------------------
-   Driver. */
-static PetscErrorCode OpenFile(MPI_Comm comm, const char path[], hid_t *file)
+/* Collective: the requested obs columns that exist, in request order. */
+static PetscErrorCode ReadObs(Reader *r, MPI_Comm comm, PetscInt nkeys, char *const keys[], const PetscBool required[], PetscInt cap,
+                              CsH5adBlock *b)
 {
-  PetscMPIInt rank;
-  int         state = 0; /* 0 ok, 1 missing, 2 not HDF5 */
-  struct stat st;
-  hid_t       fapl;
-
-  PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Comm_rank(comm, &rank));
-  if (!rank) {
-    if (stat(path, &st) || !S_ISREG(st.st_mode)) state = 1;
-    else if (H5Fis_hdf5(path) <= 0) state = 2;
-  }
-  PetscCallMPI(MPI_Bcast(&state, 1, MPI_INT, 0, comm));
-  PetscCheck(state != 1, comm, CS_ERR_INPUT, "cannot open %s: no such file", path);
-  PetscCheck(state != 2, comm, CS_ERR_INPUT, "%s is not an HDF5 (.h5ad) file", path);
-  fapl = H5Pcreate(H5P_FILE_ACCESS);
-  H5Call(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL), "cannot set MPI-IO access for %s", path);
-  *file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-  H5Pclose(fapl);
-  CsCheckAll(comm, *file >= 0, "cannot open %s with parallel HDF5", path);
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode CsH5adRead(MPI_Comm comm, const char path[], const char layer[], PetscInt nkeys, char *const keys[],
-                          const PetscBool required[], CsH5adBlock *b)
-{
-  PetscMPIInt    rank, size;
-  Reader         r;
-  Layout         L;
   PetscErrorCode ierr;
   char           cols[CS_MSG_LEN];
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMemzero(b, sizeof(*b)));
-  PetscCall(PetscLogEventBegin(CS_EVENT_READ, 0, 0, 0, 0));
-  PetscCallMPI(MPI_Comm_rank(comm, &rank));
-  PetscCallMPI(MPI_Comm_size(comm, &size));
-  r.path = path;
-  if (layer && layer[0]) PetscCall(PetscSNPrintf(r.mat, sizeof(r.mat), "layers/%s", layer));
-  else PetscCall(PetscStrncpy(r.mat, "X", sizeof(r.mat)));
-  PetscCall(OpenFile(comm, path, &r.file));
-
-  ierr = ReadLayout(&r, &L);
-  PetscCall(CsAgreeCode(comm, ierr, "cannot read the matrix"));
-  CsCheckAll(comm, L.n >= 0 && L.g > 0, "%s: /%s has shape (%" PetscInt_FMT ", %" PetscInt_FMT ")", r.path, r.mat, L.n, L.g);
-  PetscCall(PetscStrncpy(b->encoding, L.enc, sizeof(b->encoding)));
-  b->nglobal = L.n, b->ngenes = L.g;
-
-  if (!strcmp(L.enc, "csr")) PetscCall(ReadCSR(&r, comm, &L, &b->rstart, &b->X));
-  else {
-    PetscInt r0 = (PetscInt)((int64_t)L.n * rank / size), r1 = (PetscInt)((int64_t)L.n * (rank + 1) / size);
-    b->rstart = r0;
-    ierr      = !strcmp(L.enc, "csc") ? ReadCSCLocal(&r, &L, r0, r1, &b->X) : ReadDenseLocal(&r, &L, r0, r1, &b->X);
-    PetscCall(CsAgreeCode(comm, ierr, "invalid matrix"));
-  }
-  b->nlocal = b->X.nrows;
-
-  ierr = ReadVar(&r, L.g, &b->genes);
-  PetscCall(CsAgreeCode(comm, ierr, "cannot read the gene names"));
-
   PetscCall(PetscCalloc1(nkeys + 1, &b->obs));
   b->nobs = 0;
   for (PetscInt k = 0; k < nkeys; k++) {
@@ -642,25 +841,107 @@ PetscErrorCode CsH5adRead(MPI_Comm comm, const char path[], const char layer[], 
     char       **raw = NULL, name[300];
     PetscBool    exists;
     PetscCall(PetscSNPrintf(name, sizeof(name), "obs/%s", keys[k]));
-    PetscCall(CsH5Exists(r.file, name, &exists));
+    PetscCall(CsH5Exists(r->file, name, &exists));
     if (!exists) {
       if (required[k]) {
-        ierr = ObsColumnNames(&r, cols, sizeof(cols));
+        ierr = ObsColumnNames(r, cols, sizeof(cols));
         PetscCall(CsAgreeCode(comm, ierr, "cannot read obs"));
       }
-      CsCheckAll(comm, !required[k], "%s: obs has no column '%s' (columns: %s)", r.path, keys[k], cols);
+      CsCheckAll(comm, !required[k], "%s: obs has no column '%s' (columns: %s)", r->path, keys[k], cols);
       continue;
     }
-    ierr = ReadObsLocal(&r, keys[k], b->nglobal, b->rstart, b->nlocal, col, &raw);
+    b->nobs++; /* counted before it is complete, so that CsH5adBlockFree frees what an error left */
+    ierr = ReadObsLocal(r, keys[k], b->nglobal, b->rstart, b->nlocal, col, &raw);
     PetscCall(CsAgreeCode(comm, ierr, "cannot read an obs column"));
     if (raw) {
-      PetscCall(StringsToCategories(comm, b->nlocal, raw, col));
+      PetscCall(StringsToCategories(comm, b->nlocal, raw, cap, col));
       PetscCall(CsStrArrayDestroy(b->nlocal, &raw));
     }
-    b->nobs++;
   }
-  H5Fclose(r.file);
+  PetscFunctionReturn(0);
+}
+
+/* --------------------------------------------------------------------------------------------------------------
+   Driver. */
+
+/* Collective: everything but opening and closing the file. */
+static PetscErrorCode ReadBlock(Reader *r, MPI_Comm comm, PetscInt nkeys, char *const keys[], const PetscBool required[], PetscInt cap,
+                                CsH5adBlock *b)
+{
+  PetscMPIInt    rank, size;
+  Layout         L;
+  PetscErrorCode ierr;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  PetscCall(PetscMemzero(&L, sizeof(L)));
+  ierr = ReadLayout(r, &L);
+  PetscCall(CsAgreeCode(comm, ierr, "cannot read the matrix"));
+  PetscCall(PetscStrncpy(b->encoding, L.enc, sizeof(b->encoding)));
+  b->nglobal = L.n, b->ngenes = L.g;
+
+  ierr = CheckObsIndex(r, L.n);
+  PetscCall(CsAgreeCode(comm, ierr, "cannot read the cell names"));
+
+  if (!strcmp(L.enc, "csr")) PetscCall(ReadCSR(r, comm, &L, &b->rstart, &b->X));
+  else {
+    PetscInt r0 = (PetscInt)((int64_t)L.n * rank / size), r1 = (PetscInt)((int64_t)L.n * (rank + 1) / size);
+    b->rstart = r0;
+    ierr      = !strcmp(L.enc, "csc") ? ReadCSCLocal(r, &L, r0, r1, &b->X) : ReadDenseLocal(r, &L, r0, r1, &b->X);
+    PetscCall(CsAgreeCode(comm, ierr, "invalid matrix"));
+  }
+  b->nlocal = b->X.nrows;
+
+  ierr = ReadVar(r, L.g, &b->genes);
+  PetscCall(CsAgreeCode(comm, ierr, "cannot read the gene names"));
+  PetscCall(ReadObs(r, comm, nkeys, keys, required, cap, b));
+  PetscFunctionReturn(0);
+}
+
+/* Collective: -h5ad_read_direct. */
+static PetscErrorCode ReadOptions(MPI_Comm comm, PetscBool *direct)
+{
+  PetscFunctionBeginUser;
+  *direct = PETSC_TRUE;
+  PetscOptionsBegin(comm, NULL, "Reading .h5ad files", "CsH5adRead");
+  PetscCall(PetscOptionsBool("-h5ad_read_direct", "Inflate gzip chunks on the rank's threads (false: through HDF5's filter)", "CsH5adRead",
+                             *direct, direct, NULL));
+  PetscOptionsEnd();
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5adReadCapped(MPI_Comm comm, const char path[], const char layer[], PetscInt nkeys, char *const keys[],
+                                const PetscBool required[], PetscInt maxdistinct, CsH5adBlock *b)
+{
+  Reader         r;
+  PetscBool      direct;
+  PetscErrorCode ierr;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(b, sizeof(*b)));
+  PetscCall(ReadOptions(comm, &direct));
+  PetscCall(PetscLogEventBegin(CS_EVENT_READ, 0, 0, 0, 0));
+  PetscCall(PetscMemzero(&r, sizeof(r)));
+  r.path = path;
+  if (layer && layer[0]) PetscCall(PetscSNPrintf(r.mat, sizeof(r.mat), "layers/%s", layer));
+  else PetscCall(PetscStrncpy(r.mat, "X", sizeof(r.mat)));
+  PetscCall(CsIOFileOpen(comm, path, direct, &r.io));
+  r.file = r.io.file;
+  /* Every error of ReadBlock is agreed on by all ranks, so all of them close the file (a collective) here. */
+  ierr = ReadBlock(&r, comm, nkeys, keys, required, maxdistinct, b);
+  if (ierr) (void)CsH5adBlockFree(b);
+  PetscCall(CsIOFileClose(&r.io));
+  PetscCall(ierr);
   PetscCall(PetscLogEventEnd(CS_EVENT_READ, 0, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5adRead(MPI_Comm comm, const char path[], const char layer[], PetscInt nkeys, char *const keys[],
+                          const PetscBool required[], CsH5adBlock *b)
+{
+  PetscFunctionBeginUser;
+  PetscCall(CsH5adReadCapped(comm, path, layer, nkeys, keys, required, PETSC_MAX_INT, b));
   PetscFunctionReturn(0);
 }
 

@@ -16,6 +16,16 @@ struct _n_CsH5adWriter {
   hid_t     file, X; /* open on every rank (MPI-IO driver) between Create and Commit/Destroy */
 };
 
+/* A variable-length UTF-8 string type. */
+static PetscErrorCode Utf8Type(hid_t *t)
+{
+  PetscFunctionBeginUser;
+  H5Call(*t = H5Tcopy(H5T_C_S1), "cannot make a string type");
+  H5Call(H5Tset_size(*t, H5T_VARIABLE), "cannot make a string type");
+  H5Call(H5Tset_cset(*t, H5T_CSET_UTF8), "cannot make a string type");
+  PetscFunctionReturn(0);
+}
+
 /* The encoding-type / encoding-version pair anndata puts on every element. */
 static PetscErrorCode WriteEncoding(hid_t obj, const char type[], const char version[])
 {
@@ -40,7 +50,7 @@ static PetscErrorCode WriteEmptyDict(hid_t loc, const char name[])
 
   PetscFunctionBeginUser;
   PetscCall(CreateGroup(loc, name, "dict", "0.1.0", &g));
-  H5Gclose(g);
+  PetscCall(CsH5Close(&g, name));
   PetscFunctionReturn(0);
 }
 
@@ -53,15 +63,14 @@ static PetscErrorCode WriteColumnOrder(hid_t obj, PetscInt n, char *const *names
   double  dummy = 0;
 
   PetscFunctionBeginUser;
-  if (n) {
-    t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-  } else t = H5Tcopy(H5T_IEEE_F64LE);
-  s = H5Screate_simple(1, &dim, NULL);
+  if (n) PetscCall(Utf8Type(&t));
+  else H5Call(t = H5Tcopy(H5T_IEEE_F64LE), "column-order: cannot make a type");
+  H5Call(s = H5Screate_simple(1, &dim, NULL), "column-order: cannot make a dataspace");
   H5Call(a = H5Acreate2(obj, "column-order", t, s, H5P_DEFAULT, H5P_DEFAULT), "cannot create attribute column-order");
   H5Call(H5Awrite(a, t, n ? (const void *)names : (const void *)&dummy), "cannot write attribute column-order");
-  H5Aclose(a), H5Sclose(s), H5Tclose(t);
+  PetscCall(CsH5Close(&a, "column-order"));
+  PetscCall(CsH5Close(&s, "column-order"));
+  PetscCall(CsH5Close(&t, "column-order"));
   PetscFunctionReturn(0);
 }
 
@@ -72,13 +81,15 @@ static PetscErrorCode WriteBoolAttr(hid_t obj, const char attr[], PetscBool v)
   hid_t  e, s, a;
 
   PetscFunctionBeginUser;
-  e = H5Tenum_create(H5T_NATIVE_INT8);
-  H5Tenum_insert(e, "FALSE", &f);
-  H5Tenum_insert(e, "TRUE", &t);
-  s = H5Screate(H5S_SCALAR);
+  H5Call(e = H5Tenum_create(H5T_NATIVE_INT8), "%s: cannot make the boolean type", attr);
+  H5Call(H5Tenum_insert(e, "FALSE", &f), "%s: cannot make the boolean type", attr);
+  H5Call(H5Tenum_insert(e, "TRUE", &t), "%s: cannot make the boolean type", attr);
+  H5Call(s = H5Screate(H5S_SCALAR), "%s: cannot make a dataspace", attr);
   H5Call(a = H5Acreate2(obj, attr, e, s, H5P_DEFAULT, H5P_DEFAULT), "cannot create attribute %s", attr);
   H5Call(H5Awrite(a, e, &val), "cannot write attribute %s", attr);
-  H5Aclose(a), H5Sclose(s), H5Tclose(e);
+  PetscCall(CsH5Close(&a, attr));
+  PetscCall(CsH5Close(&s, attr));
+  PetscCall(CsH5Close(&e, attr));
   PetscFunctionReturn(0);
 }
 
@@ -91,26 +102,27 @@ static PetscErrorCode WriteObsIndex(hid_t obs, PetscInt n)
   char          *buf, **ptr;
 
   PetscFunctionBeginUser;
-  t = H5Tcopy(H5T_C_S1);
-  H5Tset_size(t, H5T_VARIABLE);
-  H5Tset_cset(t, H5T_CSET_UTF8);
-  fs = H5Screate_simple(1, &dim, NULL);
+  PetscCall(Utf8Type(&t));
+  H5Call(fs = H5Screate_simple(1, &dim, NULL), "obs/_index: cannot make a dataspace");
   H5Call(d = H5Dcreate2(obs, "_index", t, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "cannot create obs/_index");
   PetscCall(PetscMalloc2(B * 24, &buf, B, &ptr));
   for (PetscInt start = 0; start < n; start += B) {
     hsize_t off = (hsize_t)start, cnt = (hsize_t)PetscMin(B, n - start);
-    hid_t   ms  = H5Screate_simple(1, &cnt, NULL);
+    hid_t   ms;
+    H5Call(ms = H5Screate_simple(1, &cnt, NULL), "obs/_index: cannot make a dataspace");
     for (hsize_t i = 0; i < cnt; i++) {
       ptr[i] = buf + 24 * i;
       snprintf(ptr[i], 24, "%lld", (long long)(off + i));
     }
     H5Call(H5Sselect_hyperslab(fs, H5S_SELECT_SET, &off, NULL, &cnt, NULL), "obs/_index: bad selection");
     H5Call(H5Dwrite(d, t, ms, fs, H5P_DEFAULT, ptr), "cannot write obs/_index");
-    H5Sclose(ms);
+    PetscCall(CsH5Close(&ms, "obs/_index"));
   }
   PetscCall(PetscFree2(buf, ptr));
   PetscCall(WriteEncoding(d, "string-array", "0.2.0"));
-  H5Dclose(d), H5Sclose(fs), H5Tclose(t);
+  PetscCall(CsH5Close(&d, "obs/_index"));
+  PetscCall(CsH5Close(&fs, "obs/_index"));
+  PetscCall(CsH5Close(&t, "obs/_index"));
   PetscFunctionReturn(0);
 }
 
@@ -123,7 +135,7 @@ static PetscErrorCode WriteStringArray(hid_t loc, const char name[], PetscInt n,
   PetscCall(CsH5WriteStrings(loc, name, n, s));
   H5Call(d = H5Dopen2(loc, name, H5P_DEFAULT), "cannot open %s", name);
   PetscCall(WriteEncoding(d, "string-array", "0.2.0"));
-  H5Dclose(d);
+  PetscCall(CsH5Close(&d, name));
   PetscFunctionReturn(0);
 }
 
@@ -139,14 +151,16 @@ static PetscErrorCode WriteCategorical(hid_t obs, const CsH5adOutColumn *c, Pets
   PetscCall(WriteBoolAttr(g, "ordered", PETSC_FALSE));
   PetscCall(WriteStringArray(g, "categories", c->ncat, c->cats));
   ft = c->ncat < INT8_MAX ? H5T_STD_I8LE : c->ncat < INT16_MAX ? H5T_STD_I16LE : H5T_STD_I32LE;
-  s  = H5Screate_simple(1, &dim, NULL);
+  H5Call(s = H5Screate_simple(1, &dim, NULL), "obs/%s/codes: cannot make a dataspace", c->name);
   H5Call(d = H5Dcreate2(g, "codes", ft, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "cannot create obs/%s/codes",
          c->name);
   /* HDF5 narrows the int32 codes to the file type (they were checked to fit). */
   H5Call(H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, nrows ? (const void *)c->codes : &dummy),
          "cannot write obs/%s/codes", c->name);
   PetscCall(WriteEncoding(d, "array", "0.2.0"));
-  H5Dclose(d), H5Sclose(s), H5Gclose(g);
+  PetscCall(CsH5Close(&d, c->name));
+  PetscCall(CsH5Close(&s, c->name));
+  PetscCall(CsH5Close(&g, c->name));
   PetscFunctionReturn(0);
 }
 
@@ -190,23 +204,25 @@ static PetscErrorCode WriteMetadataTo(hid_t f, PetscInt nrows, PetscInt ngenes, 
   PetscCall(PetscFree(names));
   PetscCall(WriteObsIndex(obs, nrows));
   for (PetscInt k = 0; k < ncols; k++) PetscCall(WriteCategorical(obs, &cols[k], nrows));
-  H5Gclose(obs);
+  PetscCall(CsH5Close(&obs, "obs"));
 
   PetscCall(CreateGroup(f, "var", "dataframe", "0.2.0", &var));
   PetscCall(CsH5WriteAttrString(var, "_index", "_index"));
   PetscCall(WriteColumnOrder(var, 0, NULL));
   PetscCall(WriteStringArray(var, "_index", ngenes, genes));
-  H5Gclose(var);
+  PetscCall(CsH5Close(&var, "var"));
 
   /* X: contiguous and allocated now, never filled, so the parallel phase only writes raw data into place. */
-  dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Call(dcpl = H5Pcreate(H5P_DATASET_CREATE), "X: cannot make creation properties");
   H5Call(H5Pset_layout(dcpl, H5D_CONTIGUOUS), "X: cannot set the layout");
   H5Call(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY), "X: cannot set the allocation time");
   H5Call(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER), "X: cannot set the fill time");
-  s = H5Screate_simple(2, dims, NULL);
+  H5Call(s = H5Screate_simple(2, dims, NULL), "X: cannot make a dataspace");
   H5Call(X = H5Dcreate2(f, "X", H5T_IEEE_F32LE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT), "cannot create X");
   PetscCall(WriteEncoding(X, "array", "0.2.0"));
-  H5Dclose(X), H5Sclose(s), H5Pclose(dcpl);
+  PetscCall(CsH5Close(&X, "X"));
+  PetscCall(CsH5Close(&s, "X"));
+  PetscCall(CsH5Close(&dcpl, "X"));
 
   PetscCall(WriteEmptyDict(f, "layers"));
   PetscCall(WriteEmptyDict(f, "obsm"));
@@ -228,10 +244,10 @@ static PetscErrorCode WriteMetadata(const char tmp[], PetscInt nrows, PetscInt n
   PetscCall(CheckColumns(nrows, ncols, cols));
   for (PetscInt j = 0; j < ngenes; j++)
     PetscCheck(genes && genes[j], PETSC_COMM_SELF, CS_ERR_INPUT, "gene %" PetscInt_FMT " has no name", j);
-  fapl = H5Pcreate(H5P_FILE_ACCESS);
-  H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG); /* an error half-way leaves objects open: close them too */
+  H5Call(fapl = H5Pcreate(H5P_FILE_ACCESS), "%s: cannot make file access properties", tmp);
+  H5Call(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), "%s: cannot set the close degree", tmp); /* an error half-way leaves objects open: close them too */
   f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-  H5Pclose(fapl);
+  PetscCall(CsH5Close(&fapl, tmp));
   PetscCheck(f >= 0, PETSC_COMM_SELF, CS_ERR_INPUT, "cannot create %s", tmp);
   ierr = WriteMetadataTo(f, nrows, ngenes, genes, ncols, cols);
   if (H5Fclose(f) < 0 && !ierr) SETERRQ(PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "cannot close %s", tmp);
@@ -245,10 +261,10 @@ static PetscErrorCode OpenParallel(CsH5adWriter w)
   hid_t fapl;
 
   PetscFunctionBeginUser;
-  fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Call(fapl = H5Pcreate(H5P_FILE_ACCESS), "%s: cannot make file access properties", w->out.tmp);
   H5Call(H5Pset_fapl_mpio(fapl, w->comm, MPI_INFO_NULL), "cannot select the MPI-IO driver");
   w->file = H5Fopen(w->out.tmp, H5F_ACC_RDWR, fapl);
-  H5Pclose(fapl);
+  PetscCall(CsH5Close(&fapl, w->out.tmp));
   PetscCheck(w->file >= 0, PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN, "cannot reopen %s with MPI-IO", w->out.tmp);
   H5Call(w->X = H5Dopen2(w->file, "X", H5P_DEFAULT), "cannot open X in %s", w->out.tmp);
   PetscFunctionReturn(0);
@@ -310,7 +326,7 @@ static PetscErrorCode WritePieces(CsH5adWriter w, PetscInt row0, PetscInt n, con
   float dummy = 0;
 
   PetscFunctionBeginUser;
-  dxpl = H5Pcreate(H5P_DATASET_XFER);
+  H5Call(dxpl = H5Pcreate(H5P_DATASET_XFER), "cannot make transfer properties");
   H5Call(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "cannot select collective I/O");
   H5Call(fs = H5Dget_space(w->X), "cannot get the dataspace of X");
   for (PetscInt p = 0; p < npieces; p++) {
@@ -318,17 +334,18 @@ static PetscErrorCode WritePieces(CsH5adWriter w, PetscInt row0, PetscInt n, con
     hsize_t     off[2] = {(hsize_t)(row0 + r0), 0}, dims[2] = {(hsize_t)PetscMax(cnt, 1), (hsize_t)w->ngenes};
     const void *buf    = cnt ? (const void *)(rows + (size_t)r0 * (size_t)w->ngenes) : (const void *)&dummy;
 
-    ms = H5Screate_simple(2, dims, NULL);
+    H5Call(ms = H5Screate_simple(2, dims, NULL), "X: cannot make a dataspace");
     if (cnt) H5Call(H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, dims, NULL), "X: bad selection");
     else {
-      H5Sselect_none(fs);
-      H5Sselect_none(ms);
+      H5Call(H5Sselect_none(fs), "X: bad selection");
+      H5Call(H5Sselect_none(ms), "X: bad selection");
     }
     H5Call(H5Dwrite(w->X, H5T_NATIVE_FLOAT, ms, fs, dxpl, buf), "cannot write rows %" PetscInt_FMT "..%" PetscInt_FMT
            " of X", row0 + r0, row0 + r0 + cnt);
-    H5Sclose(ms);
+    PetscCall(CsH5Close(&ms, "X"));
   }
-  H5Sclose(fs), H5Pclose(dxpl);
+  PetscCall(CsH5Close(&fs, "X"));
+  PetscCall(CsH5Close(&dxpl, "X"));
   PetscFunctionReturn(0);
 }
 
@@ -390,8 +407,9 @@ PetscErrorCode CsH5adWriterDestroy(CsH5adWriter *w)
 {
   PetscFunctionBeginUser;
   if (!*w) PetscFunctionReturn(0);
-  if ((*w)->X >= 0) H5Dclose((*w)->X);
-  if ((*w)->file >= 0) H5Fclose((*w)->file);
+  /* The error path: the temporary file is removed whatever closing it reports. */
+  if ((*w)->X >= 0) (void)H5Dclose((*w)->X);
+  if ((*w)->file >= 0) (void)H5Fclose((*w)->file);
   PetscCall(CsOutFileAbandon((*w)->comm, &(*w)->out));
   PetscCall(PetscFree(*w));
   PetscFunctionReturn(0);

@@ -1,0 +1,366 @@
+/* Reading elements of a 1-D dataset. See ioimpl.h.
+
+   HDF5 inflates gzip chunks with zlib on the calling thread, one chunk at a time: for a compressed CSR matrix that
+   is 92-97% of a read. For a 1-D dataset whose only filter is deflate, the reader instead fetches the chunks of the
+   range as they are stored (H5Dread_chunk; H5Dget_chunk_info_by_coord would give their addresses but searches the
+   whole index in HDF5 1.10, quadratic in the chunks) in batches, and inflates them with libdeflate on the rank's threads, straight into the caller's buffer when a chunk lies inside the range
+   and is stored in the memory type. Chunks cut by the range, or stored in another type, are inflated into scratch
+   and converted by H5Tconvert with the read's transfer list, so every value is what H5Dread gives. A chunk this
+   path cannot take (not allocated, stored with its filter skipped, outside the file, not inflating to its size) is
+   read through HDF5, as is every dataset with another layout or filter pipeline. */
+#include "ioimpl.h"
+#include <libdeflate.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+PetscLogEvent CS_EVENT_CHUNK_FETCH, CS_EVENT_CHUNK_INFLATE;
+
+/* Most elements one H5Dread moves (keeps every MPI-IO request far below 2 GiB). */
+#define SLICE ((hsize_t)1 << 26)
+/* A batch fetches about this many compressed bytes, and needs at most this much scratch. */
+#define BATCH_BYTES ((size_t)32 << 20)
+#define SCRATCH_BYTES ((size_t)64 << 20)
+#define MAX_THREADS 64
+
+PetscErrorCode CsIORegisterEvents(void)
+{
+  static PetscBool done = PETSC_FALSE;
+
+  PetscFunctionBeginUser;
+  if (done) PetscFunctionReturn(0);
+  PetscCall(PetscLogEventRegister("CsReadChunkFetch", CS_CLASSID, &CS_EVENT_CHUNK_FETCH));
+  PetscCall(PetscLogEventRegister("CsReadInflate", CS_CLASSID, &CS_EVENT_CHUNK_INFLATE));
+  done = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+/* --------------------------------------------------------------------------------------------------------------
+   A parallel loop on short-lived threads: fn(ctx, i, tid) for every i in [0, n), the caller being thread 0. fn
+   must not call PETSc or HDF5 (neither is thread-safe here). */
+typedef void (*LoopFn)(void *ctx, int64_t i, int tid);
+
+typedef struct {
+  LoopFn      fn;
+  void       *ctx;
+  int64_t     n;
+  atomic_llong next;
+} Loop;
+
+typedef struct {
+  Loop *loop;
+  int   tid;
+} Worker;
+
+static void RunLoop(Loop *l, int tid)
+{
+  for (int64_t i; (i = (int64_t)atomic_fetch_add(&l->next, 1)) < l->n;) l->fn(l->ctx, i, tid);
+}
+
+static void *WorkerMain(void *arg)
+{
+  Worker *w = (Worker *)arg;
+  RunLoop(w->loop, w->tid);
+  return NULL;
+}
+
+static void ParallelFor(int nthreads, int64_t n, LoopFn fn, void *ctx)
+{
+  pthread_t th[MAX_THREADS];
+  Worker    w[MAX_THREADS];
+  Loop      l = {fn, ctx, n, 0};
+  int       started = 0;
+
+  nthreads = (int)PetscMin((int64_t)PetscMin(nthreads, MAX_THREADS), n);
+  for (int t = 1; t < nthreads; t++) { /* a thread that cannot start leaves its share to the others */
+    w[t] = (Worker){&l, t};
+    if (pthread_create(&th[t], NULL, WorkerMain, &w[t])) break;
+    started = t;
+  }
+  RunLoop(&l, 0);
+  for (int t = 1; t <= started; t++) pthread_join(th[t], NULL);
+}
+
+/* --------------------------------------------------------------------------------------------------------------
+   Through HDF5: hyperslabs of at most SLICE elements. */
+static PetscErrorCode ReadHDF5(CsIOFile *f, hid_t d, const char what[], hid_t memtype, size_t esize, hsize_t start, hsize_t count,
+                               void *buf)
+{
+  hid_t fs, ms;
+
+  PetscFunctionBeginUser;
+  H5Call(fs = H5Dget_space(d), "%s: cannot get the dataspace", what);
+  for (hsize_t off = 0; off < count; off += SLICE) {
+    hsize_t n = count - off < SLICE ? count - off : SLICE, s = start + off;
+    H5Call(ms = H5Screate_simple(1, &n, NULL), "%s: cannot make a dataspace", what);
+    H5Call(H5Sselect_hyperslab(fs, H5S_SELECT_SET, &s, NULL, &n, NULL), "%s: bad selection", what);
+    H5Call(H5Dread(d, memtype, ms, fs, f->dxpl, (char *)buf + off * esize), "%s: cannot read elements %llu..%llu (damaged or unreadable data)", what,
+           (unsigned long long)s, (unsigned long long)(s + n));
+    PetscCall(CsH5Close(&ms, what));
+  }
+  PetscCall(CsH5Close(&fs, what));
+  PetscFunctionReturn(0);
+}
+
+/* --------------------------------------------------------------------------------------------------------------
+   The direct path. */
+typedef struct {
+  hid_t     ftype;  /* the file's element type (owned) */
+  size_t    fsize;  /* bytes of a file element */
+  size_t    msize;  /* bytes of a memory element */
+  size_t    wide;   /* the larger of the two: what in-place conversion needs per element */
+  hsize_t   chunk;  /* elements per chunk */
+  size_t    cbytes; /* bytes of an inflated chunk */
+  PetscBool same;   /* the file type is the memory type: no conversion */
+} Plan;
+
+typedef struct {
+  hsize_t   first;   /* the dataset element the chunk starts at */
+  hsize_t   size;    /* its compressed bytes */
+  char     *src;     /* its compressed bytes, fetched */
+  char     *dst;     /* where it inflates: the caller's buffer or scratch */
+  PetscBool scratch; /* dst is scratch: converted and copied afterwards */
+  PetscBool ok;      /* fetched, and inflated to exactly cbytes */
+} Chunk;
+
+/* Is d a 1-D, deflate-only chunked dataset of numbers whose chunks fit the scratch? */
+static PetscErrorCode MakePlan(CsIOFile *f, hid_t d, const char what[], hid_t memtype, Plan *p, PetscBool *ok)
+{
+  hid_t        dcpl;
+  H5D_layout_t layout;
+  H5T_class_t  cls;
+  htri_t       eq;
+  int          nd = 0, nf = 0;
+
+  PetscFunctionBeginUser;
+  *ok      = PETSC_FALSE;
+  p->ftype = H5I_INVALID_HID;
+  if (!f->direct) PetscFunctionReturn(0);
+  H5Call(dcpl = H5Dget_create_plist(d), "%s: cannot get the creation properties", what);
+  H5Call(layout = H5Pget_layout(dcpl), "%s: cannot get the layout", what);
+  if (layout == H5D_CHUNKED) {
+    H5Call(nd = H5Pget_chunk(dcpl, 1, &p->chunk), "%s: cannot get the chunk size", what);
+    H5Call(nf = H5Pget_nfilters(dcpl), "%s: cannot get the filters", what);
+  }
+  if (nd == 1 && nf == 1) {
+    unsigned     flags, cd[8];
+    size_t       ncd = 8;
+    char         name[64];
+    H5Z_filter_t id;
+    H5Call(id = H5Pget_filter2(dcpl, 0, &flags, &ncd, cd, sizeof(name), name, NULL), "%s: cannot get the filter", what);
+    *ok = id == H5Z_FILTER_DEFLATE ? PETSC_TRUE : PETSC_FALSE;
+  }
+  PetscCall(CsH5Close(&dcpl, what));
+  if (!*ok) PetscFunctionReturn(0);
+  H5Call(p->ftype = H5Dget_type(d), "%s: cannot get the type", what);
+  H5Call(cls = H5Tget_class(p->ftype), "%s: cannot get the type class", what);
+  H5Call(eq = H5Tequal(p->ftype, memtype), "%s: cannot compare types", what);
+  p->fsize  = H5Tget_size(p->ftype);
+  p->msize  = H5Tget_size(memtype);
+  p->wide   = PetscMax(p->fsize, p->msize);
+  p->same   = eq ? PETSC_TRUE : PETSC_FALSE;
+  p->cbytes = (size_t)p->chunk * p->fsize;
+  *ok = (cls == H5T_INTEGER || cls == H5T_FLOAT) && p->fsize >= 1 && p->fsize <= 8 && p->msize >= 1 && p->msize <= 8 &&
+        p->chunk >= 1 && p->chunk <= SCRATCH_BYTES / p->wide;
+  if (!*ok) PetscCall(CsH5Close(&p->ftype, what));
+  PetscFunctionReturn(0);
+}
+
+/* The compressed size of chunk c, and whether the direct path can take it (not when it is not allocated, or larger
+   than deflate makes any chunk: HDF5 will say what is wrong). */
+static void SizeChunk(hid_t d, const Plan *p, Chunk *c)
+{
+  hsize_t size = 0, first = c->first;
+
+  c->ok   = H5Dget_chunk_storage_size(d, &first, &size) >= 0 && size > 0 && size <= 2 * (hsize_t)p->cbytes + 65536 ? PETSC_TRUE : PETSC_FALSE;
+  c->size = c->ok ? size : 0;
+}
+
+/* Fetch the compressed bytes of the sized chunks of a batch into stage, one after the other (H5Dread_chunk: the
+   chunk as stored, no filter). A chunk stored with its filter skipped (a mask bit set) is left to HDF5. */
+static void FetchBatch(hid_t d, Chunk *c, PetscInt n, char *stage)
+{
+  size_t at = 0;
+
+  for (PetscInt k = 0; k < n; k++) {
+    hsize_t  first = c[k].first;
+    uint32_t mask  = 0;
+    if (!c[k].ok) continue;
+    c[k].src = stage + at;
+    c[k].ok  = H5Dread_chunk(d, H5P_DEFAULT, &first, &mask, c[k].src) >= 0 && !mask;
+    at += (size_t)c[k].size;
+  }
+}
+
+typedef struct {
+  const Plan                      *p;
+  Chunk                           *c;
+  struct libdeflate_decompressor **dec; /* one per thread */
+} InflateCtx;
+
+static void InflateOne(void *ctx, int64_t i, int tid)
+{
+  InflateCtx *x = (InflateCtx *)ctx;
+  Chunk      *c = &x->c[i];
+
+  if (!c->ok) return;
+  c->ok = libdeflate_zlib_decompress(x->dec[tid], c->src, (size_t)c->size, c->dst, x->p->cbytes, NULL) == LIBDEFLATE_SUCCESS
+            ? PETSC_TRUE
+            : PETSC_FALSE;
+}
+
+/* Chunks inflated into scratch are converted and copied into place; those the direct path could not take are read
+   through HDF5. */
+static PetscErrorCode FinishBatch(CsIOFile *f, hid_t d, const char what[], hid_t memtype, const Plan *p, Chunk *c, PetscInt n,
+                                  hsize_t start, hsize_t count, char *buf)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt k = 0; k < n; k++) {
+    hsize_t lo = PetscMax(c[k].first, start), hi = PetscMin(c[k].first + p->chunk, start + count);
+    char   *to = buf + (lo - start) * p->msize;
+    if (!c[k].ok) PetscCall(ReadHDF5(f, d, what, memtype, p->msize, lo, hi - lo, to));
+    else if (c[k].scratch) {
+      char *s = c[k].dst + (lo - c[k].first) * p->fsize;
+      if (!p->same) H5Call(H5Tconvert(p->ftype, memtype, (size_t)(hi - lo), s, NULL, f->dxpl), "%s: cannot convert elements %llu..%llu",
+                           what, (unsigned long long)lo, (unsigned long long)hi);
+      memcpy(to, s, (size_t)(hi - lo) * p->msize);
+    }
+  }
+  PetscFunctionReturn(0);
+}
+
+/* Grow a malloc'd buffer to at least n bytes. */
+static PetscErrorCode Reserve(char **b, size_t *cap, size_t n)
+{
+  PetscFunctionBeginUser;
+  if (n <= *cap) PetscFunctionReturn(0);
+  PetscCall(PetscFree(*b));
+  PetscCall(PetscMalloc(n, b));
+  *cap = n;
+  PetscFunctionReturn(0);
+}
+
+/* The working memory of a direct read: the chunks of a batch, their compressed bytes (stage), the inflated bytes of
+   those that need conversion or cutting (scratch), one decompressor per thread. */
+typedef struct {
+  Chunk                          *c;
+  PetscInt                        maxn;
+  char                           *stage, *scratch;
+  size_t                          scap, xcap;
+  struct libdeflate_decompressor *dec[MAX_THREADS];
+  int                             nthreads;
+} Work;
+
+static PetscErrorCode WorkFree(Work *w)
+{
+  PetscFunctionBeginUser;
+  for (int t = 0; t < w->nthreads; t++)
+    if (w->dec[t]) libdeflate_free_decompressor(w->dec[t]);
+  PetscCall(PetscFree(w->stage));
+  PetscCall(PetscFree(w->scratch));
+  PetscCall(PetscFree(w->c));
+  PetscFunctionReturn(0);
+}
+
+/* The next batch from chunk *ci on: chunks sized, about BATCH_BYTES compressed and at most SCRATCH_BYTES of scratch;
+   the buffers grown to hold it. */
+static PetscErrorCode FormBatch(hid_t d, const Plan *p, hsize_t start, hsize_t count, hsize_t *ci, hsize_t c1, Work *w, PetscInt *n)
+{
+  PetscInt nscratch = 0;
+  size_t   fetched = 0;
+
+  PetscFunctionBeginUser;
+  *n = 0;
+  while (*ci < c1 && *n < w->maxn && fetched < BATCH_BYTES && (size_t)(nscratch + 1) * p->chunk * p->wide <= SCRATCH_BYTES) {
+    Chunk  *k  = &w->c[(*n)++];
+    hsize_t lo = PetscMax(*ci * p->chunk, start), hi = PetscMin((*ci + 1) * p->chunk, start + count);
+    k->first   = *ci * p->chunk;
+    k->scratch = !p->same || lo != k->first || hi != k->first + p->chunk;
+    if (k->scratch) nscratch++;
+    SizeChunk(d, p, k);
+    fetched += (size_t)k->size;
+    (*ci)++;
+  }
+  PetscCall(Reserve(&w->stage, &w->scap, fetched + 1));
+  PetscCall(Reserve(&w->scratch, &w->xcap, (size_t)nscratch * p->chunk * p->wide + 1));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode ReadBatches(CsIOFile *f, hid_t d, const char what[], hid_t memtype, const Plan *p, hsize_t start, hsize_t count,
+                                  char *buf, Work *w)
+{
+  hsize_t    ci = start / p->chunk, c1 = (start + count - 1) / p->chunk + 1;
+  InflateCtx x  = {p, w->c, w->dec};
+
+  PetscFunctionBeginUser;
+  while (ci < c1) {
+    PetscInt n;
+    PetscCall(PetscLogEventBegin(CS_EVENT_CHUNK_FETCH, 0, 0, 0, 0));
+    PetscCall(FormBatch(d, p, start, count, &ci, c1, w, &n));
+    FetchBatch(d, w->c, n, w->stage);
+    PetscCall(PetscLogEventEnd(CS_EVENT_CHUNK_FETCH, 0, 0, 0, 0));
+    for (PetscInt k = 0, s = 0; k < n; k++)
+      w->c[k].dst = w->c[k].scratch ? w->scratch + (size_t)(s++) * p->chunk * p->wide : buf + (w->c[k].first - start) * p->msize;
+    PetscCall(PetscLogEventBegin(CS_EVENT_CHUNK_INFLATE, 0, 0, 0, 0));
+    ParallelFor(w->nthreads, n, InflateOne, &x);
+    PetscCall(PetscLogEventEnd(CS_EVENT_CHUNK_INFLATE, 0, 0, 0, 0));
+    PetscCall(FinishBatch(f, d, what, memtype, p, w->c, n, start, count, buf));
+  }
+  PetscFunctionReturn(0);
+}
+
+/* The working memory is freed on every path (an error is an input error the program may survive, as in inspect). */
+static PetscErrorCode ReadDirect(CsIOFile *f, hid_t d, const char what[], hid_t memtype, const Plan *p, hsize_t start, hsize_t count,
+                                 char *buf)
+{
+  Work           w;
+  PetscErrorCode ierr = 0;
+  PetscBool      nodec = PETSC_FALSE;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(&w, sizeof(w)));
+  w.nthreads = PetscMin(f->nthreads, MAX_THREADS);
+  w.maxn     = (PetscInt)PetscMin((start + count - 1) / p->chunk + 1 - start / p->chunk, (hsize_t)65536);
+  PetscCall(PetscMalloc1(w.maxn, &w.c));
+  for (int t = 0; t < w.nthreads && !nodec; t++) nodec = (w.dec[t] = libdeflate_alloc_decompressor()) ? PETSC_FALSE : PETSC_TRUE;
+  if (!nodec) ierr = ReadBatches(f, d, what, memtype, p, start, count, buf, &w);
+  PetscCall(WorkFree(&w));
+  PetscCheck(!nodec, PETSC_COMM_SELF, PETSC_ERR_MEM, "%s: cannot allocate a decompressor", what);
+  PetscCall(ierr);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsIOPrepareConversion(CsIOFile *f, hid_t d, const char what[], hid_t memtype)
+{
+  hid_t  ft;
+  htri_t f32, dbl;
+
+  PetscFunctionBeginUser;
+  H5Call(ft = H5Dget_type(d), "%s: cannot get the type", what);
+  dbl = H5Tequal(ft, H5T_NATIVE_DOUBLE);
+  PetscCall(CsH5Close(&ft, what));
+  H5Call(dbl, "%s: cannot compare types", what);
+  H5Call(f32 = H5Tequal(memtype, H5T_NATIVE_FLOAT), "%s: cannot compare types", what);
+  f->conv.to_float32    = f32 ? PETSC_TRUE : PETSC_FALSE;
+  f->conv.native_double = dbl ? PETSC_TRUE : PETSC_FALSE;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsIORead1D(CsIOFile *f, hid_t d, const char what[], hid_t memtype, size_t esize, hsize_t start, hsize_t count,
+                          void *buf)
+{
+  Plan      p;
+  PetscBool direct;
+
+  PetscFunctionBeginUser;
+  if (!count) PetscFunctionReturn(0);
+  PetscCall(CsIORegisterEvents());
+  PetscCall(CsIOPrepareConversion(f, d, what, memtype));
+  PetscCall(MakePlan(f, d, what, memtype, &p, &direct));
+  if (direct) {
+    PetscCheck(p.msize == esize, PETSC_COMM_SELF, PETSC_ERR_ARG_WRONG, "%s: memory type of %zu bytes, expected %zu", what, p.msize, esize);
+    PetscErrorCode ierr = ReadDirect(f, d, what, memtype, &p, start, count, (char *)buf);
+    PetscCall(CsH5Close(&p.ftype, what)); /* on every path */
+    PetscCall(ierr);
+  } else PetscCall(ReadHDF5(f, d, what, memtype, esize, start, count, buf));
+  PetscFunctionReturn(0);
+}

@@ -1,0 +1,47 @@
+/* Private to the io module: a file open for reading and the one way the reader moves elements of a 1-D dataset. */
+#ifndef CELLSHIFT_IOIMPL_H
+#define CELLSHIFT_IOIMPL_H
+
+#include <cellshift/h5util.h>
+
+/* A float32 NaN that the reader's conversions store where a finite float64 value does not fit in float32, so that
+   validation can tell an overflow from an infinity in the file. The sign bit is set for negative values. */
+#define CS_IO_OVERFLOW_BITS 0x7fc0f10fu
+
+/* Conversion exceptions of the current read (set before each read: the callback cannot ask HDF5 about types). */
+typedef struct {
+  PetscBool to_float32;     /* the memory type is float32: overflows get CS_IO_OVERFLOW_BITS */
+  PetscBool native_double;  /* the file type is the native double: an infinity reaches the callback too */
+} CsIOConv;
+
+/* A file open on every rank of a communicator for reading. */
+typedef struct {
+  const char *path;
+  hid_t       file;     /* HDF5 (MPI-IO driver) */
+  hid_t       dxpl;     /* transfer property list of every read, with the conversion callback */
+  hid_t       dapl;     /* access property list of every dataset: no chunk cache (every element is read once, and a
+                           cached chunk costs a copy from the cache into the caller's buffer) */
+  CsIOConv    conv;
+  PetscBool   direct;   /* gzip chunks are fetched and inflated by the reader (else every read goes through HDF5) */
+  int         nthreads; /* threads that inflate chunks */
+} CsIOFile;
+
+/* Collective: open path for reading on every rank of comm. Input errors (missing, not HDF5, damaged or truncated)
+   are agreed on and name the file. direct = PETSC_FALSE sends every read through HDF5's own filter pipeline. */
+PETSC_INTERN PetscErrorCode CsIOFileOpen(MPI_Comm comm, const char path[], PetscBool direct, CsIOFile *f);
+/* Not collective on error paths: close every object still open in the file, then the file. */
+PETSC_INTERN PetscErrorCode CsIOFileClose(CsIOFile *f);
+
+/* Local: elements [start, start + count) of the 1-D dataset d, converted to memtype (esize bytes each) into buf,
+   exactly as H5Dread with f->dxpl would give them. `what` names the dataset in messages. */
+PETSC_INTERN PetscErrorCode CsIORead1D(CsIOFile *f, hid_t d, const char what[], hid_t memtype, size_t esize, hsize_t start,
+                                       hsize_t count, void *buf);
+
+/* Local: set f->conv for reading d as memtype (CsIORead1D does it itself; other reads with f->dxpl call it first). */
+PETSC_INTERN PetscErrorCode CsIOPrepareConversion(CsIOFile *f, hid_t d, const char what[], hid_t memtype);
+
+/* Log events of the direct chunk path (-log_view). */
+PETSC_INTERN PetscLogEvent CS_EVENT_CHUNK_FETCH, CS_EVENT_CHUNK_INFLATE;
+PETSC_INTERN PetscErrorCode CsIORegisterEvents(void);
+
+#endif
