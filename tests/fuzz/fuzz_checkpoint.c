@@ -49,8 +49,8 @@ static PetscErrorCode Run(PetscBool resume)
   PetscCall(CsTrainerSetFromOptions(t));
   PetscCall(CsTrainerSetParams(t, set, P));
   PetscCall(CsTrainerSetCallbacks(t, &cb));
-  PetscCall(CsTrainerSetData(t, ds, train, NULL, 11));
-  PetscCall(CsTrainerSetCheckpointDir(t, outdir, "fz"));
+  PetscCall(CsTrainerSetData(t, ds, NULL, train, NULL, 11));
+  PetscCall(CsTrainerSetCheckpointDir(t, outdir, "fz", "fz"));
   ierr = CsTrainerTrain(t, &interrupted);
   PetscCall(CsTrainerDestroy(&t));
   PetscCall(CsNNParamsDestroy(&P));
