@@ -9,6 +9,14 @@
    H5I_INVALID_HID. A handle that is already invalid is left alone, so a function can close what it opened on every
    path. */
 PETSC_EXTERN PetscErrorCode CsH5Close(hid_t *id, const char what[]);
+/* The files cellshift writes for itself (model.h5, checkpoint.h5) use HDF5's 1.8 format or later, whose superblock
+   and object headers carry checksums: a damaged file is then refused by HDF5's checksum before its metadata is
+   parsed (HDF5 1.10.8 trusts damaged version-1 object headers and reads out of bounds: tests/fuzz/README.md).
+   CsH5CreateChecksummed creates (truncates) such a file, serially, and returns its handle or a negative value, as
+   H5Fcreate does. CsH5OpenChecksummed opens one read-only and
+   refuses, naming `what` and the file, one whose superblock predates checksums (version < 2). */
+PETSC_EXTERN hid_t          CsH5CreateChecksummed(const char path[]);
+PETSC_EXTERN PetscErrorCode CsH5OpenChecksummed(const char path[], const char what[], hid_t *file);
 /* numpy's name of an HDF5 type, for messages: int8 ... uint64, float16/32/64 (">" in front when big-endian), |S5
    (fixed-length byte strings), str (variable-length strings), bool, enum, compound, ... */
 PETSC_EXTERN void CsH5TypeName(hid_t t, char buf[], size_t len);
@@ -22,6 +30,12 @@ PETSC_EXTERN PetscErrorCode CsH5Exists(hid_t loc, const char path[], PetscBool *
 PETSC_EXTERN PetscErrorCode CsH5ReadAttrString(hid_t obj, const char attr[], char buf[], size_t len, PetscBool *found);
 /* Variable-length UTF-8 string attribute, as anndata writes them. */
 PETSC_EXTERN PetscErrorCode CsH5WriteAttrString(hid_t obj, const char attr[], const char value[]);
+/* A fixed-length (null-terminated) string attribute, for cellshift's own files: it lives in the checksummed object
+   header, not in HDF5's global heap, which carries no checksum (and which HDF5 1.10.8 parses unsafely). */
+PETSC_EXTERN PetscErrorCode CsH5WriteAttrFixedString(hid_t obj, const char attr[], const char value[]);
+/* Read such an attribute, as CsH5ReadAttrString; a variable-length string is an input error naming `what` (its value
+   would be read from the unchecked global heap). */
+PETSC_EXTERN PetscErrorCode CsH5ReadAttrFixedString(hid_t obj, const char what[], const char attr[], char buf[], size_t len, PetscBool *found);
 /* Elements [start, start+count) of a 1-D string dataset (variable or fixed length) as malloc'd C strings
    (free with CsStrArrayDestroy). Independent I/O. */
 PETSC_EXTERN PetscErrorCode CsH5ReadStrings(hid_t dset, const char what[], hsize_t start, hsize_t count, char ***out);

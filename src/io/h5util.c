@@ -3,6 +3,35 @@
 #include <cellshift/h5util.h>
 #include <math.h>
 
+hid_t CsH5CreateChecksummed(const char path[])
+{
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), f = H5I_INVALID_HID;
+
+  if (fapl < 0) return H5I_INVALID_HID;
+  if (H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) >= 0) f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  H5Pclose(fapl);
+  return f;
+}
+
+PetscErrorCode CsH5OpenChecksummed(const char path[], const char what[], hid_t *file)
+{
+  H5F_info2_t info;
+  hid_t       fapl;
+
+  PetscFunctionBeginUser;
+  /* Strong close: closing the file closes what a refused read left open in it. */
+  H5Call(fapl = H5Pcreate(H5P_FILE_ACCESS), "%s: cannot make file access properties", path);
+  H5Call(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), "%s: cannot set the close degree", path);
+  *file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  PetscCall(CsH5Close(&fapl, path));
+  PetscCheck(*file >= 0, PETSC_COMM_SELF, CS_ERR_INPUT, "cannot open %s %s (damaged or not an HDF5 file)", what, path);
+  if (H5Fget_info2(*file, &info) < 0 || info.super.version < 2) {
+    PetscCall(CsH5Close(file, path));
+    SETERRQ(PETSC_COMM_SELF, CS_ERR_INPUT, "%s is not a %s written by this cellshift: its HDF5 metadata carries no checksums", path, what);
+  }
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsH5Close(hid_t *id, const char what[])
 {
   herr_t e;
@@ -143,7 +172,7 @@ static PetscErrorCode ReadAttrString(hid_t a, hid_t t, const char attr[], char b
 
 /* The value of the open attribute a when it is one string (*found), else nothing. Closes what it opens on every
    path: an open handle pins the file. */
-static PetscErrorCode AttrValue(hid_t a, const char attr[], char buf[], size_t len, PetscBool *found)
+static PetscErrorCode AttrValue(hid_t a, const char attr[], const char *fixed, char buf[], size_t len, PetscBool *found)
 {
   hid_t          t;
   hssize_t       n;
@@ -153,6 +182,10 @@ static PetscErrorCode AttrValue(hid_t a, const char attr[], char buf[], size_t l
   H5Call(t = H5Aget_type(a), "cannot get the type of attribute %s", attr);
   ierr = AttrPoints(a, attr, &n);
   if (!ierr && H5Tget_class(t) == H5T_STRING && n == 1) {
+    if (fixed && H5Tis_variable_str(t) != 0) {
+      PetscCall(CsH5Close(&t, attr));
+      SETERRQ(PETSC_COMM_SELF, CS_ERR_INPUT, "%s: attribute %s is a variable-length string: not written by cellshift", fixed, attr);
+    }
     ierr   = ReadAttrString(a, t, attr, buf, len);
     *found = ierr ? PETSC_FALSE : PETSC_TRUE;
   }
@@ -161,7 +194,7 @@ static PetscErrorCode AttrValue(hid_t a, const char attr[], char buf[], size_t l
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsH5ReadAttrString(hid_t obj, const char attr[], char buf[], size_t len, PetscBool *found)
+static PetscErrorCode ReadAttr(hid_t obj, const char attr[], const char *fixed, char buf[], size_t len, PetscBool *found)
 {
   hid_t          a;
   htri_t         e;
@@ -173,29 +206,57 @@ PetscErrorCode CsH5ReadAttrString(hid_t obj, const char attr[], char buf[], size
   H5Call(e = H5Aexists(obj, attr), "cannot query attribute %s", attr);
   if (!e) PetscFunctionReturn(0);
   H5Call(a = H5Aopen(obj, attr, H5P_DEFAULT), "cannot open attribute %s", attr);
-  ierr = AttrValue(a, attr, buf, len, found);
+  ierr = AttrValue(a, attr, fixed, buf, len, found);
   PetscCall(CsH5Close(&a, attr));
   PetscCall(ierr);
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsH5WriteAttrString(hid_t obj, const char attr[], const char value[])
+PetscErrorCode CsH5ReadAttrString(hid_t obj, const char attr[], char buf[], size_t len, PetscBool *found)
+{
+  PetscFunctionBeginUser;
+  PetscCall(ReadAttr(obj, attr, NULL, buf, len, found));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5ReadAttrFixedString(hid_t obj, const char what[], const char attr[], char buf[], size_t len, PetscBool *found)
+{
+  PetscFunctionBeginUser;
+  PetscCall(ReadAttr(obj, attr, what, buf, len, found));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode WriteAttrString(hid_t obj, const char attr[], const char value[], PetscBool fixed)
 {
   hid_t  t, s, a;
   htri_t e;
 
   PetscFunctionBeginUser;
   H5Call(t = H5Tcopy(H5T_C_S1), "attribute %s: cannot make a string type", attr);
-  H5Call(H5Tset_size(t, H5T_VARIABLE), "attribute %s: cannot make a string type", attr);
+  H5Call(H5Tset_size(t, fixed ? strlen(value) + 1 : H5T_VARIABLE), "attribute %s: cannot make a string type", attr);
   H5Call(H5Tset_cset(t, H5T_CSET_UTF8), "attribute %s: cannot make a string type", attr);
   H5Call(s = H5Screate(H5S_SCALAR), "attribute %s: cannot make a dataspace", attr);
   H5Call(e = H5Aexists(obj, attr), "cannot query attribute %s", attr);
   if (e) H5Call(H5Adelete(obj, attr), "cannot replace attribute %s", attr);
   H5Call(a = H5Acreate2(obj, attr, t, s, H5P_DEFAULT, H5P_DEFAULT), "cannot create attribute %s", attr);
-  H5Call(H5Awrite(a, t, &value), "cannot write attribute %s", attr);
+  H5Call(H5Awrite(a, t, fixed ? (const void *)value : (const void *)&value), "cannot write attribute %s", attr);
   PetscCall(CsH5Close(&a, attr));
   PetscCall(CsH5Close(&s, attr));
   PetscCall(CsH5Close(&t, attr));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5WriteAttrString(hid_t obj, const char attr[], const char value[])
+{
+  PetscFunctionBeginUser;
+  PetscCall(WriteAttrString(obj, attr, value, PETSC_FALSE));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5WriteAttrFixedString(hid_t obj, const char attr[], const char value[])
+{
+  PetscFunctionBeginUser;
+  PetscCall(WriteAttrString(obj, attr, value, PETSC_TRUE));
   PetscFunctionReturn(0);
 }
 

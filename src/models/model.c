@@ -231,9 +231,9 @@ PetscErrorCode CsModelPredict(CsModel m, const CsCondition *cond, PetscInt ctx, 
 static PetscErrorCode SaveHeader(CsModel m, hid_t file, hid_t *g)
 {
   PetscFunctionBeginUser;
-  PetscCall(CsH5WriteAttrString(file, "cellshift_model", ((PetscObject)m)->type_name));
-  PetscCall(CsH5WriteAttrString(file, "cellshift_name", CsModelName(m)));
-  PetscCall(CsH5WriteAttrString(file, "cellshift_version", CS_VERSION));
+  PetscCall(CsH5WriteAttrFixedString(file, "cellshift_model", ((PetscObject)m)->type_name));
+  PetscCall(CsH5WriteAttrFixedString(file, "cellshift_name", CsModelName(m)));
+  PetscCall(CsH5WriteAttrFixedString(file, "cellshift_version", CS_VERSION));
   PetscCall(CsH5WriteStrings(file, "atoms", m->design->natoms, m->design->atoms));
   PetscCall(CsH5WriteStrings(file, "contexts", m->design->nctx, m->design->contexts));
   PetscCall(CsH5WriteStrings(file, "genes", m->ds->ngenes, m->ds->genes));
@@ -257,7 +257,7 @@ PetscErrorCode CsModelSave(CsModel m, const char path[])
   PetscCall(PetscLogEventBegin(CS_EVENT_WRITE, 0, 0, 0, 0));
   /* Rank-local work on rank 0, agreed on before the collective part so that no rank is left waiting. */
   if (!rank) {
-    if ((file = H5Fcreate(f.tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)) < 0) ierr = PETSC_ERR_FILE_OPEN;
+    if ((file = CsH5CreateChecksummed(f.tmp)) < 0) ierr = PETSC_ERR_FILE_OPEN;
     if (!ierr) ierr = SaveHeader(m, file, &g);
   }
   PetscCall(CsAgreeCode(comm, ierr, "cannot write the model file"));

@@ -30,9 +30,9 @@ static PetscErrorCode WriteCounters(CsTrainer t, hid_t f)
 
   PetscFunctionBeginUser;
   PetscCall(CsSamplerGetType(t->sampler, &sampler));
-  PetscCall(CsH5WriteAttrString(f, "cellshift_checkpoint", t->model));
-  PetscCall(CsH5WriteAttrString(f, "model_type", t->type));
-  PetscCall(CsH5WriteAttrString(f, "sampler", sampler));
+  PetscCall(CsH5WriteAttrFixedString(f, "cellshift_checkpoint", t->model));
+  PetscCall(CsH5WriteAttrFixedString(f, "model_type", t->type));
+  PetscCall(CsH5WriteAttrFixedString(f, "sampler", sampler));
   PetscCall(CsH5WriteAttrInt64(f, "step", t->step));
   PetscCall(CsH5WriteAttrInt64(f, "epoch", t->epoch));
   PetscCall(CsH5WriteAttrInt64(f, "sstep", t->sstep));
@@ -47,7 +47,7 @@ static PetscErrorCode WriteCounters(CsTrainer t, hid_t f)
     PetscCall(CsH5WriteArray(f, "history", H5T_NATIVE_DOUBLE, 2, dims, t->history));
   }
   PetscCall(PetscOptionsGetAll(NULL, &all));
-  PetscCall(CsH5WriteAttrString(f, "options", all));
+  PetscCall(CsH5WriteAttrFixedString(f, "options", all));
   PetscCall(PetscFree(all));
   PetscFunctionReturn(0);
 }
@@ -81,7 +81,7 @@ static PetscErrorCode WriteState(void *ctx, const char path[])
   hid_t     f;
 
   PetscFunctionBeginUser;
-  H5Call(f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "cannot create %s", path);
+  H5Call(f = CsH5CreateChecksummed(path), "cannot create %s", path);
   PetscCall(WriteCounters(t, f));
   for (PetscInt k = 0; k < t->nsets; k++) PetscCall(WriteSet(t, f, k));
   H5Call(H5Fclose(f), "cannot close %s", path);
@@ -117,13 +117,13 @@ static PetscErrorCode CheckOwner(CsTrainer t, hid_t f, const char path[], const 
   CsSamplerType sampler;
 
   PetscFunctionBeginUser;
-  PetscCall(CsH5ReadAttrString(f, "cellshift_checkpoint", buf, sizeof(buf), &found));
+  PetscCall(CsH5ReadAttrFixedString(f, path, "cellshift_checkpoint", buf, sizeof(buf), &found));
   PetscCheck(found, PETSC_COMM_SELF, CS_ERR_INPUT, "%s is not a cellshift checkpoint", path);
-  PetscCall(CsH5ReadAttrString(f, "model_type", buf, sizeof(buf), &found));
+  PetscCall(CsH5ReadAttrFixedString(f, path, "model_type", buf, sizeof(buf), &found));
   PetscCheck(found, PETSC_COMM_SELF, CS_ERR_INPUT, "%s does not say which model wrote it (an older cellshift): train again without -resume", path);
   PetscCall(PetscStrcmp(buf, t->type, &same));
   PetscCheck(same, PETSC_COMM_SELF, CS_ERR_INPUT, "%s was written by a %s model, not %s", path, buf, t->type);
-  PetscCall(CsH5ReadAttrString(f, "sampler", buf, sizeof(buf), &found));
+  PetscCall(CsH5ReadAttrFixedString(f, path, "sampler", buf, sizeof(buf), &found));
   PetscCall(CsSamplerGetType(t->sampler, &sampler));
   PetscCall(PetscStrcmp(buf, sampler, &same));
   PetscCheck(found && same, PETSC_COMM_SELF, CS_ERR_INPUT, "%s was written with the %s sampler, not %s (-%ssampler_type)", path, found ? buf : "(no)",
@@ -245,7 +245,7 @@ static PetscErrorCode ReadState(CsTrainer t, const char path[])
   PetscErrorCode ierr;
 
   PetscFunctionBeginUser;
-  H5Call(f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), "cannot open checkpoint %s", path);
+  PetscCall(CsH5OpenChecksummed(path, "checkpoint", &f));
   ierr = ReadFile(t, f, path);
   H5Call(H5Fclose(f), "cannot close %s", path);
   PetscCall(ierr);

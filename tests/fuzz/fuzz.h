@@ -68,22 +68,4 @@ static inline void CsFuzzNoOpenObjects(const char *what)
   }
 }
 
-/* For a reader that is not ours to fix: close what it left open (so that the next input is not read through a stale
-   open file) and say so once. */
-static inline void CsFuzzCloseLeaked(const char *what)
-{
-  static int said = 0;
-  hid_t      ids[64];
-  ssize_t    n = H5Fget_obj_ids(H5F_OBJ_ALL, H5F_OBJ_ALL, 64, ids);
-  if (n <= 0) return;
-  if (!said++) fprintf(stderr, "note: %s left %zd HDF5 objects open (closed by the harness; reported, not fatal)\n", what, n);
-  for (ssize_t i = 0; i < n; i++) {
-    H5I_type_t t = H5Iget_type(ids[i]);
-    if (t != H5I_FILE) (void)(t == H5I_DATASET ? H5Dclose(ids[i]) : t == H5I_GROUP ? H5Gclose(ids[i]) : t == H5I_ATTR ? H5Aclose(ids[i])
-                                : t == H5I_DATATYPE ? H5Tclose(ids[i]) : 0);
-  }
-  for (ssize_t i = 0; i < n; i++)
-    if (H5Iis_valid(ids[i]) > 0 && H5Iget_type(ids[i]) == H5I_FILE) (void)H5Fclose(ids[i]);
-}
-
 #endif

@@ -12,8 +12,7 @@ set -u
 src=$CS_SOURCE_DIR
 fuzz=${CS_FUZZ_BUILD:-$src/build-fuzz}
 seconds=${FUZZ_SECONDS:-35}
-# The checkpoint target is left out of CI until it runs clean against src/nn/checkpoint.c (README, Fuzzing).
-targets=(${CS_FUZZ_TARGETS:-h5ad split})
+targets=(${CS_FUZZ_TARGETS:-h5ad split checkpoint})
 work=$(mktemp -d /tmp/cellshift-fuzz-XXXXXX)
 failures=0
 export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

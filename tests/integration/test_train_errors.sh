@@ -60,6 +60,8 @@ declare -A want=(
   [nan_moment]="checkpoint .*checkpoint.h5 \(set0/optim\): [a-z0-9.]+ holds a non-finite value \(nan at entry 0\)"
   [type]="checkpoint.h5 was written by a cpa model, not scgen"
   [no_type]="checkpoint.h5 does not say which model wrote it"
+  [old_format]="checkpoint.h5 is not a checkpoint written by this cellshift: its HDF5 metadata carries no checksums"
+  [vlen_type]="attribute model_type is a variable-length string: not written by cellshift"
   [missing]="checkpoint .*checkpoint.h5 \(set0/params\): no dataset "
 )
 for c in "${!want[@]}"; do

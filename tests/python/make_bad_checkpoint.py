@@ -3,7 +3,7 @@
 
 Usage: make_bad_checkpoint.py GOOD.h5 OUT.h5 CASE
 
-Cases: epoch_neg, epoch_big, sstep, step, best_epoch, bad_epochs, history, nan_param, nan_moment, type, no_type,
+Cases: epoch_neg, epoch_big, sstep, step, best_epoch, bad_epochs, history, nan_param, nan_moment, type, vlen_type, no_type, old_format,
        missing (a parameter dataset removed)."""
 import shutil
 import sys
@@ -12,6 +12,13 @@ import h5py
 import numpy as np
 
 good, out, case = sys.argv[1:4]
+if case == "old_format":  # the same content in HDF5's original format (superblock 0, no metadata checksums)
+    with h5py.File(good, "r") as g, h5py.File(out, "w", libver="earliest") as f:
+        for k, v in g.attrs.items():
+            f.attrs[k] = v
+        for k in g:
+            g.copy(g[k], f, name=k)
+    sys.exit(0)
 shutil.copyfile(good, out)
 with h5py.File(out, "r+") as f:
     a = f.attrs
@@ -38,7 +45,9 @@ with h5py.File(out, "r+") as f:
         x.flat[0] = np.nan
         d[...] = x
     elif case == "type":
-        a["model_type"] = "cpa"
+        a["model_type"] = np.bytes_("cpa")  # fixed-length, as cellshift writes it
+    elif case == "vlen_type":
+        a["model_type"] = "scgen"  # h5py's default: variable-length, in the global heap
     elif case == "no_type":
         del a["model_type"]
     elif case == "missing":
