@@ -4,9 +4,10 @@
    The problem (moscot / OTT-JAX and POT conventions). Points x_i (i < n) with weights a_i and y_j (j < m) with
    weights b_j; cost C_ij = |x_i - y_j|^2 / c, where c (CsOTInfo.cost_scale) is 1, the mean of |x_i - y_j|^2 over
    all pairs (unweighted, as moscot's cost_scale "mean") or its maximum (as POT's M /= M.max()). Minimise
-     <P, C> + eps KL(P | a b^T) + rho_a KL(P 1 | a) + rho_b KL(P^T 1 | b)
+     <P, C> + eps sum_ij P_ij (log P_ij - 1) + rho_a KL(P 1 | a) + rho_b KL(P^T 1 | b)
    with tau_a = rho_a / (rho_a + eps), tau_b likewise (tau = 1: that marginal is a hard constraint; tau in (0, 1):
-   KL penalised, moscot's tau_a/tau_b, POT's sinkhorn_unbalanced(reg = eps, reg_m = rho, reg_type = "entropy")).
+   KL penalised, moscot's tau_a/tau_b, POT's sinkhorn_unbalanced(reg = eps, reg_m = rho) with its entropic
+   regulariser; for a balanced problem the entropy term equals eps KL(P | a b^T) up to a constant).
    The plan is P_ij = exp((f_i + g_j - C_ij) / eps) for the dual potentials f, g, updated alternately as
      f_i = tau_a eps (log a_i - lse_j((g_j - C_ij) / eps)),   g_j = tau_b eps (log b_j - lse_i((f_i - C_ij) / eps)).
    Convergence: the marginal error  sum_i |(P 1)_i - a_i exp(-(1/tau_a - 1) f_i / eps)| / sum_i a_i  (for tau_a = 1
