@@ -3,7 +3,9 @@
    (balanced: a and b; unbalanced: the fixed point of the KL-penalised updates) and the barycentres from the plan.
    Balanced and unbalanced, mean and max cost scale. The failures: an iteration cap too small (the achieved error is
    named), an epsilon too small for the cost scale, a bad tau.
-   With -dump DIR (one rank) the inputs and dense plans are written for tests/python/check_ot_pot.py. */
+   With -dump DIR (one rank) the inputs and dense plans are written for tests/python/check_ot_pot.py; with -solve DIR
+   the problem in DIR/problem.bin (int64 n, m, d; double eps, tau_a, tau_b; int64 scale; float x[n,d], y[m,d];
+   uniform weights) is solved densely and the plan written to DIR/plan.bin (tests/python/check_ot_moscot.py). */
 #include "testing.h"
 #include <cellshift/ot.h>
 #include <string.h>
@@ -214,6 +216,40 @@ static PetscErrorCode Dump(const char *dir)
   PetscFunctionReturn(0);
 }
 
+static PetscErrorCode SolveFile(const char *dir)
+{
+  CsOTOptions o;
+  int64_t     hdr[3], sc;
+  double      par[3];
+  float      *x, *y, *plan;
+  char        path[PETSC_MAX_PATH_LEN];
+  FILE       *fp;
+  CsOTInfo    info;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscSNPrintf(path, sizeof(path), "%s/problem.bin", dir));
+  fp = fopen(path, "rb");
+  PetscCheck(fp, PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN, "cannot read %s", path);
+  PetscCheck(fread(hdr, sizeof(int64_t), 3, fp) == 3 && fread(par, sizeof(double), 3, fp) == 3 && fread(&sc, sizeof(int64_t), 1, fp) == 1,
+             PETSC_COMM_SELF, PETSC_ERR_FILE_READ, "short %s", path);
+  PetscCall(PetscMalloc3((size_t)hdr[0] * hdr[2], &x, (size_t)hdr[1] * hdr[2], &y, (size_t)hdr[0] * hdr[1], &plan));
+  PetscCheck(fread(x, sizeof(float), (size_t)(hdr[0] * hdr[2]), fp) == (size_t)(hdr[0] * hdr[2]) &&
+               fread(y, sizeof(float), (size_t)(hdr[1] * hdr[2]), fp) == (size_t)(hdr[1] * hdr[2]),
+             PETSC_COMM_SELF, PETSC_ERR_FILE_READ, "short %s", path);
+  fclose(fp);
+  PetscCall(CsOTOptionsDefaults(&o));
+  o.epsilon = par[0], o.tau_a = par[1], o.tau_b = par[2], o.scale = (CsOTCostScale)sc, o.tol = 1e-6, o.max_iter = 100000;
+  PetscCall(CsOTSolveDense(&o, (PetscInt)hdr[0], (PetscInt)hdr[1], (PetscInt)hdr[2], x, y, NULL, NULL, plan, NULL, &info));
+  PetscCall(PetscPrintf(PETSC_COMM_SELF, "solved in %" PetscInt_FMT " iterations, marginal error %g\n", info.iterations, info.error));
+  PetscCall(PetscSNPrintf(path, sizeof(path), "%s/plan.bin", dir));
+  fp = fopen(path, "wb");
+  PetscCheck(fp, PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN, "cannot write %s", path);
+  fwrite(plan, sizeof(float), (size_t)(hdr[0] * hdr[1]), fp);
+  fclose(fp);
+  PetscCall(PetscFree3(x, y, plan));
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode Body(void)
 {
   Problem     P, Q;
@@ -225,6 +261,11 @@ static PetscErrorCode Body(void)
   PetscCall(PetscOptionsGetString(NULL, NULL, "-dump", dir, sizeof(dir), &dump));
   if (dump) {
     PetscCall(Dump(dir));
+    PetscFunctionReturn(0);
+  }
+  PetscCall(PetscOptionsGetString(NULL, NULL, "-solve", dir, sizeof(dir), &dump));
+  if (dump) {
+    PetscCall(SolveFile(dir));
     PetscFunctionReturn(0);
   }
   PetscCall(Make(1300, 1100, PETSC_TRUE, &P)); /* several 128 x 1024 blocks when streamed */
