@@ -53,7 +53,7 @@ typedef struct {
   const float *X, *Y;                     /* all points (gathered; the caller's arrays on one rank) */
   float       *Xall, *Yall;               /* owned copies, when gathered */
   const float *xl, *yl;                   /* this rank's points */
-  float       *Crow, *Ccol;               /* stored mode: D[nloc, m], D[n, mloc] (Ccol == Crow on one rank) */
+  float       *Crow;                      /* stored mode: the rank's rows of the kernel (first the distances) */
   float       *D, *work, *part;           /* block scratch */
   PetscBool    stream;
 } Ctx;
@@ -66,14 +66,9 @@ static inline double LogAdd(double acc, double v)
   return acc > v ? acc + log1p(exp(v - acc)) : v + log1p(exp(acc - v));
 }
 
-/* L_i = log sum_j exp(gs_j + s D_ij) for the rank's rows. */
+/* Streamed log-domain sweeps. L_i = log sum_j exp(gs_j + s D_ij) for the rank's rows. */
 static void RowLse(Ctx *c, const float *gs, float s, double *L)
 {
-  if (!c->stream) {
-    cs_logsumexp_rows(c->part, c->Crow, NULL, gs, s, c->nloc, c->m);
-    for (PetscInt i = 0; i < c->nloc; i++) L[i] = c->part[i];
-    return;
-  }
   for (PetscInt i = 0; i < c->nloc; i++) L[i] = -INFINITY;
   for (PetscInt r0 = 0; r0 < c->nloc; r0 += RB) {
     PetscInt h = PetscMin(RB, c->nloc - r0);
@@ -89,11 +84,6 @@ static void RowLse(Ctx *c, const float *gs, float s, double *L)
 /* L_j = log sum_i exp(fs_i + s D_ij) for the rank's columns (row blocks of CB at global multiples). */
 static void ColLse(Ctx *c, const float *fs, float s, double *L)
 {
-  if (!c->stream) {
-    cs_logsumexp_cols(c->part, c->Ccol, fs, NULL, s, c->n, c->mloc);
-    for (PetscInt j = 0; j < c->mloc; j++) L[j] = c->part[j];
-    return;
-  }
   for (PetscInt j = 0; j < c->mloc; j++) L[j] = -INFINITY;
   for (PetscInt c0 = 0; c0 < c->mloc; c0 += RB) {
     PetscInt w = PetscMin(RB, c->mloc - c0);
@@ -173,6 +163,34 @@ static PetscErrorCode Project(Ctx *c, const double *f, const float *gs, float s,
   PetscFunctionReturn(0);
 }
 
+
+/* ------------------------------------------------------------------ stored kernel: stabilised scaling iterations
+   The rank's kernel rows K[nloc, m] = exp((f_i + g_j - C_ij) / eps) with the potentials f, g absorbed into it and
+   the plan P = diag(u) K diag(v) (Schmitzer's stabilised scaling, POT's sinkhorn_stabilized): the total
+   potentials are F = f + eps log u, G = g + eps log v, the same iterates as the log-domain sweeps. One pass over K
+   per iteration: row i gives (K v)_i, hence u_i, and adds u_i K_i to K^T u while the row is in L1, so the kernel
+   is read once per iteration instead of twice. When |log u| or |log v| passes ABSORB (or eps changes) they are
+   absorbed into f, g and K is rebuilt from the cost; the first f_i = min_j C_ij, so that no row of K underflows
+   to 0 whatever eps. */
+#define ABSORB 20.0
+
+/* K = exp((f_i + g_j - C_ij) / eps) from the squared distances; with init, f_i = min_j C_ij first. */
+static void Rebuild(Ctx *c, double *f, const double *gall, double eps, double cscale, PetscBool init)
+{
+  const PetscInt m = c->m;
+  cs_pairwise_sqdist_forward(c->Crow, c->xl, c->Y, c->nloc, m, c->d, c->work);
+  for (PetscInt i = 0; i < c->nloc; i++) {
+    float *row = c->Crow + (size_t)i * m;
+    if (init) {
+      float mn = INFINITY;
+      for (PetscInt j = 0; j < m; j++) mn = row[j] < mn ? row[j] : mn;
+      f[i] = mn / cscale;
+    }
+    const double fi = f[i] / eps, ie = 1.0 / (eps * cscale);
+    for (PetscInt j = 0; j < m; j++) row[j] = expf((float)(fi + gall[j] / eps - row[j] * ie));
+  }
+}
+
 static PetscErrorCode Gather(Ctx *c, const double *loc, PetscInt nl, const PetscMPIInt *cnt, const PetscMPIInt *dsp, float *all, float *tmp,
                              double scale)
 {
@@ -180,6 +198,94 @@ static PetscErrorCode Gather(Ctx *c, const double *loc, PetscInt nl, const Petsc
   for (PetscInt i = 0; i < nl; i++) tmp[i] = (float)(loc[i] * scale);
   if (c->size == 1) PetscCall(PetscArraycpy(all, tmp, nl));
   else PetscCallMPI(MPI_Allgatherv(tmp, (PetscMPIInt)nl, MPI_FLOAT, all, cnt, dsp, MPI_FLOAT, c->comm));
+  PetscFunctionReturn(0);
+}
+
+
+/* The stored-kernel iterations (above): on return f [nloc] and g [mloc] are the total potentials F, G, gs [m] is
+   G / eps at the final eps, and *eps, *it, *err, *conv as in the log-domain loop. */
+static PetscErrorCode ScalingIterations(Ctx *c, const CsOTOptions *o, const char *name, double cscale, double eps0, double sa,
+                                        const double *loga, const double *logbl, double *f, double *g, float *gs, double *epsp,
+                                        PetscInt *itp, double *errp, PetscBool *convp)
+{
+  const PetscInt m = c->m, nl = c->nloc;
+  double        *gall, *logb, *u, *un, eps = eps0, err = INFINITY;
+  float         *v, *w;
+  PetscInt       it;
+  PetscBool      conv = PETSC_FALSE;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc4(m, &gall, m, &logb, nl + 1, &u, nl + 1, &un));
+  PetscCall(PetscMalloc2(m, &v, m, &w));
+  if (c->size == 1) PetscCall(PetscArraycpy(logb, logbl, m));
+  else PetscCallMPI(MPI_Allgatherv(logbl, (PetscMPIInt)c->mloc, MPI_DOUBLE, logb, c->mcnt, c->mdsp, MPI_DOUBLE, c->comm));
+  for (PetscInt j = 0; j < m; j++) gall[j] = 0, v[j] = 1;
+  for (PetscInt i = 0; i < nl; i++) u[i] = 1;
+  PetscCall(PetscLogEventBegin(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+  Rebuild(c, f, gall, eps, cscale, PETSC_TRUE);
+  PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+  for (it = 0; it < o->max_iter; it++) {
+    const PetscBool check = eps <= o->epsilon && it > 0 && it % o->check_every == 0 ? PETSC_TRUE : PETSC_FALSE;
+    const double    ta = o->tau_a, tb = o->tau_b;
+    double          e = 0, red[2] = {0, 0}; /* max |log u|, any non-finite */
+
+    PetscCall(PetscLogEventBegin(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+    PetscCall(PetscArrayzero(w, m));
+    for (PetscInt i = 0; i < nl; i++) {
+      const float *row = c->Crow + (size_t)i * m;
+      const double si  = cblas_sdot((int)m, row, 1, v, 1);
+      if (check) {
+        double t = ta == 1 ? exp(loga[i]) : exp(loga[i] - (1.0 / ta - 1.0) * (f[i] / eps + log(u[i])));
+        e += fabs(u[i] * si - t);
+      }
+      const double lu = ta * (loga[i] - log(si)) + (ta - 1) * f[i] / eps;
+      if (!(lu > -1e300 && lu < 1e300)) red[1] = 1;
+      red[0] = PetscMax(red[0], fabs(lu));
+      un[i]  = exp(lu);
+      cblas_saxpy((int)m, (float)un[i], row, 1, w, 1);
+    }
+    PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+    if (check) {
+      PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &e, 1, MPI_DOUBLE, MPI_SUM, c->comm));
+      err = e / sa;
+      PetscCheck(!PetscIsInfOrNanReal(err), c->comm, PETSC_ERR_NOT_CONVERGED,
+                 "%s: the Sinkhorn iterations diverged at iteration %" PetscInt_FMT " (epsilon %g too small for the cost scale: the kernel "
+                 "underflows); achieved marginal error: not finite", name, it, eps);
+      if (err <= o->tol) {
+        conv = PETSC_TRUE;
+        break; /* u, v: the plan whose error was measured */
+      }
+    }
+    if (c->size > 1) PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, w, (PetscMPIInt)m, MPI_FLOAT, MPI_SUM, c->comm));
+    for (PetscInt j = 0; j < m; j++) {
+      const double lv = tb * (logb[j] - log((double)w[j])) + (tb - 1) * gall[j] / eps;
+      if (!(lv > -1e300 && lv < 1e300)) red[1] = 1;
+      red[0] = PetscMax(red[0], fabs(lv));
+      v[j]   = (float)exp(lv);
+    }
+    PetscCall(PetscArraycpy(u, un, nl));
+    if (c->size > 1) PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, red, 2, MPI_DOUBLE, MPI_MAX, c->comm));
+    PetscCheck(!red[1], c->comm, PETSC_ERR_NOT_CONVERGED,
+               "%s: a Sinkhorn potential became infinite at iteration %" PetscInt_FMT ": epsilon %g is too small for the cost scale "
+               "(the kernel of a cell underflows to 0); achieved marginal error %g", name, it, eps, err);
+    {
+      const double epsn = PetscMax(o->epsilon, eps * o->eps_decay);
+      if (epsn != eps || red[0] > ABSORB) { /* absorb u, v into f, g; rebuild the kernel (at the next eps) */
+        for (PetscInt i = 0; i < nl; i++) f[i] += eps * log(u[i]), u[i] = 1;
+        for (PetscInt j = 0; j < m; j++) gall[j] += eps * log((double)v[j]), v[j] = 1;
+        eps = epsn;
+        PetscCall(PetscLogEventBegin(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+        Rebuild(c, f, gall, eps, cscale, PETSC_FALSE);
+        PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+      }
+    }
+  }
+  for (PetscInt i = 0; i < nl; i++) f[i] += eps * log(u[i]);
+  for (PetscInt j = 0; j < m; j++) gall[j] += eps * log((double)v[j]), gs[j] = (float)(gall[j] / eps);
+  for (PetscInt j = 0; j < c->mloc; j++) g[j] = gall[c->m0 + j];
+  *epsp = eps, *itp = it, *errp = err, *convp = conv;
+  PetscCall(PetscFree4(gall, logb, u, un));
+  PetscCall(PetscFree2(v, w));
   PetscFunctionReturn(0);
 }
 
@@ -274,22 +380,18 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
 
   /* stored or streamed */
   {
-    size_t    bytes = sizeof(float) * ((size_t)nloc * c.m + (c.size > 1 ? (size_t)c.n * mloc : 0));
+    size_t    bytes = sizeof(float) * (size_t)nloc * c.m;
     PetscBool st    = o->mode == CS_OT_MODE_STREAM || (o->mode == CS_OT_MODE_AUTO && bytes > CS_OT_STORE_MAX_BYTES);
     PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPIU_BOOL, MPI_LOR, comm));
     c.stream = st;
   }
-  PetscCall(PetscMalloc1(PetscMax(c.n, c.m) + 2 * (RB + CB), &c.work));
+  PetscCall(PetscMalloc1(c.n + c.m + 2 * (RB + CB), &c.work)); /* sqdist_forward: rows + columns */
   PetscCall(PetscMalloc1(PetscMax(PetscMax(nloc, mloc), RB + CB), &c.part));
   if (c.stream) PetscCall(PetscMalloc1((size_t)RB * CB, &c.D));
-  else {
+  else { /* the rank's kernel rows */
     PetscCall(PetscMalloc1((size_t)nloc * c.m + 1, &c.Crow));
+    PetscCall(PetscMalloc1((size_t)RB * CB, &c.D)); /* the projection recomputes the cost */
     cs_pairwise_sqdist_forward(c.Crow, x, c.Y, nloc, c.m, d, c.work);
-    if (c.size == 1) c.Ccol = c.Crow;
-    else {
-      PetscCall(PetscMalloc1((size_t)c.n * mloc + 1, &c.Ccol));
-      cs_pairwise_sqdist_forward(c.Ccol, c.X, y, c.n, mloc, d, c.work);
-    }
   }
 
   /* cost scale: the mean in closed form, mean|x|^2 + mean|y|^2 - 2 xbar.ybar; the maximum by a sweep */
@@ -331,7 +433,8 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
   for (PetscInt j = 0; j < c.m; j++) gs[j] = 0;
   for (PetscInt i = 0; i < c.n; i++) fs[i] = 0;
   eps = eps0;
-  for (it = 0; it < o->max_iter; it++) {
+  if (!c.stream) PetscCall(ScalingIterations(&c, o, name, cscale, eps0, sa, loga, logb, f, g, gs, &eps, &it, &err, &conv));
+  else for (it = 0; it < o->max_iter; it++) {
     const float s     = (float)(-1.0 / (eps * cscale));
     PetscBool   final = eps <= o->epsilon ? PETSC_TRUE : PETSC_FALSE;
     PetscInt    bad   = 0;
@@ -387,6 +490,7 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
   }
   /* gs holds g/eps at the final eps (the loop breaks after a row sweep) */
   inf.iterations = it, inf.error = err, inf.cost_scale = cscale, inf.converged = conv, inf.streamed = c.stream;
+  c.stream = PETSC_TRUE; /* the projection recomputes the cost block by block in both modes */
   if (plan || bary) {
     double cm[2] = {0, 0};
     PetscCall(PetscLogEventBegin(CS_EVENT_OT_PROJECT, 0, 0, 0, 0));
@@ -403,7 +507,6 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
   PetscCall(PetscFree6(fs, gs, ftmp, gtmp, L, Lc));
   PetscCall(PetscFree4(f, g, loga, logb));
   PetscCall(PetscFree4(c.ncnt, c.ndsp, c.mcnt, c.mdsp));
-  if (c.Ccol != c.Crow) PetscCall(PetscFree(c.Ccol));
   PetscCall(PetscFree(c.Crow));
   PetscCall(PetscFree(c.D));
   PetscCall(PetscFree(c.work));
