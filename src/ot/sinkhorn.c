@@ -173,6 +173,7 @@ static PetscErrorCode Project(Ctx *c, const double *f, const float *gs, float s,
    absorbed into f, g and K is rebuilt from the cost; the first f_i = min_j C_ij, so that no row of K underflows
    to 0 whatever eps. */
 #define ABSORB 20.0
+#define KB     16
 
 /* K = exp((f_i + g_j - C_ij) / eps) from the squared distances; with init, f_i = min_j C_ij first. */
 static void Rebuild(Ctx *c, double *f, const double *gall, double eps, double cscale, PetscBool init)
@@ -231,18 +232,26 @@ static PetscErrorCode ScalingIterations(Ctx *c, const CsOTOptions *o, const char
 
     PetscCall(PetscLogEventBegin(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
     PetscCall(PetscArrayzero(w, m));
-    for (PetscInt i = 0; i < nl; i++) {
-      const float *row = c->Crow + (size_t)i * m;
-      const double si  = cblas_sdot((int)m, row, 1, v, 1);
-      if (check) {
-        double t = ta == 1 ? exp(loga[i]) : exp(loga[i] - (1.0 / ta - 1.0) * (f[i] / eps + log(u[i])));
-        e += fabs(u[i] * si - t);
+    /* blocks of KB rows (KB m floats stay in L2 between the two products): s = K_b v, then w += K_b^T u_b */
+    for (PetscInt i0 = 0; i0 < nl; i0 += KB) {
+      const PetscInt h = PetscMin(KB, nl - i0);
+      const float   *Kb = c->Crow + (size_t)i0 * m;
+      float          sb[KB], ub[KB];
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)h, (int)m, 1.0f, Kb, (int)m, v, 1, 0.0f, sb, 1);
+      for (PetscInt k = 0; k < h; k++) {
+        const PetscInt i  = i0 + k;
+        const double   si = sb[k];
+        if (check) {
+          double t = ta == 1 ? exp(loga[i]) : exp(loga[i] - (1.0 / ta - 1.0) * (f[i] / eps + log(u[i])));
+          e += fabs(u[i] * si - t);
+        }
+        const double lu = ta * (loga[i] - log(si)) + (ta - 1) * f[i] / eps;
+        if (!(lu > -1e300 && lu < 1e300)) red[1] = 1;
+        red[0] = PetscMax(red[0], fabs(lu));
+        un[i]  = exp(lu);
+        ub[k]  = (float)un[i];
       }
-      const double lu = ta * (loga[i] - log(si)) + (ta - 1) * f[i] / eps;
-      if (!(lu > -1e300 && lu < 1e300)) red[1] = 1;
-      red[0] = PetscMax(red[0], fabs(lu));
-      un[i]  = exp(lu);
-      cblas_saxpy((int)m, (float)un[i], row, 1, w, 1);
+      cblas_sgemv(CblasRowMajor, CblasTrans, (int)h, (int)m, 1.0f, Kb, (int)m, ub, 1, 1.0f, w, 1);
     }
     PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
     if (check) {
