@@ -16,8 +16,13 @@
    column side is satisfied). epsilon scaling: eps_k = max(eps, eps0 decay^k) with eps0 the mean scaled cost; the
    tolerance is tested at the target eps only.
 
-   Arithmetic: costs, kernels and log-sum-exps in float32 (the vector kernels of src/nn/pairwise.c), potentials and
-   sums in double; reachable tolerances are about 1e-6 and above.
+   Two ways to iterate, the same iterates. Stored (the rank's kernel rows K[nloc, m] fit in CS_OT_STORE_MAX_BYTES):
+   stabilised scaling, K_ij = exp((f_i + g_j - C_ij) / eps) with the potentials absorbed and P = diag(u) K diag(v);
+   one pass over K per iteration gives K v, the new u and K^T u; u, v are absorbed into f, g (and K rebuilt from
+   the cost) when |log u| or |log v| passes 20 or eps changes; the first f_i is min_j C_ij, so no row of K
+   underflows. Streamed: the log-domain sweeps lse_j / lse_i on cost blocks of 128 x 1024 recomputed (sgemm) every
+   iteration, memory O((n + m) d). Costs, kernels and log-sum-exps in float32 (src/nn/pairwise.c's distance and
+   log-sum-exp kernels, OpenBLAS sgemv), potentials and sums in double; reachable tolerances are about 1e-6 and up.
 
    Failures (PETSc errors that name o->name, the achieved marginal error and the epsilon): the tolerance not met
    within max_iter (unless o->allow_unconverged, then info->converged says so); an epsilon too small for the cost
@@ -30,7 +35,7 @@
 #include <cellshift/sys.h>
 
 typedef enum { CS_OT_SCALE_NONE, CS_OT_SCALE_MEAN, CS_OT_SCALE_MAX } CsOTCostScale;
-/* How the cost is obtained: AUTO stores it when the rank's blocks (nloc x m and n x mloc floats) fit in
+/* How the cost is obtained: AUTO stores the rank's kernel rows (nloc x m floats) when they fit in
    CS_OT_STORE_MAX_BYTES, else STREAM: recomputed block by block (128 x 1024) on every sweep, memory O((n + m) d). */
 typedef enum { CS_OT_MODE_AUTO, CS_OT_MODE_STORE, CS_OT_MODE_STREAM } CsOTMode;
 #define CS_OT_STORE_MAX_BYTES ((size_t)1 << 30)
@@ -72,10 +77,10 @@ PETSC_EXTERN PetscErrorCode CsOTSolveDense(const CsOTOptions *o, PetscInt n, Pet
 /* Distributed solve, collective on comm. Each rank passes its own source rows x [nloc, d] and target rows
    y [mloc, d] (global order: rank 0's rows first), their weights a [nloc], b [mloc] (NULL on every rank:
    uniform 1/n, 1/m over the global counts); d the same on all ranks. The cost is never whole on one rank: a rank
-   holds all points (O((n + m) d)) and its cost rows [nloc, m] and columns [n, mloc] (stored mode) or none
-   (streamed). Outputs (each NULL or not on all ranks): bary [nloc, d] of the rank's sources; f [nloc], g [mloc]
+   holds all points (O((n + m) d)) and its kernel rows [nloc, m] (stored mode) or none (streamed). Outputs (each NULL or not on all ranks): bary [nloc, d] of the rank's sources; f [nloc], g [mloc]
    the potentials in scaled cost units; info (the same on all ranks). Results do not depend on the number of
-   ranks beyond float rounding (column and row blocks are fixed in global indices). */
+   ranks beyond float rounding (streamed: column and row blocks are fixed in global indices; stored: K^T u is
+   summed over the ranks' rows). */
 PETSC_EXTERN PetscErrorCode CsOTSolve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, PetscInt mloc, PetscInt d, const float *x,
                                       const float *y, const PetscReal *a, const PetscReal *b, float *bary, PetscReal *f,
                                       PetscReal *g, CsOTInfo *info);
