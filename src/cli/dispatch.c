@@ -1,5 +1,6 @@
 /* Command dispatch and -help. */
 #include "commands.h"
+#include <cellshift/sim.h>
 
 /* -help: every object's options block is run once so that PETSc lists each option with its default. */
 static PetscErrorCode PrintAllOptions(void)
@@ -32,6 +33,12 @@ static PetscErrorCode PrintAllOptions(void)
     PetscCall(CsModelDestroy(&m));
   }
   PetscCall(CsStrArrayDestroy(n, &names));
+  {
+    CsSim sim;
+    PetscCall(CsSimCreate(PETSC_COMM_WORLD, &sim));
+    PetscCall(CsSimSetFromOptions(sim));
+    PetscCall(CsSimDestroy(&sim));
+  }
   PetscCall(CsOptionsQueryLate(PETSC_COMM_WORLD));
   PetscCall(CsSplitDestroy(&s));
   PetscCall(CsDesignDestroy(&d));
@@ -57,6 +64,7 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
                                             "  predict   load the models and write predictions.h5ad\n"
                                             "  evaluate  score predictions.h5ad files next to the baselines\n"
                                             "  inspect FILE  describe an .h5ad file (-priors: the coverage of the priors)\n"
+                                            "  simulate  write a simulated atlas with its ground truth (-cells N -genes G -output FILE.h5ad)\n"
                                             "cellshift -help lists every option.\n"));
     PetscFunctionReturn(0);
   }
@@ -65,6 +73,7 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
   else if (!strcmp(cmd, "predict")) PetscCall(CsCommandPredict());
   else if (!strcmp(cmd, "evaluate")) PetscCall(CsCommandEvaluate());
   else if (!strcmp(cmd, "inspect")) PetscCall(CsCommandInspect(argc, argv));
-  else SETERRQ(PETSC_COMM_WORLD, CS_ERR_INPUT, "unknown command '%s' (run, train, predict, evaluate, inspect)", cmd);
+  else if (!strcmp(cmd, "simulate")) PetscCall(CsCommandSimulate());
+  else SETERRQ(PETSC_COMM_WORLD, CS_ERR_INPUT, "unknown command '%s' (run, train, predict, evaluate, inspect, simulate)", cmd);
   PetscFunctionReturn(0);
 }
