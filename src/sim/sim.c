@@ -394,7 +394,11 @@ static PetscErrorCode BuildConditions(CsSim s)
     if (dup) continue;
     c->n = 2, c->gene[0] = single[a], c->gene[1] = single[b], c->type = P_DOUBLE, c->dose = one;
     c->m[0] = s->cond[1 + a].m[0], c->m[1] = s->cond[1 + b].m[0];
-    PetscCall(PetscSNPrintf(c->label, sizeof(c->label), "%s+%s", s->names[single[a]], s->names[single[b]]));
+    { /* atoms in alphabetical order, as cellshift writes a combination */
+      const char *x = s->names[single[a]], *y = s->names[single[b]];
+      if (strcmp(x, y) > 0) { const char *t2 = x; x = y, y = t2; }
+      PetscCall(PetscSNPrintf(c->label, sizeof(c->label), "%s+%s", x, y));
+    }
     PetscCall(AddCategory(&s->npert, &s->pertcats, c->label, &c->pert));
     k++;
   }
