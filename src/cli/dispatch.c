@@ -1,9 +1,26 @@
 /* Command dispatch and -help. */
 #include "commands.h"
+#include <cellshift/h5ad.h>
 #include <cellshift/sim.h>
 
-/* -help: every object's options block is run once so that PETSc lists each option with its default. */
-static PetscErrorCode PrintAllOptions(void)
+/* `cellshift simulate -help`: the simulator's options (and those every command reads). */
+static PetscErrorCode PrintSimulateOptions(void)
+{
+  CsSim     sim;
+  PetscReal mb = 256;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsSimCreate(PETSC_COMM_WORLD, &sim));
+  PetscCall(CsSimSetFromOptions(sim));
+  PetscCall(CsSimDestroy(&sim));
+  PetscCall(CsSystemSetFromOptions(PETSC_COMM_WORLD));
+  PetscCall(CsH5adWriterOptions(PETSC_COMM_WORLD, &mb));
+  PetscFunctionReturn(0);
+}
+
+/* -help: every object's options block is run once so that PETSc lists each option with its default (the
+   simulator's only without a command: they are no options of run, train, predict or evaluate). */
+static PetscErrorCode PrintAllOptions(const char cmd[])
 {
   CsDataset   ds;
   CsDesign    d;
@@ -33,12 +50,7 @@ static PetscErrorCode PrintAllOptions(void)
     PetscCall(CsModelDestroy(&m));
   }
   PetscCall(CsStrArrayDestroy(n, &names));
-  {
-    CsSim sim;
-    PetscCall(CsSimCreate(PETSC_COMM_WORLD, &sim));
-    PetscCall(CsSimSetFromOptions(sim));
-    PetscCall(CsSimDestroy(&sim));
-  }
+  if (!cmd) PetscCall(PrintSimulateOptions());
   PetscCall(CsOptionsQueryLate(PETSC_COMM_WORLD));
   PetscCall(CsSplitDestroy(&s));
   PetscCall(CsDesignDestroy(&d));
@@ -54,7 +66,8 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
   PetscCall(PetscOptionsHasName(NULL, NULL, "-help", &help));
   if (help) {
     PetscCall(PetscPrintf(PETSC_COMM_WORLD, "Models: %s\n", CsModelTypeNames()));
-    PetscCall(PrintAllOptions());
+    if (cmd && !strcmp(cmd, "simulate")) PetscCall(PrintSimulateOptions());
+    else PetscCall(PrintAllOptions(cmd));
     PetscFunctionReturn(0);
   }
   if (!cmd) {
