@@ -75,6 +75,10 @@ def same(ref, d):
 for n in (1, 2, 3):
     same("ref_inner", f"inner{n}"); same("ref_outer", f"outer{n}")
 same("ref_inner", "list2")
+try:  # the comparison can fail: the union's genes are not the intersection's
+    same("ref_inner", "outer2"); raise SystemExit("FAIL: the check does not tell the union from the intersection")
+except AssertionError:
+    pass
 g = ad.read_h5ad(f"{out}/outer2/control/predictions.h5ad")
 print(f"several files = the concatenated file at 1, 2, 3 ranks (inner: {ad.read_h5ad(f'{out}/inner2/control/predictions.h5ad').n_vars} genes, union: {g.n_vars})")
 PY
