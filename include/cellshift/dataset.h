@@ -34,10 +34,18 @@ struct _n_CsDataset {
   char       **keys;          /* requested keys */
   PetscBool   *required;
   PetscBool    setup;
+  /* several files as one dataset (-data a.h5ad,b.h5ad or -data_list FILE): rows in file order, genes aligned by
+     name (-genes intersection | union, missing genes are zeros), obs columns unified (-obs_fill: a column missing in
+     a file is missing for its cells instead of an error) */
+  char         data_list[PETSC_MAX_PATH_LEN];
+  char         genes_mode[16];
+  PetscBool    obs_fill;
+  PetscInt     nfiles;        /* files read (1 for a single -data file) */
 };
 
 PETSC_EXTERN PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *ds);
-/* Options: -data FILE (the .h5ad), -layer NAME (read layers/NAME instead of X), -obs_subset key=v1,v2 (keep only
+/* Options: -data FILE (the .h5ad; or FILE1,FILE2,...: several files as one, see data_list above), -data_list FILE
+   (one .h5ad per line, relative to the list's folder; # comments), -genes intersection|union, -obs_fill, -layer NAME (read layers/NAME instead of X), -obs_subset key=v1,v2 (keep only
    cells whose obs column `key` is one of the values), -normalize (X holds raw counts: each cell is scaled to 10^4
    total counts and log1p-transformed, the usual log-normalisation every model and metric expects; the totals are
    kept in libsize for count models). */

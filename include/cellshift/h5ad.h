@@ -93,6 +93,13 @@ typedef struct _n_CsH5adWriter *CsH5adWriter;
 PETSC_EXTERN PetscErrorCode CsH5adWriterCreate(MPI_Comm comm, const char path[], PetscInt nrows, PetscInt ngenes,
                                                char *const *genes, PetscInt ncols, const CsH5adOutColumn *cols,
                                                CsH5adWriter *w);
+/* Codes of column col for rows [row0, row0 + n) into out (rank 0; see CsH5adWriterCreateFill). */
+typedef PetscErrorCode (*CsH5adCodeFill)(void *ctx, PetscInt col, PetscInt row0, PetscInt n, int32_t *out);
+/* Collective: CsH5adWriterCreate, but the codes of every column whose codes are NULL come from fill, block by block,
+   so that rank 0 never holds a whole column of a very large file (cellshift simulate). */
+PETSC_EXTERN PetscErrorCode CsH5adWriterCreateFill(MPI_Comm comm, const char path[], PetscInt nrows, PetscInt ngenes,
+                                                   char *const *genes, PetscInt ncols, const CsH5adOutColumn *cols,
+                                                   CsH5adCodeFill fill, void *ctx, CsH5adWriter *w);
 /* Collective: each rank writes its `n` rows (row-major, n x ngenes) at global rows [row0, row0+n). n may be 0. */
 PETSC_EXTERN PetscErrorCode CsH5adWriterWriteRows(CsH5adWriter w, PetscInt row0, PetscInt n, const float *rows);
 /* Collective: close and rename into place. */

@@ -13,6 +13,7 @@ PetscErrorCode CsCommandTrain(void);
 PetscErrorCode CsCommandPredict(void);
 PetscErrorCode CsCommandEvaluate(void);
 PetscErrorCode CsCommandInspect(int argc, char **argv);
+PetscErrorCode CsCommandSimulate(void);
 
 /* What every command works on: the data, its design, the split, the output folder and the models asked for. */
 typedef struct {

@@ -1,8 +1,26 @@
 /* Command dispatch and -help. */
 #include "commands.h"
+#include <cellshift/h5ad.h>
+#include <cellshift/sim.h>
 
-/* -help: every object's options block is run once so that PETSc lists each option with its default. */
-static PetscErrorCode PrintAllOptions(void)
+/* `cellshift simulate -help`: the simulator's options (and those every command reads). */
+static PetscErrorCode PrintSimulateOptions(void)
+{
+  CsSim     sim;
+  PetscReal mb = 256;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsSimCreate(PETSC_COMM_WORLD, &sim));
+  PetscCall(CsSimSetFromOptions(sim));
+  PetscCall(CsSimDestroy(&sim));
+  PetscCall(CsSystemSetFromOptions(PETSC_COMM_WORLD));
+  PetscCall(CsH5adWriterOptions(PETSC_COMM_WORLD, &mb));
+  PetscFunctionReturn(0);
+}
+
+/* -help: every object's options block is run once so that PETSc lists each option with its default (the
+   simulator's only without a command: they are no options of run, train, predict or evaluate). */
+static PetscErrorCode PrintAllOptions(const char cmd[])
 {
   CsDataset   ds;
   CsDesign    d;
@@ -32,6 +50,7 @@ static PetscErrorCode PrintAllOptions(void)
     PetscCall(CsModelDestroy(&m));
   }
   PetscCall(CsStrArrayDestroy(n, &names));
+  if (!cmd) PetscCall(PrintSimulateOptions());
   PetscCall(CsOptionsQueryLate(PETSC_COMM_WORLD));
   PetscCall(CsSplitDestroy(&s));
   PetscCall(CsDesignDestroy(&d));
@@ -47,7 +66,8 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
   PetscCall(PetscOptionsHasName(NULL, NULL, "-help", &help));
   if (help) {
     PetscCall(PetscPrintf(PETSC_COMM_WORLD, "Models: %s\n", CsModelTypeNames()));
-    PetscCall(PrintAllOptions());
+    if (cmd && !strcmp(cmd, "simulate")) PetscCall(PrintSimulateOptions());
+    else PetscCall(PrintAllOptions(cmd));
     PetscFunctionReturn(0);
   }
   if (!cmd) {
@@ -57,6 +77,7 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
                                             "  predict   load the models and write predictions.h5ad\n"
                                             "  evaluate  score predictions.h5ad files next to the baselines\n"
                                             "  inspect FILE  describe an .h5ad file (-priors: the coverage of the priors)\n"
+                                            "  simulate  write a simulated atlas with its ground truth (-cells N -genes G -output FILE.h5ad)\n"
                                             "cellshift -help lists every option.\n"));
     PetscFunctionReturn(0);
   }
@@ -65,6 +86,7 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
   else if (!strcmp(cmd, "predict")) PetscCall(CsCommandPredict());
   else if (!strcmp(cmd, "evaluate")) PetscCall(CsCommandEvaluate());
   else if (!strcmp(cmd, "inspect")) PetscCall(CsCommandInspect(argc, argv));
-  else SETERRQ(PETSC_COMM_WORLD, CS_ERR_INPUT, "unknown command '%s' (run, train, predict, evaluate, inspect)", cmd);
+  else if (!strcmp(cmd, "simulate")) PetscCall(CsCommandSimulate());
+  else SETERRQ(PETSC_COMM_WORLD, CS_ERR_INPUT, "unknown command '%s' (run, train, predict, evaluate, inspect, simulate)", cmd);
   PetscFunctionReturn(0);
 }

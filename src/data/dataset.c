@@ -1,5 +1,5 @@
 /* CsDataset: this rank's shard of cells. See include/cellshift/dataset.h. */
-#include <cellshift/dataset.h>
+#include "dataimpl.h"
 #include <cellshift/h5util.h>
 #include <math.h>
 
@@ -10,6 +10,8 @@ PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *out)
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&ds));
   ds->comm = comm;
+  ds->nfiles = 1;
+  PetscCall(PetscStrncpy(ds->genes_mode, "intersection", sizeof(ds->genes_mode)));
   *out     = ds;
   PetscFunctionReturn(0);
 }
@@ -29,6 +31,12 @@ PetscErrorCode CsDatasetSetFromOptions(CsDataset ds)
   PetscOptionsBegin(ds->comm, NULL, "Input data", "CsDataset");
   PetscCall(PetscOptionsString("-data", "AnnData .h5ad file with the cells", "CsDatasetSetFromOptions", ds->path, ds->path,
                                sizeof(ds->path), NULL));
+  PetscCall(PetscOptionsString("-data_list", "File listing .h5ad files (one per line) read as one dataset", "CsDatasetSetFromOptions",
+                               ds->data_list, ds->data_list, sizeof(ds->data_list), NULL));
+  PetscCall(PetscOptionsString("-genes", "Several files: genes in every file (intersection) or in any (union, zeros where missing)",
+                               "CsDatasetSetFromOptions", ds->genes_mode, ds->genes_mode, sizeof(ds->genes_mode), NULL));
+  PetscCall(PetscOptionsBool("-obs_fill", "Several files: an obs column missing in a file is missing for its cells (else an error)",
+                             "CsDatasetSetFromOptions", ds->obs_fill, &ds->obs_fill, NULL));
   PetscCall(PetscOptionsString("-layer", "Read layers/NAME instead of X", "CsDatasetSetFromOptions", ds->layer, ds->layer,
                                sizeof(ds->layer), NULL));
   PetscCall(PetscOptionsBool("-normalize", "X holds raw counts: scale each cell to 1e4 counts and take log1p", "CsDatasetSetFromOptions",
@@ -81,6 +89,11 @@ static PetscErrorCode ReadBlock(CsDataset ds)
   CsH5adBlock b;
 
   PetscFunctionBeginUser;
+  if (ds->data_list[0] || strchr(ds->path, ',')) { /* several files */
+    PetscCall(CsDatasetReadFiles(ds));
+    PetscCall(SetRows(ds));
+    PetscFunctionReturn(0);
+  }
   PetscCall(CsH5adRead(ds->comm, ds->path, ds->layer, ds->nkeys, ds->keys, ds->required, &b));
   PetscCall(PetscStrncpy(ds->encoding, b.encoding, sizeof(ds->encoding)));
   ds->nglobal = b.nglobal, ds->ngenes = b.ngenes, ds->rstart = b.rstart, ds->nlocal = b.nlocal;
@@ -404,9 +417,12 @@ PetscErrorCode CsDatasetSetUp(CsDataset ds)
 
   PetscFunctionBeginUser;
   if (ds->setup) PetscFunctionReturn(0);
-  CsCheckAll(ds->comm, ds->path[0], "no input data: give -data FILE.h5ad");
-  PetscCall(CsPathGetKind(ds->comm, ds->path, &kind));
-  CsCheckAll(ds->comm, kind != CS_PATH_DIR, "-data %s is a folder: give the .h5ad file", ds->path);
+  CsCheckAll(ds->comm, ds->path[0] || ds->data_list[0], "no input data: give -data FILE.h5ad");
+  CsCheckAll(ds->comm, !(ds->path[0] && ds->data_list[0]), "give -data or -data_list, not both");
+  if (!ds->data_list[0] && !strchr(ds->path, ',')) {
+    PetscCall(CsPathGetKind(ds->comm, ds->path, &kind));
+    CsCheckAll(ds->comm, kind != CS_PATH_DIR, "-data %s is a folder: give the .h5ad file", ds->path);
+  } else if (!ds->path[0]) PetscCall(PetscStrncpy(ds->path, ds->data_list, sizeof(ds->path))); /* what messages name */
   if (ds->subset[0]) {
     PetscCall(PetscStrncpy(key, ds->subset, sizeof(key)));
     eq = strchr(key, '=');

@@ -140,7 +140,7 @@ static PetscErrorCode WriteStringArray(hid_t loc, const char name[], PetscInt n,
 }
 
 /* A pandas categorical: categories (strings) + codes in the smallest integer type pandas would choose. */
-static PetscErrorCode WriteCategorical(hid_t obs, const CsH5adOutColumn *c, PetscInt nrows)
+static PetscErrorCode WriteCategorical(hid_t obs, const CsH5adOutColumn *c, PetscInt nrows, PetscInt col, CsH5adCodeFill fill, void *ctx)
 {
   hsize_t dim = (hsize_t)nrows;
   hid_t   g, s, d, ft;
@@ -155,8 +155,27 @@ static PetscErrorCode WriteCategorical(hid_t obs, const CsH5adOutColumn *c, Pets
   H5Call(d = H5Dcreate2(g, "codes", ft, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "cannot create obs/%s/codes",
          c->name);
   /* HDF5 narrows the int32 codes to the file type (they were checked to fit). */
-  H5Call(H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, nrows ? (const void *)c->codes : &dummy),
-         "cannot write obs/%s/codes", c->name);
+  if (!c->codes && fill && nrows) {
+    const PetscInt B = 1 << 16;
+    int32_t       *buf;
+    PetscCall(PetscMalloc1(B, &buf));
+    for (PetscInt start = 0; start < nrows; start += B) {
+      hsize_t off = (hsize_t)start, cnt = (hsize_t)PetscMin(B, nrows - start);
+      hid_t   ms;
+      PetscCall(fill(ctx, col, start, (PetscInt)cnt, buf));
+      for (hsize_t i = 0; i < cnt; i++)
+        PetscCheck(buf[i] >= -1 && buf[i] < c->ncat, PETSC_COMM_SELF, CS_ERR_INPUT,
+                   "obs column '%s' has code %d at row %" PetscInt_FMT ", outside [-1, %" PetscInt_FMT ")", c->name,
+                   (int)buf[i], start + (PetscInt)i, c->ncat);
+      H5Call(ms = H5Screate_simple(1, &cnt, NULL), "obs/%s/codes: cannot make a dataspace", c->name);
+      H5Call(H5Sselect_hyperslab(s, H5S_SELECT_SET, &off, NULL, &cnt, NULL), "obs/%s/codes: bad selection", c->name);
+      H5Call(H5Dwrite(d, H5T_NATIVE_INT32, ms, s, H5P_DEFAULT, buf), "cannot write obs/%s/codes", c->name);
+      PetscCall(CsH5Close(&ms, c->name));
+    }
+    PetscCall(PetscFree(buf));
+  } else
+    H5Call(H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, nrows ? (const void *)c->codes : &dummy),
+           "cannot write obs/%s/codes", c->name);
   PetscCall(WriteEncoding(d, "array", "0.2.0"));
   PetscCall(CsH5Close(&d, c->name));
   PetscCall(CsH5Close(&s, c->name));
@@ -165,7 +184,7 @@ static PetscErrorCode WriteCategorical(hid_t obs, const CsH5adOutColumn *c, Pets
 }
 
 /* Rank 0: every column has a usable name, distinct category names and codes in [-1, ncat). */
-static PetscErrorCode CheckColumns(PetscInt nrows, PetscInt ncols, const CsH5adOutColumn *cols)
+static PetscErrorCode CheckColumns(PetscInt nrows, PetscInt ncols, const CsH5adOutColumn *cols, PetscBool fill)
 {
   PetscFunctionBeginUser;
   for (PetscInt k = 0; k < ncols; k++) {
@@ -177,8 +196,8 @@ static PetscErrorCode CheckColumns(PetscInt nrows, PetscInt ncols, const CsH5adO
                  c->name);
     PetscCheck(c->ncat >= 0 && c->ncat < INT32_MAX && (c->ncat == 0 || c->cats), PETSC_COMM_SELF, CS_ERR_INPUT,
                "obs column '%s' has no categories", c->name);
-    PetscCheck(nrows == 0 || c->codes, PETSC_COMM_SELF, CS_ERR_INPUT, "obs column '%s' has no codes on rank 0", c->name);
-    for (PetscInt i = 0; i < nrows; i++)
+    PetscCheck(nrows == 0 || c->codes || fill, PETSC_COMM_SELF, CS_ERR_INPUT, "obs column '%s' has no codes on rank 0", c->name);
+    for (PetscInt i = 0; c->codes && i < nrows; i++)
       PetscCheck(c->codes[i] >= -1 && c->codes[i] < c->ncat, PETSC_COMM_SELF, CS_ERR_INPUT,
                  "obs column '%s' has code %d at row %" PetscInt_FMT ", outside [-1, %" PetscInt_FMT ")", c->name,
                  (int)c->codes[i], i, c->ncat);
@@ -187,7 +206,7 @@ static PetscErrorCode CheckColumns(PetscInt nrows, PetscInt ncols, const CsH5adO
 }
 
 static PetscErrorCode WriteMetadataTo(hid_t f, PetscInt nrows, PetscInt ngenes, char *const *genes, PetscInt ncols,
-                                      const CsH5adOutColumn *cols)
+                                      const CsH5adOutColumn *cols, CsH5adCodeFill fill, void *ctx)
 {
   hid_t   obs, var, dcpl, s, X;
   hsize_t dims[2] = {(hsize_t)nrows, (hsize_t)ngenes};
@@ -203,7 +222,7 @@ static PetscErrorCode WriteMetadataTo(hid_t f, PetscInt nrows, PetscInt ngenes, 
   PetscCall(WriteColumnOrder(obs, ncols, names));
   PetscCall(PetscFree(names));
   PetscCall(WriteObsIndex(obs, nrows));
-  for (PetscInt k = 0; k < ncols; k++) PetscCall(WriteCategorical(obs, &cols[k], nrows));
+  for (PetscInt k = 0; k < ncols; k++) PetscCall(WriteCategorical(obs, &cols[k], nrows, k, fill, ctx));
   PetscCall(CsH5Close(&obs, "obs"));
 
   PetscCall(CreateGroup(f, "var", "dataframe", "0.2.0", &var));
@@ -235,13 +254,13 @@ static PetscErrorCode WriteMetadataTo(hid_t f, PetscInt nrows, PetscInt ngenes, 
 
 /* Rank 0, serial driver: the whole file except the values of X. Closes the file on every path. */
 static PetscErrorCode WriteMetadata(const char tmp[], PetscInt nrows, PetscInt ngenes, char *const *genes,
-                                    PetscInt ncols, const CsH5adOutColumn *cols)
+                                    PetscInt ncols, const CsH5adOutColumn *cols, CsH5adCodeFill fill, void *ctx)
 {
   hid_t          fapl, f;
   PetscErrorCode ierr;
 
   PetscFunctionBeginUser;
-  PetscCall(CheckColumns(nrows, ncols, cols));
+  PetscCall(CheckColumns(nrows, ncols, cols, fill ? PETSC_TRUE : PETSC_FALSE));
   for (PetscInt j = 0; j < ngenes; j++)
     PetscCheck(genes && genes[j], PETSC_COMM_SELF, CS_ERR_INPUT, "gene %" PetscInt_FMT " has no name", j);
   H5Call(fapl = H5Pcreate(H5P_FILE_ACCESS), "%s: cannot make file access properties", tmp);
@@ -249,7 +268,7 @@ static PetscErrorCode WriteMetadata(const char tmp[], PetscInt nrows, PetscInt n
   f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   PetscCall(CsH5Close(&fapl, tmp));
   PetscCheck(f >= 0, PETSC_COMM_SELF, CS_ERR_INPUT, "cannot create %s", tmp);
-  ierr = WriteMetadataTo(f, nrows, ngenes, genes, ncols, cols);
+  ierr = WriteMetadataTo(f, nrows, ngenes, genes, ncols, cols, fill, ctx);
   if (H5Fclose(f) < 0 && !ierr) SETERRQ(PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "cannot close %s", tmp);
   PetscCall(ierr);
   PetscFunctionReturn(0);
@@ -284,6 +303,14 @@ PetscErrorCode CsH5adWriterOptions(MPI_Comm comm, PetscReal *mb)
 PetscErrorCode CsH5adWriterCreate(MPI_Comm comm, const char path[], PetscInt nrows, PetscInt ngenes, char *const *genes,
                                   PetscInt ncols, const CsH5adOutColumn *cols, CsH5adWriter *w)
 {
+  PetscFunctionBeginUser;
+  PetscCall(CsH5adWriterCreateFill(comm, path, nrows, ngenes, genes, ncols, cols, NULL, NULL, w));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5adWriterCreateFill(MPI_Comm comm, const char path[], PetscInt nrows, PetscInt ngenes, char *const *genes,
+                                      PetscInt ncols, const CsH5adOutColumn *cols, CsH5adCodeFill fill, void *ctx, CsH5adWriter *w)
+{
   CsH5adWriter   W;
   PetscMPIInt    rank;
   PetscErrorCode ierr = 0;
@@ -302,7 +329,7 @@ PetscErrorCode CsH5adWriterCreate(MPI_Comm comm, const char path[], PetscInt nro
   W->block       = (PetscInt)PetscMax(1.0, mb * 1048576.0 / (4.0 * (double)PetscMax(ngenes, 1)));
   PetscCall(CsOutFileBegin(comm, path, &W->out));
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
-  if (!rank) ierr = WriteMetadata(W->out.tmp, nrows, ngenes, genes, ncols, cols);
+  if (!rank) ierr = WriteMetadata(W->out.tmp, nrows, ngenes, genes, ncols, cols, fill, ctx);
   ierr = CsAgreeCode(comm, ierr, path);
   if (!ierr) {
     ierr = OpenParallel(W);

@@ -8,7 +8,7 @@ PetscErrorCode CsModelPriorsCreate(CsModel m, CsPriors *p)
   PetscFunctionBeginUser;
   PetscCall(CsPriorsCreate(comm, p));
   PetscCall(CsPriorsSetFromOptions(*p));
-  PetscCall(CsPriorsSetGenes(*p, m->ds->path[0] ? m->ds->path : NULL, m->ds->ngenes, m->ds->genes));
+  PetscCall(CsPriorsSetGenes(*p, m->ds->path[0] && m->ds->nfiles == 1 ? m->ds->path : NULL, m->ds->ngenes, m->ds->genes));
   PetscCall(CsPriorsSetAtoms(*p, m->design->natoms, m->design->atoms));
   PetscFunctionReturn(0);
 }
