@@ -1,0 +1,432 @@
+/* Log-domain Sinkhorn, balanced and unbalanced, with the cost stored or recomputed block by block (see
+   include/cellshift/ot.h). The cost blocks and log-sum-exps are src/nn/pairwise.c's kernels. */
+#include <cellshift/ot.h>
+#include <cellshift/nn.h>
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+PetscLogEvent CS_EVENT_OT_SOLVE, CS_EVENT_OT_SWEEP, CS_EVENT_OT_PROJECT;
+
+/* Cost blocks of the streamed sweeps: 128 x 1024 floats (512 KiB) stay in L2 between the sgemm and the
+   log-sum-exp. Fixed in global indices, so a point's sums are split the same way at any number of ranks. */
+#define RB 128
+#define CB 1024
+/* Largest scaled cost / eps float32 can carry: beyond, g_j/eps - C_ij/eps cancels to noise. */
+#define MAX_COST_OVER_EPS 1e6
+
+static PetscErrorCode RegisterEvents(void)
+{
+  static PetscBool done = PETSC_FALSE;
+
+  PetscFunctionBeginUser;
+  if (done) PetscFunctionReturn(0);
+  PetscCall(PetscLogEventRegister("CsOTSinkhorn", CS_CLASSID, &CS_EVENT_OT_SOLVE));
+  PetscCall(PetscLogEventRegister("CsOTSweep", CS_CLASSID, &CS_EVENT_OT_SWEEP));
+  PetscCall(PetscLogEventRegister("CsOTProject", CS_CLASSID, &CS_EVENT_OT_PROJECT));
+  done = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsOTOptionsDefaults(CsOTOptions *o)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(o, sizeof(*o)));
+  o->epsilon     = 0.05;
+  o->tau_a       = 1;
+  o->tau_b       = 1;
+  o->tol         = 1e-4;
+  o->max_iter    = 1000;
+  o->eps_scaling = PETSC_TRUE;
+  o->eps_decay   = 0.8;
+  o->scale       = CS_OT_SCALE_MEAN;
+  o->mode        = CS_OT_MODE_AUTO;
+  o->check_every = 1;
+  PetscFunctionReturn(0);
+}
+
+typedef struct {
+  MPI_Comm     comm;
+  PetscMPIInt  size, rank;
+  PetscInt     n, m, d, nloc, mloc, n0, m0;
+  PetscMPIInt *ncnt, *ndsp, *mcnt, *mdsp; /* counts/offsets of points over the ranks */
+  const float *X, *Y;                     /* all points (gathered; the caller's arrays on one rank) */
+  float       *Xall, *Yall;               /* owned copies, when gathered */
+  const float *xl, *yl;                   /* this rank's points */
+  float       *Crow, *Ccol;               /* stored mode: D[nloc, m], D[n, mloc] (Ccol == Crow on one rank) */
+  float       *D, *work, *part;           /* block scratch */
+  PetscBool    stream;
+} Ctx;
+
+/* acc = log(exp(acc) + exp(v)) */
+static inline double LogAdd(double acc, double v)
+{
+  if (v == -INFINITY) return acc;
+  if (acc == -INFINITY) return v;
+  return acc > v ? acc + log1p(exp(v - acc)) : v + log1p(exp(acc - v));
+}
+
+/* L_i = log sum_j exp(gs_j + s D_ij) for the rank's rows. */
+static void RowLse(Ctx *c, const float *gs, float s, double *L)
+{
+  if (!c->stream) {
+    cs_logsumexp_rows(c->part, c->Crow, NULL, gs, s, c->nloc, c->m);
+    for (PetscInt i = 0; i < c->nloc; i++) L[i] = c->part[i];
+    return;
+  }
+  for (PetscInt i = 0; i < c->nloc; i++) L[i] = -INFINITY;
+  for (PetscInt r0 = 0; r0 < c->nloc; r0 += RB) {
+    PetscInt h = PetscMin(RB, c->nloc - r0);
+    for (PetscInt c0 = 0; c0 < c->m; c0 += CB) {
+      PetscInt w = PetscMin(CB, c->m - c0);
+      cs_pairwise_sqdist_forward(c->D, c->xl + (size_t)r0 * c->d, c->Y + (size_t)c0 * c->d, h, w, c->d, c->work);
+      cs_logsumexp_rows(c->part, c->D, NULL, gs + c0, s, h, w);
+      for (PetscInt i = 0; i < h; i++) L[r0 + i] = LogAdd(L[r0 + i], c->part[i]);
+    }
+  }
+}
+
+/* L_j = log sum_i exp(fs_i + s D_ij) for the rank's columns (row blocks of CB at global multiples). */
+static void ColLse(Ctx *c, const float *fs, float s, double *L)
+{
+  if (!c->stream) {
+    cs_logsumexp_cols(c->part, c->Ccol, fs, NULL, s, c->n, c->mloc);
+    for (PetscInt j = 0; j < c->mloc; j++) L[j] = c->part[j];
+    return;
+  }
+  for (PetscInt j = 0; j < c->mloc; j++) L[j] = -INFINITY;
+  for (PetscInt c0 = 0; c0 < c->mloc; c0 += RB) {
+    PetscInt w = PetscMin(RB, c->mloc - c0);
+    for (PetscInt r0 = 0; r0 < c->n; r0 += CB) {
+      PetscInt h = PetscMin(CB, c->n - r0);
+      cs_pairwise_sqdist_forward(c->D, c->X + (size_t)r0 * c->d, c->yl + (size_t)c0 * c->d, h, w, c->d, c->work);
+      cs_logsumexp_cols(c->part, c->D, fs + r0, NULL, s, h, w);
+      for (PetscInt j = 0; j < w; j++) L[c0 + j] = LogAdd(L[c0 + j], c->part[j]);
+    }
+  }
+}
+
+/* Largest squared distance between the rank's rows and all columns. */
+static double MaxCost(Ctx *c)
+{
+  double mx = 0;
+  if (!c->stream) {
+    for (size_t k = 0; k < (size_t)c->nloc * c->m; k++) mx = PetscMax(mx, c->Crow[k]);
+    return mx;
+  }
+  for (PetscInt r0 = 0; r0 < c->nloc; r0 += RB) {
+    PetscInt h = PetscMin(RB, c->nloc - r0);
+    for (PetscInt c0 = 0; c0 < c->m; c0 += CB) {
+      PetscInt w = PetscMin(CB, c->m - c0);
+      cs_pairwise_sqdist_forward(c->D, c->xl + (size_t)r0 * c->d, c->Y + (size_t)c0 * c->d, h, w, c->d, c->work);
+      for (size_t k = 0; k < (size_t)h * w; k++) mx = PetscMax(mx, c->D[k]);
+    }
+  }
+  return mx;
+}
+
+/* Plan rows and barycentres of the rank's sources: P_ij = exp(f_i/eps + gs_j + s D_ij). plan [nloc, m] (one rank
+   only), bary [nloc, d]; adds <P, C'> and sum P to cost/mass. */
+static PetscErrorCode Project(Ctx *c, const double *f, const float *gs, float s, double eps, double cscale, float *plan, float *bary,
+                              double *cost, double *mass)
+{
+  float  *W, *B = NULL;
+  double *rs;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc2((size_t)RB * CB, &W, RB, &rs));
+  if (bary) PetscCall(PetscMalloc1((size_t)RB * c->d, &B));
+  for (PetscInt r0 = 0; r0 < c->nloc; r0 += RB) {
+    PetscInt h = PetscMin(RB, c->nloc - r0);
+    for (PetscInt i = 0; i < h; i++) rs[i] = 0;
+    if (B) PetscCall(PetscArrayzero(B, (size_t)h * c->d));
+    for (PetscInt c0 = 0; c0 < c->m; c0 += CB) {
+      PetscInt     w = PetscMin(CB, c->m - c0), ld;
+      const float *Dp;
+      if (c->stream) {
+        cs_pairwise_sqdist_forward(c->D, c->xl + (size_t)r0 * c->d, c->Y + (size_t)c0 * c->d, h, w, c->d, c->work);
+        Dp = c->D, ld = w;
+      } else Dp = c->Crow + (size_t)r0 * c->m + c0, ld = c->m;
+      for (PetscInt i = 0; i < h; i++) {
+        const double fi = f[r0 + i] / eps;
+        double       sr = 0, sc = 0;
+        for (PetscInt j = 0; j < w; j++) {
+          double dij = Dp[(size_t)i * ld + j];
+          double p   = exp(fi + gs[c0 + j] + (double)s * dij);
+          W[(size_t)i * w + j] = (float)p;
+          sr += p;
+          sc += p * dij / cscale;
+        }
+        rs[i] += sr;
+        *mass += sr;
+        *cost += sc;
+        if (plan) PetscCall(PetscArraycpy(plan + (size_t)(r0 + i) * c->m + c0, W + (size_t)i * w, w));
+      }
+      if (B) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, h, c->d, w, 1.0f, W, w, c->Y + (size_t)c0 * c->d, c->d, 1.0f, B, c->d);
+    }
+    if (B)
+      for (PetscInt i = 0; i < h; i++)
+        for (PetscInt k = 0; k < c->d; k++) bary[(size_t)(r0 + i) * c->d + k] = rs[i] > 0 ? (float)(B[(size_t)i * c->d + k] / rs[i]) : NAN;
+  }
+  PetscCall(PetscFree2(W, rs));
+  PetscCall(PetscFree(B));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode Gather(Ctx *c, const double *loc, PetscInt nl, const PetscMPIInt *cnt, const PetscMPIInt *dsp, float *all, float *tmp,
+                             double scale)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < nl; i++) tmp[i] = (float)(loc[i] * scale);
+  if (c->size == 1) PetscCall(PetscArraycpy(all, tmp, nl));
+  else PetscCallMPI(MPI_Allgatherv(tmp, (PetscMPIInt)nl, MPI_FLOAT, all, cnt, dsp, MPI_FLOAT, c->comm));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, PetscInt mloc, PetscInt d, const float *x, const float *y,
+                            const PetscReal *a, const PetscReal *b, float *plan, float *bary, PetscReal *fout, PetscReal *gout, CsOTInfo *info)
+{
+  Ctx         c;
+  const char *name = o->name ? o->name : "the transport problem";
+  PetscInt    cnt[3], mx[3];
+  double      sa = 0, sb = 0, cscale = 1, maxc, eps, eps0, tmp[4], err = INFINITY;
+  double     *f, *g, *loga, *logb, *L, *Lc;
+  float      *fs, *gs, *ftmp, *gtmp;
+  PetscInt    it = 0;
+  PetscBool   conv = PETSC_FALSE;
+  CsOTInfo    inf;
+
+  PetscFunctionBeginUser;
+  PetscCall(RegisterEvents());
+  PetscCall(PetscMemzero(&c, sizeof(c)));
+  PetscCall(PetscMemzero(&inf, sizeof(inf)));
+  c.comm = comm, c.nloc = nloc, c.mloc = mloc, c.d = d, c.xl = x, c.yl = y;
+  PetscCallMPI(MPI_Comm_size(comm, &c.size));
+  PetscCallMPI(MPI_Comm_rank(comm, &c.rank));
+  cnt[0] = nloc, cnt[1] = mloc, cnt[2] = d;
+  PetscCallMPI(MPI_Allreduce(cnt, mx, 3, MPIU_INT, MPI_MAX, comm));
+  {
+    PetscInt mn[3];
+    PetscCallMPI(MPI_Allreduce(cnt, mn, 3, MPIU_INT, MPI_MIN, comm));
+    PetscCheck(mn[0] >= 0 && mn[1] >= 0 && mn[2] == mx[2] && d >= 0, comm, PETSC_ERR_ARG_WRONG,
+               "%s: the point counts must be >= 0 and the dimension the same on every rank (got %" PetscInt_FMT " source and %" PetscInt_FMT
+               " target points in dimension %" PetscInt_FMT " here)", name, nloc, mloc, d);
+  }
+  PetscCheck(o->epsilon > 0 && PetscIsNormalReal(o->epsilon), comm, PETSC_ERR_ARG_OUTOFRANGE, "%s: epsilon must be > 0 (got %g)", name,
+             (double)o->epsilon);
+  PetscCheck(o->tau_a > 0 && o->tau_a <= 1 && o->tau_b > 0 && o->tau_b <= 1, comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "%s: tau_a and tau_b must be in (0, 1] (1: balanced); got %g and %g", name, (double)o->tau_a, (double)o->tau_b);
+  PetscCheck(o->tol > 0 && o->max_iter > 0 && o->eps_decay > 0 && o->eps_decay < 1 && o->check_every > 0, comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "%s: the tolerance and iteration cap must be > 0 and the epsilon decay in (0, 1) (got tol %g, max_iter %" PetscInt_FMT
+             ", decay %g)", name, (double)o->tol, o->max_iter, (double)o->eps_decay);
+  PetscCall(PetscMalloc4(c.size, &c.ncnt, c.size, &c.ndsp, c.size, &c.mcnt, c.size, &c.mdsp));
+  {
+    PetscMPIInt two[2] = {(PetscMPIInt)nloc, (PetscMPIInt)mloc}, *all;
+    PetscCall(PetscMalloc1(2 * c.size, &all));
+    PetscCallMPI(MPI_Allgather(two, 2, MPI_INT, all, 2, MPI_INT, comm));
+    c.n = c.m = 0;
+    for (PetscMPIInt r = 0; r < c.size; r++) {
+      c.ncnt[r] = all[2 * r], c.mcnt[r] = all[2 * r + 1];
+      c.ndsp[r] = (PetscMPIInt)c.n, c.mdsp[r] = (PetscMPIInt)c.m;
+      if (r == c.rank) c.n0 = c.n, c.m0 = c.m;
+      c.n += c.ncnt[r], c.m += c.mcnt[r];
+    }
+    PetscCall(PetscFree(all));
+  }
+  PetscCheck(c.n > 0 && c.m > 0, comm, PETSC_ERR_ARG_WRONG, "%s: needs at least one source and one target point (got %" PetscInt_FMT " and %" PetscInt_FMT ")",
+             name, c.n, c.m);
+  PetscCall(PetscLogEventBegin(CS_EVENT_OT_SOLVE, 0, 0, 0, 0));
+
+  /* weights */
+  PetscCall(PetscMalloc4(nloc, &f, mloc, &g, nloc, &loga, mloc, &logb));
+  {
+    PetscInt bad = 0, badall;
+    for (PetscInt i = 0; i < nloc; i++) {
+      double ai = a ? a[i] : 1.0 / c.n;
+      if (!(ai > 0 && PetscIsNormalReal(ai))) bad = 1;
+      loga[i] = log(ai), sa += ai;
+    }
+    for (PetscInt j = 0; j < mloc; j++) {
+      double bj = b ? b[j] : 1.0 / c.m;
+      if (!(bj > 0 && PetscIsNormalReal(bj))) bad = 1;
+      logb[j] = log(bj), sb += bj;
+    }
+    PetscCallMPI(MPI_Allreduce(&bad, &badall, 1, MPIU_INT, MPI_MAX, comm));
+    PetscCheck(!badall, comm, PETSC_ERR_ARG_OUTOFRANGE, "%s: every point weight must be positive and finite", name);
+    tmp[0] = sa, tmp[1] = sb;
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, tmp, 2, MPI_DOUBLE, MPI_SUM, comm));
+    sa = tmp[0], sb = tmp[1];
+  }
+
+  /* all points on every rank */
+  if (c.size == 1) c.X = x, c.Y = y;
+  else {
+    PetscMPIInt *cd, *dd;
+    PetscCall(PetscMalloc2((size_t)c.n * d, &c.Xall, (size_t)c.m * d, &c.Yall));
+    PetscCall(PetscMalloc2(c.size, &cd, c.size, &dd));
+    for (PetscMPIInt r = 0; r < c.size; r++) cd[r] = (PetscMPIInt)(c.ncnt[r] * d), dd[r] = (PetscMPIInt)(c.ndsp[r] * d);
+    PetscCallMPI(MPI_Allgatherv(x, (PetscMPIInt)(nloc * d), MPI_FLOAT, c.Xall, cd, dd, MPI_FLOAT, comm));
+    for (PetscMPIInt r = 0; r < c.size; r++) cd[r] = (PetscMPIInt)(c.mcnt[r] * d), dd[r] = (PetscMPIInt)(c.mdsp[r] * d);
+    PetscCallMPI(MPI_Allgatherv(y, (PetscMPIInt)(mloc * d), MPI_FLOAT, c.Yall, cd, dd, MPI_FLOAT, comm));
+    PetscCall(PetscFree2(cd, dd));
+    c.X = c.Xall, c.Y = c.Yall;
+  }
+
+  /* stored or streamed */
+  {
+    size_t    bytes = sizeof(float) * ((size_t)nloc * c.m + (c.size > 1 ? (size_t)c.n * mloc : 0));
+    PetscBool st    = o->mode == CS_OT_MODE_STREAM || (o->mode == CS_OT_MODE_AUTO && bytes > CS_OT_STORE_MAX_BYTES);
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPIU_BOOL, MPI_LOR, comm));
+    c.stream = st;
+  }
+  PetscCall(PetscMalloc1(PetscMax(c.n, c.m) + 2 * (RB + CB), &c.work));
+  PetscCall(PetscMalloc1(PetscMax(PetscMax(nloc, mloc), RB + CB), &c.part));
+  if (c.stream) PetscCall(PetscMalloc1((size_t)RB * CB, &c.D));
+  else {
+    PetscCall(PetscMalloc1((size_t)nloc * c.m + 1, &c.Crow));
+    cs_pairwise_sqdist_forward(c.Crow, x, c.Y, nloc, c.m, d, c.work);
+    if (c.size == 1) c.Ccol = c.Crow;
+    else {
+      PetscCall(PetscMalloc1((size_t)c.n * mloc + 1, &c.Ccol));
+      cs_pairwise_sqdist_forward(c.Ccol, c.X, y, c.n, mloc, d, c.work);
+    }
+  }
+
+  /* cost scale: the mean in closed form, mean|x|^2 + mean|y|^2 - 2 xbar.ybar; the maximum by a sweep */
+  {
+    double *mom;
+    PetscCall(PetscCalloc1(2 * d + 2, &mom));
+    for (PetscInt i = 0; i < nloc; i++)
+      for (PetscInt k = 0; k < d; k++) {
+        double v = x[(size_t)i * d + k];
+        mom[k] += v, mom[2 * d] += v * v;
+      }
+    for (PetscInt j = 0; j < mloc; j++)
+      for (PetscInt k = 0; k < d; k++) {
+        double v = y[(size_t)j * d + k];
+        mom[d + k] += v, mom[2 * d + 1] += v * v;
+      }
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, mom, 2 * (int)d + 2, MPI_DOUBLE, MPI_SUM, comm));
+    double mean = mom[2 * d] / c.n + mom[2 * d + 1] / c.m;
+    for (PetscInt k = 0; k < d; k++) mean -= 2 * (mom[k] / c.n) * (mom[d + k] / c.m);
+    mean = PetscMax(mean, 0);
+    PetscCall(PetscFree(mom));
+    maxc = MaxCost(&c);
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &maxc, 1, MPI_DOUBLE, MPI_MAX, comm));
+    if (o->scale == CS_OT_SCALE_MEAN) cscale = mean;
+    else if (o->scale == CS_OT_SCALE_MAX) cscale = maxc;
+    PetscCheck(cscale > 0, comm, PETSC_ERR_ARG_WRONG, "%s: all points coincide, so the cost cannot be scaled by its %s", name,
+               o->scale == CS_OT_SCALE_MEAN ? "mean" : "maximum");
+    PetscCheck(maxc / cscale / o->epsilon <= MAX_COST_OVER_EPS, comm, PETSC_ERR_ARG_OUTOFRANGE,
+               "%s: epsilon %g is too small for the cost scale: the largest scaled cost is %g, %g times epsilon, and the kernel "
+               "exp(-C/eps) underflows float32 arithmetic (achieved marginal error: none, not started); raise epsilon or normalise the cost",
+               name, (double)o->epsilon, maxc / cscale, maxc / cscale / o->epsilon);
+    eps0 = o->eps_scaling ? PetscMax(o->epsilon, mean / cscale) : o->epsilon;
+  }
+
+  /* iterations */
+  PetscCall(PetscMalloc6(c.n, &fs, c.m, &gs, nloc, &ftmp, mloc, &gtmp, nloc, &L, mloc, &Lc));
+  for (PetscInt i = 0; i < nloc; i++) f[i] = 0;
+  for (PetscInt j = 0; j < mloc; j++) g[j] = 0;
+  for (PetscInt j = 0; j < c.m; j++) gs[j] = 0;
+  for (PetscInt i = 0; i < c.n; i++) fs[i] = 0;
+  eps = eps0;
+  for (it = 0; it < o->max_iter; it++) {
+    const float s     = (float)(-1.0 / (eps * cscale));
+    PetscBool   final = eps <= o->epsilon ? PETSC_TRUE : PETSC_FALSE;
+    PetscInt    bad   = 0;
+
+    PetscCall(PetscLogEventBegin(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+    RowLse(&c, gs, s, L);
+    PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+    if (final && it > 0 && (it % o->check_every == 0)) {
+      double e = 0;
+      for (PetscInt i = 0; i < nloc; i++) {
+        double r = exp(f[i] / eps + L[i]), t = exp(loga[i] - (1.0 / o->tau_a - 1.0) * f[i] / eps);
+        e += fabs(r - t);
+      }
+      PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &e, 1, MPI_DOUBLE, MPI_SUM, comm));
+      err = e / sa;
+      PetscCheck(!PetscIsInfOrNanReal(err), comm, PETSC_ERR_NOT_CONVERGED,
+                 "%s: the Sinkhorn iterations diverged at iteration %" PetscInt_FMT " (epsilon %g too small for the cost scale: the kernel "
+                 "underflows); achieved marginal error: not finite", name, it, eps);
+      if (err <= o->tol) {
+        conv = PETSC_TRUE;
+        break;
+      }
+    }
+    for (PetscInt i = 0; i < nloc; i++) {
+      f[i] = o->tau_a * eps * (loga[i] - L[i]);
+      if (!PetscIsNormalReal(f[i]) && f[i] != 0) bad = 1;
+    }
+    PetscCall(Gather(&c, f, nloc, c.ncnt, c.ndsp, fs, ftmp, 1.0 / eps));
+    PetscCall(PetscLogEventBegin(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+    ColLse(&c, fs, s, Lc);
+    PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+    /* epsilon scaling: the potentials of one eps start the next (smaller) one */
+    {
+      double epsn = PetscMax(o->epsilon, eps * o->eps_decay);
+      for (PetscInt j = 0; j < mloc; j++) {
+        g[j] = o->tau_b * eps * (logb[j] - Lc[j]);
+        if (!PetscIsNormalReal(g[j]) && g[j] != 0) bad = 1;
+      }
+      PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPIU_INT, MPI_MAX, comm));
+      PetscCheck(!bad, comm, PETSC_ERR_NOT_CONVERGED,
+                 "%s: a Sinkhorn potential became infinite at iteration %" PetscInt_FMT ": epsilon %g is too small for the cost scale "
+                 "(the kernel of a cell underflows to 0); achieved marginal error %g", name, it, eps, err);
+      eps = epsn;
+    }
+    PetscCall(Gather(&c, g, mloc, c.mcnt, c.mdsp, gs, gtmp, 1.0 / eps));
+  }
+  if (!conv && !o->allow_unconverged) {
+    PetscCall(PetscLogEventEnd(CS_EVENT_OT_SOLVE, 0, 0, 0, 0));
+    SETERRQ(comm, PETSC_ERR_NOT_CONVERGED,
+            "%s: Sinkhorn did not reach the marginal error %g within %" PetscInt_FMT " iterations (achieved %g at epsilon %g, tau_a %g, "
+            "tau_b %g); raise the iteration cap or epsilon, or loosen the tolerance",
+            name, (double)o->tol, o->max_iter, err, eps, (double)o->tau_a, (double)o->tau_b);
+  }
+  /* gs holds g/eps at the final eps (the loop breaks after a row sweep) */
+  inf.iterations = it, inf.error = err, inf.cost_scale = cscale, inf.converged = conv, inf.streamed = c.stream;
+  if (plan || bary) {
+    double cm[2] = {0, 0};
+    PetscCall(PetscLogEventBegin(CS_EVENT_OT_PROJECT, 0, 0, 0, 0));
+    PetscCall(Project(&c, f, gs, (float)(-1.0 / (eps * cscale)), eps, cscale, plan, bary, &cm[0], &cm[1]));
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, cm, 2, MPI_DOUBLE, MPI_SUM, comm));
+    inf.cost = cm[0], inf.mass = cm[1];
+    PetscCall(PetscLogEventEnd(CS_EVENT_OT_PROJECT, 0, 0, 0, 0));
+  }
+  if (fout) for (PetscInt i = 0; i < nloc; i++) fout[i] = f[i];
+  if (gout) for (PetscInt j = 0; j < mloc; j++) gout[j] = g[j];
+  if (info) *info = inf;
+  PetscCall(PetscLogEventEnd(CS_EVENT_OT_SOLVE, 0, 0, 0, 0));
+
+  PetscCall(PetscFree6(fs, gs, ftmp, gtmp, L, Lc));
+  PetscCall(PetscFree4(f, g, loga, logb));
+  PetscCall(PetscFree4(c.ncnt, c.ndsp, c.mcnt, c.mdsp));
+  if (c.Ccol != c.Crow) PetscCall(PetscFree(c.Ccol));
+  PetscCall(PetscFree(c.Crow));
+  PetscCall(PetscFree(c.D));
+  PetscCall(PetscFree(c.work));
+  PetscCall(PetscFree(c.part));
+  PetscCall(PetscFree2(c.Xall, c.Yall));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsOTSolveDense(const CsOTOptions *o, PetscInt n, PetscInt m, PetscInt d, const float *x, const float *y, const PetscReal *a,
+                              const PetscReal *b, float *plan, float *bary, CsOTInfo *info)
+{
+  CsOTOptions oo = *o;
+
+  PetscFunctionBeginUser;
+  oo.mode = CS_OT_MODE_STORE;
+  PetscCall(Solve(PETSC_COMM_SELF, &oo, n, m, d, x, y, a, b, plan, bary, NULL, NULL, info));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsOTSolve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, PetscInt mloc, PetscInt d, const float *x, const float *y,
+                         const PetscReal *a, const PetscReal *b, float *bary, PetscReal *f, PetscReal *g, CsOTInfo *info)
+{
+  PetscFunctionBeginUser;
+  PetscCall(Solve(comm, o, nloc, mloc, d, x, y, a, b, NULL, bary, f, g, info));
+  PetscFunctionReturn(0);
+}
