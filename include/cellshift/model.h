@@ -31,6 +31,8 @@ typedef const char        *CsModelType;
 #define CSMODELCPA      "cpa"
 #define CSMODELMEAN     "mean"
 #define CSMODELGRN      "grn"
+#define CSMODELCELLOT   "cellot"
+#define CSMODELFLOW     "flow"
 
 PETSC_EXTERN PetscClassId CS_MODEL_CLASSID;
 

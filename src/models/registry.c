@@ -8,6 +8,8 @@ PETSC_INTERN PetscErrorCode CsModelCreate_Linear(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_ScGen(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_CPA(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_GRN(CsModel);
+PETSC_INTERN PetscErrorCode CsModelCreate_CellOT(CsModel);
+PETSC_INTERN PetscErrorCode CsModelCreate_Flow(CsModel);
 
 /* Called once by CsModelInitializePackage. */
 PetscErrorCode CsModelRegisterAll(void)
@@ -20,5 +22,6 @@ PetscErrorCode CsModelRegisterAll(void)
   PetscCall(CsModelRegister(CSMODELSCGEN, CsModelCreate_ScGen));
   PetscCall(CsModelRegister(CSMODELCPA, CsModelCreate_CPA));
   PetscCall(CsModelRegister(CSMODELGRN, CsModelCreate_GRN));
+  PetscCall(CsModelRegister(CSMODELCELLOT, CsModelCreate_CellOT));
   PetscFunctionReturn(0);
 }
