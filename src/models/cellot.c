@@ -33,7 +33,6 @@
    measure the fit). Prediction: each control cell x of the target context, z = (x - mean) V / s, is mapped to
    x + s (T(z) - z) V^T, so its part outside the principal subspace is kept. */
 #include "modelimpl.h"
-#include <cellshift/linalg.h>
 #include <cellshift/h5util.h>
 
 typedef struct {
@@ -47,35 +46,14 @@ typedef struct {
   PetscInt     tAtom[2], tCtx[2];
   CsTrainer    trainer;
   PetscInt     batch, G, A, NC, U;
-  double      *mean, *V; /* [G], [G x K] (gene-major: row j holds gene j's loadings) */
-  double      *mv;       /* [K] = mean V */
-  double       scale;    /* coordinates are divided by it: the root mean variance of the K axes */
-  PetscBool    fitted_pca;
+  CsPCASpace   space;
   /* work */
-  float       *zs, *zt, *T, *dT, *u, *y, *c, *dc, *xrow;
+  float       *zs, *zt, *T, *dT, *u, *y, *c, *dc;
 } CellOT;
 
 static PetscLogEvent CS_EVENT_CELLOT_TRANSPORT;
 
 static const char *NetName(PetscInt k) { return k == 0 ? "g" : "f"; }
-
-/* z[n, K] = (X - mean) V for the CSR rows X, never densified. */
-static void Project(const CellOT *c, const CsCSR *X, float *z)
-{
-  PetscInt K = c->K;
-  for (PetscInt r = 0; r < X->nrows; r++) {
-    double acc[512];
-    double *s = K <= 512 ? acc : NULL;
-    if (!s) continue; /* K is checked <= 512 in the options */
-    for (PetscInt k = 0; k < K; k++) s[k] = -c->mv[k];
-    for (int64_t p = X->indptr[r]; p < X->indptr[r + 1]; p++) {
-      const double *v = c->V + (size_t)X->indices[p] * K;
-      double        x = X->data[p];
-      for (PetscInt k = 0; k < K; k++) s[k] += x * v[k];
-    }
-    for (PetscInt k = 0; k < K; k++) z[(size_t)r * K + k] = (float)(s[k] / c->scale);
-  }
-}
 
 /* The conditioning bias of network k for (cond, ctx), broadcast to n rows of c. */
 static void CondBias(CellOT *c, PetscInt k, const CsCondition *cond, PetscInt ctx, PetscInt n, float *out)
@@ -146,7 +124,7 @@ static PetscErrorCode Step(void *ctx, const CsBatch *b, const CsNNPass *pass, Pe
   PetscCheck(b->ngroups == 1, pass->comm, PETSC_ERR_ARG_WRONG, "cellot trains on one group per step: use -%ssampler_type coupled", CsModelPrefix(m));
   BatchGroup(m, b, &cond, &gx);
   PetscCall(PetscLogEventBegin(CS_EVENT_FORWARD, 0, 0, 0, 0));
-  Project(c, &b->Xctrl, c->zs);
+  CsPCASpaceProject(&c->space, &b->Xctrl, c->zs);
   PetscCall(Transport(c, cond, gx, n, c->zs, c->T));
   CondBias(c, 1, cond, gx, PetscMax(n, nt), c->c + (size_t)c->batch * U); /* f's bias in the second half */
   PetscCall(CsICNNForward(c->net[1], n, c->T, c->c + (size_t)c->batch * U, c->y));
@@ -174,7 +152,7 @@ static PetscErrorCode Step(void *ctx, const CsBatch *b, const CsNNPass *pass, Pe
     for (PetscInt i = 0; i < n; i++) l -= (c->y[i] + Quad(c, T_ROW(c->T, i))) / Nc, c->u[i] = (float)(-1.0 / Nc);
     PetscCall(PetscArrayzero(c->dc, (size_t)PetscMax(n, nt) * U));
     PetscCall(CsICNNBackward(c->net[1], c->T, c->u, NULL, c->dc, PETSC_TRUE));
-    Project(c, &b->X, c->zt);
+    CsPCASpaceProject(&c->space, &b->X, c->zt);
     PetscCall(CsICNNForward(c->net[1], nt, c->zt, cf, c->y));
     for (PetscInt i = 0; i < nt; i++) l += (c->y[i] + Quad(c, T_ROW(c->zt, i))) / Nt, c->u[i] = (float)(1.0 / Nt);
     PetscCall(CsICNNBackward(c->net[1], c->zt, c->u, NULL, c->dc, PETSC_TRUE));
@@ -213,7 +191,7 @@ static PetscErrorCode Loss(void *ctx, const CsBatch *b, const CsNNPass *pass, do
   for (PetscInt i0 = 0; i0 < b->nctrl; i0 += c->batch) { /* validation batches are at most batch_size */
     PetscInt n = PetscMin(c->batch, b->nctrl - i0);
     CsCSR    v = CsCSRRowView(&b->Xctrl, i0, n);
-    Project(c, &v, c->zs);
+    CsPCASpaceProject(&c->space, &v, c->zs);
     PetscCall(Transport(c, cond, gx, n, c->zs, c->T));
     for (PetscInt i = 0; i < n; i++)
       for (PetscInt k = 0; k < K; k++) s[k] += c->T[(size_t)i * K + k];
@@ -221,7 +199,7 @@ static PetscErrorCode Loss(void *ctx, const CsBatch *b, const CsNNPass *pass, do
   for (PetscInt i0 = 0; i0 < b->n; i0 += c->batch) {
     PetscInt n = PetscMin(c->batch, b->n - i0);
     CsCSR    v = CsCSRRowView(&b->X, i0, n);
-    Project(c, &v, c->zt);
+    CsPCASpaceProject(&c->space, &v, c->zt);
     for (PetscInt i = 0; i < n; i++)
       for (PetscInt k = 0; k < K; k++) s[K + k] += c->zt[(size_t)i * K + k];
   }
@@ -252,7 +230,7 @@ static PetscErrorCode CsModelSetFromOptions_CellOT(CsModel m, PetscOptionItems *
   PetscCall(PetscOptionsBool("-quadratic", "Potentials 0.5 |z|^2 + ICNN(z), starting from the identity map (false: CellOT's plain ICNN)", "cellot", c->quad, &c->quad, NULL));
   PetscCall(CsPCAOptionsProcess(PetscOptionsObject, &c->pca));
   PetscOptionsHeadEnd();
-  CsCheckAll(comm, c->K >= 1 && c->K <= 512, "-%spca must be between 1 and 512 (got %" PetscInt_FMT ")", pre, c->K);
+  CsCheckAll(comm, c->K >= 1 && c->K <= CS_PCA_SPACE_MAX, "-%spca must be between 1 and %d (got %" PetscInt_FMT ")", pre, CS_PCA_SPACE_MAX, c->K);
   CsCheckAll(comm, c->width >= 1, "-%shidden must be at least 1 (got %" PetscInt_FMT ")", pre, c->width);
   CsCheckAll(comm, c->depth >= 1, "-%slayers must be at least 1 (got %" PetscInt_FMT ")", pre, c->depth);
   CsCheckAll(comm, c->inner >= 1, "-%sinner_steps must be at least 1 (got %" PetscInt_FMT ")", pre, c->inner);
@@ -306,38 +284,9 @@ static PetscErrorCode CsModelSetUp_CellOT(CsModel m)
     PetscCall(CsICNNSetUp(c->net[k], B));
     PetscCall(CsTrainerSetParams(c->trainer, k, c->P[k]));
   }
-  PetscCall(PetscCalloc3(c->G, &c->mean, (size_t)c->G * K, &c->V, K, &c->mv));
+  PetscCall(CsPCASpaceInit(&c->space, K, c->G));
   PetscCall(PetscMalloc5((size_t)B * K, &c->zs, (size_t)B * K, &c->zt, (size_t)B * K, &c->T, (size_t)B * K, &c->dT, B, &c->u));
-  PetscCall(PetscMalloc4(B, &c->y, (size_t)2 * B * c->U, &c->c, (size_t)B * c->U, &c->dc, c->G, &c->xrow));
-  PetscFunctionReturn(0);
-}
-
-static PetscErrorCode FitPCA(CsModel m)
-{
-  CellOT    *c = (CellOT *)m->data;
-  PetscBool *rows;
-  double    *comps, *vars;
-  PetscInt   K = c->K, G = c->G;
-
-  PetscFunctionBeginUser;
-  PetscCall(PetscMalloc1(m->ds->nlocal + 1, &rows));
-  for (PetscInt i = 0; i < m->ds->nlocal; i++) {
-    PetscInt g = m->design->cell_group[i];
-    rows[i]    = (PetscBool)(g >= 0 && m->split->role[g] == CS_ROLE_TRAIN);
-  }
-  PetscCall(PetscMalloc2((size_t)K * G, &comps, K, &vars));
-  PetscCall(CsPCAFit(PetscObjectComm((PetscObject)m), &m->ds->X, rows, K, &c->pca, c->mean, comps, vars));
-  for (PetscInt k = 0; k < K; k++) {
-    c->mv[k] = 0;
-    for (PetscInt j = 0; j < G; j++) c->V[(size_t)j * K + k] = comps[(size_t)k * G + j], c->mv[k] += c->mean[j] * comps[(size_t)k * G + j];
-  }
-  c->scale = 0;
-  for (PetscInt k = 0; k < K; k++) c->scale += vars[k] / K;
-  c->scale = PetscMax(PetscSqrtReal(c->scale), 1e-12);
-  PetscCall(PetscInfo(NULL, "cellot: PCA %" PetscInt_FMT " axes, top variance %g\n", K, vars[0]));
-  PetscCall(PetscFree2(comps, vars));
-  PetscCall(PetscFree(rows));
-  c->fitted_pca = PETSC_TRUE;
+  PetscCall(PetscMalloc3(B, &c->y, (size_t)2 * B * c->U, &c->c, (size_t)B * c->U, &c->dc));
   PetscFunctionReturn(0);
 }
 
@@ -346,7 +295,7 @@ static PetscErrorCode CsModelFit_CellOT(CsModel m)
   CsTrainerCallbacks cb = {m, Step, Loss, PostStep};
 
   PetscFunctionBeginUser;
-  PetscCall(FitPCA(m));
+  PetscCall(CsPCASpaceFit(m, &((CellOT *)m->data)->pca, &((CellOT *)m->data)->space));
   PetscCall(CsModelTrain(m, ((CellOT *)m->data)->trainer, &cb));
   PetscFunctionReturn(0);
 }
@@ -354,26 +303,14 @@ static PetscErrorCode CsModelFit_CellOT(CsModel m)
 static PetscErrorCode CsModelPredict_CellOT(CsModel m, const CsCondition *cond, PetscInt ctx, const CsCSR *ctrl, float *out)
 {
   CellOT  *c = (CellOT *)m->data;
-  PetscInt K = c->K, G = c->G;
 
   PetscFunctionBeginUser;
   for (PetscInt i0 = 0; i0 < ctrl->nrows; i0 += c->batch) {
     PetscInt n = PetscMin(c->batch, ctrl->nrows - i0);
     CsCSR    v = CsCSRRowView(ctrl, i0, n);
-    Project(c, &v, c->zs);
+    CsPCASpaceProject(&c->space, &v, c->zs);
     PetscCall(Transport(c, cond, ctx, n, c->zs, c->T));
-    for (PetscInt i = 0; i < n; i++) {
-      float *row = out + (size_t)(i0 + i) * G;
-      double dz[512];
-      CsCSRRowToDense(&v, i, row);
-      for (PetscInt k = 0; k < K; k++) dz[k] = ((double)c->T[(size_t)i * K + k] - c->zs[(size_t)i * K + k]) * c->scale;
-      for (PetscInt j = 0; j < G; j++) {
-        const double *vj = c->V + (size_t)j * K;
-        double        s  = row[j];
-        for (PetscInt k = 0; k < K; k++) s += dz[k] * vj[k];
-        row[j] = (float)s;
-      }
-    }
+    CsPCASpaceLift(&c->space, &v, c->zs, c->T, out + (size_t)i0 * c->G);
   }
   PetscFunctionReturn(0);
 }
@@ -383,7 +320,6 @@ static PetscErrorCode CsModelPredict_CellOT(CsModel m, const CsCondition *cond, 
 static PetscErrorCode CsModelSave_CellOT(CsModel m, hid_t g)
 {
   CellOT *c = (CellOT *)m->data;
-  hsize_t dg[1] = {(hsize_t)c->G}, dV[2] = {(hsize_t)c->G, (hsize_t)c->K}, d1[1] = {1};
   hid_t   h;
 
   PetscFunctionBeginUser;
@@ -393,16 +329,13 @@ static PetscErrorCode CsModelSave_CellOT(CsModel m, hid_t g)
     PetscCall(CsNNParamsSave(c->P[k], h));
     H5Call(H5Gclose(h), "cannot close the network group");
   }
-  PetscCall(CsH5WriteArray(g, "pca_mean", H5T_NATIVE_DOUBLE, 1, dg, c->mean));
-  PetscCall(CsH5WriteArray(g, "pca_axes", H5T_NATIVE_DOUBLE, 2, dV, c->V));
-  PetscCall(CsH5WriteArray(g, "pca_scale", H5T_NATIVE_DOUBLE, 1, d1, &c->scale));
+  PetscCall(CsPCASpaceSave(&c->space, g));
   PetscFunctionReturn(0);
 }
 
 static PetscErrorCode CsModelLoad_CellOT(CsModel m, hid_t g)
 {
   CellOT *c = (CellOT *)m->data;
-  hsize_t dg[1] = {(hsize_t)c->G}, dV[2] = {(hsize_t)c->G, (hsize_t)c->K}, d1[1] = {1};
   hid_t   h;
 
   PetscFunctionBeginUser;
@@ -411,15 +344,7 @@ static PetscErrorCode CsModelLoad_CellOT(CsModel m, hid_t g)
     PetscCall(CsNNParamsLoad(c->P[k], h, "model.h5"));
     H5Call(H5Gclose(h), "model.h5: cannot close the network group");
   }
-  PetscCall(CsH5ReadArrayFinite(g, "model.h5", "pca_mean", H5T_NATIVE_DOUBLE, 1, dg, c->mean));
-  PetscCall(CsH5ReadArrayFinite(g, "model.h5", "pca_axes", H5T_NATIVE_DOUBLE, 2, dV, c->V));
-  PetscCall(CsH5ReadArrayFinite(g, "model.h5", "pca_scale", H5T_NATIVE_DOUBLE, 1, d1, &c->scale));
-  PetscCheck(c->scale > 0, PETSC_COMM_SELF, CS_ERR_INPUT, "model.h5: pca_scale must be positive");
-  for (PetscInt k = 0; k < c->K; k++) {
-    c->mv[k] = 0;
-    for (PetscInt j = 0; j < c->G; j++) c->mv[k] += c->mean[j] * c->V[(size_t)j * c->K + k];
-  }
-  c->fitted_pca = PETSC_TRUE;
+  PetscCall(CsPCASpaceLoad(&c->space, g));
   PetscFunctionReturn(0);
 }
 
@@ -444,9 +369,9 @@ static PetscErrorCode CsModelDestroy_CellOT(CsModel m)
     PetscCall(CsICNNDestroy(&c->net[k]));
     PetscCall(CsNNParamsDestroy(&c->P[k]));
   }
-  PetscCall(PetscFree3(c->mean, c->V, c->mv));
+  PetscCall(CsPCASpaceFree(&c->space));
   PetscCall(PetscFree5(c->zs, c->zt, c->T, c->dT, c->u));
-  PetscCall(PetscFree4(c->y, c->c, c->dc, c->xrow));
+  PetscCall(PetscFree3(c->y, c->c, c->dc));
   PetscCall(PetscFree(m->data));
   PetscFunctionReturn(0);
 }
