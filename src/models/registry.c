@@ -23,5 +23,6 @@ PetscErrorCode CsModelRegisterAll(void)
   PetscCall(CsModelRegister(CSMODELCPA, CsModelCreate_CPA));
   PetscCall(CsModelRegister(CSMODELGRN, CsModelCreate_GRN));
   PetscCall(CsModelRegister(CSMODELCELLOT, CsModelCreate_CellOT));
+  PetscCall(CsModelRegister(CSMODELFLOW, CsModelCreate_Flow));
   PetscFunctionReturn(0);
 }
