@@ -39,6 +39,7 @@ typedef struct {
   /* options */
   PetscInt     K, width, depth, inner;
   PetscBool    quad; /* -cellot_quadratic: potentials 0.5 |z|^2 + ICNN(z) */
+  PetscBool    check; /* -cellot_check_gradient */
   CsPCAOptions pca;
   /* model */
   CsNNParams   P[2]; /* 0: g, 1: f */
@@ -48,7 +49,7 @@ typedef struct {
   PetscInt     batch, G, A, NC, U;
   CsPCASpace   space;
   /* work */
-  float       *zs, *zt, *T, *dT, *u, *y, *c, *dc;
+  float       *zs, *zt, *T, *gh, *dT, *u, *y, *c, *dc;
 } CellOT;
 
 static PetscLogEvent CS_EVENT_CELLOT_TRANSPORT;
@@ -80,17 +81,17 @@ static void CondBiasBackward(CellOT *c, PetscInt k, const CsCondition *cond, Pet
   }
 }
 
-/* T[n, K] = grad_z g(z | cond, ctx); leaves g's caches at z. */
+/* T[n, K] = grad_z g(z | cond, ctx), the ICNN's part of it in c->gh (T = z + gh with -cellot_quadratic, else gh);
+   leaves g's caches at z. */
 static PetscErrorCode Transport(CellOT *c, const CsCondition *cond, PetscInt ctx, PetscInt n, const float *z, float *T)
 {
   PetscFunctionBeginUser;
   PetscCall(PetscLogEventBegin(CS_EVENT_CELLOT_TRANSPORT, 0, 0, 0, 0));
   CondBias(c, 0, cond, ctx, n, c->c);
   PetscCall(CsICNNForward(c->net[0], n, z, c->c, c->y));
-  PetscCall(PetscArrayzero(T, (size_t)n * c->K));
-  PetscCall(CsICNNBackward(c->net[0], z, NULL, T, NULL, PETSC_FALSE));
-  if (c->quad)
-    for (size_t i = 0; i < (size_t)n * c->K; i++) T[i] += z[i];
+  PetscCall(PetscArrayzero(c->gh, (size_t)n * c->K));
+  PetscCall(CsICNNBackward(c->net[0], z, NULL, c->gh, NULL, PETSC_FALSE));
+  for (size_t i = 0; i < (size_t)n * c->K; i++) T[i] = c->quad ? z[i] + c->gh[i] : c->gh[i];
   PetscCall(PetscLogEventEnd(CS_EVENT_CELLOT_TRANSPORT, 0, 0, 0, 0));
   PetscFunctionReturn(0);
 }
@@ -111,7 +112,7 @@ static double Quad(const CellOT *c, const float *z)
   return s;
 }
 
-static PetscErrorCode Step(void *ctx, const CsBatch *b, const CsNNPass *pass, PetscInt *set, double *loss)
+static PetscErrorCode StepRaw(void *ctx, const CsBatch *b, const CsNNPass *pass, PetscInt *set, double *loss)
 {
   CsModel            m = (CsModel)ctx;
   CellOT            *c = (CellOT *)m->data;
@@ -133,14 +134,18 @@ static PetscErrorCode Step(void *ctx, const CsBatch *b, const CsNNPass *pass, Pe
   if (gstep) {
     /* L_g = mean f(T) - <z, T>; dL/dT = (grad f(T) - z) / Nc, then through T = grad g. */
     for (PetscInt i = 0; i < n; i++) {
-      double dot = 0;
-      for (PetscInt k = 0; k < K; k++) dot += (double)c->zs[(size_t)i * K + k] * c->T[(size_t)i * K + k];
-      l += (c->y[i] + Quad(c, T_ROW(c->T, i)) - dot) / Nc;
+      /* With the quadratic, 0.5 |T|^2 - <z, T> = 0.5 |gh|^2 - 0.5 |z|^2, free of the cancellation. */
+      double q = 0;
+      if (c->quad)
+        for (PetscInt k = 0; k < K; k++) q += 0.5 * ((double)c->gh[(size_t)i * K + k] * c->gh[(size_t)i * K + k] - (double)c->zs[(size_t)i * K + k] * c->zs[(size_t)i * K + k]);
+      else
+        for (PetscInt k = 0; k < K; k++) q -= (double)c->zs[(size_t)i * K + k] * c->T[(size_t)i * K + k];
+      l += (c->y[i] + q) / Nc;
       c->u[i] = (float)(1.0 / Nc);
     }
     PetscCall(PetscArrayzero(c->dT, (size_t)n * K));
     PetscCall(CsICNNBackward(c->net[1], c->T, c->u, c->dT, NULL, PETSC_FALSE));
-    for (size_t i = 0; i < (size_t)n * K; i++) c->dT[i] += (float)(((c->quad ? c->T[i] : 0) - c->zs[i]) / Nc);
+    for (size_t i = 0; i < (size_t)n * K; i++) c->dT[i] += (float)((c->quad ? c->gh[i] : -c->zs[i]) / Nc); /* T - z = gh */
     /* g's caches are still at zs (f has its own). */
     PetscCall(PetscArrayzero(c->dc, (size_t)n * U));
     PetscCall(CsICNNTransportBackward(c->net[0], c->zs, c->dT, c->dc));
@@ -161,6 +166,21 @@ static PetscErrorCode Step(void *ctx, const CsBatch *b, const CsNNPass *pass, Pe
   }
   PetscCall(PetscLogEventEnd(CS_EVENT_BACKWARD, 0, 0, 0, 0));
   PetscCallMPI(MPI_Allreduce(&l, loss, 1, MPI_DOUBLE, MPI_SUM, pass->comm));
+  PetscFunctionReturn(0);
+}
+
+/* The training step, with -cellot_check_gradient a finite-difference check of its gradient at the first f step and the g step after it (before, f is the plain quadratic and the g gradient is 0). */
+static PetscErrorCode Step(void *ctx, const CsBatch *b, const CsNNPass *pass, PetscInt *set, double *loss)
+{
+  CsModel m = (CsModel)ctx;
+  CellOT  *c = (CellOT *)m->data;
+
+  PetscFunctionBeginUser;
+  PetscCall(StepRaw(ctx, b, pass, set, loss));
+  if (c->check && (pass->step == (uint64_t)c->inner || pass->step == (uint64_t)c->inner + 1)) {
+    CsTrainerCallbacks cb = {ctx, StepRaw, NULL, NULL};
+    PetscCall(CsModelCheckGradient(m, &cb, b, pass, c->P[*set], *set));
+  }
   PetscFunctionReturn(0);
 }
 
@@ -228,6 +248,7 @@ static PetscErrorCode CsModelSetFromOptions_CellOT(CsModel m, PetscOptionItems *
   PetscCall(PetscOptionsInt("-layers", "Hidden layers of each ICNN", "cellot", c->depth, &c->depth, NULL));
   PetscCall(PetscOptionsInt("-inner_steps", "Steps of g per step of f", "cellot", c->inner, &c->inner, NULL));
   PetscCall(PetscOptionsBool("-quadratic", "Potentials 0.5 |z|^2 + ICNN(z), starting from the identity map (false: CellOT's plain ICNN)", "cellot", c->quad, &c->quad, NULL));
+  PetscCall(PetscOptionsBool("-check_gradient", "Finite-difference check of the gradients of the first f step and the g step after it", "cellot", c->check, &c->check, NULL));
   PetscCall(CsPCAOptionsProcess(PetscOptionsObject, &c->pca));
   PetscOptionsHeadEnd();
   CsCheckAll(comm, c->K >= 1 && c->K <= CS_PCA_SPACE_MAX, "-%spca must be between 1 and %d (got %" PetscInt_FMT ")", pre, CS_PCA_SPACE_MAX, c->K);
@@ -286,7 +307,7 @@ static PetscErrorCode CsModelSetUp_CellOT(CsModel m)
   }
   PetscCall(CsPCASpaceInit(&c->space, K, c->G));
   PetscCall(PetscMalloc5((size_t)B * K, &c->zs, (size_t)B * K, &c->zt, (size_t)B * K, &c->T, (size_t)B * K, &c->dT, B, &c->u));
-  PetscCall(PetscMalloc3(B, &c->y, (size_t)2 * B * c->U, &c->c, (size_t)B * c->U, &c->dc));
+  PetscCall(PetscMalloc4(B, &c->y, (size_t)2 * B * c->U, &c->c, (size_t)B * c->U, &c->dc, (size_t)B * K, &c->gh));
   PetscFunctionReturn(0);
 }
 
@@ -371,7 +392,7 @@ static PetscErrorCode CsModelDestroy_CellOT(CsModel m)
   }
   PetscCall(CsPCASpaceFree(&c->space));
   PetscCall(PetscFree5(c->zs, c->zt, c->T, c->dT, c->u));
-  PetscCall(PetscFree3(c->y, c->c, c->dc));
+  PetscCall(PetscFree4(c->y, c->c, c->dc, c->gh));
   PetscCall(PetscFree(m->data));
   PetscFunctionReturn(0);
 }

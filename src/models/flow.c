@@ -31,6 +31,7 @@ typedef struct {
   /* options */
   PetscInt     K, width, depth, tdim, edim, block;
   PetscReal    ot_eps, ot_tol;
+  PetscBool    check; /* -flow_check_gradient */
   CsPCAOptions pca;
   /* model */
   CsPCASpace   space;
@@ -191,7 +192,7 @@ static PetscErrorCode FMLoss(CsModel m, const CsBatch *b, MPI_Comm comm, uint64_
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode Step(void *ctx, const CsBatch *b, const CsNNPass *pass, PetscInt *set, double *loss)
+static PetscErrorCode StepRaw(void *ctx, const CsBatch *b, const CsNNPass *pass, PetscInt *set, double *loss)
 {
   CsModel m = (CsModel)ctx;
 
@@ -201,6 +202,21 @@ static PetscErrorCode Step(void *ctx, const CsBatch *b, const CsNNPass *pass, Pe
   PetscCall(FMLoss(m, b, pass->comm, pass->step, PETSC_TRUE, loss));
   PetscCall(PetscLogEventEnd(CS_EVENT_FORWARD, 0, 0, 0, 0));
   *set = 0;
+  PetscFunctionReturn(0);
+}
+
+/* The training step, with -flow_check_gradient a finite-difference check of its gradient on the first steps. */
+static PetscErrorCode Step(void *ctx, const CsBatch *b, const CsNNPass *pass, PetscInt *set, double *loss)
+{
+  CsModel m = (CsModel)ctx;
+  Flow  *f = (Flow *)m->data;
+
+  PetscFunctionBeginUser;
+  PetscCall(StepRaw(ctx, b, pass, set, loss));
+  if (f->check && (pass->step < 2)) {
+    CsTrainerCallbacks cb = {ctx, StepRaw, NULL, NULL};
+    PetscCall(CsModelCheckGradient(m, &cb, b, pass, f->P, *set));
+  }
   PetscFunctionReturn(0);
 }
 
@@ -288,6 +304,7 @@ static PetscErrorCode CsModelSetFromOptions_Flow(CsModel m, PetscOptionItems *Pe
   PetscCall(PetscOptionsReal("-ot_epsilon", "Entropic regularisation of the minibatch coupling (relative to the mean cost)", "flow", f->ot_eps,
                              &f->ot_eps, NULL));
   PetscCall(PetscOptionsReal("-ot_tol", "Marginal error tolerance of the minibatch Sinkhorn", "flow", f->ot_tol, &f->ot_tol, NULL));
+  PetscCall(PetscOptionsBool("-check_gradient", "Finite-difference check of the gradient of the first two steps", "flow", f->check, &f->check, NULL));
   PetscCall(CsPCAOptionsProcess(PetscOptionsObject, &f->pca));
   PetscOptionsHeadEnd();
   CsCheckAll(comm, f->K >= 1 && f->K <= CS_PCA_SPACE_MAX, "-%spca must be between 1 and %d (got %" PetscInt_FMT ")", pre, CS_PCA_SPACE_MAX, f->K);

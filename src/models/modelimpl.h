@@ -51,6 +51,12 @@ PETSC_INTERN PetscErrorCode CsModelTrain(CsModel m, CsTrainer t, const CsTrainer
 /* Collective, for the learned models after CsTrainerSetFromOptions: the training options a fit cannot work with
    (-<name>_epochs 0 would score an untrained network; -checkpoint_every must not be negative). */
 PETSC_INTERN PetscErrorCode CsModelCheckTrainingOptions(CsModel m);
+/* Collective: a finite-difference check of a training step's gradient (-<name>_check_gradient of the models that
+   offer it), after cb->step filled P->g (set `set`, not yet reduced): the directional derivative along a random
+   direction d (keyed by the model seed) against (L(p + h d) - L(p - h d)) / 2h with h = 1e-4, from two more calls
+   of cb->step on the same batch; parameters and gradients are restored. Prints both and the relative error. */
+PETSC_INTERN PetscErrorCode CsModelCheckGradient(CsModel m, const CsTrainerCallbacks *cb, const CsBatch *b, const CsNNPass *pass, CsNNParams P,
+                                                 PetscInt set);
 PETSC_INTERN PetscErrorCode CsModelRegisterAll(void);
 /* Collective: the priors (CsPriorsSetFromOptions: files, symbol column, guide collapsing) on the model's dataset
    genes (with the var symbol column of its file) and its design's atoms. Destroy with CsPriorsDestroy. */
