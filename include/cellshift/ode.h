@@ -4,10 +4,13 @@
    acts on the block as a whole: blocks that hold the same points take the same steps wherever they are solved,
    which is what makes predictions independent of the number of ranks when callers cut their points into fixed
    blocks. Defaults: TSRK 5DP (adaptive Dormand-Prince 5(4)), atol = rtol = 1e-5, initial step 0.05, at most
-   10000 steps and 10 rejections in a row; every TS and TSAdapt option passes through with the caller's prefix
-   (-<prefix>ts_type, -<prefix>ts_rk_type, -<prefix>ts_adapt_type, -<prefix>ts_adapt_dt_min, -<prefix>ts_atol,
-   -<prefix>ts_rtol, -<prefix>ts_dt, -<prefix>ts_max_steps, ...), e.g. fixed-step Euler with
-   -<prefix>ts_type euler -<prefix>ts_dt 1e-3 (no adaptivity for Euler). The solve is logged as CsODESolve.
+   10000 steps and 10 rejections in a row; the TS and TSAdapt options pass through with the caller's prefix
+   (TSSetFromOptions at each solve). The ones the option checker knows and -help lists (CsODEOptionsRegister):
+   -<prefix>ts_type, _rk_type, _atol, _rtol, _dt, _max_steps, _max_reject, _adapt_type, _adapt_dt_min,
+   _adapt_dt_max, _adapt_safety, _adapt_reject_safety, _adapt_clip, _adapt_scale_solve_failed, _adapt_max_ignore,
+   _adapt_monitor, _adapt_wnormtype, _monitor, _view. E.g. fixed-step Euler: -<prefix>ts_type euler
+   -<prefix>ts_dt 1e-3 (Euler does not adapt). The adaptor accepts a step at its minimum size whatever the
+   error; that is taken as a collapse and stops the solve with an error. The solve is logged as CsODESolve.
 
    Failures (errors naming `what`, the time reached, the last step size and the counts): a solve that does not
    reach t = 1 (the step size collapsed below the adaptor's minimum, too many rejections in a row, the step
@@ -25,8 +28,8 @@ typedef struct {
   double   dt_min, dt_last; /* smallest accepted step and the last one */
 } CsODEStats;
 
-/* Collective on comm: create a TS with the defaults and the options prefix and read its options once, so that they
-   are known to the option checker and listed by -help (call from the owner's setfromoptions). */
+/* Collective on comm: declare the options above with the prefix, so that they are known to the option checker and
+   listed by -help (call from the owner's setfromoptions). */
 PETSC_EXTERN PetscErrorCode CsODEOptionsRegister(MPI_Comm comm, const char prefix[]);
 /* Not collective: integrate the n x d points x (in: t = 0, out: t = 1) through the field. st accumulates (may be
    NULL). */

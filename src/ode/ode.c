@@ -90,12 +90,34 @@ static PetscErrorCode Defaults(MPI_Comm comm, const char prefix[], TS *out)
 
 PetscErrorCode CsODEOptionsRegister(MPI_Comm comm, const char prefix[])
 {
-  TS ts;
+  /* Declared here rather than by TSSetFromOptions, whose type lists go straight to stdout while the option checker
+     records (they would appear in every log); the values are read by TSSetFromOptions in CsODEIntegrate. */
+  static const char *const opts[][2] = {
+    {"-ts_type", "TS method (rk, euler, ssp, ...; TSSetType)"},
+    {"-ts_rk_type", "Runge-Kutta scheme (5dp, 5bs, 4, 3bs, ...; TSRKSetType)"},
+    {"-ts_atol", "Absolute tolerance of the local error (TSSetTolerances)"},
+    {"-ts_rtol", "Relative tolerance of the local error (TSSetTolerances)"},
+    {"-ts_dt", "Initial (or fixed) step size (TSSetTimeStep)"},
+    {"-ts_max_steps", "Most steps per solve (TSSetMaxSteps)"},
+    {"-ts_max_reject", "Most rejections in a row (TSSetMaxStepRejections)"},
+    {"-ts_adapt_type", "Step-size adaptor (basic, dsp, none, ...; TSAdaptSetType)"},
+    {"-ts_adapt_dt_min", "Smallest step size: reaching it is an error (TSAdaptSetStepLimits)"},
+    {"-ts_adapt_dt_max", "Largest step size (TSAdaptSetStepLimits)"},
+    {"-ts_adapt_safety", "Safety factor of the step-size choice (TSAdaptSetSafety)"},
+    {"-ts_adapt_reject_safety", "Extra safety after a rejection (TSAdaptSetSafety)"},
+    {"-ts_adapt_clip", "Bounds of the step-size change factor (TSAdaptSetClip)"},
+    {"-ts_adapt_scale_solve_failed", "Step factor after a failed solve (TSAdaptSetScaleSolveFailed)"},
+    {"-ts_adapt_max_ignore", "Error below which a step is not adapted (TSAdaptSetMaxIgnore)"},
+    {"-ts_adapt_monitor", "Print every step-size decision (TSAdaptSetMonitor)"},
+    {"-ts_adapt_wnormtype", "Norm of the error (2 or infinity; TSAdaptSetCheckStage)"},
+    {"-ts_monitor", "Print every step (TSMonitorSet)"},
+    {"-ts_view", "Print the integrator after each solve (TSView)"}};
+  char v[256];
 
   PetscFunctionBeginUser;
-  PetscCall(Defaults(comm, prefix, &ts));
-  PetscCall(TSSetFromOptions(ts));
-  PetscCall(TSDestroy(&ts));
+  PetscOptionsBegin(comm, prefix, "ODE integration of the velocity field (PETSc TS; defaults rk 5dp, atol = rtol = 1e-5, dt 0.05)", "TS");
+  for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) PetscCall(PetscOptionsString(opts[i][0], opts[i][1], "TS", "", v, sizeof(v), NULL));
+  PetscOptionsEnd();
   PetscFunctionReturn(0);
 }
 
