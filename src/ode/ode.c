@@ -70,7 +70,6 @@ static PetscErrorCode Defaults(MPI_Comm comm, const char prefix[], TS *out)
   TS ts;
 
   PetscFunctionBeginUser;
-  if (!CS_EVENT_ODE_SOLVE) PetscCall(PetscLogEventRegister("CsODESolve", CS_CLASSID, &CS_EVENT_ODE_SOLVE));
   PetscCall(TSCreate(comm, &ts));
   PetscCall(TSSetOptionsPrefix(ts, prefix));
   PetscCall(TSSetProblemType(ts, TS_NONLINEAR));
@@ -115,6 +114,7 @@ PetscErrorCode CsODEOptionsRegister(MPI_Comm comm, const char prefix[])
   char v[256];
 
   PetscFunctionBeginUser;
+  if (!CS_EVENT_ODE_SOLVE) PetscCall(PetscLogEventRegister("CsODESolve", CS_CLASSID, &CS_EVENT_ODE_SOLVE));
   PetscOptionsBegin(comm, prefix, "ODE integration of the velocity field (PETSc TS; defaults rk 5dp, atol = rtol = 1e-5, dt 0.05)", "TS");
   for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) PetscCall(PetscOptionsString(opts[i][0], opts[i][1], "TS", "", v, sizeof(v), NULL));
   PetscOptionsEnd();
@@ -136,6 +136,7 @@ PetscErrorCode CsODEIntegrate(const char prefix[], const char what[], PetscInt n
 
   PetscFunctionBeginUser;
   if (N == 0) PetscFunctionReturn(0);
+  if (!CS_EVENT_ODE_SOLVE) PetscCall(PetscLogEventRegister("CsODESolve", CS_CLASSID, &CS_EVENT_ODE_SOLVE));
   PetscCall(PetscLogEventBegin(CS_EVENT_ODE_SOLVE, 0, 0, 0, 0));
   PetscCall(PetscMalloc2(N, &c.x, N, &c.v));
   PetscCall(VecCreateSeq(PETSC_COMM_SELF, (PetscInt)N, &U));
