@@ -32,6 +32,8 @@ typedef const char        *CsModelType;
 #define CSMODELMEAN     "mean"
 #define CSMODELGRN      "grn"
 #define CSMODELOT       "ot"
+#define CSMODELCELLOT   "cellot"
+#define CSMODELFLOW     "flow"
 
 PETSC_EXTERN PetscClassId CS_MODEL_CLASSID;
 

@@ -556,4 +556,49 @@ PETSC_EXTERN void cs_pairwise_sqdist_f64(double *D, const double *X, const doubl
 PETSC_EXTERN void cs_logsumexp_rows(float *out, const float *M, const float *f, const float *g, float s, PetscInt n, PetscInt m);
 PETSC_EXTERN void cs_logsumexp_cols(float *out, const float *M, const float *f, const float *g, float s, PetscInt n, PetscInt m);
 
+/* ========================================= input-convex network (ICNN) ====================================== */
+/* CellOT's ICNN (Makkuva et al. 2020, bunnech/cellot networks/icnns.py) on x[B, d], with `depth` hidden layers of
+   `width` units, LeakyReLU slope 0.2 (s below), and an optional per-row bias input c[B, U], U = depth width + 1
+   (the concatenated per-layer biases: a conditioning that enters every layer additively keeps g convex in x):
+     a_0 = x A_0 + b_0 + c_0,                      z_0 = s(a_0)^2
+     a_l = z_{l-1} W_{l-1} + x A_l + b_l + c_l,    z_l = s(a_l)          (1 <= l < depth)
+     g(x) = a_depth = z_{depth-1} W_{depth-1} + x A_depth + b_depth + c_depth   (one unit)
+   g is convex in x while every W_l >= 0 (CsICNNClamp, after each optimiser step). Tensors "<name>.A.<l>.weight"
+   [d, u_l], "<name>.A.<l>.bias" [u_l] (l = 0 .. depth), "<name>.W.<l>.weight" [u_l, u_{l+1}] (l < depth), u_l =
+   width except u_depth = 1. CsICNNInitialize sets the weights U(0, 0.1) and the biases 0 (CellOT's
+   kernel_init_fxn uniform b 0.1).
+
+   Derivatives, all closed-form (no tape), each after CsICNNForward at the same x and c:
+   - CsICNNBackward: reverse mode of g with per-row seeds dy[B]: dx += dy_i grad_x g(x_i) (the transport map
+     T(x) = grad_x g(x) with dy = 1), dc +=, and the parameter gradients += into P->g (params true).
+   - CsICNNTransportBackward: the gradient of Phi = sum_i <u_i, grad_x g(x_i)> (u[B, d] given, e.g. dLoss/dT)
+     with respect to the parameters (+= into P->g) and to c (dc +=). Phi is the directional derivative of g along
+     u, so it is computed forward-over-reverse: the tangent of the forward pass along u (adot_0 = u A_0, zdot_0 =
+     2 s(a_0) s'(a_0) adot_0, adot_l = zdot_{l-1} W_{l-1} + u A_l, zdot_l = s'(a_l) adot_l, Phi_i = adot_depth)
+     followed by reverse mode through the (primal, tangent) pair. s is piecewise linear (s'' = 0 away from 0), so
+     the primal a_l of l >= 1 receive no gradient and only a_0 does, through z_0's square: d zdot_0 / d a_0 =
+     2 s'(a_0)^2 adot_0. tests/unit/test_nn_grad.c checks both against finite differences of the forward and of
+     Phi (which uses CsICNNBackward). */
+typedef struct _n_CsICNN *CsICNN;
+struct _n_CsICNN {
+  CsNNParams P;
+  PetscInt   d, width, depth, U;
+  PetscInt  *tA, *tb, *tW; /* tensor indices [depth + 1], [depth + 1], [depth] */
+  PetscInt   maxbatch, B;
+  float     *a, *z, *ad, *zd; /* [depth + 1, maxbatch, width] pre-activations, activations, their tangents */
+  float     *da, *dz, *one;   /* work [maxbatch, width] x 2, [maxbatch] ones */
+};
+#define CS_ICNN_SLOPE 0.2f
+PETSC_EXTERN PetscErrorCode CsICNNCreate(CsNNParams P, const char name[], PetscInt d, PetscInt width, PetscInt depth, CsICNN *net);
+PETSC_EXTERN PetscErrorCode CsICNNSetUp(CsICNN net, PetscInt maxbatch); /* after CsNNParamsSetUp */
+PETSC_EXTERN void           CsICNNInitialize(CsICNN net, uint64_t seed);
+PETSC_EXTERN void           CsICNNClamp(CsICNN net); /* W_l <- max(W_l, 0) */
+/* y[B] = g(x[B, d] | c[B, U]) (c may be NULL), B <= maxbatch; caches for the backward kernels. */
+PETSC_EXTERN PetscErrorCode CsICNNForward(CsICNN net, PetscInt B, const float *x, const float *c, float *y);
+/* dy[B] (NULL: all ones); dx[B, d] +=, dc[B, U] += (NULL skip); params: parameter gradients += into P->g. */
+PETSC_EXTERN PetscErrorCode CsICNNBackward(CsICNN net, const float *x, const float *dy, float *dx, float *dc, PetscBool params);
+/* x as given to the forward, u[B, d]: parameter gradients of Phi += into P->g, dc[B, U] += (NULL skip). */
+PETSC_EXTERN PetscErrorCode CsICNNTransportBackward(CsICNN net, const float *x, const float *u, float *dc);
+PETSC_EXTERN PetscErrorCode CsICNNDestroy(CsICNN *net);
+
 #endif

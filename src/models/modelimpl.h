@@ -6,6 +6,7 @@
 #include <petsc/private/petscimpl.h>
 #include <cellshift/model.h>
 #include <cellshift/trainer.h>
+#include <cellshift/linalg.h>
 
 typedef struct _CsModelOps *CsModelOps;
 struct _CsModelOps {
@@ -50,9 +51,37 @@ PETSC_INTERN PetscErrorCode CsModelTrain(CsModel m, CsTrainer t, const CsTrainer
 /* Collective, for the learned models after CsTrainerSetFromOptions: the training options a fit cannot work with
    (-<name>_epochs 0 would score an untrained network; -checkpoint_every must not be negative). */
 PETSC_INTERN PetscErrorCode CsModelCheckTrainingOptions(CsModel m);
+/* Collective: a finite-difference check of a training step's gradient (-<name>_check_gradient of the models that
+   offer it), after cb->step filled P->g (set `set`, not yet reduced): the directional derivative along a random
+   direction d (keyed by the model seed) against (L(p + h d) - L(p - h d)) / 2h with h = 1e-4, from two more calls
+   of cb->step on the same batch; parameters and gradients are restored. Prints both and the relative error. */
+PETSC_INTERN PetscErrorCode CsModelCheckGradient(CsModel m, const CsTrainerCallbacks *cb, const CsBatch *b, const CsNNPass *pass, CsNNParams P,
+                                                 PetscInt set);
 PETSC_INTERN PetscErrorCode CsModelRegisterAll(void);
 /* Collective: the priors (CsPriorsSetFromOptions: files, symbol column, guide collapsing) on the model's dataset
    genes (with the var symbol column of its file) and its design's atoms. Destroy with CsPriorsDestroy. */
 PETSC_INTERN PetscErrorCode CsModelPriorsCreate(CsModel m, CsPriors *p);
+
+/* The scaled principal subspace of the transport models (cellot, flow): z = (x - mean) V / scale, V the top K
+   principal axes of the training cells (CsPCAFit, controls included), scale the root mean variance of the K
+   axes (so that networks see coordinates of order 1). A prediction maps z0 to z1 and lifts it as
+   x + scale (z1 - z0) V^T: the cell's part outside the subspace is kept. */
+#define CS_PCA_SPACE_MAX 512 /* most axes */
+typedef struct {
+  PetscInt K, G;
+  double  *mean, *V, *mv; /* [G], [G x K] gene-major (row j: gene j's loadings), [K] = mean V */
+  double   scale;
+} CsPCASpace;
+PETSC_INTERN PetscErrorCode CsPCASpaceInit(CsPCASpace *s, PetscInt K, PetscInt G);
+PETSC_INTERN PetscErrorCode CsPCASpaceFree(CsPCASpace *s);
+/* Collective: fit on the cells of the model's train groups. */
+PETSC_INTERN PetscErrorCode CsPCASpaceFit(CsModel m, const CsPCAOptions *opt, CsPCASpace *s);
+/* z[X->nrows, K] of the CSR rows, never densified. */
+PETSC_INTERN void           CsPCASpaceProject(const CsPCASpace *s, const CsCSR *X, float *z);
+/* out[X->nrows, G] = X + scale (z1 - z0) V^T. */
+PETSC_INTERN void           CsPCASpaceLift(const CsPCASpace *s, const CsCSR *X, const float *z0, const float *z1, float *out);
+/* model.h5 arrays pca_mean [G], pca_axes [G x K], pca_scale [1] (save: rank 0's group). */
+PETSC_INTERN PetscErrorCode CsPCASpaceSave(const CsPCASpace *s, hid_t g);
+PETSC_INTERN PetscErrorCode CsPCASpaceLoad(CsPCASpace *s, hid_t g);
 
 #endif

@@ -119,10 +119,21 @@ static PetscErrorCode WriteBlock(CsModel m, CsH5adWriter w, PetscInt pass, Petsc
   if (pass == 1)
     for (PetscInt i = 0; i < sub.nrows; i++) CsCSRRowToDense(&sub, i, out + (size_t)i * G);
   else if (!m->ops->predictset) PetscCall(CsModelPredict(m, &d->conds[gr->cond], gr->ctx, &sub, out));
-  else if (sub.nrows) {
-    PetscCall(PetscLogEventBegin(CS_EVENT_PREDICT, 0, 0, 0, 0));
-    PetscCall(m->ops->predictset(m, &d->conds[gr->cond], gr->ctx, &sub, out));
-    PetscCall(PetscLogEventEnd(CS_EVENT_PREDICT, 0, 0, 0, 0));
+  else {
+    /* The owner predicts alone: its failure (e.g. an ODE solve that does not converge) must reach every rank, which
+       would otherwise wait for it in the next collective. */
+    PetscErrorCode ierr = 0;
+    char          *specific = NULL;
+    if (sub.nrows) {
+      PetscCall(PetscLogEventBegin(CS_EVENT_PREDICT, 0, 0, 0, 0));
+      PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
+      ierr = m->ops->predictset(m, &d->conds[gr->cond], gr->ctx, &sub, out);
+      PetscCall(PetscPopErrorHandler());
+      PetscCall(PetscLogEventEnd(CS_EVENT_PREDICT, 0, 0, 0, 0));
+      if (ierr) PetscCall(PetscErrorMessage(ierr, NULL, &specific));
+    }
+    CsCheckAll(comm, !ierr, "model '%s' could not predict group %s: %s", CsModelName(m), d->conds[gr->cond].name,
+               specific ? specific : "(no message)");
   }
   {
     /* A non-finite prediction is never written: it would poison every metric of the group without a word. */

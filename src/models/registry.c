@@ -9,6 +9,8 @@ PETSC_INTERN PetscErrorCode CsModelCreate_ScGen(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_CPA(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_GRN(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_OT(CsModel);
+PETSC_INTERN PetscErrorCode CsModelCreate_CellOT(CsModel);
+PETSC_INTERN PetscErrorCode CsModelCreate_Flow(CsModel);
 
 /* Called once by CsModelInitializePackage. */
 PetscErrorCode CsModelRegisterAll(void)
@@ -22,5 +24,7 @@ PetscErrorCode CsModelRegisterAll(void)
   PetscCall(CsModelRegister(CSMODELCPA, CsModelCreate_CPA));
   PetscCall(CsModelRegister(CSMODELGRN, CsModelCreate_GRN));
   PetscCall(CsModelRegister(CSMODELOT, CsModelCreate_OT));
+  PetscCall(CsModelRegister(CSMODELCELLOT, CsModelCreate_CellOT));
+  PetscCall(CsModelRegister(CSMODELFLOW, CsModelCreate_Flow));
   PetscFunctionReturn(0);
 }

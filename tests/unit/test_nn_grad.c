@@ -686,6 +686,98 @@ static PetscErrorCode TestVAE(void)
   PetscFunctionReturn(0);
 }
 
+/* ------------------------------------------------------------------------------------------------- ICNN */
+
+typedef struct {
+  CsICNN   net;
+  PetscInt B, d;
+  float   *x, *c, *cy, *u, *y, *T;
+} ICNNCtx;
+
+/* sum_i cy_i g(x_i | c_i) */
+static double ICNNLoss(void *p)
+{
+  ICNNCtx *t = (ICNNCtx *)p;
+  PetscCallAbort(PETSC_COMM_SELF, CsICNNForward(t->net, t->B, t->x, t->c, t->y));
+  return Dot(t->cy, t->y, (size_t)t->B);
+}
+
+/* Phi = sum_i <u_i, grad_x g(x_i | c_i)>, the gradient from CsICNNBackward. */
+static double ICNNPhi(void *p)
+{
+  ICNNCtx *t = (ICNNCtx *)p;
+  PetscCallAbort(PETSC_COMM_SELF, CsICNNForward(t->net, t->B, t->x, t->c, t->y));
+  memset(t->T, 0, sizeof(float) * (size_t)t->B * t->d);
+  PetscCallAbort(PETSC_COMM_SELF, CsICNNBackward(t->net, t->x, NULL, t->T, NULL, PETSC_FALSE));
+  return Dot(t->u, t->T, (size_t)t->B * t->d);
+}
+
+static PetscErrorCode TestICNN(void)
+{
+  ICNNCtx    t;
+  CsNNParams P;
+  PetscInt   B = 7, d = 5, W = 6, depth = 3, U = depth * W + 1;
+  float     *dx, *dc, *g;
+
+  PetscFunctionBeginUser;
+  fd_h = 1e-3;
+  PetscCall(PetscMemzero(&t, sizeof(t)));
+  PetscCall(CsNNParamsCreate(PETSC_COMM_SELF, &P));
+  PetscCall(CsICNNCreate(P, "g", d, W, depth, &t.net));
+  PetscCall(CsNNParamsSetUp(P));
+  PetscCall(CsICNNSetUp(t.net, B));
+  CsICNNInitialize(t.net, 3);
+  for (PetscInt k = 0; k < P->ntensors; k++) {
+    const float *w = CsNNParamsData(P, k);
+    CS_EXPECT(strstr(P->t[k].name, "bias") ? w[0] == 0 : (w[0] >= 0 && w[0] < 0.1f), "ICNN initialisation of %s", P->t[k].name);
+  }
+  /* Weights of both signs (the clamp is the trainer's business), so that every path is exercised. */
+  Fill(P->p, P->n, 100, -0.6, 0.6);
+  for (PetscInt k = 0; k < P->ntensors; k++) /* keep the padding 0 */
+    for (size_t i = (size_t)P->t[k].rows * P->t[k].cols; i < ((size_t)P->t[k].rows * P->t[k].cols + 15) / 16 * 16; i++) P->p[P->t[k].offset + i] = 0;
+  t.B = B, t.d = d;
+  t.x = Alloc((size_t)B * d), t.c = Alloc((size_t)B * U), t.cy = Alloc(B), t.u = Alloc((size_t)B * d), t.y = Alloc(B), t.T = Alloc((size_t)B * d);
+  dx = Alloc((size_t)B * d), dc = Alloc((size_t)B * U), g = Alloc(P->n);
+  Fill(t.x, (size_t)B * d, 101, -1.5, 1.5), Fill(t.c, (size_t)B * U, 102, -0.5, 0.5), Fill(t.cy, B, 103, -1, 1), Fill(t.u, (size_t)B * d, 104, -1, 1);
+  /* First order: parameters, input (the transport map) and conditioning. */
+  PetscCall(CsICNNForward(t.net, B, t.x, t.c, t.y));
+  PetscCall(CsNNParamsZeroGrad(P));
+  PetscCall(CsICNNBackward(t.net, t.x, t.cy, dx, dc, PETSC_TRUE));
+  memcpy(g, P->g, sizeof(float) * P->n);
+  {
+    FDVar v[] = {{"params", P->p, g, P->n}, {"x", t.x, dx, (size_t)B * d}, {"c", t.c, dc, (size_t)B * U}};
+    FDCheck("icnn g(x|c)", ICNNLoss, &t, v, 3, 5e-3);
+  }
+  /* Second order: the gradient of <u, grad_x g> w.r.t. the parameters and c. */
+  memset(dc, 0, sizeof(float) * (size_t)B * U);
+  PetscCall(CsICNNForward(t.net, B, t.x, t.c, t.y));
+  PetscCall(CsNNParamsZeroGrad(P));
+  PetscCall(CsICNNTransportBackward(t.net, t.x, t.u, dc));
+  memcpy(g, P->g, sizeof(float) * P->n);
+  {
+    FDVar v[] = {{"params", P->p, g, P->n}, {"c", t.c, dc, (size_t)W}}; /* only layer 0 of c reaches Phi: dc's other entries must be 0 */
+    FDCheck("icnn <u, grad_x g> (gradient of the gradient)", ICNNPhi, &t, v, 2, 5e-3);
+    for (PetscInt i = 0; i < B; i++)
+      for (PetscInt j = W; j < U; j++) CS_EXPECT(dc[(size_t)i * U + j] == 0, "icnn: Phi does not depend on the biases of layers >= 1");
+  }
+  /* Convexity with non-negative W: g((x1 + x2) / 2) <= (g(x1) + g(x2)) / 2 along random chords. */
+  CsICNNClamp(t.net);
+  {
+    float *x2 = Alloc((size_t)B * d), *xm = Alloc((size_t)B * d), y1[7], y2[7], ym[7];
+    Fill(x2, (size_t)B * d, 105, -3, 3);
+    for (PetscInt i = 0; i < B * d; i++) xm[i] = 0.5f * (t.x[i] + x2[i]);
+    PetscCall(CsICNNForward(t.net, B, t.x, t.c, y1));
+    PetscCall(CsICNNForward(t.net, B, x2, t.c, y2));
+    PetscCall(CsICNNForward(t.net, B, xm, t.c, ym));
+    for (PetscInt i = 0; i < B; i++) CS_EXPECT(ym[i] <= 0.5f * (y1[i] + y2[i]) + 1e-5f, "icnn: convex in x after the clamp (row %" PetscInt_FMT ")", i);
+    free(x2), free(xm);
+  }
+  free(t.x), free(t.c), free(t.cy), free(t.u), free(t.y), free(t.T), free(dx), free(dc), free(g);
+  PetscCall(CsICNNDestroy(&t.net));
+  PetscCall(CsNNParamsDestroy(&P));
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode Body(void)
 {
   PetscFunctionBeginUser;
@@ -701,6 +793,7 @@ static PetscErrorCode Body(void)
   PetscCall(TestNBExpectedLog());
   PetscCall(TestMLP());
   PetscCall(TestVAE());
+  PetscCall(TestICNN());
   PetscFunctionReturn(0);
 }
 
