@@ -31,6 +31,7 @@ typedef const char        *CsModelType;
 #define CSMODELCPA      "cpa"
 #define CSMODELMEAN     "mean"
 #define CSMODELGRN      "grn"
+#define CSMODELGEARS    "gears"
 
 PETSC_EXTERN PetscClassId CS_MODEL_CLASSID;
 

@@ -8,6 +8,7 @@ PETSC_INTERN PetscErrorCode CsModelCreate_Linear(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_ScGen(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_CPA(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_GRN(CsModel);
+PETSC_INTERN PetscErrorCode CsModelCreate_Gears(CsModel);
 
 /* Called once by CsModelInitializePackage. */
 PetscErrorCode CsModelRegisterAll(void)
@@ -20,5 +21,6 @@ PetscErrorCode CsModelRegisterAll(void)
   PetscCall(CsModelRegister(CSMODELSCGEN, CsModelCreate_ScGen));
   PetscCall(CsModelRegister(CSMODELCPA, CsModelCreate_CPA));
   PetscCall(CsModelRegister(CSMODELGRN, CsModelCreate_GRN));
+  PetscCall(CsModelRegister(CSMODELGEARS, CsModelCreate_Gears));
   PetscFunctionReturn(0);
 }
