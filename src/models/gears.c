@@ -61,6 +61,8 @@ typedef struct {
   CsTrainer  trainer;
   PetscInt   t_gene, t_bng, t_bnb, t_bnrm, t_bnrv, t_pos, *t_cow, *t_cob, t_pert, *t_gow, *t_gob;
   PetscInt   t_pbg, t_pbb, t_pbrm, t_pbrv, t_w1, t_b1, t_w2a, t_w2c, t_b2;
+  PetscInt   t_zero[3]; /* tensors whose true gradient is 0 (see Backward) */
+  PetscBool  same_natoms; /* every cell of the step's global batch has the same number of atoms */
   CsMLP      v2, fuse, recov, cross;
   /* activations */
   float *e1, *xhat1, *rstd1, *e2, *pos, *base, *dbase, *de2; /* [G, h] (pos: [gene_layers + 1, G, h] and its pre-linear) */
@@ -137,6 +139,18 @@ static int NbCmp(const void *a, const void *b)
   return (x->j > y->j) - (x->j < y->j);
 }
 
+/* |r| rounded to 40 significant bits (the rule of src/eval's CsTopAbs, which the models cannot include): the sums
+   behind r are added in an order that depends on the number of ranks, and correlations equal in exact arithmetic
+   (common in sparse data: genes seen in the same few cells) must tie, not be ordered by rounding, or the top-k
+   lists and so the graph would change with the rank count. */
+static double Round40(double x)
+{
+  int e;
+  if (x == 0 || !isfinite(x)) return x;
+  (void)frexp(x, &e);
+  return ldexp(rint(ldexp(x, 40 - e)), e - 40);
+}
+
 /* Training control and single-perturbation cells: the cells of the co-expression graph. */
 static PetscBool CoexpressCell(CsModel m, PetscInt i)
 {
@@ -185,7 +199,7 @@ static PetscErrorCode CoexpressGraph(CsModel m, Gears *gs)
     PetscInt k = PetscMin(gs->co_topk + 1, G);
     for (PetscInt j = 0; j < G; j++) {
       double c = S[(size_t)i * G + j] - sum[i] * sum[j] / n, v = D[i] * D[j], r = v > 0 ? c / sqrt(v) : 0;
-      nb[j].w = PetscIsInfOrNanReal(r) ? 0 : fabs(r), nb[j].j = j;
+      nb[j].w = PetscIsInfOrNanReal(r) ? 0 : Round40(fabs(r)), nb[j].j = j;
     }
     qsort(nb, (size_t)G, sizeof(Nb), NbCmp);
     for (PetscInt q = 0; q < k; q++) {
@@ -462,6 +476,10 @@ static PetscErrorCode CsModelSetUp_Gears(CsModel m)
   PetscCall(CsNNParamsAdd(gs->P, "indv_b2", G, 1, CS_NN_INIT_FANIN, XavierFan(G, 1), &gs->t_b2));
   PetscCall(CsNNParamsSetUp(gs->P));
   PetscCall(CsNNParamsInitialize(gs->P, (uint64_t)m->seed));
+  gs->t_zero[0] = CsNNParamsFind(gs->P, "pert_fuse.1.norm.bias");
+  gs->t_zero[1] = CsNNParamsFind(gs->P, "emb_trans_v2.1.norm.bias");
+  gs->t_zero[2] = gs->t_cob[gs->gene_layers - 1];
+  PetscCheck(gs->t_zero[0] >= 0 && gs->t_zero[1] >= 0, comm, PETSC_ERR_PLIB, "gears: the MLP tensor names changed");
   PetscCall(RenormEmbeddings(gs));
   PetscCall(CsMLPSetUp(gs->v2, G));
   PetscCall(CsMLPSetUp(gs->fuse, B));
@@ -657,6 +675,18 @@ static PetscErrorCode Backward(Gears *gs, const CsNNPass *pass, PetscInt B, cons
   cs_activation_backward(CS_NN_ACT_RELU, gs->dbase, gs->de2, gs->e1, Gh);
   PetscCall(cs_batchnorm_backward(CsNNParamsGrad(P, gs->t_gene), CsNNParamsGrad(P, gs->t_bng), CsNNParamsGrad(P, gs->t_bnb), gs->dbase, gs->xhat1,
                                   gs->rstd1, CsNNParamsData(P, gs->t_bng), G, h, &pg, gs->bnwork));
+  /* Shifts that a BatchNorm downstream cancels exactly have a true gradient of 0; what backward computes for them
+     is rounding noise, which Adam would turn into steps of the size of the learning rate (different with the number
+     of ranks). They are: a constant added to every H row (the last beta of pert_fuse and of emb_trans_v2, before
+     bn_pert_base) and the last co-expression bias (a constant added to every gene's base, before the first BatchNorm
+     of emb_trans_v2). */
+  for (PetscInt k = 0; k < 3; k++) {
+    PetscInt t = gs->t_zero[k];
+    PetscCall(PetscArrayzero(CsNNParamsGrad(P, t), (size_t)P->t[t].rows * P->t[t].cols));
+  }
+  /* The same for the last GO bias when every cell of the global batch has the same number of atoms: then it adds
+     the same constant to every row of the pert_fuse input, which that MLP's first BatchNorm cancels. */
+  if (gs->same_natoms) PetscCall(PetscArrayzero(CsNNParamsGrad(P, gs->t_gob[LG - 1]), (size_t)h));
   PetscFunctionReturn(0);
 }
 
@@ -704,7 +734,12 @@ static PetscErrorCode Step(void *ctx, const CsBatch *b, const CsNNPass *pass, Pe
   PetscCall(PetscArrayzero(gs->count, d->ncond));
   for (PetscInt i = 0; i < B; i++) gs->count[gs->cond[i]]++;
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, gs->count, (PetscMPIInt)d->ncond, MPIU_INT, MPI_SUM, pass->comm));
-  for (PetscInt k = 0; k < d->ncond; k++) np += gs->count[k] > 0;
+  {
+    PetscInt lo = PETSC_MAX_INT, hi = -1;
+    for (PetscInt k = 0; k < d->ncond; k++)
+      if (gs->count[k] > 0) np++, lo = PetscMin(lo, d->conds[k].natoms), hi = PetscMax(hi, d->conds[k].natoms);
+    gs->same_natoms = (PetscBool)(lo == hi);
+  }
   PetscCall(PetscArrayzero(gs->dpred, BG));
   for (PetscInt i = 0; i < B; i++) {
     PetscInt k = gs->cond[i];
