@@ -35,7 +35,11 @@
    the best epoch by the validation MSE on the top-20 DE genes of each validation group (Welch t of its cells
    against the training controls of its context), averaged over the validation cells with their paired controls:
    that is the MSE of the mean prediction plus terms that do not depend on the epoch. GEARS also trains on control
-   cells (as a perturbation with no atom); here only perturbed cells are trained on (the paired sampler). */
+   cells (as a perturbation with no atom); here only perturbed cells are trained on (the paired sampler).
+
+   Sizes: the co-expression sums are a dense G x G matrix of doubles on every rank (3.2 GB at 2e4 genes; at most
+   46340 genes, one reduction); the network's activations are batch x G x hidden floats per rank (about 10 such
+   arrays). */
 #include "modelimpl.h"
 #include <cblas.h>
 
@@ -122,6 +126,16 @@ static PetscErrorCode CsModelSetFromOptions_Gears(CsModel m, PetscOptionItems *P
   }
   PetscCall(CsTrainerSetFromOptions(gs->trainer));
   PetscCall(CsModelCheckTrainingOptions(m));
+  {
+    CsSampler     smp;
+    CsSamplerType type;
+    PetscBool     paired;
+    PetscCall(CsTrainerGetSampler(gs->trainer, &smp));
+    PetscCall(CsSamplerGetType(smp, &type));
+    PetscCall(PetscStrcmp(type, CSSAMPLERPAIRED, &paired));
+    CsCheckAll(comm, paired, "gears adds its predicted shift to a paired control cell, so it trains on the paired sampler: -%ssampler_type %s is not supported", pre,
+               type);
+  }
   PetscFunctionReturn(0);
 }
 
