@@ -330,6 +330,37 @@ static PetscErrorCode GOGraph(CsModel m, Gears *gs)
   PetscCall(PetscMalloc1(d->natoms + 1, &gs->atom_node));
   for (PetscInt a = 0; a < d->natoms; a++) gs->atom_node[a] = node[a] >= 0 ? sub[node[a]] : -1;
   PetscCall(CsNNTransposeCreate(&gs->Ago, &gs->ATgo));
+  /* Atoms to predict that no training group perturbs: their embedding is their GO neighbours' rows, which are
+     trained where they are neighbours of trained atoms. */
+  {
+    PetscBool *trained, *row, *topred;
+    PetscInt   nunseen = 0, nreach = 0, m0 = gs->nnode;
+    PetscCall(PetscCalloc3(d->natoms + 1, &trained, m0 + 1, &row, d->natoms + 1, &topred));
+    for (PetscInt q = 0; q < d->ngroups; q++) {
+      const CsCondition *c = &d->conds[d->groups[q].cond];
+      for (PetscInt k = 0; k < c->natoms; k++) {
+        if (m->split->role[q] == CS_ROLE_TRAIN && gs->use[q]) trained[c->atoms[k]] = PETSC_TRUE;
+        if (m->split->role[q] != CS_ROLE_TRAIN) topred[c->atoms[k]] = PETSC_TRUE;
+      }
+    }
+    for (PetscInt a = 0; a < d->natoms; a++)
+      if (trained[a])
+        for (int64_t k = gs->Ago.indptr[gs->atom_node[a]]; k < gs->Ago.indptr[gs->atom_node[a] + 1]; k++) row[gs->Ago.indices[k]] = PETSC_TRUE;
+    for (PetscInt a = 0; a < d->natoms; a++) {
+      PetscBool reach = PETSC_FALSE;
+      if (!topred[a] || trained[a] || gs->atom_node[a] < 0) continue;
+      nunseen++;
+      for (int64_t k = gs->Ago.indptr[gs->atom_node[a]]; k < gs->Ago.indptr[gs->atom_node[a] + 1]; k++)
+        reach = (PetscBool)(reach || (gs->Ago.indices[k] != gs->atom_node[a] && row[gs->Ago.indices[k]]));
+      nreach += reach;
+    }
+    PetscCall(PetscViewerASCIIPrintf(v,
+                                     "gears: %" PetscInt_FMT " atoms of the conditions to predict are never perturbed in training; %" PetscInt_FMT
+                                     " of them share GO neighbours with trained atoms (for the others only the GO layers' weights are learned)"
+                                     "\n",
+                                     nunseen, nreach));
+    PetscCall(PetscFree3(trained, row, topred));
+  }
   PetscCall(CsCSRFree(&A));
   PetscCall(PetscFree2(keep, sub));
   PetscCall(PetscFree(node));
