@@ -72,7 +72,7 @@ typedef struct {
   float *e1, *xhat1, *rstd1, *e2, *pos, *base, *dbase, *de2; /* [G, h] (pos: [gene_layers + 1, G, h] and its pre-linear) */
   float *coq;                                                  /* [gene_layers, G, h] propagated */
   float *u, *uq, *du, *duq;                                    /* [go_layers + 1, nnode, h], [go_layers, nnode, h] */
-  float *s, *ds, *df;                                          /* [B, h] */
+  float *s, *ds;                                               /* [B, h] */
   float *Hin, *Hbn, *Hxhat, *Hrstd, *Hrel, *dH, *dH2;          /* [B G, h] */
   float *o1, *do1, *o2, *dpred, *x, *y, *tmp;                  /* [B, G] */
   const float *fout, *rout, *cout;                            /* outputs of the last MLP forwards */
@@ -548,7 +548,6 @@ static PetscErrorCode CsModelSetUp_Gears(CsModel m)
   PetscCall(Alloc(&gs->duq, (size_t)gs->nnode * h));
   PetscCall(Alloc(&gs->s, (size_t)B * h));
   PetscCall(Alloc(&gs->ds, (size_t)B * h));
-  PetscCall(Alloc(&gs->df, (size_t)B * h));
   PetscCall(Alloc(&gs->Hin, BG * h));
   PetscCall(Alloc(&gs->Hbn, BG * h));
   PetscCall(Alloc(&gs->Hxhat, BG * h));
@@ -927,7 +926,7 @@ static PetscErrorCode CsModelDestroy_Gears(CsModel m)
   PetscCall(PetscFree4(gs->t_cow, gs->t_cob, gs->t_gow, gs->t_gob));
   {
     float *f[] = {gs->e1, gs->xhat1, gs->rstd1, gs->e2, gs->pos, gs->coq, gs->base, gs->dbase, gs->de2, gs->u, gs->uq, gs->du, gs->duq, gs->s, gs->ds,
-                  gs->df, gs->Hin, gs->Hbn, gs->Hxhat, gs->Hrstd, gs->Hrel, gs->dH, gs->dH2, gs->o1, gs->do1, gs->o2, gs->dpred, gs->x, gs->y, gs->tmp};
+                  gs->Hin, gs->Hbn, gs->Hxhat, gs->Hrstd, gs->Hrel, gs->dH, gs->dH2, gs->o1, gs->do1, gs->o2, gs->dpred, gs->x, gs->y, gs->tmp};
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) PetscCall(PetscFree(f[i]));
   }
   PetscCall(PetscFree2(gs->roww, gs->bnwork));
