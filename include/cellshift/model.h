@@ -34,6 +34,7 @@ typedef const char        *CsModelType;
 #define CSMODELOT       "ot"
 #define CSMODELCELLOT   "cellot"
 #define CSMODELFLOW     "flow"
+#define CSMODELGEARS    "gears"
 
 PETSC_EXTERN PetscClassId CS_MODEL_CLASSID;
 

@@ -265,6 +265,7 @@ struct _n_CsNNOptim {
   PetscInt      warmup;     /* linear warm-up steps (0 = none) */
   CsNNDecay     decay;
   PetscInt      decay_steps, step_size;
+  PetscInt      step_epochs; /* step decay every this many epochs: the trainer sets step_size to it times the steps per epoch (0: step_size) */
   double        lr_min, gamma;
   size_t        n;
   float        *m, *v;      /* [n] first and second moments, laid out like the parameters */
@@ -280,7 +281,7 @@ PETSC_EXTERN PetscErrorCode CsNNOptimCreate(MPI_Comm comm, CsNNOptim *opt);
 PETSC_EXTERN PetscErrorCode CsNNOptimSetOptionsPrefix(CsNNOptim opt, const char prefix[]);
 /* -<prefix>optim adam|adamw, -<prefix>lr, -<prefix>beta1, -<prefix>beta2, -<prefix>adam_eps,
    -<prefix>weight_decay, -<prefix>clip_norm, -<prefix>lr_warmup, -<prefix>lr_decay none|cosine|step,
-   -<prefix>lr_decay_steps, -<prefix>lr_min, -<prefix>lr_step_size, -<prefix>lr_gamma */
+   -<prefix>lr_decay_steps, -<prefix>lr_min, -<prefix>lr_step_size, -<prefix>lr_step_epochs, -<prefix>lr_gamma */
 PETSC_EXTERN PetscErrorCode CsNNOptimSetFromOptions(CsNNOptim opt);
 /* Allocate the moments for a parameter buffer of n floats (zeroed, t = 0). */
 PETSC_EXTERN PetscErrorCode CsNNOptimSetUp(CsNNOptim opt, size_t n);
@@ -353,6 +354,7 @@ typedef struct {
   double          bn_momentum; /* 0.1 as torch */
   double          norm_eps;    /* 1e-5 as torch */
   PetscInt        layer_id0;   /* dropout keys */
+  PetscBool       last_no_act; /* the last block keeps its norm (and dropout) but has no activation (GEARS's MLP) */
 } CsMLPConfig;
 PETSC_EXTERN void           CsMLPConfigDefault(CsMLPConfig *cfg);
 PETSC_EXTERN PetscErrorCode CsMLPCreate(CsNNParams P, const char name[], const CsMLPConfig *cfg, CsMLP *mlp);
@@ -517,6 +519,36 @@ PETSC_EXTERN void cs_sgconv_backward(float *dinp, float *dA, const float *dout, 
    a node index outside [0, n), a non-finite weight, a degree <= 0 (negative weights). Not collective. */
 PETSC_EXTERN PetscErrorCode CsNNGraphNormalize(PetscInt n, PetscInt nedges, const PetscInt *src, const PetscInt *dst, const float *w,
                                                PetscBool symmetrize, CsCSR *Ahat);
+
+/* ===================================== per-gene layers (GEARS-style) ====================================== */
+/* Kernels on [B, G, d] activations: B cells, G genes, d features per gene (src/nn/genes.c). A network that gives
+   every gene of every cell its own embedding (GEARS) computes the cell-independent part once per gene ([G, d]),
+   adds each cell's perturbation embedding to every gene, runs row-wise layers (linear, BatchNorm, MLP) on the
+   B G rows, and reads one value per gene out with that gene's own weights. Sums in double, in a fixed order. */
+
+/* Broadcast: out[b,g,:] = base[g,:] + pe[b,:] (pe NULL: base only). Backward: dbase[g] += sum_b dout[b,g],
+   dpe[b] += sum_g dout[b,g] (NULL skips). */
+PETSC_EXTERN void cs_gene_broadcast_forward(float *out, const float *base, const float *pe, PetscInt B, PetscInt G, PetscInt d);
+PETSC_EXTERN void cs_gene_broadcast_backward(float *dbase, float *dpe, const float *dout, PetscInt B, PetscInt G, PetscInt d);
+/* Per-gene readout: out[b,g] = sum_k inp[b,g,k] w[g,k] + bias[g] (bias may be NULL): GEARS's indv_w1 / indv_b1
+   (w [G, d]). Backward: dinp[b,g,:] += dout[b,g] w[g,:], dw[g,:] += sum_b dout[b,g] inp[b,g,:], dbias[g] +=
+   sum_b dout[b,g] (NULL skips). */
+PETSC_EXTERN void cs_gene_readout_forward(float *out, const float *inp, const float *w, const float *bias, PetscInt B, PetscInt G, PetscInt d);
+PETSC_EXTERN void cs_gene_readout_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                                           PetscInt B, PetscInt G, PetscInt d);
+/* torch.nn.Embedding(max_norm=...): every row of table[n, d] whose 2-norm exceeds max_norm is scaled by
+   max_norm / (norm + 1e-7), in place. torch does it to the rows it looks up, before the lookup, without a
+   gradient through the scaling; a model that looks up every row calls this before each forward. */
+PETSC_EXTERN void cs_renorm_rows(float *table, PetscInt n, PetscInt d, double max_norm);
+/* GEARS's loss (gears/utils.py loss_fct), for the rows of this rank: sum_b roww[b] sum_{j: mask[b,j]} [|pred -
+   target|^(2 + gamma) + lambda (sign(target - ref_j) - sign(pred - ref_j))^2], where roww[b] carries GEARS's
+   normalisation (1 / (cells of b's perturbation in the global batch x its genes x perturbations in the batch)),
+   mask [B, C] the genes kept for b's perturbation (NULL: all) and ref [C] the mean control expression (NULL: no
+   direction term). The direction term is piecewise constant: it enters the loss but, as in torch (sign has zero
+   gradient), not the gradient. dpred[B, C] += roww[b] (2 + gamma) |e|^(1 + gamma) sign(e) (NULL skips). The loss
+   of the global batch is the sum over ranks. */
+PETSC_EXTERN double cs_autofocus_loss(float *dpred, const float *pred, const float *target, const float *ref, const uint8_t *mask,
+                                      const double *roww, PetscInt B, PetscInt C, double gamma, double lambda);
 
 /* ======================================= pairwise distances, log-sum-exp ==================================== */
 /* The inner kernels of optimal transport (src/ot: cost matrices, log-domain Sinkhorn) and of the distribution

@@ -48,6 +48,9 @@ struct _p_CsModel {
    validation on the valid groups' cells, or drawn training cells when the split has none), checkpoints in the
    model's run folder; sets m->interrupted when a signal stopped it. */
 PETSC_INTERN PetscErrorCode CsModelTrain(CsModel m, CsTrainer t, const CsTrainerCallbacks *cb);
+/* The same on the cells of the groups with use[g] only (a model that cannot use some groups, e.g. whose atoms its
+   prior does not know); use NULL = every group. */
+PETSC_INTERN PetscErrorCode CsModelTrainGroups(CsModel m, CsTrainer t, const CsTrainerCallbacks *cb, const PetscBool use[]);
 /* Collective, for the learned models after CsTrainerSetFromOptions: the training options a fit cannot work with
    (-<name>_epochs 0 would score an untrained network; -checkpoint_every must not be negative). */
 PETSC_INTERN PetscErrorCode CsModelCheckTrainingOptions(CsModel m);

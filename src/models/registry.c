@@ -11,6 +11,7 @@ PETSC_INTERN PetscErrorCode CsModelCreate_GRN(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_OT(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_CellOT(CsModel);
 PETSC_INTERN PetscErrorCode CsModelCreate_Flow(CsModel);
+PETSC_INTERN PetscErrorCode CsModelCreate_Gears(CsModel);
 
 /* Called once by CsModelInitializePackage. */
 PetscErrorCode CsModelRegisterAll(void)
@@ -26,5 +27,6 @@ PetscErrorCode CsModelRegisterAll(void)
   PetscCall(CsModelRegister(CSMODELOT, CsModelCreate_OT));
   PetscCall(CsModelRegister(CSMODELCELLOT, CsModelCreate_CellOT));
   PetscCall(CsModelRegister(CSMODELFLOW, CsModelCreate_Flow));
+  PetscCall(CsModelRegister(CSMODELGEARS, CsModelCreate_Gears));
   PetscFunctionReturn(0);
 }

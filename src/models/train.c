@@ -4,6 +4,13 @@
 
 PetscErrorCode CsModelTrain(CsModel m, CsTrainer t, const CsTrainerCallbacks *cb)
 {
+  PetscFunctionBeginUser;
+  PetscCall(CsModelTrainGroups(m, t, cb, NULL));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsModelTrainGroups(CsModel m, CsTrainer t, const CsTrainerCallbacks *cb, const PetscBool use[])
+{
   CsDesign   d = m->design;
   PetscBool *train, *valid;
 
@@ -11,8 +18,8 @@ PetscErrorCode CsModelTrain(CsModel m, CsTrainer t, const CsTrainerCallbacks *cb
   PetscCall(PetscMalloc2(m->ds->nlocal + 1, &train, m->ds->nlocal + 1, &valid));
   for (PetscInt i = 0; i < m->ds->nlocal; i++) {
     PetscInt g = d->cell_group[i];
-    train[i]   = g >= 0 && m->split->role[g] == CS_ROLE_TRAIN;
-    valid[i]   = g >= 0 && m->split->role[g] == CS_ROLE_VALID;
+    train[i]   = g >= 0 && m->split->role[g] == CS_ROLE_TRAIN && (!use || use[g]);
+    valid[i]   = g >= 0 && m->split->role[g] == CS_ROLE_VALID && (!use || use[g]);
   }
   PetscCall(CsTrainerSetCallbacks(t, cb));
   PetscCall(CsTrainerSetData(t, m->ds, d, train, m->split->nvalid ? valid : NULL, (uint64_t)m->seed));

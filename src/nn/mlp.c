@@ -177,7 +177,7 @@ static void TaskApply(void *c, int t, int nt)
     if (k->drop)
       CsNNDropoutWordsRange(words, k->pass->seed, k->pass->step, m->cfg.layer_id0 + k->l, CsNNPassCell(k->pass, (PetscInt)i), 0,
                             (O + 63) / 64);
-    CsNNActDropRow(L->a + i * O, k->drop ? L->keep + i * O : NULL, yr, k->drop ? words : NULL, k->thr, k->scale, m->cfg.act, O);
+    CsNNActDropRow(L->a + i * O, k->drop ? L->keep + i * O : NULL, yr, k->drop ? words : NULL, k->thr, k->scale, k->ab.act, O);
   }
 }
 
@@ -235,7 +235,7 @@ static void BlockCtxInit(BlockCtx *k, CsMLP m, Layer *L, PetscInt l, const CsNNP
   k->scale = k->drop ? (float)(1.0 / (1.0 - m->cfg.dropout)) : 1.0f;
   /* Backward: the dropout of the last forward (train mode), the activation at y = gamma xhat + beta, or at the
      linear output h when there is no normalisation. */
-  k->ab.act   = m->cfg.act;
+  k->ab.act   = m->cfg.last_no_act && l == m->cfg.nlayers - 1 ? CS_NN_ACT_NONE : m->cfg.act;
   k->ab.keep  = k->drop ? L->keep : NULL;
   k->ab.scale = k->scale;
   k->ab.gamma = m->cfg.norm == CS_NN_NORM_NONE ? NULL : k->gamma;

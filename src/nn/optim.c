@@ -54,14 +54,16 @@ PetscErrorCode CsNNOptimSetFromOptions(CsNNOptim opt)
   PetscCall(PetscOptionsReal("-lr_min", "Cosine: final learning rate", "CsNNOptimSetFromOptions", opt->lr_min, &opt->lr_min, NULL));
   PetscCall(PetscOptionsInt("-lr_step_size", "Step decay: steps between decays", "CsNNOptimSetFromOptions", opt->step_size,
                             &opt->step_size, NULL));
+  PetscCall(PetscOptionsInt("-lr_step_epochs", "Step decay: epochs between decays (overrides -lr_step_size when positive)", "CsNNOptimSetFromOptions",
+                            opt->step_epochs, &opt->step_epochs, NULL));
   PetscCall(PetscOptionsReal("-lr_gamma", "Step decay: factor per decay", "CsNNOptimSetFromOptions", opt->gamma, &opt->gamma, NULL));
   PetscOptionsEnd();
   CsCheckAll(opt->comm, opt->lr > 0 && opt->beta1 >= 0 && opt->beta1 < 1 && opt->beta2 >= 0 && opt->beta2 < 1 && opt->eps > 0,
              "-%slr must be positive, -%sbeta1 and -%sbeta2 in [0, 1) and -%sadam_eps positive", opt->prefix, opt->prefix,
              opt->prefix, opt->prefix);
-  CsCheckAll(opt->comm, opt->weight_decay >= 0 && opt->clip >= 0 && opt->warmup >= 0 && opt->step_size > 0 && opt->lr_min >= 0,
-             "-%sweight_decay, -%sclip_norm, -%slr_warmup and -%slr_min must be non-negative and -%slr_step_size positive",
-             opt->prefix, opt->prefix, opt->prefix, opt->prefix, opt->prefix);
+  CsCheckAll(opt->comm, opt->weight_decay >= 0 && opt->clip >= 0 && opt->warmup >= 0 && opt->step_size > 0 && opt->step_epochs >= 0 && opt->lr_min >= 0,
+             "-%sweight_decay, -%sclip_norm, -%slr_warmup, -%slr_step_epochs and -%slr_min must be non-negative and -%slr_step_size positive",
+             opt->prefix, opt->prefix, opt->prefix, opt->prefix, opt->prefix, opt->prefix);
   PetscFunctionReturn(0);
 }
 

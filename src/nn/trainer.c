@@ -164,6 +164,8 @@ PetscErrorCode CsTrainerSetData(CsTrainer t, CsDataset ds, CsDesign d, const Pet
   PetscCall(CsSamplerSetUp(t->sampler));
   PetscCall(PetscObjectViewFromOptions((PetscObject)t->sampler, NULL, "-sampler_view"));
   PetscCall(CsSamplerGetSizes(t->sampler, CS_SAMPLE_TRAIN, &t->nsteps, &t->ntrain, &t->nrows));
+  for (PetscInt k = 0; k < t->nsets; k++) /* an epoch-based step decay in optimiser steps */
+    if (t->opt[k]->step_epochs > 0) t->opt[k]->step_size = t->opt[k]->step_epochs * PetscMax(t->nsteps, 1);
   PetscCall(CsSamplerGetSizes(t->sampler, CS_SAMPLE_VALID, NULL, &t->nvalid, &nvalid));
   t->nvalid_rows = nvalid;
   t->data        = PETSC_TRUE;

@@ -572,14 +572,14 @@ static PetscErrorCode TestMLP(void)
 
   PetscFunctionBeginUser;
   fd_h = 1e-3;
-  for (int variant = 0; variant < 5; variant++) { /* BN + leaky + dropout; LN + gelu; none + relu, sparse; BN eval; BN + gelu + dropout */
+  for (int variant = 0; variant < 6; variant++) { /* BN + leaky + dropout; LN + gelu; none + relu, sparse; BN eval; BN + gelu + dropout; BN + gelu, none last (GEARS) */
     MLPCtx      t;
     CsMLPConfig cfg;
     float      *x = Alloc((size_t)B * 9), *dx = Alloc((size_t)B * 9), *dy;
     const float *y;
     CsCSR       X;
     const char *what[] = {"mlp batchnorm+leakyrelu+dropout", "mlp layernorm+gelu (linear last)", "mlp none+relu sparse input",
-                          "mlp batchnorm+softplus eval", "mlp batchnorm+gelu+dropout"};
+                          "mlp batchnorm+softplus eval", "mlp batchnorm+gelu+dropout", "mlp batchnorm+gelu, last block without activation"};
     PetscCall(PetscMemzero(&t, sizeof(t)));
     CsMLPConfigDefault(&cfg);
     cfg.nlayers = 3, cfg.sizes = sizes;
@@ -588,6 +588,7 @@ static PetscErrorCode TestMLP(void)
     if (variant == 2) cfg.norm = CS_NN_NORM_NONE, cfg.act = CS_NN_ACT_RELU, cfg.sparse_input = PETSC_TRUE, cfg.dropout = 0.1;
     if (variant == 3) cfg.act = CS_NN_ACT_SOFTPLUS;
     if (variant == 4) cfg.act = CS_NN_ACT_GELU, cfg.dropout = 0.25;
+    if (variant == 5) cfg.act = CS_NN_ACT_GELU, cfg.last_no_act = PETSC_TRUE; /* smooth: FD steps on BatchNorm outputs cross a ReLU kink */
     PetscCall(CsNNParamsCreate(PETSC_COMM_SELF, &t.P));
     PetscCall(CsMLPCreate(t.P, "m", &cfg, &t.mlp));
     PetscCall(CsNNParamsSetUp(t.P));
@@ -613,6 +614,11 @@ static PetscErrorCode TestMLP(void)
       t.X = &X, t.x = NULL;
     }
     PetscCall(CsMLPForward(t.mlp, &t.pass, B, t.x, t.X, &y));
+    if (variant == 5) { /* the last block is BatchNorm only: negative outputs pass, every column has mean beta */
+      PetscInt neg = 0;
+      for (PetscInt i = 0; i < B * 4; i++) neg += y[i] < 0;
+      CS_EXPECT(neg > 0, "mlp without a last activation keeps negative outputs");
+    }
     dy = CsMLPGetOutputGrad(t.mlp);
     for (PetscInt i = 0; i < B * 4; i++) dy[i] = t.c[i];
     PetscCall(CsNNParamsZeroGrad(t.P));
@@ -683,6 +689,132 @@ static PetscErrorCode TestVAE(void)
   }
   free(g), free(x);
   PetscCall(CsVAEDestroy(&t.vae));
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------------ per-gene layers (GEARS), autofocus loss */
+
+/* The fused [cells, genes, d] block of GEARS: H = BN(base[g] + pe[b]) over the B G rows, relu, then the per-gene
+   readout o[b,g] = relu(H)[b,g,:] . w[g] + bias[g]; the scalar is c . o. */
+typedef struct {
+  PetscInt B, G, d;
+  float   *base, *pe, *gam, *bet, *rm, *rv, *w, *bias, *c, *H, *Hbn, *xhat, *rstd, *R, *o;
+  double  *work;
+  CsNNPass pass;
+} GeneCtx;
+
+static double GeneLoss(void *p)
+{
+  GeneCtx *t = (GeneCtx *)p;
+  size_t   n = (size_t)t->B * t->G * t->d;
+  cs_gene_broadcast_forward(t->H, t->base, t->pe, t->B, t->G, t->d);
+  PetscCallAbort(PETSC_COMM_SELF, cs_batchnorm_forward(t->Hbn, t->xhat, t->rstd, t->H, t->gam, t->bet, t->rm, t->rv, t->B * t->G, t->d, 0.1, 1e-5,
+                                                       &t->pass, t->work));
+  cs_activation_forward(CS_NN_ACT_RELU, t->R, t->Hbn, n);
+  cs_gene_readout_forward(t->o, t->R, t->w, t->bias, t->B, t->G, t->d);
+  return Dot(t->c, t->o, (size_t)t->B * t->G);
+}
+
+static PetscErrorCode TestGeneLayers(void)
+{
+  GeneCtx t;
+  size_t  BG = 15, n = 60;
+  float  *dbase, *dpe, *dg, *db, *dw, *dbias, *dR, *dHbn, *dH;
+
+  PetscFunctionBeginUser;
+  fd_h = 1e-3;
+  PetscCall(PetscMemzero(&t, sizeof(t)));
+  t.B = 3, t.G = 5, t.d = 4;
+  t.base = Alloc(20), t.pe = Alloc(12), t.gam = Alloc(4), t.bet = Alloc(4), t.rm = Alloc(4), t.rv = Alloc(4), t.w = Alloc(20), t.bias = Alloc(5);
+  t.c = Alloc(BG), t.H = Alloc(n), t.Hbn = Alloc(n), t.xhat = Alloc(n), t.rstd = Alloc(4), t.R = Alloc(n), t.o = Alloc(BG);
+  t.work = (double *)calloc(16, sizeof(double));
+  dbase = Alloc(20), dpe = Alloc(12), dg = Alloc(4), db = Alloc(4), dw = Alloc(20), dbias = Alloc(5), dR = Alloc(n), dHbn = Alloc(n), dH = Alloc(n);
+  Fill(t.base, 20, 301, -1, 1), Fill(t.pe, 12, 302, -1, 1), Fill(t.gam, 4, 303, 0.5, 1.5), Fill(t.bet, 4, 304, -0.5, 0.5);
+  Fill(t.w, 20, 305, -1, 1), Fill(t.bias, 5, 306, -1, 1), Fill(t.c, BG, 307, -1, 1);
+  for (int k = 0; k < 4; k++) t.rv[k] = 1;
+  t.pass.comm = PETSC_COMM_SELF, t.pass.train = PETSC_TRUE, t.pass.nglobal = (PetscInt)BG;
+  (void)GeneLoss(&t);
+  /* Forward against the definitions. */
+  for (int b = 0; b < 3; b++)
+    for (int g = 0; g < 5; g++) {
+      double s = t.bias[g];
+      for (int k = 0; k < 4; k++) {
+        CS_EXPECT_CLOSE(t.H[(b * 5 + g) * 4 + k], t.base[g * 4 + k] + t.pe[b * 4 + k], 1e-6, "gene broadcast forward");
+        s += (double)t.R[(b * 5 + g) * 4 + k] * t.w[g * 4 + k];
+      }
+      CS_EXPECT_CLOSE(t.o[b * 5 + g], s, 1e-5, "per-gene readout forward");
+    }
+  cs_gene_readout_backward(dR, dw, dbias, t.c, t.R, t.w, 3, 5, 4);
+  cs_activation_backward(CS_NN_ACT_RELU, dHbn, dR, t.Hbn, n);
+  PetscCall(cs_batchnorm_backward(dH, dg, db, dHbn, t.xhat, t.rstd, t.gam, (PetscInt)BG, 4, &t.pass, t.work));
+  cs_gene_broadcast_backward(dbase, dpe, dH, 3, 5, 4);
+  {
+    FDVar v[] = {{"base", t.base, dbase, 20}, {"pe", t.pe, dpe, 12}, {"gamma", t.gam, dg, 4}, {"beta", t.bet, db, 4}, {"w", t.w, dw, 20}, {"bias", t.bias, dbias, 5}};
+    FDCheck("gears cell block: broadcast + batchnorm + relu + per-gene readout", GeneLoss, &t, v, 6, 5e-3);
+  }
+  /* Row renorm: rows above the norm are scaled to it, the others untouched. */
+  {
+    float r[6] = {3, 4, 0, 0.3f, 0.4f, 0};
+    cs_renorm_rows(r, 2, 3, 1.0);
+    CS_EXPECT_CLOSE(sqrt((double)r[0] * r[0] + (double)r[1] * r[1]), 1.0, 1e-6, "renorm: a long row gets norm 1");
+    CS_EXPECT(r[3] == 0.3f && r[4] == 0.4f, "renorm: a short row is unchanged");
+  }
+  free(t.base), free(t.pe), free(t.gam), free(t.bet), free(t.rm), free(t.rv), free(t.w), free(t.bias), free(t.c), free(t.H), free(t.Hbn), free(t.xhat);
+  free(t.rstd), free(t.R), free(t.o), free(t.work), free(dbase), free(dpe), free(dg), free(db), free(dw), free(dbias), free(dR), free(dHbn), free(dH);
+  PetscFunctionReturn(0);
+}
+
+typedef struct {
+  float   *pred, *target, *ref;
+  uint8_t *mask;
+  double   roww[3], gamma, lambda;
+} AFCtx;
+
+static double AFLoss(void *p)
+{
+  AFCtx *t = (AFCtx *)p;
+  return cs_autofocus_loss(NULL, t->pred, t->target, t->ref, t->mask, t->roww, 3, 4, t->gamma, t->lambda);
+}
+
+static PetscErrorCode TestAutofocus(void)
+{
+  AFCtx   t;
+  float   dp[12] = {0};
+  uint8_t mask[12];
+  double  want = 0;
+
+  PetscFunctionBeginUser;
+  fd_h = 1e-3;
+  t.pred = Alloc(12), t.target = Alloc(12), t.ref = Alloc(4), t.mask = mask;
+  Fill(t.target, 12, 401, -1, 1), Fill(t.ref, 4, 402, -1, 1);
+  for (int i = 0; i < 12; i++) { /* predictions away from the target and from the reference (sign terms constant under FD) */
+    t.pred[i] = t.target[i] + (i % 2 ? 0.3f : -0.4f) * (1 + i % 3);
+    if (fabsf(t.pred[i] - t.ref[i % 4]) < 0.05f) t.pred[i] += 0.1f;
+    mask[i] = (uint8_t)(i % 5 != 0);
+  }
+  t.roww[0] = 0.5, t.roww[1] = 0.25, t.roww[2] = 1.0 / 3, t.gamma = 2, t.lambda = 0.1;
+  for (int b = 0; b < 3; b++)
+    for (int j = 0; j < 4; j++) {
+      int    i  = b * 4 + j;
+      double e  = (double)t.pred[i] - t.target[i];
+      double sy = (t.target[i] > t.ref[j]) - (t.target[i] < t.ref[j]), sp = (t.pred[i] > t.ref[j]) - (t.pred[i] < t.ref[j]);
+      if (mask[i]) want += t.roww[b] * (e * e * e * e + 0.1 * (sy - sp) * (sy - sp));
+    }
+  CS_EXPECT_CLOSE(AFLoss(&t), want, 1e-9, "autofocus loss = its definition (power 4, direction term)");
+  (void)cs_autofocus_loss(dp, t.pred, t.target, t.ref, t.mask, t.roww, 3, 4, t.gamma, t.lambda);
+  {
+    FDVar v[] = {{"pred", t.pred, dp, 12}};
+    FDCheck("autofocus loss (gamma 2, lambda 0.1, masked genes)", AFLoss, &t, v, 1, 2e-3);
+  }
+  t.gamma = 0.5; /* a non-integer power: |e|^2.5 */
+  memset(dp, 0, sizeof(dp));
+  (void)cs_autofocus_loss(dp, t.pred, t.target, NULL, NULL, t.roww, 3, 4, t.gamma, 0);
+  t.ref = NULL, t.mask = NULL, t.lambda = 0;
+  {
+    FDVar v[] = {{"pred", t.pred, dp, 12}};
+    FDCheck("autofocus loss (gamma 0.5, all genes)", AFLoss, &t, v, 1, 2e-3);
+  }
+  free(t.pred), free(t.target);
   PetscFunctionReturn(0);
 }
 
@@ -794,6 +926,8 @@ static PetscErrorCode Body(void)
   PetscCall(TestMLP());
   PetscCall(TestVAE());
   PetscCall(TestICNN());
+  PetscCall(TestGeneLayers());
+  PetscCall(TestAutofocus());
   PetscFunctionReturn(0);
 }
 
