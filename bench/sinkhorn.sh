@@ -9,7 +9,7 @@
 # `N.NNx POT` (POT seconds / cellshift seconds), the memcpy peak of bench/peak.c (../shared/bench/peak.c) and the
 # streamed runs with their rate in kernel entries per second and GB/s (4 bytes an entry). Environment: ROUNDS,
 # PYTHON (default /usr/bin/python3), RANKS (default 1; 2 uses both cores), STREAM_SIZES (default
-# "10000 20000 40000 100000"), STREAM_ITERS (default 10), STREAM_BUDGET.
+# "10000 20000 40000 100000"; empty: none), STREAM_ITERS (default 10), STREAM_BUDGET.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$top/build}
@@ -41,7 +41,7 @@ awk -v c="$best_c" -v p="$best_p" -v r="$ranks" 'BEGIN{printf "sinkhorn 4000 x 4
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cellshift-peak-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 if cc -O2 "$peak" -o "$tmp/peak" -lopenblas 2> /dev/null; then "$tmp/peak" | grep memcpy; fi
-for n in ${STREAM_SIZES:-10000 20000 40000 100000}; do
+for n in ${STREAM_SIZES-10000 20000 40000 100000}; do
   start=$(date +%s)
   out=$(mpiexec --oversubscribe -n "$ranks" "$exe" -n "$n" -d 50 -eps 0.05 -iters "${STREAM_ITERS:-10}" -stream) || break
   echo "$out"

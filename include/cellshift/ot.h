@@ -70,14 +70,15 @@ PETSC_EXTERN PetscErrorCode CsOTOptionsDefaults(CsOTOptions *o);
 /* Small dense solve on one process (for minibatch OT: flow matching couplings), not collective.
    x [n, d], y [m, d] row-major; a [n], b [m] the weights (NULL: uniform 1/n, 1/m). Outputs, each may be NULL:
    plan [n, m] row-major, P_ij; bary [n, d] the barycentric projection sum_j P_ij y_j / sum_j P_ij; info.
-   The cost is stored (n m floats). */
+   The kernel is stored (n m floats). */
 PETSC_EXTERN PetscErrorCode CsOTSolveDense(const CsOTOptions *o, PetscInt n, PetscInt m, PetscInt d, const float *x, const float *y,
                                            const PetscReal *a, const PetscReal *b, float *plan, float *bary, CsOTInfo *info);
 
 /* Distributed solve, collective on comm. Each rank passes its own source rows x [nloc, d] and target rows
    y [mloc, d] (global order: rank 0's rows first), their weights a [nloc], b [mloc] (NULL on every rank:
    uniform 1/n, 1/m over the global counts); d the same on all ranks. The cost is never whole on one rank: a rank
-   holds all points (O((n + m) d)) and its kernel rows [nloc, m] (stored mode) or none (streamed). Outputs (each NULL or not on all ranks): bary [nloc, d] of the rank's sources; f [nloc], g [mloc]
+   holds all points (O((n + m) d)) and its kernel rows [nloc, m] (stored mode) or none (streamed). Outputs (each
+   NULL or not on all ranks): bary [nloc, d] of the rank's sources; f [nloc], g [mloc]
    the potentials in scaled cost units; info (the same on all ranks). Results do not depend on the number of
    ranks beyond float rounding (streamed: column and row blocks are fixed in global indices; stored: K^T u is
    summed over the ranks' rows). */
@@ -85,8 +86,9 @@ PETSC_EXTERN PetscErrorCode CsOTSolve(MPI_Comm comm, const CsOTOptions *o, Petsc
                                       const float *y, const PetscReal *a, const PetscReal *b, float *bary, PetscReal *f,
                                       PetscReal *g, CsOTInfo *info);
 
-/* -log_view events: CsOTSinkhorn (a whole solve), CsOTSweep (the row or column log-sum-exp sweeps of the
-   iterations), CsOTProject (plan and barycentric projection). Registered on the first solve. */
+/* -log_view events: CsOTSinkhorn (a whole solve), CsOTSweep (the iterations' passes: the fused kernel pass and
+   kernel rebuilds when stored, the row and column log-sum-exp sweeps when streamed), CsOTProject (plan and
+   barycentric projection). Registered on the first solve. */
 PETSC_EXTERN PetscLogEvent CS_EVENT_OT_SOLVE, CS_EVENT_OT_SWEEP, CS_EVENT_OT_PROJECT;
 
 #endif

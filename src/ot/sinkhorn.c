@@ -142,7 +142,7 @@ static PetscErrorCode Project(Ctx *c, const double *f, const float *gs, float s,
         double       sr = 0, sc = 0;
         for (PetscInt j = 0; j < w; j++) {
           double dij = Dp[(size_t)i * ld + j];
-          double p   = exp(fi + gs[c0 + j] + (double)s * dij);
+          double p   = expf((float)(fi + gs[c0 + j] + (double)s * dij)); /* the exponent is small: float keeps 1e-6 of it */
           W[(size_t)i * w + j] = (float)p;
           sr += p;
           sc += p * dij / cscale;
