@@ -126,10 +126,6 @@ PETSC_EXTERN PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], c
 PETSC_EXTERN PetscErrorCode CsEvaluatorWrite(CsEvaluator e, const char dir[]);
 /* Rank 0 prints the aggregate table (one row per scored model, in scoring order). */
 PETSC_EXTERN PetscErrorCode CsEvaluatorPrintTable(CsEvaluator e, PetscViewer v);
-/* Settings, and the table once models are scored. */
-PETSC_EXTERN PetscErrorCode CsEvaluatorView(CsEvaluator e, PetscViewer v);
-/* Aggregate value of metric for model `name` (for tests and sweeps). */
-PETSC_EXTERN PetscErrorCode CsEvaluatorGetAggregate(CsEvaluator e, const char name[], CsMetric m, double *value);
 PETSC_EXTERN PetscErrorCode CsEvaluatorDestroy(CsEvaluator *e);
 
 /* Genetic-interaction types, thresholds as in GEARS' analysis of Norman et al. 2019. A double may have several. */

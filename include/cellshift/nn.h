@@ -298,7 +298,6 @@ PETSC_EXTERN PetscErrorCode CsNNOptimGather(CsNNOptim opt);
 /* Moments into groups "m" and "v" of `group` (one dataset per trained tensor) and t as attribute "step". */
 PETSC_EXTERN PetscErrorCode CsNNOptimSave(CsNNOptim opt, CsNNParams P, hid_t group);
 PETSC_EXTERN PetscErrorCode CsNNOptimLoad(CsNNOptim opt, CsNNParams P, hid_t group, const char what[]);
-PETSC_EXTERN PetscErrorCode CsNNOptimView(CsNNOptim opt, PetscViewer v);
 PETSC_EXTERN PetscErrorCode CsNNOptimDestroy(CsNNOptim *opt);
 
 /* ============================================ gradient reduction ============================================ */

@@ -88,8 +88,6 @@ PETSC_EXTERN PetscErrorCode CsTrainerSetData(CsTrainer t, CsDataset ds, CsDesign
 PETSC_EXTERN PetscErrorCode CsTrainerSetCheckpointDir(CsTrainer t, const char dir[], const char model[], const char type[]);
 /* Collective: train (or continue from -resume). *interrupted is true when a signal stopped it after a checkpoint. */
 PETSC_EXTERN PetscErrorCode CsTrainerTrain(CsTrainer t, PetscBool *interrupted);
-/* Mean validation loss of the best epoch and the number of epochs run. */
-PETSC_EXTERN PetscErrorCode CsTrainerGetResult(CsTrainer t, double *best_valid, PetscInt *epochs);
 PETSC_EXTERN PetscErrorCode CsTrainerDestroy(CsTrainer *t);
 
 #endif

@@ -850,18 +850,6 @@ PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char pat
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsEvaluatorGetAggregate(CsEvaluator e, const char name[], CsMetric k, double *value)
-{
-  PetscFunctionBeginUser;
-  PetscCheck(k >= 0 && k < CS_NMETRICS, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE, "no metric %d", (int)k);
-  for (PetscInt i = 0; i < e->nmodels; i++)
-    if (!strcmp(e->models[i].name, name)) {
-      *value = e->models[i].agg[k];
-      PetscFunctionReturn(0);
-    }
-  SETERRQ(PETSC_COMM_SELF, PETSC_ERR_ARG_WRONG, "no model named '%s' has been scored", name);
-}
-
 /* Compact column headers of the terminal table, in CsMetric order, then vcc_score. */
 static const char *const ShortNames[] = {"rmse",    "r2",       "r2_de100", "pdelta", "pdelta_de20", "cos_lfc",  "energy",
                                          "mmd",     "de_rec20", "rank_rmse", "rank_cos", "mae",        "de_score", "pds",
@@ -915,16 +903,6 @@ PetscErrorCode CsEvaluatorPrintTable(CsEvaluator e, PetscViewer v)
       PetscCall(PetscSNPrintf(label, sizeof(label), "%s/%s", e->catname[c], e->models[i].name));
       PetscCall(PrintRow(e, v, label, wc, i, c));
     }
-  PetscFunctionReturn(0);
-}
-
-PetscErrorCode CsEvaluatorView(CsEvaluator e, PetscViewer v)
-{
-  PetscFunctionBeginUser;
-  PetscCall(PetscViewerASCIIPrintf(v, "CsEvaluator: %" PetscInt_FMT " test groups, %" PetscInt_FMT " genes, "
-                                      "energy/MMD on at most %" PetscInt_FMT " cells per set in %" PetscInt_FMT " principal components\n",
-                                   e->ntest, e->G, e->max_cells, e->pca_k));
-  if (e->nmodels) PetscCall(CsEvaluatorPrintTable(e, v));
   PetscFunctionReturn(0);
 }
 

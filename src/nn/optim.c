@@ -290,16 +290,6 @@ PetscErrorCode CsNNOptimLoad(CsNNOptim opt, CsNNParams P, hid_t group, const cha
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsNNOptimView(CsNNOptim opt, PetscViewer v)
-{
-  PetscFunctionBeginUser;
-  PetscCall(PetscViewerASCIIPrintf(v, "%s: lr %g betas (%g, %g) eps %g weight decay %g clip %g warm-up %" PetscInt_FMT
-                                   " decay %s, %" PRId64 " steps taken\n",
-                                   CsNNOptimTypes[opt->type], opt->lr, opt->beta1, opt->beta2, opt->eps, opt->weight_decay,
-                                   opt->clip, opt->warmup, CsNNDecays[opt->decay], opt->t));
-  PetscFunctionReturn(0);
-}
-
 PetscErrorCode CsNNOptimDestroy(CsNNOptim *opt)
 {
   PetscFunctionBeginUser;

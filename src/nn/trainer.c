@@ -502,14 +502,6 @@ PetscErrorCode CsTrainerTrain(CsTrainer t, PetscBool *interrupted)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsTrainerGetResult(CsTrainer t, double *best_valid, PetscInt *epochs)
-{
-  PetscFunctionBeginUser;
-  if (best_valid) *best_valid = t->best;
-  if (epochs) *epochs = t->epoch;
-  PetscFunctionReturn(0);
-}
-
 PetscErrorCode CsTrainerDestroy(CsTrainer *t)
 {
   PetscFunctionBeginUser;

@@ -362,6 +362,11 @@ static PetscErrorCode Body(void)
   PetscCall(PetscOptionsSetValue(NULL, "-linear_k", "4"));
   PetscCall(CsModelCreate(comm, &m));
   PetscCall(CsModelSetType(m, "linear"));
+  {
+    CsModelType type;
+    PetscCall(CsModelGetType(m, &type));
+    CS_EXPECT(type && !strcmp(type, CSMODELLINEAR), "CsModelGetType gives %s, not linear", type ? type : "(null)");
+  }
   PetscCall(CsModelSetFromOptions(m));
   PetscCall(CsModelSetProblem(m, pb.ds, pb.d, pb.s));
   PetscCall(CsModelFit(m));
