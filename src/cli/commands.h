@@ -6,14 +6,14 @@
 #include <cellshift/eval.h>
 
 /* Run the command named cmd (NULL: print usage, or every option's help with -help). */
-PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv);
+PETSC_INTERN PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv);
 
-PetscErrorCode CsCommandRun(void);
-PetscErrorCode CsCommandTrain(void);
-PetscErrorCode CsCommandPredict(void);
-PetscErrorCode CsCommandEvaluate(void);
-PetscErrorCode CsCommandInspect(int argc, char **argv);
-PetscErrorCode CsCommandSimulate(void);
+PETSC_INTERN PetscErrorCode CsCommandRun(void);
+PETSC_INTERN PetscErrorCode CsCommandTrain(void);
+PETSC_INTERN PetscErrorCode CsCommandPredict(void);
+PETSC_INTERN PetscErrorCode CsCommandEvaluate(void);
+PETSC_INTERN PetscErrorCode CsCommandInspect(int argc, char **argv);
+PETSC_INTERN PetscErrorCode CsCommandSimulate(void);
 
 /* What every command works on: the data, its design, the split, the output folder and the models asked for. */
 typedef struct {
@@ -43,7 +43,7 @@ typedef enum {
 } CsRunDirUse;
 
 /* Collective: the run's own options (-output_dir, -model, -baselines, -overwrite, -keep_checkpoint, -resume). */
-PetscErrorCode CsProblemSetFromOptions(CsProblem *p);
+PETSC_INTERN PetscErrorCode CsProblemSetFromOptions(CsProblem *p);
 /* Collective. First every option is read and checked, before any work: the run's, the data's, the design's, the
    split's and every model's (created here), and no option may be unknown (CsOptionsCheckUsed); -resume must name a
    run folder with a checkpoint for each trained model; the run folder is locked and prepared (CsRunDirPrepare).
@@ -51,39 +51,39 @@ PetscErrorCode CsProblemSetFromOptions(CsProblem *p);
    evaluate) the split is read from <outdir>/split.json unless -split_file is given; otherwise it is made and
    saved there, with options.txt. For evaluate, a -model name that is not a cellshift model type names the
    predictions.h5ad of a model run elsewhere (scored, never fitted). */
-PetscErrorCode CsProblemSetUp(CsProblem *p, PetscBool reuse, const char command[]);
-PetscErrorCode CsProblemDestroy(CsProblem *p);
+PETSC_INTERN PetscErrorCode CsProblemSetUp(CsProblem *p, PetscBool reuse, const char command[]);
+PETSC_INTERN PetscErrorCode CsProblemDestroy(CsProblem *p);
 /* A model given as TYPE or NAME:TYPE (-model scgen,wide:scgen): its name (the options prefix and the folder of the
    run) and its type; the name defaults to the type. */
-PetscErrorCode CsProblemSpec(const char spec[], char name[64], char type[64]);
+PETSC_INTERN PetscErrorCode CsProblemSpec(const char spec[], char name[64], char type[64]);
 /* <outdir>/<name of all[k]>/<file> */
-PetscErrorCode CsProblemModelPath(CsProblem *p, PetscInt k, const char file[], char out[]);
+PETSC_INTERN PetscErrorCode CsProblemModelPath(CsProblem *p, PetscInt k, const char file[], char out[]);
 /* The index in all[] of the i-th -model entry. */
-PetscInt CsProblemModelIndex(CsProblem *p, PetscInt i);
+PETSC_INTERN PetscInt CsProblemModelIndex(CsProblem *p, PetscInt i);
 /* Fit model all[k], save model.h5 (and write predictions.h5ad with predict). *interrupted: a signal stopped the fit
    after a checkpoint (nothing saved or predicted; the command should stop and exit cleanly). After a complete fit
    <model>/checkpoint.h5 is removed unless -keep_checkpoint. */
-PetscErrorCode CsProblemFitPredict(CsProblem *p, PetscInt k, PetscBool predict, PetscBool *interrupted);
+PETSC_INTERN PetscErrorCode CsProblemFitPredict(CsProblem *p, PetscInt k, PetscBool predict, PetscBool *interrupted);
 /* Collective: score every baseline and model of the problem and write metrics, report and plots. With fit, each
    one is fitted and predicted first (run); otherwise existing predictions are scored and only missing baselines
    are fitted (evaluate). Stops early, without evaluating, when a signal interrupted a fit. */
-PetscErrorCode CsProblemScore(CsProblem *p, PetscBool fit);
+PETSC_INTERN PetscErrorCode CsProblemScore(CsProblem *p, PetscBool fit);
 
 /* Options checking (options.c). Between RecordBegin and RecordEnd every options block that runs lists its options
    into the record of known options instead of printing help. CsOptionsQueryLate runs the blocks of the objects that
    read their options only late in a command (system, .h5ad writer, evaluator, gradient reduction). Collective:
    CsOptionsCheckUsed fails, with one message, when an option was given that nothing read: each is named with the
    closest known option ("-modle: did you mean -model?"), or as an option of a model the run does not have. */
-PetscErrorCode CsOptionsRecordBegin(void);
-PetscErrorCode CsOptionsRecordEnd(void);
-PetscErrorCode CsOptionsQueryLate(MPI_Comm comm);
-PetscErrorCode CsOptionsCheckUsed(MPI_Comm comm, const char command[], const char models[]);
+PETSC_INTERN PetscErrorCode CsOptionsRecordBegin(void);
+PETSC_INTERN PetscErrorCode CsOptionsRecordEnd(void);
+PETSC_INTERN PetscErrorCode CsOptionsQueryLate(MPI_Comm comm);
+PETSC_INTERN PetscErrorCode CsOptionsCheckUsed(MPI_Comm comm, const char command[], const char models[]);
 
 /* Collective (rundir.c): make and lock the run folder (.cellshift.lock: a second run into it fails at once, naming
    the holder), remove the temporary files of interrupted writes, and for a new run refuse a folder holding another
    run's files (options.txt, split.json, metrics.*, gi.csv, report.md, shift_*.png, model folders with model.h5,
    predictions.h5ad, training.csv or checkpoint.h5) unless overwrite, which removes exactly those files. *lock is
    released with CsLockRelease. */
-PetscErrorCode CsRunDirPrepare(MPI_Comm comm, const char dir[], CsRunDirUse use, PetscBool overwrite, int *lock);
+PETSC_INTERN PetscErrorCode CsRunDirPrepare(MPI_Comm comm, const char dir[], CsRunDirUse use, PetscBool overwrite, int *lock);
 
 #endif

@@ -85,8 +85,8 @@ static inline uint32_t CsNNDropoutThreshold(double p)
    split by columns, so each column's sums keep the serial order and every thread count gives the same bits. */
 typedef void (*CsNNTask)(void *ctx, int t, int nt);
 int  CsNNThreads(void);
-void CsNNParallel(CsNNTask fn, void *ctx);
-void CsNNChunk(size_t n, int t, int nt, size_t align, size_t *lo, size_t *hi);
+PETSC_INTERN void CsNNParallel(CsNNTask fn, void *ctx);
+PETSC_INTERN void CsNNChunk(size_t n, int t, int nt, size_t align, size_t *lo, size_t *hi);
 
 /* Sharded reduction (reduce.c): after CsNNReducerEnd, this rank owns [lo, hi) of the buffer and gshard (= P->g + lo)
    holds the reduced gradient of that slice, the rest of P->g is zero; false when the reduction is not sharded (or
@@ -95,30 +95,30 @@ void CsNNChunk(size_t n, int t, int nt, size_t align, size_t *lo, size_t *hi);
 PetscBool      CsNNReducerSharded(CsNNReducer r, size_t *lo, size_t *hi, float **gshard);
 MPI_Comm       CsNNReducerComm(CsNNReducer r);
 void           CsNNReducerAttach(CsNNReducer r); /* an optimiser will update the slices */
-PetscErrorCode CsNNReducerAllgather(CsNNReducer r, float *x);
+PETSC_INTERN PetscErrorCode CsNNReducerAllgather(CsNNReducer r, float *x);
 
 /* Normalisation statistics. BatchNorm: local double sums s[j] of h and s[C + j] of h^2, j in [c0, c1). */
 void CsNNColSums2(double *s, const float *h, PetscInt B, PetscInt C, PetscInt c0, PetscInt c1);
 /* From globally reduced sums: mean/rstd of the batch, and the running statistics update. shift (NULL = 0): a
    per-column constant left out of the statistics (a linear bias before the normalisation), added to the running mean. */
-void CsNNBatchNormFinish(float *mean, float *rstd, float *running_mean, float *running_var, const float *shift, const double *s,
+PETSC_INTERN void CsNNBatchNormFinish(float *mean, float *rstd, float *running_mean, float *running_var, const float *shift, const double *s,
                          PetscInt N, PetscInt C, double momentum, double eps);
 /* Eval: mean/rstd from the running statistics (mean = running_mean - shift). */
-void CsNNBatchNormEvalStats(float *mean, float *rstd, const float *running_mean, const float *running_var, const float *shift,
+PETSC_INTERN void CsNNBatchNormEvalStats(float *mean, float *rstd, const float *running_mean, const float *running_var, const float *shift,
                             PetscInt C, double eps);
 /* LayerNorm row statistics. */
-void CsNNRowStats(float *mean, float *rstd, const float *h, PetscInt B, PetscInt C, double eps);
+PETSC_INTERN void CsNNRowStats(float *mean, float *rstd, const float *h, PetscInt B, PetscInt C, double eps);
 
 /* Dropout words of chunks [chunk0, chunk0 + nchunk) of 64 units (see cs_dropout_forward). */
-void CsNNDropoutWordsRange(uint32_t *r, uint64_t seed, uint64_t step, PetscInt layer, int64_t cell, PetscInt chunk0,
+PETSC_INTERN void CsNNDropoutWordsRange(uint32_t *r, uint64_t seed, uint64_t step, PetscInt layer, int64_t cell, PetscInt chunk0,
                            PetscInt nchunk);
 /* One row: xhat = (h - m) * r (m, r per column when mcol/rcol are given, else the scalars m, r), y = gamma xhat +
    beta (gamma/beta NULL: y = xhat). xhat may alias h or y (then y wins). */
-void CsNNNormRow(float *xhat, float *y, const float *h, const float *mcol, const float *rcol, float m, float r,
+PETSC_INTERN void CsNNNormRow(float *xhat, float *y, const float *h, const float *mcol, const float *rcol, float m, float r,
                  const float *gamma, const float *beta, PetscInt C);
 /* One row: out = act(y) * s with s = scale where words[j] >= thr, else 0, and keep[j] = (words[j] >= thr)
    (words NULL: no dropout, s = 1, keep untouched). */
-void CsNNActDropRow(float *out, uint8_t *keep, const float *y, const uint32_t *words, uint32_t thr, float scale, CsNNAct act,
+PETSC_INTERN void CsNNActDropRow(float *out, uint8_t *keep, const float *y, const uint32_t *words, uint32_t thr, float scale, CsNNAct act,
                     PetscInt C);
 
 /* How backward gets below an activation and dropout without a cached factor: the derivative is recomputed from
@@ -133,29 +133,29 @@ typedef struct {
 
 /* Backward sums over columns [c0, c1): v as above (ab NULL: v = dout), s[j] = sum v, s[C + j] = sum v x; v is also
    stored in g when g is given (g may alias dout). */
-void CsNNBackSums(double *s, float *g, const float *dout, const CsNNActBack *ab, const float *x, PetscInt B, PetscInt C,
+PETSC_INTERN void CsNNBackSums(double *s, float *g, const float *dout, const CsNNActBack *ab, const float *x, PetscInt B, PetscInt C,
                   PetscInt c0, PetscInt c1);
 /* BatchNorm train backward over columns [c0, c1) with globally reduced sums s over N rows: v recomputed from dout
    (ab NULL: v = dout), d = gamma rstd (v - s0/N - xhat s1/N); dinp = d (accumulate: +=); db += column sums of d
    (NULL: skipped). dinp may alias dout when not accumulating. */
-void CsNNBatchNormBackApply(float *dinp, PetscBool accumulate, float *db, const float *dout, const CsNNActBack *ab,
+PETSC_INTERN void CsNNBatchNormBackApply(float *dinp, PetscBool accumulate, float *db, const float *dout, const CsNNActBack *ab,
                             const float *xhat, const float *rstd, const float *gamma, const double *s, PetscInt N, PetscInt B,
                             PetscInt C, PetscInt c0, PetscInt c1, float *abc /*[3C] work*/);
 /* Eval-mode BatchNorm backward: d = g gamma rstd. */
-void CsNNBatchNormEvalBackApply(float *dinp, PetscBool accumulate, float *db, const float *g, const float *rstd,
+PETSC_INTERN void CsNNBatchNormEvalBackApply(float *dinp, PetscBool accumulate, float *db, const float *g, const float *rstd,
                                 const float *gamma, PetscInt B, PetscInt C, PetscInt c0, PetscInt c1);
 /* LayerNorm backward per row from x = xhat (mean NULL) or x = the input with its row mean/rstd; dinp (NULL: only
    dgamma, dbeta), dgamma, dbeta += (NULL: skipped), db += column sums of d. */
-void CsNNLayerNormBackApply(float *dinp, PetscBool accumulate, float *dgamma, float *dbeta, float *db, const float *g,
+PETSC_INTERN void CsNNLayerNormBackApply(float *dinp, PetscBool accumulate, float *dgamma, float *dbeta, float *db, const float *g,
                             const float *x, const float *mean, const float *rstd, const float *gamma, PetscInt B, PetscInt C);
 /* db[C] += column sums of d[B,C] (over columns [c0, c1) for the range version). */
-void CsNNColSumAdd(float *db, const float *d, PetscInt B, PetscInt C);
-void CsNNColSumAddRange(float *db, const float *d, PetscInt B, PetscInt C, PetscInt c0, PetscInt c1);
+PETSC_INTERN void CsNNColSumAdd(float *db, const float *d, PetscInt B, PetscInt C);
+PETSC_INTERN void CsNNColSumAddRange(float *db, const float *d, PetscInt B, PetscInt C, PetscInt c0, PetscInt c1);
 /* Sum over n of (a - b)^2 (b NULL: a^2) in double with 8 accumulators (vectorisable, the same order in every
    clone); dA += g (a - b) (assign: dA = g (a - b)) when dA is given. */
-double CsNNSqDiff(float *dA, PetscBool assign, const float *a, const float *b, size_t n, float g);
+PETSC_INTERN double CsNNSqDiff(float *dA, PetscBool assign, const float *a, const float *b, size_t n, float g);
 /* cs_mse_loss (target dense) or cs_mse_loss_csr (T given) writing the gradient instead of accumulating it. */
-double CsNNMSELossAssign(float *dpred, const float *pred, const float *target, const CsCSR *T, PetscInt B, PetscInt C, PetscInt nglobal,
+PETSC_INTERN double CsNNMSELossAssign(float *dpred, const float *pred, const float *target, const CsCSR *T, PetscInt B, PetscInt C, PetscInt nglobal,
                          double weight);
 /* y[n] += x[n] */
 void CsNNAxpy1(float *y, const float *x, size_t n);
@@ -193,6 +193,6 @@ static inline float CsNNExpNeg(float x)
 }
 
 /* One softmax row in place or not: p[K] = exp(s - max) / sum (sum in double). */
-void CsNNSoftmaxRow(float *p, const float *s, PetscInt K);
+PETSC_INTERN void CsNNSoftmaxRow(float *p, const float *s, PetscInt K);
 
 #endif
