@@ -69,14 +69,11 @@ PetscErrorCode CsNNOptimSetUp(CsNNOptim opt, size_t n)
 {
   PetscFunctionBeginUser;
   if (opt->setup && opt->n == n) PetscFunctionReturn(0);
-  free(opt->m);
-  free(opt->v);
+  PetscCall(CsNNFree(&opt->m));
+  PetscCall(CsNNFree(&opt->v));
   opt->n = n;
-  opt->m = (float *)aligned_alloc(64, sizeof(float) * (n ? n : 16));
-  opt->v = (float *)aligned_alloc(64, sizeof(float) * (n ? n : 16));
-  PetscCheck(opt->m && opt->v, PETSC_COMM_SELF, PETSC_ERR_MEM, "cannot allocate the optimiser state (%zu floats)", n);
-  memset(opt->m, 0, sizeof(float) * n);
-  memset(opt->v, 0, sizeof(float) * n);
+  PetscCall(CsNNMalloc(sizeof(float) * (n ? n : 16), &opt->m));
+  PetscCall(CsNNMalloc(sizeof(float) * (n ? n : 16), &opt->v));
   opt->t     = 0;
   opt->setup = PETSC_TRUE;
   PetscFunctionReturn(0);
@@ -302,8 +299,8 @@ PetscErrorCode CsNNOptimDestroy(CsNNOptim *opt)
 {
   PetscFunctionBeginUser;
   if (!*opt) PetscFunctionReturn(0);
-  free((*opt)->m);
-  free((*opt)->v);
+  PetscCall(CsNNFree(&(*opt)->m));
+  PetscCall(CsNNFree(&(*opt)->v));
   PetscCall(PetscFree(*opt));
   PetscFunctionReturn(0);
 }

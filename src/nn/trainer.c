@@ -91,8 +91,9 @@ PetscErrorCode CsTrainerSetParams(CsTrainer t, PetscInt k, CsNNParams P)
   PetscCall(CsNNReducerCreate(t->comm, P, &t->red[k]));
   PetscCall(CsNNReducerSetFromOptions(t->red[k]));
   PetscCall(CsNNOptimSetReducer(t->opt[k], t->red[k])); /* used by the sharded reduction, ignored otherwise */
-  PetscCall(PetscMalloc1(P->n, &t->best_p[k]));
-  PetscCall(PetscMalloc1(P->nbuf + 1, &t->best_buf[k]));
+  /* Allocated like the live buffers (CsNNMalloc): CsTrainerSwapBest exchanges them. */
+  PetscCall(CsNNMalloc(sizeof(float) * (P->n ? P->n : 16), &t->best_p[k]));
+  PetscCall(CsNNMalloc(sizeof(float) * (P->nbuf ? P->nbuf : 16), &t->best_buf[k]));
   PetscFunctionReturn(0);
 }
 
@@ -515,8 +516,8 @@ PetscErrorCode CsTrainerDestroy(CsTrainer *t)
   for (PetscInt k = 0; k < (*t)->nsets; k++) {
     PetscCall(CsNNOptimDestroy(&(*t)->opt[k]));
     PetscCall(CsNNReducerDestroy(&(*t)->red[k]));
-    PetscCall(PetscFree((*t)->best_p[k]));
-    PetscCall(PetscFree((*t)->best_buf[k]));
+    PetscCall(CsNNFree(&(*t)->best_p[k]));
+    PetscCall(CsNNFree(&(*t)->best_buf[k]));
   }
   PetscCall(CsSamplerDestroy(&(*t)->sampler));
   PetscCall(CsBatchFree(&(*t)->b));
