@@ -315,18 +315,26 @@ static PetscErrorCode TrainStep(CsTrainer t, PetscBool *signalled)
 {
   PetscInt set = 0;
   double   loss = 0, sumsq = 0;
+  PetscBool sharded;
   int      flags[2] = {cs_signal != 0, 0};
   char     line[256];
 
   PetscFunctionBeginUser;
   PetscCall(Accumulate(t, &set, &loss));
-  if (t->opt[set]->clip == 0) sumsq = GradSumSq(t->P[set]); /* with clipping the optimiser computes the norm */
+  {
+    size_t lo, hi;
+    float *gs;
+    /* Sharded: the sum over the whole (partly zero) buffer; otherwise the optimiser's update pass takes it. */
+    sharded = CsNNReducerSharded(t->red[set], &lo, &hi, &gs);
+    if (t->opt[set]->clip == 0 && sharded) sumsq = GradSumSq(t->P[set]);
+  }
   PetscCall(PetscLogEventBegin(CS_EVENT_OPTIM, 0, 0, 0, 0));
   PetscCall(CsNNOptimStep(t->opt[set], t->P[set]));
   for (PetscInt k = 0; k < t->nsets; k++) t->dirty[k] = k != set;
   PetscCall(PetscLogEventEnd(CS_EVENT_OPTIM, 0, 0, 0, 0));
   if (t->cb.poststep) PetscCall(t->cb.poststep(t->cb.ctx, set, t->step + 1));
   if (t->opt[set]->clip > 0) sumsq = t->opt[set]->last_norm * t->opt[set]->last_norm;
+  else if (!sharded) sumsq = t->opt[set]->last_sumsq;
   /* One small reduction per step carries both verdicts. */
   flags[1] = PetscIsInfOrNanReal(loss) || PetscIsInfOrNanReal(sumsq);
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, t->comm));
