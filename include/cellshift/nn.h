@@ -272,6 +272,8 @@ struct _n_CsNNOptim {
   int64_t       t;          /* steps taken */
   double        last_norm;  /* gradient norm before clipping, at the last step (when clipping is on) */
   double        last_lr;
+  double        last_sumsq; /* sum of squares of the gradient (before clipping) of this rank's part at the last step, the
+                               threads' CsNNSqDiff over their chunks of it summed in thread order */
   CsNNReducer   reducer;    /* sharded reduction: update only this rank's slice (CsNNOptimSetReducer) */
   PetscBool     partial;    /* m and v are current only on this rank's slice (CsNNOptimGather completes them) */
   PetscBool     setup;

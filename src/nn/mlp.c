@@ -27,6 +27,7 @@ struct _n_CsMLP {
   double      *dwork;  /* [2 maxc] */
   float       *fwork;  /* [3 maxc] + [nt][maxc] rows of y */
   uint32_t    *words;  /* [nt][maxc rounded up to 64] */
+  char        *arena;  /* the layers' buffers and the work arrays above, one block */
   /* The input of the last forward (kept by reference for the weight gradient of the first layer). */
   const float *x;
   const CsCSR *X;
@@ -93,42 +94,49 @@ PetscErrorCode CsMLPCreate(CsNNParams P, const char name[], const CsMLPConfig *c
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode AlignedAlloc(size_t n, float **p)
+/* One arena per MLP holds every activation, gradient, dropout decision and work buffer (CsNNMalloc: zeroed, through
+   PetscMalloc). Take(): the next 64-byte aligned slice of n bytes; with base NULL it only counts. */
+static void *Take(char *base, size_t *off, size_t n)
 {
-  PetscFunctionBeginUser;
-  *p = (float *)aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
-  PetscCheck(*p, PETSC_COMM_SELF, PETSC_ERR_MEM, "cannot allocate %zu floats of activations", n);
-  memset(*p, 0, n * sizeof(float));
-  PetscFunctionReturn(0);
+  void *p = base ? base + *off : NULL;
+  *off += (n + 63) / 64 * 64;
+  return p;
+}
+
+static void Carve(CsMLP m, char *base, size_t *off)
+{
+  PetscInt B = m->maxbatch;
+  for (PetscInt l = 0; l < m->cfg.nlayers; l++) {
+    Layer *L = &m->L[l];
+    size_t n = (size_t)B * L->nout;
+    L->h     = (float *)Take(base, off, sizeof(float) * n);
+    L->g     = (float *)Take(base, off, sizeof(float) * n);
+    if (L->hidden) {
+      if (m->cfg.dropout > 0) L->keep = (uint8_t *)Take(base, off, n);
+      L->a    = (float *)Take(base, off, sizeof(float) * n);
+      L->mean = (float *)Take(base, off, sizeof(float) * (size_t)PetscMax(B, L->nout));
+      L->rstd = (float *)Take(base, off, sizeof(float) * (size_t)PetscMax(B, L->nout));
+    } else L->a = L->h;
+  }
+  m->dwork = (double *)Take(base, off, sizeof(double) * 2 * (size_t)m->maxc);
+  m->fwork = (float *)Take(base, off, sizeof(float) * (3 + (size_t)m->nt) * (size_t)m->maxc);
+  m->words = (uint32_t *)Take(base, off, sizeof(uint32_t) * (size_t)((m->maxc + 63) / 64 * 64) * (size_t)m->nt);
 }
 
 PetscErrorCode CsMLPSetUp(CsMLP m, PetscInt maxbatch)
 {
+  size_t bytes = 0;
+
   PetscFunctionBeginUser;
   PetscCheck(m->P->setup, m->P->comm, PETSC_ERR_ORDER, "MLP %s: set up the parameters before the MLP", m->name);
   PetscCheck(!m->maxbatch, m->P->comm, PETSC_ERR_ORDER, "MLP %s is already set up", m->name);
   PetscCheck(maxbatch > 0, m->P->comm, PETSC_ERR_ARG_OUTOFRANGE, "MLP %s: the batch size must be positive", m->name);
   m->maxbatch = maxbatch;
-  for (PetscInt l = 0; l < m->cfg.nlayers; l++) {
-    Layer *L = &m->L[l];
-    size_t n = (size_t)maxbatch * L->nout;
-    PetscCall(AlignedAlloc(n, &L->h));
-    PetscCall(AlignedAlloc(n, &L->g));
-    if (L->hidden) {
-      if (m->cfg.dropout > 0) {
-        L->keep = (uint8_t *)aligned_alloc(64, (n + 63) / 64 * 64);
-        PetscCheck(L->keep, PETSC_COMM_SELF, PETSC_ERR_MEM, "cannot allocate the dropout decisions");
-      }
-      PetscCall(AlignedAlloc(n, &L->a));
-      PetscCall(AlignedAlloc((size_t)PetscMax(maxbatch, L->nout), &L->mean));
-      PetscCall(AlignedAlloc((size_t)PetscMax(maxbatch, L->nout), &L->rstd));
-    } else L->a = L->h;
-  }
-  m->nt = CsNNThreads();
-  PetscCall(PetscMalloc1(2 * (size_t)m->maxc, &m->dwork));
-  PetscCall(AlignedAlloc((3 + (size_t)m->nt) * (size_t)m->maxc, &m->fwork));
-  m->words = (uint32_t *)aligned_alloc(64, sizeof(uint32_t) * (size_t)((m->maxc + 63) / 64 * 64) * (size_t)m->nt);
-  PetscCheck(m->words, PETSC_COMM_SELF, PETSC_ERR_MEM, "cannot allocate the dropout words");
+  m->nt       = CsNNThreads();
+  Carve(m, NULL, &bytes);
+  PetscCall(CsNNMalloc(bytes, &m->arena));
+  bytes = 0;
+  Carve(m, m->arena, &bytes);
   PetscFunctionReturn(0);
 }
 
@@ -368,20 +376,7 @@ PetscErrorCode CsMLPDestroy(CsMLP *mlp)
 {
   PetscFunctionBeginUser;
   if (!*mlp) PetscFunctionReturn(0);
-  for (PetscInt l = 0; l < (*mlp)->cfg.nlayers; l++) {
-    Layer *L = &(*mlp)->L[l];
-    free(L->h);
-    free(L->g);
-    if (L->hidden) {
-      free(L->keep);
-      free(L->a);
-      free(L->mean);
-      free(L->rstd);
-    }
-  }
-  free((*mlp)->fwork);
-  free((*mlp)->words);
-  PetscCall(PetscFree((*mlp)->dwork));
+  PetscCall(CsNNFree(&(*mlp)->arena));
   PetscCall(PetscFree((*mlp)->L));
   PetscCall(PetscFree((*mlp)->sizes));
   PetscCall(PetscFree(*mlp));

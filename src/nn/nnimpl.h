@@ -79,6 +79,11 @@ static inline uint32_t CsNNDropoutThreshold(double p)
   return t >= 4294967295.0 ? 0xFFFFFFFFu : (uint32_t)llround(t);
 }
 
+/* nn buffers (params.c): zeroed, 64-byte aligned blocks (whole vectors never straddle cache lines) taken from
+   PetscMalloc, so that -malloc_debug and -malloc_dump see them; CsNNFree(&p) releases one and sets p to NULL. */
+PetscErrorCode CsNNMalloc(size_t bytes, void *p);
+PetscErrorCode CsNNFree(void *p);
+
 /* Thread pool (threads.c): CsNNParallel runs fn(ctx, t, nt) for t in [0, nt), t = 0 on the caller, and returns
    when all are done; nt = CsNNThreads() = the BLAS threads of this rank. CsNNChunk: the t-th of nt contiguous
    chunks of [0, n), chunk size a multiple of align. The kernels below that take a column range [c0, c1) are

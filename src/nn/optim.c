@@ -71,14 +71,11 @@ PetscErrorCode CsNNOptimSetUp(CsNNOptim opt, size_t n)
 {
   PetscFunctionBeginUser;
   if (opt->setup && opt->n == n) PetscFunctionReturn(0);
-  free(opt->m);
-  free(opt->v);
+  PetscCall(CsNNFree(&opt->m));
+  PetscCall(CsNNFree(&opt->v));
   opt->n = n;
-  opt->m = (float *)aligned_alloc(64, sizeof(float) * (n ? n : 16));
-  opt->v = (float *)aligned_alloc(64, sizeof(float) * (n ? n : 16));
-  PetscCheck(opt->m && opt->v, PETSC_COMM_SELF, PETSC_ERR_MEM, "cannot allocate the optimiser state (%zu floats)", n);
-  memset(opt->m, 0, sizeof(float) * n);
-  memset(opt->v, 0, sizeof(float) * n);
+  PetscCall(CsNNMalloc(sizeof(float) * (n ? n : 16), &opt->m));
+  PetscCall(CsNNMalloc(sizeof(float) * (n ? n : 16), &opt->v));
   opt->t     = 0;
   opt->setup = PETSC_TRUE;
   PetscFunctionReturn(0);
@@ -104,17 +101,28 @@ double CsNNOptimLR(CsNNOptim opt, int64_t t)
 
 /* torch.optim.Adam's single-tensor update, operation for operation:
    m = b1 m + (1 - b1) g;  v = b2 v + ((1 - b2) g) g;  (1 - b) rounded from double as torch does;
-   p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps). The gradient is zeroed in the same pass.
+   p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps). g is first multiplied by the clipping factor (1 without
+   clipping: exact), so clipping costs no pass of its own over g. In the same single pass over p, g, m and v
+   (the step is bound by streaming them) the gradient is zeroed and its sum of squares taken in the order of
+   CsNNSqDiff (element i of the chunk into accumulator i mod 8 while i < n - n mod 8, the rest into the tail, then
+   the tail plus the accumulators in order), so that the trainer's divergence check needs no pass of its own and
+   gets the same bits as CsNNSqDiff over the chunk.
    sqrtf keeps errno semantics in this build, which stops the compiler from vectorising the loop, so the AVX-512
    path is written with intrinsics (same operations, no FMA: bit-identical to the scalar loop). */
 typedef struct {
-  float b1, omb1, b2, omb2, step, bc2s, eps, l2, decay;
+  float b1, omb1, b2, omb2, step, bc2s, eps, l2, decay, scale;
 } AdamCoef;
 
-static void AdamUpdateScalar(float *p, float *g, float *m, float *v, size_t n, const AdamCoef *c)
+/* Elements [i0, n) of a chunk of n; acc and tail as in CsNNSqDiff. */
+static void AdamUpdateScalar(float *p, float *g, float *m, float *v, size_t i0, size_t n, const AdamCoef *c, double acc[8], double *tail)
 {
-  for (size_t i = 0; i < n; i++) {
-    float pi = p[i] * c->decay, gi = g[i] + c->l2 * pi;
+  size_t n8 = n / 8 * 8;
+  for (size_t i = i0; i < n; i++) {
+    float  g0 = g[i];
+    double q  = (double)g0 * g0;
+    if (i < n8) acc[i % 8] += q;
+    else *tail += q;
+    float pi = p[i] * c->decay, gi = g0 * c->scale + c->l2 * pi;
     float mi = m[i] * c->b1 + c->omb1 * gi;
     float vi = v[i] * c->b2 + c->omb2 * gi * gi;
     m[i]     = mi;
@@ -125,24 +133,32 @@ static void AdamUpdateScalar(float *p, float *g, float *m, float *v, size_t n, c
 }
 
 #if defined(CS_HAVE_AVX512_PATH)
-__attribute__((target("avx512f"))) static void AdamUpdateAVX512(float *p, float *g, float *m, float *v, size_t n, const AdamCoef *c)
+__attribute__((target("avx512f"))) static void AdamUpdateAVX512(float *p, float *g, float *m, float *v, size_t n, const AdamCoef *c,
+                                                                double acc[8], double *tail)
 {
   const __m512 b1 = _mm512_set1_ps(c->b1), omb1 = _mm512_set1_ps(c->omb1), b2 = _mm512_set1_ps(c->b2), omb2 = _mm512_set1_ps(c->omb2);
   const __m512 step = _mm512_set1_ps(c->step), bc2s = _mm512_set1_ps(c->bc2s), eps = _mm512_set1_ps(c->eps);
-  const __m512 l2 = _mm512_set1_ps(c->l2), decay = _mm512_set1_ps(c->decay), zero = _mm512_setzero_ps();
-  size_t       i = 0;
+  const __m512 l2 = _mm512_set1_ps(c->l2), decay = _mm512_set1_ps(c->decay), scale = _mm512_set1_ps(c->scale), zero = _mm512_setzero_ps();
+  __m512d      sq = _mm512_loadu_pd(acc);
+  size_t       i  = 0;
   for (; i + 16 <= n; i += 16) {
-    __m512 pi = _mm512_mul_ps(_mm512_loadu_ps(p + i), decay);
-    __m512 gi = _mm512_add_ps(_mm512_loadu_ps(g + i), _mm512_mul_ps(l2, pi));
-    __m512 mi = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(m + i), b1), _mm512_mul_ps(omb1, gi));
-    __m512 vi = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(v + i), b2), _mm512_mul_ps(_mm512_mul_ps(omb2, gi), gi));
-    __m512 dn = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vi), bc2s), eps);
+    __m512  g0 = _mm512_loadu_ps(g + i);
+    __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(g0));
+    __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(g0), 1)));
+    sq         = _mm512_add_pd(sq, _mm512_mul_pd(lo, lo)); /* elements i .. i + 7 into accumulators 0 .. 7 */
+    sq         = _mm512_add_pd(sq, _mm512_mul_pd(hi, hi));
+    __m512 pi  = _mm512_mul_ps(_mm512_loadu_ps(p + i), decay);
+    __m512 gi  = _mm512_add_ps(_mm512_mul_ps(g0, scale), _mm512_mul_ps(l2, pi));
+    __m512 mi  = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(m + i), b1), _mm512_mul_ps(omb1, gi));
+    __m512 vi  = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(v + i), b2), _mm512_mul_ps(_mm512_mul_ps(omb2, gi), gi));
+    __m512 dn  = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vi), bc2s), eps);
     _mm512_storeu_ps(m + i, mi);
     _mm512_storeu_ps(v + i, vi);
     _mm512_storeu_ps(p + i, _mm512_sub_ps(pi, _mm512_mul_ps(step, _mm512_div_ps(mi, dn))));
     _mm512_storeu_ps(g + i, zero);
   }
-  AdamUpdateScalar(p + i, g + i, m + i, v + i, n - i, c);
+  _mm512_storeu_pd(acc, sq);
+  AdamUpdateScalar(p, g, m, v, i, n, c, acc, tail);
 }
 #endif
 
@@ -150,7 +166,8 @@ typedef struct {
   float          *p, *g, *m, *v;
   size_t          n;
   const AdamCoef *c;
-  double          sq[64]; /* per-thread sums of squares of g (clipping) */
+  double          sq[64];    /* per-thread sums of squares of g (clipping) */
+  double          gsq[64];   /* the same, taken by the update pass */
   float           scale;
 } AdamCtx;
 
@@ -158,15 +175,16 @@ static void TaskAdam(void *ctx, int t, int nt)
 {
   AdamCtx *a = (AdamCtx *)ctx;
   size_t   lo, hi;
+  double   acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0;
   CsNNChunk(a->n, t, nt, 16, &lo, &hi);
   if (lo >= hi) return;
 #if defined(CS_HAVE_AVX512_PATH)
-  if (CsNNHaveAVX512()) {
-    AdamUpdateAVX512(a->p + lo, a->g + lo, a->m + lo, a->v + lo, hi - lo, a->c);
-    return;
-  }
+  if (CsNNHaveAVX512()) AdamUpdateAVX512(a->p + lo, a->g + lo, a->m + lo, a->v + lo, hi - lo, a->c, acc, &s);
+  else
 #endif
-  AdamUpdateScalar(a->p + lo, a->g + lo, a->m + lo, a->v + lo, hi - lo, a->c);
+    AdamUpdateScalar(a->p + lo, a->g + lo, a->m + lo, a->v + lo, 0, hi - lo, a->c, acc, &s);
+  for (int l = 0; l < 8; l++) s += acc[l];
+  a->gsq[t] = s;
 }
 
 static void TaskSumSq(void *ctx, int t, int nt)
@@ -175,19 +193,6 @@ static void TaskSumSq(void *ctx, int t, int nt)
   size_t   lo, hi;
   CsNNChunk(a->n, t, nt, 16, &lo, &hi);
   a->sq[t] = lo < hi ? CsNNSqDiff(NULL, PETSC_FALSE, a->g + lo, NULL, hi - lo, 0) : 0;
-}
-
-CS_NN_VEC static void Scale(float *restrict x, size_t n, float a)
-{
-  for (size_t i = 0; i < n; i++) x[i] *= a;
-}
-
-static void TaskScale(void *ctx, int t, int nt)
-{
-  AdamCtx *a = (AdamCtx *)ctx;
-  size_t   lo, hi;
-  CsNNChunk(a->n, t, nt, 16, &lo, &hi);
-  if (lo < hi) Scale(a->g + lo, hi - lo, a->scale);
 }
 
 PetscErrorCode CsNNOptimStep(CsNNOptim opt, CsNNParams P)
@@ -208,6 +213,7 @@ PetscErrorCode CsNNOptimStep(CsNNOptim opt, CsNNParams P)
     PetscBool sharded = CsNNReducerSharded(opt->reducer, &lo, &hi, &gs);
     PetscCall(PetscMemzero(&a, sizeof(a)));
     a.p = P->p + lo, a.g = gs, a.m = opt->m + lo, a.v = opt->v + lo, a.n = hi - lo, a.c = &c;
+    c.scale = 1.0f;
     if (opt->clip > 0) {
       /* torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1. */
       double norm = 0;
@@ -215,10 +221,7 @@ PetscErrorCode CsNNOptimStep(CsNNOptim opt, CsNNParams P)
       for (int t = 0; t < CsNNThreads(); t++) norm += a.sq[t];
       if (sharded) PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &norm, 1, MPI_DOUBLE, MPI_SUM, CsNNReducerComm(opt->reducer)));
       opt->last_norm = norm = sqrt(norm);
-      if (opt->clip / (norm + 1e-6) < 1) {
-        a.scale = (float)(opt->clip / (norm + 1e-6));
-        CsNNParallel(TaskScale, &a);
-      }
+      if (opt->clip / (norm + 1e-6) < 1) c.scale = (float)(opt->clip / (norm + 1e-6));
     }
     bc1 = 1 - pow(opt->beta1, (double)opt->t);
     bc2 = 1 - pow(opt->beta2, (double)opt->t);
@@ -227,6 +230,8 @@ PetscErrorCode CsNNOptimStep(CsNNOptim opt, CsNNParams P)
     c.l2    = opt->type == CS_NN_OPTIM_ADAM ? (float)opt->weight_decay : 0.0f;
     c.decay = opt->type == CS_NN_OPTIM_ADAMW ? (float)(1 - lr * opt->weight_decay) : 1.0f;
     CsNNParallel(TaskAdam, &a);
+    opt->last_sumsq = 0;
+    for (int t = 0; t < CsNNThreads(); t++) opt->last_sumsq += a.gsq[t];
     if (sharded) {
       PetscCall(CsNNReducerAllgather(opt->reducer, P->p));
       opt->partial = PETSC_TRUE;
@@ -294,8 +299,8 @@ PetscErrorCode CsNNOptimDestroy(CsNNOptim *opt)
 {
   PetscFunctionBeginUser;
   if (!*opt) PetscFunctionReturn(0);
-  free((*opt)->m);
-  free((*opt)->v);
+  PetscCall(CsNNFree(&(*opt)->m));
+  PetscCall(CsNNFree(&(*opt)->v));
   PetscCall(PetscFree(*opt));
   PetscFunctionReturn(0);
 }

@@ -6,6 +6,35 @@
 /* Tensors start on 64-byte boundaries so that rows of vector kernels are aligned. */
 #define CS_NN_ALIGN 16
 
+/* The block as PetscMalloc returns it is kept in the word before the aligned address. */
+PetscErrorCode CsNNMalloc(size_t bytes, void *p)
+{
+  char     *base;
+  uintptr_t a;
+
+  PetscFunctionBeginUser;
+  *(void **)p = NULL;
+  PetscCall(PetscMalloc(bytes + 64 + sizeof(void *), &base));
+  a = ((uintptr_t)(base + sizeof(void *)) + 63) & ~(uintptr_t)63;
+  ((void **)a)[-1] = base;
+  memset((void *)a, 0, bytes);
+  *(void **)p = (void *)a;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsNNFree(void *p)
+{
+  void *a = *(void **)p, *base;
+
+  PetscFunctionBeginUser;
+  if (a) {
+    base = ((void **)a)[-1]; /* a local: PetscFree() sets its argument to NULL */
+    PetscCall(PetscFree(base));
+  }
+  *(void **)p = NULL;
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsNNParamsCreate(MPI_Comm comm, CsNNParams *P)
 {
   PetscFunctionBeginUser;
@@ -70,14 +99,9 @@ PetscErrorCode CsNNParamsSetUp(CsNNParams P)
 {
   PetscFunctionBeginUser;
   if (P->setup) PetscFunctionReturn(0);
-  /* PetscMalloc aligns to PETSC_MEMALIGN (16); ask for 64 so whole vectors never straddle cache lines. */
-  P->p   = (float *)aligned_alloc(64, sizeof(float) * (P->n ? P->n : CS_NN_ALIGN));
-  P->g   = (float *)aligned_alloc(64, sizeof(float) * (P->n ? P->n : CS_NN_ALIGN));
-  P->buf = (float *)aligned_alloc(64, sizeof(float) * (P->nbuf ? P->nbuf : CS_NN_ALIGN));
-  PetscCheck(P->p && P->g && P->buf, PETSC_COMM_SELF, PETSC_ERR_MEM, "cannot allocate %zu parameters", P->n);
-  memset(P->p, 0, sizeof(float) * P->n);
-  memset(P->g, 0, sizeof(float) * P->n);
-  memset(P->buf, 0, sizeof(float) * P->nbuf);
+  PetscCall(CsNNMalloc(sizeof(float) * (P->n ? P->n : CS_NN_ALIGN), &P->p));
+  PetscCall(CsNNMalloc(sizeof(float) * (P->n ? P->n : CS_NN_ALIGN), &P->g));
+  PetscCall(CsNNMalloc(sizeof(float) * (P->nbuf ? P->nbuf : CS_NN_ALIGN), &P->buf));
   P->setup = PETSC_TRUE;
   PetscFunctionReturn(0);
 }
@@ -191,9 +215,9 @@ PetscErrorCode CsNNParamsDestroy(CsNNParams *P)
 {
   PetscFunctionBeginUser;
   if (!*P) PetscFunctionReturn(0);
-  free((*P)->p);
-  free((*P)->g);
-  free((*P)->buf);
+  PetscCall(CsNNFree(&(*P)->p));
+  PetscCall(CsNNFree(&(*P)->g));
+  PetscCall(CsNNFree(&(*P)->buf));
   PetscCall(PetscFree((*P)->t));
   PetscCall(PetscFree(*P));
   PetscFunctionReturn(0);

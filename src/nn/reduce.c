@@ -44,8 +44,7 @@ static PetscErrorCode ShardSetUp(CsNNReducer r)
     CsNNChunk(r->P->n, k, r->size, 16, &lo, &hi);
     r->displs[k] = (PetscMPIInt)lo, r->counts[k] = (PetscMPIInt)(hi - lo);
   }
-  r->tmp = (float *)aligned_alloc(64, sizeof(float) * ((size_t)r->counts[r->rank] + 16));
-  PetscCheck(r->tmp, PETSC_COMM_SELF, PETSC_ERR_MEM, "cannot allocate the gradient slice");
+  PetscCall(CsNNMalloc(sizeof(float) * ((size_t)r->counts[r->rank] + 16), &r->tmp));
   PetscFunctionReturn(0);
 }
 
@@ -192,7 +191,7 @@ PetscErrorCode CsNNReducerDestroy(CsNNReducer *r)
   if (!*r) PetscFunctionReturn(0);
   PetscCall(PetscFree((*r)->req));
   PetscCall(PetscFree2((*r)->counts, (*r)->displs));
-  free((*r)->tmp);
+  PetscCall(CsNNFree(&(*r)->tmp));
   PetscCall(PetscFree(*r));
   PetscFunctionReturn(0);
 }

@@ -91,8 +91,9 @@ PetscErrorCode CsTrainerSetParams(CsTrainer t, PetscInt k, CsNNParams P)
   PetscCall(CsNNReducerCreate(t->comm, P, &t->red[k]));
   PetscCall(CsNNReducerSetFromOptions(t->red[k]));
   PetscCall(CsNNOptimSetReducer(t->opt[k], t->red[k])); /* used by the sharded reduction, ignored otherwise */
-  PetscCall(PetscMalloc1(P->n, &t->best_p[k]));
-  PetscCall(PetscMalloc1(P->nbuf + 1, &t->best_buf[k]));
+  /* Allocated like the live buffers (CsNNMalloc): CsTrainerSwapBest exchanges them. */
+  PetscCall(CsNNMalloc(sizeof(float) * (P->n ? P->n : 16), &t->best_p[k]));
+  PetscCall(CsNNMalloc(sizeof(float) * (P->nbuf ? P->nbuf : 16), &t->best_buf[k]));
   PetscFunctionReturn(0);
 }
 
@@ -316,18 +317,26 @@ static PetscErrorCode TrainStep(CsTrainer t, PetscBool *signalled)
 {
   PetscInt set = 0;
   double   loss = 0, sumsq = 0;
+  PetscBool sharded;
   int      flags[2] = {cs_signal != 0, 0};
   char     line[256];
 
   PetscFunctionBeginUser;
   PetscCall(Accumulate(t, &set, &loss));
-  if (t->opt[set]->clip == 0) sumsq = GradSumSq(t->P[set]); /* with clipping the optimiser computes the norm */
+  {
+    size_t lo, hi;
+    float *gs;
+    /* Sharded: the sum over the whole (partly zero) buffer; otherwise the optimiser's update pass takes it. */
+    sharded = CsNNReducerSharded(t->red[set], &lo, &hi, &gs);
+    if (t->opt[set]->clip == 0 && sharded) sumsq = GradSumSq(t->P[set]);
+  }
   PetscCall(PetscLogEventBegin(CS_EVENT_OPTIM, 0, 0, 0, 0));
   PetscCall(CsNNOptimStep(t->opt[set], t->P[set]));
   for (PetscInt k = 0; k < t->nsets; k++) t->dirty[k] = k != set;
   PetscCall(PetscLogEventEnd(CS_EVENT_OPTIM, 0, 0, 0, 0));
   if (t->cb.poststep) PetscCall(t->cb.poststep(t->cb.ctx, set, t->step + 1));
   if (t->opt[set]->clip > 0) sumsq = t->opt[set]->last_norm * t->opt[set]->last_norm;
+  else if (!sharded) sumsq = t->opt[set]->last_sumsq;
   /* One small reduction per step carries both verdicts. */
   flags[1] = PetscIsInfOrNanReal(loss) || PetscIsInfOrNanReal(sumsq);
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, t->comm));
@@ -509,8 +518,8 @@ PetscErrorCode CsTrainerDestroy(CsTrainer *t)
   for (PetscInt k = 0; k < (*t)->nsets; k++) {
     PetscCall(CsNNOptimDestroy(&(*t)->opt[k]));
     PetscCall(CsNNReducerDestroy(&(*t)->red[k]));
-    PetscCall(PetscFree((*t)->best_p[k]));
-    PetscCall(PetscFree((*t)->best_buf[k]));
+    PetscCall(CsNNFree(&(*t)->best_p[k]));
+    PetscCall(CsNNFree(&(*t)->best_buf[k]));
   }
   PetscCall(CsSamplerDestroy(&(*t)->sampler));
   PetscCall(CsBatchFree(&(*t)->b));

@@ -52,6 +52,17 @@ static PetscErrorCode TestAdam(PetscBool adamw, double wd, double clip)
     double gn = 0;
     for (int i = 0; i < N; i++) g[i] = Grad(t, i) * (t == 4 ? 50 : 1), P->g[i] = (float)g[i], gn += g[i] * g[i];
     PetscCall(CsNNOptimStep(opt, P));
+    if (CsBLASGetThreads() == 1) { /* the update pass's sum of squares: CsNNSqDiff's order, bit for bit */
+      double acc[8] = {0}, sq = 0;
+      size_t n = P->n; /* N padded to the tensor alignment with zeros */
+      for (size_t i = 0; i < n; i++) {
+        double q = i < N ? (double)(float)g[i] * (float)g[i] : 0;
+        if (i < n / 8 * 8) acc[i % 8] += q;
+        else sq += q;
+      }
+      for (int l = 0; l < 8; l++) sq += acc[l];
+      CS_EXPECT(opt->last_sumsq == sq, "sum of squares of the gradient %.17g, recomputed %.17g", opt->last_sumsq, sq);
+    }
     RefStep(p, m, v, g, t, 0.01, wd, adamw, clip);
     if (clip > 0) CS_EXPECT_CLOSE(opt->last_norm, sqrt(gn), 1e-6, "gradient norm before clipping");
     for (int i = 0; i < N; i++) err = fmax(err, fabs(P->p[i] - p[i]));
