@@ -14,6 +14,9 @@ PetscErrorCode CsCommandPredict(void);
 PetscErrorCode CsCommandEvaluate(void);
 PetscErrorCode CsCommandInspect(int argc, char **argv);
 PetscErrorCode CsCommandSimulate(void);
+PetscErrorCode CsCommandTrajectory(void);
+/* The trajectory command's options block (trajectory.c); ctx its options struct, or NULL (for -help). */
+PetscErrorCode CsTrajectoryOptions(MPI_Comm comm, void *ctx);
 
 /* What every command works on: the data, its design, the split, the output folder and the models asked for. */
 typedef struct {
