@@ -239,7 +239,7 @@ PetscErrorCode CsCommandTrajectory(void)
   K = PetscMin(o.pca, G);
   PetscCall(PetscMalloc3(G, &mean, (size_t)K * G, &comps, K, &vars));
   PetscCall(CsPCAFit(comm, &b.X, sel, K, NULL, mean, comps, vars));
-  PetscCall(PetscPrintf(comm, "trajectory: %" PetscInt_FMT " cells, %" PetscInt_FMT " time points, PCA %" PetscInt_FMT " of %" PetscInt_FMT " genes\n", N, nt, K, G));
+  PetscCall(PetscPrintf(comm, "trajectory: %" PetscInt_FMT " cells, %" PetscInt_FMT " time points fitted, PCA %" PetscInt_FMT " of %" PetscInt_FMT " genes\n", N, nt, K, G));
 
   {
     float          *z, *zs, *zt, *rows = NULL;
