@@ -14,7 +14,7 @@
    distance (CsEnergyDistance) and W2: the square root of the transport cost <P, C> of a balanced Sinkhorn plan
    (CsOTSolveDense, epsilon -trajectory_w2_epsilon times the mean squared distance; the entropic plan is slightly
    blurred, so this is W2 up to that bias, not debiased). Baseline: the cells of the nearest observed time point
-   (t0 when s <= 1/2), scored the same way. Both sets are subsampled evenly to -trajectory_eval_max_cells. */
+   (t0 when s <= 1/2), scored the same way (the other neighbour's copy is shown too). Both sets are subsampled evenly to -trajectory_eval_max_cells. */
 #include "commands.h"
 #include <cellshift/h5ad.h>
 #include <cellshift/linalg.h>
@@ -375,7 +375,7 @@ PetscErrorCode CsCommandTrajectory(void)
 
     if (hold) {
       PetscInt k = pair0, np, ntr, n0, n1, nl = 0;
-      double   s = (o.holdout - times[k]) / (times[k + 1] - times[k]), e[2], w2[2];
+      double   s = (o.holdout - times[k]) / (times[k + 1] - times[k]), e[3], w2[3];
       float   *P, *Tr, *Nb, *loc;
       PetscCall(PetscMalloc1((size_t)n * K + 1, &loc));
       for (PetscInt i = 0; i < nsrc[k]; i++)
@@ -387,37 +387,47 @@ PetscErrorCode CsCommandTrajectory(void)
       for (PetscInt i = 0; i < n; i++)
         if (t[i] == o.holdout) PetscCall(PetscArraycpy(loc + (size_t)nl++ * K, z + (size_t)lidx[i] * K, K));
       PetscCall(GatherRows(comm, nl, K, loc, &ntr, &Tr));
-      nl = 0;
-      for (PetscInt i = 0; i < n; i++)
-        if (t[i] == (s <= 0.5 ? times[k] : times[k + 1])) PetscCall(PetscArraycpy(loc + (size_t)nl++ * K, z + (size_t)lidx[i] * K, K));
-      PetscCall(GatherRows(comm, nl, K, loc, &n1, &Nb));
+      /* the copies of both neighbours: the nearest is the baseline (t0 on a tie), the other is shown too */
+      for (PetscInt c = 0; c < 2; c++) {
+        double tc = (c == 0) == (s <= 0.5) ? times[k] : times[k + 1];
+        nl        = 0;
+        for (PetscInt i = 0; i < n; i++)
+          if (t[i] == tc) PetscCall(PetscArraycpy(loc + (size_t)nl++ * K, z + (size_t)lidx[i] * K, K));
+        PetscCall(GatherRows(comm, nl, K, loc, &n1, &Nb));
+        PetscCall(Score(&o, n1, Nb, ntr, Tr, K, &e[1 + c], &w2[1 + c]));
+        PetscCall(PetscFree(Nb));
+      }
       n0 = np;
       PetscCall(Score(&o, np, P, ntr, Tr, K, &e[0], &w2[0]));
-      PetscCall(Score(&o, n1, Nb, ntr, Tr, K, &e[1], &w2[1]));
-      PetscCall(PetscPrintf(comm,
-                            "held-out time %g (%" PetscInt_FMT " cells), interpolated from %g (%" PetscInt_FMT " cells) and %g at s = %.4f, PCA %" PetscInt_FMT "\n"
-                            "  %-22s %14s %14s\n  %-22s %14.6g %14.6g\n  nearest time point %-3g %14.6g %14.6g\n",
-                            o.holdout, ntr, times[k], n0, times[k + 1], s, K, "method", "energy_dist", "W2", "ot_interpolation", e[0], w2[0],
-                            s <= 0.5 ? times[k] : times[k + 1], e[1], w2[1]));
-      if (!rank) {
-        char path[PETSC_MAX_PATH_LEN];
-        PetscCall(PetscSNPrintf(path, sizeof(path), "%s/metrics.json", o.outdir));
-        f = fopen(path, "w");
+      {
+        double tn = s <= 0.5 ? times[k] : times[k + 1], to = s <= 0.5 ? times[k + 1] : times[k];
+        char   ln[64], lo[64];
+        PetscCall(PetscSNPrintf(ln, sizeof(ln), "nearest time point (%g)", tn));
+        PetscCall(PetscSNPrintf(lo, sizeof(lo), "other neighbour (%g)", to));
+        PetscCall(PetscPrintf(comm,
+                              "held-out time %g (%" PetscInt_FMT " cells), interpolated from %g (%" PetscInt_FMT " cells) and %g at s = %.4f, PCA %" PetscInt_FMT "\n"
+                              "  %-30s %14s %14s\n  %-30s %14.6g %14.6g\n  %-30s %14.6g %14.6g\n  %-30s %14.6g %14.6g\n",
+                              o.holdout, ntr, times[k], n0, times[k + 1], s, K, "method", "energy_dist", "W2", "ot_interpolation", e[0], w2[0], ln,
+                              e[1], w2[1], lo, e[2], w2[2]));
+        if (!rank) {
+          char path[PETSC_MAX_PATH_LEN];
+          PetscCall(PetscSNPrintf(path, sizeof(path), "%s/metrics.json", o.outdir));
+          f = fopen(path, "w");
+        }
+        CsCheckAll(comm, rank || f, "cannot write %s/metrics.json", o.outdir);
+        if (!rank) {
+          fprintf(f,
+                  "{\n  \"data\": \"%s\",\n  \"time_key\": \"%s\",\n  \"holdout_time\": %.17g,\n  \"t0\": %.17g,\n  \"t1\": %.17g,\n  \"s\": %.17g,\n"
+                  "  \"pca\": %d,\n  \"epsilon\": %.17g,\n  \"tau_a\": %.17g,\n  \"tau_b\": %.17g,\n  \"w2_epsilon\": %.17g,\n  \"n_true\": %d,\n"
+                  "  \"w2\": \"sqrt(<P, C>) of a balanced Sinkhorn plan, epsilon w2_epsilon times the mean squared distance, in the PCA space\",\n"
+                  "  \"ot_interpolation\": {\"energy_distance\": %.17g, \"w2\": %.17g},\n"
+                  "  \"nearest_time_point\": {\"time\": %.17g, \"energy_distance\": %.17g, \"w2\": %.17g},\n"
+                  "  \"other_neighbour\": {\"time\": %.17g, \"energy_distance\": %.17g, \"w2\": %.17g}\n}\n",
+                  o.data, o.key, o.holdout, times[k], times[k + 1], s, (int)K, (double)o.ot.epsilon, (double)o.ot.tau_a, (double)o.ot.tau_b,
+                  (double)o.w2_eps, (int)ntr, e[0], w2[0], tn, e[1], w2[1], to, e[2], w2[2]);
+          fclose(f);
+        }
       }
-      CsCheckAll(comm, rank || f, "cannot write %s/metrics.json", o.outdir);
-      if (!rank) {
-        fprintf(f,
-                "{\n  \"data\": \"%s\",\n  \"time_key\": \"%s\",\n  \"holdout_time\": %.17g,\n  \"t0\": %.17g,\n  \"t1\": %.17g,\n  \"s\": %.17g,\n"
-                "  \"pca\": %d,\n  \"epsilon\": %.17g,\n  \"w2_epsilon\": %.17g,\n  \"n_true\": %d,\n"
-                "  \"ot_interpolation\": {\"energy_distance\": %.17g, \"w2\": %.17g},\n"
-                "  \"nearest_time_point\": {\"time\": %.17g, \"energy_distance\": %.17g, \"w2\": %.17g}\n}\n",
-                o.data, o.key, o.holdout, times[k], times[k + 1], s, (int)K, (double)o.ot.epsilon, (double)o.w2_eps, (int)ntr, e[0], w2[0],
-                s <= 0.5 ? times[k] : times[k + 1], e[1], w2[1]);
-        fclose(f);
-      }
-      PetscCall(PetscFree(P));
-      PetscCall(PetscFree(Tr));
-      PetscCall(PetscFree(Nb));
       PetscCall(PetscFree(loc));
     }
     for (PetscInt k = 0; k < npair; k++)
