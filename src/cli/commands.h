@@ -14,6 +14,9 @@ PETSC_INTERN PetscErrorCode CsCommandPredict(void);
 PETSC_INTERN PetscErrorCode CsCommandEvaluate(void);
 PETSC_INTERN PetscErrorCode CsCommandInspect(int argc, char **argv);
 PETSC_INTERN PetscErrorCode CsCommandSimulate(void);
+PETSC_INTERN PetscErrorCode CsCommandTrajectory(void);
+/* The trajectory command's options block (trajectory.c); ctx its options struct, or NULL (for -help). */
+PETSC_INTERN PetscErrorCode CsTrajectoryOptions(MPI_Comm comm, void *ctx);
 
 /* What every command works on: the data, its design, the split, the output folder and the models asked for. */
 typedef struct {

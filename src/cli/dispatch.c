@@ -50,7 +50,10 @@ static PetscErrorCode PrintAllOptions(const char cmd[])
     PetscCall(CsModelDestroy(&m));
   }
   PetscCall(CsStrArrayDestroy(n, &names));
-  if (!cmd) PetscCall(PrintSimulateOptions());
+  if (!cmd) {
+    PetscCall(PrintSimulateOptions());
+    PetscCall(CsTrajectoryOptions(PETSC_COMM_WORLD, NULL));
+  }
   PetscCall(CsOptionsQueryLate(PETSC_COMM_WORLD));
   PetscCall(CsSplitDestroy(&s));
   PetscCall(CsDesignDestroy(&d));
@@ -67,6 +70,12 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
   if (help) {
     PetscCall(PetscPrintf(PETSC_COMM_WORLD, "Models: %s\n", CsModelTypeNames()));
     if (cmd && !strcmp(cmd, "simulate")) PetscCall(PrintSimulateOptions());
+    else if (cmd && !strcmp(cmd, "trajectory")) {
+      PetscReal mb = 256;
+      PetscCall(CsTrajectoryOptions(PETSC_COMM_WORLD, NULL));
+      PetscCall(CsSystemSetFromOptions(PETSC_COMM_WORLD));
+      PetscCall(CsH5adWriterOptions(PETSC_COMM_WORLD, &mb));
+    }
     else PetscCall(PrintAllOptions(cmd));
     PetscFunctionReturn(0);
   }
@@ -78,6 +87,7 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
                                             "  evaluate  score predictions.h5ad files next to the baselines\n"
                                             "  inspect FILE  describe an .h5ad file (-priors: the coverage of the priors)\n"
                                             "  simulate  write a simulated atlas with its ground truth (-cells N -genes G -output FILE.h5ad)\n"
+                                            "  trajectory  OT couplings between time points: states at -save_times, or -holdout_time T scored\n"
                                             "cellshift -help lists every option.\n"));
     PetscFunctionReturn(0);
   }
@@ -87,6 +97,7 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
   else if (!strcmp(cmd, "evaluate")) PetscCall(CsCommandEvaluate());
   else if (!strcmp(cmd, "inspect")) PetscCall(CsCommandInspect(argc, argv));
   else if (!strcmp(cmd, "simulate")) PetscCall(CsCommandSimulate());
-  else SETERRQ(PETSC_COMM_WORLD, CS_ERR_INPUT, "unknown command '%s' (run, train, predict, evaluate, inspect, simulate)", cmd);
+  else if (!strcmp(cmd, "trajectory")) PetscCall(CsCommandTrajectory());
+  else SETERRQ(PETSC_COMM_WORLD, CS_ERR_INPUT, "unknown command '%s' (run, train, predict, evaluate, inspect, simulate, trajectory)", cmd);
   PetscFunctionReturn(0);
 }
