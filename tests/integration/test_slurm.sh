@@ -46,6 +46,7 @@ stop() { # every process started with this SLURM_CONF: the daemons, slurmscriptd
   rm -rf "$d"
 }
 trap stop EXIT
+trap 'exit 1' INT TERM HUP # bash runs the EXIT trap on these only when they are trapped
 
 # munge with its own key and socket, Slurm on free ports, state, spool and logs in $d
 dd if=/dev/urandom of="$d/munge.key" bs=1024 count=1 status=none
@@ -109,6 +110,12 @@ submit() { # submit NAME SBATCH-OPTIONS... -- CELLSHIFT-OPTIONS...: prints the j
     jobs/run.sbatch input/gbm_holdout.yaml "${opts[@]}" "$@"
 }
 state() { scontrol -o show job "$1" | sed -n 's/.*JobState=\([A-Z_]*\).*ExitCode=\([0-9:]*\).*/\1 \2/p'; }
+finish() { # finish ID: wait (short sleeps, so that a signal to the test stops the daemons at once) until job ID
+  # has ended, at most 150 s; succeeds when it is COMPLETED with exit code 0
+  local i
+  for i in $(seq 750); do case $(state "$1") in COMPLETED*|FAILED*|CANCELLED*|TIMEOUT*|NODE_FAIL*|OUT_OF_MEMORY*) break;; esac; sleep 0.2; done
+  [ "$(state "$1")" = "COMPLETED 0:0" ]
+}
 same() { # same RUN_A RUN_B: bit-identical training.csv and model parameters
   cmp "$1/scgen/training.csv" "$2/scgen/training.csv" || fail "training.csv of $2 differs from $1"
   "$CS_PYTHON" - "$1/scgen/model.h5" "$2/scgen/model.h5" <<'PY'
@@ -130,7 +137,8 @@ PY
 }
 
 # 1. the uninterrupted job
-id=$(submit ref --wait -- ) || { logs; cat "$d"/ref.*.out; fail "the uninterrupted job failed"; }
+id=$(submit ref --)
+finish "$id" || { logs; cat "$d"/ref.*.out; fail "the uninterrupted job: $(state "$id")"; }
 [ -f "$d/ref/scgen/model.h5" ] || { cat "$d"/ref.*.out; fail "no model.h5 from the uninterrupted job"; }
 
 # 2. the same job, signalled mid-training through Slurm
@@ -139,15 +147,14 @@ for _ in $(seq 600); do grep -qs "scgen: training on" "$d/part.$id.out" && break
 grep -qs "scgen: training on" "$d/part.$id.out" || { logs; cat "$d/part.$id.out"; fail "job $id did not start training"; }
 sleep 0.5 # the ranks install their handler right after printing this
 scancel --signal=USR1 "$id"
-for _ in $(seq 600); do case $(state "$id") in COMPLETED*|FAILED*|CANCELLED*|TIMEOUT*|NODE_FAIL*) break;; esac; sleep 0.2; done
-st=$(state "$id")
-[ "$st" = "COMPLETED 0:0" ] || { tr '\r' '\n' < "$d/part.$id.out"; fail "signalled job $id: $st, expected COMPLETED 0:0"; }
+finish "$id" || { tr '\r' '\n' < "$d/part.$id.out"; fail "signalled job $id: $(state "$id"), expected COMPLETED 0:0"; }
 grep -q "stopped by a signal" "$d/part.$id.out" || { tr '\r' '\n' < "$d/part.$id.out"; fail "SIGUSR1 did not stop training"; }
 [ -f "$d/part/scgen/checkpoint.h5" ] || fail "the signalled job wrote no checkpoint"
 [ ! -e "$d/part/scgen/model.h5" ] || fail "the signalled job wrote model.h5"
 
 # 3. resubmitted with -resume in its folder
-submit part --wait -- -resume "$d/part" > /dev/null || { cat "$d"/part.*.out; fail "the resumed job failed"; }
+id=$(submit part -- -resume "$d/part")
+finish "$id" || { cat "$d"/part.*.out; fail "the resumed job: $(state "$id")"; }
 [ ! -e "$d/part/scgen/checkpoint.h5" ] || fail "checkpoint.h5 left after the resumed fit completed"
 same "$d/ref" "$d/part"
 echo "slurm tests passed"
