@@ -140,13 +140,13 @@ PY
 
 # 1. the uninterrupted job. The signal below must land in training (before it, SIGUSR1 kills the ranks; after it,
 # there is nothing to stop), about 1 s after it starts: on an idle machine 40 epochs take 0.5 s, on a busy one 10 s,
-# so the epochs are raised until this job trains for 4 s or more.
+# so the epochs are raised until this job trains for 2 s or more (the signal lands about 0.5 s in).
 for attempt in 1 2 3; do
   rm -rf "$d/ref"
   id=$(submit ref --)
   finish "$id" || { logs; cat "$d"/ref.*.out; fail "the uninterrupted job: $(state "$id")"; }
   took=$(sed -n 's/.*scgen: fitted and predicted in \([0-9.]*\) s.*/\1/p' "$d/ref.$id.out")
-  more=$("$CS_PYTHON" -c "import math, sys; t = float(sys.argv[1]); print(0 if t >= 4 else math.ceil($epochs * 6 / max(t, 0.05)))" "${took:-0}")
+  more=$("$CS_PYTHON" -c "import math, sys; t = float(sys.argv[1]); print(0 if t >= 2 else math.ceil($epochs * 3 / max(t, 0.05)))" "${took:-0}")
   [ "$more" -eq 0 ] && break
   [ "$more" -gt 4000 ] && more=4000
   echo "training took ${took} s for $epochs epochs: again with $more"
