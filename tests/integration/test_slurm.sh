@@ -120,22 +120,7 @@ finish() { # finish ID: wait (short sleeps, so that a signal to the test stops t
 }
 same() { # same RUN_A RUN_B: bit-identical training.csv and model parameters
   cmp "$1/scgen/training.csv" "$2/scgen/training.csv" || fail "training.csv of $2 differs from $1"
-  "$CS_PYTHON" - "$1/scgen/model.h5" "$2/scgen/model.h5" <<'PY'
-import sys, h5py, numpy as np
-a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-def walk(x, y, path=""):
-    n = 0
-    for k in x:
-        if isinstance(x[k], h5py.Group):
-            n += walk(x[k], y[k], path + k + "/")
-        else:
-            assert np.array_equal(x[k][()], y[k][()]), f"{path}{k} differs"
-            n += 1
-    return n
-n = walk(a["params"], b["params"])
-assert n > 0, "no parameters"
-print(f"{n} parameter arrays bit-identical")
-PY
+  "$CS_PYTHON" "$CS_SOURCE_DIR/tests/python/same_params.py" "$1/scgen/model.h5" "$2/scgen/model.h5"
 }
 
 # 1. the uninterrupted job. The signal below must land in training (before it, SIGUSR1 kills the ranks; after it,

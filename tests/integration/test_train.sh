@@ -16,20 +16,7 @@ small=(-options_file_yaml input/norman_combo.yaml -baselines control)
 declare -A size=([scgen]="-scgen_hidden 128 -scgen_latent 16 -scgen_batch_size 64" [cpa]="-cpa_latent 32 -cpa_hidden 64 -cpa_batch_size 128")
 fail() { echo "FAIL: $*"; exit 1; }
 same() { # same PARAMS_A PARAMS_B: bit-identical parameter groups of two model files
-  "$CS_PYTHON" - "$1" "$2" <<'PY'
-import sys, h5py, numpy as np
-a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-def walk(x, y, path=""):
-    n = 0
-    for k in x:
-        if isinstance(x[k], h5py.Group):
-            n += walk(x[k], y[k], path + k + "/")
-        else:
-            assert np.array_equal(x[k][()], y[k][()]), f"{path}{k} differs (max {np.abs(x[k][()].astype(float) - y[k][()].astype(float)).max()})"
-            n += 1
-    return n
-print(f"{walk(a['params'], b['params'])} arrays bit-identical")
-PY
+  "$CS_PYTHON" "$CS_SOURCE_DIR/tests/python/same_params.py" "$1" "$2"
 }
 run() { # run NP NAME ARGS...: cellshift train, log in $out/NAME.log
   local np=$1 name=$2; shift 2

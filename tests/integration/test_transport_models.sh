@@ -17,20 +17,7 @@ declare -A size=([cellot]="-cellot_hidden 16 -cellot_layers 2 -cellot_pca 10 -ce
                  [flow]="-flow_hidden 32 -flow_pca 10 -flow_batch_size 64 -flow_time_dim 8 -flow_embed 8")
 fail() { echo "FAIL: $*"; exit 1; }
 same() { # same MODEL_A MODEL_B: bit-identical parameter arrays of two model files
-  "$CS_PYTHON" - "$1" "$2" <<'PY'
-import sys, h5py, numpy as np
-a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-def walk(x, y, path=""):
-    n = 0
-    for k in x:
-        if isinstance(x[k], h5py.Group):
-            n += walk(x[k], y[k], path + k + "/")
-        else:
-            assert np.array_equal(x[k][()], y[k][()]), f"{path}{k} differs"
-            n += 1
-    return n
-print(f"{walk(a['params'], b['params'])} arrays bit-identical")
-PY
+  "$CS_PYTHON" "$CS_SOURCE_DIR/tests/python/same_params.py" "$1" "$2"
 }
 run() { # run NP NAME COMMAND ARGS...
   local np=$1 name=$2 cmd=$3; shift 3
