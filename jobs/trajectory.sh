@@ -4,7 +4,8 @@
 # Usage: jobs/trajectory.sh BUILD_DIR OUT_DIR [NRANKS]
 set -euo pipefail
 B=${1:?build dir}; out=${2:?output dir}; np=${3:-2}
-D=/work/shared/data
+top=$(cd "$(dirname "$0")/.." && pwd)
+D=${CS_SHARED_DATA:-$top/../shared/data}
 MPI=${CS_MPIEXEC:-mpiexec --oversubscribe}
 mkdir -p "$out"
 /usr/bin/python3 "$(dirname "$0")/trajectory_emt_h5ad.py" "$D/tigon_trajectories/EMT.npy" "$out/emt.h5ad"

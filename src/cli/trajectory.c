@@ -19,6 +19,7 @@
 #include <cellshift/h5ad.h>
 #include <cellshift/linalg.h>
 #include <cellshift/ot.h>
+#include <cellshift/json.h>
 
 #define TRAJ_MAX_SAVE 64
 
@@ -169,276 +170,360 @@ static PetscErrorCode Score(const TrajOptions *o, PetscInt np, const float *P, P
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsCommandTrajectory(void)
+/* The state of one trajectory command: the local cells, their times and PCA coordinates, the couplings. */
+typedef struct {
+  MPI_Comm    comm;
+  PetscMPIInt size, rank, *cnt, *dsp; /* scratch of size ranks */
+  TrajOptions o;
+  CsH5adBlock b;
+  PetscInt    n, N, G, K, nt; /* local and global cells, genes, axes, fitted time points */
+  double     *t, *times;      /* t[n] local times (NaN: none); times[nt] the fitted time points, ascending */
+  double     *mean, *comps, *vars;
+  float      *z;     /* [cells with a time, K] coordinates */
+  PetscInt   *lidx;  /* local row -> row of z (-1: no time) */
+  PetscInt    npair, pair0; /* successive pairs; the held-out pair (-1: none) */
+  float     **B;     /* per pair: the barycentric projections of its sources [nsrc, K] (NULL: pair not needed) */
+  PetscInt  **src, *nsrc; /* per pair: local rows of its sources */
+} Traj;
+
+/* The distinct times (the same on every rank), the held-out one removed, and the checks on them. */
+static PetscErrorCode TimePoints(Traj *tr)
 {
-  MPI_Comm       comm = PETSC_COMM_WORLD;
-  TrajOptions    o;
-  PetscErrorCode ierr;
-  PetscReal      mb = 256;
-  CsH5adBlock    b;
-  char          *keys[1];
-  PetscBool      req[1] = {PETSC_TRUE}, *sel;
-  double        *t, *tall, *times, *mean, *comps, *vars;
-  PetscInt       N = 0, nt = 0, n, G, K, nfit = 0;
-  PetscMPIInt    size, rank, mine, *cnt, *dsp;
+  MPI_Comm     comm = tr->comm;
+  TrajOptions *o    = &tr->o;
+  PetscMPIInt  mine = (PetscMPIInt)tr->n;
+  double      *tall, *times;
+  PetscInt     N = 0, nt = 0, u = 0;
 
   PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Comm_size(comm, &size));
-  PetscCallMPI(MPI_Comm_rank(comm, &rank));
-  PetscCall(CsOptionsRecordBegin());
-  ierr = CsTrajectoryOptions(comm, &o);
-  if (!ierr) ierr = CsSystemSetFromOptions(comm);
-  if (!ierr) ierr = CsH5adWriterOptions(comm, &mb);
-  PetscCall(CsOptionsRecordEnd());
-  PetscCall(ierr);
-  PetscCall(CsOptionsCheckUsed(comm, "trajectory", "none"));
-  CsCheckAll(comm, o.data[0] && o.key[0], "usage: cellshift trajectory -data FILE.h5ad -time_key KEY [-save_times t1,t2 -output OUT.h5ad] [-holdout_time T]");
-  CsCheckAll(comm, o.nsave == 0 || o.output[0], "-save_times needs -output FILE.h5ad");
-  CsCheckAll(comm, o.output[0] || o.has_holdout, "nothing to do: give -save_times with -output, or -holdout_time");
-  CsCheckAll(comm, o.pca >= 1 && o.pca <= 512, "-trajectory_pca %" PetscInt_FMT ": must be in [1, 512]", o.pca);
-  CsCheckAll(comm, o.eval_max >= 2, "-trajectory_eval_max_cells must be at least 2");
-  keys[0] = o.key;
-  PetscCall(CsH5adRead(comm, o.data, "", 1, keys, req, &b));
-  n = b.nlocal, G = b.ngenes;
-  PetscCall(PetscMalloc2(n + 1, &t, n + 1, &sel));
-  PetscCall(CellTimes(comm, &o, &b.obs[0], n, t));
-
-  /* the distinct times, the same on every rank */
-  PetscCall(PetscMalloc2(size, &cnt, size, &dsp));
-  mine = (PetscMPIInt)n;
-  PetscCallMPI(MPI_Allgather(&mine, 1, MPI_INT, cnt, 1, MPI_INT, comm));
-  for (PetscMPIInt r = 0; r < size; r++) dsp[r] = (PetscMPIInt)N, N += cnt[r];
-  PetscCall(PetscMalloc2(N + 1, &tall, N + 1, &times));
-  PetscCallMPI(MPI_Allgatherv(t, mine, MPI_DOUBLE, tall, cnt, dsp, MPI_DOUBLE, comm));
+  PetscCallMPI(MPI_Allgather(&mine, 1, MPI_INT, tr->cnt, 1, MPI_INT, comm));
+  for (PetscMPIInt r = 0; r < tr->size; r++) tr->dsp[r] = (PetscMPIInt)N, N += tr->cnt[r];
+  PetscCall(PetscMalloc1(N + 1, &tall));
+  PetscCall(PetscMalloc1(N + 1, &times));
+  PetscCallMPI(MPI_Allgatherv(tr->t, mine, MPI_DOUBLE, tall, tr->cnt, tr->dsp, MPI_DOUBLE, comm));
   for (PetscInt i = 0; i < N; i++)
     if (!isnan(tall[i])) times[nt++] = tall[i];
+  PetscCall(PetscFree(tall));
   qsort(times, (size_t)nt, sizeof(double), CmpReal);
-  {
-    PetscInt u = 0;
-    for (PetscInt i = 0; i < nt; i++)
-      if (!u || times[i] != times[u - 1]) times[u++] = times[i];
-    nt = u;
-  }
-  CsCheckAll(comm, nt >= 2, "-time_key %s of %s: %" PetscInt_FMT " time point%s; a trajectory needs at least two", o.key, o.data, nt,
+  for (PetscInt i = 0; i < nt; i++)
+    if (!u || times[i] != times[u - 1]) times[u++] = times[i];
+  nt = u, tr->N = N, tr->times = times;
+  CsCheckAll(comm, nt >= 2, "-time_key %s of %s: %" PetscInt_FMT " time point%s; a trajectory needs at least two", o->key, o->data, nt,
              nt == 1 ? "" : "s");
-  if (o.has_holdout) {
+  if (o->has_holdout) {
     PetscInt h = 0;
-    while (h < nt && times[h] != o.holdout) h++;
-    CsCheckAll(comm, h < nt, "-holdout_time %g: not a time point of -time_key %s (from %g to %g)", o.holdout, o.key, times[0], times[nt - 1]);
+    while (h < nt && times[h] != o->holdout) h++;
+    CsCheckAll(comm, h < nt, "-holdout_time %g: not a time point of -time_key %s (from %g to %g)", o->holdout, o->key, times[0], times[nt - 1]);
     CsCheckAll(comm, h > 0 && h < nt - 1, "-holdout_time %g: the first and last time points (%g, %g) have no neighbour on both sides to interpolate from",
-               o.holdout, times[0], times[nt - 1]);
+               o->holdout, times[0], times[nt - 1]);
     for (PetscInt i = h; i < nt - 1; i++) times[i] = times[i + 1];
     nt--;
   }
-  for (PetscInt j = 0; j < o.nsave; j++)
-    CsCheckAll(comm, o.save[j] >= times[0] && o.save[j] <= times[nt - 1], "-save_times %g: outside the observed times (%g to %g)", o.save[j],
+  for (PetscInt j = 0; j < o->nsave; j++)
+    CsCheckAll(comm, o->save[j] >= times[0] && o->save[j] <= times[nt - 1], "-save_times %g: outside the observed times (%g to %g)", o->save[j],
                times[0], times[nt - 1]);
+  tr->nt = nt;
+  PetscFunctionReturn(0);
+}
 
-  /* the PCA space of the fitted cells */
-  for (PetscInt i = 0; i < n; i++) sel[i] = (PetscBool)(!isnan(t[i]) && !(o.has_holdout && t[i] == o.holdout)), nfit += sel[i];
-  K = PetscMin(o.pca, G);
-  PetscCall(PetscMalloc3(G, &mean, (size_t)K * G, &comps, K, &vars));
-  PetscCall(CsPCAFit(comm, &b.X, sel, K, NULL, mean, comps, vars));
-  PetscCall(PetscPrintf(comm, "trajectory: %" PetscInt_FMT " cells, %" PetscInt_FMT " time points fitted, PCA %" PetscInt_FMT " of %" PetscInt_FMT " genes\n", N, nt, K, G));
+/* The PCA space of the fitted cells (the held-out ones excluded), and every timed cell's coordinates in it. */
+static PetscErrorCode FitSpace(Traj *tr)
+{
+  PetscBool *sel;
+  PetscInt   nfit = 0, nz, q = 0, n = tr->n, G = tr->G, K;
 
-  {
-    float          *z, *zs, *zt, *rows = NULL;
-    PetscInt       *lidx, *nsrc, nz;
-    PetscInt        npair = nt - 1;
-    float         **B;
-    PetscInt      **src;
-    CsOTInfo        info;
-    FILE           *f = NULL;
-    PetscBool       hold = o.has_holdout;
-    PetscInt        pair0 = -1;
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(n + 1, &sel));
+  for (PetscInt i = 0; i < n; i++) sel[i] = (PetscBool)(!isnan(tr->t[i]) && !(tr->o.has_holdout && tr->t[i] == tr->o.holdout)), nfit += sel[i];
+  K = tr->K = PetscMin(tr->o.pca, G);
+  PetscCall(PetscMalloc3(G, &tr->mean, (size_t)K * G, &tr->comps, K, &tr->vars));
+  PetscCall(CsPCAFit(tr->comm, &tr->b.X, sel, K, NULL, tr->mean, tr->comps, tr->vars));
+  PetscCall(PetscPrintf(tr->comm, "trajectory: %" PetscInt_FMT " cells, %" PetscInt_FMT " time points fitted, PCA %" PetscInt_FMT " of %" PetscInt_FMT " genes\n",
+                        tr->N, tr->nt, K, G));
+  /* all cells with a time, the held-out ones included, in the fit space */
+  for (PetscInt i = 0; i < n; i++) sel[i] = (PetscBool)!isnan(tr->t[i]);
+  PetscCall(PetscMalloc2((size_t)n * K + 1, &tr->z, n + 1, &tr->lidx));
+  Project(&tr->b.X, sel, K, G, tr->mean, tr->comps, tr->z, &nz);
+  for (PetscInt i = 0; i < n; i++) tr->lidx[i] = sel[i] ? q++ : -1;
+  PetscCall(PetscFree(sel));
+  PetscFunctionReturn(0);
+}
 
-    PetscCall(PetscMalloc4((size_t)n * K + 1, &z, (size_t)n * K + 1, &zs, (size_t)n * K + 1, &zt, n + 1, &lidx));
-    PetscCall(PetscCalloc3(npair, &B, npair, &src, npair, &nsrc));
-    for (PetscInt i = 0; i < n; i++) sel[i] = (PetscBool)!isnan(t[i]);
-    /* all cells with a time, the held-out ones included, in the fit space */
-    {
-      PetscInt q = 0;
-      Project(&b.X, sel, K, G, mean, comps, z, &nz);
-      for (PetscInt i = 0; i < n; i++) lidx[i] = sel[i] ? q++ : -1;
-    }
-    if (hold) { /* only the pair around the held-out time is needed */
-      pair0 = 0;
-      while (pair0 < npair - 1 && !(times[pair0] < o.holdout && o.holdout < times[pair0 + 1])) pair0++;
-    }
-    for (PetscInt k = 0; k < npair; k++) {
-      PetscInt    ns = 0, nq = 0;
-      CsOTOptions opt = o.ot;
-      char        name[256];
-      PetscBool   needed = (PetscBool)(k == pair0);
-      for (PetscInt j = 0; j < o.nsave; j++)
-        if ((o.save[j] >= times[k] && o.save[j] < times[k + 1]) || (k == npair - 1 && o.save[j] == times[k + 1])) needed = PETSC_TRUE;
-      if (!needed) continue;
-      PetscCall(PetscMalloc2((size_t)n * K + 1, &B[k], n + 1, &src[k]));
-      for (PetscInt i = 0; i < n; i++) {
-        if (t[i] == times[k]) {
-          src[k][ns] = i;
-          PetscCall(PetscArraycpy(zs + (size_t)ns++ * K, z + (size_t)lidx[i] * K, K));
-        }
-        else if (t[i] == times[k + 1]) PetscCall(PetscArraycpy(zt + (size_t)nq++ * K, z + (size_t)lidx[i] * K, K));
-      }
-      nsrc[k] = ns;
-      PetscCall(PetscSNPrintf(name, sizeof(name), "trajectory: coupling of time %g to %g", times[k], times[k + 1]));
-      opt.name = name;
-      PetscCall(CsOTSolve(comm, &opt, ns, nq, K, zs, zt, NULL, NULL, B[k], NULL, NULL, &info));
-      PetscCall(PetscPrintf(comm, "  %g -> %g: %" PetscInt_FMT " Sinkhorn iterations, marginal error %.2e, transported mass %.4f\n", times[k],
-                            times[k + 1], info.iterations, (double)info.error, (double)info.mass));
-    }
+/* The couplings of the successive pairs that a save time or the held-out time needs: B[k] the barycentric
+   projections of the sources of pair k. */
+static PetscErrorCode Couple(Traj *tr)
+{
+  const TrajOptions *o = &tr->o;
+  PetscInt           n = tr->n, K = tr->K, npair = tr->nt - 1;
+  const double      *times = tr->times;
+  float             *zs, *zt;
 
-    if (o.output[0] && o.nsave > 0) {
-      CsH5adWriter    w = NULL;
-      PetscInt        total = 0, mycount, off;
-      PetscInt       *jk;
-      char          **tcats, **ccats = NULL;
-      int32_t        *tcodes = NULL, *ccodes = NULL;
-      CsH5adOutColumn cols[2];
-      PetscInt        rstart = b.rstart;
-
-      PetscCall(PetscMalloc2(o.nsave, &jk, o.nsave, &tcats));
-      for (PetscInt j = 0; j < o.nsave; j++) {
-        PetscInt k = 0, g;
-        char     s[64];
-        while (k < npair - 1 && o.save[j] >= times[k + 1]) k++;
-        jk[j] = k;
-        g     = nsrc[k];
-        PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &g, 1, MPIU_INT, MPI_SUM, comm));
-        total += g;
-        PetscCall(PetscSNPrintf(s, sizeof(s), "%g", o.save[j]));
-        PetscCall(PetscStrallocpy(s, &tcats[j]));
-      }
-      /* codes on rank 0: time index and the source cell's row in the input file */
-      if (!rank) PetscCall(PetscMalloc2(total + 1, &tcodes, total + 1, &ccodes));
-      PetscCall(PetscMalloc1(N, &ccats));
-      for (PetscInt i = 0; i < N; i++) {
-        char s[32];
-        PetscCall(PetscSNPrintf(s, sizeof(s), "%" PetscInt_FMT, i));
-        PetscCall(PetscStrallocpy(s, &ccats[i]));
-      }
-      off = 0;
-      for (PetscInt j = 0; j < o.nsave; j++) {
-        PetscInt  k = jk[j], ng;
-        int32_t  *mine_g;
-        PetscCall(PetscMalloc1(nsrc[k] + 1, &mine_g));
-        for (PetscInt i = 0; i < nsrc[k]; i++) mine_g[i] = (int32_t)(rstart + src[k][i]);
-        {
-          PetscMPIInt me = (PetscMPIInt)nsrc[k];
-          PetscInt    tot = 0;
-          PetscCallMPI(MPI_Gather(&me, 1, MPI_INT, cnt, 1, MPI_INT, 0, comm));
-          if (!rank)
-            for (PetscMPIInt r = 0; r < size; r++) dsp[r] = (PetscMPIInt)tot, tot += cnt[r];
-          PetscCallMPI(MPI_Gatherv(mine_g, me, MPI_INT32_T, !rank ? ccodes + off : NULL, cnt, dsp, MPI_INT32_T, 0, comm));
-          PetscCallMPI(MPI_Bcast(&tot, 1, MPIU_INT, 0, comm));
-          ng = tot;
-        }
-        if (!rank)
-          for (PetscInt i = 0; i < ng; i++) tcodes[off + i] = (int32_t)j;
-        off += ng;
-        PetscCall(PetscFree(mine_g));
-      }
-      cols[0].name = "source_cell", cols[0].ncat = N, cols[0].cats = ccats, cols[0].codes = ccodes;
-      cols[1].name = "time", cols[1].ncat = o.nsave, cols[1].cats = tcats, cols[1].codes = tcodes;
-      PetscCall(CsH5adWriterCreate(comm, o.output, total, G, b.genes, 2, cols, &w));
-      off = 0;
-      for (PetscInt j = 0; j < o.nsave; j++) {
-        PetscInt  k = jk[j], before = 0, ng;
-        double    s = (o.save[j] - times[k]) / (times[k + 1] - times[k]);
-        PetscCall(PetscMalloc1((size_t)nsrc[k] * G + 1, &rows));
-        for (PetscInt i = 0; i < nsrc[k]; i++) {
-          PetscInt c = src[k][i];
-          float   *row = rows + (size_t)i * G;
-          double   dz[512];
-          CsCSRRowToDense(&b.X, c, row);
-          for (PetscInt a = 0; a < K; a++) dz[a] = s * ((double)B[k][(size_t)i * K + a] - z[(size_t)lidx[c] * K + a]);
-          for (PetscInt a = 0; a < K; a++)
-            for (PetscInt g = 0; g < G; g++) row[g] += (float)(dz[a] * comps[(size_t)a * G + g]);
-        }
-        mycount = nsrc[k];
-        PetscCallMPI(MPI_Exscan(&mycount, &before, 1, MPIU_INT, MPI_SUM, comm));
-        if (!rank) before = 0;
-        PetscCall(CsH5adWriterWriteRows(w, off + before, nsrc[k], rows));
-        ng = nsrc[k];
-        PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &ng, 1, MPIU_INT, MPI_SUM, comm));
-        off += ng;
-        PetscCall(PetscFree(rows));
-      }
-      PetscCall(CsH5adWriterCommit(&w));
-      PetscCall(PetscPrintf(comm, "trajectory: %" PetscInt_FMT " states at %" PetscInt_FMT " times written to %s\n", total, o.nsave, o.output));
-      PetscCall(CsStrArrayDestroy(N, &ccats));
-      for (PetscInt j = 0; j < o.nsave; j++) PetscCall(PetscFree(tcats[j]));
-      PetscCall(PetscFree2(jk, tcats));
-      if (!rank) PetscCall(PetscFree2(tcodes, ccodes));
-    }
-
-    if (hold) {
-      PetscInt k = pair0, np, ntr, n0, n1, nl = 0;
-      double   s = (o.holdout - times[k]) / (times[k + 1] - times[k]), e[3], w2[3];
-      float   *P, *Tr, *Nb, *loc;
-      PetscCall(PetscMalloc1((size_t)n * K + 1, &loc));
-      for (PetscInt i = 0; i < nsrc[k]; i++)
-        for (PetscInt a = 0; a < K; a++) {
-          float x = z[(size_t)lidx[src[k][i]] * K + a];
-          loc[(size_t)i * K + a] = (float)(x + s * ((double)B[k][(size_t)i * K + a] - x));
-        }
-      PetscCall(GatherRows(comm, nsrc[k], K, loc, &np, &P));
-      for (PetscInt i = 0; i < n; i++)
-        if (t[i] == o.holdout) PetscCall(PetscArraycpy(loc + (size_t)nl++ * K, z + (size_t)lidx[i] * K, K));
-      PetscCall(GatherRows(comm, nl, K, loc, &ntr, &Tr));
-      /* the copies of both neighbours: the nearest is the baseline (t0 on a tie), the other is shown too */
-      for (PetscInt c = 0; c < 2; c++) {
-        double tc = (c == 0) == (s <= 0.5) ? times[k] : times[k + 1];
-        nl        = 0;
-        for (PetscInt i = 0; i < n; i++)
-          if (t[i] == tc) PetscCall(PetscArraycpy(loc + (size_t)nl++ * K, z + (size_t)lidx[i] * K, K));
-        PetscCall(GatherRows(comm, nl, K, loc, &n1, &Nb));
-        PetscCall(Score(&o, n1, Nb, ntr, Tr, K, &e[1 + c], &w2[1 + c]));
-        PetscCall(PetscFree(Nb));
-      }
-      n0 = np;
-      PetscCall(Score(&o, np, P, ntr, Tr, K, &e[0], &w2[0]));
-      {
-        double tn = s <= 0.5 ? times[k] : times[k + 1], to = s <= 0.5 ? times[k + 1] : times[k];
-        char   ln[64], lo[64];
-        PetscCall(PetscSNPrintf(ln, sizeof(ln), "nearest time point (%g)", tn));
-        PetscCall(PetscSNPrintf(lo, sizeof(lo), "other neighbour (%g)", to));
-        PetscCall(PetscPrintf(comm,
-                              "held-out time %g (%" PetscInt_FMT " cells), interpolated from %g (%" PetscInt_FMT " cells) and %g at s = %.4f, PCA %" PetscInt_FMT "\n"
-                              "  %-30s %14s %14s\n  %-30s %14.6g %14.6g\n  %-30s %14.6g %14.6g\n  %-30s %14.6g %14.6g\n",
-                              o.holdout, ntr, times[k], n0, times[k + 1], s, K, "method", "energy_dist", "W2", "ot_interpolation", e[0], w2[0], ln,
-                              e[1], w2[1], lo, e[2], w2[2]));
-        if (!rank) {
-          char path[PETSC_MAX_PATH_LEN];
-          PetscCall(PetscSNPrintf(path, sizeof(path), "%s/metrics.json", o.outdir));
-          f = fopen(path, "w");
-        }
-        CsCheckAll(comm, rank || f, "cannot write %s/metrics.json", o.outdir);
-        if (!rank) {
-          fprintf(f,
-                  "{\n  \"data\": \"%s\",\n  \"time_key\": \"%s\",\n  \"holdout_time\": %.17g,\n  \"t0\": %.17g,\n  \"t1\": %.17g,\n  \"s\": %.17g,\n"
-                  "  \"pca\": %d,\n  \"epsilon\": %.17g,\n  \"tau_a\": %.17g,\n  \"tau_b\": %.17g,\n  \"w2_epsilon\": %.17g,\n  \"n_true\": %d,\n"
-                  "  \"w2\": \"sqrt(<P, C>) of a balanced Sinkhorn plan, epsilon w2_epsilon times the mean squared distance, in the PCA space\",\n"
-                  "  \"ot_interpolation\": {\"energy_distance\": %.17g, \"w2\": %.17g},\n"
-                  "  \"nearest_time_point\": {\"time\": %.17g, \"energy_distance\": %.17g, \"w2\": %.17g},\n"
-                  "  \"other_neighbour\": {\"time\": %.17g, \"energy_distance\": %.17g, \"w2\": %.17g}\n}\n",
-                  o.data, o.key, o.holdout, times[k], times[k + 1], s, (int)K, (double)o.ot.epsilon, (double)o.ot.tau_a, (double)o.ot.tau_b,
-                  (double)o.w2_eps, (int)ntr, e[0], w2[0], tn, e[1], w2[1], to, e[2], w2[2]);
-          fclose(f);
-        }
-      }
-      PetscCall(PetscFree(loc));
-    }
-    for (PetscInt k = 0; k < npair; k++)
-      if (B[k]) PetscCall(PetscFree2(B[k], src[k]));
-    PetscCall(PetscFree3(B, src, nsrc));
-    PetscCall(PetscFree4(z, zs, zt, lidx));
+  PetscFunctionBeginUser;
+  tr->npair = npair, tr->pair0 = -1;
+  PetscCall(PetscCalloc3(npair, &tr->B, npair, &tr->src, npair, &tr->nsrc));
+  if (o->has_holdout) { /* only the pair around the held-out time is needed */
+    tr->pair0 = 0;
+    while (tr->pair0 < npair - 1 && !(times[tr->pair0] < o->holdout && o->holdout < times[tr->pair0 + 1])) tr->pair0++;
   }
-  PetscCall(PetscFree3(mean, comps, vars));
-  PetscCall(PetscFree2(tall, times));
-  PetscCall(PetscFree2(cnt, dsp));
-  PetscCall(PetscFree2(t, sel));
-  PetscCall(CsH5adBlockFree(&b));
+  PetscCall(PetscMalloc2((size_t)n * K + 1, &zs, (size_t)n * K + 1, &zt));
+  for (PetscInt k = 0; k < npair; k++) {
+    PetscInt    ns = 0, nq = 0;
+    CsOTOptions opt = o->ot;
+    CsOTInfo    info;
+    char        name[256];
+    PetscBool   needed = (PetscBool)(k == tr->pair0);
+    for (PetscInt j = 0; j < o->nsave; j++)
+      if ((o->save[j] >= times[k] && o->save[j] < times[k + 1]) || (k == npair - 1 && o->save[j] == times[k + 1])) needed = PETSC_TRUE;
+    if (!needed) continue;
+    PetscCall(PetscMalloc2((size_t)n * K + 1, &tr->B[k], n + 1, &tr->src[k]));
+    for (PetscInt i = 0; i < n; i++) {
+      if (tr->t[i] == times[k]) {
+        tr->src[k][ns] = i;
+        PetscCall(PetscArraycpy(zs + (size_t)ns++ * K, tr->z + (size_t)tr->lidx[i] * K, K));
+      } else if (tr->t[i] == times[k + 1]) PetscCall(PetscArraycpy(zt + (size_t)nq++ * K, tr->z + (size_t)tr->lidx[i] * K, K));
+    }
+    tr->nsrc[k] = ns;
+    PetscCall(PetscSNPrintf(name, sizeof(name), "trajectory: coupling of time %g to %g", times[k], times[k + 1]));
+    opt.name = name;
+    PetscCall(CsOTSolve(tr->comm, &opt, ns, nq, K, zs, zt, NULL, NULL, tr->B[k], NULL, NULL, &info));
+    PetscCall(PetscPrintf(tr->comm, "  %g -> %g: %" PetscInt_FMT " Sinkhorn iterations, marginal error %.2e, transported mass %.4f\n", times[k],
+                          times[k + 1], info.iterations, (double)info.error, (double)info.mass));
+  }
+  PetscCall(PetscFree2(zs, zt));
+  PetscFunctionReturn(0);
+}
+
+/* The obs codes of the states (on rank 0): time index j and the source cell's row in the input file; total rows. */
+static PetscErrorCode StateCodes(Traj *tr, const PetscInt *jk, PetscInt total, int32_t *tcodes, int32_t *ccodes)
+{
+  PetscInt off = 0;
+
+  PetscFunctionBeginUser;
+  for (PetscInt j = 0; j < tr->o.nsave; j++) {
+    PetscInt    k = jk[j], tot = 0;
+    PetscMPIInt me = (PetscMPIInt)tr->nsrc[k];
+    int32_t    *mine;
+    PetscCall(PetscMalloc1(tr->nsrc[k] + 1, &mine));
+    for (PetscInt i = 0; i < tr->nsrc[k]; i++) mine[i] = (int32_t)(tr->b.rstart + tr->src[k][i]);
+    PetscCallMPI(MPI_Gather(&me, 1, MPI_INT, tr->cnt, 1, MPI_INT, 0, tr->comm));
+    if (!tr->rank)
+      for (PetscMPIInt r = 0; r < tr->size; r++) tr->dsp[r] = (PetscMPIInt)tot, tot += tr->cnt[r];
+    PetscCallMPI(MPI_Gatherv(mine, me, MPI_INT32_T, !tr->rank ? ccodes + off : NULL, tr->cnt, tr->dsp, MPI_INT32_T, 0, tr->comm));
+    PetscCallMPI(MPI_Bcast(&tot, 1, MPIU_INT, 0, tr->comm));
+    if (!tr->rank)
+      for (PetscInt i = 0; i < tot; i++) tcodes[off + i] = (int32_t)j;
+    off += tot;
+    PetscCall(PetscFree(mine));
+  }
+  PetscCheck(off == total, PETSC_COMM_SELF, PETSC_ERR_PLIB, "trajectory: %" PetscInt_FMT " states coded, %" PetscInt_FMT " expected", off, total);
+  PetscFunctionReturn(0);
+}
+
+/* -save_times: the sources of each save time's pair moved to x + s (T(x) - x), in gene space, into -output. */
+static PetscErrorCode WriteStates(Traj *tr)
+{
+  const TrajOptions *o = &tr->o;
+  PetscInt           total = 0, off = 0, N = tr->N, G = tr->G, K = tr->K, *jk;
+  char             **tcats, **ccats;
+  int32_t           *tcodes = NULL, *ccodes = NULL;
+  CsH5adOutColumn    cols[2];
+  CsH5adWriter       w = NULL;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc2(o->nsave, &jk, o->nsave, &tcats));
+  for (PetscInt j = 0; j < o->nsave; j++) {
+    PetscInt k = 0, g;
+    char     s[64];
+    while (k < tr->npair - 1 && o->save[j] >= tr->times[k + 1]) k++;
+    jk[j] = k, g = tr->nsrc[k];
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &g, 1, MPIU_INT, MPI_SUM, tr->comm));
+    total += g;
+    PetscCall(PetscSNPrintf(s, sizeof(s), "%g", o->save[j]));
+    PetscCall(PetscStrallocpy(s, &tcats[j]));
+  }
+  if (!tr->rank) PetscCall(PetscMalloc2(total + 1, &tcodes, total + 1, &ccodes));
+  PetscCall(PetscMalloc1(N, &ccats));
+  for (PetscInt i = 0; i < N; i++) {
+    char s[32];
+    PetscCall(PetscSNPrintf(s, sizeof(s), "%" PetscInt_FMT, i));
+    PetscCall(PetscStrallocpy(s, &ccats[i]));
+  }
+  PetscCall(StateCodes(tr, jk, total, tcodes, ccodes));
+  cols[0].name = "source_cell", cols[0].ncat = N, cols[0].cats = ccats, cols[0].codes = ccodes;
+  cols[1].name = "time", cols[1].ncat = o->nsave, cols[1].cats = tcats, cols[1].codes = tcodes;
+  PetscCall(CsH5adWriterCreate(tr->comm, o->output, total, G, tr->b.genes, 2, cols, &w));
+  for (PetscInt j = 0; j < o->nsave; j++) {
+    PetscInt k = jk[j], before = 0, mycount = tr->nsrc[k], ng = tr->nsrc[k];
+    double   s = (o->save[j] - tr->times[k]) / (tr->times[k + 1] - tr->times[k]);
+    float   *rows;
+    PetscCall(PetscMalloc1((size_t)tr->nsrc[k] * G + 1, &rows));
+    for (PetscInt i = 0; i < tr->nsrc[k]; i++) {
+      PetscInt c = tr->src[k][i];
+      float   *row = rows + (size_t)i * G;
+      double   dz[512];
+      CsCSRRowToDense(&tr->b.X, c, row);
+      for (PetscInt a = 0; a < K; a++) dz[a] = s * ((double)tr->B[k][(size_t)i * K + a] - tr->z[(size_t)tr->lidx[c] * K + a]);
+      for (PetscInt a = 0; a < K; a++)
+        for (PetscInt g = 0; g < G; g++) row[g] += (float)(dz[a] * tr->comps[(size_t)a * G + g]);
+    }
+    PetscCallMPI(MPI_Exscan(&mycount, &before, 1, MPIU_INT, MPI_SUM, tr->comm));
+    if (!tr->rank) before = 0;
+    PetscCall(CsH5adWriterWriteRows(w, off + before, tr->nsrc[k], rows));
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &ng, 1, MPIU_INT, MPI_SUM, tr->comm));
+    off += ng;
+    PetscCall(PetscFree(rows));
+  }
+  PetscCall(CsH5adWriterCommit(&w));
+  PetscCall(PetscPrintf(tr->comm, "trajectory: %" PetscInt_FMT " states at %" PetscInt_FMT " times written to %s\n", total, o->nsave, o->output));
+  PetscCall(CsStrArrayDestroy(N, &ccats));
+  for (PetscInt j = 0; j < o->nsave; j++) PetscCall(PetscFree(tcats[j]));
+  PetscCall(PetscFree2(jk, tcats));
+  if (!tr->rank) PetscCall(PetscFree2(tcodes, ccodes));
+  PetscFunctionReturn(0);
+}
+
+/* The held-out task's result, for metrics.json. */
+typedef struct {
+  const TrajOptions *o;
+  double             t0, t1, s, tn, to, e[3], w2[3]; /* interpolation, nearest, other neighbour */
+  PetscInt           K, ntrue;
+} HeldOutResult;
+
+static PetscErrorCode MetricsBody(void *ctx, FILE *fp)
+{
+  const HeldOutResult *h    = (const HeldOutResult *)ctx;
+  json_t              *root = json_object(), *m;
+  PetscErrorCode       ierr = 0;
+  const char          *names[3] = {"ot_interpolation", "nearest_time_point", "other_neighbour"};
+  const double         at[3]    = {NAN, h->tn, h->to};
+
+  PetscFunctionBeginUser;
+  PetscCheck(root, PETSC_COMM_SELF, PETSC_ERR_MEM, "out of memory");
+  PetscCall(CsJSONSet(root, "data", json_string(h->o->data)));
+  PetscCall(CsJSONSet(root, "time_key", json_string(h->o->key)));
+  PetscCall(CsJSONSet(root, "holdout_time", CsJSONNumber(h->o->holdout)));
+  PetscCall(CsJSONSet(root, "t0", CsJSONNumber(h->t0)));
+  PetscCall(CsJSONSet(root, "t1", CsJSONNumber(h->t1)));
+  PetscCall(CsJSONSet(root, "s", CsJSONNumber(h->s)));
+  PetscCall(CsJSONSet(root, "pca", json_integer(h->K)));
+  PetscCall(CsJSONSet(root, "epsilon", CsJSONNumber(h->o->ot.epsilon)));
+  PetscCall(CsJSONSet(root, "tau_a", CsJSONNumber(h->o->ot.tau_a)));
+  PetscCall(CsJSONSet(root, "tau_b", CsJSONNumber(h->o->ot.tau_b)));
+  PetscCall(CsJSONSet(root, "w2_epsilon", CsJSONNumber(h->o->w2_eps)));
+  PetscCall(CsJSONSet(root, "n_true", json_integer(h->ntrue)));
+  PetscCall(CsJSONSet(root, "w2", json_string("sqrt(<P, C>) of a balanced Sinkhorn plan, epsilon w2_epsilon times the mean squared distance, in the PCA space")));
+  for (int c = 0; c < 3; c++) {
+    PetscCall(CsJSONSet(root, names[c], m = json_object()));
+    if (c) PetscCall(CsJSONSet(m, "time", CsJSONNumber(at[c])));
+    PetscCall(CsJSONSet(m, "energy_distance", CsJSONNumber(h->e[c])));
+    PetscCall(CsJSONSet(m, "w2", CsJSONNumber(h->w2[c])));
+  }
+  ierr = CsJSONDump(root, fp);
+  json_decref(root);
+  PetscCall(ierr);
+  PetscFunctionReturn(0);
+}
+
+/* Rows [nl, K] of the local cells at time tc, gathered on every rank. */
+static PetscErrorCode GatherTime(Traj *tr, double tc, float *loc, PetscInt *ng, float **all)
+{
+  PetscInt nl = 0, K = tr->K;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < tr->n; i++)
+    if (tr->t[i] == tc) PetscCall(PetscArraycpy(loc + (size_t)nl++ * K, tr->z + (size_t)tr->lidx[i] * K, K));
+  PetscCall(GatherRows(tr->comm, nl, K, loc, ng, all));
+  PetscFunctionReturn(0);
+}
+
+/* -holdout_time: the sources of the pair around it moved to s, scored with the copies of both neighbours
+   against the true cells; a table, and metrics.json in -output_dir. */
+static PetscErrorCode HeldOut(Traj *tr)
+{
+  const TrajOptions *o = &tr->o;
+  PetscInt           k = tr->pair0, K = tr->K, np, ntr, n1;
+  HeldOutResult      h;
+  float             *P, *Tr, *Nb, *loc;
+  char               ln[64], lo[64], path[PETSC_MAX_PATH_LEN];
+
+  PetscFunctionBeginUser;
+  h.o = o, h.K = K, h.t0 = tr->times[k], h.t1 = tr->times[k + 1], h.s = (o->holdout - h.t0) / (h.t1 - h.t0);
+  h.tn = h.s <= 0.5 ? h.t0 : h.t1, h.to = h.s <= 0.5 ? h.t1 : h.t0; /* the nearest is the baseline (t0 on a tie) */
+  PetscCall(PetscMalloc1((size_t)tr->n * K + 1, &loc));
+  for (PetscInt i = 0; i < tr->nsrc[k]; i++)
+    for (PetscInt a = 0; a < K; a++) {
+      float x = tr->z[(size_t)tr->lidx[tr->src[k][i]] * K + a];
+      loc[(size_t)i * K + a] = (float)(x + h.s * ((double)tr->B[k][(size_t)i * K + a] - x));
+    }
+  PetscCall(GatherRows(tr->comm, tr->nsrc[k], K, loc, &np, &P));
+  PetscCall(GatherTime(tr, o->holdout, loc, &ntr, &Tr));
+  for (PetscInt c = 0; c < 2; c++) {
+    PetscCall(GatherTime(tr, c == 0 ? h.tn : h.to, loc, &n1, &Nb));
+    PetscCall(Score(o, n1, Nb, ntr, Tr, K, &h.e[1 + c], &h.w2[1 + c]));
+    PetscCall(PetscFree(Nb));
+  }
+  PetscCall(Score(o, np, P, ntr, Tr, K, &h.e[0], &h.w2[0]));
+  h.ntrue = ntr;
+  PetscCall(PetscSNPrintf(ln, sizeof(ln), "nearest time point (%g)", h.tn));
+  PetscCall(PetscSNPrintf(lo, sizeof(lo), "other neighbour (%g)", h.to));
+  PetscCall(PetscPrintf(tr->comm,
+                        "held-out time %g (%" PetscInt_FMT " cells), interpolated from %g (%" PetscInt_FMT " cells) and %g at s = %.4f, PCA %" PetscInt_FMT "\n"
+                        "  %-30s %14s %14s\n  %-30s %14.6g %14.6g\n  %-30s %14.6g %14.6g\n  %-30s %14.6g %14.6g\n",
+                        o->holdout, ntr, h.t0, np, h.t1, h.s, K, "method", "energy_dist", "W2", "ot_interpolation", h.e[0], h.w2[0], ln, h.e[1],
+                        h.w2[1], lo, h.e[2], h.w2[2]));
+  PetscCall(PetscSNPrintf(path, sizeof(path), "%s/metrics.json", o->outdir));
+  PetscCall(CsWriteTextRank0(tr->comm, path, MetricsBody, &h));
+  PetscCall(PetscFree(P));
+  PetscCall(PetscFree(Tr));
+  PetscCall(PetscFree(loc));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsCommandTrajectory(void)
+{
+  Traj           tr;
+  TrajOptions   *o = &tr.o;
+  PetscErrorCode ierr;
+  PetscReal      mb = 256;
+  char          *keys[1];
+  PetscBool      req[1] = {PETSC_TRUE};
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(&tr, sizeof(tr)));
+  tr.comm = PETSC_COMM_WORLD;
+  PetscCallMPI(MPI_Comm_size(tr.comm, &tr.size));
+  PetscCallMPI(MPI_Comm_rank(tr.comm, &tr.rank));
+  PetscCall(CsOptionsRecordBegin());
+  ierr = CsTrajectoryOptions(tr.comm, o);
+  if (!ierr) ierr = CsSystemSetFromOptions(tr.comm);
+  if (!ierr) ierr = CsH5adWriterOptions(tr.comm, &mb);
+  PetscCall(CsOptionsRecordEnd());
+  PetscCall(ierr);
+  PetscCall(CsOptionsCheckUsed(tr.comm, "trajectory", "none"));
+  CsCheckAll(tr.comm, o->data[0] && o->key[0], "usage: cellshift trajectory -data FILE.h5ad -time_key KEY [-save_times t1,t2 -output OUT.h5ad] [-holdout_time T]");
+  CsCheckAll(tr.comm, o->nsave == 0 || o->output[0], "-save_times needs -output FILE.h5ad");
+  CsCheckAll(tr.comm, o->output[0] || o->has_holdout, "nothing to do: give -save_times with -output, or -holdout_time");
+  CsCheckAll(tr.comm, o->pca >= 1 && o->pca <= 512, "-trajectory_pca %" PetscInt_FMT ": must be in [1, 512]", o->pca);
+  CsCheckAll(tr.comm, o->eval_max >= 2, "-trajectory_eval_max_cells must be at least 2");
+  keys[0] = o->key;
+  PetscCall(CsH5adRead(tr.comm, o->data, "", 1, keys, req, &tr.b));
+  tr.n = tr.b.nlocal, tr.G = tr.b.ngenes;
+  PetscCall(PetscMalloc1(tr.n + 1, &tr.t));
+  PetscCall(PetscMalloc2(tr.size, &tr.cnt, tr.size, &tr.dsp));
+  PetscCall(CellTimes(tr.comm, o, &tr.b.obs[0], tr.n, tr.t));
+  PetscCall(TimePoints(&tr));
+  PetscCall(FitSpace(&tr));
+  PetscCall(Couple(&tr));
+  if (o->output[0] && o->nsave > 0) PetscCall(WriteStates(&tr));
+  if (o->has_holdout) PetscCall(HeldOut(&tr));
+  for (PetscInt k = 0; k < tr.npair; k++)
+    if (tr.B[k]) PetscCall(PetscFree2(tr.B[k], tr.src[k]));
+  PetscCall(PetscFree3(tr.B, tr.src, tr.nsrc));
+  PetscCall(PetscFree2(tr.z, tr.lidx));
+  PetscCall(PetscFree3(tr.mean, tr.comps, tr.vars));
+  PetscCall(PetscFree(tr.times));
+  PetscCall(PetscFree2(tr.cnt, tr.dsp));
+  PetscCall(PetscFree(tr.t));
+  PetscCall(CsH5adBlockFree(&tr.b));
   PetscFunctionReturn(0);
 }
