@@ -298,13 +298,206 @@ static PetscErrorCode ScalingIterations(Ctx *c, const CsOTOptions *o, const char
   PetscFunctionReturn(0);
 }
 
+/* Check the arguments and lay the points out over the ranks: counts, offsets, totals. */
+static PetscErrorCode Layout(Ctx *c, const CsOTOptions *o, const char *name)
+{
+  PetscInt cnt[3], mx[3];
+
+  PetscFunctionBeginUser;
+  cnt[0] = c->nloc, cnt[1] = c->mloc, cnt[2] = c->d;
+  PetscCallMPI(MPI_Allreduce(cnt, mx, 3, MPIU_INT, MPI_MAX, c->comm));
+  {
+    PetscInt mn[3];
+    PetscCallMPI(MPI_Allreduce(cnt, mn, 3, MPIU_INT, MPI_MIN, c->comm));
+    PetscCheck(mn[0] >= 0 && mn[1] >= 0 && mn[2] == mx[2] && c->d >= 0, c->comm, PETSC_ERR_ARG_WRONG,
+               "%s: the point counts must be >= 0 and the dimension the same on every rank (got %" PetscInt_FMT " source and %" PetscInt_FMT
+               " target points in dimension %" PetscInt_FMT " here)", name, c->nloc, c->mloc, c->d);
+  }
+  PetscCheck(o->epsilon > 0 && PetscIsNormalReal(o->epsilon), c->comm, PETSC_ERR_ARG_OUTOFRANGE, "%s: epsilon must be > 0 (got %g)", name,
+             (double)o->epsilon);
+  PetscCheck(o->tau_a > 0 && o->tau_a <= 1 && o->tau_b > 0 && o->tau_b <= 1, c->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "%s: tau_a and tau_b must be in (0, 1] (1: balanced); got %g and %g", name, (double)o->tau_a, (double)o->tau_b);
+  PetscCheck(o->tol > 0 && o->max_iter > 0 && o->eps_decay > 0 && o->eps_decay < 1 && o->check_every > 0, c->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "%s: the tolerance and iteration cap must be > 0 and the epsilon decay in (0, 1) (got tol %g, max_iter %" PetscInt_FMT
+             ", decay %g)", name, (double)o->tol, o->max_iter, (double)o->eps_decay);
+  PetscCall(PetscMalloc4(c->size, &c->ncnt, c->size, &c->ndsp, c->size, &c->mcnt, c->size, &c->mdsp));
+  {
+    PetscMPIInt two[2] = {(PetscMPIInt)c->nloc, (PetscMPIInt)c->mloc}, *all;
+    PetscCall(PetscMalloc1(2 * c->size, &all));
+    PetscCallMPI(MPI_Allgather(two, 2, MPI_INT, all, 2, MPI_INT, c->comm));
+    c->n = c->m = 0;
+    for (PetscMPIInt r = 0; r < c->size; r++) {
+      c->ncnt[r] = all[2 * r], c->mcnt[r] = all[2 * r + 1];
+      c->ndsp[r] = (PetscMPIInt)c->n, c->mdsp[r] = (PetscMPIInt)c->m;
+      if (r == c->rank) c->n0 = c->n, c->m0 = c->m;
+      c->n += c->ncnt[r], c->m += c->mcnt[r];
+    }
+    PetscCall(PetscFree(all));
+  }
+  PetscCheck(c->n > 0 && c->m > 0, c->comm, PETSC_ERR_ARG_WRONG, "%s: needs at least one source and one target point (got %" PetscInt_FMT " and %" PetscInt_FMT ")",
+             name, c->n, c->m);
+  PetscFunctionReturn(0);
+}
+
+/* log weights (uniform when a or b is NULL; every weight positive and finite) and the total masses sa, sb. */
+static PetscErrorCode Weights(Ctx *c, const char *name, const PetscReal *a, const PetscReal *b, double *loga, double *logb, double *sa_, double *sb_)
+{
+  double sa = 0, sb = 0, tmp[2];
+
+  PetscFunctionBeginUser;
+  {
+    PetscInt bad = 0, badall;
+    for (PetscInt i = 0; i < c->nloc; i++) {
+      double ai = a ? a[i] : 1.0 / c->n;
+      if (!(ai > 0 && PetscIsNormalReal(ai))) bad = 1;
+      loga[i] = log(ai), sa += ai;
+    }
+    for (PetscInt j = 0; j < c->mloc; j++) {
+      double bj = b ? b[j] : 1.0 / c->m;
+      if (!(bj > 0 && PetscIsNormalReal(bj))) bad = 1;
+      logb[j] = log(bj), sb += bj;
+    }
+    PetscCallMPI(MPI_Allreduce(&bad, &badall, 1, MPIU_INT, MPI_MAX, c->comm));
+    PetscCheck(!badall, c->comm, PETSC_ERR_ARG_OUTOFRANGE, "%s: every point weight must be positive and finite", name);
+    tmp[0] = sa, tmp[1] = sb;
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, tmp, 2, MPI_DOUBLE, MPI_SUM, c->comm));
+    sa = tmp[0], sb = tmp[1];
+  }
+
+  *sa_ = sa, *sb_ = sb;
+  PetscFunctionReturn(0);
+}
+
+/* All points on every rank (the caller's arrays on one rank). */
+static PetscErrorCode GatherPoints(Ctx *c, const float *x, const float *y)
+{
+  PetscFunctionBeginUser;
+  if (c->size == 1) c->X = x, c->Y = y;
+  else {
+    PetscMPIInt *cd, *dd;
+    PetscCall(PetscMalloc2((size_t)c->n * c->d, &c->Xall, (size_t)c->m * c->d, &c->Yall));
+    PetscCall(PetscMalloc2(c->size, &cd, c->size, &dd));
+    for (PetscMPIInt r = 0; r < c->size; r++) cd[r] = (PetscMPIInt)(c->ncnt[r] * c->d), dd[r] = (PetscMPIInt)(c->ndsp[r] * c->d);
+    PetscCallMPI(MPI_Allgatherv(x, (PetscMPIInt)(c->nloc * c->d), MPI_FLOAT, c->Xall, cd, dd, MPI_FLOAT, c->comm));
+    for (PetscMPIInt r = 0; r < c->size; r++) cd[r] = (PetscMPIInt)(c->mcnt[r] * c->d), dd[r] = (PetscMPIInt)(c->mdsp[r] * c->d);
+    PetscCallMPI(MPI_Allgatherv(y, (PetscMPIInt)(c->mloc * c->d), MPI_FLOAT, c->Yall, cd, dd, MPI_FLOAT, c->comm));
+    PetscCall(PetscFree2(cd, dd));
+    c->X = c->Xall, c->Y = c->Yall;
+  }
+
+  PetscFunctionReturn(0);
+}
+
+/* The cost scale (the mean in closed form, mean|x|^2 + mean|y|^2 - 2 xbar.ybar; the maximum by a sweep), the
+   underflow check, and the first epsilon of the scaling. */
+static PetscErrorCode CostScale(Ctx *c, const CsOTOptions *o, const char *name, const float *x, const float *y, double *cscale_, double *eps0)
+{
+  double cscale = 1, maxc;
+
+  PetscFunctionBeginUser;
+  {
+    double *mom;
+    PetscCall(PetscCalloc1(2 * c->d + 2, &mom));
+    for (PetscInt i = 0; i < c->nloc; i++)
+      for (PetscInt k = 0; k < c->d; k++) {
+        double v = x[(size_t)i * c->d + k];
+        mom[k] += v, mom[2 * c->d] += v * v;
+      }
+    for (PetscInt j = 0; j < c->mloc; j++)
+      for (PetscInt k = 0; k < c->d; k++) {
+        double v = y[(size_t)j * c->d + k];
+        mom[c->d + k] += v, mom[2 * c->d + 1] += v * v;
+      }
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, mom, 2 * (int)c->d + 2, MPI_DOUBLE, MPI_SUM, c->comm));
+    double mean = mom[2 * c->d] / c->n + mom[2 * c->d + 1] / c->m;
+    for (PetscInt k = 0; k < c->d; k++) mean -= 2 * (mom[k] / c->n) * (mom[c->d + k] / c->m);
+    mean = PetscMax(mean, 0);
+    PetscCall(PetscFree(mom));
+    maxc = MaxCost(c);
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &maxc, 1, MPI_DOUBLE, MPI_MAX, c->comm));
+    if (o->scale == CS_OT_SCALE_MEAN) cscale = mean;
+    else if (o->scale == CS_OT_SCALE_MAX) cscale = maxc;
+    PetscCheck(cscale > 0, c->comm, PETSC_ERR_ARG_WRONG, "%s: all points coincide, so the cost cannot be scaled by its %s", name,
+               o->scale == CS_OT_SCALE_MEAN ? "mean" : "maximum");
+    PetscCheck(maxc / cscale / o->epsilon <= MAX_COST_OVER_EPS, c->comm, PETSC_ERR_ARG_OUTOFRANGE,
+               "%s: epsilon %g is too small for the cost scale: the largest scaled cost is %g, %g times epsilon, and the kernel "
+               "exp(-C/eps) underflows float32 arithmetic (achieved marginal error: none, not started); raise epsilon or normalise the cost",
+               name, (double)o->epsilon, maxc / cscale, maxc / cscale / o->epsilon);
+    *eps0 = o->eps_scaling ? PetscMax(o->epsilon, mean / cscale) : o->epsilon;
+  }
+
+  *cscale_ = cscale;
+  PetscFunctionReturn(0);
+}
+
+/* Streamed mode: log-domain Sinkhorn sweeps over cost blocks recomputed every iteration (f, g the potentials, fs, gs
+   their gathered scaled copies; on return eps, the iteration count, the achieved error and convergence). */
+static PetscErrorCode StreamedIterations(Ctx *c, const CsOTOptions *o, const char *name, double cscale, double sa, const double *loga,
+                                         const double *logb, double *f, double *g, float *fs, float *gs, float *ftmp, float *gtmp, double *L,
+                                         double *Lc, double *eps_, PetscInt *it_, double *err_, PetscBool *conv_)
+{
+  double    eps = *eps_, err = INFINITY;
+  PetscInt  it;
+  PetscBool conv = PETSC_FALSE;
+
+  PetscFunctionBeginUser;
+  for (it = 0; it < o->max_iter; it++) {
+    const float s     = (float)(-1.0 / (eps * cscale));
+    PetscBool   final = eps <= o->epsilon ? PETSC_TRUE : PETSC_FALSE;
+    PetscInt    bad   = 0;
+
+    PetscCall(PetscLogEventBegin(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+    RowLse(c, gs, s, L);
+    PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+    if (final && it > 0 && (it % o->check_every == 0)) {
+      double e = 0;
+      for (PetscInt i = 0; i < c->nloc; i++) {
+        double r = exp(f[i] / eps + L[i]), t = exp(loga[i] - (1.0 / o->tau_a - 1.0) * f[i] / eps);
+        e += fabs(r - t);
+      }
+      PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &e, 1, MPI_DOUBLE, MPI_SUM, c->comm));
+      err = e / sa;
+      PetscCheck(!PetscIsInfOrNanReal(err), c->comm, PETSC_ERR_NOT_CONVERGED,
+                 "%s: the Sinkhorn iterations diverged at iteration %" PetscInt_FMT " (epsilon %g too small for the cost scale: the kernel "
+                 "underflows); achieved marginal error: not finite", name, it, eps);
+      if (err <= o->tol) {
+        conv = PETSC_TRUE;
+        break;
+      }
+    }
+    for (PetscInt i = 0; i < c->nloc; i++) {
+      f[i] = o->tau_a * eps * (loga[i] - L[i]);
+      if (!PetscIsNormalReal(f[i]) && f[i] != 0) bad = 1;
+    }
+    PetscCall(Gather(c, f, c->nloc, c->ncnt, c->ndsp, fs, ftmp, 1.0 / eps));
+    PetscCall(PetscLogEventBegin(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+    ColLse(c, fs, s, Lc);
+    PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+    /* epsilon scaling: the potentials of one eps start the next (smaller) one */
+    {
+      double epsn = PetscMax(o->epsilon, eps * o->eps_decay);
+      for (PetscInt j = 0; j < c->mloc; j++) {
+        g[j] = o->tau_b * eps * (logb[j] - Lc[j]);
+        if (!PetscIsNormalReal(g[j]) && g[j] != 0) bad = 1;
+      }
+      PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPIU_INT, MPI_MAX, c->comm));
+      PetscCheck(!bad, c->comm, PETSC_ERR_NOT_CONVERGED,
+                 "%s: a Sinkhorn potential became infinite at iteration %" PetscInt_FMT ": epsilon %g is too small for the cost scale "
+                 "(the kernel of a cell underflows to 0); achieved marginal error %g", name, it, eps, err);
+      eps = epsn;
+    }
+    PetscCall(Gather(c, g, c->mloc, c->mcnt, c->mdsp, gs, gtmp, 1.0 / eps));
+  }
+  *eps_ = eps, *it_ = it, *err_ = err, *conv_ = conv;
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, PetscInt mloc, PetscInt d, const float *x, const float *y,
                             const PetscReal *a, const PetscReal *b, float *plan, float *bary, PetscReal *fout, PetscReal *gout, CsOTInfo *info)
 {
   Ctx         c;
   const char *name = o->name ? o->name : "the transport problem";
-  PetscInt    cnt[3], mx[3];
-  double      sa = 0, sb = 0, cscale = 1, maxc, eps, eps0, tmp[4], err = INFINITY;
+  double      sa = 0, sb = 0, cscale = 1, eps, eps0, err = INFINITY;
   double     *f, *g, *loga, *logb, *L, *Lc;
   float      *fs, *gs, *ftmp, *gtmp;
   PetscInt    it = 0;
@@ -318,74 +511,13 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
   c.comm = comm, c.nloc = nloc, c.mloc = mloc, c.d = d, c.xl = x, c.yl = y;
   PetscCallMPI(MPI_Comm_size(comm, &c.size));
   PetscCallMPI(MPI_Comm_rank(comm, &c.rank));
-  cnt[0] = nloc, cnt[1] = mloc, cnt[2] = d;
-  PetscCallMPI(MPI_Allreduce(cnt, mx, 3, MPIU_INT, MPI_MAX, comm));
-  {
-    PetscInt mn[3];
-    PetscCallMPI(MPI_Allreduce(cnt, mn, 3, MPIU_INT, MPI_MIN, comm));
-    PetscCheck(mn[0] >= 0 && mn[1] >= 0 && mn[2] == mx[2] && d >= 0, comm, PETSC_ERR_ARG_WRONG,
-               "%s: the point counts must be >= 0 and the dimension the same on every rank (got %" PetscInt_FMT " source and %" PetscInt_FMT
-               " target points in dimension %" PetscInt_FMT " here)", name, nloc, mloc, d);
-  }
-  PetscCheck(o->epsilon > 0 && PetscIsNormalReal(o->epsilon), comm, PETSC_ERR_ARG_OUTOFRANGE, "%s: epsilon must be > 0 (got %g)", name,
-             (double)o->epsilon);
-  PetscCheck(o->tau_a > 0 && o->tau_a <= 1 && o->tau_b > 0 && o->tau_b <= 1, comm, PETSC_ERR_ARG_OUTOFRANGE,
-             "%s: tau_a and tau_b must be in (0, 1] (1: balanced); got %g and %g", name, (double)o->tau_a, (double)o->tau_b);
-  PetscCheck(o->tol > 0 && o->max_iter > 0 && o->eps_decay > 0 && o->eps_decay < 1 && o->check_every > 0, comm, PETSC_ERR_ARG_OUTOFRANGE,
-             "%s: the tolerance and iteration cap must be > 0 and the epsilon decay in (0, 1) (got tol %g, max_iter %" PetscInt_FMT
-             ", decay %g)", name, (double)o->tol, o->max_iter, (double)o->eps_decay);
-  PetscCall(PetscMalloc4(c.size, &c.ncnt, c.size, &c.ndsp, c.size, &c.mcnt, c.size, &c.mdsp));
-  {
-    PetscMPIInt two[2] = {(PetscMPIInt)nloc, (PetscMPIInt)mloc}, *all;
-    PetscCall(PetscMalloc1(2 * c.size, &all));
-    PetscCallMPI(MPI_Allgather(two, 2, MPI_INT, all, 2, MPI_INT, comm));
-    c.n = c.m = 0;
-    for (PetscMPIInt r = 0; r < c.size; r++) {
-      c.ncnt[r] = all[2 * r], c.mcnt[r] = all[2 * r + 1];
-      c.ndsp[r] = (PetscMPIInt)c.n, c.mdsp[r] = (PetscMPIInt)c.m;
-      if (r == c.rank) c.n0 = c.n, c.m0 = c.m;
-      c.n += c.ncnt[r], c.m += c.mcnt[r];
-    }
-    PetscCall(PetscFree(all));
-  }
-  PetscCheck(c.n > 0 && c.m > 0, comm, PETSC_ERR_ARG_WRONG, "%s: needs at least one source and one target point (got %" PetscInt_FMT " and %" PetscInt_FMT ")",
-             name, c.n, c.m);
+  PetscCall(Layout(&c, o, name));
   PetscCall(PetscLogEventBegin(CS_EVENT_OT_SOLVE, 0, 0, 0, 0));
 
-  /* weights */
   PetscCall(PetscMalloc4(nloc, &f, mloc, &g, nloc, &loga, mloc, &logb));
-  {
-    PetscInt bad = 0, badall;
-    for (PetscInt i = 0; i < nloc; i++) {
-      double ai = a ? a[i] : 1.0 / c.n;
-      if (!(ai > 0 && PetscIsNormalReal(ai))) bad = 1;
-      loga[i] = log(ai), sa += ai;
-    }
-    for (PetscInt j = 0; j < mloc; j++) {
-      double bj = b ? b[j] : 1.0 / c.m;
-      if (!(bj > 0 && PetscIsNormalReal(bj))) bad = 1;
-      logb[j] = log(bj), sb += bj;
-    }
-    PetscCallMPI(MPI_Allreduce(&bad, &badall, 1, MPIU_INT, MPI_MAX, comm));
-    PetscCheck(!badall, comm, PETSC_ERR_ARG_OUTOFRANGE, "%s: every point weight must be positive and finite", name);
-    tmp[0] = sa, tmp[1] = sb;
-    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, tmp, 2, MPI_DOUBLE, MPI_SUM, comm));
-    sa = tmp[0], sb = tmp[1];
-  }
+  PetscCall(Weights(&c, name, a, b, loga, logb, &sa, &sb));
 
-  /* all points on every rank */
-  if (c.size == 1) c.X = x, c.Y = y;
-  else {
-    PetscMPIInt *cd, *dd;
-    PetscCall(PetscMalloc2((size_t)c.n * d, &c.Xall, (size_t)c.m * d, &c.Yall));
-    PetscCall(PetscMalloc2(c.size, &cd, c.size, &dd));
-    for (PetscMPIInt r = 0; r < c.size; r++) cd[r] = (PetscMPIInt)(c.ncnt[r] * d), dd[r] = (PetscMPIInt)(c.ndsp[r] * d);
-    PetscCallMPI(MPI_Allgatherv(x, (PetscMPIInt)(nloc * d), MPI_FLOAT, c.Xall, cd, dd, MPI_FLOAT, comm));
-    for (PetscMPIInt r = 0; r < c.size; r++) cd[r] = (PetscMPIInt)(c.mcnt[r] * d), dd[r] = (PetscMPIInt)(c.mdsp[r] * d);
-    PetscCallMPI(MPI_Allgatherv(y, (PetscMPIInt)(mloc * d), MPI_FLOAT, c.Yall, cd, dd, MPI_FLOAT, comm));
-    PetscCall(PetscFree2(cd, dd));
-    c.X = c.Xall, c.Y = c.Yall;
-  }
+  PetscCall(GatherPoints(&c, x, y));
 
   /* stored or streamed */
   {
@@ -403,37 +535,7 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
     cs_pairwise_sqdist_forward(c.Crow, x, c.Y, nloc, c.m, d, c.work);
   }
 
-  /* cost scale: the mean in closed form, mean|x|^2 + mean|y|^2 - 2 xbar.ybar; the maximum by a sweep */
-  {
-    double *mom;
-    PetscCall(PetscCalloc1(2 * d + 2, &mom));
-    for (PetscInt i = 0; i < nloc; i++)
-      for (PetscInt k = 0; k < d; k++) {
-        double v = x[(size_t)i * d + k];
-        mom[k] += v, mom[2 * d] += v * v;
-      }
-    for (PetscInt j = 0; j < mloc; j++)
-      for (PetscInt k = 0; k < d; k++) {
-        double v = y[(size_t)j * d + k];
-        mom[d + k] += v, mom[2 * d + 1] += v * v;
-      }
-    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, mom, 2 * (int)d + 2, MPI_DOUBLE, MPI_SUM, comm));
-    double mean = mom[2 * d] / c.n + mom[2 * d + 1] / c.m;
-    for (PetscInt k = 0; k < d; k++) mean -= 2 * (mom[k] / c.n) * (mom[d + k] / c.m);
-    mean = PetscMax(mean, 0);
-    PetscCall(PetscFree(mom));
-    maxc = MaxCost(&c);
-    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &maxc, 1, MPI_DOUBLE, MPI_MAX, comm));
-    if (o->scale == CS_OT_SCALE_MEAN) cscale = mean;
-    else if (o->scale == CS_OT_SCALE_MAX) cscale = maxc;
-    PetscCheck(cscale > 0, comm, PETSC_ERR_ARG_WRONG, "%s: all points coincide, so the cost cannot be scaled by its %s", name,
-               o->scale == CS_OT_SCALE_MEAN ? "mean" : "maximum");
-    PetscCheck(maxc / cscale / o->epsilon <= MAX_COST_OVER_EPS, comm, PETSC_ERR_ARG_OUTOFRANGE,
-               "%s: epsilon %g is too small for the cost scale: the largest scaled cost is %g, %g times epsilon, and the kernel "
-               "exp(-C/eps) underflows float32 arithmetic (achieved marginal error: none, not started); raise epsilon or normalise the cost",
-               name, (double)o->epsilon, maxc / cscale, maxc / cscale / o->epsilon);
-    eps0 = o->eps_scaling ? PetscMax(o->epsilon, mean / cscale) : o->epsilon;
-  }
+  PetscCall(CostScale(&c, o, name, x, y, &cscale, &eps0));
 
   /* iterations */
   PetscCall(PetscMalloc6(c.n, &fs, c.m, &gs, nloc, &ftmp, mloc, &gtmp, nloc, &L, mloc, &Lc));
@@ -443,53 +545,7 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
   for (PetscInt i = 0; i < c.n; i++) fs[i] = 0;
   eps = eps0;
   if (!c.stream) PetscCall(ScalingIterations(&c, o, name, cscale, eps0, sa, loga, logb, f, g, gs, &eps, &it, &err, &conv));
-  else for (it = 0; it < o->max_iter; it++) {
-    const float s     = (float)(-1.0 / (eps * cscale));
-    PetscBool   final = eps <= o->epsilon ? PETSC_TRUE : PETSC_FALSE;
-    PetscInt    bad   = 0;
-
-    PetscCall(PetscLogEventBegin(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
-    RowLse(&c, gs, s, L);
-    PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
-    if (final && it > 0 && (it % o->check_every == 0)) {
-      double e = 0;
-      for (PetscInt i = 0; i < nloc; i++) {
-        double r = exp(f[i] / eps + L[i]), t = exp(loga[i] - (1.0 / o->tau_a - 1.0) * f[i] / eps);
-        e += fabs(r - t);
-      }
-      PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &e, 1, MPI_DOUBLE, MPI_SUM, comm));
-      err = e / sa;
-      PetscCheck(!PetscIsInfOrNanReal(err), comm, PETSC_ERR_NOT_CONVERGED,
-                 "%s: the Sinkhorn iterations diverged at iteration %" PetscInt_FMT " (epsilon %g too small for the cost scale: the kernel "
-                 "underflows); achieved marginal error: not finite", name, it, eps);
-      if (err <= o->tol) {
-        conv = PETSC_TRUE;
-        break;
-      }
-    }
-    for (PetscInt i = 0; i < nloc; i++) {
-      f[i] = o->tau_a * eps * (loga[i] - L[i]);
-      if (!PetscIsNormalReal(f[i]) && f[i] != 0) bad = 1;
-    }
-    PetscCall(Gather(&c, f, nloc, c.ncnt, c.ndsp, fs, ftmp, 1.0 / eps));
-    PetscCall(PetscLogEventBegin(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
-    ColLse(&c, fs, s, Lc);
-    PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
-    /* epsilon scaling: the potentials of one eps start the next (smaller) one */
-    {
-      double epsn = PetscMax(o->epsilon, eps * o->eps_decay);
-      for (PetscInt j = 0; j < mloc; j++) {
-        g[j] = o->tau_b * eps * (logb[j] - Lc[j]);
-        if (!PetscIsNormalReal(g[j]) && g[j] != 0) bad = 1;
-      }
-      PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPIU_INT, MPI_MAX, comm));
-      PetscCheck(!bad, comm, PETSC_ERR_NOT_CONVERGED,
-                 "%s: a Sinkhorn potential became infinite at iteration %" PetscInt_FMT ": epsilon %g is too small for the cost scale "
-                 "(the kernel of a cell underflows to 0); achieved marginal error %g", name, it, eps, err);
-      eps = epsn;
-    }
-    PetscCall(Gather(&c, g, mloc, c.mcnt, c.mdsp, gs, gtmp, 1.0 / eps));
-  }
+  else PetscCall(StreamedIterations(&c, o, name, cscale, sa, loga, logb, f, g, fs, gs, ftmp, gtmp, L, Lc, &eps, &it, &err, &conv));
   if (!conv && !o->allow_unconverged) {
     PetscCall(PetscLogEventEnd(CS_EVENT_OT_SOLVE, 0, 0, 0, 0));
     SETERRQ(comm, PETSC_ERR_NOT_CONVERGED,
