@@ -93,42 +93,15 @@ static int CmpEntry(const void *a, const void *b) { return ((const Entry *)a)->j
 static char **cs_sort_names; /* the names CmpByName orders indices by (set just before qsort; not re-entrant) */
 static int    CmpByName(const void *a, const void *b) { return strcmp(cs_sort_names[*(const PetscInt *)a], cs_sort_names[*(const PetscInt *)b]); }
 
-PetscErrorCode CsDatasetReadFiles(CsDataset ds)
+/* Genes: the first file's order; union appends each later file's new genes in its order; colmap[f][j] the merged
+   position of gene j of file f (-1: dropped). */
+static PetscErrorCode AlignGenes(MPI_Comm comm, PetscBool uni, PetscInt nf, CsH5adBlock *b, char **paths, PetscInt *ng_, char ***genes_,
+                                 PetscInt **colmap)
 {
-  MPI_Comm     comm = ds->comm;
-  PetscMPIInt  rank, size;
-  PetscInt     nf, ng = 0, nobs = 0, nint = 0;
-  char       **paths, **genes = NULL;
-  CsH5adBlock *b;
-  PetscInt   **colmap;
-  PetscBool   *optional, uni;
-  CsObsColumn *obs;
-  PetscInt  ***catmap; /* [key][file][cat] merged code */
-  PetscInt    *objkey; /* merged column -> key */
+  char   **genes;
+  PetscInt ng = 0;
 
   PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Comm_rank(comm, &rank));
-  PetscCallMPI(MPI_Comm_size(comm, &size));
-  CsCheckAll(comm, !strcmp(ds->genes_mode, "intersection") || !strcmp(ds->genes_mode, "union"),
-             "-genes %s: give intersection (genes in every file) or union (missing genes are zeros)", ds->genes_mode);
-  uni = strcmp(ds->genes_mode, "union") ? PETSC_FALSE : PETSC_TRUE;
-  PetscCall(ListFiles(ds, &nf, &paths));
-  for (PetscInt f = 0; f < nf; f++) {
-    CsPathKind kind;
-    CsCheckAll(comm, paths[f][0], "-data: file %" PetscInt_FMT " of the list is empty", f + 1);
-    PetscCall(CsPathGetKind(comm, paths[f], &kind));
-    CsCheckAll(comm, kind != CS_PATH_DIR, "-data %s is a folder: give the .h5ad file", paths[f]);
-    CsCheckAll(comm, kind != CS_PATH_NONE, "-data: %s (file %" PetscInt_FMT " of %" PetscInt_FMT ") does not exist", paths[f], f + 1, nf);
-  }
-  PetscCall(PetscMalloc4(nf, &b, nf, &colmap, ds->nkeys + 1, &optional, ds->nkeys + 1, &catmap));
-  PetscCall(PetscMemzero(b, sizeof(*b) * (size_t)nf));
-  for (PetscInt k = 0; k < ds->nkeys; k++) optional[k] = PETSC_FALSE;
-  for (PetscInt f = 0; f < nf; f++) {
-    PetscCall(CsH5adRead(comm, paths[f], ds->layer, ds->nkeys, ds->keys, optional, &b[f]));
-    PetscCall(CheckUnique(comm, paths[f], b[f].ngenes, b[f].genes));
-  }
-
-  /* genes: the first file's order; union appends each later file's new genes in its order */
   {
     char    **sorted;
     PetscInt  cap = 0, *order;
@@ -175,9 +148,19 @@ PetscErrorCode CsDatasetReadFiles(CsDataset ds)
     PetscCall(PetscFree(sorted));
   }
 
-  /* obs: each requested key, present in every file (or -obs_fill), one kind; categories unified in order of appearance */
-  PetscCall(PetscCalloc1(ds->nkeys + 1, &obs));
-  PetscCall(PetscCalloc1(ds->nkeys + 1, &objkey));
+  *ng_ = ng, *genes_ = genes;
+  PetscFunctionReturn(0);
+}
+
+/* obs: each requested key, present in every file (or -obs_fill), one kind; categories unified in order of
+   appearance. obs[nobs] the merged columns, objkey[c] the key of column c, catmap[key][file][cat] the merged code. */
+static PetscErrorCode UnifyObs(CsDataset ds, PetscInt nf, CsH5adBlock *b, char **paths, CsObsColumn *obs, PetscInt *objkey, PetscInt ***catmap,
+                               PetscInt *nobs_)
+{
+  MPI_Comm comm = ds->comm;
+  PetscInt nobs = 0;
+
+  PetscFunctionBeginUser;
   for (PetscInt k = 0; k < ds->nkeys; k++) {
     CsObsColumn *first = NULL, *m = &obs[nobs];
     PetscInt     fmiss = -1, ffirst = -1;
@@ -224,90 +207,156 @@ PetscErrorCode CsDatasetReadFiles(CsDataset ds)
     objkey[nobs++] = k;
   }
 
-  /* the interleaved local block: every file's rows, genes remapped; obs packed as 2 floats per value */
-  {
-    CsCSR       Xi, Oi, Xo, Oo;
-    int64_t     nnz = 0;
-    PetscLayout L;
-    PetscInt   *want, N = 0, r0, r1, *offs, *fstart, *fnloc, *prefix, at = 0;
+  *nobs_ = nobs;
+  PetscFunctionReturn(0);
+}
 
-    for (PetscInt f = 0; f < nf; f++) nint += b[f].nlocal, nnz += b[f].X.indptr[b[f].nlocal];
-    PetscCall(PetscMemzero(&Xi, sizeof(Xi)));
-    PetscCall(PetscMemzero(&Oi, sizeof(Oi)));
-    Xi.nrows = Oi.nrows = nint, Xi.ncols = ng, Oi.ncols = 2 * nobs;
-    PetscCall(PetscMalloc1(nint + 1, &Xi.indptr)); /* three allocations: CsCSRFree frees them one by one */
-    PetscCall(PetscMalloc1(nnz + 1, &Xi.indices));
-    PetscCall(PetscMalloc1(nnz + 1, &Xi.data));
-    PetscCall(PetscMalloc1(nint + 1, &Oi.indptr));
-    PetscCall(PetscMalloc1((size_t)2 * nobs * nint + 1, &Oi.indices));
-    PetscCall(PetscMalloc1((size_t)2 * nobs * nint + 1, &Oi.data));
-    Xi.indptr[0] = Oi.indptr[0] = 0;
-    {
-      int64_t e = 0, o = 0;
-      Entry  *row;
-      PetscInt maxg = 1;
-      for (PetscInt f = 0; f < nf; f++) maxg = PetscMax(maxg, b[f].ngenes);
-      PetscCall(PetscMalloc1(maxg, &row));
-      for (PetscInt f = 0; f < nf; f++)
-        for (PetscInt i = 0; i < b[f].nlocal; i++, at++) {
-          PetscInt n = 0;
-          for (int64_t q = b[f].X.indptr[i]; q < b[f].X.indptr[i + 1]; q++) {
-            PetscInt j = colmap[f][b[f].X.indices[q]];
-            if (j >= 0) row[n].j = (int32_t)j, row[n++].v = b[f].X.data[q];
-          }
-          qsort(row, (size_t)n, sizeof(Entry), CmpEntry);
-          for (PetscInt q = 0; q < n; q++) Xi.indices[e] = row[q].j, Xi.data[e++] = row[q].v;
-          Xi.indptr[at + 1] = e;
-          for (PetscInt c = 0; c < nobs; c++) {
-            PetscInt     k  = objkey[c];
-            CsObsColumn *fc = CsH5adBlockGetObs(&b[f], ds->keys[k]);
-            double       v;
-            float        two[2];
-            if (obs[c].kind == CS_OBS_NUMERIC) v = fc ? fc->values[i] : NAN;
-            else v = (!fc || obs[c].capped || fc->codes[i] < 0) ? -1 : (double)catmap[k][f][fc->codes[i]];
-            memcpy(two, &v, sizeof(v));
-            Oi.indices[o] = (int32_t)(2 * c), Oi.data[o++] = two[0];
-            Oi.indices[o] = (int32_t)(2 * c + 1), Oi.data[o++] = two[1];
-          }
-          Oi.indptr[at + 1] = o;
+/* The interleaved local block: every file's local rows in file order, genes remapped; obs packed as 2 floats per value
+   (a double split in two, so that CsCSRFetchRows moves them with the rows). */
+static PetscErrorCode Interleave(CsDataset ds, PetscInt nf, CsH5adBlock *b, PetscInt **colmap, const CsObsColumn *obs, const PetscInt *objkey,
+                                 PetscInt ***catmap, PetscInt nobs, PetscInt ng, CsCSR *Xi_, CsCSR *Oi_)
+{
+  CsCSR    Xi, Oi;
+  int64_t  nnz = 0;
+  PetscInt nint = 0, at = 0;
+
+  PetscFunctionBeginUser;
+  for (PetscInt f = 0; f < nf; f++) nint += b[f].nlocal, nnz += b[f].X.indptr[b[f].nlocal];
+  PetscCall(PetscMemzero(&Xi, sizeof(Xi)));
+  PetscCall(PetscMemzero(&Oi, sizeof(Oi)));
+  Xi.nrows = Oi.nrows = nint, Xi.ncols = ng, Oi.ncols = 2 * nobs;
+  PetscCall(PetscMalloc1(nint + 1, &Xi.indptr)); /* three allocations: CsCSRFree frees them one by one */
+  PetscCall(PetscMalloc1(nnz + 1, &Xi.indices));
+  PetscCall(PetscMalloc1(nnz + 1, &Xi.data));
+  PetscCall(PetscMalloc1(nint + 1, &Oi.indptr));
+  PetscCall(PetscMalloc1((size_t)2 * nobs * nint + 1, &Oi.indices));
+  PetscCall(PetscMalloc1((size_t)2 * nobs * nint + 1, &Oi.data));
+  Xi.indptr[0] = Oi.indptr[0] = 0;
+  {
+    int64_t e = 0, o = 0;
+    Entry  *row;
+    PetscInt maxg = 1;
+    for (PetscInt f = 0; f < nf; f++) maxg = PetscMax(maxg, b[f].ngenes);
+    PetscCall(PetscMalloc1(maxg, &row));
+    for (PetscInt f = 0; f < nf; f++)
+      for (PetscInt i = 0; i < b[f].nlocal; i++, at++) {
+        PetscInt n = 0;
+        for (int64_t q = b[f].X.indptr[i]; q < b[f].X.indptr[i + 1]; q++) {
+          PetscInt j = colmap[f][b[f].X.indices[q]];
+          if (j >= 0) row[n].j = (int32_t)j, row[n++].v = b[f].X.data[q];
         }
-      PetscCall(PetscFree(row));
-    }
-    /* where each row of the concatenation lives in the interleaved order */
-    PetscCall(PetscLayoutCreateFromSizes(comm, nint, PETSC_DECIDE, 1, &L));
-    PetscCall(PetscMalloc4(nf + 1, &offs, (size_t)nf * size, &fstart, (size_t)nf * size, &fnloc, (size_t)nf * size + 1, &prefix));
-    offs[0] = 0;
-    for (PetscInt f = 0; f < nf; f++) {
-      offs[f + 1] = offs[f] + b[f].nglobal;
-      PetscCallMPI(MPI_Allgather(&b[f].rstart, 1, MPIU_INT, fstart + (size_t)f * size, 1, MPIU_INT, comm));
-      PetscCallMPI(MPI_Allgather(&b[f].nlocal, 1, MPIU_INT, fnloc + (size_t)f * size, 1, MPIU_INT, comm));
-    }
-    for (PetscMPIInt r = 0; r < size; r++) { /* prefix[f * size + r]: rows of files before f in rank r's interleaved block */
-      PetscInt acc = 0;
-      for (PetscInt f = 0; f < nf; f++) prefix[(size_t)f * size + r] = acc, acc += fnloc[(size_t)f * size + r];
-    }
-    N  = offs[nf];
-    r0 = (PetscInt)((int64_t)N * rank / size), r1 = (PetscInt)((int64_t)N * (rank + 1) / size);
-    PetscCall(PetscMalloc1(r1 - r0 + 1, &want));
-    for (PetscInt g = r0, f = 0; g < r1; g++) {
-      PetscInt    i;
-      PetscMPIInt r = 0;
-      while (g >= offs[f + 1]) f++;
-      i = g - offs[f];
-      while (r + 1 < size && (fnloc[(size_t)f * size + r] == 0 || i >= fstart[(size_t)f * size + r] + fnloc[(size_t)f * size + r])) r++;
-      want[g - r0] = L->range[r] + prefix[(size_t)f * size + r] + (i - fstart[(size_t)f * size + r]);
-    }
-    PetscCall(CsCSRFetchRows(L, &Xi, r1 - r0, want, &Xo));
-    PetscCall(CsCSRFetchRows(L, &Oi, r1 - r0, want, &Oo));
-    PetscCall(PetscFree(want));
-    PetscCall(PetscFree4(offs, fstart, fnloc, prefix));
-    PetscCall(PetscLayoutDestroy(&L));
-    PetscCall(CsCSRFree(&Xi));
-    PetscCall(CsCSRFree(&Oi));
+        qsort(row, (size_t)n, sizeof(Entry), CmpEntry);
+        for (PetscInt q = 0; q < n; q++) Xi.indices[e] = row[q].j, Xi.data[e++] = row[q].v;
+        Xi.indptr[at + 1] = e;
+        for (PetscInt c = 0; c < nobs; c++) {
+          PetscInt     k  = objkey[c];
+          CsObsColumn *fc = CsH5adBlockGetObs(&b[f], ds->keys[k]);
+          double       v;
+          float        two[2];
+          if (obs[c].kind == CS_OBS_NUMERIC) v = fc ? fc->values[i] : NAN;
+          else v = (!fc || obs[c].capped || fc->codes[i] < 0) ? -1 : (double)catmap[k][f][fc->codes[i]];
+          memcpy(two, &v, sizeof(v));
+          Oi.indices[o] = (int32_t)(2 * c), Oi.data[o++] = two[0];
+          Oi.indices[o] = (int32_t)(2 * c + 1), Oi.data[o++] = two[1];
+        }
+        Oi.indptr[at + 1] = o;
+      }
+    PetscCall(PetscFree(row));
+  }
+  *Xi_ = Xi, *Oi_ = Oi;
+  PetscFunctionReturn(0);
+}
+
+/* Rows of the concatenation in file order, split evenly over the ranks: fetched from the interleaved blocks. */
+static PetscErrorCode Redistribute(MPI_Comm comm, PetscInt nf, CsH5adBlock *b, CsCSR *Xi, CsCSR *Oi, CsCSR *Xo, CsCSR *Oo,
+                                   PetscInt *nlocal)
+{
+  PetscMPIInt rank, size;
+  PetscLayout L;
+  PetscInt   *want, N = 0, r0, r1, *offs, *fstart, *fnloc, *prefix;
+
+  PetscFunctionBeginUser;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  /* where each row of the concatenation lives in the interleaved order */
+  PetscCall(PetscLayoutCreateFromSizes(comm, Xi->nrows, PETSC_DECIDE, 1, &L));
+  PetscCall(PetscMalloc4(nf + 1, &offs, (size_t)nf * size, &fstart, (size_t)nf * size, &fnloc, (size_t)nf * size + 1, &prefix));
+  offs[0] = 0;
+  for (PetscInt f = 0; f < nf; f++) {
+    offs[f + 1] = offs[f] + b[f].nglobal;
+    PetscCallMPI(MPI_Allgather(&b[f].rstart, 1, MPIU_INT, fstart + (size_t)f * size, 1, MPIU_INT, comm));
+    PetscCallMPI(MPI_Allgather(&b[f].nlocal, 1, MPIU_INT, fnloc + (size_t)f * size, 1, MPIU_INT, comm));
+  }
+  for (PetscMPIInt r = 0; r < size; r++) { /* prefix[f * size + r]: rows of files before f in rank r's interleaved block */
+    PetscInt acc = 0;
+    for (PetscInt f = 0; f < nf; f++) prefix[(size_t)f * size + r] = acc, acc += fnloc[(size_t)f * size + r];
+  }
+  N  = offs[nf];
+  r0 = (PetscInt)((int64_t)N * rank / size), r1 = (PetscInt)((int64_t)N * (rank + 1) / size);
+  PetscCall(PetscMalloc1(r1 - r0 + 1, &want));
+  for (PetscInt g = r0, f = 0; g < r1; g++) {
+    PetscInt    i;
+    PetscMPIInt r = 0;
+    while (g >= offs[f + 1]) f++;
+    i = g - offs[f];
+    while (r + 1 < size && (fnloc[(size_t)f * size + r] == 0 || i >= fstart[(size_t)f * size + r] + fnloc[(size_t)f * size + r])) r++;
+    want[g - r0] = L->range[r] + prefix[(size_t)f * size + r] + (i - fstart[(size_t)f * size + r]);
+  }
+  PetscCall(CsCSRFetchRows(L, Xi, r1 - r0, want, Xo));
+  PetscCall(CsCSRFetchRows(L, Oi, r1 - r0, want, Oo));
+  PetscCall(PetscFree(want));
+  PetscCall(PetscFree4(offs, fstart, fnloc, prefix));
+  PetscCall(PetscLayoutDestroy(&L));
+  PetscCall(CsCSRFree(Xi));
+  PetscCall(CsCSRFree(Oi));
+  *nlocal = r1 - r0;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsDatasetReadFiles(CsDataset ds)
+{
+  MPI_Comm     comm = ds->comm;
+  PetscInt     nf, ng = 0, nobs = 0;
+  char       **paths, **genes = NULL;
+  CsH5adBlock *b;
+  PetscInt   **colmap;
+  PetscBool   *optional, uni;
+  CsObsColumn *obs;
+  PetscInt  ***catmap; /* [key][file][cat] merged code */
+  PetscInt    *objkey; /* merged column -> key */
+
+  PetscFunctionBeginUser;
+  CsCheckAll(comm, !strcmp(ds->genes_mode, "intersection") || !strcmp(ds->genes_mode, "union"),
+             "-genes %s: give intersection (genes in every file) or union (missing genes are zeros)", ds->genes_mode);
+  uni = strcmp(ds->genes_mode, "union") ? PETSC_FALSE : PETSC_TRUE;
+  PetscCall(ListFiles(ds, &nf, &paths));
+  for (PetscInt f = 0; f < nf; f++) {
+    CsPathKind kind;
+    CsCheckAll(comm, paths[f][0], "-data: file %" PetscInt_FMT " of the list is empty", f + 1);
+    PetscCall(CsPathGetKind(comm, paths[f], &kind));
+    CsCheckAll(comm, kind != CS_PATH_DIR, "-data %s is a folder: give the .h5ad file", paths[f]);
+    CsCheckAll(comm, kind != CS_PATH_NONE, "-data: %s (file %" PetscInt_FMT " of %" PetscInt_FMT ") does not exist", paths[f], f + 1, nf);
+  }
+  PetscCall(PetscMalloc4(nf, &b, nf, &colmap, ds->nkeys + 1, &optional, ds->nkeys + 1, &catmap));
+  PetscCall(PetscMemzero(b, sizeof(*b) * (size_t)nf));
+  for (PetscInt k = 0; k < ds->nkeys; k++) optional[k] = PETSC_FALSE;
+  for (PetscInt f = 0; f < nf; f++) {
+    PetscCall(CsH5adRead(comm, paths[f], ds->layer, ds->nkeys, ds->keys, optional, &b[f]));
+    PetscCall(CheckUnique(comm, paths[f], b[f].ngenes, b[f].genes));
+  }
+
+  PetscCall(AlignGenes(comm, uni, nf, b, paths, &ng, &genes, colmap));
+  PetscCall(PetscCalloc1(ds->nkeys + 1, &obs));
+  PetscCall(PetscCalloc1(ds->nkeys + 1, &objkey));
+  PetscCall(UnifyObs(ds, nf, b, paths, obs, objkey, catmap, &nobs));
+  {
+    CsCSR Xi, Oi, Xo, Oo;
+    PetscCall(Interleave(ds, nf, b, colmap, obs, objkey, catmap, nobs, ng, &Xi, &Oi));
+    PetscCall(Redistribute(comm, nf, b, &Xi, &Oi, &Xo, &Oo, &ds->nlocal));
     Xo.ncols = ng;
 
     /* the dataset takes the rows, genes and columns */
-    ds->nlocal = r1 - r0, ds->ngenes = ng, ds->X = Xo, ds->genes = genes;
+    ds->ngenes = ng, ds->X = Xo, ds->genes = genes;
     for (PetscInt c = 0; c < nobs; c++) {
       CsObsColumn *m = &obs[c];
       if (m->kind == CS_OBS_NUMERIC) PetscCall(PetscMalloc1(ds->nlocal + 1, &m->values));
