@@ -4,9 +4,14 @@
 #include <cellshift/nn.h>
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  #include <immintrin.h>
+  #define CS_HAVE_AVX512_PATH 1
+#endif
 
-PetscLogEvent CS_EVENT_OT_SOLVE, CS_EVENT_OT_SWEEP, CS_EVENT_OT_PROJECT;
+PetscLogEvent CS_EVENT_OT_SOLVE, CS_EVENT_OT_SWEEP, CS_EVENT_OT_KERNEL, CS_EVENT_OT_PROJECT;
 
 /* Cost blocks of the streamed sweeps: 128 x 1024 floats (512 KiB) stay in L2 between the sgemm and the
    log-sum-exp. Fixed in global indices, so a point's sums are split the same way at any number of ranks. */
@@ -23,6 +28,7 @@ static PetscErrorCode RegisterEvents(void)
   if (done) PetscFunctionReturn(0);
   PetscCall(PetscLogEventRegister("CsOTSinkhorn", CS_CLASSID, &CS_EVENT_OT_SOLVE));
   PetscCall(PetscLogEventRegister("CsOTSweep", CS_CLASSID, &CS_EVENT_OT_SWEEP));
+  PetscCall(PetscLogEventRegister("CsOTKernel", CS_CLASSID, &CS_EVENT_OT_KERNEL));
   PetscCall(PetscLogEventRegister("CsOTProject", CS_CLASSID, &CS_EVENT_OT_PROJECT));
   done = PETSC_TRUE;
   PetscFunctionReturn(0);
@@ -53,7 +59,9 @@ typedef struct {
   const float *X, *Y;                     /* all points (gathered; the caller's arrays on one rank) */
   float       *Xall, *Yall;               /* owned copies, when gathered */
   const float *xl, *yl;                   /* this rank's points */
-  float       *Crow;                      /* stored mode: the rank's rows of the kernel (first the distances) */
+  float       *Crow;                      /* stored mode: the rank's rows of the kernel (first the distances; with
+                                             kernel_bf16 they stay the distances) */
+  uint16_t    *Kh;                        /* kernel_bf16: the kernel rows in bfloat16 */
   float       *D, *work, *part;           /* block scratch */
   PetscBool    stream;
 } Ctx;
@@ -138,18 +146,18 @@ static PetscErrorCode Project(Ctx *c, const double *f, const float *gs, float s,
         Dp = c->D, ld = w;
       } else Dp = c->Crow + (size_t)r0 * c->m + c0, ld = c->m;
       for (PetscInt i = 0; i < h; i++) {
-        const double fi = f[r0 + i] / eps;
+        const double fi = f[r0 + i] / eps, ic = 1.0 / cscale;
         double       sr = 0, sc = 0;
         for (PetscInt j = 0; j < w; j++) {
           double dij = Dp[(size_t)i * ld + j];
           double p   = expf((float)(fi + gs[c0 + j] + (double)s * dij)); /* the exponent is small: float keeps 1e-6 of it */
           W[(size_t)i * w + j] = (float)p;
           sr += p;
-          sc += p * dij / cscale;
+          sc += p * dij;
         }
         rs[i] += sr;
         *mass += sr;
-        *cost += sc;
+        *cost += sc * ic;
         if (plan) PetscCall(PetscArraycpy(plan + (size_t)(r0 + i) * c->m + c0, W + (size_t)i * w, w));
       }
       if (B) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, h, c->d, w, 1.0f, W, w, c->Y + (size_t)c0 * c->d, c->d, 1.0f, B, c->d);
@@ -174,12 +182,34 @@ static PetscErrorCode Project(Ctx *c, const double *f, const float *gs, float s,
    to 0 whatever eps. */
 #define ABSORB 20.0
 #define KB     16
+/* kernel_bf16: the marginal error (on the bfloat16 kernel) at which the iterations go on in float32. Rounding the
+   kernel to 8 bits moves the float32 plan's marginals by about 3e-4 (L1) at the bfloat16 fixed point, so from
+   here on float32 iterations are needed anyway. */
+#define BF16_REFINE 1e-3
 
-/* K = exp((f_i + g_j - C_ij) / eps) from the squared distances; with init, f_i = min_j C_ij first. */
-static void Rebuild(Ctx *c, double *f, const double *gall, double eps, double cscale, PetscBool init)
+/* float32 -> bfloat16, rounded to nearest even (the values are finite and positive) */
+static inline uint16_t ToBF16(float x)
+{
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static inline float FromBF16(uint16_t h)
+{
+  uint32_t u = (uint32_t)h << 16;
+  float    x;
+  memcpy(&x, &u, 4);
+  return x;
+}
+
+/* K = exp((f_i + g_j - C_ij) / eps) from the squared distances; with init, f_i = min_j C_ij first. With a bfloat16
+   kernel the float32 distances stay in Crow and only Kh is rewritten. */
+static void Rebuild(Ctx *c, double *f, const double *gall, double *ge, double eps, double cscale, PetscBool init)
 {
   const PetscInt m = c->m;
-  cs_pairwise_sqdist_forward(c->Crow, c->xl, c->Y, c->nloc, m, c->d, c->work);
+  for (PetscInt j = 0; j < m; j++) ge[j] = gall[j] / eps;
+  if (!c->Kh) cs_pairwise_sqdist_forward(c->Crow, c->xl, c->Y, c->nloc, m, c->d, c->work);
   for (PetscInt i = 0; i < c->nloc; i++) {
     float *row = c->Crow + (size_t)i * m;
     if (init) {
@@ -188,8 +218,123 @@ static void Rebuild(Ctx *c, double *f, const double *gall, double eps, double cs
       f[i] = mn / cscale;
     }
     const double fi = f[i] / eps, ie = 1.0 / (eps * cscale);
-    for (PetscInt j = 0; j < m; j++) row[j] = expf((float)(fi + gall[j] / eps - row[j] * ie));
+    if (c->Kh) {
+      uint16_t *kh = c->Kh + (size_t)i * m;
+      for (PetscInt j = 0; j < m; j++) kh[j] = ToBF16(expf((float)(fi + ge[j] - row[j] * ie)));
+    } else
+      for (PetscInt j = 0; j < m; j++) row[j] = expf((float)(fi + ge[j] - row[j] * ie));
   }
+}
+
+/* The bfloat16 kernel's two products on a block of h rows of length m (the block, 2 h m bytes, stays in L2
+   between them): s_k = sum_j K_kj v_j, and w_j += sum_k u_k K_kj. float32 sums in a fixed order, so a row's s
+   and the block's contribution to w do not depend on which rank holds the row. */
+static void KvBF16Scalar(const uint16_t *K, PetscInt h, PetscInt m, const float *v, float *s)
+{
+  for (PetscInt k = 0; k < h; k++) {
+    const uint16_t *r = K + (size_t)k * m;
+    float           a = 0;
+    for (PetscInt j = 0; j < m; j++) a += FromBF16(r[j]) * v[j];
+    s[k] = a;
+  }
+}
+
+static void KtuBF16Scalar(const uint16_t *K, PetscInt h, PetscInt m, const float *u, float *w)
+{
+  for (PetscInt k = 0; k < h; k++) {
+    const uint16_t *r = K + (size_t)k * m;
+    for (PetscInt j = 0; j < m; j++) w[j] += u[k] * FromBF16(r[j]);
+  }
+}
+
+#if defined(CS_HAVE_AVX512_PATH)
+__attribute__((target("avx512f"))) static inline __m512 LoadBF16(const uint16_t *p)
+{
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+
+/* four rows at a time (each v vector loaded once for four rows, four independent FMA chains); the scalar tail adds
+   the last m mod 16 columns */
+__attribute__((target("avx512f"))) static void KvBF16AVX512(const uint16_t *K, PetscInt h, PetscInt m, const float *v, float *s)
+{
+  const PetscInt m16 = m & ~(PetscInt)15;
+  PetscInt       k   = 0;
+  for (; k + 4 <= h; k += 4) {
+    const uint16_t *r0 = K + (size_t)k * m, *r1 = r0 + m, *r2 = r1 + m, *r3 = r2 + m;
+    __m512          a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    PetscInt        j  = 0;
+    for (; j < m16; j += 16) {
+      const __m512 vj = _mm512_loadu_ps(v + j);
+      a0              = _mm512_fmadd_ps(LoadBF16(r0 + j), vj, a0);
+      a1              = _mm512_fmadd_ps(LoadBF16(r1 + j), vj, a1);
+      a2              = _mm512_fmadd_ps(LoadBF16(r2 + j), vj, a2);
+      a3              = _mm512_fmadd_ps(LoadBF16(r3 + j), vj, a3);
+    }
+    float t0 = _mm512_reduce_add_ps(a0), t1 = _mm512_reduce_add_ps(a1), t2 = _mm512_reduce_add_ps(a2), t3 = _mm512_reduce_add_ps(a3);
+    for (; j < m; j++) t0 += FromBF16(r0[j]) * v[j], t1 += FromBF16(r1[j]) * v[j], t2 += FromBF16(r2[j]) * v[j], t3 += FromBF16(r3[j]) * v[j];
+    s[k] = t0, s[k + 1] = t1, s[k + 2] = t2, s[k + 3] = t3;
+  }
+  for (; k < h; k++) {
+    const uint16_t *r = K + (size_t)k * m;
+    __m512          a = _mm512_setzero_ps();
+    PetscInt        j = 0;
+    for (; j < m16; j += 16) a = _mm512_fmadd_ps(LoadBF16(r + j), _mm512_loadu_ps(v + j), a);
+    float t = _mm512_reduce_add_ps(a);
+    for (; j < m; j++) t += FromBF16(r[j]) * v[j];
+    s[k] = t;
+  }
+}
+
+/* w in registers, 64 columns (four independent FMA chains) at a time over the block's rows */
+__attribute__((target("avx512f"))) static void KtuBF16AVX512(const uint16_t *K, PetscInt h, PetscInt m, const float *u, float *w)
+{
+  const PetscInt m64 = m & ~(PetscInt)63, m16 = m & ~(PetscInt)15;
+  PetscInt       j   = 0;
+  for (; j < m64; j += 64) {
+    __m512 a0 = _mm512_loadu_ps(w + j), a1 = _mm512_loadu_ps(w + j + 16), a2 = _mm512_loadu_ps(w + j + 32), a3 = _mm512_loadu_ps(w + j + 48);
+    for (PetscInt k = 0; k < h; k++) {
+      const __m512    uk = _mm512_set1_ps(u[k]);
+      const uint16_t *r  = K + (size_t)k * m + j;
+      a0                 = _mm512_fmadd_ps(uk, LoadBF16(r), a0);
+      a1                 = _mm512_fmadd_ps(uk, LoadBF16(r + 16), a1);
+      a2                 = _mm512_fmadd_ps(uk, LoadBF16(r + 32), a2);
+      a3                 = _mm512_fmadd_ps(uk, LoadBF16(r + 48), a3);
+    }
+    _mm512_storeu_ps(w + j, a0), _mm512_storeu_ps(w + j + 16, a1), _mm512_storeu_ps(w + j + 32, a2), _mm512_storeu_ps(w + j + 48, a3);
+  }
+  for (; j < m16; j += 16) {
+    __m512 a = _mm512_loadu_ps(w + j);
+    for (PetscInt k = 0; k < h; k++) a = _mm512_fmadd_ps(_mm512_set1_ps(u[k]), LoadBF16(K + (size_t)k * m + j), a);
+    _mm512_storeu_ps(w + j, a);
+  }
+  for (; j < m; j++) {
+    float a = w[j];
+    for (PetscInt k = 0; k < h; k++) a += u[k] * FromBF16(K[(size_t)k * m + j]);
+    w[j] = a;
+  }
+}
+#endif
+
+static void KvBF16(const uint16_t *K, PetscInt h, PetscInt m, const float *v, float *s)
+{
+#if defined(CS_HAVE_AVX512_PATH)
+  if (CsHaveAVX512()) {
+    KvBF16AVX512(K, h, m, v, s);
+    return;
+  }
+#endif
+  KvBF16Scalar(K, h, m, v, s);
+}
+
+static void KtuBF16(const uint16_t *K, PetscInt h, PetscInt m, const float *u, float *w)
+{
+#if defined(CS_HAVE_AVX512_PATH)
+  if (CsHaveAVX512()) {
+    KtuBF16AVX512(K, h, m, u, w);
+    return;
+  }
+#endif
+  KtuBF16Scalar(K, h, m, u, w);
 }
 
 static PetscErrorCode Gather(Ctx *c, const double *loc, PetscInt nl, const PetscMPIInt *cnt, const PetscMPIInt *dsp, float *all, float *tmp,
@@ -210,21 +355,21 @@ static PetscErrorCode ScalingIterations(Ctx *c, const CsOTOptions *o, const char
                                         PetscInt *itp, double *errp, PetscBool *convp)
 {
   const PetscInt m = c->m, nl = c->nloc;
-  double        *gall, *logb, *u, *un, eps = eps0, err = INFINITY;
+  double        *gall, *ge, *logb, *u, *un, eps = eps0, err = INFINITY;
   float         *v, *w;
   PetscInt       it;
   PetscBool      conv = PETSC_FALSE;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc4(m, &gall, m, &logb, nl + 1, &u, nl + 1, &un));
+  PetscCall(PetscMalloc5(m, &gall, m, &ge, m, &logb, nl + 1, &u, nl + 1, &un));
   PetscCall(PetscMalloc2(m, &v, m, &w));
   if (c->size == 1) PetscCall(PetscArraycpy(logb, logbl, m));
   else PetscCallMPI(MPI_Allgatherv(logbl, (PetscMPIInt)c->mloc, MPI_DOUBLE, logb, c->mcnt, c->mdsp, MPI_DOUBLE, c->comm));
   for (PetscInt j = 0; j < m; j++) gall[j] = 0, v[j] = 1;
   for (PetscInt i = 0; i < nl; i++) u[i] = 1;
-  PetscCall(PetscLogEventBegin(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
-  Rebuild(c, f, gall, eps, cscale, PETSC_TRUE);
-  PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+  PetscCall(PetscLogEventBegin(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
+  Rebuild(c, f, gall, ge, eps, cscale, PETSC_TRUE);
+  PetscCall(PetscLogEventEnd(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
   for (it = 0; it < o->max_iter; it++) {
     const PetscBool check = eps <= o->epsilon && it > 0 && it % o->check_every == 0 ? PETSC_TRUE : PETSC_FALSE;
     const double    ta = o->tau_a, tb = o->tau_b;
@@ -237,7 +382,8 @@ static PetscErrorCode ScalingIterations(Ctx *c, const CsOTOptions *o, const char
       const PetscInt h = PetscMin(KB, nl - i0);
       const float   *Kb = c->Crow + (size_t)i0 * m;
       float          sb[KB], ub[KB];
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)h, (int)m, 1.0f, Kb, (int)m, v, 1, 0.0f, sb, 1);
+      if (c->Kh) KvBF16(c->Kh + (size_t)i0 * m, h, m, v, sb);
+      else cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)h, (int)m, 1.0f, Kb, (int)m, v, 1, 0.0f, sb, 1);
       for (PetscInt k = 0; k < h; k++) {
         const PetscInt i  = i0 + k;
         const double   si = sb[k];
@@ -251,7 +397,8 @@ static PetscErrorCode ScalingIterations(Ctx *c, const CsOTOptions *o, const char
         un[i]  = exp(lu);
         ub[k]  = (float)un[i];
       }
-      cblas_sgemv(CblasRowMajor, CblasTrans, (int)h, (int)m, 1.0f, Kb, (int)m, ub, 1, 1.0f, w, 1);
+      if (c->Kh) KtuBF16(c->Kh + (size_t)i0 * m, h, m, ub, w);
+      else cblas_sgemv(CblasRowMajor, CblasTrans, (int)h, (int)m, 1.0f, Kb, (int)m, ub, 1, 1.0f, w, 1);
     }
     PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
     if (check) {
@@ -260,6 +407,17 @@ static PetscErrorCode ScalingIterations(Ctx *c, const CsOTOptions *o, const char
       PetscCheck(!PetscIsInfOrNanReal(err), c->comm, PETSC_ERR_NOT_CONVERGED,
                  "%s: the Sinkhorn iterations diverged at iteration %" PetscInt_FMT " (epsilon %g too small for the cost scale: the kernel "
                  "underflows); achieved marginal error: not finite", name, it, eps);
+      if (c->Kh && err <= PetscMax(o->tol, BF16_REFINE)) {
+        /* near the bfloat16 kernel's own floor: absorb u, v and go on with the float32 kernel, so that the
+           tolerance is met (and the error measured) on the plan the float32 projection builds */
+        for (PetscInt i = 0; i < nl; i++) f[i] += eps * log(u[i]), u[i] = 1;
+        for (PetscInt j = 0; j < m; j++) gall[j] += eps * log((double)v[j]), v[j] = 1;
+        PetscCall(PetscFree(c->Kh));
+        PetscCall(PetscLogEventBegin(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
+        Rebuild(c, f, gall, ge, eps, cscale, PETSC_FALSE);
+        PetscCall(PetscLogEventEnd(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
+        continue;
+      }
       if (err <= o->tol) {
         conv = PETSC_TRUE;
         break; /* u, v: the plan whose error was measured */
@@ -283,9 +441,9 @@ static PetscErrorCode ScalingIterations(Ctx *c, const CsOTOptions *o, const char
         for (PetscInt i = 0; i < nl; i++) f[i] += eps * log(u[i]), u[i] = 1;
         for (PetscInt j = 0; j < m; j++) gall[j] += eps * log((double)v[j]), v[j] = 1;
         eps = epsn;
-        PetscCall(PetscLogEventBegin(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
-        Rebuild(c, f, gall, eps, cscale, PETSC_FALSE);
-        PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+        PetscCall(PetscLogEventBegin(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
+        Rebuild(c, f, gall, ge, eps, cscale, PETSC_FALSE);
+        PetscCall(PetscLogEventEnd(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
       }
     }
   }
@@ -293,7 +451,7 @@ static PetscErrorCode ScalingIterations(Ctx *c, const CsOTOptions *o, const char
   for (PetscInt j = 0; j < m; j++) gall[j] += eps * log((double)v[j]), gs[j] = (float)(gall[j] / eps);
   for (PetscInt j = 0; j < c->mloc; j++) g[j] = gall[c->m0 + j];
   *epsp = eps, *itp = it, *errp = err, *convp = conv;
-  PetscCall(PetscFree4(gall, logb, u, un));
+  PetscCall(PetscFree5(gall, ge, logb, u, un));
   PetscCall(PetscFree2(v, w));
   PetscFunctionReturn(0);
 }
@@ -497,7 +655,7 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
 {
   Ctx         c;
   const char *name = o->name ? o->name : "the transport problem";
-  double      sa = 0, sb = 0, cscale = 1, eps, eps0, err = INFINITY;
+  double      sa = 0, sb = 0, cscale = 1, eps, eps0 = 0, err = INFINITY;
   double     *f, *g, *loga, *logb, *L, *Lc;
   float      *fs, *gs, *ftmp, *gtmp;
   PetscInt    it = 0;
@@ -521,7 +679,7 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
 
   /* stored or streamed */
   {
-    size_t    bytes = sizeof(float) * (size_t)nloc * c.m;
+    size_t    bytes = (o->kernel_bf16 ? 6 : 4) * (size_t)nloc * c.m;
     PetscBool st    = o->mode == CS_OT_MODE_STREAM || (o->mode == CS_OT_MODE_AUTO && bytes > CS_OT_STORE_MAX_BYTES);
     PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPIU_BOOL, MPI_LOR, comm));
     c.stream = st;
@@ -531,6 +689,7 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
   if (c.stream) PetscCall(PetscMalloc1((size_t)RB * CB, &c.D));
   else { /* the rank's kernel rows */
     PetscCall(PetscMalloc1((size_t)nloc * c.m + 1, &c.Crow));
+    if (o->kernel_bf16) PetscCall(PetscMalloc1((size_t)nloc * c.m + 1, &c.Kh));
     PetscCall(PetscMalloc1((size_t)RB * CB, &c.D)); /* the projection recomputes the cost */
     cs_pairwise_sqdist_forward(c.Crow, x, c.Y, nloc, c.m, d, c.work);
   }
@@ -573,6 +732,7 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
   PetscCall(PetscFree4(f, g, loga, logb));
   PetscCall(PetscFree4(c.ncnt, c.ndsp, c.mcnt, c.mdsp));
   PetscCall(PetscFree(c.Crow));
+  PetscCall(PetscFree(c.Kh));
   PetscCall(PetscFree(c.D));
   PetscCall(PetscFree(c.work));
   PetscCall(PetscFree(c.part));

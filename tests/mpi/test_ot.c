@@ -281,6 +281,13 @@ static PetscErrorCode Body(void)
     o.scale = CS_OT_SCALE_MAX, o.epsilon = 0.01, o.eps_scaling = PETSC_FALSE, o.max_iter = 5000;
     PetscCall(Case(&Q, &o, md, mode ? "max scale, small, streamed" : "max scale, small, stored"));
   }
+  /* the bfloat16 stored kernel: the same checks (the plan is rebuilt in float32 from the potentials) */
+  PetscCall(CsOTOptionsDefaults(&o));
+  o.kernel_bf16 = PETSC_TRUE;
+  PetscCall(Case(&P, &o, CS_OT_MODE_STORE, "balanced, stored bfloat16"));
+  PetscCall(CsOTOptionsDefaults(&o));
+  o.kernel_bf16 = PETSC_TRUE, o.tau_a = 0.9, o.tau_b = 0.7;
+  PetscCall(Case(&P, &o, CS_OT_MODE_STORE, "unbalanced, stored bfloat16"));
   /* failures */
   PetscCall(CsOTOptionsDefaults(&o));
   o.max_iter = 3, o.eps_scaling = PETSC_FALSE, o.tol = 1e-8, o.name = "group X";
