@@ -129,10 +129,11 @@ static PetscErrorCode Project(Ctx *c, const double *f, const float *gs, float s,
                               double *cost, double *mass)
 {
   float  *W, *B = NULL;
-  double *rs;
+  double *rs, *gd;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc2((size_t)RB * CB, &W, RB, &rs));
+  PetscCall(PetscMalloc3((size_t)RB * CB, &W, RB, &rs, c->m, &gd));
+  for (PetscInt j = 0; j < c->m; j++) gd[j] = gs[j];
   if (bary) PetscCall(PetscMalloc1((size_t)RB * c->d, &B));
   for (PetscInt r0 = 0; r0 < c->nloc; r0 += RB) {
     PetscInt h = PetscMin(RB, c->nloc - r0);
@@ -147,18 +148,15 @@ static PetscErrorCode Project(Ctx *c, const double *f, const float *gs, float s,
       } else Dp = c->Crow + (size_t)r0 * c->m + c0, ld = c->m;
       for (PetscInt i = 0; i < h; i++) {
         const double fi = f[r0 + i] / eps, ic = 1.0 / cscale;
+        const float *Di = Dp + (size_t)i * ld;
+        float       *Wi = W + (size_t)i * w;
         double       sr = 0, sc = 0;
-        for (PetscInt j = 0; j < w; j++) {
-          double dij = Dp[(size_t)i * ld + j];
-          double p   = expf((float)(fi + gs[c0 + j] + (double)s * dij)); /* the exponent is small: float keeps 1e-6 of it */
-          W[(size_t)i * w + j] = (float)p;
-          sr += p;
-          sc += p * dij;
-        }
+        cs_exp_kernel_row(Wi, Di, gd + c0, fi, (double)s, w);
+        for (PetscInt j = 0; j < w; j++) sr += Wi[j], sc += (double)Wi[j] * Di[j];
         rs[i] += sr;
         *mass += sr;
         *cost += sc * ic;
-        if (plan) PetscCall(PetscArraycpy(plan + (size_t)(r0 + i) * c->m + c0, W + (size_t)i * w, w));
+        if (plan) PetscCall(PetscArraycpy(plan + (size_t)(r0 + i) * c->m + c0, Wi, w));
       }
       if (B) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, h, c->d, w, 1.0f, W, w, c->Y + (size_t)c0 * c->d, c->d, 1.0f, B, c->d);
     }
@@ -166,7 +164,7 @@ static PetscErrorCode Project(Ctx *c, const double *f, const float *gs, float s,
       for (PetscInt i = 0; i < h; i++)
         for (PetscInt k = 0; k < c->d; k++) bary[(size_t)(r0 + i) * c->d + k] = rs[i] > 0 ? (float)(B[(size_t)i * c->d + k] / rs[i]) : NAN;
   }
-  PetscCall(PetscFree2(W, rs));
+  PetscCall(PetscFree3(W, rs, gd));
   PetscCall(PetscFree(B));
   PetscFunctionReturn(0);
 }
@@ -218,11 +216,13 @@ static void Rebuild(Ctx *c, double *f, const double *gall, double *ge, double ep
       f[i] = mn / cscale;
     }
     const double fi = f[i] / eps, ie = 1.0 / (eps * cscale);
-    if (c->Kh) {
-      uint16_t *kh = c->Kh + (size_t)i * m;
-      for (PetscInt j = 0; j < m; j++) kh[j] = ToBF16(expf((float)(fi + ge[j] - row[j] * ie)));
-    } else
-      for (PetscInt j = 0; j < m; j++) row[j] = expf((float)(fi + ge[j] - row[j] * ie));
+    for (PetscInt j0 = 0; j0 < m; j0 += CB) { /* pieces of CB columns through the block scratch */
+      const PetscInt w = PetscMin(CB, m - j0);
+      cs_exp_kernel_row(c->D, row + j0, ge + j0, fi, -ie, w);
+      if (c->Kh)
+        for (PetscInt j = 0; j < w; j++) c->Kh[(size_t)i * m + j0 + j] = ToBF16(c->D[j]);
+      else memcpy(row + j0, c->D, sizeof(float) * (size_t)w);
+    }
   }
 }
 
