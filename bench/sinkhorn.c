@@ -5,7 +5,8 @@
    where entries_per_s counts the n m kernel entries of the two sweeps of each iteration and gbs is that traffic in
    float32 (4 bytes an entry: what a stored kernel would read). Collective: the points are split over the ranks.
    Options: -n 4000 -m (= n) -d 50 -eps 0.05 -iters 200 -stream (recompute the cost block by block) -reps 1;
-   -bf16: the stored kernel in bfloat16 (CsOTOptions.kernel_bf16); with -compare also the same solve in float32
+   -bf16: the stored kernel in bfloat16 (CsOTOptions.kernel_bf16; -bf16_refine E its switch to float32, 1e-3, 0
+   never: all iterations in bfloat16); with -compare also the same solve in float32
    once, untimed, and a line `bf16_vs_f32 cost_rel C f_max F bary_max B` (relative cost difference, largest potential difference in
    units of eps, largest barycentre coordinate difference over the coordinates' standard deviation, 1 here);
    -tol T solves to the marginal error T instead (at most -iters iterations, an error if not reached). */
@@ -17,7 +18,7 @@ static const char help[] = "Times the distributed Sinkhorn solve.\n";
 int main(int argc, char **argv)
 {
   PetscInt    n = 4000, m = -1, d = 50, iters = 200, reps = 1;
-  PetscReal   eps = 0.05, tol = 0;
+  PetscReal   eps = 0.05, tol = 0, refine = 1e-3;
   PetscBool   stream = PETSC_FALSE, bf16 = PETSC_FALSE, compare = PETSC_FALSE;
   PetscMPIInt size, rank;
   CsOTOptions o;
@@ -37,6 +38,7 @@ int main(int argc, char **argv)
   PetscCall(PetscOptionsGetBool(NULL, NULL, "-stream", &stream, NULL));
   PetscCall(PetscOptionsGetBool(NULL, NULL, "-bf16", &bf16, NULL));
   PetscCall(PetscOptionsGetBool(NULL, NULL, "-compare", &compare, NULL));
+  PetscCall(PetscOptionsGetReal(NULL, NULL, "-bf16_refine", &refine, NULL));
   if (m < 0) m = n;
   PetscCallMPI(MPI_Comm_size(PETSC_COMM_WORLD, &size));
   PetscCallMPI(MPI_Comm_rank(PETSC_COMM_WORLD, &rank));
@@ -62,7 +64,7 @@ int main(int argc, char **argv)
   o.allow_unconverged = PETSC_TRUE; /* POT's stopThr 1e-12 never stops it early either */
   if (tol > 0) o.tol = tol, o.allow_unconverged = PETSC_FALSE;
   o.mode = stream ? CS_OT_MODE_STREAM : CS_OT_MODE_STORE;
-  o.kernel_bf16 = bf16;
+  o.kernel_bf16 = bf16, o.kernel_bf16_refine = refine;
   for (PetscInt r = 0; r < reps; r++) {
     double t;
     PetscCallMPI(MPI_Barrier(PETSC_COMM_WORLD));

@@ -11,6 +11,8 @@
 # timing everything from the points to the solution (distances, maximum, kernel, iterations, projection):
 #   same iterations:  bench/pot_sinkhorn_iters.py (the same problem, stopThr -1: exactly 200 iterations) against
 #                     cellshift at exactly 200 iterations (float32 kernel, no epsilon scaling);
+#                     and the same with the bfloat16 kernel throughout (-bf16 -bf16_refine 0), its effect on
+#                     the solution next to float32 in the line bf16_vs_f32;
 #   to convergence:   the reference as it is against cellshift solving to the L1 marginal error 1e-6 (the float32
 #                     floor; POT's 1e-12 in float64 is not reachable in float32).
 # With BF16_CASE=1, the bfloat16 kernel (CsOTOptions.kernel_bf16) against float32 on a solve with many iterations
@@ -46,14 +48,18 @@ run=(mpiexec --oversubscribe -n "$ranks" "$exe" -n 4000 -d 50 -eps 0.05)
 for r in $(seq "$rounds"); do
   out=$(/usr/bin/time -f "cpu_user_s %U" "${run[@]}" -iters 200 2>&1); best c200 "$(echo "$out" | field seconds)" "$out"
   out=$(OPENBLAS_NUM_THREADS=$ranks OMP_NUM_THREADS=$ranks /usr/bin/time -f "cpu_user_s %U" "$py" "$iters_py" 4000 4000 50 0.05 200 2>&1); best p200 "$(echo "$out" | field seconds)" "$out"
+  out=$(/usr/bin/time -f "cpu_user_s %U" "${run[@]}" -iters 200 -bf16 -bf16_refine 0 2>&1); best c200h "$(echo "$out" | field seconds)" "$out"
   out=$("${run[@]}" -iters 200 -tol 1e-6); best cconv "$(echo "$out" | field seconds)" "$out"
   out=$(OPENBLAS_NUM_THREADS=$ranks OMP_NUM_THREADS=$ranks "$py" "$ref" 4000 4000 50 0.05 200); best pref "$(echo "$out" | field seconds)" "$out"
 done
 echo "${L[c200]}"
+echo "${L[c200h]}"
 echo "pot_sinkhorn_iters ${L[p200]}"
 echo "${L[cconv]}"
 echo "pot_sinkhorn_ref ${L[pref]} iterations 11"
 awk -v c="${B[c200]}" -v p="${B[p200]}" -v r="$ranks" 'BEGIN{printf "sinkhorn 4000 x 4000, d 50, eps 0.05, 200 iterations each, %d core(s): cellshift %.3f s, POT %.3f s: %.2fx POT\n", r, c, p, p/c}'
+awk -v c="${B[c200h]}" -v p="${B[p200]}" -v r="$ranks" 'BEGIN{printf "sinkhorn 4000 x 4000, d 50, eps 0.05, 200 iterations each, bfloat16 kernel, %d core(s): cellshift %.3f s, POT %.3f s: %.2fx POT\n", r, c, p, p/c}'
+"${run[@]}" -iters 200 -bf16 -bf16_refine 0 -compare | grep bf16_vs_f32
 ci=$(echo "${L[cconv]}" | field iters)
 awk -v c="${B[cconv]}" -v p="${B[pref]}" -v r="$ranks" -v i="$ci" 'BEGIN{printf "sinkhorn 4000 x 4000, d 50, eps 0.05, to convergence (cellshift %d iterations to L1 error 1e-6, POT 11 to L2 error 1e-12), %d core(s): cellshift %.3f s, POT %.3f s: %.2fx POT\n", i, r, c, p, p/c}'
 if [ -n "${BF16_CASE:-}" ]; then

@@ -50,10 +50,13 @@ typedef struct {
   CsOTCostScale scale;             /* default CS_OT_SCALE_MEAN */
   CsOTMode      mode;              /* default CS_OT_MODE_AUTO */
   PetscBool     kernel_bf16;       /* stored mode: iterate on a bfloat16 copy of the kernel (2 bytes an entry read per
-                                      iteration instead of 4) until the marginal error is below max(tol, 1e-3), then
-                                      on the float32 kernel: rounding entries to 8 bits moves the plan's marginals by
-                                      about 3e-4, so the tolerance is met and reported on the float32 plan. Holds the
-                                      float32 distances and the bfloat16 kernel (6 bytes an entry). Default false */
+                                      iteration instead of 4) until the marginal error is below
+                                      max(tol, kernel_bf16_refine), then on the float32 kernel: rounding entries to 8
+                                      bits moves the plan's marginals by about 3e-4, so the tolerance is met and
+                                      reported on the float32 plan. Holds the float32 distances and the bfloat16
+                                      kernel (6 bytes an entry). Default false */
+  PetscReal     kernel_bf16_refine; /* default 1e-3; 0: never switch (the error is then measured on the bfloat16
+                                       kernel and the float32 plan's marginals stay about 3e-4 off) */
   PetscBool     allow_unconverged; /* return the last iterate instead of an error (default PETSC_FALSE) */
   PetscInt      check_every;       /* measure the marginal error every this many iterations (default 1) */
   const char   *name;              /* what is solved, for error messages (e.g. the group); NULL: "the transport problem" */

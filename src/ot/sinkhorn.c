@@ -48,6 +48,7 @@ PetscErrorCode CsOTOptionsDefaults(CsOTOptions *o)
   o->scale       = CS_OT_SCALE_MEAN;
   o->mode        = CS_OT_MODE_AUTO;
   o->check_every = 1;
+  o->kernel_bf16_refine = 1e-3;
   PetscFunctionReturn(0);
 }
 
@@ -180,10 +181,6 @@ static PetscErrorCode Project(Ctx *c, const double *f, const float *gs, float s,
    to 0 whatever eps. */
 #define ABSORB 20.0
 #define KB     16
-/* kernel_bf16: the marginal error (on the bfloat16 kernel) at which the iterations go on in float32. Rounding the
-   kernel to 8 bits moves the float32 plan's marginals by about 3e-4 (L1) at the bfloat16 fixed point, so from
-   here on float32 iterations are needed anyway. */
-#define BF16_REFINE 1e-3
 
 /* float32 -> bfloat16, rounded to nearest even (the values are finite and positive) */
 static inline uint16_t ToBF16(float x)
@@ -407,7 +404,7 @@ static PetscErrorCode ScalingIterations(Ctx *c, const CsOTOptions *o, const char
       PetscCheck(!PetscIsInfOrNanReal(err), c->comm, PETSC_ERR_NOT_CONVERGED,
                  "%s: the Sinkhorn iterations diverged at iteration %" PetscInt_FMT " (epsilon %g too small for the cost scale: the kernel "
                  "underflows); achieved marginal error: not finite", name, it, eps);
-      if (c->Kh && err <= PetscMax(o->tol, BF16_REFINE)) {
+      if (c->Kh && o->kernel_bf16_refine > 0 && err <= PetscMax(o->tol, o->kernel_bf16_refine)) {
         /* near the bfloat16 kernel's own floor: absorb u, v and go on with the float32 kernel, so that the
            tolerance is met (and the error measured) on the plan the float32 projection builds */
         for (PetscInt i = 0; i < nl; i++) f[i] += eps * log(u[i]), u[i] = 1;
