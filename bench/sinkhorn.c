@@ -4,7 +4,8 @@
      cellshift_sinkhorn n N m M d D eps E iters I mode stored|streamed seconds S cost C error R entries_per_s V gbs B
    where entries_per_s counts the n m kernel entries of the two sweeps of each iteration and gbs is that traffic in
    float32 (4 bytes an entry: what a stored kernel would read). Collective: the points are split over the ranks.
-   Options: -n 4000 -m (= n) -d 50 -eps 0.05 -iters 200 -stream (recompute the cost block by block) -reps 1;
+   Options: -n 4000 -m (= n) -d 50 -eps 0.05 -iters 200 -stream (recompute the cost block by block) -blockcyclic
+   (the ScaLAPACK block-cyclic cost and kernel) -reps 1;
    -bf16: the stored kernel in bfloat16 (CsOTOptions.kernel_bf16; -bf16_refine E its switch to float32, 1e-3, 0
    never: all iterations in bfloat16); with -compare also the same solve in float32
    once, untimed, and a line `bf16_vs_f32 cost_rel C f_max F bary_max B` (relative cost difference, largest potential difference in
@@ -19,7 +20,7 @@ int main(int argc, char **argv)
 {
   PetscInt    n = 4000, m = -1, d = 50, iters = 200, reps = 1;
   PetscReal   eps = 0.05, tol = 0, refine = 1e-3;
-  PetscBool   stream = PETSC_FALSE, bf16 = PETSC_FALSE, compare = PETSC_FALSE;
+  PetscBool   stream = PETSC_FALSE, bc = PETSC_FALSE, bf16 = PETSC_FALSE, compare = PETSC_FALSE;
   PetscMPIInt size, rank;
   CsOTOptions o;
   CsOTInfo    info;
@@ -36,6 +37,7 @@ int main(int argc, char **argv)
   PetscCall(PetscOptionsGetReal(NULL, NULL, "-eps", &eps, NULL));
   PetscCall(PetscOptionsGetReal(NULL, NULL, "-tol", &tol, NULL));
   PetscCall(PetscOptionsGetBool(NULL, NULL, "-stream", &stream, NULL));
+  PetscCall(PetscOptionsGetBool(NULL, NULL, "-blockcyclic", &bc, NULL));
   PetscCall(PetscOptionsGetBool(NULL, NULL, "-bf16", &bf16, NULL));
   PetscCall(PetscOptionsGetBool(NULL, NULL, "-compare", &compare, NULL));
   PetscCall(PetscOptionsGetReal(NULL, NULL, "-bf16_refine", &refine, NULL));
@@ -63,7 +65,7 @@ int main(int argc, char **argv)
   o.epsilon = eps, o.scale = CS_OT_SCALE_MAX, o.eps_scaling = PETSC_FALSE, o.tol = 1e-300, o.max_iter = iters;
   o.allow_unconverged = PETSC_TRUE; /* POT's stopThr 1e-12 never stops it early either */
   if (tol > 0) o.tol = tol, o.allow_unconverged = PETSC_FALSE;
-  o.mode = stream ? CS_OT_MODE_STREAM : CS_OT_MODE_STORE;
+  o.mode = stream ? CS_OT_MODE_STREAM : bc ? CS_OT_MODE_BLOCKCYCLIC : CS_OT_MODE_STORE;
   o.kernel_bf16 = bf16, o.kernel_bf16_refine = refine;
   for (PetscInt r = 0; r < reps; r++) {
     double t;
@@ -79,7 +81,7 @@ int main(int argc, char **argv)
     PetscCall(PetscPrintf(PETSC_COMM_WORLD,
                           "cellshift_sinkhorn n %" PetscInt_FMT " m %" PetscInt_FMT " d %" PetscInt_FMT " eps %g iters %" PetscInt_FMT
                           " ranks %d mode %s seconds %.3f cost %.6f error %.3g entries_per_s %.3g gbs %.2f\n",
-                          n, m, d, (double)eps, info.iterations, size, info.streamed ? "streamed" : bf16 ? "stored-bf16" : "stored", best, info.cost,
+                          n, m, d, (double)eps, info.iterations, size, info.streamed ? "streamed" : bc ? "blockcyclic" : bf16 ? "stored-bf16" : "stored", best, info.cost,
                           info.error, ent, ent * (bf16 && !info.streamed ? 2 : 4) / 1e9));
   }
   if (bf16 && compare && !stream) { /* the accuracy of the bfloat16 kernel against the float32 one */

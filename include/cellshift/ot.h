@@ -36,8 +36,11 @@
 
 typedef enum { CS_OT_SCALE_NONE, CS_OT_SCALE_MEAN, CS_OT_SCALE_MAX } CsOTCostScale;
 /* How the cost is obtained: AUTO stores the rank's kernel rows (nloc x m floats; with kernel_bf16 also their
-   bfloat16 copy) when they fit in CS_OT_STORE_MAX_BYTES, else STREAM: recomputed block by block (128 x 1024) on every sweep, memory O((n + m) d). */
-typedef enum { CS_OT_MODE_AUTO, CS_OT_MODE_STORE, CS_OT_MODE_STREAM } CsOTMode;
+   bfloat16 copy) when they fit in CS_OT_STORE_MAX_BYTES, else STREAM: recomputed block by block (128 x 1024) on
+   every sweep, memory O((n + m) d). BLOCKCYCLIC: the cost and kernel as ScaLAPACK nb x nb block-cyclic double matrices on the BLACS grid of the
+   communicator (built by pdgemm as -2 X Y^T plus the norms; n m / ranks entries of each a rank), the row and column
+   sums of the iterations reduced over the process rows and columns; the same iterates as STORE. */
+typedef enum { CS_OT_MODE_AUTO, CS_OT_MODE_STORE, CS_OT_MODE_STREAM, CS_OT_MODE_BLOCKCYCLIC } CsOTMode;
 #define CS_OT_STORE_MAX_BYTES ((size_t)1 << 30)
 
 typedef struct {

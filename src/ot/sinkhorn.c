@@ -2,6 +2,7 @@
    include/cellshift/ot.h). The cost blocks and log-sum-exps are src/nn/pairwise.c's kernels. */
 #include <cellshift/ot.h>
 #include <cellshift/nn.h>
+#include <cellshift/linalg.h>
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
@@ -453,6 +454,218 @@ static PetscErrorCode ScalingIterations(Ctx *c, const CsOTOptions *o, const char
   PetscFunctionReturn(0);
 }
 
+/* ------------------------------------------------------------------ block-cyclic cost (ScaLAPACK)
+   The cost C [n, m] is a double nb x nb block-cyclic matrix on the BLACS grid of the communicator (CsGrid),
+   built by pdgemm as -2 X Y^T plus the squared norms, and the kernel K_ij = exp((f_i + g_j - C_ij / c) / eps)
+   beside it: each rank holds n m / ranks entries of each, none holds the whole cost. The iterations are the
+   stabilised scaling ones of the stored path, with the row sums K v reduced over the process row (the ranks
+   holding the same rows) and the column sums K^T u over the process column. On return f [nloc], g [mloc] are the
+   total potentials of the caller's rows and columns, gs [m] = g / eps at the final eps. */
+#define BC_NB 64
+
+typedef struct {
+  CsGrid        grid;
+  CsBlockCyclic C;
+  MPI_Comm      rowc, colc; /* the ranks of this rank's process row / column (MPI_COMM_NULL outside the grid) */
+  double       *Cl, *Kl;    /* local cost (scaled) and kernel, column-major, leading dimension C.lld */
+  PetscInt     *gi, *gj;    /* global indices of the local rows and columns */
+} BCtx;
+
+static PetscErrorCode BCBuild(Ctx *c, BCtx *b, double cscale)
+{
+  CsBlockCyclic Xb, Yb;
+  double       *Xl = NULL, *Yl = NULL;
+  const int     n = (int)c->n, m = (int)c->m, d = (int)PetscMax(c->d, 1), nb = BC_NB;
+  const CsGrid *g = &b->grid;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsBlockCyclicInit(g, n, m, nb, &b->C));
+  PetscCall(CsBlockCyclicInit(g, n, d, nb, &Xb));
+  PetscCall(CsBlockCyclicInit(g, m, d, nb, &Yb));
+  PetscCall(PetscCalloc2((size_t)b->C.lld * b->C.nloc + 1, &b->Cl, (size_t)b->C.lld * b->C.nloc + 1, &b->Kl));
+  PetscCall(PetscMalloc2(b->C.mloc + 1, &b->gi, b->C.nloc + 1, &b->gj));
+  for (int li = 0; li < b->C.mloc; li++) b->gi[li] = CsBCLocalToGlobal(li, nb, g->nprow, g->myrow);
+  for (int lj = 0; lj < b->C.nloc; lj++) b->gj[lj] = CsBCLocalToGlobal(lj, nb, g->npcol, g->mycol);
+  PetscCall(PetscCalloc2((size_t)Xb.lld * Xb.nloc + 1, &Xl, (size_t)Yb.lld * Yb.nloc + 1, &Yl));
+  for (int lk = 0; lk < Xb.nloc && c->d > 0; lk++) {
+    const int k = CsBCLocalToGlobal(lk, nb, g->npcol, g->mycol);
+    for (int li = 0; li < Xb.mloc; li++) Xl[(size_t)lk * Xb.lld + li] = c->X[(size_t)CsBCLocalToGlobal(li, nb, g->nprow, g->myrow) * c->d + k];
+    for (int lj = 0; lj < Yb.mloc; lj++) Yl[(size_t)lk * Yb.lld + lj] = c->Y[(size_t)CsBCLocalToGlobal(lj, nb, g->nprow, g->myrow) * c->d + k];
+  }
+  if (g->myrow >= 0 && c->d > 0) {
+    const int    one = 1;
+    const double mtwo = -2.0, zero = 0.0;
+    pdgemm_("N", "T", &n, &m, &d, &mtwo, Xl, &one, &one, Xb.desc, Yl, &one, &one, Yb.desc, &zero, b->Cl, &one, &one, b->C.desc, 1, 1);
+  }
+  PetscCall(PetscFree2(Xl, Yl));
+  {
+    double *nx, *ny;
+    PetscCall(PetscMalloc2(b->C.mloc + 1, &nx, b->C.nloc + 1, &ny));
+    for (int li = 0; li < b->C.mloc; li++) {
+      double s = 0;
+      for (PetscInt k = 0; k < c->d; k++) s += (double)c->X[(size_t)b->gi[li] * c->d + k] * c->X[(size_t)b->gi[li] * c->d + k];
+      nx[li] = s;
+    }
+    for (int lj = 0; lj < b->C.nloc; lj++) {
+      double s = 0;
+      for (PetscInt k = 0; k < c->d; k++) s += (double)c->Y[(size_t)b->gj[lj] * c->d + k] * c->Y[(size_t)b->gj[lj] * c->d + k];
+      ny[lj] = s;
+    }
+    for (int lj = 0; lj < b->C.nloc; lj++)
+      for (int li = 0; li < b->C.mloc; li++) {
+        double *e = b->Cl + (size_t)lj * b->C.lld + li;
+        *e        = PetscMax(0.0, *e + nx[li] + ny[lj]) / cscale;
+      }
+    PetscCall(PetscFree2(nx, ny));
+  }
+  PetscFunctionReturn(0);
+}
+
+static void BCKernel(BCtx *b, const double *f, const double *g, double eps)
+{
+  for (int lj = 0; lj < b->C.nloc; lj++)
+    for (int li = 0; li < b->C.mloc; li++) {
+      const size_t k = (size_t)lj * b->C.lld + li;
+      b->Kl[k]       = exp((f[li] + g[lj] - b->Cl[k]) / eps);
+    }
+}
+
+/* v = sum over the process row (rows) or column (cols) of the local vector, in place */
+static PetscErrorCode BCReduce(MPI_Comm sub, double *v, int len, MPI_Op op)
+{
+  PetscFunctionBeginUser;
+  if (sub != MPI_COMM_NULL && len > 0) PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, v, len, MPI_DOUBLE, op, sub));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode BlockCyclicIterations(Ctx *c, const CsOTOptions *o, const char *name, double cscale, double eps0, double sa,
+                                            const double *loga_l, const double *logb_l, double *f, double *g, float *gs, double *epsp,
+                                            PetscInt *itp, double *errp, PetscBool *convp)
+{
+  BCtx      b;
+  double   *loga, *logb, *F, *G, *u, *un, *v, *sr, *sc, *all, eps = eps0, err = INFINITY;
+  PetscInt  it;
+  PetscBool conv = PETSC_FALSE;
+  int       R, Q;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(&b, sizeof(b)));
+  PetscCall(CsGridCreate(c->comm, &b.grid));
+  PetscCall(PetscLogEventBegin(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
+  PetscCall(BCBuild(c, &b, cscale));
+  R = b.C.mloc, Q = b.C.nloc;
+  {
+    const PetscBool in = b.grid.myrow >= 0 ? PETSC_TRUE : PETSC_FALSE;
+    PetscCallMPI(MPI_Comm_split(c->comm, in ? b.grid.myrow : MPI_UNDEFINED, b.grid.mycol, &b.rowc));
+    PetscCallMPI(MPI_Comm_split(c->comm, in ? b.grid.mycol : MPI_UNDEFINED, b.grid.myrow, &b.colc));
+  }
+  /* log weights of all points (O(n + m)), then those of the local rows and columns */
+  PetscCall(PetscMalloc1(c->n + c->m, &all));
+  if (c->size == 1) {
+    PetscCall(PetscArraycpy(all, loga_l, c->n));
+    PetscCall(PetscArraycpy(all + c->n, logb_l, c->m));
+  } else {
+    PetscCallMPI(MPI_Allgatherv(loga_l, (PetscMPIInt)c->nloc, MPI_DOUBLE, all, c->ncnt, c->ndsp, MPI_DOUBLE, c->comm));
+    PetscCallMPI(MPI_Allgatherv(logb_l, (PetscMPIInt)c->mloc, MPI_DOUBLE, all + c->n, c->mcnt, c->mdsp, MPI_DOUBLE, c->comm));
+  }
+  PetscCall(PetscMalloc6(R + 1, &loga, Q + 1, &logb, R + 1, &F, Q + 1, &G, R + 1, &u, R + 1, &un));
+  PetscCall(PetscMalloc3(Q + 1, &v, R + 1, &sr, Q + 1, &sc));
+  for (int li = 0; li < R; li++) loga[li] = all[b.gi[li]], u[li] = 1;
+  for (int lj = 0; lj < Q; lj++) logb[lj] = all[c->n + b.gj[lj]], G[lj] = 0, v[lj] = 1;
+  /* f_i = min_j C_ij first (no row of K underflows) */
+  for (int li = 0; li < R; li++) F[li] = INFINITY;
+  for (int lj = 0; lj < Q; lj++)
+    for (int li = 0; li < R; li++) F[li] = PetscMin(F[li], b.Cl[(size_t)lj * b.C.lld + li]);
+  PetscCall(BCReduce(b.rowc, F, R, MPI_MIN));
+  BCKernel(&b, F, G, eps);
+  PetscCall(PetscLogEventEnd(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
+  for (it = 0; it < o->max_iter; it++) {
+    const PetscBool check = eps <= o->epsilon && it > 0 && it % o->check_every == 0 ? PETSC_TRUE : PETSC_FALSE;
+    const double    ta = o->tau_a, tb = o->tau_b;
+    double          e = 0, red[2] = {0, 0};
+
+    PetscCall(PetscLogEventBegin(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+    for (int li = 0; li < R; li++) sr[li] = 0;
+    for (int lj = 0; lj < Q; lj++) {
+      const double *col = b.Kl + (size_t)lj * b.C.lld;
+      for (int li = 0; li < R; li++) sr[li] += col[li] * v[lj];
+    }
+    PetscCall(BCReduce(b.rowc, sr, R, MPI_SUM));
+    for (int li = 0; li < R; li++) {
+      if (check && b.grid.mycol == 0) {
+        double t = ta == 1 ? exp(loga[li]) : exp(loga[li] - (1.0 / ta - 1.0) * (F[li] / eps + log(u[li])));
+        e += fabs(u[li] * sr[li] - t);
+      }
+      const double lu = ta * (loga[li] - log(sr[li])) + (ta - 1) * F[li] / eps;
+      if (!(lu > -1e300 && lu < 1e300)) red[1] = 1;
+      red[0] = PetscMax(red[0], fabs(lu));
+      un[li] = exp(lu);
+    }
+    if (check) {
+      PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &e, 1, MPI_DOUBLE, MPI_SUM, c->comm));
+      err = e / sa;
+      PetscCheck(!PetscIsInfOrNanReal(err), c->comm, PETSC_ERR_NOT_CONVERGED,
+                 "%s: the Sinkhorn iterations diverged at iteration %" PetscInt_FMT " (epsilon %g too small for the cost scale: the kernel "
+                 "underflows); achieved marginal error: not finite", name, it, eps);
+      if (err <= o->tol) {
+        conv = PETSC_TRUE;
+        PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+        break;
+      }
+    }
+    for (int lj = 0; lj < Q; lj++) {
+      const double *col = b.Kl + (size_t)lj * b.C.lld;
+      double        s   = 0;
+      for (int li = 0; li < R; li++) s += col[li] * un[li];
+      sc[lj] = s;
+    }
+    PetscCall(BCReduce(b.colc, sc, Q, MPI_SUM));
+    for (int lj = 0; lj < Q; lj++) {
+      const double lv = tb * (logb[lj] - log(sc[lj])) + (tb - 1) * G[lj] / eps;
+      if (!(lv > -1e300 && lv < 1e300)) red[1] = 1;
+      red[0] = PetscMax(red[0], fabs(lv));
+      v[lj]  = exp(lv);
+    }
+    PetscCall(PetscArraycpy(u, un, R));
+    PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, red, 2, MPI_DOUBLE, MPI_MAX, c->comm));
+    PetscCheck(!red[1], c->comm, PETSC_ERR_NOT_CONVERGED,
+               "%s: a Sinkhorn potential became infinite at iteration %" PetscInt_FMT ": epsilon %g is too small for the cost scale "
+               "(the kernel of a cell underflows to 0); achieved marginal error %g", name, it, eps, err);
+    {
+      const double epsn = PetscMax(o->epsilon, eps * o->eps_decay);
+      if (epsn != eps || red[0] > ABSORB) {
+        for (int li = 0; li < R; li++) F[li] += eps * log(u[li]), u[li] = 1;
+        for (int lj = 0; lj < Q; lj++) G[lj] += eps * log(v[lj]), v[lj] = 1;
+        eps = epsn;
+        PetscCall(PetscLogEventBegin(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
+        BCKernel(&b, F, G, eps);
+        PetscCall(PetscLogEventEnd(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
+      }
+    }
+  }
+  /* the total potentials of all points: each row from process column 0, each column from process row 0 */
+  PetscCall(PetscArrayzero(all, c->n + c->m));
+  if (b.grid.mycol == 0)
+    for (int li = 0; li < R; li++) all[b.gi[li]] = F[li] + eps * log(u[li]);
+  if (b.grid.myrow == 0)
+    for (int lj = 0; lj < Q; lj++) all[c->n + b.gj[lj]] = G[lj] + eps * log(v[lj]);
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, all, (PetscMPIInt)(c->n + c->m), MPI_DOUBLE, MPI_SUM, c->comm));
+  for (PetscInt i = 0; i < c->nloc; i++) f[i] = all[c->n0 + i];
+  for (PetscInt j = 0; j < c->mloc; j++) g[j] = all[c->n + c->m0 + j];
+  for (PetscInt j = 0; j < c->m; j++) gs[j] = (float)(all[c->n + j] / eps);
+  *epsp = eps, *itp = it, *errp = err, *convp = conv;
+  PetscCall(PetscFree6(loga, logb, F, G, u, un));
+  PetscCall(PetscFree3(v, sr, sc));
+  PetscCall(PetscFree(all));
+  if (b.rowc != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_free(&b.rowc));
+  if (b.colc != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_free(&b.colc));
+  PetscCall(PetscFree2(b.Cl, b.Kl));
+  PetscCall(PetscFree2(b.gi, b.gj));
+  PetscCall(CsGridDestroy(&b.grid));
+  PetscFunctionReturn(0);
+}
+
 /* Check the arguments and lay the points out over the ranks: counts, offsets, totals. */
 static PetscErrorCode Layout(Ctx *c, const CsOTOptions *o, const char *name)
 {
@@ -677,7 +890,7 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
   /* stored or streamed */
   {
     size_t    bytes = (o->kernel_bf16 ? 6 : 4) * (size_t)nloc * c.m;
-    PetscBool st    = o->mode == CS_OT_MODE_STREAM || (o->mode == CS_OT_MODE_AUTO && bytes > CS_OT_STORE_MAX_BYTES);
+    PetscBool st    = o->mode == CS_OT_MODE_STREAM || o->mode == CS_OT_MODE_BLOCKCYCLIC || (o->mode == CS_OT_MODE_AUTO && bytes > CS_OT_STORE_MAX_BYTES);
     PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPIU_BOOL, MPI_LOR, comm));
     c.stream = st;
   }
@@ -700,7 +913,8 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
   for (PetscInt j = 0; j < c.m; j++) gs[j] = 0;
   for (PetscInt i = 0; i < c.n; i++) fs[i] = 0;
   eps = eps0;
-  if (!c.stream) PetscCall(ScalingIterations(&c, o, name, cscale, eps0, sa, loga, logb, f, g, gs, &eps, &it, &err, &conv));
+  if (o->mode == CS_OT_MODE_BLOCKCYCLIC) PetscCall(BlockCyclicIterations(&c, o, name, cscale, eps0, sa, loga, logb, f, g, gs, &eps, &it, &err, &conv));
+  else if (!c.stream) PetscCall(ScalingIterations(&c, o, name, cscale, eps0, sa, loga, logb, f, g, gs, &eps, &it, &err, &conv));
   else PetscCall(StreamedIterations(&c, o, name, cscale, sa, loga, logb, f, g, fs, gs, ftmp, gtmp, L, Lc, &eps, &it, &err, &conv));
   if (!conv && !o->allow_unconverged) {
     PetscCall(PetscLogEventEnd(CS_EVENT_OT_SOLVE, 0, 0, 0, 0));
@@ -710,7 +924,8 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
             name, (double)o->tol, o->max_iter, err, eps, (double)o->tau_a, (double)o->tau_b);
   }
   /* gs holds g/eps at the final eps (the loop breaks after a row sweep) */
-  inf.iterations = it, inf.error = err, inf.cost_scale = cscale, inf.converged = conv, inf.streamed = c.stream;
+  inf.iterations = it, inf.error = err, inf.cost_scale = cscale, inf.converged = conv;
+  inf.streamed = c.stream && o->mode != CS_OT_MODE_BLOCKCYCLIC ? PETSC_TRUE : PETSC_FALSE;
   c.stream = PETSC_TRUE; /* the projection recomputes the cost block by block in both modes */
   if (plan || bary) {
     double cm[2] = {0, 0};
