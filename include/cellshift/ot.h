@@ -41,6 +41,8 @@ typedef enum { CS_OT_SCALE_NONE, CS_OT_SCALE_MEAN, CS_OT_SCALE_MAX } CsOTCostSca
    communicator (built by pdgemm as -2 X Y^T plus the norms; n m / ranks entries of each a rank), the row and column
    sums of the iterations reduced over the process rows and columns; the same iterates as STORE. */
 typedef enum { CS_OT_MODE_AUTO, CS_OT_MODE_STORE, CS_OT_MODE_STREAM, CS_OT_MODE_BLOCKCYCLIC } CsOTMode;
+/* Their option names (PetscOptionsEnum): auto, rows (STORE: kernel rows), stream, blockcyclic. */
+PETSC_EXTERN const char *const CsOTModes[];
 #define CS_OT_STORE_MAX_BYTES ((size_t)1 << 30)
 
 typedef struct {

@@ -12,6 +12,8 @@
   #define CS_HAVE_AVX512_PATH 1
 #endif
 
+const char *const CsOTModes[] = {"auto", "rows", "stream", "blockcyclic", "CsOTMode", "CS_OT_MODE_", NULL};
+
 PetscLogEvent CS_EVENT_OT_SOLVE, CS_EVENT_OT_SWEEP, CS_EVENT_OT_KERNEL, CS_EVENT_OT_PROJECT;
 
 /* Cost blocks of the streamed sweeps: 128 x 1024 floats (512 KiB) stay in L2 between the sgemm and the
