@@ -117,6 +117,14 @@ PETSC_EXTERN PetscErrorCode CsPathJoin(const char dir[], const char name[], char
 /* Collective: does a regular file exist (rank 0 checks, result broadcast)? */
 PETSC_EXTERN PetscErrorCode CsFileExists(MPI_Comm comm, const char path[], PetscBool *exists);
 
+/* Numbers. */
+/* x rounded to `bits` significant bits (0, Inf and NaN unchanged). Values equal in exact arithmetic but summed in an
+   order that depends on the rank count differ by a few ulps; rounded to 40 bits they compare equal, so rankings that
+   must not depend on the rank count (top-k DE genes, graph neighbours) break such ties by index. frexp, ldexp and
+   rint are exact, so every implementation gets the same values. */
+PETSC_EXTERN double CsRoundBits(double x, int bits);
+#define CS_TIE_BITS 40
+
 /* Strings. */
 /* Edit distance (insertions, deletions, substitutions, transpositions of neighbours) between a and b. */
 PETSC_EXTERN PetscInt CsStrDistance(const char a[], const char b[]);

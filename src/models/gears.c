@@ -153,18 +153,6 @@ static int NbCmp(const void *a, const void *b)
   return (x->j > y->j) - (x->j < y->j);
 }
 
-/* |r| rounded to 40 significant bits (the rule of src/eval's CsTopAbs, which the models cannot include): the sums
-   behind r are added in an order that depends on the number of ranks, and correlations equal in exact arithmetic
-   (common in sparse data: genes seen in the same few cells) must tie, not be ordered by rounding, or the top-k
-   lists and so the graph would change with the rank count. */
-static double Round40(double x)
-{
-  int e;
-  if (x == 0 || !isfinite(x)) return x;
-  (void)frexp(x, &e);
-  return ldexp(rint(ldexp(x, 40 - e)), e - 40);
-}
-
 /* Training control and single-perturbation cells: the cells of the co-expression graph. */
 static PetscBool CoexpressCell(CsModel m, PetscInt i)
 {
@@ -211,9 +199,10 @@ static PetscErrorCode CoexpressGraph(CsModel m, Gears *gs)
   PetscCall(PetscMalloc4((size_t)G * (gs->co_topk + 1), &src, (size_t)G * (gs->co_topk + 1), &dst, (size_t)G * (gs->co_topk + 1), &w, G, &nb));
   for (PetscInt i = 0; i < G; i++) {
     PetscInt k = PetscMin(gs->co_topk + 1, G);
+    /* the sums behind r depend on the rank count: rounded, equal correlations tie and the lists do not */
     for (PetscInt j = 0; j < G; j++) {
       double c = S[(size_t)i * G + j] - sum[i] * sum[j] / n, v = D[i] * D[j], r = v > 0 ? c / sqrt(v) : 0;
-      nb[j].w = PetscIsInfOrNanReal(r) ? 0 : Round40(fabs(r)), nb[j].j = j;
+      nb[j].w = PetscIsInfOrNanReal(r) ? 0 : CsRoundBits(fabs(r), CS_TIE_BITS), nb[j].j = j;
     }
     qsort(nb, (size_t)G, sizeof(Nb), NbCmp);
     for (PetscInt q = 0; q < k; q++) {
