@@ -32,7 +32,7 @@ with open(f"{out}/few.csv", "w") as f:
         f.write(f"r{i},linear,{0.5 + 1 / N},{N}\n")
 PY
 for n in 1 2 3; do
-  $CS_MPIEXEC -n $n "$CELLSHIFT" scaling -table "$out/collected.csv" -x n_train_cells -y rmse -by model -bootstrap 200 \
+  $CS_MPIEXEC -n $n "$CELLSHIFT" scaling -table "$out/collected.csv" -x n_train_cells -y rmse -by model -bootstrap 100 \
     -output_dir "$out/np$n" > "$out/np$n.log" 2>&1 || { cat "$out/np$n.log"; exit 1; }
 done
 cat "$out/np1/scaling.md"
