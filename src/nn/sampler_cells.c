@@ -22,11 +22,14 @@ static PetscErrorCode WeightsSetUp(CsSampler s, Cells *c)
   PetscFunctionBeginUser;
   PetscCall(PetscFree(c->cum));
   if (!s->weight) PetscFunctionReturn(0);
+  PetscInt bad = -1;
   for (PetscInt k = 0; k < n; k++) {
     double w = s->weight[c->train.rows[k]];
-    CsCheckAll(comm, isfinite(w) && w >= 0, "sampling weight %g of cell %" PetscInt_FMT " is not finite and >= 0", w, s->ds->rstart + c->train.rows[k]);
-    wmax = PetscMax(wmax, w);
+    if (!(isfinite(w) && w >= 0) && bad < 0) bad = k;
+    else wmax = PetscMax(wmax, w);
   }
+  CsCheckAll(comm, bad < 0, "sampling weight %g of cell %" PetscInt_FMT " is not finite and >= 0", bad >= 0 ? s->weight[c->train.rows[bad]] : 0.0,
+             bad >= 0 ? s->ds->rstart + c->train.rows[bad] : -1);
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &wmax, 1, MPI_DOUBLE, MPI_MAX, comm));
   CsCheckAll(comm, wmax > 0, "every training cell has sampling weight 0");
   PetscCall(PetscMalloc1(n + 1, &c->cum));
