@@ -34,14 +34,15 @@ PETSC_EXTERN double         CsPowerLawEval(const CsPowerLaw *f, double N);
    floor(u n), u = CsRngUniform(seed, CS_STREAM_BOOT, b, k)), each refitted; lo/hi are the percentile interval of
    coverage `level` (0.95: the 2.5% and 97.5% quantiles, linear interpolation) of a, alpha, c over the replicates that
    could be fitted. A replicate with fewer than 4 distinct N, or whose fit does not converge, is skipped and
-   counted in nskipped; more than half skipped is an input error (the intervals would mean nothing). */
+   counted in nskipped; more than half skipped is an input error (the intervals would mean nothing). Errors begin
+   with `what` (the group, e.g. "model scgen, rmse against n_train_cells"). */
 typedef struct {
   CsPowerLaw fit;
   double     lo[3], hi[3]; /* a, alpha, c */
   PetscInt   nboot, nskipped;
 } CsPowerLawCI;
-PETSC_EXTERN PetscErrorCode CsPowerLawBootstrap(PetscInt n, const double N[], const double L[], PetscInt nboot, uint64_t seed, double level,
-                                                CsPowerLawCI *ci);
+PETSC_EXTERN PetscErrorCode CsPowerLawBootstrap(const char what[], PetscInt n, const double N[], const double L[], PetscInt nboot, uint64_t seed,
+                                                double level, CsPowerLawCI *ci);
 
 /* `cellshift scaling`: the analysis of a table of runs (the CSV of `cellshift collect`: a header, then one row per
    run; a column "status" keeps only its rows "ok" (or empty), other rows are skipped).

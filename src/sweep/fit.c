@@ -170,19 +170,23 @@ static double Quantile(const double *v, PetscInt n, double q)
   return v[k] + (h - (double)k) * (v[k + 1] - v[k]);
 }
 
-PetscErrorCode CsPowerLawBootstrap(PetscInt n, const double N[], const double L[], PetscInt nboot, uint64_t seed, double level, CsPowerLawCI *ci)
+PetscErrorCode CsPowerLawBootstrap(const char what[], PetscInt n, const double N[], const double L[], PetscInt nboot, uint64_t seed, double level,
+                                   CsPowerLawCI *ci)
 {
-  double  *bn, *bl, *par[3];
-  PetscInt ok = 0;
+  double   *bn, *bl, *par[3];
+  PetscInt  ok = 0, d = DistinctX(n, N);
+  PetscBool conv;
 
   PetscFunctionBeginUser;
-  PetscCheck(nboot >= 10, PETSC_COMM_SELF, CS_ERR_INPUT, "-bootstrap %" PetscInt_FMT ": at least 10 resamples", nboot);
-  PetscCheck(level > 0 && level < 1, PETSC_COMM_SELF, CS_ERR_INPUT, "confidence level %g must be in (0, 1)", level);
-  PetscCall(CsPowerLawFit(n, N, L, &ci->fit, NULL));
+  PetscCheck(nboot >= 10, PETSC_COMM_SELF, CS_ERR_INPUT, "%s: -bootstrap %" PetscInt_FMT ": at least 10 resamples", what, nboot);
+  PetscCheck(level > 0 && level < 1, PETSC_COMM_SELF, CS_ERR_INPUT, "%s: confidence level %g must be in (0, 1)", what, level);
+  PetscCheck(d >= 4, PETSC_COMM_SELF, CS_ERR_INPUT, "%s: %" PetscInt_FMT " distinct N among %" PetscInt_FMT " points; the law a N^-alpha + c needs at least 4", what, d, n);
+  PetscCall(CsPowerLawFit(n, N, L, &ci->fit, &conv));
+  PetscCheck(conv, PETSC_COMM_SELF, CS_ERR_INPUT, "%s: the power-law fit did not converge (Tao: %s after %" PetscInt_FMT " iterations)", what,
+             TaoConvergedReasons[ci->fit.reason], ci->fit.iterations);
   PetscCall(PetscMalloc5(n, &bn, n, &bl, nboot, &par[0], nboot, &par[1], nboot, &par[2]));
   for (PetscInt b = 0; b < nboot; b++) {
     CsPowerLaw f;
-    PetscBool  conv;
     for (PetscInt k = 0; k < n; k++) {
       PetscInt i = (PetscInt)(CsRngUniform(seed, CS_STREAM_BOOT, (uint64_t)b, (uint64_t)k) * (double)n);
       bn[k] = N[i], bl[k] = L[i];
@@ -194,7 +198,8 @@ PetscErrorCode CsPowerLawBootstrap(PetscInt n, const double N[], const double L[
   }
   ci->nboot = nboot, ci->nskipped = nboot - ok;
   PetscCheck(2 * ok >= nboot, PETSC_COMM_SELF, CS_ERR_INPUT,
-             "only %" PetscInt_FMT " of %" PetscInt_FMT " bootstrap resamples could be fitted (too few distinct N or no convergence): no interval", ok, nboot);
+             "%s: only %" PetscInt_FMT " of %" PetscInt_FMT " bootstrap resamples of the rows could be fitted (too few distinct N or no convergence): "
+             "no interval; run more replicates per N", what, ok, nboot);
   for (int k = 0; k < 3; k++) {
     qsort(par[k], (size_t)ok, sizeof(double), CmpDouble);
     ci->lo[k] = Quantile(par[k], ok, 0.5 * (1 - level));

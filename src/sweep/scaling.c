@@ -208,12 +208,10 @@ static PetscErrorCode FitGroups(const CsScalingOptions *o, const Table *t, Resul
         for (PetscInt j = 0; j < i && !seen; j++) seen = g->x[j] == g->x[i] ? PETSC_TRUE : PETSC_FALSE;
         if (!seen) g->ndistinct++;
       }
-      PetscCheck(g->ndistinct >= 4, PETSC_COMM_SELF, CS_ERR_INPUT,
-                 "%s = %s, -y %s: %" PetscInt_FMT " distinct values of %s among %" PetscInt_FMT " usable rows; the law a N^-alpha + c needs at least 4",
-                 o->by, g->name, o->y[m], g->ndistinct, o->x, g->n);
       {
-        PetscErrorCode ierr = CsPowerLawBootstrap(g->n, g->x, g->y, o->nboot, o->seed, o->level, &g->ci);
-        PetscCheck(!ierr, PETSC_COMM_SELF, CS_ERR_INPUT, "%s = %s, -y %s against %s: the fit failed (see above)", o->by, g->name, o->y[m], o->x);
+        char what[512];
+        PetscCall(PetscSNPrintf(what, sizeof(what), "%s = %s, -y %s against %s", o->by, g->name, o->y[m], o->x));
+        PetscCall(CsPowerLawBootstrap(what, g->n, g->x, g->y, o->nboot, o->seed, o->level, &g->ci));
       }
     }
   }

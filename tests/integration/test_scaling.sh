@@ -90,7 +90,7 @@ fail() {
   grep -q -- "$want" "$out/bad.log" || { echo "want '$want':"; cat "$out/bad.log"; exit 1; }
   [ "$(grep -c 'error' "$out/bad.log")" = 1 ] || { echo "one message expected:"; cat "$out/bad.log"; exit 1; }
 }
-fail "3 distinct values of n_train_cells" -table "$out/few.csv" -output_dir "$out/bad1"
+fail "model = linear, -y rmse against n_train_cells: 3 distinct N among 5 points" -table "$out/few.csv" -output_dir "$out/bad1"
 [ ! -e "$out/bad1/scaling.csv" ]
 fail "no such column" -table "$out/collected.csv" -y rmsee -output_dir "$out/bad2"
 fail "cannot read" -table "$out/none.csv" -output_dir "$out/bad3"
