@@ -350,7 +350,8 @@ static PetscErrorCode WriteMD(void *ctx, FILE *fp)
 static void LogTicks(cairo_t *cr, double lo, double hi, PetscBool xaxis, double px, double py, double pw, double ph)
 {
   double l0 = log10(lo), l1 = log10(hi);
-  int    ms[3] = {1, 2, 5}, nm = l1 - l0 < 2.5 ? 3 : 1;
+  /* mantissas of the ticks: 1..9 within a decade, 1, 2, 5 over a few, 1 beyond */
+  int    all[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, few[3] = {1, 2, 5}, *ms = l1 - l0 < 1 ? all : few, nm = l1 - l0 < 1 ? 9 : l1 - l0 < 2.5 ? 3 : 1;
   char   buf[64];
   for (int e = (int)floor(l0); e <= (int)ceil(l1); e++)
     for (int q = 0; q < nm; q++) {
