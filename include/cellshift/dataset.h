@@ -41,6 +41,15 @@ struct _n_CsDataset {
   char         genes_mode[16];
   PetscBool    obs_fill;
   PetscInt     nfiles;        /* files read (1 for a single -data file) */
+  /* -quality_weight none | qc | obs:COLUMN[=VALUE]: a weight per cell, used by the cells sampler as its drawing
+     probability (see sampler.h). qc (needs -normalize: raw counts): from the total counts, the detected genes and the
+     mitochondrial fraction (genes named MT-* or mt-*); each covariate's robust z = (v - median) / (1.4826 MAD) over
+     all cells (medians from a 65536-bin histogram, so the same for any rank count), bad directions only (total counts
+     both ways, genes low, mito high), w = exp(-sum max(0, |z| - 3)^2 / 2): cells within 3 MADs weigh 1. obs:COLUMN:
+     a numeric column's values (finite, >= 0); obs:COLUMN=VALUE: 1 where the categorical column is VALUE, else 0
+     (the simulator: obs:quality=ok). */
+  char         quality[256];
+  double      *qweight;       /* [nlocal] after SetUp, NULL for none */
 };
 
 PETSC_EXTERN PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *ds);

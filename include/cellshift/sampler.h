@@ -11,6 +11,12 @@
                (CsPerm, CS_STREAM_SHUFFLE, key e), in global batches of -<prefix>batch_size cells; the last partial
                batch is dropped (one batch of all cells when there are fewer than batch_size). Each rank takes the
                batch's cells it owns, in batch order. Validation: the validation cells in global order.
+               With weights (-quality_weight, CsSamplerSetWeights) the training batches are drawn with replacement,
+               cell c with probability w_c / sum w: the weights are quantised to integers q_c = round(2^30 w_c / max w)
+               (at least 1 where w_c > 0), whose prefix sums over the training cells in global order are exact for
+               any rank count; batch position p of epoch e (the same positions and steps per epoch as above) takes
+               the cell whose prefix interval holds r mod Q, Q = sum q, r the 64 bits of CsRng4(seed,
+               CS_STREAM_WEIGHT, e, p). A cell of weight 0 is never drawn. Validation is not weighted.
    - paired  : the same over the perturbed (non-control) training cells whose context has training controls; each
                cell c of a batch gets a control partner: ordinal floor(u ncontrols) of the training controls of its
                context, u = CsRngUniform(seed, CS_STREAM_PAIR, e + 1, c) (validation: counter 0). The partner's rows
@@ -116,6 +122,10 @@ PETSC_EXTERN PetscErrorCode CsSamplerSetFromOptions(CsSampler s);
    draw. d may be NULL for the cells type. References are taken, not copies. */
 PETSC_EXTERN PetscErrorCode CsSamplerSetData(CsSampler s, CsDataset ds, CsDesign d, const PetscBool *train, const PetscBool *valid,
                                              uint64_t seed);
+/* Sampling weights [ds->nlocal] of the local rows (>= 0; NULL: uniform), a reference. CsSamplerSetData takes the
+   dataset's -quality_weight weights (ds->qweight); this replaces them. Only the cells type accepts weights: SetUp of
+   another type with weights is an input error. */
+PETSC_EXTERN PetscErrorCode CsSamplerSetWeights(CsSampler s, const double *w);
 /* Replace the in-memory row source (before SetUp). */
 PETSC_EXTERN PetscErrorCode CsSamplerSetSource(CsSampler s, const CsSamplerSource *src);
 /* Collective, idempotent: the pools of cells and groups; input errors (no perturbed cell with a control, ...). */

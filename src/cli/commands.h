@@ -15,6 +15,9 @@ PETSC_INTERN PetscErrorCode CsCommandEvaluate(void);
 PETSC_INTERN PetscErrorCode CsCommandInspect(int argc, char **argv);
 PETSC_INTERN PetscErrorCode CsCommandSimulate(void);
 PETSC_INTERN PetscErrorCode CsCommandTrajectory(void);
+PETSC_INTERN PetscErrorCode CsCommandScaling(void);
+/* The scaling command's options block (scaling.c); ctx a CsScalingOptions, or NULL (for -help). */
+PETSC_INTERN PetscErrorCode CsScalingOptionsRead(MPI_Comm comm, void *ctx);
 /* The trajectory command's options block (trajectory.c); ctx its options struct, or NULL (for -help). */
 PETSC_INTERN PetscErrorCode CsTrajectoryOptions(MPI_Comm comm, void *ctx);
 

@@ -53,6 +53,7 @@ static PetscErrorCode PrintAllOptions(const char cmd[])
   if (!cmd) {
     PetscCall(PrintSimulateOptions());
     PetscCall(CsTrajectoryOptions(PETSC_COMM_WORLD, NULL));
+    PetscCall(CsScalingOptionsRead(PETSC_COMM_WORLD, NULL));
   }
   PetscCall(CsOptionsQueryLate(PETSC_COMM_WORLD));
   PetscCall(CsSplitDestroy(&s));
@@ -75,6 +76,9 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
       PetscCall(CsTrajectoryOptions(PETSC_COMM_WORLD, NULL));
       PetscCall(CsSystemSetFromOptions(PETSC_COMM_WORLD));
       PetscCall(CsH5adWriterOptions(PETSC_COMM_WORLD, &mb));
+    } else if (cmd && !strcmp(cmd, "scaling")) {
+      PetscCall(CsScalingOptionsRead(PETSC_COMM_WORLD, NULL));
+      PetscCall(CsSystemSetFromOptions(PETSC_COMM_WORLD));
     }
     else PetscCall(PrintAllOptions(cmd));
     PetscFunctionReturn(0);
@@ -88,6 +92,7 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
                                             "  inspect FILE  describe an .h5ad file (-priors: the coverage of the priors)\n"
                                             "  simulate  write a simulated atlas with its ground truth (-cells N -genes G -output FILE.h5ad)\n"
                                             "  trajectory  OT couplings between time points: states at -save_times, or -holdout_time T scored\n"
+                                            "  scaling   fit L(N) = a N^-alpha + c per model to a collected table (-table collected.csv -x n_train_cells -y rmse)\n"
                                             "cellshift -help lists every option.\n"));
     PetscFunctionReturn(0);
   }
@@ -98,6 +103,7 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
   else if (!strcmp(cmd, "inspect")) PetscCall(CsCommandInspect(argc, argv));
   else if (!strcmp(cmd, "simulate")) PetscCall(CsCommandSimulate());
   else if (!strcmp(cmd, "trajectory")) PetscCall(CsCommandTrajectory());
-  else SETERRQ(PETSC_COMM_WORLD, CS_ERR_INPUT, "unknown command '%s' (run, train, predict, evaluate, inspect, simulate, trajectory)", cmd);
+  else if (!strcmp(cmd, "scaling")) PetscCall(CsCommandScaling());
+  else SETERRQ(PETSC_COMM_WORLD, CS_ERR_INPUT, "unknown command '%s' (run, train, predict, evaluate, inspect, simulate, trajectory, scaling)", cmd);
   PetscFunctionReturn(0);
 }

@@ -6,4 +6,7 @@
 /* Collective (multifile.c): read the files of -data a,b,c or -data_list into ds as one dataset (ds's X, genes, obs,
    nlocal, encoding, nfiles; the caller sets the layout). */
 PETSC_INTERN PetscErrorCode CsDatasetReadFiles(CsDataset ds);
+/* Collective (quality.c): ds->qweight from ds->quality (see dataset.h), after the rows are final; input errors for
+   a bad specification, a missing column, negative or non-finite weights, or weights that are all zero. */
+PETSC_INTERN PetscErrorCode CsDatasetQualityWeights(CsDataset ds);
 #endif

@@ -43,6 +43,8 @@ PetscErrorCode CsDatasetSetFromOptions(CsDataset ds)
                              ds->normalize, &ds->normalize, NULL));
   PetscCall(PetscOptionsString("-obs_subset", "Keep only cells with obs KEY in the listed values: KEY=v1,v2", "CsDatasetSetFromOptions",
                                ds->subset, ds->subset, sizeof(ds->subset), NULL));
+  PetscCall(PetscOptionsString("-quality_weight", "Per-cell sampling weights of the cells sampler: none, qc (QC covariates; needs -normalize) or "
+                                                  "obs:COLUMN[=VALUE]", "CsDatasetSetFromOptions", ds->quality, ds->quality, sizeof(ds->quality), NULL));
   PetscOptionsEnd();
   PetscFunctionReturn(0);
 }
@@ -430,11 +432,19 @@ PetscErrorCode CsDatasetSetUp(CsDataset ds)
     *eq = 0;
     PetscCall(CsDatasetAddObsKey(ds, key, PETSC_TRUE));
   }
+  if (!strncmp(ds->quality, "obs:", 4)) {
+    char col[256];
+    PetscCall(PetscStrncpy(col, ds->quality + 4, sizeof(col)));
+    if (strchr(col, '=')) *strchr(col, '=') = 0;
+    CsCheckAll(ds->comm, col[0], "-quality_weight %s: name the obs column (obs:COLUMN or obs:COLUMN=VALUE)", ds->quality);
+    PetscCall(CsDatasetAddObsKey(ds, col, PETSC_TRUE));
+  }
   PetscCall(ReadBlock(ds));
   PetscCall(CheckBlock(ds));
   if (key[0]) PetscCall(ApplySubset(ds, key, strchr(ds->subset, '=') + 1));
   if (ds->normalize) PetscCall(Normalize(ds));
   CsCheckAll(ds->comm, ds->nglobal > 0, "%s has no cells", ds->path);
+  PetscCall(CsDatasetQualityWeights(ds));
   ds->setup = PETSC_TRUE;
   PetscFunctionReturn(0);
 }
@@ -461,6 +471,7 @@ PetscErrorCode CsDatasetDestroy(CsDataset *ds)
     PetscCall(CsH5adBlockFree(&b)); /* the arrays moved in from the reader's block */
   }
   PetscCall(PetscFree((*ds)->libsize));
+  PetscCall(PetscFree((*ds)->qweight));
   PetscCall(PetscLayoutDestroy(&(*ds)->rows));
   PetscCall(CsStrArrayDestroy((*ds)->nkeys, &(*ds)->keys));
   PetscCall(PetscFree((*ds)->required));

@@ -155,7 +155,17 @@ PetscErrorCode CsSamplerSetData(CsSampler s, CsDataset ds, CsDesign d, const Pet
   PetscFunctionBeginUser;
   PetscValidHeaderSpecific(s, CS_SAMPLER_CLASSID, 1);
   s->ds = ds, s->design = d, s->train = train, s->valid = valid, s->seed = seed;
-  s->setup = PETSC_FALSE;
+  s->weight = ds ? ds->qweight : NULL;
+  s->setup  = PETSC_FALSE;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsSamplerSetWeights(CsSampler s, const double *w)
+{
+  PetscFunctionBeginUser;
+  PetscValidHeaderSpecific(s, CS_SAMPLER_CLASSID, 1);
+  s->weight = w;
+  s->setup  = PETSC_FALSE;
   PetscFunctionReturn(0);
 }
 
@@ -175,6 +185,12 @@ PetscErrorCode CsSamplerSetUp(CsSampler s)
   if (s->setup) PetscFunctionReturn(0);
   if (!((PetscObject)s)->type_name) PetscCall(CsSamplerSetType(s, CSSAMPLERCELLS));
   PetscCheck(s->ds && s->train, PetscObjectComm((PetscObject)s), PETSC_ERR_ORDER, "call CsSamplerSetData first");
+  {
+    PetscBool cells;
+    PetscCall(PetscObjectTypeCompare((PetscObject)s, CSSAMPLERCELLS, &cells));
+    CsCheckAll(PetscObjectComm((PetscObject)s), !s->weight || cells, "-quality_weight: the %s sampler draws no weighted cells (only the cells sampler does)",
+               ((PetscObject)s)->type_name);
+  }
   if (s->ops->setup) PetscCall(s->ops->setup(s));
   s->setup = PETSC_TRUE;
   PetscFunctionReturn(0);
