@@ -99,9 +99,11 @@ PETSC_EXTERN PetscErrorCode CsCSRGroupStats(MPI_Comm comm, const CsCSR *X, Petsc
    order, then local order) as CSR; *out is empty (0 rows) on the other ranks. Built on CsCSRFetchRows. */
 PETSC_EXTERN PetscErrorCode CsCSRGatherRows(PetscLayout layout, const CsCSR *X, PetscInt n, const PetscInt local[], PetscMPIInt root,
                                             CsCSR *out);
-/* Collective: the local rows local[0..n) (any order, repeats allowed) as CSR in that order (in memory: a copy of
-   them; streamed: read from the file in runs of consecutive rows). Errors are agreed on by every rank. */
+/* Local: the local rows local[0..n) (any order, repeats allowed) as CSR in that order, out reallocated (in memory:
+   a copy of them; streamed: read from the file in runs of consecutive rows). */
 PETSC_EXTERN PetscErrorCode CsDatasetGetRows(CsDataset ds, PetscInt n, const PetscInt local[], CsCSR *out);
+/* Collective: the same, a read error being one input error on every rank. */
+PETSC_EXTERN PetscErrorCode CsDatasetReadRows(CsDataset ds, PetscInt n, const PetscInt local[], CsCSR *out);
 /* Collective: a CSR with all nlocal rows of which only those with keep[i] hold their values (the others are empty):
    for code that needs a subset of rows (the evaluated groups) by dataset row. In memory it is ds->X itself
    (*borrowed true; do not free); streamed, the kept rows are read and *borrowed is false. */

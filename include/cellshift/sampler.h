@@ -86,7 +86,8 @@ typedef struct {
   PetscInt *group, *rowptr, *ctrlptr;
 } CsBatch;
 
-/* Build the rank's CSR rows of an arbitrary set of local dataset rows (for models' own passes, e.g. encoding). */
+/* Build the rank's CSR rows of an arbitrary set of local dataset rows (for models' own passes, e.g. encoding). Local
+   (a streamed dataset reads them: CsDatasetGetRows). */
 PETSC_EXTERN PetscErrorCode CsBatchFromRows(CsDataset ds, PetscInt n, const PetscInt *rows, CsBatch *b);
 PETSC_EXTERN PetscErrorCode CsBatchFree(CsBatch *b);
 

@@ -75,7 +75,7 @@ static PetscErrorCode RowsGet(Rows *R, PetscInt c, CsCSR *A, PetscInt *i0)
     PetscCall(PetscMalloc1(b - a + 1, &rows));
     for (PetscInt i = a; i < b; i++) rows[i - a] = i;
     PetscCall(PetscMemzero(A, sizeof(*A)));
-    PetscCall(CsDatasetGetRows(R->ds, b - a, rows, A));
+    PetscCall(CsDatasetReadRows(R->ds, b - a, rows, A));
     PetscCall(PetscFree(rows));
     *i0 = a;
   }

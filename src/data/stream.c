@@ -213,7 +213,6 @@ static PetscErrorCode GetRowsLocal(CsDataset ds, PetscInt n, const PetscInt loca
 PetscErrorCode CsDatasetGetRows(CsDataset ds, PetscInt n, const PetscInt local[], CsCSR *out)
 {
   PetscErrorCode ierr;
-  char           msg[PETSC_MAX_PATH_LEN + 64];
 
   PetscFunctionBeginUser;
   if (!ds->streamed) {
@@ -223,7 +222,22 @@ PetscErrorCode CsDatasetGetRows(CsDataset ds, PetscInt n, const PetscInt local[]
   PetscCall(CsCSRFree(out));
   ierr = GetRowsLocal(ds, n, local, out);
   if (ierr) (void)CsCSRFree(out);
-  PetscCall(PetscSNPrintf(msg, sizeof(msg), "reading streamed rows of %s failed", ds->path));
+  PetscCall(ierr);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsDatasetReadRows(CsDataset ds, PetscInt n, const PetscInt local[], CsCSR *out)
+{
+  PetscErrorCode ierr;
+  char           msg[PETSC_MAX_PATH_LEN + 64];
+
+  PetscFunctionBeginUser;
+  if (!ds->streamed) {
+    PetscCall(CsCSRSubsetRows(&ds->X, n, local, out));
+    PetscFunctionReturn(0);
+  }
+  ierr = CsDatasetGetRows(ds, n, local, out);
+  PetscCall(PetscSNPrintf(msg, sizeof(msg), "reading streamed rows of %s failed (was it changed or removed?)", ds->path));
   PetscCall(CsAgreeCode(ds->comm, ierr, msg));
   PetscFunctionReturn(0);
 }
@@ -243,7 +257,7 @@ PetscErrorCode CsDatasetGetMasked(CsDataset ds, const PetscBool keep[], CsCSR *o
   PetscCall(PetscMalloc1(ds->nlocal + 1, &rows));
   for (PetscInt i = 0; i < ds->nlocal; i++)
     if (keep[i]) rows[n++] = i;
-  PetscCall(CsDatasetGetRows(ds, n, rows, &S));
+  PetscCall(CsDatasetReadRows(ds, n, rows, &S));
   /* Spread the kept rows over all nlocal rows: the others are empty. */
   PetscCall(PetscMemzero(out, sizeof(*out)));
   out->nrows = ds->nlocal, out->ncols = ds->ngenes, out->indices = S.indices, out->data = S.data;

@@ -117,7 +117,7 @@ static PetscErrorCode WriteBlock(CsModel m, CsH5adWriter w, PetscInt pass, Petsc
       CsCSR       mine = {0};
       PetscLayout lay;
       PetscInt   *idx;
-      PetscCall(CsDatasetGetRows(ds, nsel, rows, &mine));
+      PetscCall(CsDatasetReadRows(ds, nsel, rows, &mine));
       PetscCall(PetscLayoutCreateFromSizes(comm, nsel, PETSC_DECIDE, 1, &lay));
       PetscCall(PetscMalloc1(nsel + 1, &idx));
       for (PetscInt i = 0; i < nsel; i++) idx[i] = i;
@@ -127,7 +127,7 @@ static PetscErrorCode WriteBlock(CsModel m, CsH5adWriter w, PetscInt pass, Petsc
       PetscCall(CsCSRFree(&mine));
     }
     first = 0;
-  } else PetscCall(CsDatasetGetRows(ds, nsel, rows, &sub));
+  } else PetscCall(CsDatasetReadRows(ds, nsel, rows, &sub));
   PetscCall(PetscMalloc1((size_t)sub.nrows * G + 1, &out));
   if (pass == 1)
     for (PetscInt i = 0; i < sub.nrows; i++) CsCSRRowToDense(&sub, i, out + (size_t)i * G);

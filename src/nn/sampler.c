@@ -51,7 +51,7 @@ static PetscErrorCode MemoryRows(void *ctx, PetscInt n, const PetscInt local[], 
   CsSampler s = (CsSampler)ctx;
 
   PetscFunctionBeginUser;
-  PetscCall(CsDatasetGetRows(s->ds, n, local, X));
+  PetscCall(CsDatasetReadRows(s->ds, n, local, X));
   PetscFunctionReturn(0);
 }
 
