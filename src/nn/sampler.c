@@ -195,6 +195,11 @@ PetscErrorCode CsSamplerSetFromOptions(CsSampler s)
                                &flg));
   if (flg) PetscCall(CsSamplerSetType(s, type));
   else if (!((PetscObject)s)->type_name) PetscCall(CsSamplerSetType(s, CSSAMPLERCELLS));
+  { /* known to every type: the trainer turns cells into stream when the dataset is streamed (the stream type reads it) */
+    PetscInt w = 8;
+    PetscCall(PetscOptionsInt("-stream_window", "Stream sampler (streamed datasets): row blocks held in memory and shuffled together",
+                              "CsSamplerSetFromOptions", w, &w, NULL));
+  }
   if (s->ops->setfromoptions) PetscCall(s->ops->setfromoptions(s, PetscOptionsObject));
   PetscCall(PetscObjectProcessOptionsHandlers((PetscObject)s, PetscOptionsObject));
   PetscOptionsEnd();

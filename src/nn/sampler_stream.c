@@ -39,18 +39,6 @@ typedef struct {
 
 static PetscInt WindowBlocks(Stream *c, const CsPerm *bp, PetscInt w, PetscInt blk[]);
 
-static PetscErrorCode CsSamplerSetFromOptions_Stream(CsSampler s, PetscOptionItems *PetscOptionsObject)
-{
-  Stream *c = (Stream *)s->data;
-
-  PetscFunctionBeginUser;
-  PetscOptionsHeadBegin(PetscOptionsObject, "Stream sampler: row blocks read on demand, shuffled within a window");
-  PetscCall(PetscOptionsInt("-stream_window", "Row blocks held in memory and shuffled together", "CsSamplerSetFromOptions", c->window, &c->window, NULL));
-  PetscOptionsHeadEnd();
-  CsCheckAll(PetscObjectComm((PetscObject)s), c->window >= 1, "-%sstream_window must be positive", ((PetscObject)s)->prefix ? ((PetscObject)s)->prefix : "");
-  PetscFunctionReturn(0);
-}
-
 static PetscErrorCode HeldFree(CsSampler s, Held *h)
 {
   Stream *c = (Stream *)s->data;
@@ -98,7 +86,7 @@ static PetscErrorCode CsSamplerSetUp_Stream(CsSampler s)
   PetscFunctionBeginUser;
   CsCheckAll(comm, s->src.blocks && s->src.read && s->src.release,
              "-%ssampler_type stream reads row blocks on demand, and the row source given with CsSamplerSetSource has no blocks", prefix);
-  PetscCall(PetscOptionsGetInt(((PetscObject)s)->options, prefix, "-stream_window", &c->window, &set)); /* also when the type was set late */
+  PetscCall(PetscOptionsGetInt(((PetscObject)s)->options, prefix, "-stream_window", &c->window, &set)); /* registered by CsSamplerSetFromOptions */
   CsCheckAll(comm, c->window >= 1, "-%sstream_window must be positive", prefix);
   for (PetscInt k = 0; k < NHELD; k++) PetscCall(HeldFree(s, &c->held[k]));
   PetscCall(PetscFree3(c->cnt, c->off, c->my));
@@ -383,7 +371,6 @@ PetscErrorCode CsSamplerCreate_Stream(CsSampler s)
   c->window = 8;
   for (PetscInt k = 0; k < NHELD; k++) c->held[k].epoch = c->held[k].w = -1;
   s->data                = c;
-  s->ops->setfromoptions = CsSamplerSetFromOptions_Stream;
   s->ops->setup          = CsSamplerSetUp_Stream;
   s->ops->sizes          = CsSamplerSizes_Stream;
   s->ops->maxrows        = CsSamplerMaxRows_Stream;
