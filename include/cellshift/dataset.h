@@ -66,8 +66,8 @@ PETSC_EXTERN PetscErrorCode CsDatasetSetFile(CsDataset ds, const char path[], co
 /* Streaming options, also in CsDatasetSetFromOptions: -stream (read rows on demand), -memory_limit BYTES (suffixes
    K, M, G, T: powers of 1024; stream when the largest rank's shard, 8 bytes per non-zero and per row, exceeds it; a
    limit below one block, 8 x stream_block x (non-zeros per row + 1) bytes, is an input error), -stream_block ROWS
-   (default 4096). Streaming reads one file, CSR or dense, without -obs_subset or -normalize (input errors
-   otherwise). */
+   (default 4096). Streaming reads one file, CSR or dense, without -obs_subset (input errors otherwise); -normalize
+   transforms rows as they are read (the same values; libsize is not kept). */
 /* Parse "2G", "512M", "1e9", "100000K" into bytes (input error naming `what` on anything else). */
 PETSC_EXTERN PetscErrorCode CsParseBytes(MPI_Comm comm, const char what[], const char str[], double *bytes);
 /* Ask for an obs column before CsDatasetSetUp. A required column that is missing is an input error; an optional

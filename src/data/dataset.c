@@ -450,7 +450,7 @@ PetscErrorCode CsDatasetSetUp(CsDataset ds)
   PetscCall(ReadBlock(ds));
   PetscCall(CheckBlock(ds));
   if (key[0]) PetscCall(ApplySubset(ds, key, strchr(ds->subset, '=') + 1));
-  if (ds->normalize) PetscCall(Normalize(ds));
+  if (ds->normalize && !ds->streamed) PetscCall(Normalize(ds)); /* streamed: rows are normalised as they are read */
   CsCheckAll(ds->comm, ds->nglobal > 0, "%s has no cells", ds->path);
   ds->setup = PETSC_TRUE;
   PetscFunctionReturn(0);

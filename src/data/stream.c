@@ -46,7 +46,6 @@ PetscErrorCode CsDatasetStreamOpen(CsDataset ds, PetscBool *streamed)
   CsCheckAll(ds->comm, !ds->data_list[0] && !strchr(ds->path, ','), "streaming (-stream, -memory_limit) reads one file; %s lists several",
              ds->path);
   CsCheckAll(ds->comm, !ds->subset[0], "streaming (-stream, -memory_limit) does not support -obs_subset: write the subset to a file first");
-  CsCheckAll(ds->comm, !ds->normalize, "streaming (-stream, -memory_limit) does not support -normalize: give log-normalised X");
   PetscCall(CsH5adStreamOpen(ds->comm, ds->path, ds->layer, ds->nkeys, ds->keys, ds->required, &b, &nnz, &ds->st));
   v[0] = nnz, v[1] = nnz;
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &v[0], 1, MPI_INT64_T, MPI_SUM, ds->comm));
@@ -135,6 +134,24 @@ PetscErrorCode CsDatasetStreamPrefetch(CsDataset ds, PetscInt n, const PetscInt 
   PetscFunctionReturn(0);
 }
 
+/* -normalize on rows as they are read: the in-memory transform (CsDatasetSetUp), row by row, so the values are the
+   same bit for bit; first0 is the global row of A's first row (for the message). The library sizes are not kept. */
+static PetscErrorCode Normalize(CsDataset ds, CsCSR *A, PetscInt first0)
+{
+  PetscFunctionBeginUser;
+  if (!ds->normalize) PetscFunctionReturn(0);
+  for (PetscInt i = 0; i < A->nrows; i++) {
+    double L = 0;
+    for (int64_t k = A->indptr[i]; k < A->indptr[i + 1]; k++) {
+      PetscCheck(A->data[k] >= 0, PETSC_COMM_SELF, CS_ERR_INPUT, "-normalize: %s%s%s has a negative value in cell %" PetscInt_FMT "; -normalize expects raw counts",
+                 ds->path, ds->layer[0] ? " layer " : "", ds->layer, first0 + i);
+      L += A->data[k];
+    }
+    for (int64_t k = A->indptr[i]; L > 0 && k < A->indptr[i + 1]; k++) A->data[k] = (float)log1p(A->data[k] / L * 1e4);
+  }
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode ReadLocal(CsDataset ds, PetscInt n, const PetscInt blocks[], CsCSR out[])
 {
   PetscInt *r0, *r1;
@@ -145,6 +162,7 @@ static PetscErrorCode ReadLocal(CsDataset ds, PetscInt n, const PetscInt blocks[
   for (PetscInt k = 0; k < n; k++) {
     PetscCall(CsH5adStreamClaim(ds->st, r0[k], r1[k], &out[k], &found));
     if (!found) PetscCall(CsH5adStreamReadRows(ds->st, r0[k], r1[k], &out[k]));
+    PetscCall(Normalize(ds, &out[k], r0[k]));
   }
   PetscCall(PetscFree2(r0, r1));
   PetscFunctionReturn(0);
@@ -190,6 +208,7 @@ static PetscErrorCode GetRowsLocal(CsDataset ds, PetscInt n, const PetscInt loca
                local[i], ds->nlocal);
     while (j < n && local[j] == local[j - 1] + 1) j++;
     PetscCall(CsH5adStreamReadRows(ds->st, ds->rstart + local[i], ds->rstart + local[j - 1] + 1, &R));
+    PetscCall(Normalize(ds, &R, ds->rstart + local[i]));
     m = R.indptr[R.nrows];
     if (nnz + m > cap) {
       cap = PetscMax(2 * cap, nnz + m) + 1;
