@@ -11,6 +11,7 @@ PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *out)
   PetscCall(PetscNew(&ds));
   ds->comm = comm;
   ds->nfiles = 1;
+  ds->stream_block = 4096;
   PetscCall(PetscStrncpy(ds->genes_mode, "intersection", sizeof(ds->genes_mode)));
   *out     = ds;
   PetscFunctionReturn(0);
@@ -26,6 +27,9 @@ PetscErrorCode CsDatasetSetFile(CsDataset ds, const char path[], const char laye
 
 PetscErrorCode CsDatasetSetFromOptions(CsDataset ds)
 {
+  char      limit[64] = "";
+  PetscBool set       = PETSC_FALSE;
+
   PetscFunctionBeginUser;
   ds->input = PETSC_TRUE;
   PetscOptionsBegin(ds->comm, NULL, "Input data", "CsDataset");
@@ -45,7 +49,14 @@ PetscErrorCode CsDatasetSetFromOptions(CsDataset ds)
                                ds->subset, ds->subset, sizeof(ds->subset), NULL));
   PetscCall(PetscOptionsString("-quality_weight", "Per-cell sampling weights of the cells sampler: none, qc (QC covariates; needs -normalize) or "
                                                   "obs:COLUMN[=VALUE]", "CsDatasetSetFromOptions", ds->quality, ds->quality, sizeof(ds->quality), NULL));
+  PetscCall(PetscOptionsBool("-stream", "Read the rows on demand from the file in blocks (streamed training) instead of holding them",
+                             "CsDatasetSetFromOptions", ds->stream, &ds->stream, NULL));
+  PetscCall(PetscOptionsString("-memory_limit", "Stream when a rank's shard would exceed this many bytes (suffixes K, M, G, T)",
+                               "CsDatasetSetFromOptions", limit, limit, sizeof(limit), &set));
+  PetscCall(PetscOptionsInt("-stream_block", "Streaming: rows per block read from the file", "CsDatasetSetFromOptions", ds->stream_block,
+                            &ds->stream_block, NULL));
   PetscOptionsEnd();
+  if (set) PetscCall(CsParseBytes(ds->comm, "-memory_limit", limit, &ds->memory_limit));
   PetscFunctionReturn(0);
 }
 
@@ -89,8 +100,14 @@ static PetscErrorCode SetRows(CsDataset ds)
 static PetscErrorCode ReadBlock(CsDataset ds)
 {
   CsH5adBlock b;
+  PetscBool   streamed = PETSC_FALSE;
 
   PetscFunctionBeginUser;
+  if (ds->stream || ds->memory_limit > 0) PetscCall(CsDatasetStreamOpen(ds, &streamed));
+  if (streamed) {
+    PetscCall(SetRows(ds));
+    PetscFunctionReturn(0);
+  }
   if (ds->data_list[0] || strchr(ds->path, ',')) { /* several files */
     PetscCall(CsDatasetReadFiles(ds));
     PetscCall(SetRows(ds));
@@ -385,7 +402,7 @@ static PetscErrorCode CheckBlock(CsDataset ds)
   if (!ds->input) PetscFunctionReturn(0);
   PetscCall(ReadCellNames(ds, &names));
   PetscCall(CheckCellNames(ds, names));
-  PetscCall(CheckValues(ds, names));
+  if (!ds->streamed) PetscCall(CheckValues(ds, names)); /* streamed: the rows are not here (the reader's checks still hold) */
   if (names) PetscCall(CsStrArrayDestroy(ds->nlocal, &names));
   PetscFunctionReturn(0);
 }
@@ -442,7 +459,7 @@ PetscErrorCode CsDatasetSetUp(CsDataset ds)
   PetscCall(ReadBlock(ds));
   PetscCall(CheckBlock(ds));
   if (key[0]) PetscCall(ApplySubset(ds, key, strchr(ds->subset, '=') + 1));
-  if (ds->normalize) PetscCall(Normalize(ds));
+  if (ds->normalize && !ds->streamed) PetscCall(Normalize(ds)); /* streamed: rows are normalised as they are read */
   CsCheckAll(ds->comm, ds->nglobal > 0, "%s has no cells", ds->path);
   PetscCall(CsDatasetQualityWeights(ds));
   ds->setup = PETSC_TRUE;
@@ -455,10 +472,14 @@ PetscErrorCode CsDatasetView(CsDataset ds, PetscViewer v)
 
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &nnz, 1, MPI_INT64_T, MPI_SUM, ds->comm));
+  if (ds->streamed) nnz = ds->nnz;
   PetscCall(PetscViewerASCIIPrintf(v, "CsDataset %s%s%s: %" PetscInt_FMT " cells x %" PetscInt_FMT " genes, %s, %lld non-zeros%s%s%s\n",
                                    ds->path, ds->layer[0] ? " layer " : "", ds->layer, ds->nglobal, ds->ngenes, ds->encoding,
                                    (long long)nnz, ds->subset[0] ? ", subset " : "", ds->subset,
                                    ds->normalize ? ", counts log-normalised (1e4)" : ""));
+  if (ds->streamed)
+    PetscCall(PetscViewerASCIIPrintf(v, "  streamed: rows read on demand in blocks of %" PetscInt_FMT " rows%s\n", ds->stream_block,
+                                     !strcmp(ds->encoding, "dense") ? " (dense X: non-zeros counted as cells x genes)" : ""));
   PetscFunctionReturn(0);
 }
 
@@ -470,6 +491,7 @@ PetscErrorCode CsDatasetDestroy(CsDataset *ds)
     CsH5adBlock b = {.ngenes = (*ds)->ngenes, .X = (*ds)->X, .genes = (*ds)->genes, .nobs = (*ds)->nobs, .obs = (*ds)->obs};
     PetscCall(CsH5adBlockFree(&b)); /* the arrays moved in from the reader's block */
   }
+  PetscCall(CsH5adStreamClose(&(*ds)->st));
   PetscCall(PetscFree((*ds)->libsize));
   PetscCall(PetscFree((*ds)->qweight));
   PetscCall(PetscLayoutDestroy(&(*ds)->rows));

@@ -125,6 +125,8 @@ PetscErrorCode CsDatasetQualityWeights(CsDataset ds)
   PetscCall(PetscFree(ds->qweight));
   if (!ds->quality[0] || !strcmp(ds->quality, "none")) PetscFunctionReturn(0);
   CsCheckAll(ds->comm, !strcmp(ds->quality, "qc") || !strncmp(ds->quality, "obs:", 4), "-quality_weight %s: none, qc or obs:COLUMN[=VALUE]", ds->quality);
+  CsCheckAll(ds->comm, !ds->streamed || strcmp(ds->quality, "qc"),
+             "-quality_weight qc needs the rows in memory and is not available for a streamed dataset (-stream, -memory_limit): use obs:COLUMN");
   PetscCall(PetscMalloc1(ds->nlocal + 1, &ds->qweight));
   if (!strcmp(ds->quality, "qc")) PetscCall(QCWeights(ds, ds->qweight));
   else PetscCall(ObsWeights(ds, ds->qweight));

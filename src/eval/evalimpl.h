@@ -50,6 +50,8 @@ typedef struct {
 
 struct _n_CsEvaluator {
   MPI_Comm    comm;
+  CsCSR       X;          /* during SetUp: the rows of the evaluated groups by dataset row (CsDatasetGetMasked) */
+  PetscBool   Xborrowed;  /* X is ds->X */
   PetscMPIInt rank, size;
   PetscInt    max_cells, pca_k;
   CsDataset   ds;

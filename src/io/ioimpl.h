@@ -29,6 +29,9 @@ typedef struct {
 /* Collective: open path for reading on every rank of comm. Input errors (missing, not HDF5, damaged or truncated)
    are agreed on and name the file. direct = PETSC_FALSE sends every read through HDF5's own filter pipeline. */
 PETSC_INTERN PetscErrorCode CsIOFileOpen(MPI_Comm comm, const char path[], PetscBool direct, CsIOFile *f);
+/* Local: open path on this rank alone with HDF5's default (POSIX) driver: its reads make no MPI call, so a thread
+   may do them while the main thread communicates (the streamed reader's prefetch). */
+PETSC_INTERN PetscErrorCode CsIOFileOpenLocal(const char path[], PetscBool direct, CsIOFile *f);
 /* Not collective on error paths: close every object still open in the file, then the file. */
 PETSC_INTERN PetscErrorCode CsIOFileClose(CsIOFile *f);
 

@@ -171,6 +171,11 @@ PetscErrorCode CsModelSetUp(CsModel m)
   if (m->setup) PetscFunctionReturn(0);
   PetscCheck(((PetscObject)m)->type_name, comm, PETSC_ERR_ORDER, "call CsModelSetType first");
   PetscCheck(m->ds && m->design && m->split, comm, PETSC_ERR_ORDER, "call CsModelSetProblem first");
+  if (!m->streams) {
+    char what[160];
+    PetscCall(PetscSNPrintf(what, sizeof(what), "model '%s' (%s)", CsModelName(m), ((PetscObject)m)->type_name));
+    PetscCall(CsDatasetCheckResident(m->ds, what));
+  }
   if (m->ops->setup) PetscCall(m->ops->setup(m));
   m->setup = PETSC_TRUE;
   PetscFunctionReturn(0);

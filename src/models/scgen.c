@@ -245,6 +245,7 @@ PetscErrorCode CsModelCreate_ScGen(CsModel m)
   s->cfg.kl_weight       = 0.00005; /* scGen's default */
   m->data                = s;
   m->trains              = PETSC_TRUE;
+  m->streams = PETSC_TRUE; /* group means and encodings by streamed passes */
   m->ops->setfromoptions = CsModelSetFromOptions_ScGen;
   m->ops->setup          = CsModelSetUp_ScGen;
   m->ops->fit            = CsModelFit_ScGen;

@@ -161,6 +161,19 @@ PetscErrorCode CsTrainerSetData(CsTrainer t, CsDataset ds, CsDesign d, const Pet
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &ntrain, 1, MPIU_INT, MPI_SUM, t->comm));
   CsCheckAll(t->comm, ntrain >= 2, "training needs at least 2 cells (has %" PetscInt_FMT ")", ntrain);
   PetscCall(CellsFingerprint(t, ds));
+  if (ds->streamed) { /* the rows are read on demand: the cells sampler becomes its streamed form */
+    CsSamplerType type;
+    PetscBool     cells, stream;
+    PetscCall(CsSamplerGetType(t->sampler, &type));
+    PetscCall(PetscStrcmp(type, CSSAMPLERCELLS, &cells));
+    PetscCall(PetscStrcmp(type, CSSAMPLERSTREAM, &stream));
+    if (cells) PetscCall(CsSamplerSetType(t->sampler, CSSAMPLERSTREAM));
+    else if (!stream) {
+      char what[128];
+      PetscCall(PetscSNPrintf(what, sizeof(what), "%s's sampler (-%ssampler_type %s)", t->model[0] ? t->model : "the model", t->prefix, type));
+      PetscCall(CsDatasetCheckResident(ds, what));
+    }
+  }
   PetscCall(CsSamplerSetData(t->sampler, ds, d, t->mtrain, t->mvalid, seed));
   PetscCall(CsSamplerSetUp(t->sampler));
   PetscCall(PetscObjectViewFromOptions((PetscObject)t->sampler, NULL, "-sampler_view"));
@@ -463,6 +476,7 @@ static PetscErrorCode TrainBegin(CsTrainer t)
 static PetscErrorCode TrainEnd(CsTrainer t, PetscBool interrupted)
 {
   PetscFunctionBeginUser;
+  if (t->sampler->ds) PetscCall(CsDatasetStreamWait(t->sampler->ds)); /* a prefetch of a next epoch that will not come */
   PetscCall(CsProgressDestroy(&t->prog));
   if (interrupted) {
     PetscCall(PetscPrintf(t->comm, "%s: stopped by a signal in epoch %" PetscInt_FMT " after step %lld; checkpoint written to %s "
