@@ -3,7 +3,7 @@
    For a test group g = (condition, context): T = its true cells, C = the control cells of the same context (all of
    them), P = the predicted cells for g read from a predictions.h5ad. m(.) = mean over cells (log-normalised
    space), v(.) = sample variance over cells (0 for fewer than 2 cells). DE genes = genes ranked by |Welch t| of
-   T vs C (t = 0 where both variances are 0), descending, ties by gene order, genes with t = 0 never DE; |t| is
+   T vs C (t = 0 where both variances are 0 or the means differ by at most 1e-6 max(1, |m|): see CsWelchT), descending, ties by gene order, genes with t = 0 never DE; |t| is
    compared rounded to 40 significant bits (see CsTopAbs): mathematically equal statistics, common in sparse data
    (every gene seen in one cell of T and none of C has |t| = 1), then tie instead of being ordered by rounding.
    Definitions (identical in tests/python/check_metrics.py):
@@ -155,7 +155,8 @@ typedef struct {
 PETSC_EXTERN double CsPearson(PetscInt n, const double *x, const double *y);
 /* Cosine of the angle; 0 when either vector is zero. */
 PETSC_EXTERN double CsCosine(PetscInt n, const double *x, const double *y);
-/* t[j] = (m1 - m2) / sqrt(v1/n1 + v2/n2), 0 where the denominator is 0. */
+/* t[j] = (m1 - m2) / sqrt(v1/n1 + v2/n2), 0 where the denominator is 0 or |m1 - m2| <= 1e-6 max(1, |m1|, |m2|)
+   (below what float32 predictions resolve: rounding noise around a gene's 0 would otherwise get any |t|). */
 PETSC_EXTERN void CsWelchT(PetscInt n, const double *m1, const double *v1, double n1, const double *m2,
                            const double *v2, double n2, double *t);
 /* Indices of the k largest |t| (descending, ties by index), only among t != 0; *found <= k. |t| is compared

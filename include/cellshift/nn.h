@@ -589,6 +589,12 @@ PETSC_EXTERN void cs_pairwise_sqdist_f64(double *D, const double *X, const doubl
 PETSC_EXTERN void cs_logsumexp_rows(float *out, const float *M, const float *f, const float *g, float s, PetscInt n, PetscInt m);
 PETSC_EXTERN void cs_logsumexp_cols(float *out, const float *M, const float *f, const float *g, float s, PetscInt n, PetscInt m);
 
+/* One row of an entropic kernel: out[j] = exp(f + g_j + s D_j) (src/ot's stored Sinkhorn kernel and plan rows,
+   f = f_i / eps, g = g / eps, s = -1 / (eps c)). The argument is formed in double (the terms are large, up to the
+   cost over eps, and cancel) and rounded to float once; the exponential is the polynomial above (x > 0 as
+   1 / exp(-x)), relative error about 2e-7; arguments below -87.3 give 0, above 87.3 +inf. */
+PETSC_EXTERN void cs_exp_kernel_row(float *out, const float *D, const double *g, double f, double s, PetscInt m);
+
 /* ========================================= input-convex network (ICNN) ====================================== */
 /* CellOT's ICNN (Makkuva et al. 2020, bunnech/cellot networks/icnns.py) on x[B, d], with `depth` hidden layers of
    `width` units, LeakyReLU slope 0.2 (s below), and an optional per-row bias input c[B, U], U = depth width + 1

@@ -35,9 +35,14 @@
 #include <cellshift/sys.h>
 
 typedef enum { CS_OT_SCALE_NONE, CS_OT_SCALE_MEAN, CS_OT_SCALE_MAX } CsOTCostScale;
-/* How the cost is obtained: AUTO stores the rank's kernel rows (nloc x m floats) when they fit in
-   CS_OT_STORE_MAX_BYTES, else STREAM: recomputed block by block (128 x 1024) on every sweep, memory O((n + m) d). */
-typedef enum { CS_OT_MODE_AUTO, CS_OT_MODE_STORE, CS_OT_MODE_STREAM } CsOTMode;
+/* How the cost is obtained: AUTO stores the rank's kernel rows (nloc x m floats; with kernel_bf16 also their
+   bfloat16 copy) when they fit in CS_OT_STORE_MAX_BYTES, else STREAM: recomputed block by block (128 x 1024) on
+   every sweep, memory O((n + m) d). BLOCKCYCLIC: the cost and kernel as ScaLAPACK nb x nb block-cyclic double matrices on the BLACS grid of the
+   communicator (built by pdgemm as -2 X Y^T plus the norms; n m / ranks entries of each a rank), the row and column
+   sums of the iterations reduced over the process rows and columns; the same iterates as STORE. */
+typedef enum { CS_OT_MODE_AUTO, CS_OT_MODE_STORE, CS_OT_MODE_STREAM, CS_OT_MODE_BLOCKCYCLIC } CsOTMode;
+/* Their option names (PetscOptionsEnum): auto, rows (STORE: kernel rows), stream, blockcyclic. */
+PETSC_EXTERN const char *const CsOTModes[];
 #define CS_OT_STORE_MAX_BYTES ((size_t)1 << 30)
 
 typedef struct {
@@ -49,6 +54,14 @@ typedef struct {
   PetscReal     eps_decay;         /* factor per iteration of the epsilon schedule (default 0.8) */
   CsOTCostScale scale;             /* default CS_OT_SCALE_MEAN */
   CsOTMode      mode;              /* default CS_OT_MODE_AUTO */
+  PetscBool     kernel_bf16;       /* stored mode: iterate on a bfloat16 copy of the kernel (2 bytes an entry read per
+                                      iteration instead of 4) until the marginal error is below
+                                      max(tol, kernel_bf16_refine), then on the float32 kernel: rounding entries to 8
+                                      bits moves the plan's marginals by about 3e-4, so the tolerance is met and
+                                      reported on the float32 plan. Holds the float32 distances and the bfloat16
+                                      kernel (6 bytes an entry). Default false */
+  PetscReal     kernel_bf16_refine; /* default 1e-3; 0: never switch (the error is then measured on the bfloat16
+                                       kernel and the float32 plan's marginals stay about 3e-4 off) */
   PetscBool     allow_unconverged; /* return the last iterate instead of an error (default PETSC_FALSE) */
   PetscInt      check_every;       /* measure the marginal error every this many iterations (default 1) */
   const char   *name;              /* what is solved, for error messages (e.g. the group); NULL: "the transport problem" */
@@ -86,9 +99,10 @@ PETSC_EXTERN PetscErrorCode CsOTSolve(MPI_Comm comm, const CsOTOptions *o, Petsc
                                       const float *y, const PetscReal *a, const PetscReal *b, float *bary, PetscReal *f,
                                       PetscReal *g, CsOTInfo *info);
 
-/* -log_view events: CsOTSinkhorn (a whole solve), CsOTSweep (the iterations' passes: the fused kernel pass and
-   kernel rebuilds when stored, the row and column log-sum-exp sweeps when streamed), CsOTProject (plan and
-   barycentric projection). Registered on the first solve. */
-PETSC_EXTERN PetscLogEvent CS_EVENT_OT_SOLVE, CS_EVENT_OT_SWEEP, CS_EVENT_OT_PROJECT;
+/* -log_view events: CsOTSinkhorn (a whole solve), CsOTSweep (one a Sinkhorn iteration's pass: the fused kernel pass
+   when stored, each of the row and column log-sum-exp sweeps when streamed), CsOTKernel (stored: building the
+   kernel from the distances, first and after each absorption), CsOTProject (plan and barycentric projection).
+   Registered on the first solve. */
+PETSC_EXTERN PetscLogEvent CS_EVENT_OT_SOLVE, CS_EVENT_OT_SWEEP, CS_EVENT_OT_KERNEL, CS_EVENT_OT_PROJECT;
 
 #endif

@@ -64,6 +64,12 @@ PetscErrorCode CsTrajectoryOptions(MPI_Comm comm, void *ctx)
                              NULL));
   PetscCall(PetscOptionsReal("-trajectory_tol", "Sinkhorn marginal error tolerance", "CsCommandTrajectory", o->ot.tol, &o->ot.tol, NULL));
   PetscCall(PetscOptionsInt("-trajectory_max_iter", "Sinkhorn iteration cap", "CsCommandTrajectory", o->ot.max_iter, &o->ot.max_iter, NULL));
+  {
+    PetscEnum ly = (PetscEnum)o->ot.mode;
+    PetscCall(PetscOptionsEnum("-trajectory_layout", "Sinkhorn cost layout: auto (kernel rows up to 1 GiB a rank, else stream), rows, stream, blockcyclic (ScaLAPACK)",
+                               "CsCommandTrajectory", CsOTModes, ly, &ly, NULL));
+    o->ot.mode = (CsOTMode)ly;
+  }
   PetscCall(PetscOptionsReal("-trajectory_w2_epsilon", "Epsilon of the scoring Sinkhorn (W2), units of the mean squared distance",
                              "CsCommandTrajectory", o->w2_eps, &o->w2_eps, NULL));
   PetscCall(PetscOptionsInt("-trajectory_eval_max_cells", "Cells of each set used for energy distance and W2", "CsCommandTrajectory",

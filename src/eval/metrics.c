@@ -44,12 +44,18 @@ double CsCosine(PetscInt n, const double *x, const double *y)
   return sxy / (sqrt(sxx) * sqrt(syy));
 }
 
+/* The mean difference below which t is 0: predictions are float32 (an ulp of 1.2e-7 near 1), so a difference of a
+   few ulps has no sign, while its t can be anything (a gene 0 in every control cell that a model predicts as
+   rounding noise around 0 has |t| of order 10, set by the noise). */
+#define CS_WELCH_MIN_DIFF 1e-6
+
 void CsWelchT(PetscInt n, const double *m1, const double *v1, double n1, const double *m2, const double *v2,
               double n2, double *t)
 {
   for (PetscInt j = 0; j < n; j++) {
-    double den = v1[j] / n1 + v2[j] / n2;
-    t[j]       = den > 0 ? (m1[j] - m2[j]) / sqrt(den) : 0.0;
+    double den = v1[j] / n1 + v2[j] / n2, dm = m1[j] - m2[j];
+    double sc  = PetscMax(1.0, PetscMax(PetscAbsReal(m1[j]), PetscAbsReal(m2[j])));
+    t[j]       = den > 0 && PetscAbsReal(dm) > CS_WELCH_MIN_DIFF * sc ? dm / sqrt(den) : 0.0;
   }
 }
 

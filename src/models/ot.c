@@ -38,7 +38,7 @@ static const char *const ScaleNames[] = {"none", "mean", "max", "CsOTCostScale",
 typedef struct {
   PetscInt     k;         /* -ot_pca */
   PetscInt     max_cells; /* -ot_max_cells, 0 = all */
-  CsOTOptions  ot;        /* -ot_epsilon, -ot_tau_a, -ot_tau_b, -ot_tol, -ot_max_iter, -ot_scale */
+  CsOTOptions  ot;        /* -ot_epsilon, -ot_tau_a, -ot_tau_b, -ot_tol, -ot_max_iter, -ot_scale, -ot_layout */
   CsPCAOptions pca;
   PetscInt     K, ngenes, nmaps, ny;
   double      *mean, *G, *mg; /* [ngenes], [K x ngenes], [K] = G mean */
@@ -90,7 +90,7 @@ static PetscErrorCode CsModelSetFromOptions_OT(CsModel m, PetscOptionItems *Pets
   OT         *o    = (OT *)m->data;
   MPI_Comm    comm = PetscObjectComm((PetscObject)m);
   const char *pre  = CsModelPrefix(m);
-  PetscEnum   sc   = (PetscEnum)o->ot.scale;
+  PetscEnum   sc   = (PetscEnum)o->ot.scale, ly = (PetscEnum)o->ot.mode;
 
   PetscFunctionBeginUser;
   PetscOptionsHeadBegin(PetscOptionsObject, "ot: entropic optimal transport maps from control to perturbed cells");
@@ -101,10 +101,12 @@ static PetscErrorCode CsModelSetFromOptions_OT(CsModel m, PetscOptionItems *Pets
   PetscCall(PetscOptionsReal("-tol", "Sinkhorn tolerance on the marginal error", "ot", o->ot.tol, &o->ot.tol, NULL));
   PetscCall(PetscOptionsInt("-max_iter", "Sinkhorn iteration cap", "ot", o->ot.max_iter, &o->ot.max_iter, NULL));
   PetscCall(PetscOptionsEnum("-scale", "Cost scaling", "ot", ScaleNames, sc, &sc, NULL));
+  PetscCall(PetscOptionsEnum("-layout", "Sinkhorn cost layout: auto (kernel rows up to 1 GiB a rank, else stream), rows, stream, blockcyclic (ScaLAPACK)",
+                             "ot", CsOTModes, ly, &ly, NULL));
   PetscCall(PetscOptionsInt("-max_cells", "Cells per side of each fitted map (0 = all)", "ot", o->max_cells, &o->max_cells, NULL));
   PetscCall(CsPCAOptionsProcess(PetscOptionsObject, &o->pca));
   PetscOptionsHeadEnd();
-  o->ot.scale = (CsOTCostScale)sc;
+  o->ot.scale = (CsOTCostScale)sc, o->ot.mode = (CsOTMode)ly;
   CsCheckAll(comm, o->k >= 1, "-%spca must be at least 1 (got %" PetscInt_FMT ")", pre, o->k);
   CsCheckAll(comm, o->ot.epsilon > 0 && !PetscIsInfOrNanReal(o->ot.epsilon), "-%sepsilon must be a finite number > 0 (got %.6g)", pre, (double)o->ot.epsilon);
   CsCheckAll(comm, o->ot.tau_a > 0 && o->ot.tau_a <= 1, "-%stau_a must be in (0, 1] (got %.6g)", pre, (double)o->ot.tau_a);

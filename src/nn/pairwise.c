@@ -155,6 +155,14 @@ void cs_pairwise_sqdist_f64(double *D /*[n,m]*/, const double *X /*[n,d]*/, cons
 
 /* ------------------------------------------------------------------------------------------------- log-sum-exp */
 
+CS_NN_VEC void cs_exp_kernel_row(float *restrict out, const float *restrict D, const double *restrict g, double f, double s, PetscInt m)
+{
+  for (PetscInt j = 0; j < m; j++) {
+    const float z = (float)(f + g[j] + s * (double)D[j]);
+    out[j]        = z <= 0.0f ? CsNNExpNeg(z) : 1.0f / CsNNExpNeg(-z);
+  }
+}
+
 /* out = fi + log sum_j exp(g_j + s M_j) over one row of m. */
 static CS_NN_VEC float LseRow(const float *restrict Mi, const float *restrict g, float s, float fi, PetscInt m)
 {

@@ -2,11 +2,19 @@
    include/cellshift/ot.h). The cost blocks and log-sum-exps are src/nn/pairwise.c's kernels. */
 #include <cellshift/ot.h>
 #include <cellshift/nn.h>
+#include <cellshift/linalg.h>
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  #include <immintrin.h>
+  #define CS_HAVE_AVX512_PATH 1
+#endif
 
-PetscLogEvent CS_EVENT_OT_SOLVE, CS_EVENT_OT_SWEEP, CS_EVENT_OT_PROJECT;
+const char *const CsOTModes[] = {"auto", "rows", "stream", "blockcyclic", "CsOTMode", "CS_OT_MODE_", NULL};
+
+PetscLogEvent CS_EVENT_OT_SOLVE, CS_EVENT_OT_SWEEP, CS_EVENT_OT_KERNEL, CS_EVENT_OT_PROJECT;
 
 /* Cost blocks of the streamed sweeps: 128 x 1024 floats (512 KiB) stay in L2 between the sgemm and the
    log-sum-exp. Fixed in global indices, so a point's sums are split the same way at any number of ranks. */
@@ -23,6 +31,7 @@ static PetscErrorCode RegisterEvents(void)
   if (done) PetscFunctionReturn(0);
   PetscCall(PetscLogEventRegister("CsOTSinkhorn", CS_CLASSID, &CS_EVENT_OT_SOLVE));
   PetscCall(PetscLogEventRegister("CsOTSweep", CS_CLASSID, &CS_EVENT_OT_SWEEP));
+  PetscCall(PetscLogEventRegister("CsOTKernel", CS_CLASSID, &CS_EVENT_OT_KERNEL));
   PetscCall(PetscLogEventRegister("CsOTProject", CS_CLASSID, &CS_EVENT_OT_PROJECT));
   done = PETSC_TRUE;
   PetscFunctionReturn(0);
@@ -42,6 +51,7 @@ PetscErrorCode CsOTOptionsDefaults(CsOTOptions *o)
   o->scale       = CS_OT_SCALE_MEAN;
   o->mode        = CS_OT_MODE_AUTO;
   o->check_every = 1;
+  o->kernel_bf16_refine = 1e-3;
   PetscFunctionReturn(0);
 }
 
@@ -53,7 +63,9 @@ typedef struct {
   const float *X, *Y;                     /* all points (gathered; the caller's arrays on one rank) */
   float       *Xall, *Yall;               /* owned copies, when gathered */
   const float *xl, *yl;                   /* this rank's points */
-  float       *Crow;                      /* stored mode: the rank's rows of the kernel (first the distances) */
+  float       *Crow;                      /* stored mode: the rank's rows of the kernel (first the distances; with
+                                             kernel_bf16 they stay the distances) */
+  uint16_t    *Kh;                        /* kernel_bf16: the kernel rows in bfloat16 */
   float       *D, *work, *part;           /* block scratch */
   PetscBool    stream;
 } Ctx;
@@ -121,10 +133,11 @@ static PetscErrorCode Project(Ctx *c, const double *f, const float *gs, float s,
                               double *cost, double *mass)
 {
   float  *W, *B = NULL;
-  double *rs;
+  double *rs, *gd;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc2((size_t)RB * CB, &W, RB, &rs));
+  PetscCall(PetscMalloc3((size_t)RB * CB, &W, RB, &rs, c->m, &gd));
+  for (PetscInt j = 0; j < c->m; j++) gd[j] = gs[j];
   if (bary) PetscCall(PetscMalloc1((size_t)RB * c->d, &B));
   for (PetscInt r0 = 0; r0 < c->nloc; r0 += RB) {
     PetscInt h = PetscMin(RB, c->nloc - r0);
@@ -138,19 +151,16 @@ static PetscErrorCode Project(Ctx *c, const double *f, const float *gs, float s,
         Dp = c->D, ld = w;
       } else Dp = c->Crow + (size_t)r0 * c->m + c0, ld = c->m;
       for (PetscInt i = 0; i < h; i++) {
-        const double fi = f[r0 + i] / eps;
+        const double fi = f[r0 + i] / eps, ic = 1.0 / cscale;
+        const float *Di = Dp + (size_t)i * ld;
+        float       *Wi = W + (size_t)i * w;
         double       sr = 0, sc = 0;
-        for (PetscInt j = 0; j < w; j++) {
-          double dij = Dp[(size_t)i * ld + j];
-          double p   = expf((float)(fi + gs[c0 + j] + (double)s * dij)); /* the exponent is small: float keeps 1e-6 of it */
-          W[(size_t)i * w + j] = (float)p;
-          sr += p;
-          sc += p * dij / cscale;
-        }
+        cs_exp_kernel_row(Wi, Di, gd + c0, fi, (double)s, w);
+        for (PetscInt j = 0; j < w; j++) sr += Wi[j], sc += (double)Wi[j] * Di[j];
         rs[i] += sr;
         *mass += sr;
-        *cost += sc;
-        if (plan) PetscCall(PetscArraycpy(plan + (size_t)(r0 + i) * c->m + c0, W + (size_t)i * w, w));
+        *cost += sc * ic;
+        if (plan) PetscCall(PetscArraycpy(plan + (size_t)(r0 + i) * c->m + c0, Wi, w));
       }
       if (B) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, h, c->d, w, 1.0f, W, w, c->Y + (size_t)c0 * c->d, c->d, 1.0f, B, c->d);
     }
@@ -158,7 +168,7 @@ static PetscErrorCode Project(Ctx *c, const double *f, const float *gs, float s,
       for (PetscInt i = 0; i < h; i++)
         for (PetscInt k = 0; k < c->d; k++) bary[(size_t)(r0 + i) * c->d + k] = rs[i] > 0 ? (float)(B[(size_t)i * c->d + k] / rs[i]) : NAN;
   }
-  PetscCall(PetscFree2(W, rs));
+  PetscCall(PetscFree3(W, rs, gd));
   PetscCall(PetscFree(B));
   PetscFunctionReturn(0);
 }
@@ -175,11 +185,29 @@ static PetscErrorCode Project(Ctx *c, const double *f, const float *gs, float s,
 #define ABSORB 20.0
 #define KB     16
 
-/* K = exp((f_i + g_j - C_ij) / eps) from the squared distances; with init, f_i = min_j C_ij first. */
-static void Rebuild(Ctx *c, double *f, const double *gall, double eps, double cscale, PetscBool init)
+/* float32 -> bfloat16, rounded to nearest even (the values are finite and positive) */
+static inline uint16_t ToBF16(float x)
+{
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static inline float FromBF16(uint16_t h)
+{
+  uint32_t u = (uint32_t)h << 16;
+  float    x;
+  memcpy(&x, &u, 4);
+  return x;
+}
+
+/* K = exp((f_i + g_j - C_ij) / eps) from the squared distances; with init, f_i = min_j C_ij first. With a bfloat16
+   kernel the float32 distances stay in Crow and only Kh is rewritten. */
+static void Rebuild(Ctx *c, double *f, const double *gall, double *ge, double eps, double cscale, PetscBool init)
 {
   const PetscInt m = c->m;
-  cs_pairwise_sqdist_forward(c->Crow, c->xl, c->Y, c->nloc, m, c->d, c->work);
+  for (PetscInt j = 0; j < m; j++) ge[j] = gall[j] / eps;
+  if (!c->Kh) cs_pairwise_sqdist_forward(c->Crow, c->xl, c->Y, c->nloc, m, c->d, c->work);
   for (PetscInt i = 0; i < c->nloc; i++) {
     float *row = c->Crow + (size_t)i * m;
     if (init) {
@@ -188,8 +216,125 @@ static void Rebuild(Ctx *c, double *f, const double *gall, double eps, double cs
       f[i] = mn / cscale;
     }
     const double fi = f[i] / eps, ie = 1.0 / (eps * cscale);
-    for (PetscInt j = 0; j < m; j++) row[j] = expf((float)(fi + gall[j] / eps - row[j] * ie));
+    for (PetscInt j0 = 0; j0 < m; j0 += CB) { /* pieces of CB columns through the block scratch */
+      const PetscInt w = PetscMin(CB, m - j0);
+      cs_exp_kernel_row(c->D, row + j0, ge + j0, fi, -ie, w);
+      if (c->Kh)
+        for (PetscInt j = 0; j < w; j++) c->Kh[(size_t)i * m + j0 + j] = ToBF16(c->D[j]);
+      else memcpy(row + j0, c->D, sizeof(float) * (size_t)w);
+    }
   }
+}
+
+/* The bfloat16 kernel's two products on a block of h rows of length m (the block, 2 h m bytes, stays in L2
+   between them): s_k = sum_j K_kj v_j, and w_j += sum_k u_k K_kj. float32 sums in a fixed order, so a row's s
+   and the block's contribution to w do not depend on which rank holds the row. */
+static void KvBF16Scalar(const uint16_t *K, PetscInt h, PetscInt m, const float *v, float *s)
+{
+  for (PetscInt k = 0; k < h; k++) {
+    const uint16_t *r = K + (size_t)k * m;
+    float           a = 0;
+    for (PetscInt j = 0; j < m; j++) a += FromBF16(r[j]) * v[j];
+    s[k] = a;
+  }
+}
+
+static void KtuBF16Scalar(const uint16_t *K, PetscInt h, PetscInt m, const float *u, float *w)
+{
+  for (PetscInt k = 0; k < h; k++) {
+    const uint16_t *r = K + (size_t)k * m;
+    for (PetscInt j = 0; j < m; j++) w[j] += u[k] * FromBF16(r[j]);
+  }
+}
+
+#if defined(CS_HAVE_AVX512_PATH)
+__attribute__((target("avx512f"))) static inline __m512 LoadBF16(const uint16_t *p)
+{
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+
+/* four rows at a time (each v vector loaded once for four rows, four independent FMA chains); the scalar tail adds
+   the last m mod 16 columns */
+__attribute__((target("avx512f"))) static void KvBF16AVX512(const uint16_t *K, PetscInt h, PetscInt m, const float *v, float *s)
+{
+  const PetscInt m16 = m & ~(PetscInt)15;
+  PetscInt       k   = 0;
+  for (; k + 4 <= h; k += 4) {
+    const uint16_t *r0 = K + (size_t)k * m, *r1 = r0 + m, *r2 = r1 + m, *r3 = r2 + m;
+    __m512          a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    PetscInt        j  = 0;
+    for (; j < m16; j += 16) {
+      const __m512 vj = _mm512_loadu_ps(v + j);
+      a0              = _mm512_fmadd_ps(LoadBF16(r0 + j), vj, a0);
+      a1              = _mm512_fmadd_ps(LoadBF16(r1 + j), vj, a1);
+      a2              = _mm512_fmadd_ps(LoadBF16(r2 + j), vj, a2);
+      a3              = _mm512_fmadd_ps(LoadBF16(r3 + j), vj, a3);
+    }
+    float t0 = _mm512_reduce_add_ps(a0), t1 = _mm512_reduce_add_ps(a1), t2 = _mm512_reduce_add_ps(a2), t3 = _mm512_reduce_add_ps(a3);
+    for (; j < m; j++) t0 += FromBF16(r0[j]) * v[j], t1 += FromBF16(r1[j]) * v[j], t2 += FromBF16(r2[j]) * v[j], t3 += FromBF16(r3[j]) * v[j];
+    s[k] = t0, s[k + 1] = t1, s[k + 2] = t2, s[k + 3] = t3;
+  }
+  for (; k < h; k++) {
+    const uint16_t *r = K + (size_t)k * m;
+    __m512          a = _mm512_setzero_ps();
+    PetscInt        j = 0;
+    for (; j < m16; j += 16) a = _mm512_fmadd_ps(LoadBF16(r + j), _mm512_loadu_ps(v + j), a);
+    float t = _mm512_reduce_add_ps(a);
+    for (; j < m; j++) t += FromBF16(r[j]) * v[j];
+    s[k] = t;
+  }
+}
+
+/* w in registers, 64 columns (four independent FMA chains) at a time over the block's rows */
+__attribute__((target("avx512f"))) static void KtuBF16AVX512(const uint16_t *K, PetscInt h, PetscInt m, const float *u, float *w)
+{
+  const PetscInt m64 = m & ~(PetscInt)63, m16 = m & ~(PetscInt)15;
+  PetscInt       j   = 0;
+  for (; j < m64; j += 64) {
+    __m512 a0 = _mm512_loadu_ps(w + j), a1 = _mm512_loadu_ps(w + j + 16), a2 = _mm512_loadu_ps(w + j + 32), a3 = _mm512_loadu_ps(w + j + 48);
+    for (PetscInt k = 0; k < h; k++) {
+      const __m512    uk = _mm512_set1_ps(u[k]);
+      const uint16_t *r  = K + (size_t)k * m + j;
+      a0                 = _mm512_fmadd_ps(uk, LoadBF16(r), a0);
+      a1                 = _mm512_fmadd_ps(uk, LoadBF16(r + 16), a1);
+      a2                 = _mm512_fmadd_ps(uk, LoadBF16(r + 32), a2);
+      a3                 = _mm512_fmadd_ps(uk, LoadBF16(r + 48), a3);
+    }
+    _mm512_storeu_ps(w + j, a0), _mm512_storeu_ps(w + j + 16, a1), _mm512_storeu_ps(w + j + 32, a2), _mm512_storeu_ps(w + j + 48, a3);
+  }
+  for (; j < m16; j += 16) {
+    __m512 a = _mm512_loadu_ps(w + j);
+    for (PetscInt k = 0; k < h; k++) a = _mm512_fmadd_ps(_mm512_set1_ps(u[k]), LoadBF16(K + (size_t)k * m + j), a);
+    _mm512_storeu_ps(w + j, a);
+  }
+  for (; j < m; j++) {
+    float a = w[j];
+    for (PetscInt k = 0; k < h; k++) a += u[k] * FromBF16(K[(size_t)k * m + j]);
+    w[j] = a;
+  }
+}
+#endif
+
+static void KvBF16(const uint16_t *K, PetscInt h, PetscInt m, const float *v, float *s)
+{
+#if defined(CS_HAVE_AVX512_PATH)
+  if (CsHaveAVX512()) {
+    KvBF16AVX512(K, h, m, v, s);
+    return;
+  }
+#endif
+  KvBF16Scalar(K, h, m, v, s);
+}
+
+static void KtuBF16(const uint16_t *K, PetscInt h, PetscInt m, const float *u, float *w)
+{
+#if defined(CS_HAVE_AVX512_PATH)
+  if (CsHaveAVX512()) {
+    KtuBF16AVX512(K, h, m, u, w);
+    return;
+  }
+#endif
+  KtuBF16Scalar(K, h, m, u, w);
 }
 
 static PetscErrorCode Gather(Ctx *c, const double *loc, PetscInt nl, const PetscMPIInt *cnt, const PetscMPIInt *dsp, float *all, float *tmp,
@@ -210,21 +355,21 @@ static PetscErrorCode ScalingIterations(Ctx *c, const CsOTOptions *o, const char
                                         PetscInt *itp, double *errp, PetscBool *convp)
 {
   const PetscInt m = c->m, nl = c->nloc;
-  double        *gall, *logb, *u, *un, eps = eps0, err = INFINITY;
+  double        *gall, *ge, *logb, *u, *un, eps = eps0, err = INFINITY;
   float         *v, *w;
   PetscInt       it;
   PetscBool      conv = PETSC_FALSE;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc4(m, &gall, m, &logb, nl + 1, &u, nl + 1, &un));
+  PetscCall(PetscMalloc5(m, &gall, m, &ge, m, &logb, nl + 1, &u, nl + 1, &un));
   PetscCall(PetscMalloc2(m, &v, m, &w));
   if (c->size == 1) PetscCall(PetscArraycpy(logb, logbl, m));
   else PetscCallMPI(MPI_Allgatherv(logbl, (PetscMPIInt)c->mloc, MPI_DOUBLE, logb, c->mcnt, c->mdsp, MPI_DOUBLE, c->comm));
   for (PetscInt j = 0; j < m; j++) gall[j] = 0, v[j] = 1;
   for (PetscInt i = 0; i < nl; i++) u[i] = 1;
-  PetscCall(PetscLogEventBegin(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
-  Rebuild(c, f, gall, eps, cscale, PETSC_TRUE);
-  PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+  PetscCall(PetscLogEventBegin(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
+  Rebuild(c, f, gall, ge, eps, cscale, PETSC_TRUE);
+  PetscCall(PetscLogEventEnd(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
   for (it = 0; it < o->max_iter; it++) {
     const PetscBool check = eps <= o->epsilon && it > 0 && it % o->check_every == 0 ? PETSC_TRUE : PETSC_FALSE;
     const double    ta = o->tau_a, tb = o->tau_b;
@@ -237,7 +382,8 @@ static PetscErrorCode ScalingIterations(Ctx *c, const CsOTOptions *o, const char
       const PetscInt h = PetscMin(KB, nl - i0);
       const float   *Kb = c->Crow + (size_t)i0 * m;
       float          sb[KB], ub[KB];
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)h, (int)m, 1.0f, Kb, (int)m, v, 1, 0.0f, sb, 1);
+      if (c->Kh) KvBF16(c->Kh + (size_t)i0 * m, h, m, v, sb);
+      else cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)h, (int)m, 1.0f, Kb, (int)m, v, 1, 0.0f, sb, 1);
       for (PetscInt k = 0; k < h; k++) {
         const PetscInt i  = i0 + k;
         const double   si = sb[k];
@@ -251,7 +397,8 @@ static PetscErrorCode ScalingIterations(Ctx *c, const CsOTOptions *o, const char
         un[i]  = exp(lu);
         ub[k]  = (float)un[i];
       }
-      cblas_sgemv(CblasRowMajor, CblasTrans, (int)h, (int)m, 1.0f, Kb, (int)m, ub, 1, 1.0f, w, 1);
+      if (c->Kh) KtuBF16(c->Kh + (size_t)i0 * m, h, m, ub, w);
+      else cblas_sgemv(CblasRowMajor, CblasTrans, (int)h, (int)m, 1.0f, Kb, (int)m, ub, 1, 1.0f, w, 1);
     }
     PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
     if (check) {
@@ -260,6 +407,17 @@ static PetscErrorCode ScalingIterations(Ctx *c, const CsOTOptions *o, const char
       PetscCheck(!PetscIsInfOrNanReal(err), c->comm, PETSC_ERR_NOT_CONVERGED,
                  "%s: the Sinkhorn iterations diverged at iteration %" PetscInt_FMT " (epsilon %g too small for the cost scale: the kernel "
                  "underflows); achieved marginal error: not finite", name, it, eps);
+      if (c->Kh && o->kernel_bf16_refine > 0 && err <= PetscMax(o->tol, o->kernel_bf16_refine)) {
+        /* near the bfloat16 kernel's own floor: absorb u, v and go on with the float32 kernel, so that the
+           tolerance is met (and the error measured) on the plan the float32 projection builds */
+        for (PetscInt i = 0; i < nl; i++) f[i] += eps * log(u[i]), u[i] = 1;
+        for (PetscInt j = 0; j < m; j++) gall[j] += eps * log((double)v[j]), v[j] = 1;
+        PetscCall(PetscFree(c->Kh));
+        PetscCall(PetscLogEventBegin(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
+        Rebuild(c, f, gall, ge, eps, cscale, PETSC_FALSE);
+        PetscCall(PetscLogEventEnd(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
+        continue;
+      }
       if (err <= o->tol) {
         conv = PETSC_TRUE;
         break; /* u, v: the plan whose error was measured */
@@ -283,9 +441,9 @@ static PetscErrorCode ScalingIterations(Ctx *c, const CsOTOptions *o, const char
         for (PetscInt i = 0; i < nl; i++) f[i] += eps * log(u[i]), u[i] = 1;
         for (PetscInt j = 0; j < m; j++) gall[j] += eps * log((double)v[j]), v[j] = 1;
         eps = epsn;
-        PetscCall(PetscLogEventBegin(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
-        Rebuild(c, f, gall, eps, cscale, PETSC_FALSE);
-        PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+        PetscCall(PetscLogEventBegin(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
+        Rebuild(c, f, gall, ge, eps, cscale, PETSC_FALSE);
+        PetscCall(PetscLogEventEnd(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
       }
     }
   }
@@ -293,8 +451,220 @@ static PetscErrorCode ScalingIterations(Ctx *c, const CsOTOptions *o, const char
   for (PetscInt j = 0; j < m; j++) gall[j] += eps * log((double)v[j]), gs[j] = (float)(gall[j] / eps);
   for (PetscInt j = 0; j < c->mloc; j++) g[j] = gall[c->m0 + j];
   *epsp = eps, *itp = it, *errp = err, *convp = conv;
-  PetscCall(PetscFree4(gall, logb, u, un));
+  PetscCall(PetscFree5(gall, ge, logb, u, un));
   PetscCall(PetscFree2(v, w));
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------------ block-cyclic cost (ScaLAPACK)
+   The cost C [n, m] is a double nb x nb block-cyclic matrix on the BLACS grid of the communicator (CsGrid),
+   built by pdgemm as -2 X Y^T plus the squared norms, and the kernel K_ij = exp((f_i + g_j - C_ij / c) / eps)
+   beside it: each rank holds n m / ranks entries of each, none holds the whole cost. The iterations are the
+   stabilised scaling ones of the stored path, with the row sums K v reduced over the process row (the ranks
+   holding the same rows) and the column sums K^T u over the process column. On return f [nloc], g [mloc] are the
+   total potentials of the caller's rows and columns, gs [m] = g / eps at the final eps. */
+#define BC_NB 64
+
+typedef struct {
+  CsGrid        grid;
+  CsBlockCyclic C;
+  MPI_Comm      rowc, colc; /* the ranks of this rank's process row / column (MPI_COMM_NULL outside the grid) */
+  double       *Cl, *Kl;    /* local cost (scaled) and kernel, column-major, leading dimension C.lld */
+  PetscInt     *gi, *gj;    /* global indices of the local rows and columns */
+} BCtx;
+
+static PetscErrorCode BCBuild(Ctx *c, BCtx *b, double cscale)
+{
+  CsBlockCyclic Xb, Yb;
+  double       *Xl = NULL, *Yl = NULL;
+  const int     n = (int)c->n, m = (int)c->m, d = (int)PetscMax(c->d, 1), nb = BC_NB;
+  const CsGrid *g = &b->grid;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsBlockCyclicInit(g, n, m, nb, &b->C));
+  PetscCall(CsBlockCyclicInit(g, n, d, nb, &Xb));
+  PetscCall(CsBlockCyclicInit(g, m, d, nb, &Yb));
+  PetscCall(PetscCalloc2((size_t)b->C.lld * b->C.nloc + 1, &b->Cl, (size_t)b->C.lld * b->C.nloc + 1, &b->Kl));
+  PetscCall(PetscMalloc2(b->C.mloc + 1, &b->gi, b->C.nloc + 1, &b->gj));
+  for (int li = 0; li < b->C.mloc; li++) b->gi[li] = CsBCLocalToGlobal(li, nb, g->nprow, g->myrow);
+  for (int lj = 0; lj < b->C.nloc; lj++) b->gj[lj] = CsBCLocalToGlobal(lj, nb, g->npcol, g->mycol);
+  PetscCall(PetscCalloc2((size_t)Xb.lld * Xb.nloc + 1, &Xl, (size_t)Yb.lld * Yb.nloc + 1, &Yl));
+  for (int lk = 0; lk < Xb.nloc && c->d > 0; lk++) {
+    const int k = CsBCLocalToGlobal(lk, nb, g->npcol, g->mycol);
+    for (int li = 0; li < Xb.mloc; li++) Xl[(size_t)lk * Xb.lld + li] = c->X[(size_t)CsBCLocalToGlobal(li, nb, g->nprow, g->myrow) * c->d + k];
+    for (int lj = 0; lj < Yb.mloc; lj++) Yl[(size_t)lk * Yb.lld + lj] = c->Y[(size_t)CsBCLocalToGlobal(lj, nb, g->nprow, g->myrow) * c->d + k];
+  }
+  if (g->myrow >= 0 && c->d > 0) {
+    const int    one = 1;
+    const double mtwo = -2.0, zero = 0.0;
+    pdgemm_("N", "T", &n, &m, &d, &mtwo, Xl, &one, &one, Xb.desc, Yl, &one, &one, Yb.desc, &zero, b->Cl, &one, &one, b->C.desc, 1, 1);
+  }
+  PetscCall(PetscFree2(Xl, Yl));
+  {
+    double *nx, *ny;
+    PetscCall(PetscMalloc2(b->C.mloc + 1, &nx, b->C.nloc + 1, &ny));
+    for (int li = 0; li < b->C.mloc; li++) {
+      double s = 0;
+      for (PetscInt k = 0; k < c->d; k++) s += (double)c->X[(size_t)b->gi[li] * c->d + k] * c->X[(size_t)b->gi[li] * c->d + k];
+      nx[li] = s;
+    }
+    for (int lj = 0; lj < b->C.nloc; lj++) {
+      double s = 0;
+      for (PetscInt k = 0; k < c->d; k++) s += (double)c->Y[(size_t)b->gj[lj] * c->d + k] * c->Y[(size_t)b->gj[lj] * c->d + k];
+      ny[lj] = s;
+    }
+    for (int lj = 0; lj < b->C.nloc; lj++)
+      for (int li = 0; li < b->C.mloc; li++) {
+        double *e = b->Cl + (size_t)lj * b->C.lld + li;
+        *e        = PetscMax(0.0, *e + nx[li] + ny[lj]) / cscale;
+      }
+    PetscCall(PetscFree2(nx, ny));
+  }
+  PetscFunctionReturn(0);
+}
+
+static void BCKernel(BCtx *b, const double *f, const double *g, double eps)
+{
+  for (int lj = 0; lj < b->C.nloc; lj++)
+    for (int li = 0; li < b->C.mloc; li++) {
+      const size_t k = (size_t)lj * b->C.lld + li;
+      b->Kl[k]       = exp((f[li] + g[lj] - b->Cl[k]) / eps);
+    }
+}
+
+/* v = sum over the process row (rows) or column (cols) of the local vector, in place */
+static PetscErrorCode BCReduce(MPI_Comm sub, double *v, int len, MPI_Op op)
+{
+  PetscFunctionBeginUser;
+  if (sub != MPI_COMM_NULL && len > 0) PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, v, len, MPI_DOUBLE, op, sub));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode BlockCyclicIterations(Ctx *c, const CsOTOptions *o, const char *name, double cscale, double eps0, double sa,
+                                            const double *loga_l, const double *logb_l, double *f, double *g, float *gs, double *epsp,
+                                            PetscInt *itp, double *errp, PetscBool *convp)
+{
+  BCtx      b;
+  double   *loga, *logb, *F, *G, *u, *un, *v, *sr, *sc, *all, eps = eps0, err = INFINITY;
+  PetscInt  it;
+  PetscBool conv = PETSC_FALSE;
+  int       R, Q;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(&b, sizeof(b)));
+  PetscCall(CsGridCreate(c->comm, &b.grid));
+  PetscCall(PetscLogEventBegin(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
+  PetscCall(BCBuild(c, &b, cscale));
+  R = b.C.mloc, Q = b.C.nloc;
+  {
+    const PetscBool in = b.grid.myrow >= 0 ? PETSC_TRUE : PETSC_FALSE;
+    PetscCallMPI(MPI_Comm_split(c->comm, in ? b.grid.myrow : MPI_UNDEFINED, b.grid.mycol, &b.rowc));
+    PetscCallMPI(MPI_Comm_split(c->comm, in ? b.grid.mycol : MPI_UNDEFINED, b.grid.myrow, &b.colc));
+  }
+  /* log weights of all points (O(n + m)), then those of the local rows and columns */
+  PetscCall(PetscMalloc1(c->n + c->m, &all));
+  if (c->size == 1) {
+    PetscCall(PetscArraycpy(all, loga_l, c->n));
+    PetscCall(PetscArraycpy(all + c->n, logb_l, c->m));
+  } else {
+    PetscCallMPI(MPI_Allgatherv(loga_l, (PetscMPIInt)c->nloc, MPI_DOUBLE, all, c->ncnt, c->ndsp, MPI_DOUBLE, c->comm));
+    PetscCallMPI(MPI_Allgatherv(logb_l, (PetscMPIInt)c->mloc, MPI_DOUBLE, all + c->n, c->mcnt, c->mdsp, MPI_DOUBLE, c->comm));
+  }
+  PetscCall(PetscMalloc6(R + 1, &loga, Q + 1, &logb, R + 1, &F, Q + 1, &G, R + 1, &u, R + 1, &un));
+  PetscCall(PetscMalloc3(Q + 1, &v, R + 1, &sr, Q + 1, &sc));
+  for (int li = 0; li < R; li++) loga[li] = all[b.gi[li]], u[li] = 1;
+  for (int lj = 0; lj < Q; lj++) logb[lj] = all[c->n + b.gj[lj]], G[lj] = 0, v[lj] = 1;
+  /* f_i = min_j C_ij first (no row of K underflows) */
+  for (int li = 0; li < R; li++) F[li] = INFINITY;
+  for (int lj = 0; lj < Q; lj++)
+    for (int li = 0; li < R; li++) F[li] = PetscMin(F[li], b.Cl[(size_t)lj * b.C.lld + li]);
+  PetscCall(BCReduce(b.rowc, F, R, MPI_MIN));
+  BCKernel(&b, F, G, eps);
+  PetscCall(PetscLogEventEnd(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
+  for (it = 0; it < o->max_iter; it++) {
+    const PetscBool check = eps <= o->epsilon && it > 0 && it % o->check_every == 0 ? PETSC_TRUE : PETSC_FALSE;
+    const double    ta = o->tau_a, tb = o->tau_b;
+    double          e = 0, red[2] = {0, 0};
+
+    PetscCall(PetscLogEventBegin(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+    for (int li = 0; li < R; li++) sr[li] = 0;
+    for (int lj = 0; lj < Q; lj++) {
+      const double *col = b.Kl + (size_t)lj * b.C.lld;
+      for (int li = 0; li < R; li++) sr[li] += col[li] * v[lj];
+    }
+    PetscCall(BCReduce(b.rowc, sr, R, MPI_SUM));
+    for (int li = 0; li < R; li++) {
+      if (check && b.grid.mycol == 0) {
+        double t = ta == 1 ? exp(loga[li]) : exp(loga[li] - (1.0 / ta - 1.0) * (F[li] / eps + log(u[li])));
+        e += fabs(u[li] * sr[li] - t);
+      }
+      const double lu = ta * (loga[li] - log(sr[li])) + (ta - 1) * F[li] / eps;
+      if (!(lu > -1e300 && lu < 1e300)) red[1] = 1;
+      red[0] = PetscMax(red[0], fabs(lu));
+      un[li] = exp(lu);
+    }
+    if (check) {
+      PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &e, 1, MPI_DOUBLE, MPI_SUM, c->comm));
+      err = e / sa;
+      PetscCheck(!PetscIsInfOrNanReal(err), c->comm, PETSC_ERR_NOT_CONVERGED,
+                 "%s: the Sinkhorn iterations diverged at iteration %" PetscInt_FMT " (epsilon %g too small for the cost scale: the kernel "
+                 "underflows); achieved marginal error: not finite", name, it, eps);
+      if (err <= o->tol) {
+        conv = PETSC_TRUE;
+        PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+        break;
+      }
+    }
+    for (int lj = 0; lj < Q; lj++) {
+      const double *col = b.Kl + (size_t)lj * b.C.lld;
+      double        s   = 0;
+      for (int li = 0; li < R; li++) s += col[li] * un[li];
+      sc[lj] = s;
+    }
+    PetscCall(BCReduce(b.colc, sc, Q, MPI_SUM));
+    for (int lj = 0; lj < Q; lj++) {
+      const double lv = tb * (logb[lj] - log(sc[lj])) + (tb - 1) * G[lj] / eps;
+      if (!(lv > -1e300 && lv < 1e300)) red[1] = 1;
+      red[0] = PetscMax(red[0], fabs(lv));
+      v[lj]  = exp(lv);
+    }
+    PetscCall(PetscArraycpy(u, un, R));
+    PetscCall(PetscLogEventEnd(CS_EVENT_OT_SWEEP, 0, 0, 0, 0));
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, red, 2, MPI_DOUBLE, MPI_MAX, c->comm));
+    PetscCheck(!red[1], c->comm, PETSC_ERR_NOT_CONVERGED,
+               "%s: a Sinkhorn potential became infinite at iteration %" PetscInt_FMT ": epsilon %g is too small for the cost scale "
+               "(the kernel of a cell underflows to 0); achieved marginal error %g", name, it, eps, err);
+    {
+      const double epsn = PetscMax(o->epsilon, eps * o->eps_decay);
+      if (epsn != eps || red[0] > ABSORB) {
+        for (int li = 0; li < R; li++) F[li] += eps * log(u[li]), u[li] = 1;
+        for (int lj = 0; lj < Q; lj++) G[lj] += eps * log(v[lj]), v[lj] = 1;
+        eps = epsn;
+        PetscCall(PetscLogEventBegin(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
+        BCKernel(&b, F, G, eps);
+        PetscCall(PetscLogEventEnd(CS_EVENT_OT_KERNEL, 0, 0, 0, 0));
+      }
+    }
+  }
+  /* the total potentials of all points: each row from process column 0, each column from process row 0 */
+  PetscCall(PetscArrayzero(all, c->n + c->m));
+  if (b.grid.mycol == 0)
+    for (int li = 0; li < R; li++) all[b.gi[li]] = F[li] + eps * log(u[li]);
+  if (b.grid.myrow == 0)
+    for (int lj = 0; lj < Q; lj++) all[c->n + b.gj[lj]] = G[lj] + eps * log(v[lj]);
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, all, (PetscMPIInt)(c->n + c->m), MPI_DOUBLE, MPI_SUM, c->comm));
+  for (PetscInt i = 0; i < c->nloc; i++) f[i] = all[c->n0 + i];
+  for (PetscInt j = 0; j < c->mloc; j++) g[j] = all[c->n + c->m0 + j];
+  for (PetscInt j = 0; j < c->m; j++) gs[j] = (float)(all[c->n + j] / eps);
+  *epsp = eps, *itp = it, *errp = err, *convp = conv;
+  PetscCall(PetscFree6(loga, logb, F, G, u, un));
+  PetscCall(PetscFree3(v, sr, sc));
+  PetscCall(PetscFree(all));
+  if (b.rowc != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_free(&b.rowc));
+  if (b.colc != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_free(&b.colc));
+  PetscCall(PetscFree2(b.Cl, b.Kl));
+  PetscCall(PetscFree2(b.gi, b.gj));
+  PetscCall(CsGridDestroy(&b.grid));
   PetscFunctionReturn(0);
 }
 
@@ -497,7 +867,7 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
 {
   Ctx         c;
   const char *name = o->name ? o->name : "the transport problem";
-  double      sa = 0, sb = 0, cscale = 1, eps, eps0, err = INFINITY;
+  double      sa = 0, sb = 0, cscale = 1, eps, eps0 = 0, err = INFINITY;
   double     *f, *g, *loga, *logb, *L, *Lc;
   float      *fs, *gs, *ftmp, *gtmp;
   PetscInt    it = 0;
@@ -521,8 +891,8 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
 
   /* stored or streamed */
   {
-    size_t    bytes = sizeof(float) * (size_t)nloc * c.m;
-    PetscBool st    = o->mode == CS_OT_MODE_STREAM || (o->mode == CS_OT_MODE_AUTO && bytes > CS_OT_STORE_MAX_BYTES);
+    size_t    bytes = (o->kernel_bf16 ? 6 : 4) * (size_t)nloc * c.m;
+    PetscBool st    = o->mode == CS_OT_MODE_STREAM || o->mode == CS_OT_MODE_BLOCKCYCLIC || (o->mode == CS_OT_MODE_AUTO && bytes > CS_OT_STORE_MAX_BYTES);
     PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPIU_BOOL, MPI_LOR, comm));
     c.stream = st;
   }
@@ -531,6 +901,7 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
   if (c.stream) PetscCall(PetscMalloc1((size_t)RB * CB, &c.D));
   else { /* the rank's kernel rows */
     PetscCall(PetscMalloc1((size_t)nloc * c.m + 1, &c.Crow));
+    if (o->kernel_bf16) PetscCall(PetscMalloc1((size_t)nloc * c.m + 1, &c.Kh));
     PetscCall(PetscMalloc1((size_t)RB * CB, &c.D)); /* the projection recomputes the cost */
     cs_pairwise_sqdist_forward(c.Crow, x, c.Y, nloc, c.m, d, c.work);
   }
@@ -544,7 +915,8 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
   for (PetscInt j = 0; j < c.m; j++) gs[j] = 0;
   for (PetscInt i = 0; i < c.n; i++) fs[i] = 0;
   eps = eps0;
-  if (!c.stream) PetscCall(ScalingIterations(&c, o, name, cscale, eps0, sa, loga, logb, f, g, gs, &eps, &it, &err, &conv));
+  if (o->mode == CS_OT_MODE_BLOCKCYCLIC) PetscCall(BlockCyclicIterations(&c, o, name, cscale, eps0, sa, loga, logb, f, g, gs, &eps, &it, &err, &conv));
+  else if (!c.stream) PetscCall(ScalingIterations(&c, o, name, cscale, eps0, sa, loga, logb, f, g, gs, &eps, &it, &err, &conv));
   else PetscCall(StreamedIterations(&c, o, name, cscale, sa, loga, logb, f, g, fs, gs, ftmp, gtmp, L, Lc, &eps, &it, &err, &conv));
   if (!conv && !o->allow_unconverged) {
     PetscCall(PetscLogEventEnd(CS_EVENT_OT_SOLVE, 0, 0, 0, 0));
@@ -554,7 +926,8 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
             name, (double)o->tol, o->max_iter, err, eps, (double)o->tau_a, (double)o->tau_b);
   }
   /* gs holds g/eps at the final eps (the loop breaks after a row sweep) */
-  inf.iterations = it, inf.error = err, inf.cost_scale = cscale, inf.converged = conv, inf.streamed = c.stream;
+  inf.iterations = it, inf.error = err, inf.cost_scale = cscale, inf.converged = conv;
+  inf.streamed = c.stream && o->mode != CS_OT_MODE_BLOCKCYCLIC ? PETSC_TRUE : PETSC_FALSE;
   c.stream = PETSC_TRUE; /* the projection recomputes the cost block by block in both modes */
   if (plan || bary) {
     double cm[2] = {0, 0};
@@ -573,6 +946,7 @@ static PetscErrorCode Solve(MPI_Comm comm, const CsOTOptions *o, PetscInt nloc, 
   PetscCall(PetscFree4(f, g, loga, logb));
   PetscCall(PetscFree4(c.ncnt, c.ndsp, c.mcnt, c.mdsp));
   PetscCall(PetscFree(c.Crow));
+  PetscCall(PetscFree(c.Kh));
   PetscCall(PetscFree(c.D));
   PetscCall(PetscFree(c.work));
   PetscCall(PetscFree(c.part));

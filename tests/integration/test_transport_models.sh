@@ -88,9 +88,9 @@ grep -q "step size fell to the adaptor's minimum" "$out/collapse.log" || { cat "
 
 # 5. events and help
 run 2 logs run -model cellot,flow ${size[cellot]} ${size[flow]} -cellot_epochs 1 -flow_epochs 1 -log_view
-for ev in CsODESolve CsOTSinkhorn CsCellOTTransport; do grep -q "^$ev " "$out/logs.log" || fail "-log_view lacks $ev"; done
+for ev in CsODESolve CsOTSinkhorn CsOTSweep CsOTKernel CsCellOTTransport; do grep -q "^$ev " "$out/logs.log" || fail "-log_view lacks $ev"; done
 "$CELLSHIFT" -help > "$out/help.txt" 2>&1 || true
-for o in -flow_ts_type -flow_ts_rtol -flow_ts_atol -flow_ts_adapt_type -flow_pca -cellot_pca -cellot_inner_steps; do
+for o in -flow_ts_type -flow_ts_rtol -flow_ts_atol -flow_ts_adapt_type -flow_pca -cellot_pca -cellot_inner_steps -ot_layout; do
   grep -q -- "$o " "$out/help.txt" || grep -q -- "$o <" "$out/help.txt" || fail "-help lacks $o"
 done
 echo "transport model tests passed"

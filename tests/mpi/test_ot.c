@@ -1,4 +1,5 @@
-/* CsOTSolve (sources and targets split unevenly over the ranks, cost stored or streamed in blocks) against
+/* CsOTSolve (sources and targets split unevenly over the ranks, cost stored, streamed in blocks, block-cyclic on
+   the BLACS grid, or stored in bfloat16) against
    CsOTSolveDense on one process, and both against the mathematics recomputed in double: the marginals of the plan
    (balanced: a and b; unbalanced: the fixed point of the KL-penalised updates) and the barycentres from the plan.
    Balanced and unbalanced, mean and max cost scale. The failures: an iteration cap too small (the achieved error is
@@ -281,6 +282,22 @@ static PetscErrorCode Body(void)
     o.scale = CS_OT_SCALE_MAX, o.epsilon = 0.01, o.eps_scaling = PETSC_FALSE, o.max_iter = 5000;
     PetscCall(Case(&Q, &o, md, mode ? "max scale, small, streamed" : "max scale, small, stored"));
   }
+  /* the ScaLAPACK block-cyclic cost and kernel: the same checks against the dense solve */
+  PetscCall(CsOTOptionsDefaults(&o));
+  PetscCall(Case(&P, &o, CS_OT_MODE_BLOCKCYCLIC, "balanced, block-cyclic"));
+  PetscCall(CsOTOptionsDefaults(&o));
+  o.tau_a = 0.9, o.tau_b = 0.7;
+  PetscCall(Case(&P, &o, CS_OT_MODE_BLOCKCYCLIC, "unbalanced, block-cyclic"));
+  PetscCall(CsOTOptionsDefaults(&o));
+  o.scale = CS_OT_SCALE_MAX, o.epsilon = 0.01, o.eps_scaling = PETSC_FALSE, o.max_iter = 5000;
+  PetscCall(Case(&Q, &o, CS_OT_MODE_BLOCKCYCLIC, "max scale, small, block-cyclic"));
+  /* the bfloat16 stored kernel: the same checks (the plan is rebuilt in float32 from the potentials) */
+  PetscCall(CsOTOptionsDefaults(&o));
+  o.kernel_bf16 = PETSC_TRUE;
+  PetscCall(Case(&P, &o, CS_OT_MODE_STORE, "balanced, stored bfloat16"));
+  PetscCall(CsOTOptionsDefaults(&o));
+  o.kernel_bf16 = PETSC_TRUE, o.tau_a = 0.9, o.tau_b = 0.7;
+  PetscCall(Case(&P, &o, CS_OT_MODE_STORE, "unbalanced, stored bfloat16"));
   /* failures */
   PetscCall(CsOTOptionsDefaults(&o));
   o.max_iter = 3, o.eps_scaling = PETSC_FALSE, o.tol = 1e-8, o.name = "group X";

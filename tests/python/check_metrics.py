@@ -99,7 +99,8 @@ def sample_var(A, m):
 def welch_t(m1, v1, n1, m2, v2, n2):
     den = v1 / n1 + v2 / n2
     t = np.zeros_like(m1)
-    ok = den > 0
+    # 0 also where the means differ by at most 1e-6 max(1, |m|) (CsWelchT: below float32 resolution)
+    ok = (den > 0) & (np.abs(m1 - m2) > 1e-6 * np.maximum(1.0, np.maximum(np.abs(m1), np.abs(m2))))
     t[ok] = (m1[ok] - m2[ok]) / np.sqrt(den[ok])
     return t
 

@@ -89,6 +89,13 @@ static PetscErrorCode TestWelchTop(void)
   CS_EXPECT(t[1] == 0.0, "welch t with zero variances and equal means is 0");
   CS_EXPECT(t[2] == 0.0, "welch t with zero variances is 0 even when the means differ");
   CS_EXPECT_CLOSE(t[3], -1.0 / sqrt(0.5 + 1.0 / 3.0), 1e-15, "welch t negative");
+  {
+    /* rounding noise around 0 (the control is 0 in every cell) is no difference; 2e-6 is one */
+    double a[] = {2e-16, 2e-6, 3.0 + 2e-6, 3.0 + 4e-6}, va[] = {3e-32, 1e-12, 1, 1}, b[] = {0, 0, 3, 3}, vb[] = {0, 0, 1, 1}, u[4];
+    CsWelchT(4, a, va, 100, b, vb, 50, u);
+    CS_EXPECT(u[0] == 0.0 && u[1] != 0.0, "welch t at the noise floor: %g %g", u[0], u[1]);
+    CS_EXPECT(u[2] == 0.0 && u[3] != 0.0, "welch t below 1e-6 relative to the means: %g %g", u[2], u[3]);
+  }
 
   PetscCall(CsTopAbs(8, tt, 3, idx, &found));
   CS_EXPECT(found == 3 && idx[0] == 1 && idx[1] == 3 && idx[2] == 2, "top-3 |t| with ties by index: got %d %d %d (%d)",
