@@ -258,6 +258,13 @@ static PetscErrorCode WriteRunFiles(CsProblem *p)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode CsProblemCheckOptions(CsProblem *p, const char command[])
+{
+  PetscFunctionBeginUser;
+  PetscCall(ReadOptions(p, command));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsProblemSetUp(CsProblem *p, PetscBool reuse, const char command[])
 {
   PetscFunctionBeginUser;
