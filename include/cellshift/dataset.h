@@ -80,6 +80,9 @@ PETSC_EXTERN PetscErrorCode CsCSRGroupStats(MPI_Comm comm, const CsCSR *X, Petsc
    order, then local order) as CSR; *out is empty (0 rows) on the other ranks. Built on CsCSRFetchRows. */
 PETSC_EXTERN PetscErrorCode CsCSRGatherRows(PetscLayout layout, const CsCSR *X, PetscInt n, const PetscInt local[], PetscMPIInt root,
                                             CsCSR *out);
+/* Collective: keep only the local rows with keep[i] (a set-up dataset); the rows stay in order, each rank keeps
+   its own, the global numbering is recomputed. */
+PETSC_EXTERN PetscErrorCode CsDatasetKeepRows(CsDataset ds, const PetscBool keep[]);
 PETSC_EXTERN PetscErrorCode CsDatasetDestroy(CsDataset *ds);
 
 #endif

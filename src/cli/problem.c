@@ -214,6 +214,40 @@ static PetscErrorCode PrepareRunDir(CsProblem *p, PetscBool reuse)
   PetscFunctionReturn(0);
 }
 
+/* -data_fraction, -cells_per_group: drop training cells, then build the design and the split again on the cells
+   kept. Every group keeps at least one cell, so the groups and therefore the roles are the same (checked). */
+static PetscErrorCode SubsampleTraining(CsProblem *p)
+{
+  MPI_Comm   comm = PETSC_COMM_WORLD;
+  PetscBool *keep, any, same = PETSC_TRUE;
+  CsRole    *role;
+  PetscInt   ngroups = p->design->ngroups;
+  CsSplit    s;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsSplitSubsample(p->split, p->design, &keep, &any));
+  if (!any) PetscFunctionReturn(0);
+  PetscCall(CsDatasetKeepRows(p->ds, keep));
+  PetscCall(PetscFree(keep));
+  PetscCall(PetscMalloc1(ngroups, &role));
+  PetscCall(PetscArraycpy(role, p->split->role, ngroups));
+  PetscCall(CsDesignDestroy(&p->design));
+  PetscCall(CsDesignCreate(comm, &p->design));
+  PetscCall(CsDesignSetFromOptions(p->design));
+  PetscCall(CsDesignSetUp(p->design, p->ds));
+  PetscCall(CsSplitCreate(comm, &s));
+  PetscCall(CsSplitSetFromOptions(s));
+  PetscCall(PetscStrncpy(s->file, p->split->file, sizeof(s->file)));
+  PetscCall(CsSplitSetUp(s, p->design));
+  same = (PetscBool)(p->design->ngroups == ngroups);
+  for (PetscInt g = 0; same && g < ngroups; g++) same = (PetscBool)(s->role[g] == role[g]);
+  PetscCall(PetscFree(role));
+  PetscCall(CsSplitDestroy(&p->split));
+  p->split = s;
+  CsCheckAll(comm, same, "-data_fraction / -cells_per_group changed the split's groups (please report: every group keeps a cell)");
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode SetUpData(CsProblem *p)
 {
   PetscViewer v = PETSC_VIEWER_STDOUT_WORLD;
@@ -223,6 +257,7 @@ static PetscErrorCode SetUpData(CsProblem *p)
   PetscCall(CsDatasetSetUp(p->ds));
   PetscCall(CsDesignSetUp(p->design, p->ds));
   PetscCall(CsSplitSetUp(p->split, p->design));
+  PetscCall(SubsampleTraining(p));
   PetscCall(CsDatasetView(p->ds, v));
   PetscCall(CsDesignView(p->design, v));
   PetscCall(CsSplitView(p->split, p->design, v));

@@ -116,6 +116,7 @@ static PetscErrorCode Compact(CsDataset ds, const PetscBool *keep)
     memmove(ds->X.data + nnz, ds->X.data + a, sizeof(float) * (size_t)(b - a));
     ds->X.indptr[n] = nnz;
     nnz += b - a;
+    if (ds->libsize) ds->libsize[n] = ds->libsize[i];
     for (PetscInt k = 0; k < ds->nobs; k++) {
       if (ds->obs[k].codes) ds->obs[k].codes[n] = ds->obs[k].codes[i];
       if (ds->obs[k].values) ds->obs[k].values[n] = ds->obs[k].values[i];
@@ -125,6 +126,15 @@ static PetscErrorCode Compact(CsDataset ds, const PetscBool *keep)
   ds->X.indptr[n] = nnz;
   ds->X.nrows = ds->nlocal = n;
   PetscCall(SetRows(ds));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsDatasetKeepRows(CsDataset ds, const PetscBool keep[])
+{
+  PetscFunctionBeginUser;
+  PetscCheck(ds->setup, ds->comm, PETSC_ERR_ORDER, "CsDatasetKeepRows needs the dataset set up");
+  PetscCall(Compact(ds, keep));
+  CsCheckAll(ds->comm, ds->nglobal > 0, "%s: no cells are left", ds->path);
   PetscFunctionReturn(0);
 }
 
