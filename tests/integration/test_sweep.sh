@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# cellshift sweep and collect, local mode, and the training subsample options of run:
+# - a 2 x 2 grid (data_fraction x data) where the two configurations on a missing file fail: the sweep goes on,
+#   exits 0, and collected.csv has the documented header, ok rows with metrics for every model and failed rows
+#   without; -task N reruns one configuration; collect -runs DIR/runs writes the same table;
+# - -data_fraction keeps max(1, ceil(f n)) cells of every perturbed train/valid group and every cell of the test
+#   and control groups (split.json of the subsampled run against the full one); -cells_per_group caps them; the
+#   metrics are identical on 1, 2 and 3 ranks;
+# - spec errors before anything runs: an unknown option (the option checker's message naming it), malformed YAML
+#   (one line with file and line), an unknown key; the sweep on 2 ranks is refused.
+set -uo pipefail
+: "${CELLSHIFT:?}" "${CS_MPIEXEC:?}" "${CS_SOURCE_DIR:?}"
+PY=${CS_PYTHON:-/usr/bin/python3}
+out=$(mktemp -d "${TMPDIR:-/tmp}/cellshift-sweep-XXXXXX")
+trap 'rm -rf "$out"' EXIT
+cd "$CS_SOURCE_DIR"
+export OPENBLAS_NUM_THREADS=1
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+# expect_error LABEL PATTERN COMMAND...: exit 1, one "cellshift: error:" line matching PATTERN, no sweep folder
+expect_error() {
+  local label=$1 pattern=$2 rc
+  shift 2
+  timeout 60 "$@" > "$out/$label.out" 2> "$out/$label.err"
+  rc=$?
+  [ $rc -eq 1 ] || fail "$label: exit $rc, expected 1"
+  [ "$(grep -c '^cellshift: error:' "$out/$label.err")" -eq 1 ] || { cat "$out/$label.err"; fail "$label: not one error line"; }
+  grep -q "^cellshift: error:.*$pattern" "$out/$label.err" || { cat "$out/$label.err"; fail "$label: error does not match '$pattern'"; }
+  [ ! -e "$out/$label" ] || fail "$label: the sweep folder was made"
+}
+
+# 1. a local sweep with two failing configurations
+cat > "$out/grid.yaml" <<YAML
+options:
+  options_file_yaml: input/norman_combo.yaml
+  model: linear
+grid:
+  data_fraction: [0.3, 1]
+  data: [input/perturbench_devel/devel.h5ad, $out/missing.h5ad]
+YAML
+timeout 120 "$CELLSHIFT" sweep -spec "$out/grid.yaml" -output_dir "$out/sw" > "$out/sweep.log" 2>&1 || { cat "$out/sweep.log"; fail "the sweep did not exit 0"; }
+grep -q "2 of 4 runs ok" "$out/sweep.log" || { cat "$out/sweep.log"; fail "the sweep did not report 2 of 4 runs ok"; }
+grep -q "cannot open\|no such file" "$out/sw/runs/0001/log.txt" || fail "the log of a failed run does not say why"
+"$PY" - "$out/sw" <<'PYEOF' || fail "collected.csv"
+import csv, json, sys, math
+d = sys.argv[1]
+rows = list(csv.DictReader(open(d + "/collected.csv")))
+header = open(d + "/collected.csv").readline().strip().split(",")
+metrics = json.load(open(d + "/runs/0000/metrics.json"))["metrics"]
+want = ["run", "status", "data_fraction", "data", "model", "n_train_cells", "params"] + metrics
+assert header == want, header
+st = {r["run"]: r["status"] for r in rows}
+assert st == {"0000": "ok", "0001": "failed", "0002": "ok", "0003": "failed"}, st
+for r in rows:
+    if r["status"] == "failed":
+        assert r["model"] == "" and all(r[m] == "" for m in metrics), r
+models = {r["run"]: [x["model"] for x in rows if x["run"] == r["run"]] for r in rows if r["status"] == "ok"}
+assert models["0000"] == ["control", "additive", "mean", "linear"], models
+for r in rows:
+    if r["status"] != "ok": continue
+    agg = json.load(open(f"{d}/runs/{r['run']}/metrics.json"))["aggregates"][r["model"]]
+    for m in metrics:
+        v = agg[m]
+        assert (r[m] == "" and v is None) or math.isclose(float(r[m]), v, rel_tol=1e-8, abs_tol=1e-12), (r["run"], m, r[m], v)
+n = {r["data_fraction"]: int(r["n_train_cells"]) for r in rows if r["status"] == "ok"}
+assert n["0.3"] < 0.4 * n["1"], n
+assert "| 0000 | ok |" in open(d + "/collected.md").read()
+PYEOF
+# -task: one configuration again (kept when ok unless -overwrite), and collect -runs
+timeout 60 "$CELLSHIFT" sweep -spec "$out/grid.yaml" -output_dir "$out/sw" -task 2 -overwrite > "$out/task.log" 2>&1 || { cat "$out/task.log"; fail "-task 2"; }
+grep -q "runs/0002 ok" "$out/task.log" || { cat "$out/task.log"; fail "-task 2 did not run configuration 2"; }
+timeout 60 "$CELLSHIFT" sweep -spec "$out/grid.yaml" -output_dir "$out/sw" -task 1 > "$out/task1.log" 2>&1
+[ $? -eq 1 ] || fail "-task of a failing configuration must exit 1 (the array task fails)"
+cp "$out/sw/collected.csv" "$out/first.csv"
+timeout 60 "$CELLSHIFT" collect -runs "$out/sw/runs" > "$out/collect.log" 2>&1 || { cat "$out/collect.log"; fail "collect -runs"; }
+cmp -s <(cut -d, -f1-7 "$out/first.csv") <(cut -d, -f1-7 "$out/sw/collected.csv") || fail "collect -runs gives another table"
+
+# 2. -data_fraction / -cells_per_group against the full split, and on 1, 2, 3 ranks
+run() { timeout 120 $CS_MPIEXEC -n "$1" "$CELLSHIFT" run -options_file_yaml input/norman_combo.yaml -model linear -output_dir "$out/$2" "${@:3}" > "$out/$2.log" 2>&1 || { tail -3 "$out/$2.log"; fail "run $2"; }; }
+run 1 full
+for np in 1 2 3; do run $np frac$np -data_fraction 0.3; done
+run 2 cap -cells_per_group 20 -data_fraction 0.5
+"$PY" - "$out" <<'PYEOF' || fail "-data_fraction / -cells_per_group keep the wrong number of cells"
+import json, math, sys
+o = sys.argv[1]
+def groups(r): return {(g["condition"], g["context"]): g for g in json.load(open(f"{o}/{r}/split.json"))["groups"]}
+full = groups("full")
+for run, f, cap in (("frac1", 0.3, 0), ("cap", 0.5, 20)):
+    sub = groups(run)
+    assert sub.keys() == full.keys()
+    for k, g in full.items():
+        assert sub[k]["role"] == g["role"], k
+        n = g["n_cells"]
+        if g["role"] == "test" or g["natoms"] == 0: want = n
+        else:
+            want = max(1, math.ceil(f * n - 1e-9 * n))
+            if cap: want = min(want, cap)
+        assert sub[k]["n_cells"] == want, (run, k, sub[k]["n_cells"], want)
+PYEOF
+for np in 2 3; do cmp -s "$out/frac1/metrics.csv" "$out/frac$np/metrics.csv" || fail "-data_fraction: metrics differ on $np ranks"; done
+cmp -s "$out/full/metrics.csv" "$out/frac1/metrics.csv" && fail "-data_fraction 0.3 changed nothing"
+
+# 3. spec errors, before anything runs
+printf 'options:\n  options_file_yaml: input/norman_combo.yaml\ngrid:\n  no_such_opt: [1, 2]\n' > "$out/unknown.yaml"
+expect_error unknown "-no_such_opt: no such option" "$CELLSHIFT" sweep -spec "$out/unknown.yaml" -output_dir "$out/unknown"
+printf 'options:\n  model: linear\ngrid:\n  data_fraction: [0.5, 1\n  model: [a, b]\n' > "$out/bad.yaml"
+expect_error badyaml "bad.yaml:[0-9]*: malformed YAML" "$CELLSHIFT" sweep -spec "$out/bad.yaml" -output_dir "$out/badyaml"
+printf 'options:\n  model: linear\ngird:\n  data_fraction: [0.5]\n' > "$out/key.yaml"
+expect_error badkey "key.yaml:3: unknown key 'gird'" "$CELLSHIFT" sweep -spec "$out/key.yaml" -output_dir "$out/badkey"
+printf 'options:\n  options_file_yaml: input/norman_combo.yaml\ngrid:\n  data_fraction: [0.5, 2]\n' > "$out/range.yaml"
+expect_error badvalue "-data_fraction 2: give a fraction" "$CELLSHIFT" sweep -spec "$out/range.yaml" -output_dir "$out/badvalue"
+expect_error ranks "runs as one process" $CS_MPIEXEC -n 2 "$CELLSHIFT" sweep -spec "$out/grid.yaml" -output_dir "$out/ranks"
+
+[ $failures -eq 0 ] && echo "sweep tests passed"
+exit $((failures > 0))
