@@ -41,7 +41,7 @@ PetscErrorCode CsSweepOptions(MPI_Comm comm, void *ctx)
                              NULL));
   PetscCall(PetscOptionsString("-sweep_sbatch", "-slurm: the array job script (default jobs/sweep.sbatch beside the program's build folder)",
                                "CsCommandSweep", o->sbatch, o->sbatch, sizeof(o->sbatch), NULL));
-  PetscCall(PetscOptionsString("-sweep_sbatch_args", "-slurm: more sbatch arguments for both jobs (e.g. \"--partition=debug --time=30\")",
+  PetscCall(PetscOptionsString("-sweep_sbatch_args", "-slurm: more sbatch arguments for both jobs, after a space (\" --partition=debug\"); or sbatch's SBATCH_* variables",
                                "CsCommandSweep", o->sbatch_args, o->sbatch_args, sizeof(o->sbatch_args), NULL));
   PetscOptionsEnd();
   PetscFunctionReturn(0);

@@ -167,7 +167,7 @@ options:
 grid:
   data_fraction: [0.2, 0.5, 1]
 YAML
-sub=$("$CELLSHIFT" sweep -spec "$d/sweep.yaml" -output_dir "$d/sweep" -slurm -sweep_sbatch jobs/sweep.sbatch -sweep_sbatch_args "--time=5" 2>&1) ||
+sub=$(SBATCH_TIMELIMIT=5 "$CELLSHIFT" sweep -spec "$d/sweep.yaml" -output_dir "$d/sweep" -slurm -sweep_sbatch jobs/sweep.sbatch 2>&1) ||
   { echo "$sub"; fail "cellshift sweep -slurm"; }
 aid=$(echo "$sub" | sed -n 's/.*array job \([0-9]*\) .*/\1/p')
 cid=$(echo "$sub" | sed -n 's/.*collection job \([0-9]*\) .*/\1/p')
