@@ -196,6 +196,7 @@ PetscErrorCode CsCommandSweep(void)
   CsCheckAll(comm, !(o.slurm && o.task >= 0), "-task N runs one configuration here: not with -slurm");
   PetscCall(CsSweepLoad(o.spec, &sw));
   if (o.launcher[0]) PetscCall(PetscStrncpy(sw->launcher, o.launcher, sizeof(sw->launcher)));
+  CsCheckAll(comm, o.task < sw->nconf, "-task %" PetscInt_FMT ": the sweep %s has configurations 0 to %" PetscInt_FMT, o.task, o.spec, sw->nconf - 1);
   PetscCall(CheckAll(sw, o.outdir));
   PetscCall(PetscPrintf(comm, "sweep: %s: %" PetscInt_FMT " configurations of %" PetscInt_FMT " swept option%s, checked%s%s\n", o.spec, sw->nconf, sw->nopt,
                         sw->nopt == 1 ? "" : "s", sw->launcher[0] ? "; each run through " : "", sw->launcher));
