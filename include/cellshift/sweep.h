@@ -59,8 +59,8 @@ PETSC_EXTERN PetscErrorCode CsSweepRunOne(CsSweep sw, const char dir[], PetscInt
      run, status, <each swept option, named without '-'>, model, n_train_cells, params, <every metric of
      metrics.json in its order>
    status is ok, failed or missing; n_train_cells the perturbed training cells of the run (metrics.json); params
-   the model's parameter count from metrics.json's "params" object when a run records it (empty otherwise: no model
-   records it yet); a metric that is not finite, or a run without metrics, leaves its cells empty. *nruns, *nok: configurations and successful ones. */
+   the model's trained parameters from metrics.json's "params" (the models trained by CsModelTrain; empty for the
+   baselines and closed-form fits); a metric that is not finite, or a run without metrics, leaves its cells empty. *nruns, *nok: configurations and successful ones. */
 PETSC_EXTERN PetscErrorCode CsSweepCollect(MPI_Comm comm, const char dir[], PetscInt *nruns, PetscInt *nok);
 
 #endif

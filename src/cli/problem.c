@@ -415,6 +415,11 @@ PetscErrorCode CsProblemScore(CsProblem *p, PetscBool fit)
     PetscCall(CsProblemModelPath(p, k, "predictions.h5ad", path));
     PetscCall(CsProblemSpec(p->all[k], name, type));
     PetscCall(CsEvaluatorScore(e, name, path, p->isbaseline[k]));
+    if (p->model[k]) {
+      PetscInt64 np;
+      PetscCall(CsModelGetParameterCount(p->model[k], &np));
+      PetscCall(CsEvaluatorSetParams(e, name, np));
+    }
   }
   if (!stop) { /* a signal stopped a fit after its checkpoint: there is nothing to evaluate yet */
     PetscCall(CsEvaluatorWrite(e, p->outdir));

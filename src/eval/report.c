@@ -113,6 +113,9 @@ static PetscErrorCode JSONTree(CsEvaluator e, json_t *root)
   PetscCall(CsJSONSet(root, "baselines", arr = json_array()));
   for (PetscInt i = 0; i < e->nmodels; i++)
     if (e->models[i].baseline) PetscCall(CsJSONAppend(arr, json_string(e->models[i].name)));
+  PetscCall(CsJSONSet(root, "params", obj = json_object())); /* trained parameters, of the models that record them */
+  for (PetscInt i = 0; i < e->nmodels; i++)
+    if (e->models[i].params >= 0) PetscCall(CsJSONSet(obj, e->models[i].name, json_integer((json_int_t)e->models[i].params)));
   PetscCall(CsJSONSet(root, "predictions", obj = json_object()));
   for (PetscInt i = 0; i < e->nmodels; i++) PetscCall(CsJSONSet(obj, e->models[i].name, json_string(e->models[i].path)));
   PetscCall(StringArray(e->ncat, CategoryName, e, &arr));

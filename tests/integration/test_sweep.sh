@@ -5,7 +5,8 @@
 #   without; -task N reruns one configuration; collect -runs DIR/runs writes the same table;
 # - -data_fraction keeps max(1, ceil(f n)) cells of every perturbed train/valid group and every cell of the test
 #   and control groups (split.json of the subsampled run against the full one); -cells_per_group caps them; the
-#   metrics are identical on 1, 2 and 3 ranks (to 1e-6, as test_run_ranks);
+#   metrics are identical on 1, 2 and 3 ranks (to 1e-6, as test_run_ranks); metrics.json's params of scgen is the
+#   count of its trained tensors in model.h5 (h5py);
 # - spec errors before anything runs: an unknown option (the option checker's message naming it), malformed YAML
 #   (one line with file and line), an unknown key; the sweep on 2 ranks is refused.
 set -uo pipefail
@@ -80,7 +81,15 @@ cmp -s <(cut -d, -f1-7 "$out/first.csv") <(cut -d, -f1-7 "$out/sw/collected.csv"
 run() { timeout 120 $CS_MPIEXEC -n "$1" "$CELLSHIFT" run -options_file_yaml input/norman_combo.yaml -model linear -output_dir "$out/$2" "${@:3}" > "$out/$2.log" 2>&1 || { tail -3 "$out/$2.log"; fail "run $2"; }; }
 run 1 full
 for np in 1 2 3; do run $np frac$np -data_fraction 0.3; done
-run 2 cap -cells_per_group 20 -data_fraction 0.5
+run 2 cap -cells_per_group 20 -data_fraction 0.5 -model scgen -scgen_epochs 1 -scgen_hidden 32 -scgen_latent 4
+"$PY" - "$out/cap" <<'PYEOF' || fail "params of scgen in metrics.json"
+import json, sys, h5py, numpy as np
+d = sys.argv[1]
+got = json.load(open(d + "/metrics.json"))["params"]
+with h5py.File(d + "/scgen/model.h5") as f:  # trained tensors: not the BatchNorm statistics, not the latent shifts
+    want = sum(int(np.prod(o.shape)) for k, o in f["params"].items() if not k.startswith("shift_") and "running_" not in k)
+assert got == {"scgen": want}, (got, want)
+PYEOF
 "$PY" - "$out" <<'PYEOF' || fail "-data_fraction / -cells_per_group keep the wrong number of cells"
 import json, math, sys
 o = sys.argv[1]
