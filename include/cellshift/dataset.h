@@ -19,6 +19,10 @@ struct _n_CsDataset {
   char         layer[256];    /* "" = X, else layers/<layer> */
   char         encoding[16];  /* how the matrix is stored: "csr", "csc" or "dense" */
   char         subset[512];   /* -obs_subset key=v1,v2 applied after reading ("" = none) */
+  PetscReal    depth_fraction; /* -depth_fraction p: binomial downsampling of the raw counts (1 = none) */
+  PetscInt     depth_seed;     /* -depth_seed */
+  PetscReal    min_counts;     /* -min_counts: QC, cells with fewer raw counts are dropped (0 = none) */
+  PetscReal    max_mito;       /* -max_mito_fraction: QC, cells with a larger fraction of counts in MT- genes are dropped (1 = none) */
   PetscBool    normalize;     /* -normalize: X held raw counts, now log1p(counts / libsize * 1e4) */
   PetscBool    input;         /* the user's data (set by CsDatasetSetFromOptions): checked as input, see SetUp */
   double      *libsize;       /* [nlocal] total counts of each cell before -normalize (NULL without it) */

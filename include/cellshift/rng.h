@@ -18,7 +18,9 @@ enum {
   CS_STREAM_SAMPLE  = 6, /* subsampling of cells */
   CS_STREAM_DATA    = 7, /* synthetic data */
   CS_STREAM_PAIR    = 8, /* control partners and control sets of the samplers */
-  CS_STREAM_SET     = 9  /* groups and cells of the set and coupled samplers */
+  CS_STREAM_SET     = 9, /* groups and cells of the set and coupled samplers */
+  /* 10: random sweep configurations (src/sweep) */
+  CS_STREAM_DEPTH   = 11 /* binomial downsampling of counts; a = file row, b = gene << 32 | block of draws */
 };
 
 /* Four independent 32-bit words for (seed, stream, counter hi, counter lo). */

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <errno.h>
 
-enum { CS_STREAM_SWEEP = 10 }; /* random configurations: counter (draw, option) */
+enum { CS_STREAM_SWEEP = 10 }; /* random configurations: counter (draw, option); see rng.h */
 
 typedef struct {
   const char   *file;
