@@ -59,7 +59,7 @@ expect_error() { # LABEL PATTERN ARGS...: exit 1 with one error line matching PA
     { cat "$out/$label.err"; fail "$label: exit $rc, expected one error matching '$pattern'"; }
 }
 expect_error lognorm "-depth_fraction needs raw counts" -options_file_yaml input/norman_combo.yaml -depth_fraction 0.5
-expect_error nomito "-max_mito_fraction: .* has no mitochondrial gene" "${common[@]:0:10}" -max_mito_fraction 0.2
+expect_error nomito "-max_mito_fraction: .* has no mitochondrial gene" "${common[@]:0:11}" -max_mito_fraction 0.2
 expect_error badfrac "-depth_fraction 0.*give a fraction" -options_file_yaml input/norman_combo.yaml -depth_fraction 0
 [ $failures -eq 0 ] && echo "depth tests passed"
 exit $((failures > 0))
