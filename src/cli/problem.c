@@ -214,37 +214,42 @@ static PetscErrorCode PrepareRunDir(CsProblem *p, PetscBool reuse)
   PetscFunctionReturn(0);
 }
 
-/* -data_fraction, -cells_per_group: drop training cells, then build the design and the split again on the cells
-   kept. Every group keeps at least one cell, so the groups and therefore the roles are the same (checked). */
+/* -data_fraction, -cells_per_group, -max_perturbations: drop training cells, then build the design again on the
+   cells kept; every group left keeps its role (matched by condition, dose and context), the groups of a left-out
+   training perturbation are gone. */
 static PetscErrorCode SubsampleTraining(CsProblem *p)
 {
   MPI_Comm   comm = PETSC_COMM_WORLD;
-  PetscBool *keep, any, same = PETSC_TRUE;
+  PetscBool *keep, any;
   CsRole    *role;
-  PetscInt   ngroups = p->design->ngroups;
+  CsDesign   old  = p->design;
   CsSplit    s;
 
   PetscFunctionBeginUser;
-  PetscCall(CsSplitSubsample(p->split, p->design, &keep, &any));
+  PetscCall(CsSplitSubsample(p->split, old, &keep, &any));
   if (!any) PetscFunctionReturn(0);
   PetscCall(CsDatasetKeepRows(p->ds, keep));
   PetscCall(PetscFree(keep));
-  PetscCall(PetscMalloc1(ngroups, &role));
-  PetscCall(PetscArraycpy(role, p->split->role, ngroups));
-  PetscCall(CsDesignDestroy(&p->design));
   PetscCall(CsDesignCreate(comm, &p->design));
   PetscCall(CsDesignSetFromOptions(p->design));
   PetscCall(CsDesignSetUp(p->design, p->ds));
+  PetscCall(PetscMalloc1(p->design->ngroups + 1, &role));
+  for (PetscInt g = 0; g < p->design->ngroups; g++) {
+    const CsGroup     *ng = &p->design->groups[g];
+    const CsCondition *nc = &p->design->conds[ng->cond];
+    PetscInt           oc = -1, octx = CsDesignFindContext(old, p->design->contexts[ng->ctx]), og;
+    PetscCall(CsDesignFindCondition(old, nc->name, nc->dose[0] ? nc->dose : NULL, &oc));
+    og = oc >= 0 && octx >= 0 ? CsDesignFindGroup(old, oc, octx) : -1;
+    PetscCheck(og >= 0, comm, PETSC_ERR_PLIB, "group %s@%s of the subsampled cells is not a group of the data", nc->name, p->design->contexts[ng->ctx]);
+    role[g] = p->split->role[og];
+  }
   PetscCall(CsSplitCreate(comm, &s));
   PetscCall(CsSplitSetFromOptions(s));
-  PetscCall(PetscStrncpy(s->file, p->split->file, sizeof(s->file)));
-  PetscCall(CsSplitSetUp(s, p->design));
-  same = (PetscBool)(p->design->ngroups == ngroups);
-  for (PetscInt g = 0; same && g < ngroups; g++) same = (PetscBool)(s->role[g] == role[g]);
+  PetscCall(CsSplitSetUpRoles(s, p->design, role, p->split->valid_groups));
   PetscCall(PetscFree(role));
   PetscCall(CsSplitDestroy(&p->split));
+  PetscCall(CsDesignDestroy(&old));
   p->split = s;
-  CsCheckAll(comm, same, "-data_fraction / -cells_per_group changed the split's groups (please report: every group keeps a cell)");
   PetscFunctionReturn(0);
 }
 

@@ -1,12 +1,8 @@
 #!/usr/bin/env bash
-# cellshift sweep and collect, local mode, and the training subsample options of run:
+# cellshift sweep and collect, local mode (the subsample options of run: test_subsample.sh):
 # - a 2 x 2 grid (data_fraction x data) where the two configurations on a missing file fail: the sweep goes on,
 #   exits 0, and collected.csv has the documented header, ok rows with metrics for every model and failed rows
 #   without; -task N reruns one configuration; collect -runs DIR/runs writes the same table;
-# - -data_fraction keeps max(1, ceil(f n)) cells of every perturbed train/valid group and every cell of the test
-#   and control groups (split.json of the subsampled run against the full one); -cells_per_group caps them; the
-#   metrics are identical on 1, 2 and 3 ranks (to 1e-6, as test_run_ranks); metrics.json's params of scgen is the
-#   count of its trained tensors in model.h5 (h5py);
 # - spec errors before anything runs: an unknown option (the option checker's message naming it), malformed YAML
 #   (one line with file and line), an unknown key; the sweep on 2 ranks is refused.
 set -uo pipefail
@@ -77,49 +73,7 @@ cp "$out/sw/collected.csv" "$out/first.csv"
 timeout 60 "$CELLSHIFT" collect -runs "$out/sw/runs" > "$out/collect.log" 2>&1 || { cat "$out/collect.log"; fail "collect -runs"; }
 cmp -s <(cut -d, -f1-7 "$out/first.csv") <(cut -d, -f1-7 "$out/sw/collected.csv") || fail "collect -runs gives another table"
 
-# 2. -data_fraction / -cells_per_group against the full split, and on 1, 2, 3 ranks
-run() { timeout 120 $CS_MPIEXEC -n "$1" "$CELLSHIFT" run -options_file_yaml input/norman_combo.yaml -model linear -output_dir "$out/$2" "${@:3}" > "$out/$2.log" 2>&1 || { tail -3 "$out/$2.log"; fail "run $2"; }; }
-run 1 full
-for np in 1 2 3; do run $np frac$np -data_fraction 0.3; done
-run 2 cap -cells_per_group 20 -data_fraction 0.5 -model scgen -scgen_epochs 1 -scgen_hidden 32 -scgen_latent 4
-"$PY" - "$out/cap" <<'PYEOF' || fail "params of scgen in metrics.json"
-import json, sys, h5py, numpy as np
-d = sys.argv[1]
-got = json.load(open(d + "/metrics.json"))["params"]
-with h5py.File(d + "/scgen/model.h5") as f:  # trained tensors: not the BatchNorm statistics, not the latent shifts
-    want = sum(int(np.prod(o.shape)) for k, o in f["params"].items() if not k.startswith("shift_") and "running_" not in k)
-assert got == {"scgen": want}, (got, want)
-PYEOF
-"$PY" - "$out" <<'PYEOF' || fail "-data_fraction / -cells_per_group keep the wrong number of cells"
-import json, math, sys
-o = sys.argv[1]
-def groups(r): return {(g["condition"], g["context"]): g for g in json.load(open(f"{o}/{r}/split.json"))["groups"]}
-full = groups("full")
-for run, f, cap in (("frac1", 0.3, 0), ("cap", 0.5, 20)):
-    sub = groups(run)
-    assert sub.keys() == full.keys()
-    for k, g in full.items():
-        assert sub[k]["role"] == g["role"], k
-        n = g["n_cells"]
-        if g["role"] == "test" or g["natoms"] == 0: want = n
-        else:
-            want = max(1, math.ceil(f * n - 1e-9 * n))
-            if cap: want = min(want, cap)
-        assert sub[k]["n_cells"] == want, (run, k, sub[k]["n_cells"], want)
-PYEOF
-"$PY" - "$out" <<'PYEOF' || fail "-data_fraction: the metrics differ on 2 or 3 ranks"
-import csv, sys
-rows = lambda r: list(csv.DictReader(open(f"{sys.argv[1]}/{r}/metrics.csv")))
-ref = rows("frac1")
-for n in (2, 3):
-    for a, b in zip(ref, rows(f"frac{n}"), strict=True):
-        for k, x in a.items():
-            if k in ("model", "condition", "dose", "context", "category"): assert x == b[k]
-            else: assert abs(float(x) - float(b[k])) <= 1e-6 * max(1.0, abs(float(x))), (n, a["model"], a["condition"], k, x, b[k])
-PYEOF
-cmp -s "$out/full/metrics.csv" "$out/frac1/metrics.csv" && fail "-data_fraction 0.3 changed nothing"
-
-# 3. spec errors, before anything runs
+# 2. spec errors, before anything runs
 printf 'options:\n  options_file_yaml: input/norman_combo.yaml\ngrid:\n  no_such_opt: [1, 2]\n' > "$out/unknown.yaml"
 expect_error unknown "-no_such_opt: no such option" "$CELLSHIFT" sweep -spec "$out/unknown.yaml" -output_dir "$out/unknown"
 printf 'options:\n  model: linear\ngrid:\n  data_fraction: [0.5, 1\n  model: [a, b]\n' > "$out/bad.yaml"
