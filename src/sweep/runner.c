@@ -87,7 +87,9 @@ static PetscBool Done(const char rundir[])
 }
 
 /* The environment of the child: this process's, without what the MPI library set for this process's own job
-   (a child that found them would join this job instead of starting its own). */
+   (Open MPI's singleton start sets the PMIX_ variables, OMPI_MCA_ess, _orte_ and _pmix, OMPI_ARGV and
+   OMPI_COMMAND; a child that found them would join this job instead of starting its own). Settings a user gives (other OMPI_MCA_*,
+   OMPI_ALLOW_RUN_AS_ROOT) pass on. */
 static PetscErrorCode ChildEnvironment(char ***env)
 {
   PetscInt n = 0, k = 0;
@@ -102,7 +104,8 @@ static PetscErrorCode ChildEnvironment(char ***env)
                                   !strncmp(e, "OMPI_UNIVERSE", 13) || !strncmp(e, "OMPI_FIRST_RANKS", 16) || !strncmp(e, "OMPI_APP_CTX", 12) ||
                                   !strncmp(e, "OMPI_FILE_LOCATION", 18) || !strncmp(e, "OMPI_NUM_APP_CTX", 16) ||
                                   !strncmp(e, "OMPI_MCA_initial_wdir", 21) || !strncmp(e, "OMPI_MCA_shmem_RUNTIME", 22) ||
-                                  !strncmp(e, "OMPI_MCA_mpi_", 13) || !strncmp(e, "IPATH_NO_", 9) || !strncmp(e, "PSM2_", 5));
+                                  !strncmp(e, "OMPI_MCA_mpi_", 13) || !strncmp(e, "OMPI_ARGV=", 10) || !strncmp(e, "OMPI_COMMAND=", 13) ||
+                                  !strncmp(e, "ORTE_SCHIZO_DETECTION=", 22));
     if (!mpi) (*env)[k++] = (char *)e;
   }
   PetscFunctionReturn(0);
