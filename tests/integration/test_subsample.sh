@@ -17,7 +17,7 @@ failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 # -data_fraction / -cells_per_group against the full split, and on 1, 2, 3 ranks
-run() { timeout 120 $CS_MPIEXEC -n "$1" "$CELLSHIFT" run -options_file_yaml input/norman_combo.yaml -model linear -output_dir "$out/$2" "${@:3}" > "$out/$2.log" 2>&1 || { tail -3 "$out/$2.log"; fail "run $2"; }; }
+run() { timeout 120 $CS_MPIEXEC -n "$1" "$CELLSHIFT" run -options_file_yaml input/norman_combo.yaml -model linear -baselines control -output_dir "$out/$2" "${@:3}" > "$out/$2.log" 2>&1 || { tail -3 "$out/$2.log"; fail "run $2"; }; }
 run 1 full
 for np in 1 2 3; do run $np frac$np -data_fraction 0.3; done
 run 2 cap -cells_per_group 20 -data_fraction 0.5 -model scgen -scgen_epochs 1 -scgen_hidden 32 -scgen_latent 4
