@@ -2,7 +2,8 @@
 # cellshift sweep and collect, local mode (the subsample options of run: test_subsample.sh):
 # - a 2 x 2 grid (data_fraction x data) where the two configurations on a missing file fail: the sweep goes on,
 #   exits 0, and collected.csv has the documented header, ok rows with metrics for every model and failed rows
-#   without; -task N reruns one configuration; collect -runs DIR/runs writes the same table;
+#   without; -task N reruns one configuration; collect -runs DIR/runs writes the same table; a random search draws
+#   the same configurations for the same seed, within their ranges; a run that leaves no metrics is failed;
 # - spec errors before anything runs: an unknown option (the option checker's message naming it), malformed YAML
 #   (one line with file and line), an unknown key; the sweep on 2 ranks is refused.
 set -uo pipefail
@@ -72,6 +73,30 @@ timeout 60 "$CELLSHIFT" sweep -spec "$out/grid.yaml" -output_dir "$out/sw" -task
 cp "$out/sw/collected.csv" "$out/first.csv"
 timeout 60 "$CELLSHIFT" collect -runs "$out/sw/runs" > "$out/collect.log" 2>&1 || { cat "$out/collect.log"; fail "collect -runs"; }
 cmp -s <(cut -d, -f1-7 "$out/first.csv") <(cut -d, -f1-7 "$out/sw/collected.csv") || fail "collect -runs gives another table"
+
+# random search: the same configurations for the same seed, values in their ranges (integers for integer bounds);
+# a run that exits 0 without metrics (the launcher `true` starts nothing) is collected as failed
+cat > "$out/random.yaml" <<YAML
+options: {options_file_yaml: input/norman_combo.yaml, model: linear}
+random:
+  n: 6
+  seed: 7
+  options: {linear_ridge: {log_uniform: [1e-3, 10]}, linear_k: {uniform: [2, 20]}, split_seed: [0, 1, 2]}
+YAML
+for r in r1 r2; do
+  timeout 60 "$CELLSHIFT" sweep -spec "$out/random.yaml" -output_dir "$out/$r" -sweep_launcher true > "$out/$r.log" 2>&1 || { cat "$out/$r.log"; fail "random sweep $r"; }
+done
+"$PY" - "$out" <<'PYEOF' || fail "random search"
+import csv, json, sys
+o = sys.argv[1]
+c1, c2 = (json.load(open(f"{o}/{r}/sweep.json"))["configurations"] for r in ("r1", "r2"))
+assert c1 == c2 and len(c1) == 6, (c1, c2)
+for c in c1:
+    assert 1e-3 <= float(c["linear_ridge"]) <= 10 and c["linear_k"].isdigit() and 2 <= int(c["linear_k"]) <= 20, c
+    assert c["split_seed"] in ("0", "1", "2"), c
+assert len({c["linear_ridge"] for c in c1}) == 6
+assert {r["status"] for r in csv.DictReader(open(f"{o}/r1/collected.csv"))} == {"failed"}
+PYEOF
 
 # 2. spec errors, before anything runs
 printf 'options:\n  options_file_yaml: input/norman_combo.yaml\ngrid:\n  no_such_opt: [1, 2]\n' > "$out/unknown.yaml"
