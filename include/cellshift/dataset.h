@@ -19,6 +19,10 @@ struct _n_CsDataset {
   char         layer[256];    /* "" = X, else layers/<layer> */
   char         encoding[16];  /* how the matrix is stored: "csr", "csc" or "dense" */
   char         subset[512];   /* -obs_subset key=v1,v2 applied after reading ("" = none) */
+  PetscReal    depth_fraction; /* -depth_fraction p: binomial downsampling of the raw counts (1 = none) */
+  PetscInt     depth_seed;     /* -depth_seed */
+  PetscReal    min_counts;     /* -min_counts: QC, cells with fewer raw counts are dropped (0 = none) */
+  PetscReal    max_mito;       /* -max_mito_fraction: QC, cells with a larger fraction of counts in MT- genes are dropped (1 = none) */
   PetscBool    normalize;     /* -normalize: X held raw counts, now log1p(counts / libsize * 1e4) */
   PetscBool    input;         /* the user's data (set by CsDatasetSetFromOptions): checked as input, see SetUp */
   double      *libsize;       /* [nlocal] total counts of each cell before -normalize (NULL without it) */
@@ -133,6 +137,9 @@ PETSC_EXTERN PetscErrorCode CsDatasetStreamPrefetch(CsDataset ds, PetscInt n, co
 PETSC_EXTERN PetscErrorCode CsDatasetStreamWait(CsDataset ds);
 /* Collective: an input error when the dataset is streamed, naming what (a model, a metric) needs it in memory. */
 PETSC_EXTERN PetscErrorCode CsDatasetCheckResident(CsDataset ds, const char what[]);
+/* Collective: keep only the local rows with keep[i] (a set-up dataset); the rows stay in order, each rank keeps
+   its own, the global numbering is recomputed. */
+PETSC_EXTERN PetscErrorCode CsDatasetKeepRows(CsDataset ds, const PetscBool keep[]);
 PETSC_EXTERN PetscErrorCode CsDatasetDestroy(CsDataset *ds);
 
 #endif

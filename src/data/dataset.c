@@ -1,6 +1,7 @@
 /* CsDataset: this rank's shard of cells. See include/cellshift/dataset.h. */
 #include "dataimpl.h"
 #include <cellshift/h5util.h>
+#include <cellshift/rng.h>
 #include <math.h>
 
 PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *out)
@@ -12,6 +13,7 @@ PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *out)
   ds->comm = comm;
   ds->nfiles = 1;
   ds->stream_block = 4096;
+  ds->depth_fraction = 1, ds->max_mito = 1;
   PetscCall(PetscStrncpy(ds->genes_mode, "intersection", sizeof(ds->genes_mode)));
   *out     = ds;
   PetscFunctionReturn(0);
@@ -55,8 +57,18 @@ PetscErrorCode CsDatasetSetFromOptions(CsDataset ds)
                                "CsDatasetSetFromOptions", limit, limit, sizeof(limit), &set));
   PetscCall(PetscOptionsInt("-stream_block", "Streaming: rows per block read from the file", "CsDatasetSetFromOptions", ds->stream_block,
                             &ds->stream_block, NULL));
+  PetscCall(PetscOptionsReal("-depth_fraction", "Raw counts: keep each read with this probability (binomial downsampling of the depth; 1 = all)",
+                             "CsDatasetSetUp", ds->depth_fraction, &ds->depth_fraction, NULL));
+  PetscCall(PetscOptionsInt("-depth_seed", "Seed of -depth_fraction", "CsDatasetSetUp", ds->depth_seed, &ds->depth_seed, NULL));
+  PetscCall(PetscOptionsReal("-min_counts", "Raw counts: drop cells with fewer counts (QC; 0 = keep all)", "CsDatasetSetUp", ds->min_counts,
+                             &ds->min_counts, NULL));
+  PetscCall(PetscOptionsReal("-max_mito_fraction", "Raw counts: drop cells with a larger fraction of their counts in MT- genes (QC; 1 = keep all)",
+                             "CsDatasetSetUp", ds->max_mito, &ds->max_mito, NULL));
   PetscOptionsEnd();
   if (set) PetscCall(CsParseBytes(ds->comm, "-memory_limit", limit, &ds->memory_limit));
+  CsCheckAll(ds->comm, ds->depth_fraction > 0 && ds->depth_fraction <= 1, "-depth_fraction %g: give a fraction in (0, 1]", (double)ds->depth_fraction);
+  CsCheckAll(ds->comm, ds->min_counts >= 0, "-min_counts %g: give a number of counts >= 0", (double)ds->min_counts);
+  CsCheckAll(ds->comm, ds->max_mito >= 0 && ds->max_mito <= 1, "-max_mito_fraction %g: give a fraction in [0, 1]", (double)ds->max_mito);
   PetscFunctionReturn(0);
 }
 
@@ -135,6 +147,7 @@ static PetscErrorCode Compact(CsDataset ds, const PetscBool *keep)
     memmove(ds->X.data + nnz, ds->X.data + a, sizeof(float) * (size_t)(b - a));
     ds->X.indptr[n] = nnz;
     nnz += b - a;
+    if (ds->libsize) ds->libsize[n] = ds->libsize[i];
     for (PetscInt k = 0; k < ds->nobs; k++) {
       if (ds->obs[k].codes) ds->obs[k].codes[n] = ds->obs[k].codes[i];
       if (ds->obs[k].values) ds->obs[k].values[n] = ds->obs[k].values[i];
@@ -144,6 +157,93 @@ static PetscErrorCode Compact(CsDataset ds, const PetscBool *keep)
   ds->X.indptr[n] = nnz;
   ds->X.nrows = ds->nlocal = n;
   PetscCall(SetRows(ds));
+  PetscFunctionReturn(0);
+}
+
+/* -depth_fraction, -min_counts and -max_mito_fraction work on raw counts: every stored value a non-negative integer. */
+static PetscErrorCode CheckCounts(CsDataset ds, const char option[])
+{
+  PetscInt bad = -1;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < ds->nlocal && bad < 0; i++)
+    for (int64_t k = ds->X.indptr[i]; k < ds->X.indptr[i + 1]; k++)
+      if (!(ds->X.data[k] >= 0) || ds->X.data[k] != floorf(ds->X.data[k]) || ds->X.data[k] > 4294967295.0f) {
+        bad = ds->rstart + i;
+        break;
+      }
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPIU_INT, MPI_MAX, ds->comm));
+  CsCheckAll(ds->comm, bad < 0, "%s needs raw counts, but %s%s%s has a value that is not a non-negative integer in cell %" PetscInt_FMT
+             " (log-normalised data cannot be downsampled or filtered by depth: give the counts, e.g. -layer counts)",
+             option, ds->path, ds->layer[0] ? " layer " : "", ds->layer, bad);
+  PetscFunctionReturn(0);
+}
+
+/* Binomial(c, p) of every count: each of its c reads is kept with probability p, the draws keyed by (file row,
+   gene, read) so that the result is the same for any rank count. Zeros are removed from the rows. */
+static PetscErrorCode DownsampleDepth(CsDataset ds)
+{
+  const double p   = ds->depth_fraction;
+  int64_t      nnz = 0;
+
+  PetscFunctionBeginUser;
+  PetscCall(CheckCounts(ds, "-depth_fraction"));
+  for (PetscInt i = 0; i < ds->nlocal; i++) {
+    int64_t a = ds->X.indptr[i], b = ds->X.indptr[i + 1];
+    ds->X.indptr[i] = nnz;
+    for (int64_t k = a; k < b; k++) {
+      uint64_t c = (uint64_t)ds->X.data[k], kept = 0, j = (uint64_t)ds->X.indices[k];
+      for (uint64_t r = 0; r < c; r += 4) {
+        uint32_t u[4];
+        CsRng4((uint64_t)ds->depth_seed, CS_STREAM_DEPTH, (uint64_t)(ds->rstart + i), j << 32 | (r / 4), u);
+        for (uint64_t q = 0; q < 4 && r + q < c; q++) kept += (double)u[q] * (1.0 / 4294967296.0) < p;
+      }
+      if (!kept) continue;
+      ds->X.indices[nnz] = ds->X.indices[k];
+      ds->X.data[nnz++]  = (float)kept;
+    }
+  }
+  ds->X.indptr[ds->nlocal] = nnz;
+  PetscFunctionReturn(0);
+}
+
+/* -min_counts, -max_mito_fraction: drop the cells that fail (mitochondrial genes: names starting MT- or mt-). */
+static PetscErrorCode FilterQuality(CsDataset ds)
+{
+  PetscBool *keep, *mito;
+  PetscInt   nmito = 0, ndrop = 0, n0 = ds->nglobal;
+
+  PetscFunctionBeginUser;
+  PetscCall(CheckCounts(ds, ds->min_counts > 0 ? "-min_counts" : "-max_mito_fraction"));
+  PetscCall(PetscCalloc1(ds->ngenes + 1, &mito));
+  for (PetscInt j = 0; j < ds->ngenes; j++) nmito += mito[j] = (PetscBool)(!strncmp(ds->genes[j], "MT-", 3) || !strncmp(ds->genes[j], "mt-", 3));
+  CsCheckAll(ds->comm, ds->max_mito >= 1 || nmito > 0, "-max_mito_fraction: %s has no mitochondrial gene (no gene name starts with MT- or mt-)", ds->path);
+  PetscCall(PetscMalloc1(ds->nlocal + 1, &keep));
+  for (PetscInt i = 0; i < ds->nlocal; i++) {
+    double tot = 0, mt = 0;
+    for (int64_t k = ds->X.indptr[i]; k < ds->X.indptr[i + 1]; k++) {
+      tot += ds->X.data[k];
+      if (mito[ds->X.indices[k]]) mt += ds->X.data[k];
+    }
+    keep[i] = (PetscBool)(tot >= ds->min_counts && (ds->max_mito >= 1 || (tot > 0 && mt <= ds->max_mito * tot)));
+    ndrop += !keep[i];
+  }
+  PetscCall(Compact(ds, keep));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &ndrop, 1, MPIU_INT, MPI_SUM, ds->comm));
+  CsCheckAll(ds->comm, ds->nglobal > 0, "-min_counts %g / -max_mito_fraction %g keep none of the %" PetscInt_FMT " cells of %s", (double)ds->min_counts,
+             (double)ds->max_mito, n0, ds->path);
+  PetscCall(PetscInfo(NULL, "QC dropped %" PetscInt_FMT " of %" PetscInt_FMT " cells\n", ndrop, n0));
+  PetscCall(PetscFree(keep));
+  PetscCall(PetscFree(mito));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsDatasetKeepRows(CsDataset ds, const PetscBool keep[])
+{
+  PetscFunctionBeginUser;
+  PetscCheck(ds->setup, ds->comm, PETSC_ERR_ORDER, "CsDatasetKeepRows needs the dataset set up");
+  PetscCall(Compact(ds, keep));
+  CsCheckAll(ds->comm, ds->nglobal > 0, "%s: no cells are left", ds->path);
   PetscFunctionReturn(0);
 }
 
@@ -458,7 +558,12 @@ PetscErrorCode CsDatasetSetUp(CsDataset ds)
   }
   PetscCall(ReadBlock(ds));
   PetscCall(CheckBlock(ds));
+  CsCheckAll(ds->comm, !ds->streamed || (ds->depth_fraction >= 1 && ds->min_counts <= 0 && ds->max_mito >= 1),
+             "-depth_fraction, -min_counts and -max_mito_fraction change the rows in memory and are not available for a streamed dataset "
+             "(-stream, -memory_limit)");
+  if (ds->depth_fraction < 1) PetscCall(DownsampleDepth(ds)); /* on file rows: before any cell is dropped */
   if (key[0]) PetscCall(ApplySubset(ds, key, strchr(ds->subset, '=') + 1));
+  if (ds->min_counts > 0 || ds->max_mito < 1) PetscCall(FilterQuality(ds));
   if (ds->normalize && !ds->streamed) PetscCall(Normalize(ds)); /* streamed: rows are normalised as they are read */
   CsCheckAll(ds->comm, ds->nglobal > 0, "%s has no cells", ds->path);
   PetscCall(CsDatasetQualityWeights(ds));

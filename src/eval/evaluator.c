@@ -718,6 +718,7 @@ static PetscErrorCode ModelEntry(CsEvaluator e, const char name[], const char pa
   PetscCall(PetscStrncpy(m->name, name, sizeof(m->name)));
   PetscCall(PetscStrncpy(m->path, path, sizeof(m->path)));
   m->baseline = baseline;
+  m->params   = -1;
   PetscCall(PetscCalloc1((size_t)e->ntest * CS_NMETRICS, &m->values));
   PetscCall(PetscMalloc1(e->ntest, &m->npred));
   PetscCall(PetscMalloc1((size_t)e->ntest * e->G, &m->mP));
@@ -810,6 +811,14 @@ double CsEvalVccScore(CsEvaluator e, const CsEvalModel *m, PetscInt cat)
   b = cat < 0 ? base->agg : base->cagg + (size_t)cat * CS_NMETRICS;
   return (VccTerm(u[CS_M_DE_SCORE], b[CS_M_DE_SCORE], PETSC_TRUE) + VccTerm(u[CS_M_DISCRIMINATION], b[CS_M_DISCRIMINATION], PETSC_TRUE) +
           VccTerm(u[CS_M_MAE], b[CS_M_MAE], PETSC_FALSE)) / 3;
+}
+
+PetscErrorCode CsEvaluatorSetParams(CsEvaluator e, const char name[], PetscInt64 n)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < e->nmodels; i++)
+    if (!strcmp(e->models[i].name, name)) e->models[i].params = n;
+  PetscFunctionReturn(0);
 }
 
 PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char path[], PetscBool baseline)

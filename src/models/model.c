@@ -50,7 +50,8 @@ PetscErrorCode CsModelCreate(MPI_Comm comm, CsModel *out)
   PetscValidPointer(out, 2);
   PetscCall(CsModelInitializePackage());
   PetscCall(PetscHeaderCreate(m, CS_MODEL_CLASSID, "CsModel", "Perturbation-response model", "CsModel", comm, CsModelDestroy, CsModelView));
-  *out = m;
+  m->nparams = -1;
+  *out       = m;
   PetscFunctionReturn(0);
 }
 
@@ -199,6 +200,14 @@ PetscErrorCode CsModelGetInterrupted(CsModel m, PetscBool *interrupted)
   PetscFunctionBeginUser;
   PetscValidHeaderSpecific(m, CS_MODEL_CLASSID, 1);
   *interrupted = m->interrupted;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsModelGetParameterCount(CsModel m, PetscInt64 *n)
+{
+  PetscFunctionBeginUser;
+  PetscValidHeaderSpecific(m, CS_MODEL_CLASSID, 1);
+  *n = m->nparams;
   PetscFunctionReturn(0);
 }
 

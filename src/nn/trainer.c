@@ -82,6 +82,15 @@ PetscErrorCode CsTrainerSetFromOptions(CsTrainer t)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode CsTrainerGetParameterCount(CsTrainer t, PetscInt64 *n)
+{
+  PetscFunctionBeginUser;
+  *n = 0;
+  for (PetscInt k = 0; k < t->nsets; k++)
+    if (t->P[k]) *n += CsNNParamsCount(t->P[k]);
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsTrainerSetParams(CsTrainer t, PetscInt k, CsNNParams P)
 {
   PetscFunctionBeginUser;
