@@ -899,15 +899,28 @@ static PetscErrorCode ReadBlock(Reader *r, MPI_Comm comm, PetscInt nkeys, char *
   PetscFunctionReturn(0);
 }
 
-/* Collective: -h5ad_read_direct. */
-static PetscErrorCode ReadOptions(MPI_Comm comm, PetscBool *direct)
+/* Collective: -h5ad_read_direct and -h5ad_inflate. */
+static PetscErrorCode ReadOptions(MPI_Comm comm, CsIOInflate *inflate)
 {
+  static const char *const libs[] = {"libdeflate", "isal"};
+  PetscBool                direct = PETSC_TRUE;
+#if defined(CS_HAVE_ISAL)
+  PetscInt lib = 1;
+#else
+  PetscInt lib = 0;
+#endif
+
   PetscFunctionBeginUser;
-  *direct = PETSC_TRUE;
   PetscOptionsBegin(comm, NULL, "Reading .h5ad files", "CsH5adRead");
   PetscCall(PetscOptionsBool("-h5ad_read_direct", "Inflate gzip chunks on the rank's threads (false: through HDF5's filter)", "CsH5adRead",
-                             *direct, direct, NULL));
+                             direct, &direct, NULL));
+  PetscCall(PetscOptionsEList("-h5ad_inflate", "Library that inflates the chunks (isal: when built with libisal-dev)", "CsH5adRead", libs, 2,
+                              libs[lib], &lib, NULL));
   PetscOptionsEnd();
+#if !defined(CS_HAVE_ISAL)
+  PetscCheck(lib != 1, comm, CS_ERR_INPUT, "-h5ad_inflate isal: this build has no ISA-L (install libisal-dev and rebuild)");
+#endif
+  *inflate = !direct ? CS_INFLATE_HDF5 : lib ? CS_INFLATE_ISAL : CS_INFLATE_LIBDEFLATE;
   PetscFunctionReturn(0);
 }
 
@@ -915,18 +928,18 @@ PetscErrorCode CsH5adReadCapped(MPI_Comm comm, const char path[], const char lay
                                 const PetscBool required[], PetscInt maxdistinct, CsH5adBlock *b)
 {
   Reader         r;
-  PetscBool      direct;
+  CsIOInflate    inflate = CS_INFLATE_HDF5;
   PetscErrorCode ierr;
 
   PetscFunctionBeginUser;
   PetscCall(PetscMemzero(b, sizeof(*b)));
-  PetscCall(ReadOptions(comm, &direct));
+  PetscCall(ReadOptions(comm, &inflate));
   PetscCall(PetscLogEventBegin(CS_EVENT_READ, 0, 0, 0, 0));
   PetscCall(PetscMemzero(&r, sizeof(r)));
   r.path = path;
   if (layer && layer[0]) PetscCall(PetscSNPrintf(r.mat, sizeof(r.mat), "layers/%s", layer));
   else PetscCall(PetscStrncpy(r.mat, "X", sizeof(r.mat)));
-  PetscCall(CsIOFileOpen(comm, path, direct, &r.io));
+  PetscCall(CsIOFileOpen(comm, path, inflate, &r.io));
   r.file = r.io.file;
   /* Every error of ReadBlock is agreed on by all ranks, so all of them close the file (a collective) here. */
   ierr = ReadBlock(&r, comm, nkeys, keys, required, maxdistinct, b);

@@ -78,9 +78,9 @@ static void Probe(const char path[], char msg[], size_t len)
   else if (H5Fis_hdf5(path) <= 0) snprintf(msg, len, "%s is not an HDF5 (.h5ad) file", path);
 }
 
-PetscErrorCode CsIOFileOpen(MPI_Comm comm, const char path[], PetscBool direct, CsIOFile *f)
+PetscErrorCode CsIOFileOpen(MPI_Comm comm, const char path[], CsIOInflate inflate, CsIOFile *f)
 {
-  PetscMPIInt rank;
+  PetscMPIInt rank, size;
   char        msg[CS_MSG_LEN];
   hid_t       fapl;
 
@@ -94,7 +94,10 @@ PetscErrorCode CsIOFileOpen(MPI_Comm comm, const char path[], PetscBool direct, 
   PetscCheck(!msg[0], comm, CS_ERR_INPUT, "%s", msg);
 
   H5Call(fapl = H5Pcreate(H5P_FILE_ACCESS), "%s: cannot make file access properties", path);
-  H5Call(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL), "cannot set MPI-IO access for %s", path);
+  /* One rank needs no MPI-IO: ROMIO allocates (and frees) its 16 MiB collective buffer at every open. */
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  if (size > 1) H5Call(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL), "cannot set MPI-IO access for %s", path);
+  else H5Call(H5Pset_fapl_sec2(fapl), "cannot set POSIX access for %s", path);
   H5Call(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), "%s: cannot set the close degree", path); /* error paths leave objects open */
   f->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
   PetscCall(CsH5Close(&fapl, path));
@@ -105,8 +108,7 @@ PetscErrorCode CsIOFileOpen(MPI_Comm comm, const char path[], PetscBool direct, 
   H5Call(H5Pset_type_conv_cb(f->dxpl, ConvException, &f->conv), "%s: cannot set the conversion callback", path);
   H5Call(f->dapl = H5Pcreate(H5P_DATASET_ACCESS), "%s: cannot make dataset access properties", path);
   H5Call(H5Pset_chunk_cache(f->dapl, 0, 0, H5D_CHUNK_CACHE_W0_DEFAULT), "%s: cannot set the chunk cache", path);
-  f->nthreads = PetscMax(1, CsBLASGetThreads());
-  f->direct   = direct;
+  f->inflate = inflate;
   PetscFunctionReturn(0);
 }
 
