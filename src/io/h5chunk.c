@@ -3,7 +3,8 @@
    HDF5 inflates gzip chunks with zlib on the calling thread, one chunk at a time: for a compressed CSR matrix that
    is 92-97% of a read. For a 1-D dataset whose only filter is deflate, the reader instead fetches the chunks of the
    range as they are stored (H5Dread_chunk; H5Dget_chunk_info_by_coord would give their addresses but searches the
-   whole index in HDF5 1.10, quadratic in the chunks) in batches, and inflates them with libdeflate on the rank's threads, straight into the caller's buffer when a chunk lies inside the range
+   whole index in HDF5 1.10, quadratic in the chunks) in batches, and inflates them with libdeflate or ISA-L on the
+   rank's thread pool (src/core/threads.c), straight into the caller's buffer when a chunk lies inside the range
    and is stored in the memory type. Chunks cut by the range, or stored in another type, are inflated into scratch
    and converted by H5Tconvert with the read's transfer list, so every value is what H5Dread gives. A chunk this
    path cannot take (not allocated, stored with its filter skipped, outside the file, not inflating to its size) is
