@@ -107,6 +107,8 @@ PETSC_EXTERN PetscErrorCode CsH5adWriterWriteRows(CsH5adWriter w, PetscInt row0,
 PETSC_EXTERN PetscErrorCode CsH5adWriterCommit(CsH5adWriter *w);
 /* Collective: the writer's option -h5ad_write_block_mb (default *mb on entry). */
 PETSC_EXTERN PetscErrorCode CsH5adWriterOptions(MPI_Comm comm, PetscReal *mb);
+/* Collective: reads the reader's options (-h5ad_read_direct, -h5ad_inflate), so the option checker knows them. */
+PETSC_EXTERN PetscErrorCode CsH5adReaderOptions(MPI_Comm comm);
 /* Collective, NULL-safe: close and delete the temporary file (error paths). */
 PETSC_EXTERN PetscErrorCode CsH5adWriterDestroy(CsH5adWriter *w);
 

@@ -920,6 +920,15 @@ static PetscErrorCode ReadOptions(MPI_Comm comm, CsIOInflate *inflate)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode CsH5adReaderOptions(MPI_Comm comm)
+{
+  CsIOInflate inflate;
+
+  PetscFunctionBeginUser;
+  PetscCall(ReadOptions(comm, &inflate));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsH5adReadCapped(MPI_Comm comm, const char path[], const char layer[], PetscInt nkeys, char *const keys[],
                                 const PetscBool required[], PetscInt maxdistinct, CsH5adBlock *b)
 {
