@@ -7,9 +7,10 @@
    read independently, as parallel HDF5 requires.
 
    Gzip-compressed 1-D datasets (the CSR arrays, obs columns) are not inflated by HDF5: the reader fetches their
-   chunks itself and inflates them with libdeflate on the rank's threads (CsBLASGetThreads), giving the same bytes
-   as HDF5's filter; any other filter, unfiltered data and any chunk that cannot be read that way go through HDF5.
-   -h5ad_read_direct false sends everything through HDF5. Log events CsReadChunkFetch and CsReadInflate.
+   chunks itself and inflates them with libdeflate (or ISA-L: -h5ad_inflate isal, when built with it) on the rank's
+   thread pool (CsBLASGetThreads threads), giving the same bytes as HDF5's filter; any other filter, unfiltered data
+   and any chunk that cannot be read that way go through HDF5. -h5ad_read_direct false sends everything through
+   HDF5. A one-rank communicator reads through HDF5's POSIX driver, more ranks through MPI-IO. Log events CsReadChunkFetch and CsReadInflate.
 
    Validation while reading (input errors, collective, naming file, dataset and first bad row): a file that is
    truncated or damaged is called so; matrix arrays must hold numbers (the type found is named); indptr monotone
@@ -129,6 +130,8 @@ PETSC_EXTERN PetscErrorCode CsH5adWriterWriteRows(CsH5adWriter w, PetscInt row0,
 PETSC_EXTERN PetscErrorCode CsH5adWriterCommit(CsH5adWriter *w);
 /* Collective: the writer's option -h5ad_write_block_mb (default *mb on entry). */
 PETSC_EXTERN PetscErrorCode CsH5adWriterOptions(MPI_Comm comm, PetscReal *mb);
+/* Collective: reads the reader's options (-h5ad_read_direct, -h5ad_inflate), so the option checker knows them. */
+PETSC_EXTERN PetscErrorCode CsH5adReaderOptions(MPI_Comm comm);
 /* Collective, NULL-safe: close and delete the temporary file (error paths). */
 PETSC_EXTERN PetscErrorCode CsH5adWriterDestroy(CsH5adWriter *w);
 

@@ -67,6 +67,19 @@ PETSC_EXTERN PetscClassId CS_CLASSID;
    -progress auto|bar|lines and -progress_interval SECONDS (see progress.h). */
 PETSC_EXTERN PetscErrorCode CsSystemSetFromOptions(MPI_Comm comm);
 PETSC_EXTERN int            CsBLASGetThreads(void);
+/* Not collective: the thread pool of this rank, as many threads as BLAS uses (CsBLASGetThreads at first use,
+   at most 64), for kernels that gain from every core between two BLAS calls (nn's elementwise passes, io's
+   inflation of chunks). CsPoolRun runs fn(ctx, t, nt) for t in [0, nt), t = 0 on the caller, and returns when all
+   are done; nt = CsPoolThreads() (fixed at the first use: callers size per-thread buffers by it). CsPoolFor runs
+   fn(ctx, i, t) for every i in [0, n), each i once, taken in turn by whichever of the first maxthreads threads is
+   free (for items of uneven cost; t < CsPoolThreads()). CsPoolChunk: the t-th of nt contiguous chunks of
+   [0, n), chunk size a multiple of align. Tasks must not call MPI, PETSc or HDF5, and must not call the pool. */
+typedef void (*CsPoolTask)(void *ctx, int t, int nt);
+typedef void (*CsPoolItem)(void *ctx, int64_t i, int t);
+PETSC_EXTERN int  CsPoolThreads(void);
+PETSC_EXTERN void CsPoolRun(CsPoolTask fn, void *ctx);
+PETSC_EXTERN void CsPoolFor(int64_t n, int maxthreads, CsPoolItem fn, void *ctx);
+PETSC_EXTERN void CsPoolChunk(size_t n, int t, int nt, size_t align, size_t *lo, size_t *hi);
 typedef enum { CS_PROGRESS_AUTO, CS_PROGRESS_BAR, CS_PROGRESS_LINES } CsProgressStyle;
 PETSC_EXTERN const char *const CsProgressStyles[];
 PETSC_EXTERN CsProgressStyle   CsProgressGetStyle(void);

@@ -176,7 +176,7 @@ static void TaskSpFwd(void *ctx, int t, int nt)
 {
   SpCtx *c = (SpCtx *)ctx;
   size_t lo, hi;
-  CsNNChunk((size_t)c->O, t, nt, 16, &lo, &hi);
+  CsPoolChunk((size_t)c->O, t, nt, 16, &lo, &hi);
   for (size_t o0 = lo; o0 < hi; o0 += CS_SP_TILE)
     SpFwdTile(c->out, c->add, c->X, c->w, c->b, c->O, (PetscInt)o0, (PetscInt)PetscMin(CS_SP_TILE, hi - o0));
 }
@@ -185,7 +185,7 @@ static void TaskSpBwd(void *ctx, int t, int nt)
 {
   SpCtx *c = (SpCtx *)ctx;
   size_t lo, hi;
-  CsNNChunk((size_t)c->O, t, nt, 16, &lo, &hi);
+  CsPoolChunk((size_t)c->O, t, nt, 16, &lo, &hi);
   for (size_t o0 = lo; o0 < hi; o0 += CS_SP_TILE) SpBwdTile(c->dw, c->dout, c->X, c->O, (PetscInt)o0, (PetscInt)PetscMin(CS_SP_TILE, hi - o0));
 }
 
@@ -193,7 +193,7 @@ void cs_linear_sparse_forward(float *out /*[B,O]*/, const CsCSR *X /*[B,I]*/, co
                               PetscInt O)
 {
   SpCtx c = {out, NULL, w, b, NULL, X, O, PETSC_FALSE};
-  CsNNParallel(TaskSpFwd, &c);
+  CsPoolRun(TaskSpFwd, &c);
 }
 
 void cs_linear_sparse_backward(float *dw /*[I,O]*/, float *db /*[O]*/, const float *dout /*[B,O]*/, const CsCSR *X /*[B,I]*/,
@@ -217,10 +217,10 @@ void cs_linear_sparse_backward(float *dw /*[I,O]*/, float *db /*[O]*/, const flo
       }
     T.nrows = X->ncols, T.ncols = X->nrows, T.indptr = ptr, T.indices = idx, T.data = val;
     SpCtx c = {dw, NULL, dout, NULL, NULL, &T, O, PETSC_TRUE};
-    CsNNParallel(TaskSpFwd, &c);
+    CsPoolRun(TaskSpFwd, &c);
   } else {
     SpCtx c = {NULL, dw, NULL, NULL, dout, X, O, PETSC_FALSE};
-    CsNNParallel(TaskSpBwd, &c);
+    CsPoolRun(TaskSpBwd, &c);
   }
   free(ptr), free(idx), free(val);
   if (db) CsNNColSumAdd(db, dout, X->nrows, O);

@@ -247,7 +247,7 @@ static void TaskSumSq(void *ctx, int t, int nt)
 {
   SumSqCtx *a = (SumSqCtx *)ctx;
   size_t    lo, hi;
-  CsNNChunk(a->n, t, nt, 16, &lo, &hi);
+  CsPoolChunk(a->n, t, nt, 16, &lo, &hi);
   a->sq[t] = lo < hi ? CsNNSqDiff(NULL, PETSC_FALSE, a->g + lo, NULL, hi - lo, 0) : 0;
 }
 
@@ -258,8 +258,8 @@ static double GradSumSq(CsNNParams P)
   double   s = 0;
 
   a.g = P->g, a.n = P->n;
-  CsNNParallel(TaskSumSq, &a);
-  for (int t = 0; t < CsNNThreads(); t++) s += a.sq[t];
+  CsPoolRun(TaskSumSq, &a);
+  for (int t = 0; t < CsPoolThreads(); t++) s += a.sq[t];
   return s;
 }
 
