@@ -12,6 +12,7 @@ PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *out)
   ds->comm = comm;
   ds->nfiles = 1;
   ds->stream_block = 4096;
+  ds->stream_prefetch = PETSC_TRUE;
   PetscCall(PetscStrncpy(ds->genes_mode, "intersection", sizeof(ds->genes_mode)));
   *out     = ds;
   PetscFunctionReturn(0);
@@ -53,6 +54,8 @@ PetscErrorCode CsDatasetSetFromOptions(CsDataset ds)
                                "CsDatasetSetFromOptions", limit, limit, sizeof(limit), &set));
   PetscCall(PetscOptionsInt("-stream_block", "Streaming: rows per block read from the file", "CsDatasetSetFromOptions", ds->stream_block,
                             &ds->stream_block, NULL));
+  PetscCall(PetscOptionsBool("-stream_prefetch", "Streaming: read the next window of blocks on a thread while one trains", "CsDatasetSetFromOptions",
+                             ds->stream_prefetch, &ds->stream_prefetch, NULL));
   PetscOptionsEnd();
   if (set) PetscCall(CsParseBytes(ds->comm, "-memory_limit", limit, &ds->memory_limit));
   PetscFunctionReturn(0);
