@@ -5,7 +5,9 @@
 # rank (VmHWM, from /usr/bin/time's maximum RSS of every rank), the training throughput (cells/s of the trainer's
 # progress line) streamed and in memory with their ratio, the memory growth against the smallest streamed run, and
 # from the largest streamed epoch a projection of the epoch time for 10^8 cells on 64 nodes x 64 cores (the model
-# is printed with it: compute scaled by ranks, a ring allreduce of the parameters every step).
+# is printed with it: compute scaled by ranks, a ring allreduce of the parameters every step). The streamed runs
+# also report the time the trainer waited for rows (CsStreamRead of -log_view, slowest rank), with and without the
+# prefetch thread (-stream_prefetch false) on the smallest size.
 #
 #   bench/scale.sh [BUILD_DIR]     (default: build)
 #   CS_SCALE_CELLS="100000 1000000 10000000" CS_SCALE_GENES=500 CS_SCALE_INMEM_MAX=1000000 bench/scale.sh
@@ -31,7 +33,7 @@ model=(-model scgen -baselines control -perturbation_key condition -control_valu
 out=$(mktemp -d "${TMPDIR:-/tmp}/cellshift-scale-XXXXXX")
 trap 'rm -rf "$out"' EXIT
 rows=$out/rows.csv
-echo "cells,mode,rank,vmhwm_kb,cells_per_s,train_s,params" > "$rows"
+echo "cells,mode,rank,vmhwm_kb,cells_per_s,train_s,params,wait_s" > "$rows"
 for n in $cells; do
   f=$dir/sim_${n}_$genes.h5ad
   if [ ! -f "$f" ]; then
@@ -40,9 +42,11 @@ for n in $cells; do
   fi
   modes=stream
   [ "$n" -le "$inmem_max" ] && modes="stream memory"
+  [ "$n" = "$(echo $cells | awk '{print $1}')" ] && modes="$modes noprefetch" # the prefetch's worth, on the smallest
   for mode in $modes; do
     opt=()
-    [ $mode = stream ] && opt=(-stream -stream_block 4096 -scgen_stream_window 8)
+    [ $mode = stream ] && opt=(-stream -stream_block 4096 -scgen_stream_window 8 -log_view)
+    [ $mode = noprefetch ] && opt=(-stream -stream_block 4096 -scgen_stream_window 8 -stream_prefetch false -log_view)
     [ $mode = memory ] && opt=(-scgen_sampler_type stream -stream_block 4096 -scgen_stream_window 8) # the same batches
     log=$out/$n.$mode.log
     $mpiexec -n $np /usr/bin/time -f "VmHWM_kB %M" "$cs" train -data "$f" "${model[@]}" "${opt[@]}" -output_dir "$out/$n.$mode" \
@@ -53,9 +57,10 @@ f=h5py.File(sys.argv[1]); n=[0]
 def v(k,o):
     if isinstance(o,h5py.Dataset) and o.dtype.kind=='f' and 'shift' not in k: n[0]+=o.size
 f.visititems(v); print(n[0])" "$out/$n.$mode/scgen/model.h5")
+    wait=$(awk '$1 == "CsStreamRead" {print $4}' "$log" | head -1) # max over ranks of the time waiting for rows
     r=0
     grep -o 'VmHWM_kB [0-9]*' "$log" | while read -r _ kb; do
-      echo "$n,$mode,$r,$kb,$(echo "$rate" | awk '{print $1}'),$(echo "$rate" | sed 's/.*took \([0-9.]*\)s/\1/'),$params" >> "$rows"
+      echo "$n,$mode,$r,$kb,$(echo "$rate" | awk '{print $1}'),$(echo "$rate" | sed 's/.*took \([0-9.]*\)s/\1/'),$params,${wait:-}" >> "$rows"
       r=$((r + 1))
     done
     rm -rf "${out:?}/$n.$mode"

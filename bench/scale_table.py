@@ -9,19 +9,21 @@ for r in csv.DictReader(open(rows)):
     R[(int(r["cells"]), r["mode"])].append(r)
 sizes = sorted({n for n, _ in R})
 base = max(int(r["vmhwm_kb"]) for r in R[(sizes[0], "stream")])
-print(f"{'cells':>10} {'mode':>7} {'VmHWM per rank (MiB)':>22} {'growth':>7} {'cells/s':>10} {'epoch s':>8} {'stream/memory':>14}")
+print(f"{'cells':>10} {'mode':>10} {'VmHWM per rank (MiB)':>22} {'growth':>7} {'cells/s':>10} {'epoch s':>8} {'wait s':>7} {'stream/memory':>14}")
 for n in sizes:
-    for mode in ("stream", "memory"):
+    for mode in ("stream", "noprefetch", "memory"):
         rs = R.get((n, mode))
         if not rs:
             continue
         hwm = [int(r["vmhwm_kb"]) / 1024 for r in rs]
         rate, secs = float(rs[0]["cells_per_s"]), float(rs[0]["train_s"])
         ratio = ""
-        if mode == "stream" and R.get((n, "memory")):
+        if mode != "memory" and R.get((n, "memory")):
             ratio = f"{rate / float(R[(n, 'memory')][0]['cells_per_s']):.3f}"
         growth = f"{max(hwm) * 1024 / base:.2f}x" if mode == "stream" else ""
-        print(f"{n:>10} {mode:>7} {' / '.join(f'{h:.0f}' for h in hwm):>22} {growth:>7} {rate:>10.4g} {secs:>8.1f} {ratio:>14}")
+        wait = rs[0].get("wait_s") or ""
+        wait = f"{float(wait):.2f}" if wait else ""
+        print(f"{n:>10} {mode:>10} {' / '.join(f'{h:.0f}' for h in hwm):>22} {growth:>7} {rate:>10.4g} {secs:>8.1f} {wait:>7} {ratio:>14}")
 # Projection: per-rank compute rate from the largest streamed run; weak scaling with the per-rank batch fixed.
 n = max(s for s in sizes if R.get((s, "stream")))
 rs = R[(n, "stream")]

@@ -59,7 +59,7 @@ PETSC_EXTERN int CsExitStatus(PetscErrorCode ierr);
 /* Profiling events (-log_view). */
 PETSC_EXTERN PetscLogEvent CS_EVENT_READ, CS_EVENT_WRITE, CS_EVENT_DESIGN, CS_EVENT_SPLIT, CS_EVENT_FIT,
   CS_EVENT_PREDICT, CS_EVENT_EVAL, CS_EVENT_PCA, CS_EVENT_FORWARD, CS_EVENT_BACKWARD, CS_EVENT_REDUCE,
-  CS_EVENT_OPTIM, CS_EVENT_VALID;
+  CS_EVENT_OPTIM, CS_EVENT_VALID, CS_EVENT_STREAM;
 PETSC_EXTERN PetscClassId CS_CLASSID;
 
 /* Collective: the system options, read in CsInitialize (again when the options are listed or checked):

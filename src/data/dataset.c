@@ -14,6 +14,7 @@ PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *out)
   ds->nfiles = 1;
   ds->stream_block = 4096;
   ds->depth_fraction = 1, ds->max_mito = 1;
+  ds->stream_prefetch = PETSC_TRUE;
   PetscCall(PetscStrncpy(ds->genes_mode, "intersection", sizeof(ds->genes_mode)));
   *out     = ds;
   PetscFunctionReturn(0);
@@ -64,6 +65,8 @@ PetscErrorCode CsDatasetSetFromOptions(CsDataset ds)
                              &ds->min_counts, NULL));
   PetscCall(PetscOptionsReal("-max_mito_fraction", "Raw counts: drop cells with a larger fraction of their counts in MT- genes (QC; 1 = keep all)",
                              "CsDatasetSetUp", ds->max_mito, &ds->max_mito, NULL));
+  PetscCall(PetscOptionsBool("-stream_prefetch", "Streaming: read the next window of blocks on a thread while one trains", "CsDatasetSetFromOptions",
+                             ds->stream_prefetch, &ds->stream_prefetch, NULL));
   PetscOptionsEnd();
   if (set) PetscCall(CsParseBytes(ds->comm, "-memory_limit", limit, &ds->memory_limit));
   CsCheckAll(ds->comm, ds->depth_fraction > 0 && ds->depth_fraction <= 1, "-depth_fraction %g: give a fraction in (0, 1]", (double)ds->depth_fraction);

@@ -128,6 +128,7 @@ PetscErrorCode CsDatasetStreamPrefetch(CsDataset ds, PetscInt n, const PetscInt 
   PetscInt *r0, *r1;
 
   PetscFunctionBeginUser;
+  if (!ds->stream_prefetch) PetscFunctionReturn(0);
   PetscCall(Parts(ds, n, blocks, &r0, &r1));
   PetscCall(CsH5adStreamReadBegin(ds->st, n, r0, r1));
   PetscCall(PetscFree2(r0, r1));
@@ -176,7 +177,9 @@ PetscErrorCode CsDatasetStreamRead(CsDataset ds, PetscInt n, const PetscInt bloc
   PetscFunctionBeginUser;
   PetscCheck(ds->streamed, ds->comm, PETSC_ERR_ORDER, "%s is not streamed", ds->path);
   PetscCall(PetscMemzero(out, sizeof(CsCSR) * n));
+  PetscCall(PetscLogEventBegin(CS_EVENT_STREAM, 0, 0, 0, 0));
   ierr = ReadLocal(ds, n, blocks, out);
+  PetscCall(PetscLogEventEnd(CS_EVENT_STREAM, 0, 0, 0, 0));
   if (ierr)
     for (PetscInt k = 0; k < n; k++) (void)CsCSRFree(&out[k]);
   PetscCall(PetscSNPrintf(msg, sizeof(msg), "reading streamed rows of %s failed (was it changed or removed while training?)", ds->path));
