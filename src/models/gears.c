@@ -3,7 +3,7 @@
 
    Graphs (built at set-up, identical on every rank):
    - co-expression, over the dataset's genes: |Pearson| of every gene pair over the training control and
-     single-perturbation cells (sums over ranks), for every gene its -gears_coexpress_topk + 1 largest (itself
+     single-perturbation cells of the predicted contexts (sums over ranks), for every gene its -gears_coexpress_topk + 1 largest (itself
      included, as GEARS's argsort), kept above -gears_coexpress_threshold; message i -> j for j in i's list.
    - GO, over the perturbation genes: the embedded GEARS-style Jaccard graph (-prior_go; `cellshift inspect -priors`
      shows its coverage), edges with Jaccard > -gears_go_threshold, the -gears_go_topk largest per receiving gene.
@@ -23,6 +23,9 @@
    nn.Embedding(max_norm=True), applied before every forward). BatchNorm statistics are those of the global batch
    (the B G rows of H, the B rows of f and c); the cell-independent base is computed once per step on its G rows,
    which has GEARS's batch statistics (B identical copies), on every rank alike.
+
+   GEARS models one cell type (its shift does not see the context): it trains on the contexts that have a group to
+   predict (valid or test) and leaves the others' groups out, with a count; the co-expression graph is theirs too.
 
    Atoms never perturbed in training are predicted through their GO neighbours (their embedding row is never
    trained, the rows it aggregates are); an atom the GO graph does not know is an input error naming it.
@@ -52,8 +55,10 @@ typedef struct {
   CsCSR         Aco, Ago;
   CsNNTranspose ATco, ATgo;
   PetscInt     *atom_node; /* [natoms] row of the kept GO neighbourhood, -1: not in the GO graph */
-  PetscBool    *use;       /* [ngroups] every atom of the group's condition is in the GO graph */
-  PetscInt      nleft;     /* training groups left out (not use) */
+  PetscBool    *use;       /* [ngroups] trained: its context is predicted and every atom of its condition is in the GO graph */
+  PetscBool    *ctx_used;  /* [nctx] contexts with a group to predict (valid, test) */
+  PetscInt      nleft;     /* training groups left out for atoms outside the GO graph */
+  PetscInt      nother;    /* perturbed training groups left out for their context */
   PetscInt      co_edges;
   /* data-derived */
   uint8_t *mask;   /* [ncond, G] genes of each training condition (non-zero mean) */
@@ -165,12 +170,12 @@ static double Round40(double x)
   return ldexp(rint(ldexp(x, 40 - e)), e - 40);
 }
 
-/* Training control and single-perturbation cells: the cells of the co-expression graph. */
+/* Training control and single-perturbation cells of the predicted contexts: the cells of the co-expression graph. */
 static PetscBool CoexpressCell(CsModel m, PetscInt i)
 {
   CsDesign d = m->design;
   PetscInt g = d->cell_group[i];
-  if (g < 0 || m->split->role[g] != CS_ROLE_TRAIN) return PETSC_FALSE;
+  if (g < 0 || m->split->role[g] != CS_ROLE_TRAIN || !((Gears *)m->data)->ctx_used[d->groups[g].ctx]) return PETSC_FALSE;
   return (PetscBool)(d->groups[g].control || d->conds[d->groups[g].cond].natoms == 1);
 }
 
@@ -252,13 +257,27 @@ static PetscErrorCode GOGraph(CsModel m, Gears *gs)
   PetscCall(PetscMalloc1(d->natoms + 1, &node));
   PetscCall(CsPriorsGetAtomNodes(pr, g, node));
   /* A condition to predict (valid, test) with an atom the graph does not know is an error; a training group with
-     one is left out of training (GEARS drops such perturbations from its data). */
+     one is left out of training (GEARS drops such perturbations from its data). GEARS models one cell type: its
+     shift does not see the context, so the groups of contexts with nothing to predict are left out too (their
+     shifts, e.g. another cell line's, would only pull the shared shift away from the predicted contexts'). */
   PetscCall(PetscMalloc1(d->ngroups + 1, &gs->use));
+  PetscCall(PetscCalloc1(d->nctx + 1, &gs->ctx_used));
+  for (PetscInt q = 0; q < d->ngroups; q++)
+    if (m->split->role[q] != CS_ROLE_TRAIN) gs->ctx_used[d->groups[q].ctx] = PETSC_TRUE;
+  {
+    PetscBool any = PETSC_FALSE;
+    for (PetscInt k = 0; k < d->nctx; k++) any = (PetscBool)(any || gs->ctx_used[k]);
+    for (PetscInt k = 0; k < d->nctx && !any; k++) gs->ctx_used[k] = PETSC_TRUE; /* nothing to predict (train): every context */
+  }
   for (PetscInt q = 0; q < d->ngroups; q++) {
     const CsCondition *c = &d->conds[d->groups[q].cond];
     PetscBool          ok = PETSC_TRUE;
     for (PetscInt k = 0; k < c->natoms; k++) ok = (PetscBool)(ok && node[c->atoms[k]] >= 0);
-    gs->use[q] = ok;
+    gs->use[q] = (PetscBool)(ok && gs->ctx_used[d->groups[q].ctx]);
+    if (!gs->ctx_used[d->groups[q].ctx]) {
+      if (!d->groups[q].control) gs->nother++;
+      continue;
+    }
     if (ok) continue;
     if (m->split->role[q] == CS_ROLE_TRAIN) {
       gs->nleft++;
@@ -284,6 +303,9 @@ static PetscErrorCode GOGraph(CsModel m, Gears *gs)
   if (gs->nleft)
     PetscCall(PetscViewerASCIIPrintf(v, "gears: %" PetscInt_FMT " training group%s left out: %s atoms the GO graph does not know\n", gs->nleft,
                                      gs->nleft > 1 ? "s" : "", gs->nleft > 1 ? "their conditions have" : "its condition has"));
+  if (gs->nother)
+    PetscCall(PetscViewerASCIIPrintf(v, "gears: %" PetscInt_FMT " training group%s of contexts with nothing to predict left out (GEARS models one cell type)\n",
+                                     gs->nother, gs->nother > 1 ? "s" : ""));
 
   /* Edges (row = receiving gene): Jaccard above the threshold, the topk largest per row, self-loops dropped. */
   n = g->nnodes;
@@ -920,6 +942,7 @@ static PetscErrorCode CsModelDestroy_Gears(CsModel m)
   PetscCall(CsNNTransposeDestroy(&gs->ATgo));
   PetscCall(PetscFree(gs->atom_node));
   PetscCall(PetscFree(gs->use));
+  PetscCall(PetscFree(gs->ctx_used));
   PetscCall(PetscFree2(gs->mask, gs->mask_n));
   PetscCall(PetscFree(gs->ref));
   PetscCall(PetscFree(gs->de));
