@@ -25,7 +25,8 @@
    which has GEARS's batch statistics (B identical copies), on every rank alike.
 
    GEARS models one cell type (its shift does not see the context): it trains on the contexts that have a group to
-   predict (valid or test) and leaves the others' groups out, with a count; the co-expression graph is theirs too.
+   predict (valid or test) and leaves the others' groups out, with a count; the co-expression graph is theirs too
+   (-gears_all_contexts trains one context-blind shift on every context).
 
    Atoms never perturbed in training are predicted through their GO neighbours (their embedding row is never
    trained, the rows it aggregates are); an atom the GO graph does not know is an input error naming it.
@@ -71,6 +72,7 @@ typedef struct {
   PetscInt   t_gene, t_bng, t_bnb, t_bnrm, t_bnrv, t_pos, *t_cow, *t_cob, t_pert, *t_gow, *t_gob;
   PetscInt   t_pbg, t_pbb, t_pbrm, t_pbrv, t_w1, t_b1, t_w2a, t_w2c, t_b2;
   PetscInt   t_zero[3]; /* tensors whose true gradient is 0 (see Backward) */
+  PetscBool  all_contexts; /* -gears_all_contexts */
   PetscBool  same_natoms; /* every cell of the step's global batch has the same number of atoms */
   CsMLP      v2, fuse, recov, cross;
   /* activations */
@@ -107,6 +109,8 @@ static PetscErrorCode CsModelSetFromOptions_Gears(CsModel m, PetscOptionItems *P
   PetscCall(PetscOptionsReal("-go_threshold", "GO edges need a Jaccard above this", "gears", gs->go_threshold, &gs->go_threshold, NULL));
   PetscCall(PetscOptionsReal("-gamma", "Autofocus loss: power 2 + gamma", "gears", gs->gamma, &gs->gamma, NULL));
   PetscCall(PetscOptionsReal("-direction_lambda", "Weight of the direction-aware loss term", "gears", gs->lambda, &gs->lambda, NULL));
+  PetscCall(PetscOptionsBool("-all_contexts", "Train on every context, not only those with groups to predict (one context-blind shift for all)", "gears",
+                             gs->all_contexts, &gs->all_contexts, NULL));
   PetscCall(PetscOptionsInt("-valid_de_genes", "Top DE genes of each validation group scored for the best epoch", "gears", gs->nde, &gs->nde, NULL));
   PetscOptionsHeadEnd();
   CsCheckAll(comm, gs->hidden > 0, "-%shidden must be positive (got %" PetscInt_FMT ")", pre, gs->hidden);
@@ -267,7 +271,7 @@ static PetscErrorCode GOGraph(CsModel m, Gears *gs)
   {
     PetscBool any = PETSC_FALSE;
     for (PetscInt k = 0; k < d->nctx; k++) any = (PetscBool)(any || gs->ctx_used[k]);
-    for (PetscInt k = 0; k < d->nctx && !any; k++) gs->ctx_used[k] = PETSC_TRUE; /* nothing to predict (train): every context */
+    for (PetscInt k = 0; k < d->nctx && (!any || gs->all_contexts); k++) gs->ctx_used[k] = PETSC_TRUE; /* nothing to predict (train): every context */
   }
   for (PetscInt q = 0; q < d->ngroups; q++) {
     const CsCondition *c = &d->conds[d->groups[q].cond];
