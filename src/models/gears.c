@@ -63,6 +63,8 @@ typedef struct {
   PetscInt      co_edges;
   /* data-derived */
   uint8_t *mask;   /* [ncond, G] genes of each training condition (non-zero mean) */
+  uint8_t *expressed; /* [G] genes non-zero in a training cell (control or perturbed) of the predicted contexts */
+  PetscInt  nexpressed;
   PetscInt *mask_n; /* [ncond] */
   float    *ref;    /* [nctx, G] mean training control of each context */
   PetscInt *de;     /* [ngroups, nde] top DE genes of each validation group, -1 unused */
@@ -417,19 +419,24 @@ static PetscErrorCode DataStats(CsModel m, Gears *gs)
 
   PetscCall(PetscCalloc2((size_t)d->ncond * G + 1, &gs->mask, d->ncond + 1, &gs->mask_n));
   PetscCall(PetscCalloc1((size_t)d->nctx * G + 1, &gs->ref));
+  PetscCall(PetscCalloc1(G + 1, &gs->expressed));
   PetscCall(PetscMalloc1((size_t)d->ngroups * K + 1, &gs->de));
   PetscCall(PetscMalloc1(G + 1, &nb));
   for (PetscInt g = 0; g < d->ngroups; g++) {
     const CsGroup *gr = &d->groups[g];
     const double  *mu = mean + (size_t)g * G;
     for (PetscInt k = 0; k < K; k++) gs->de[g * K + k] = -1;
-    if (m->split->role[g] == CS_ROLE_TRAIN && !gr->control)
+    if (m->split->role[g] == CS_ROLE_TRAIN && !gr->control && gs->ctx_used[gr->ctx])
       for (PetscInt j = 0; j < G; j++) gs->mask[(size_t)gr->cond * G + j] |= (uint8_t)(mu[j] != 0);
+    if (m->split->role[g] == CS_ROLE_TRAIN && gs->ctx_used[gr->ctx])
+      for (PetscInt j = 0; j < G; j++) gs->expressed[j] |= (uint8_t)(mu[j] != 0);
     if (m->split->role[g] == CS_ROLE_TRAIN && gr->control)
       for (PetscInt j = 0; j < G; j++) gs->ref[(size_t)gr->ctx * G + j] = (float)mu[j];
   }
   for (PetscInt c = 0; c < d->ncond; c++)
     for (PetscInt j = 0; j < G; j++) gs->mask_n[c] += gs->mask[(size_t)c * G + j];
+  gs->nexpressed = 0;
+  for (PetscInt j = 0; j < G; j++) gs->nexpressed += gs->expressed[j];
   for (PetscInt g = 0; g < d->ngroups; g++) {
     const CsGroup *gr = &d->groups[g];
     PetscInt       c  = gr->ctrl;
@@ -515,6 +522,9 @@ static PetscErrorCode CsModelSetUp_Gears(CsModel m)
                                    "gears: co-expression graph %" PetscInt_FMT " genes, %" PetscInt_FMT " edges (|r| > %g, top %" PetscInt_FMT
                                    "); GO neighbourhood of the %" PetscInt_FMT " atoms: %" PetscInt_FMT " genes, %" PetscInt_FMT " edges\n",
                                    G, gs->co_edges, (double)gs->co_threshold, gs->co_topk, gs->natoms, gs->nnode, (PetscInt)gs->Ago.indptr[gs->nnode]));
+  if (gs->nexpressed < G)
+    PetscCall(PetscViewerASCIIPrintf(PETSC_VIEWER_STDOUT_(comm), "gears: %" PetscInt_FMT " of %" PetscInt_FMT " genes are zero in every training cell of the predicted contexts: their shift is 0\n",
+                                     G - gs->nexpressed, G));
 
   /* Parameters in forward order. */
   PetscCall(CsNNParamsCreate(comm, &gs->P));
@@ -660,6 +670,14 @@ static PetscErrorCode ForwardCells(Gears *gs, const CsNNPass *pass, PetscInt B, 
   cs_linear_forward(gs->tmp, gs->cout, CsNNParamsData(P, gs->t_w2c), NULL, B, h, G);
   cs_gene_readout_forward(gs->o2, gs->o1, CsNNParamsData(P, gs->t_w2a), CsNNParamsData(P, gs->t_b2), B, G, 1);
   for (size_t i = 0; i < BG; i++) gs->o2[i] += gs->tmp[i];
+  /* A gene never expressed in a training cell of the predicted contexts is in no condition's loss (GEARS's
+     dict_filter keeps the genes of non-zero mean), so the network's output there is whatever the shared weights
+     make it; GEARS's data has no such gene (its genes are its one cell line's highly variable genes). Its shift
+     is 0 (then its gradient is 0 too: it is in no mask). */
+  if (gs->nexpressed < G)
+    for (PetscInt b = 0; b < B; b++)
+      for (PetscInt j = 0; j < G; j++)
+        if (!gs->expressed[j]) gs->o2[(size_t)b * G + j] = 0;
   PetscFunctionReturn(0);
 }
 
@@ -949,6 +967,7 @@ static PetscErrorCode CsModelDestroy_Gears(CsModel m)
   PetscCall(PetscFree(gs->ctx_used));
   PetscCall(PetscFree2(gs->mask, gs->mask_n));
   PetscCall(PetscFree(gs->ref));
+  PetscCall(PetscFree(gs->expressed));
   PetscCall(PetscFree(gs->de));
   PetscCall(PetscFree4(gs->t_cow, gs->t_cob, gs->t_gow, gs->t_gob));
   {
