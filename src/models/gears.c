@@ -36,7 +36,8 @@
    its genes G_p (those with a non-zero mean expression in p's training cells, GEARS's dict_filter) of |pred -
    y|^(2+gamma) + lambda (sign(y - ctrl) - sign(pred - ctrl))^2 (ctrl: the mean training control of the context),
    averaged over the groups; Adam lr 1e-3, weight decay 5e-4, learning rate halved each epoch, 20 epochs, batch 32,
-   the best epoch by the validation MSE on the top-20 DE genes of each validation group (Welch t of its cells
+   the best epoch by the validation MSE on the top-20 DE genes of each group with validation cells (a validation
+   group, or a training group when the split validates on a fraction of the training cells; Welch t of its cells
    against the training controls of its context), averaged over the validation cells with their paired controls:
    that is the MSE of the mean prediction plus terms that do not depend on the epoch. GEARS also trains on control
    cells (as a perturbation with no atom); here only perturbed cells are trained on (the paired sampler).
@@ -429,7 +430,8 @@ static PetscErrorCode DataStats(CsModel m, Gears *gs)
   for (PetscInt g = 0; g < d->ngroups; g++) {
     const CsGroup *gr = &d->groups[g];
     PetscInt       c  = gr->ctrl;
-    if (m->split->role[g] != CS_ROLE_VALID || gr->control || c < 0 || total[g] < 1 || total[c] < 1) continue;
+    /* training groups too: a split without validation groups validates on a fraction of their cells */
+    if ((m->split->role[g] != CS_ROLE_VALID && m->split->role[g] != CS_ROLE_TRAIN) || gr->control || c < 0 || total[g] < 1 || total[c] < 1) continue;
     for (PetscInt j = 0; j < G; j++) {
       double se = var[(size_t)g * G + j] / total[g] + var[(size_t)c * G + j] / total[c], t = mean[(size_t)g * G + j] - mean[(size_t)c * G + j];
       nb[j].w = se > 0 ? fabs(t) / sqrt(se) : 0, nb[j].j = j;
