@@ -7,6 +7,9 @@
 #
 # The file (1,000,000 cells x 2,000 genes, 10% density, gzip or uncompressed, ~1.1 / 1.6 GB) is made once with
 # anndata in $CS_BENCH_DIR (default /tmp/cellshift-bench, outside the repository; about 1.5 minutes) and reused.
+# On a loaded machine the wall times mostly measure the load: each reader's CPU seconds (anndata's user + system
+# time, the C reader's summed over ranks and threads) are printed too, with the ratio they give for ranks on idle
+# cores. The 2-rank read is also timed with each inflater the build has (-h5ad_inflate libdeflate, isal).
 # Then the machine's memcpy bandwidth (the peer references' peak.c), and how much of it the reader reaches: the
 # time one memcpy of the matrix bytes (indptr + indices + data) takes, over the read's time.
 # Ends with one run under -log_view: CsRead (the reader), CsReadChunkFetch and CsReadInflate (its direct chunk
@@ -41,29 +44,43 @@ fi
 echo "file: $file ($(du -h "$file" | cut -f1)); $(nproc) cores; best of $repeat"
 
 # anndata: best of $repeat
-best_py=""
+best_py="" cpu_py=""
 for i in $(seq "$repeat"); do
-  s=$($py "$ref" read "$file" | awk '{print $2}')
-  echo "  anndata.read_h5ad run $i: $s s"
+  out=$(/usr/bin/time -f "cpu %U %S" $py "$ref" read "$file" 2>&1)
+  s=$(echo "$out" | awk '/^seconds/{print $2}')
+  c=$(echo "$out" | awk '/^cpu /{print $2 + $3}')
+  echo "  anndata.read_h5ad run $i: $s s (CPU $c s)"
   best_py=$(awk -v a="$s" -v b="$best_py" 'BEGIN{print (b == "" || a < b) ? a : b}')
+  cpu_py=$(awk -v a="$c" -v b="$cpu_py" 'BEGIN{print (b == "" || a < b) ? a : b}')
 done
 
-declare -A best_c mbs
-for np in 1 2; do
-  out=$($mpiexec -n $np "$bench" -data "$file" -bench_repeat "$repeat")
-  echo "$out" | sed 's/^/  C reader, '"$np"' rank(s): /'
-  best_c[$np]=$(echo "$out" | awk '/^ranks/{print $4}')
-  mbs[$np]=$(echo "$out" | awk '/^ranks/{for (i = 1; i < NF; i++) if ($i == "uncompressed") print $(i + 1)}')
+declare -A best_c cpu_c mbs label
+runs="1 2"
+label[1]="cellshift, 1 rank" label[2]="cellshift, 2 ranks"
+# the 2-rank read with each inflater, when the build has ISA-L
+if $mpiexec -n 1 "$bench" -help 2>/dev/null | grep -q "h5ad_inflate.*isal"; then
+  runs="1 2 2:libdeflate 2:isal" label[2]="cellshift, 2 ranks (default)"
+fi
+for run in $runs; do
+  np=${run%%:*} opt=()
+  [ "$run" != "$np" ] && opt=(-h5ad_inflate "${run#*:}") label[$run]="cellshift, 2 ranks, ${run#*:}"
+  out=$($mpiexec -n $np "$bench" -data "$file" -bench_repeat "$repeat" "${opt[@]}")
+  echo "$out" | sed 's/^/  C reader, '"$run"': /'
+  best_c[$run]=$(echo "$out" | awk '/^ranks/{print $4}')
+  cpu_c[$run]=$(echo "$out" | awk '/^ranks/{for (i = 1; i < NF; i++) if ($i == "CPU") print $(i + 2)}')
+  mbs[$run]=$(echo "$out" | awk '/^ranks/{for (i = 1; i < NF; i++) if ($i == "uncompressed") print $(i + 1)}')
 done
 
 cells=1000000
-printf '\n%-28s %10s %12s %16s\n' "reader" "seconds" "cells/s" "vs anndata"
+printf '\n%-36s %10s %12s %12s %8s %16s\n' "reader" "seconds" "cells/s" "vs anndata" "CPU s" "CPU vs anndata"
 rate() { awk -v s="$1" -v n=$cells 'BEGIN{print n/s}'; }
-printf '%-28s %10.2f %12.0f %16s\n' "anndata.read_h5ad (python)" "$best_py" "$(rate "$best_py")" "1.00x"
-for np in 1 2; do
-  s=${best_c[$np]}
-  printf '%-28s %10.2f %12.0f %15.2fx\n' "cellshift, $np rank(s)" "$s" "$(rate "$s")" \
-    "$(awk -v a="$best_py" -v s="$s" 'BEGIN{print a/s}')"
+printf '%-36s %10.2f %12.0f %12s %8.2f %16s\n' "anndata.read_h5ad (python)" "$best_py" "$(rate "$best_py")" "1.00x" "$cpu_py" "1.00x"
+# CPU vs anndata: anndata's CPU seconds over the C reader's per rank (its wall time on as many idle cores as ranks)
+for run in $runs; do
+  s=${best_c[$run]} np=${run%%:*}
+  printf '%-36s %10.2f %12.0f %11.2fx %8.2f %15.2fx\n' "${label[$run]}" "$s" "$(rate "$s")" \
+    "$(awk -v a="$best_py" -v s="$s" 'BEGIN{print a/s}')" "${cpu_c[$run]}" \
+    "$(awk -v a="$cpu_py" -v c="${cpu_c[$run]}" -v np="$np" 'BEGIN{print a / (c / np)}')"
 done
 
 # memcpy: peak.c copies 256 MB five times and counts read + write bytes, so one copy of B bytes takes 2 B / rate.
@@ -75,6 +92,7 @@ if [ -f "$peak" ] && cc -O2 "$peak" -o "$dir/peak" -lopenblas 2> /dev/null; then
   for np in 1 2; do
     awk -v m="${mbs[$np]}" -v g="$gbs" -v np=$np 'BEGIN{printf "  cellshift, %d rank(s): %.0f MB/s of matrix bytes = %.1f%% of memcpy\n", np, m, 100 * 2 * m / (g * 1000)}'
   done
+  echo "  (memcpy is one thread's; at 2 ranks the reader has two cores)"
 fi
 
 echo

@@ -19,6 +19,10 @@ struct _n_CsDataset {
   char         layer[256];    /* "" = X, else layers/<layer> */
   char         encoding[16];  /* how the matrix is stored: "csr", "csc" or "dense" */
   char         subset[512];   /* -obs_subset key=v1,v2 applied after reading ("" = none) */
+  PetscReal    depth_fraction; /* -depth_fraction p: binomial downsampling of the raw counts (1 = none) */
+  PetscInt     depth_seed;     /* -depth_seed */
+  PetscReal    min_counts;     /* -min_counts: QC, cells with fewer raw counts are dropped (0 = none) */
+  PetscReal    max_mito;       /* -max_mito_fraction: QC, cells with a larger fraction of counts in MT- genes are dropped (1 = none) */
   PetscBool    normalize;     /* -normalize: X held raw counts, now log1p(counts / libsize * 1e4) */
   PetscBool    input;         /* the user's data (set by CsDatasetSetFromOptions): checked as input, see SetUp */
   double      *libsize;       /* [nlocal] total counts of each cell before -normalize (NULL without it) */
@@ -41,6 +45,28 @@ struct _n_CsDataset {
   char         genes_mode[16];
   PetscBool    obs_fill;
   PetscInt     nfiles;        /* files read (1 for a single -data file) */
+  /* -quality_weight none | qc | obs:COLUMN[=VALUE]: a weight per cell, used by the cells sampler as its drawing
+     probability (see sampler.h). qc (needs -normalize: raw counts): from the total counts, the detected genes and the
+     mitochondrial fraction (genes named MT-* or mt-*); each covariate's robust z = (v - median) / (1.4826 MAD) over
+     all cells (medians from a 65536-bin histogram, so the same for any rank count), bad directions only (total counts
+     both ways, genes low, mito high), w = exp(-sum max(0, |z| - 3)^2 / 2): cells within 3 MADs weigh 1. obs:COLUMN:
+     a numeric column's values (finite, >= 0); obs:COLUMN=VALUE: 1 where the categorical column is VALUE, else 0
+     (the simulator: obs:quality=ok). */
+  char         quality[256];
+  double      *qweight;       /* [nlocal] after SetUp, NULL for none */
+  /* Streamed (-stream, or -memory_limit below the largest rank's shard): X is not held (X.nrows = 0) and the rows are
+     read from the file on demand: in blocks of stream_block consecutive global rows (CsDatasetStreamRead, for the
+     stream sampler), or any local rows (CsDatasetGetRows); group statistics take a pass over the blocks
+     (CsDatasetGroupStats). What stays resident per cell: the obs columns (8 bytes each: the code, or the value of
+     a numeric column), the design's group (8 bytes), and the masks of whoever trains (1 byte each): about 30 bytes a
+     cell for a run with two obs columns, against 8 bytes per non-zero (+8 per row) in memory. */
+  PetscBool    stream;        /* -stream */
+  double       memory_limit;  /* -memory_limit in bytes (0: none) */
+  PetscInt     stream_block;  /* -stream_block rows */
+  PetscBool    stream_prefetch; /* -stream_prefetch: read the next window on a thread while one trains (default true) */
+  PetscBool    streamed;      /* after SetUp: the rows are read on demand */
+  int64_t      nnz;           /* after SetUp: global non-zeros (streamed dense X: cells x genes, an upper bound) */
+  CsH5adStream st;
 };
 
 PETSC_EXTERN PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *ds);
@@ -51,6 +77,13 @@ PETSC_EXTERN PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *ds);
    kept in libsize for count models). */
 PETSC_EXTERN PetscErrorCode CsDatasetSetFromOptions(CsDataset ds);
 PETSC_EXTERN PetscErrorCode CsDatasetSetFile(CsDataset ds, const char path[], const char layer[]);
+/* Streaming options, also in CsDatasetSetFromOptions: -stream (read rows on demand), -memory_limit BYTES (suffixes
+   K, M, G, T: powers of 1024; stream when the largest rank's shard, 8 bytes per non-zero and per row, exceeds it; a
+   limit below one block, 8 x stream_block x (non-zeros per row + 1) bytes, is an input error), -stream_block ROWS
+   (default 4096), -stream_prefetch (default true; false reads every window when it is needed, for comparison). Streaming reads one file, CSR or dense, without -obs_subset (input errors otherwise); -normalize
+   transforms rows as they are read (the same values; libsize is not kept). */
+/* Parse "2G", "512M", "1e9", "100000K" into bytes (input error naming `what` on anything else). */
+PETSC_EXTERN PetscErrorCode CsParseBytes(MPI_Comm comm, const char what[], const char str[], double *bytes);
 /* Ask for an obs column before CsDatasetSetUp. A required column that is missing is an input error; an optional
    one is simply absent after set-up. */
 PETSC_EXTERN PetscErrorCode CsDatasetAddObsKey(CsDataset ds, const char key[], PetscBool required);
@@ -80,6 +113,34 @@ PETSC_EXTERN PetscErrorCode CsCSRGroupStats(MPI_Comm comm, const CsCSR *X, Petsc
    order, then local order) as CSR; *out is empty (0 rows) on the other ranks. Built on CsCSRFetchRows. */
 PETSC_EXTERN PetscErrorCode CsCSRGatherRows(PetscLayout layout, const CsCSR *X, PetscInt n, const PetscInt local[], PetscMPIInt root,
                                             CsCSR *out);
+/* Local: the local rows local[0..n) (any order, repeats allowed) as CSR in that order, out reallocated (in memory:
+   a copy of them; streamed: read from the file in runs of consecutive rows). */
+PETSC_EXTERN PetscErrorCode CsDatasetGetRows(CsDataset ds, PetscInt n, const PetscInt local[], CsCSR *out);
+/* Collective: the same, a read error being one input error on every rank. */
+PETSC_EXTERN PetscErrorCode CsDatasetReadRows(CsDataset ds, PetscInt n, const PetscInt local[], CsCSR *out);
+/* Collective: a CSR with all nlocal rows of which only those with keep[i] hold their values (the others are empty):
+   for code that needs a subset of rows (the evaluated groups) by dataset row. In memory it is ds->X itself
+   (*borrowed true; do not free); streamed, the kept rows are read and *borrowed is false. */
+PETSC_EXTERN PetscErrorCode CsDatasetGetMasked(CsDataset ds, const PetscBool keep[], CsCSR *out, PetscBool *borrowed);
+/* Collective: CsCSRGroupStats of the dataset's rows (slot[i] for local row i): over ds->X in memory, over the
+   rank's rows read block by block (two passes with var) when streamed; the same numbers either way. */
+PETSC_EXTERN PetscErrorCode CsDatasetGroupStats(CsDataset ds, PetscInt nslots, const PetscInt slot[], PetscInt total[], double *mean,
+                                                double *var);
+/* Streamed datasets: nblocks blocks of block_rows consecutive global rows (the last may be shorter). */
+PETSC_EXTERN PetscErrorCode CsDatasetStreamBlocks(CsDataset ds, PetscInt *nblocks, PetscInt *block_rows);
+/* Collective: this rank's rows of each block blocks[k] (the intersection of the block with [rstart, rstart +
+   nlocal), possibly empty) into out[k], from the prefetch when it read exactly these blocks. A read error (a file
+   damaged or removed while training) is one input error on every rank naming the file. */
+PETSC_EXTERN PetscErrorCode CsDatasetStreamRead(CsDataset ds, PetscInt n, const PetscInt blocks[], CsCSR out[]);
+/* Local: start reading blocks[0..n) in the background (CsDatasetStreamRead claims them). */
+PETSC_EXTERN PetscErrorCode CsDatasetStreamPrefetch(CsDataset ds, PetscInt n, const PetscInt blocks[]);
+/* Local: wait for a background read (before other HDF5 use: checkpoints). No-op in memory. */
+PETSC_EXTERN PetscErrorCode CsDatasetStreamWait(CsDataset ds);
+/* Collective: an input error when the dataset is streamed, naming what (a model, a metric) needs it in memory. */
+PETSC_EXTERN PetscErrorCode CsDatasetCheckResident(CsDataset ds, const char what[]);
+/* Collective: keep only the local rows with keep[i] (a set-up dataset); the rows stay in order, each rank keeps
+   its own, the global numbering is recomputed. */
+PETSC_EXTERN PetscErrorCode CsDatasetKeepRows(CsDataset ds, const PetscBool keep[]);
 PETSC_EXTERN PetscErrorCode CsDatasetDestroy(CsDataset *ds);
 
 #endif

@@ -122,6 +122,8 @@ PETSC_EXTERN PetscErrorCode CsEvaluatorSetUp(CsEvaluator e, CsDataset ds, CsDesi
    line): missing or unreadable file, genes that differ from the data's (names and order), a predicted row whose
    labels name no test group, a test group without predicted rows. */
 PETSC_EXTERN PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char path[], PetscBool baseline);
+/* The trained parameter count of scored model `name` (metrics.json "params": {name: n}); n < 0 = not known. */
+PETSC_EXTERN PetscErrorCode CsEvaluatorSetParams(CsEvaluator e, const char name[], PetscInt64 n);
 /* Collective: metrics.json, metrics.csv, gi.csv, report.md and one shift_<model>.png per scored model in dir. */
 PETSC_EXTERN PetscErrorCode CsEvaluatorWrite(CsEvaluator e, const char dir[]);
 /* Rank 0 prints the aggregate table (one row per scored model, in scoring order). */

@@ -7,9 +7,10 @@
    read independently, as parallel HDF5 requires.
 
    Gzip-compressed 1-D datasets (the CSR arrays, obs columns) are not inflated by HDF5: the reader fetches their
-   chunks itself and inflates them with libdeflate on the rank's threads (CsBLASGetThreads), giving the same bytes
-   as HDF5's filter; any other filter, unfiltered data and any chunk that cannot be read that way go through HDF5.
-   -h5ad_read_direct false sends everything through HDF5. Log events CsReadChunkFetch and CsReadInflate.
+   chunks itself and inflates them with libdeflate (or ISA-L: -h5ad_inflate isal, when built with it) on the rank's
+   thread pool (CsBLASGetThreads threads), giving the same bytes as HDF5's filter; any other filter, unfiltered data
+   and any chunk that cannot be read that way go through HDF5. -h5ad_read_direct false sends everything through
+   HDF5. A one-rank communicator reads through HDF5's POSIX driver, more ranks through MPI-IO. Log events CsReadChunkFetch and CsReadInflate.
 
    Validation while reading (input errors, collective, naming file, dataset and first bad row): a file that is
    truncated or damaged is called so; matrix arrays must hold numbers (the type found is named); indptr monotone
@@ -63,6 +64,29 @@ PETSC_EXTERN PetscErrorCode CsH5adRead(MPI_Comm comm, const char path[], const c
    back capped (see CsObsColumn), so that a barcode-like column gathers at most ranks x maxdistinct strings. */
 PETSC_EXTERN PetscErrorCode CsH5adReadCapped(MPI_Comm comm, const char path[], const char layer[], PetscInt nkeys, char *const keys[],
                                              const PetscBool required[], PetscInt maxdistinct, CsH5adBlock *b);
+/* Streamed reading: the matrix is not read at once but in ranges of consecutive rows, on demand.
+   CsH5adStreamOpen (collective) reads what CsH5adRead does but the matrix rows: b has the layout, genes, obs and this
+   rank's block of rows (rstart, nlocal: the same ownership CsH5adRead gives) with an empty X (b->X.nrows = nlocal,
+   no arrays); *nnzlocal is the non-zeros of the rank's rows (dense X: nlocal x ngenes, an upper bound). CSR and
+   dense X only (CSC cannot be read by rows: an input error). The rows are then read by every rank alone, from a file
+   opened with HDF5's POSIX driver, so a read makes no MPI call: CsH5adStreamReadRows now, or
+   CsH5adStreamReadBegin/End on a background thread (the prefetch). Rows come back exactly as CsH5adRead gives them
+   (validated, sorted; the same errors). HDF5 is not thread-safe here: every call waits for the background read
+   first, and code that uses HDF5 while a stream may be reading calls CsH5adStreamWait. */
+typedef struct _n_CsH5adStream *CsH5adStream;
+PETSC_EXTERN PetscErrorCode CsH5adStreamOpen(MPI_Comm comm, const char path[], const char layer[], PetscInt nkeys, char *const keys[],
+                                             const PetscBool required[], CsH5adBlock *b, int64_t *nnzlocal, CsH5adStream *st);
+/* Local: global rows [r0, r1) into A (fresh). */
+PETSC_EXTERN PetscErrorCode CsH5adStreamReadRows(CsH5adStream st, PetscInt r0, PetscInt r1, CsCSR *A);
+/* Local: start reading the ranges [r0[k], r1[k]) on a background thread (a read not claimed yet is dropped). */
+PETSC_EXTERN PetscErrorCode CsH5adStreamReadBegin(CsH5adStream st, PetscInt n, const PetscInt r0[], const PetscInt r1[]);
+/* Local: wait for the background read; if it read the range [r0, r1) (not claimed before), *found and out (moved
+   to the caller) hold it, and if reading it failed, that error is returned here; otherwise *found is false. */
+PETSC_EXTERN PetscErrorCode CsH5adStreamClaim(CsH5adStream st, PetscInt r0, PetscInt r1, CsCSR *out, PetscBool *found);
+/* Local: wait for the background read, if any (its result is kept for ReadEnd). NULL-safe. */
+PETSC_EXTERN PetscErrorCode CsH5adStreamWait(CsH5adStream st);
+PETSC_EXTERN PetscErrorCode CsH5adStreamClose(CsH5adStream *st);
+
 /* The column named key of a block, or NULL. */
 PETSC_EXTERN CsObsColumn   *CsH5adBlockGetObs(const CsH5adBlock *b, const char key[]);
 PETSC_EXTERN PetscErrorCode CsH5adBlockFree(CsH5adBlock *b);
@@ -106,6 +130,8 @@ PETSC_EXTERN PetscErrorCode CsH5adWriterWriteRows(CsH5adWriter w, PetscInt row0,
 PETSC_EXTERN PetscErrorCode CsH5adWriterCommit(CsH5adWriter *w);
 /* Collective: the writer's option -h5ad_write_block_mb (default *mb on entry). */
 PETSC_EXTERN PetscErrorCode CsH5adWriterOptions(MPI_Comm comm, PetscReal *mb);
+/* Collective: reads the reader's options (-h5ad_read_direct, -h5ad_inflate), so the option checker knows them. */
+PETSC_EXTERN PetscErrorCode CsH5adReaderOptions(MPI_Comm comm);
 /* Collective, NULL-safe: close and delete the temporary file (error paths). */
 PETSC_EXTERN PetscErrorCode CsH5adWriterDestroy(CsH5adWriter *w);
 

@@ -66,6 +66,9 @@ PETSC_EXTERN PetscErrorCode CsModelPredict(CsModel m, const CsCondition *cond, P
 /* Whether the type trains a network with CsTrainer: it then writes <dir>/checkpoint.h5 and continues from
    -resume DIR/<name>/checkpoint.h5. */
 PETSC_EXTERN PetscErrorCode CsModelTrains(CsModel m, PetscBool *trains);
+/* The trained scalars of the model's last fit (the parameter sets its trainer optimised); -1 for a model that
+   does not train with the trainer (baselines, closed-form fits) or was loaded rather than fitted. */
+PETSC_EXTERN PetscErrorCode CsModelGetParameterCount(CsModel m, PetscInt64 *n);
 /* Whether the type predicts a group at once (predictset op) rather than cell by cell. */
 PETSC_EXTERN PetscErrorCode CsModelHasPredictSet(CsModel m, PetscBool *set);
 /* model.h5: type, name, options, atoms/contexts/genes it was fitted with, and the implementation's parameters.

@@ -81,6 +81,8 @@ PETSC_EXTERN PetscErrorCode CsNNParamsAddFrozen(CsNNParams P, const char name[],
                                                 PetscInt fan_in, PetscInt *idx);
 /* Allocate p, g, buf (zeroed). */
 PETSC_EXTERN PetscErrorCode CsNNParamsSetUp(CsNNParams P);
+/* The number of trained scalars: rows x cols of every tensor that is not a buffer (no padding). */
+PETSC_EXTERN PetscInt64 CsNNParamsCount(CsNNParams P);
 /* Initialise every tensor from its rule; tensor values are keyed by (seed, name, element), so they do not depend on
    the other tensors or on the number of ranks. */
 PETSC_EXTERN PetscErrorCode CsNNParamsInitialize(CsNNParams P, uint64_t seed);

@@ -18,7 +18,11 @@ enum {
   CS_STREAM_SAMPLE  = 6, /* subsampling of cells */
   CS_STREAM_DATA    = 7, /* synthetic data */
   CS_STREAM_PAIR    = 8, /* control partners and control sets of the samplers */
-  CS_STREAM_SET     = 9  /* groups and cells of the set and coupled samplers */
+  CS_STREAM_SET     = 9, /* groups and cells of the set and coupled samplers */
+  CS_STREAM_BOOT    = 10, /* bootstrap resamples (counter = replicate, row) */
+  CS_STREAM_WEIGHT  = 11, /* quality-weighted draws of the cells sampler (counter = epoch, batch position) */
+  CS_STREAM_SWEEP   = 12, /* random sweep configurations (src/sweep; counter = draw, option) */
+  CS_STREAM_DEPTH   = 13  /* binomial downsampling of counts; a = file row, b = gene << 32 | block of draws */
 };
 
 /* Four independent 32-bit words for (seed, stream, counter hi, counter lo). */

@@ -11,6 +11,12 @@
                (CsPerm, CS_STREAM_SHUFFLE, key e), in global batches of -<prefix>batch_size cells; the last partial
                batch is dropped (one batch of all cells when there are fewer than batch_size). Each rank takes the
                batch's cells it owns, in batch order. Validation: the validation cells in global order.
+               With weights (-quality_weight, CsSamplerSetWeights) the training batches are drawn with replacement,
+               cell c with probability w_c / sum w: the weights are quantised to integers q_c = round(2^30 w_c / max w)
+               (at least 1 where w_c > 0), whose prefix sums over the training cells in global order are exact for
+               any rank count; batch position p of epoch e (the same positions and steps per epoch as above) takes
+               the cell whose prefix interval holds r mod Q, Q = sum q, r the 64 bits of CsRng4(seed,
+               CS_STREAM_WEIGHT, e, p). A cell of weight 0 is never drawn. Validation is not weighted.
    - paired  : the same over the perturbed (non-control) training cells whose context has training controls; each
                cell c of a batch gets a control partner: ordinal floor(u ncontrols) of the training controls of its
                context, u = CsRngUniform(seed, CS_STREAM_PAIR, e + 1, c) (validation: counter 0). The partner's rows
@@ -33,9 +39,17 @@
                the controls are the first min(batch_size, m) of a permutation keyed (seed, CS_STREAM_PAIR,
                (e + 1) << 32 | slot). Validation: each group's validation cells in global order, in minibatches
                of batch_size.
-   - stream  : the interface of a sampler over a shard too large for memory (rows read in blocks on demand, a
-               window of blocks shuffled together); it needs a streamed row source (CsSamplerSetSource), which does
-               not exist yet, and SetUp says so.
+   - stream  : block-shuffled epochs over row blocks read on demand (the dataset streamed from its file, or any
+               source with blocks): the dataset is nblocks blocks of block_rows consecutive global rows; epoch e
+               visits the blocks in the order of a permutation keyed (seed, CS_STREAM_SHUFFLE, e), -<prefix>stream_window
+               (default 8) consecutive blocks of that order form a window, and the training cells of window w (in
+               block order, then global row order) are permuted by a permutation keyed (seed, CS_STREAM_SHUFFLE,
+               (e + 1) << 32 | w). The epoch's order is the windows' orders one after the other; global batches of
+               batch_size are cut from it as for cells (last partial batch dropped) and each rank takes the cells it
+               owns, in batch order. Only the windows a batch touches are held (read), and the next window is
+               prefetched while the current one is trained (src.prefetch). Validation: the validation cells in
+               global order, their rows read through src.rows. Resident per cell: nothing beyond the masks; per
+               block, three counts.
 
    Micro-batches: CsSamplerGetBatch(..., part, nparts) yields part `part` of the step's global batch split into
    nparts micro-batches (by batch position; set: by group), so that gradients can be accumulated over them.
@@ -78,7 +92,8 @@ typedef struct {
   PetscInt *group, *rowptr, *ctrlptr;
 } CsBatch;
 
-/* Build the rank's CSR rows of an arbitrary set of local dataset rows (for models' own passes, e.g. encoding). */
+/* Build the rank's CSR rows of an arbitrary set of local dataset rows (for models' own passes, e.g. encoding). Local
+   (a streamed dataset reads them: CsDatasetGetRows). */
 PETSC_EXTERN PetscErrorCode CsBatchFromRows(CsDataset ds, PetscInt n, const PetscInt *rows, CsBatch *b);
 PETSC_EXTERN PetscErrorCode CsBatchFree(CsBatch *b);
 
@@ -96,7 +111,14 @@ typedef struct {
   PetscErrorCode (*blocks)(void *ctx, PetscInt *nblocks, PetscInt *block_rows);
   PetscErrorCode (*read)(void *ctx, PetscInt block, CsCSR *X);
   PetscErrorCode (*release)(void *ctx, PetscInt block);
+  /* optional, local: start reading blocks[0..n) in the background (read then returns them); NULL: no prefetch */
+  PetscErrorCode (*prefetch)(void *ctx, PetscInt n, const PetscInt blocks[]);
 } CsSamplerSource;
+
+/* The default source of s: the rows of s's dataset, in memory or streamed (CsDatasetGetRows, CsDatasetStreamRead,
+   CsDatasetStreamPrefetch; blocks of ds->stream_block rows either way), with ctx = s. A replacement source may wrap
+   it. */
+PETSC_EXTERN void CsSamplerDefaultSource(CsSampler s, CsSamplerSource *src);
 
 PETSC_EXTERN PetscClassId CS_SAMPLER_CLASSID;
 
@@ -116,6 +138,10 @@ PETSC_EXTERN PetscErrorCode CsSamplerSetFromOptions(CsSampler s);
    draw. d may be NULL for the cells type. References are taken, not copies. */
 PETSC_EXTERN PetscErrorCode CsSamplerSetData(CsSampler s, CsDataset ds, CsDesign d, const PetscBool *train, const PetscBool *valid,
                                              uint64_t seed);
+/* Sampling weights [ds->nlocal] of the local rows (>= 0; NULL: uniform), a reference. CsSamplerSetData takes the
+   dataset's -quality_weight weights (ds->qweight); this replaces them. Only the cells type accepts weights: SetUp of
+   another type with weights is an input error. */
+PETSC_EXTERN PetscErrorCode CsSamplerSetWeights(CsSampler s, const double *w);
 /* Replace the in-memory row source (before SetUp). */
 PETSC_EXTERN PetscErrorCode CsSamplerSetSource(CsSampler s, const CsSamplerSource *src);
 /* Collective, idempotent: the pools of cells and groups; input errors (no perturbed cell with a control, ...). */

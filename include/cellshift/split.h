@@ -47,6 +47,9 @@ struct _n_CsSplit {
   CsRole   *role;  /* [ngroups] */
   char    (*category)[32]; /* [ngroups] category of each group (see above) */
   PetscInt  ntest, nvalid, ntrain;
+  PetscReal data_fraction;   /* -data_fraction (1 = all) */
+  PetscInt  cells_per_group; /* -cells_per_group (0 = all) */
+  PetscInt  max_perturbations; /* -max_perturbations (0 = all) */
   PetscBool setup;
 };
 
@@ -55,6 +58,18 @@ PETSC_EXTERN PetscErrorCode CsSplitSetFromOptions(CsSplit s);
 /* Collective: assign roles (idempotent). Errors: unknown holdout context or test condition, empty test set (the
    message says why: no candidate group, -test_fraction 0, a split file without test groups). */
 PETSC_EXTERN PetscErrorCode CsSplitSetUp(CsSplit s, CsDesign d);
+/* Collective: which local cells a smaller training set keeps (-data_fraction f, -cells_per_group n): of every
+   perturbed train and valid group of n_g cells, k_g = min(max(1, ceil(f n_g)), n) cells, those whose place in
+   the group (file order) a seeded permutation of the group (-split_seed, keyed by the group) maps below k_g; the
+   test groups and the controls (the inputs of every prediction and the reference of every metric) keep all
+   their cells. -max_perturbations k: of the perturbed conditions with a train or valid group, k drawn by a seeded
+   permutation of their condition indices keep their train and valid groups, the others lose them (every cell;
+   their test groups stay). The same cells for any rank count. *keep[nlocal] (free with PetscFree) is NULL and *any false when
+   nothing is dropped. */
+PETSC_EXTERN PetscErrorCode CsSplitSubsample(CsSplit s, CsDesign d, PetscBool **keep, PetscBool *any);
+/* Collective: set up s on d with the given roles (of d's groups) instead of drawing them: categories and counts
+   follow; valid_groups as the split the roles came from (false where no valid group is left). */
+PETSC_EXTERN PetscErrorCode CsSplitSetUpRoles(CsSplit s, CsDesign d, const CsRole role[], PetscBool valid_groups);
 /* Collective: write split.json (rank 0, atomically). */
 PETSC_EXTERN PetscErrorCode CsSplitSave(CsSplit s, CsDesign d, const char path[]);
 PETSC_EXTERN PetscErrorCode CsSplitView(CsSplit s, CsDesign d, PetscViewer v);

@@ -59,7 +59,7 @@ PETSC_EXTERN int CsExitStatus(PetscErrorCode ierr);
 /* Profiling events (-log_view). */
 PETSC_EXTERN PetscLogEvent CS_EVENT_READ, CS_EVENT_WRITE, CS_EVENT_DESIGN, CS_EVENT_SPLIT, CS_EVENT_FIT,
   CS_EVENT_PREDICT, CS_EVENT_EVAL, CS_EVENT_PCA, CS_EVENT_FORWARD, CS_EVENT_BACKWARD, CS_EVENT_REDUCE,
-  CS_EVENT_OPTIM, CS_EVENT_VALID;
+  CS_EVENT_OPTIM, CS_EVENT_VALID, CS_EVENT_STREAM;
 PETSC_EXTERN PetscClassId CS_CLASSID;
 
 /* Collective: the system options, read in CsInitialize (again when the options are listed or checked):
@@ -67,6 +67,19 @@ PETSC_EXTERN PetscClassId CS_CLASSID;
    -progress auto|bar|lines and -progress_interval SECONDS (see progress.h). */
 PETSC_EXTERN PetscErrorCode CsSystemSetFromOptions(MPI_Comm comm);
 PETSC_EXTERN int            CsBLASGetThreads(void);
+/* Not collective: the thread pool of this rank, as many threads as BLAS uses (CsBLASGetThreads at first use,
+   at most 64), for kernels that gain from every core between two BLAS calls (nn's elementwise passes, io's
+   inflation of chunks). CsPoolRun runs fn(ctx, t, nt) for t in [0, nt), t = 0 on the caller, and returns when all
+   are done; nt = CsPoolThreads() (fixed at the first use: callers size per-thread buffers by it). CsPoolFor runs
+   fn(ctx, i, t) for every i in [0, n), each i once, taken in turn by whichever of the first maxthreads threads is
+   free (for items of uneven cost; t < CsPoolThreads()). CsPoolChunk: the t-th of nt contiguous chunks of
+   [0, n), chunk size a multiple of align. Tasks must not call MPI, PETSc or HDF5, and must not call the pool. */
+typedef void (*CsPoolTask)(void *ctx, int t, int nt);
+typedef void (*CsPoolItem)(void *ctx, int64_t i, int t);
+PETSC_EXTERN int  CsPoolThreads(void);
+PETSC_EXTERN void CsPoolRun(CsPoolTask fn, void *ctx);
+PETSC_EXTERN void CsPoolFor(int64_t n, int maxthreads, CsPoolItem fn, void *ctx);
+PETSC_EXTERN void CsPoolChunk(size_t n, int t, int nt, size_t align, size_t *lo, size_t *hi);
 typedef enum { CS_PROGRESS_AUTO, CS_PROGRESS_BAR, CS_PROGRESS_LINES } CsProgressStyle;
 PETSC_EXTERN const char *const CsProgressStyles[];
 PETSC_EXTERN CsProgressStyle   CsProgressGetStyle(void);
@@ -116,6 +129,14 @@ PETSC_EXTERN PetscErrorCode CsRemoveFile(MPI_Comm comm, const char path[]);
 PETSC_EXTERN PetscErrorCode CsPathJoin(const char dir[], const char name[], char out[]);
 /* Collective: does a regular file exist (rank 0 checks, result broadcast)? */
 PETSC_EXTERN PetscErrorCode CsFileExists(MPI_Comm comm, const char path[], PetscBool *exists);
+
+/* Numbers. */
+/* x rounded to `bits` significant bits (0, Inf and NaN unchanged). Values equal in exact arithmetic but summed in an
+   order that depends on the rank count differ by a few ulps; rounded to 40 bits they compare equal, so rankings that
+   must not depend on the rank count (top-k DE genes, graph neighbours) break such ties by index. frexp, ldexp and
+   rint are exact, so every implementation gets the same values. */
+PETSC_EXTERN double CsRoundBits(double x, int bits);
+#define CS_TIE_BITS 40
 
 /* Strings. */
 /* Edit distance (insertions, deletions, substitutions, transpositions of neighbours) between a and b. */

@@ -77,6 +77,8 @@ PETSC_EXTERN PetscErrorCode CsTrainerGetBatchSize(CsTrainer t, PetscInt *batch);
 PETSC_EXTERN PetscErrorCode CsTrainerGetSampler(CsTrainer t, CsSampler *s);
 /* Attach the parameters of a declared set (after CsNNParamsSetUp). */
 PETSC_EXTERN PetscErrorCode CsTrainerSetParams(CsTrainer t, PetscInt set, CsNNParams P);
+/* The trained scalars of every attached parameter set (CsNNParamsCount summed: a model and its adversary). */
+PETSC_EXTERN PetscErrorCode CsTrainerGetParameterCount(CsTrainer t, PetscInt64 *n);
 PETSC_EXTERN PetscErrorCode CsTrainerGetOptim(CsTrainer t, PetscInt set, CsNNOptim *opt);
 PETSC_EXTERN PetscErrorCode CsTrainerSetCallbacks(CsTrainer t, const CsTrainerCallbacks *cb);
 /* Collective: the cells, train[i] / valid[i] for local dataset row i (NULL valid: a drawn fraction of the training

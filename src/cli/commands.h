@@ -15,8 +15,16 @@ PETSC_INTERN PetscErrorCode CsCommandEvaluate(void);
 PETSC_INTERN PetscErrorCode CsCommandInspect(int argc, char **argv);
 PETSC_INTERN PetscErrorCode CsCommandSimulate(void);
 PETSC_INTERN PetscErrorCode CsCommandTrajectory(void);
+PETSC_INTERN PetscErrorCode CsCommandScaling(void);
+/* The scaling command's options block (scaling.c); ctx a CsScalingOptions, or NULL (for -help). */
+PETSC_INTERN PetscErrorCode CsScalingOptionsRead(MPI_Comm comm, void *ctx);
 /* The trajectory command's options block (trajectory.c); ctx its options struct, or NULL (for -help). */
 PETSC_INTERN PetscErrorCode CsTrajectoryOptions(MPI_Comm comm, void *ctx);
+PETSC_INTERN PetscErrorCode CsCommandSweep(void);
+PETSC_INTERN PetscErrorCode CsCommandCollect(void);
+/* The options blocks of sweep and collect (sweep.c); ctx NULL and any buffers for -help. */
+PETSC_INTERN PetscErrorCode CsSweepOptions(MPI_Comm comm, void *ctx);
+PETSC_INTERN PetscErrorCode CsCollectOptions(MPI_Comm comm, char dir[], size_t len, char runs[], size_t rlen);
 
 /* What every command works on: the data, its design, the split, the output folder and the models asked for. */
 typedef struct {
@@ -56,6 +64,9 @@ PETSC_INTERN PetscErrorCode CsProblemSetFromOptions(CsProblem *p);
    predictions.h5ad of a model run elsewhere (scored, never fitted). */
 PETSC_INTERN PetscErrorCode CsProblemSetUp(CsProblem *p, PetscBool reuse, const char command[]);
 PETSC_INTERN PetscErrorCode CsProblemDestroy(CsProblem *p);
+/* Collective: only the first step of CsProblemSetUp, on the options database in force: every option read and
+   checked (an unknown one is an error naming it), the objects created but no file touched. Destroy p after. */
+PETSC_INTERN PetscErrorCode CsProblemCheckOptions(CsProblem *p, const char command[]);
 /* A model given as TYPE or NAME:TYPE (-model scgen,wide:scgen): its name (the options prefix and the folder of the
    run) and its type; the name defaults to the type. */
 PETSC_INTERN PetscErrorCode CsProblemSpec(const char spec[], char name[64], char type[64]);

@@ -53,6 +53,12 @@ static PetscErrorCode PrintAllOptions(const char cmd[])
   if (!cmd) {
     PetscCall(PrintSimulateOptions());
     PetscCall(CsTrajectoryOptions(PETSC_COMM_WORLD, NULL));
+    PetscCall(CsScalingOptionsRead(PETSC_COMM_WORLD, NULL));
+    PetscCall(CsSweepOptions(PETSC_COMM_WORLD, NULL));
+    {
+      char dir[8] = "", runs[8] = "";
+      PetscCall(CsCollectOptions(PETSC_COMM_WORLD, dir, sizeof(dir), runs, sizeof(runs)));
+    }
   }
   PetscCall(CsOptionsQueryLate(PETSC_COMM_WORLD));
   PetscCall(CsSplitDestroy(&s));
@@ -70,11 +76,19 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
   if (help) {
     PetscCall(PetscPrintf(PETSC_COMM_WORLD, "Models: %s\n", CsModelTypeNames()));
     if (cmd && !strcmp(cmd, "simulate")) PetscCall(PrintSimulateOptions());
-    else if (cmd && !strcmp(cmd, "trajectory")) {
+    else if (cmd && (!strcmp(cmd, "sweep") || !strcmp(cmd, "collect"))) {
+      char dir[8] = "", runs[8] = "";
+      if (!strcmp(cmd, "sweep")) PetscCall(CsSweepOptions(PETSC_COMM_WORLD, NULL));
+      else PetscCall(CsCollectOptions(PETSC_COMM_WORLD, dir, sizeof(dir), runs, sizeof(runs)));
+      PetscCall(CsSystemSetFromOptions(PETSC_COMM_WORLD));
+    } else if (cmd && !strcmp(cmd, "trajectory")) {
       PetscReal mb = 256;
       PetscCall(CsTrajectoryOptions(PETSC_COMM_WORLD, NULL));
       PetscCall(CsSystemSetFromOptions(PETSC_COMM_WORLD));
       PetscCall(CsH5adWriterOptions(PETSC_COMM_WORLD, &mb));
+    } else if (cmd && !strcmp(cmd, "scaling")) {
+      PetscCall(CsScalingOptionsRead(PETSC_COMM_WORLD, NULL));
+      PetscCall(CsSystemSetFromOptions(PETSC_COMM_WORLD));
     }
     else PetscCall(PrintAllOptions(cmd));
     PetscFunctionReturn(0);
@@ -88,6 +102,9 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
                                             "  inspect FILE  describe an .h5ad file (-priors: the coverage of the priors)\n"
                                             "  simulate  write a simulated atlas with its ground truth (-cells N -genes G -output FILE.h5ad)\n"
                                             "  trajectory  OT couplings between time points: states at -save_times, or -holdout_time T scored\n"
+                                            "  scaling   fit L(N) = a N^-alpha + c per model to a collected table (-table collected.csv -x n_train_cells -y rmse)\n"
+                                            "  sweep     run a grid or random search over run's options (-spec S.yaml -output_dir DIR [-local | -slurm | -task N])\n"
+                                            "  collect   gather a sweep's metrics into DIR/collected.csv and collected.md (-sweep DIR)\n"
                                             "cellshift -help lists every option.\n"));
     PetscFunctionReturn(0);
   }
@@ -98,6 +115,9 @@ PetscErrorCode CsCommandDispatch(const char cmd[], int argc, char **argv)
   else if (!strcmp(cmd, "inspect")) PetscCall(CsCommandInspect(argc, argv));
   else if (!strcmp(cmd, "simulate")) PetscCall(CsCommandSimulate());
   else if (!strcmp(cmd, "trajectory")) PetscCall(CsCommandTrajectory());
-  else SETERRQ(PETSC_COMM_WORLD, CS_ERR_INPUT, "unknown command '%s' (run, train, predict, evaluate, inspect, simulate, trajectory)", cmd);
+  else if (!strcmp(cmd, "scaling")) PetscCall(CsCommandScaling());
+  else if (!strcmp(cmd, "sweep")) PetscCall(CsCommandSweep());
+  else if (!strcmp(cmd, "collect")) PetscCall(CsCommandCollect());
+  else SETERRQ(PETSC_COMM_WORLD, CS_ERR_INPUT, "unknown command '%s' (run, train, predict, evaluate, inspect, simulate, trajectory, sweep, collect, scaling)", cmd);
   PetscFunctionReturn(0);
 }

@@ -129,6 +129,7 @@ PetscErrorCode CsOptionsQueryLate(MPI_Comm comm)
   PetscFunctionBeginUser;
   PetscCall(CsSystemSetFromOptions(comm));
   PetscCall(CsH5adWriterOptions(comm, &mb));
+  PetscCall(CsH5adReaderOptions(comm));
   PetscCall(CsEvaluatorCreate(comm, &e));
   PetscCall(CsEvaluatorSetFromOptions(e));
   PetscCall(CsEvaluatorDestroy(&e));

@@ -214,6 +214,45 @@ static PetscErrorCode PrepareRunDir(CsProblem *p, PetscBool reuse)
   PetscFunctionReturn(0);
 }
 
+/* -data_fraction, -cells_per_group, -max_perturbations: drop training cells, then build the design again on the
+   cells kept; every group left keeps its role (matched by condition, dose and context), the groups of a left-out
+   training perturbation are gone. */
+static PetscErrorCode SubsampleTraining(CsProblem *p)
+{
+  MPI_Comm   comm = PETSC_COMM_WORLD;
+  PetscBool *keep, any;
+  CsRole    *role;
+  CsDesign   old  = p->design;
+  CsSplit    s;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsSplitSubsample(p->split, old, &keep, &any));
+  if (!any) PetscFunctionReturn(0);
+  PetscCall(CsDatasetKeepRows(p->ds, keep));
+  PetscCall(PetscFree(keep));
+  PetscCall(CsDesignCreate(comm, &p->design));
+  PetscCall(CsDesignSetFromOptions(p->design));
+  PetscCall(CsDesignSetUp(p->design, p->ds));
+  PetscCall(PetscMalloc1(p->design->ngroups + 1, &role));
+  for (PetscInt g = 0; g < p->design->ngroups; g++) {
+    const CsGroup     *ng = &p->design->groups[g];
+    const CsCondition *nc = &p->design->conds[ng->cond];
+    PetscInt           oc = -1, octx = CsDesignFindContext(old, p->design->contexts[ng->ctx]), og;
+    PetscCall(CsDesignFindCondition(old, nc->name, nc->dose[0] ? nc->dose : NULL, &oc));
+    og = oc >= 0 && octx >= 0 ? CsDesignFindGroup(old, oc, octx) : -1;
+    PetscCheck(og >= 0, comm, PETSC_ERR_PLIB, "group %s@%s of the subsampled cells is not a group of the data", nc->name, p->design->contexts[ng->ctx]);
+    role[g] = p->split->role[og];
+  }
+  PetscCall(CsSplitCreate(comm, &s));
+  PetscCall(CsSplitSetFromOptions(s));
+  PetscCall(CsSplitSetUpRoles(s, p->design, role, p->split->valid_groups));
+  PetscCall(PetscFree(role));
+  PetscCall(CsSplitDestroy(&p->split));
+  PetscCall(CsDesignDestroy(&old));
+  p->split = s;
+  PetscFunctionReturn(0);
+}
+
 static PetscErrorCode SetUpData(CsProblem *p)
 {
   PetscViewer v = PETSC_VIEWER_STDOUT_WORLD;
@@ -223,6 +262,7 @@ static PetscErrorCode SetUpData(CsProblem *p)
   PetscCall(CsDatasetSetUp(p->ds));
   PetscCall(CsDesignSetUp(p->design, p->ds));
   PetscCall(CsSplitSetUp(p->split, p->design));
+  PetscCall(SubsampleTraining(p));
   PetscCall(CsDatasetView(p->ds, v));
   PetscCall(CsDesignView(p->design, v));
   PetscCall(CsSplitView(p->split, p->design, v));
@@ -255,6 +295,13 @@ static PetscErrorCode WriteRunFiles(CsProblem *p)
   PetscCall(CsSplitSave(p->split, p->design, path));
   PetscCall(CsPathJoin(p->outdir, "options.txt", path));
   PetscCall(CsWriteFileRank0(PETSC_COMM_WORLD, path, OptionsBody, NULL));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsProblemCheckOptions(CsProblem *p, const char command[])
+{
+  PetscFunctionBeginUser;
+  PetscCall(ReadOptions(p, command));
   PetscFunctionReturn(0);
 }
 
@@ -373,6 +420,11 @@ PetscErrorCode CsProblemScore(CsProblem *p, PetscBool fit)
     PetscCall(CsProblemModelPath(p, k, "predictions.h5ad", path));
     PetscCall(CsProblemSpec(p->all[k], name, type));
     PetscCall(CsEvaluatorScore(e, name, path, p->isbaseline[k]));
+    if (p->model[k]) {
+      PetscInt64 np;
+      PetscCall(CsModelGetParameterCount(p->model[k], &np));
+      PetscCall(CsEvaluatorSetParams(e, name, np));
+    }
   }
   if (!stop) { /* a signal stopped a fit after its checkpoint: there is nothing to evaluate yet */
     PetscCall(CsEvaluatorWrite(e, p->outdir));

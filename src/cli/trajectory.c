@@ -439,9 +439,10 @@ static PetscErrorCode WriteStates(Traj *tr)
   cols[1].name = "time", cols[1].ncat = o->nsave, cols[1].cats = tcats, cols[1].codes = tcodes;
   PetscCall(CsH5adWriterCreate(tr->comm, o->output, total, G, tr->b.genes, 2, cols, &w));
   for (PetscInt j = 0; j < o->nsave; j++) {
-    PetscInt k = jk[j], before = 0, mycount = tr->nsrc[k], ng = tr->nsrc[k];
-    double   s = (o->save[j] - tr->times[k]) / (tr->times[k + 1] - tr->times[k]);
-    float   *rows, *mv = NULL;
+    PetscInt    k = jk[j];
+    PetscLayout rows_layout; /* this time point's rows in rank order */
+    double      s = (o->save[j] - tr->times[k]) / (tr->times[k + 1] - tr->times[k]);
+    float      *rows, *mv = NULL;
     PetscCall(PetscMalloc1((size_t)tr->nsrc[k] * G + 1, &rows));
     if (o->flow) {
       PetscCall(PetscMalloc1((size_t)tr->nsrc[k] * K + 1, &mv));
@@ -458,11 +459,10 @@ static PetscErrorCode WriteStates(Traj *tr)
       for (PetscInt a = 0; a < K; a++)
         for (PetscInt g = 0; g < G; g++) row[g] += (float)(dz[a] * tr->comps[(size_t)a * G + g]);
     }
-    PetscCallMPI(MPI_Exscan(&mycount, &before, 1, MPIU_INT, MPI_SUM, tr->comm));
-    if (!tr->rank) before = 0;
-    PetscCall(CsH5adWriterWriteRows(w, off + before, tr->nsrc[k], rows));
-    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &ng, 1, MPIU_INT, MPI_SUM, tr->comm));
-    off += ng;
+    PetscCall(PetscLayoutCreateFromSizes(tr->comm, tr->nsrc[k], PETSC_DECIDE, 1, &rows_layout));
+    PetscCall(CsH5adWriterWriteRows(w, off + rows_layout->rstart, tr->nsrc[k], rows));
+    off += rows_layout->N;
+    PetscCall(PetscLayoutDestroy(&rows_layout));
     PetscCall(PetscFree(rows));
     PetscCall(PetscFree(mv));
   }

@@ -9,7 +9,7 @@
 #include <yaml.h>
 
 PetscLogEvent CS_EVENT_READ, CS_EVENT_WRITE, CS_EVENT_DESIGN, CS_EVENT_SPLIT, CS_EVENT_FIT, CS_EVENT_PREDICT,
-  CS_EVENT_EVAL, CS_EVENT_PCA, CS_EVENT_FORWARD, CS_EVENT_BACKWARD, CS_EVENT_REDUCE, CS_EVENT_OPTIM, CS_EVENT_VALID;
+  CS_EVENT_EVAL, CS_EVENT_PCA, CS_EVENT_FORWARD, CS_EVENT_BACKWARD, CS_EVENT_REDUCE, CS_EVENT_OPTIM, CS_EVENT_VALID, CS_EVENT_STREAM;
 PetscClassId CS_CLASSID;
 
 /* The first error message raised on this rank (PETSc calls the handler again for every frame it unwinds). */
@@ -265,6 +265,7 @@ PetscErrorCode CsInitialize(int *argc, char ***argv, const char help[])
   H5Call(H5Eset_auto2(H5E_DEFAULT, NULL, NULL), "cannot silence HDF5 error printing");
   PetscCall(PetscClassIdRegister("cellshift", &CS_CLASSID));
   PetscCall(PetscLogEventRegister("CsRead", CS_CLASSID, &CS_EVENT_READ));
+  PetscCall(PetscLogEventRegister("CsStreamRead", CS_CLASSID, &CS_EVENT_STREAM)); /* the trainer waiting for streamed rows */
   PetscCall(PetscLogEventRegister("CsWrite", CS_CLASSID, &CS_EVENT_WRITE));
   PetscCall(PetscLogEventRegister("CsDesign", CS_CLASSID, &CS_EVENT_DESIGN));
   PetscCall(PetscLogEventRegister("CsSplit", CS_CLASSID, &CS_EVENT_SPLIT));

@@ -1,6 +1,7 @@
 /* Files written atomically, folders, and small string helpers. See include/cellshift/sys.h. */
 #include <cellshift/sys.h>
 #include <ctype.h>
+#include <math.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -277,6 +278,14 @@ PetscInt CsStrBsearch(const char *s, char *const *arr, PetscInt n)
     else hi = mid - 1;
   }
   return -1;
+}
+
+double CsRoundBits(double x, int bits)
+{
+  int e;
+  if (x == 0 || !isfinite(x)) return x;
+  (void)frexp(x, &e);
+  return ldexp(rint(ldexp(x, bits - e)), e - bits);
 }
 
 PetscInt CsStrDistance(const char a[], const char b[])

@@ -1,6 +1,7 @@
 /* CsDataset: this rank's shard of cells. See include/cellshift/dataset.h. */
 #include "dataimpl.h"
 #include <cellshift/h5util.h>
+#include <cellshift/rng.h>
 #include <math.h>
 
 PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *out)
@@ -11,6 +12,9 @@ PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *out)
   PetscCall(PetscNew(&ds));
   ds->comm = comm;
   ds->nfiles = 1;
+  ds->stream_block = 4096;
+  ds->depth_fraction = 1, ds->max_mito = 1;
+  ds->stream_prefetch = PETSC_TRUE;
   PetscCall(PetscStrncpy(ds->genes_mode, "intersection", sizeof(ds->genes_mode)));
   *out     = ds;
   PetscFunctionReturn(0);
@@ -26,6 +30,9 @@ PetscErrorCode CsDatasetSetFile(CsDataset ds, const char path[], const char laye
 
 PetscErrorCode CsDatasetSetFromOptions(CsDataset ds)
 {
+  char      limit[64] = "";
+  PetscBool set       = PETSC_FALSE;
+
   PetscFunctionBeginUser;
   ds->input = PETSC_TRUE;
   PetscOptionsBegin(ds->comm, NULL, "Input data", "CsDataset");
@@ -43,7 +50,28 @@ PetscErrorCode CsDatasetSetFromOptions(CsDataset ds)
                              ds->normalize, &ds->normalize, NULL));
   PetscCall(PetscOptionsString("-obs_subset", "Keep only cells with obs KEY in the listed values: KEY=v1,v2", "CsDatasetSetFromOptions",
                                ds->subset, ds->subset, sizeof(ds->subset), NULL));
+  PetscCall(PetscOptionsString("-quality_weight", "Per-cell sampling weights of the cells sampler: none, qc (QC covariates; needs -normalize) or "
+                                                  "obs:COLUMN[=VALUE]", "CsDatasetSetFromOptions", ds->quality, ds->quality, sizeof(ds->quality), NULL));
+  PetscCall(PetscOptionsBool("-stream", "Read the rows on demand from the file in blocks (streamed training) instead of holding them",
+                             "CsDatasetSetFromOptions", ds->stream, &ds->stream, NULL));
+  PetscCall(PetscOptionsString("-memory_limit", "Stream when a rank's shard would exceed this many bytes (suffixes K, M, G, T)",
+                               "CsDatasetSetFromOptions", limit, limit, sizeof(limit), &set));
+  PetscCall(PetscOptionsInt("-stream_block", "Streaming: rows per block read from the file", "CsDatasetSetFromOptions", ds->stream_block,
+                            &ds->stream_block, NULL));
+  PetscCall(PetscOptionsReal("-depth_fraction", "Raw counts: keep each read with this probability (binomial downsampling of the depth; 1 = all)",
+                             "CsDatasetSetUp", ds->depth_fraction, &ds->depth_fraction, NULL));
+  PetscCall(PetscOptionsInt("-depth_seed", "Seed of -depth_fraction", "CsDatasetSetUp", ds->depth_seed, &ds->depth_seed, NULL));
+  PetscCall(PetscOptionsReal("-min_counts", "Raw counts: drop cells with fewer counts (QC; 0 = keep all)", "CsDatasetSetUp", ds->min_counts,
+                             &ds->min_counts, NULL));
+  PetscCall(PetscOptionsReal("-max_mito_fraction", "Raw counts: drop cells with a larger fraction of their counts in MT- genes (QC; 1 = keep all)",
+                             "CsDatasetSetUp", ds->max_mito, &ds->max_mito, NULL));
+  PetscCall(PetscOptionsBool("-stream_prefetch", "Streaming: read the next window of blocks on a thread while one trains", "CsDatasetSetFromOptions",
+                             ds->stream_prefetch, &ds->stream_prefetch, NULL));
   PetscOptionsEnd();
+  if (set) PetscCall(CsParseBytes(ds->comm, "-memory_limit", limit, &ds->memory_limit));
+  CsCheckAll(ds->comm, ds->depth_fraction > 0 && ds->depth_fraction <= 1, "-depth_fraction %g: give a fraction in (0, 1]", (double)ds->depth_fraction);
+  CsCheckAll(ds->comm, ds->min_counts >= 0, "-min_counts %g: give a number of counts >= 0", (double)ds->min_counts);
+  CsCheckAll(ds->comm, ds->max_mito >= 0 && ds->max_mito <= 1, "-max_mito_fraction %g: give a fraction in [0, 1]", (double)ds->max_mito);
   PetscFunctionReturn(0);
 }
 
@@ -87,8 +115,14 @@ static PetscErrorCode SetRows(CsDataset ds)
 static PetscErrorCode ReadBlock(CsDataset ds)
 {
   CsH5adBlock b;
+  PetscBool   streamed = PETSC_FALSE;
 
   PetscFunctionBeginUser;
+  if (ds->stream || ds->memory_limit > 0) PetscCall(CsDatasetStreamOpen(ds, &streamed));
+  if (streamed) {
+    PetscCall(SetRows(ds));
+    PetscFunctionReturn(0);
+  }
   if (ds->data_list[0] || strchr(ds->path, ',')) { /* several files */
     PetscCall(CsDatasetReadFiles(ds));
     PetscCall(SetRows(ds));
@@ -116,6 +150,7 @@ static PetscErrorCode Compact(CsDataset ds, const PetscBool *keep)
     memmove(ds->X.data + nnz, ds->X.data + a, sizeof(float) * (size_t)(b - a));
     ds->X.indptr[n] = nnz;
     nnz += b - a;
+    if (ds->libsize) ds->libsize[n] = ds->libsize[i];
     for (PetscInt k = 0; k < ds->nobs; k++) {
       if (ds->obs[k].codes) ds->obs[k].codes[n] = ds->obs[k].codes[i];
       if (ds->obs[k].values) ds->obs[k].values[n] = ds->obs[k].values[i];
@@ -125,6 +160,93 @@ static PetscErrorCode Compact(CsDataset ds, const PetscBool *keep)
   ds->X.indptr[n] = nnz;
   ds->X.nrows = ds->nlocal = n;
   PetscCall(SetRows(ds));
+  PetscFunctionReturn(0);
+}
+
+/* -depth_fraction, -min_counts and -max_mito_fraction work on raw counts: every stored value a non-negative integer. */
+static PetscErrorCode CheckCounts(CsDataset ds, const char option[])
+{
+  PetscInt bad = -1;
+
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < ds->nlocal && bad < 0; i++)
+    for (int64_t k = ds->X.indptr[i]; k < ds->X.indptr[i + 1]; k++)
+      if (!(ds->X.data[k] >= 0) || ds->X.data[k] != floorf(ds->X.data[k]) || ds->X.data[k] > 4294967295.0f) {
+        bad = ds->rstart + i;
+        break;
+      }
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPIU_INT, MPI_MAX, ds->comm));
+  CsCheckAll(ds->comm, bad < 0, "%s needs raw counts, but %s%s%s has a value that is not a non-negative integer in cell %" PetscInt_FMT
+             " (log-normalised data cannot be downsampled or filtered by depth: give the counts, e.g. -layer counts)",
+             option, ds->path, ds->layer[0] ? " layer " : "", ds->layer, bad);
+  PetscFunctionReturn(0);
+}
+
+/* Binomial(c, p) of every count: each of its c reads is kept with probability p, the draws keyed by (file row,
+   gene, read) so that the result is the same for any rank count. Zeros are removed from the rows. */
+static PetscErrorCode DownsampleDepth(CsDataset ds)
+{
+  const double p   = ds->depth_fraction;
+  int64_t      nnz = 0;
+
+  PetscFunctionBeginUser;
+  PetscCall(CheckCounts(ds, "-depth_fraction"));
+  for (PetscInt i = 0; i < ds->nlocal; i++) {
+    int64_t a = ds->X.indptr[i], b = ds->X.indptr[i + 1];
+    ds->X.indptr[i] = nnz;
+    for (int64_t k = a; k < b; k++) {
+      uint64_t c = (uint64_t)ds->X.data[k], kept = 0, j = (uint64_t)ds->X.indices[k];
+      for (uint64_t r = 0; r < c; r += 4) {
+        uint32_t u[4];
+        CsRng4((uint64_t)ds->depth_seed, CS_STREAM_DEPTH, (uint64_t)(ds->rstart + i), j << 32 | (r / 4), u);
+        for (uint64_t q = 0; q < 4 && r + q < c; q++) kept += (double)u[q] * (1.0 / 4294967296.0) < p;
+      }
+      if (!kept) continue;
+      ds->X.indices[nnz] = ds->X.indices[k];
+      ds->X.data[nnz++]  = (float)kept;
+    }
+  }
+  ds->X.indptr[ds->nlocal] = nnz;
+  PetscFunctionReturn(0);
+}
+
+/* -min_counts, -max_mito_fraction: drop the cells that fail (mitochondrial genes: names starting MT- or mt-). */
+static PetscErrorCode FilterQuality(CsDataset ds)
+{
+  PetscBool *keep, *mito;
+  PetscInt   nmito = 0, ndrop = 0, n0 = ds->nglobal;
+
+  PetscFunctionBeginUser;
+  PetscCall(CheckCounts(ds, ds->min_counts > 0 ? "-min_counts" : "-max_mito_fraction"));
+  PetscCall(PetscCalloc1(ds->ngenes + 1, &mito));
+  for (PetscInt j = 0; j < ds->ngenes; j++) nmito += mito[j] = (PetscBool)(!strncmp(ds->genes[j], "MT-", 3) || !strncmp(ds->genes[j], "mt-", 3));
+  CsCheckAll(ds->comm, ds->max_mito >= 1 || nmito > 0, "-max_mito_fraction: %s has no mitochondrial gene (no gene name starts with MT- or mt-)", ds->path);
+  PetscCall(PetscMalloc1(ds->nlocal + 1, &keep));
+  for (PetscInt i = 0; i < ds->nlocal; i++) {
+    double tot = 0, mt = 0;
+    for (int64_t k = ds->X.indptr[i]; k < ds->X.indptr[i + 1]; k++) {
+      tot += ds->X.data[k];
+      if (mito[ds->X.indices[k]]) mt += ds->X.data[k];
+    }
+    keep[i] = (PetscBool)(tot >= ds->min_counts && (ds->max_mito >= 1 || (tot > 0 && mt <= ds->max_mito * tot)));
+    ndrop += !keep[i];
+  }
+  PetscCall(Compact(ds, keep));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &ndrop, 1, MPIU_INT, MPI_SUM, ds->comm));
+  CsCheckAll(ds->comm, ds->nglobal > 0, "-min_counts %g / -max_mito_fraction %g keep none of the %" PetscInt_FMT " cells of %s", (double)ds->min_counts,
+             (double)ds->max_mito, n0, ds->path);
+  PetscCall(PetscInfo(NULL, "QC dropped %" PetscInt_FMT " of %" PetscInt_FMT " cells\n", ndrop, n0));
+  PetscCall(PetscFree(keep));
+  PetscCall(PetscFree(mito));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsDatasetKeepRows(CsDataset ds, const PetscBool keep[])
+{
+  PetscFunctionBeginUser;
+  PetscCheck(ds->setup, ds->comm, PETSC_ERR_ORDER, "CsDatasetKeepRows needs the dataset set up");
+  PetscCall(Compact(ds, keep));
+  CsCheckAll(ds->comm, ds->nglobal > 0, "%s: no cells are left", ds->path);
   PetscFunctionReturn(0);
 }
 
@@ -383,7 +505,7 @@ static PetscErrorCode CheckBlock(CsDataset ds)
   if (!ds->input) PetscFunctionReturn(0);
   PetscCall(ReadCellNames(ds, &names));
   PetscCall(CheckCellNames(ds, names));
-  PetscCall(CheckValues(ds, names));
+  if (!ds->streamed) PetscCall(CheckValues(ds, names)); /* streamed: the rows are not here (the reader's checks still hold) */
   if (names) PetscCall(CsStrArrayDestroy(ds->nlocal, &names));
   PetscFunctionReturn(0);
 }
@@ -430,11 +552,24 @@ PetscErrorCode CsDatasetSetUp(CsDataset ds)
     *eq = 0;
     PetscCall(CsDatasetAddObsKey(ds, key, PETSC_TRUE));
   }
+  if (!strncmp(ds->quality, "obs:", 4)) {
+    char col[256];
+    PetscCall(PetscStrncpy(col, ds->quality + 4, sizeof(col)));
+    if (strchr(col, '=')) *strchr(col, '=') = 0;
+    CsCheckAll(ds->comm, col[0], "-quality_weight %s: name the obs column (obs:COLUMN or obs:COLUMN=VALUE)", ds->quality);
+    PetscCall(CsDatasetAddObsKey(ds, col, PETSC_TRUE));
+  }
   PetscCall(ReadBlock(ds));
   PetscCall(CheckBlock(ds));
+  CsCheckAll(ds->comm, !ds->streamed || (ds->depth_fraction >= 1 && ds->min_counts <= 0 && ds->max_mito >= 1),
+             "-depth_fraction, -min_counts and -max_mito_fraction change the rows in memory and are not available for a streamed dataset "
+             "(-stream, -memory_limit)");
+  if (ds->depth_fraction < 1) PetscCall(DownsampleDepth(ds)); /* on file rows: before any cell is dropped */
   if (key[0]) PetscCall(ApplySubset(ds, key, strchr(ds->subset, '=') + 1));
-  if (ds->normalize) PetscCall(Normalize(ds));
+  if (ds->min_counts > 0 || ds->max_mito < 1) PetscCall(FilterQuality(ds));
+  if (ds->normalize && !ds->streamed) PetscCall(Normalize(ds)); /* streamed: rows are normalised as they are read */
   CsCheckAll(ds->comm, ds->nglobal > 0, "%s has no cells", ds->path);
+  PetscCall(CsDatasetQualityWeights(ds));
   ds->setup = PETSC_TRUE;
   PetscFunctionReturn(0);
 }
@@ -445,10 +580,14 @@ PetscErrorCode CsDatasetView(CsDataset ds, PetscViewer v)
 
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &nnz, 1, MPI_INT64_T, MPI_SUM, ds->comm));
+  if (ds->streamed) nnz = ds->nnz;
   PetscCall(PetscViewerASCIIPrintf(v, "CsDataset %s%s%s: %" PetscInt_FMT " cells x %" PetscInt_FMT " genes, %s, %lld non-zeros%s%s%s\n",
                                    ds->path, ds->layer[0] ? " layer " : "", ds->layer, ds->nglobal, ds->ngenes, ds->encoding,
                                    (long long)nnz, ds->subset[0] ? ", subset " : "", ds->subset,
                                    ds->normalize ? ", counts log-normalised (1e4)" : ""));
+  if (ds->streamed)
+    PetscCall(PetscViewerASCIIPrintf(v, "  streamed: rows read on demand in blocks of %" PetscInt_FMT " rows%s\n", ds->stream_block,
+                                     !strcmp(ds->encoding, "dense") ? " (dense X: non-zeros counted as cells x genes)" : ""));
   PetscFunctionReturn(0);
 }
 
@@ -460,7 +599,9 @@ PetscErrorCode CsDatasetDestroy(CsDataset *ds)
     CsH5adBlock b = {.ngenes = (*ds)->ngenes, .X = (*ds)->X, .genes = (*ds)->genes, .nobs = (*ds)->nobs, .obs = (*ds)->obs};
     PetscCall(CsH5adBlockFree(&b)); /* the arrays moved in from the reader's block */
   }
+  PetscCall(CsH5adStreamClose(&(*ds)->st));
   PetscCall(PetscFree((*ds)->libsize));
+  PetscCall(PetscFree((*ds)->qweight));
   PetscCall(PetscLayoutDestroy(&(*ds)->rows));
   PetscCall(CsStrArrayDestroy((*ds)->nkeys, &(*ds)->keys));
   PetscCall(PetscFree((*ds)->required));

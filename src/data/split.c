@@ -19,6 +19,7 @@ PetscErrorCode CsSplitCreate(MPI_Comm comm, CsSplit *out)
   PetscCall(PetscStrncpy(s->validation, "auto", sizeof(s->validation)));
   s->test_fraction  = 0.2;
   s->valid_fraction = 0.1;
+  s->data_fraction  = 1;
   *out              = s;
   PetscFunctionReturn(0);
 }
@@ -50,7 +51,16 @@ PetscErrorCode CsSplitSetFromOptions(CsSplit s)
                                "CsSplitSetFromOptions", s->test_conditions, s->test_conditions, sizeof(s->test_conditions), &tset));
   PetscCall(PetscOptionsString("-split_file", "split.json of an earlier run to reuse", "CsSplitSetFromOptions", s->file, s->file,
                                sizeof(s->file), NULL));
+  PetscCall(PetscOptionsReal("-data_fraction", "Keep this fraction of the cells of every perturbed train and valid group (seeded by -split_seed)",
+                             "CsSplitSubsample", s->data_fraction, &s->data_fraction, NULL));
+  PetscCall(PetscOptionsInt("-cells_per_group", "Keep at most this many cells of every perturbed train and valid group (0 = all)",
+                            "CsSplitSubsample", s->cells_per_group, &s->cells_per_group, NULL));
+  PetscCall(PetscOptionsInt("-max_perturbations", "Train on at most this many perturbed conditions, a seeded subset (0 = all)", "CsSplitSubsample",
+                            s->max_perturbations, &s->max_perturbations, NULL));
   PetscOptionsEnd();
+  CsCheckAll(s->comm, s->data_fraction > 0 && s->data_fraction <= 1, "-data_fraction %g: give a fraction in (0, 1]", (double)s->data_fraction);
+  CsCheckAll(s->comm, s->max_perturbations >= 0, "-max_perturbations %" PetscInt_FMT ": give a number of conditions >= 1 (0 = all)", s->max_perturbations);
+  CsCheckAll(s->comm, s->cells_per_group >= 0, "-cells_per_group %" PetscInt_FMT ": give a number of cells >= 1 (0 = all)", s->cells_per_group);
   if (tset) {
     const char *full = NULL;
     PetscCall(PetscOptionsFindPair(NULL, NULL, "-test_conditions", &full, NULL));
@@ -438,6 +448,77 @@ PetscErrorCode CsSplitView(CsSplit s, CsDesign d, PetscViewer v)
                                    s->holdout_context[0] && !strcmp(s->type, "context") ? " (holdout)" : "", s->ntest, s->nvalid, s->ntrain,
                                    s->valid_groups ? "validation on the valid groups" : "validation on a fraction of the training cells"));
   if (s->setup) PetscCall(ViewTestCategories(s, v));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsSplitSubsample(CsSplit s, CsDesign d, PetscBool **keep, PetscBool *any)
+{
+  PetscInt  *seen, *nkeep, drop = 0;
+  PetscBool *use;
+
+  PetscFunctionBeginUser;
+  PetscCheck(s->setup && d->setup, s->comm, PETSC_ERR_ORDER, "CsSplitSubsample needs the split and the design set up");
+  *keep = NULL, *any = PETSC_FALSE;
+  if (s->data_fraction >= 1 && s->cells_per_group <= 0 && s->max_perturbations <= 0) PetscFunctionReturn(0);
+  PetscCall(PetscCalloc2(d->ngroups, &seen, d->ngroups, &nkeep));
+  PetscCall(PetscCalloc1(d->ncond + 1, &use));
+  { /* -max_perturbations: of the perturbed conditions with a train or valid group, a seeded k (by condition index) */
+    PetscInt ncand = 0, *rank;
+    CsPerm   perm;
+    PetscCall(PetscMalloc1(d->ncond + 1, &rank));
+    for (PetscInt c = 0; c < d->ncond; c++) rank[c] = -1;
+    for (PetscInt g = 0; g < d->ngroups; g++) {
+      PetscInt c = d->groups[g].cond;
+      if (!d->groups[g].control && s->role[g] != CS_ROLE_TEST && rank[c] < 0) rank[c] = 0;
+    }
+    for (PetscInt c = 0; c < d->ncond; c++)
+      if (rank[c] == 0) rank[c] = ncand++ + 1; /* 1-based place among the candidates */
+    CsPermInit(&perm, (uint64_t)PetscMax(ncand, 1), (uint64_t)s->seed, CS_STREAM_SAMPLE, UINT64_C(1) << 40);
+    for (PetscInt c = 0; c < d->ncond; c++)
+      use[c] = (PetscBool)(rank[c] < 0 || s->max_perturbations <= 0 || CsPermApply(&perm, (uint64_t)(rank[c] - 1)) < (uint64_t)s->max_perturbations);
+    PetscCall(PetscFree(rank));
+  }
+  PetscCall(PetscMalloc1(d->nlocal + 1, keep));
+  for (PetscInt g = 0; g < d->ngroups; g++) {
+    PetscInt n = d->groups[g].ncells, k = n;
+    if (s->role[g] != CS_ROLE_TEST && !d->groups[g].control) {
+      k = (PetscInt)ceil(s->data_fraction * (double)n - 1e-9 * (double)n); /* at least one cell of a group with cells */
+      k = PetscMax(PetscMin(k, n), n > 0 ? 1 : 0);
+      if (s->cells_per_group > 0) k = PetscMin(k, s->cells_per_group);
+      if (!use[d->groups[g].cond]) k = 0; /* a training perturbation left out: the group goes */
+    }
+    nkeep[g] = k;
+  }
+  for (PetscInt i = 0; i < d->nlocal; i++) {
+    PetscInt g = d->cell_group[i], w;
+    CsPerm   perm;
+    (*keep)[i] = PETSC_TRUE;
+    if (g < 0 || nkeep[g] == d->groups[g].ncells) continue;
+    w = d->group_rstart[g] + seen[g]++; /* the cell's place in its group, in file order: the same for any rank count */
+    CsPermInit(&perm, (uint64_t)d->groups[g].ncells, (uint64_t)s->seed, CS_STREAM_SAMPLE, (uint64_t)g);
+    (*keep)[i] = CsPermApply(&perm, (uint64_t)w) < (uint64_t)nkeep[g] ? PETSC_TRUE : PETSC_FALSE;
+    drop += !(*keep)[i];
+  }
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &drop, 1, MPIU_INT, MPI_SUM, s->comm));
+  *any = drop ? PETSC_TRUE : PETSC_FALSE;
+  PetscCall(PetscFree2(seen, nkeep));
+  PetscCall(PetscFree(use));
+  if (!*any) PetscCall(PetscFree(*keep));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsSplitSetUpRoles(CsSplit s, CsDesign d, const CsRole role[], PetscBool valid_groups)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(!s->setup, s->comm, PETSC_ERR_ORDER, "CsSplitSetUpRoles on a split already set up");
+  s->ngroups = d->ngroups;
+  PetscCall(PetscMalloc1(d->ngroups + 1, &s->role));
+  PetscCall(PetscArraycpy(s->role, role, d->ngroups));
+  PetscCall(SetCategories(s, d));
+  PetscCall(CountRoles(s, d));
+  s->valid_groups = (PetscBool)(valid_groups && s->nvalid > 0);
+  CsCheckAll(s->comm, s->ntest > 0, "the split has no test group left");
+  s->setup = PETSC_TRUE;
   PetscFunctionReturn(0);
 }
 

@@ -40,6 +40,7 @@ typedef struct {
   char     name[256];
   char     path[PETSC_MAX_PATH_LEN];
   PetscBool baseline; /* scored as a baseline (the report marks it) */
+  PetscInt64 params;  /* the model's trained parameters (CsEvaluatorSetParams), -1 when not known */
   double  *values; /* [ntest x CS_NMETRICS] */
   double   agg[CS_NMETRICS];
   PetscInt *npred; /* [ntest] predicted cells of each test group */
@@ -50,6 +51,8 @@ typedef struct {
 
 struct _n_CsEvaluator {
   MPI_Comm    comm;
+  CsCSR       X;          /* during SetUp: the rows of the evaluated groups by dataset row (CsDatasetGetMasked) */
+  PetscBool   Xborrowed;  /* X is ds->X */
   PetscMPIInt rank, size;
   PetscInt    max_cells, pca_k;
   CsDataset   ds;

@@ -364,7 +364,7 @@ static PetscErrorCode SetUpStats(CsEvaluator e, const PetscInt *cslot, const Slo
 
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc2((size_t)sr->nslots * G, &mean, (size_t)sr->nslots * G, &var));
-  PetscCall(CsCSRGroupStats(e->comm, &e->ds->X, sr->nslots, sr->slot, NULL, mean, var));
+  PetscCall(CsDatasetGroupStats(e->ds, sr->nslots, sr->slot, NULL, mean, var));
   PetscCall(PetscMalloc2(ntest, &e->nT, ntest, &e->nC));
   PetscCall(PetscMalloc4((size_t)ntest * G, &e->mT, (size_t)ntest * G, &e->vT, (size_t)ntest * G, &e->mC, (size_t)ntest * G, &e->vC));
   for (PetscInt t = 0; t < ntest; t++) {
@@ -477,7 +477,7 @@ static PetscErrorCode SetUpRankTests(CsEvaluator e, const PetscInt *cslot, const
   double  *p;
 
   PetscFunctionBeginUser;
-  PetscCall(CsEvalColumnsBuild(e->comm, &e->ds->X, sr->slot, sr->nslots, sr->total, &e->cols));
+  PetscCall(CsEvalColumnsBuild(e->comm, &e->X, sr->slot, sr->nslots, sr->total, &e->cols));
   PetscCall(PetscMalloc1(e->ntest, &e->ccol));
   PetscCall(PetscMalloc1(e->ntest, &ts));
   for (PetscInt t = 0; t < e->ntest; t++) e->ccol[t] = cslot[e->d->groups[e->test[t]].ctrl], ts[t] = t;
@@ -503,8 +503,8 @@ static PetscErrorCode SetUpSpaces(CsEvaluator e, const PetscInt *cslot, const Sl
       PetscMPIInt root = CsEvalOwner(e, t);
       PetscInt    c    = cslot[e->d->groups[e->test[t]].ctrl], n1, n2;
       float      *r1, *r2;
-      PetscCall(GatherSubsample(e->ds->rows, root, &e->ds->X, sr, c, e->max_cells, &n1, &r1));
-      PetscCall(GatherSubsample(e->ds->rows, root, &e->ds->X, sr, t, e->max_cells, &n2, &r2));
+      PetscCall(GatherSubsample(e->ds->rows, root, &e->X, sr, c, e->max_cells, &n1, &r1));
+      PetscCall(GatherSubsample(e->ds->rows, root, &e->X, sr, t, e->max_cells, &n2, &r2));
       if (root == e->rank) Cs = r1, Ts = r2, nCs = n1, nTs = n2;
     }
     for (PetscInt t = b0; t < b0 + nb; t++)
@@ -530,6 +530,13 @@ PetscErrorCode CsEvaluatorSetUp(CsEvaluator e, CsDataset ds, CsDesign d, CsSplit
   PetscCall(PetscMalloc1(d->ngroups + 1, &cslot));
   PetscCall(SetUpSlots(e, cslot, &sr));
   PetscCall(SetUpStats(e, cslot, &sr));
+  { /* the rows of the evaluated groups (T and C): ds->X in memory, read once when streamed */
+    PetscBool *keep;
+    PetscCall(PetscMalloc1(ds->nlocal + 1, &keep));
+    for (PetscInt i = 0; i < ds->nlocal; i++) keep[i] = (PetscBool)(sr.slot[i] >= 0);
+    PetscCall(CsDatasetGetMasked(ds, keep, &e->X, &e->Xborrowed));
+    PetscCall(PetscFree(keep));
+  }
   PetscCall(SetUpDE(e));
   PetscCall(SetUpCategories(e));
   PetscCall(SetUpAtomGenes(e));
@@ -537,6 +544,8 @@ PetscErrorCode CsEvaluatorSetUp(CsEvaluator e, CsDataset ds, CsDesign d, CsSplit
   PetscCall(SetUpRankTests(e, cslot, &sr));
   PetscCall(CsEvalGISetUp(e));
   PetscCall(SetUpSpaces(e, cslot, &sr));
+  if (!e->Xborrowed) PetscCall(CsCSRFree(&e->X));
+  PetscCall(PetscMemzero(&e->X, sizeof(e->X)));
   PetscCall(SlotRowsFree(&sr));
   PetscCall(PetscFree(cslot));
   PetscCall(PetscLogEventEnd(CS_EVENT_EVAL, 0, 0, 0, 0));
@@ -709,6 +718,7 @@ static PetscErrorCode ModelEntry(CsEvaluator e, const char name[], const char pa
   PetscCall(PetscStrncpy(m->name, name, sizeof(m->name)));
   PetscCall(PetscStrncpy(m->path, path, sizeof(m->path)));
   m->baseline = baseline;
+  m->params   = -1;
   PetscCall(PetscCalloc1((size_t)e->ntest * CS_NMETRICS, &m->values));
   PetscCall(PetscMalloc1(e->ntest, &m->npred));
   PetscCall(PetscMalloc1((size_t)e->ntest * e->G, &m->mP));
@@ -801,6 +811,14 @@ double CsEvalVccScore(CsEvaluator e, const CsEvalModel *m, PetscInt cat)
   b = cat < 0 ? base->agg : base->cagg + (size_t)cat * CS_NMETRICS;
   return (VccTerm(u[CS_M_DE_SCORE], b[CS_M_DE_SCORE], PETSC_TRUE) + VccTerm(u[CS_M_DISCRIMINATION], b[CS_M_DISCRIMINATION], PETSC_TRUE) +
           VccTerm(u[CS_M_MAE], b[CS_M_MAE], PETSC_FALSE)) / 3;
+}
+
+PetscErrorCode CsEvaluatorSetParams(CsEvaluator e, const char name[], PetscInt64 n)
+{
+  PetscFunctionBeginUser;
+  for (PetscInt i = 0; i < e->nmodels; i++)
+    if (!strcmp(e->models[i].name, name)) e->models[i].params = n;
+  PetscFunctionReturn(0);
 }
 
 PetscErrorCode CsEvaluatorScore(CsEvaluator e, const char name[], const char path[], PetscBool baseline)

@@ -71,17 +71,10 @@ static int CmpAbsIdx(const void *pa, const void *pb)
   return a->i < b->i ? -1 : (a->i > b->i);
 }
 
-/* |t| rounded to CS_TOPABS_BITS significant bits. Statistics that are equal in exact arithmetic are common (a gene
-   seen in a single cell of one group only has |t| = 1 exactly, whatever its value) but come out of floating point
-   a few ulps apart, in an order set by rounding; compared at 40 bits they tie, and the tie goes to gene order as
-   defined. frexp, ldexp and rint are exact, so any implementation gets the same values. */
-#define CS_TOPABS_BITS 40
-static double RoundedAbs(double t)
-{
-  int    e;
-  double m = frexp(fabs(t), &e);
-  return ldexp(rint(ldexp(m, CS_TOPABS_BITS)), e - CS_TOPABS_BITS);
-}
+/* |t| rounded to CS_TIE_BITS significant bits (CsRoundBits): statistics equal in exact arithmetic are common (a gene
+   seen in a single cell of one group only has |t| = 1 exactly, whatever its value) and must tie, the tie going to
+   gene order. */
+static double RoundedAbs(double t) { return CsRoundBits(fabs(t), CS_TIE_BITS); }
 
 /* Indices j with keep(j), sorted by rounded |t| descending, ties by index; the first min(k, count) go to idx. */
 static PetscErrorCode SortAbs(PetscInt n, const double *t, const PetscBool *mask, PetscBool nonzero, PetscInt k, PetscInt *idx,

@@ -2,7 +2,7 @@
    the true shift m(T) - m(C) over genes, one panel per test group. Drawn by rank 0 from the means every rank
    holds. */
 #include "evalimpl.h"
-#include <cairo.h>
+#include <cellshift/plot.h>
 #include <ctype.h>
 #include <math.h>
 
@@ -24,21 +24,20 @@ void CsEvalPlotFileName(const char model[], char file[], size_t len)
     if (!isalnum((unsigned char)*c) && *c != '.' && *c != '_' && *c != '-') *c = '_';
 }
 
-/* A tick step of 1, 2 or 5 times a power of ten giving about `want` intervals over span. */
-static double NiceStep(double span, int want)
+double CsPlotNiceStep(double span, int want)
 {
   double raw = span / want, p = pow(10.0, floor(log10(raw))), f = raw / p;
   return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * p;
 }
 
-static void TickLabel(double v, double step, char *buf, size_t len)
+void CsPlotTickLabel(double v, double step, char *buf, size_t len)
 {
   int dec = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
   if (fabs(v) < 1e-12 * step) v = 0;
   snprintf(buf, len, "%.*f", dec, v);
 }
 
-static void TextAt(cairo_t *cr, double x, double y, const char *s, double ax, double ay)
+void CsPlotText(cairo_t *cr, double x, double y, const char *s, double ax, double ay)
 {
   cairo_text_extents_t ext;
   cairo_text_extents(cr, s, &ext);
@@ -46,8 +45,7 @@ static void TextAt(cairo_t *cr, double x, double y, const char *s, double ax, do
   cairo_show_text(cr, s);
 }
 
-/* Shorten s with an ellipsis until it fits in width pixels. */
-static void FitText(cairo_t *cr, const char *s, double width, char *out, size_t len)
+void CsPlotFitText(cairo_t *cr, const char *s, double width, char *out, size_t len)
 {
   cairo_text_extents_t ext;
   size_t               n = strlen(s);
@@ -86,10 +84,10 @@ static void Panel(cairo_t *cr, CsEvaluator e, const CsEvalModel *m, PetscInt t, 
   cairo_rectangle(cr, px, py, pw, ph);
   cairo_fill(cr);
   /* ticks and grid */
-  step = NiceStep(hi - lo, 4);
+  step = CsPlotNiceStep(hi - lo, 4);
   cairo_set_font_size(cr, 10);
   for (double v = ceil(lo / step) * step; v <= hi + 1e-12 * step; v += step) {
-    TickLabel(v, step, buf, sizeof(buf));
+    CsPlotTickLabel(v, step, buf, sizeof(buf));
     cairo_set_source_rgb(cr, 0.86, 0.86, 0.86);
     cairo_set_line_width(cr, 1);
     cairo_move_to(cr, SX(v), py), cairo_line_to(cr, SX(v), py + ph);
@@ -99,8 +97,8 @@ static void Panel(cairo_t *cr, CsEvaluator e, const CsEvalModel *m, PetscInt t, 
     cairo_move_to(cr, SX(v), py + ph), cairo_line_to(cr, SX(v), py + ph + 4);
     cairo_move_to(cr, px, SY(v)), cairo_line_to(cr, px - 4, SY(v));
     cairo_stroke(cr);
-    TextAt(cr, SX(v), py + ph + 7, buf, 0.5, 0);
-    TextAt(cr, px - 7, SY(v), buf, 1, 0.5);
+    CsPlotText(cr, SX(v), py + ph + 7, buf, 0.5, 0);
+    CsPlotText(cr, px - 7, SY(v), buf, 1, 0.5);
   }
   /* diagonal y = x */
   cairo_set_source_rgb(cr, 0.45, 0.45, 0.45);
@@ -137,19 +135,19 @@ static void Panel(cairo_t *cr, CsEvaluator e, const CsEvalModel *m, PetscInt t, 
   cairo_set_source_rgb(cr, 0, 0, 0);
   cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);
   cairo_set_font_size(cr, 12);
-  FitText(cr, name, PANEL_W - 8, title, sizeof(title));
-  TextAt(cr, x0 + PANEL_W / 2.0, y0 + 4, title, 0.5, 0);
+  CsPlotFitText(cr, name, PANEL_W - 8, title, sizeof(title));
+  CsPlotText(cr, x0 + PANEL_W / 2.0, y0 + 4, title, 0.5, 0);
   cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
   cairo_set_font_size(cr, 11);
   snprintf(title, sizeof(title), "pearson_delta = %.3f", m->values[(size_t)t * CS_NMETRICS + CS_M_PEARSON_DELTA]);
-  TextAt(cr, x0 + PANEL_W / 2.0, y0 + 21, title, 0.5, 0);
+  CsPlotText(cr, x0 + PANEL_W / 2.0, y0 + 21, title, 0.5, 0);
   cairo_set_font_size(cr, 10);
   cairo_set_source_rgb(cr, 0.25, 0.25, 0.25);
-  TextAt(cr, px + pw / 2, py + ph + 22, "true shift m(T) - m(C)", 0.5, 0);
+  CsPlotText(cr, px + pw / 2, py + ph + 22, "true shift m(T) - m(C)", 0.5, 0);
   cairo_save(cr);
   cairo_translate(cr, x0 + 10, py + ph / 2);
   cairo_rotate(cr, -M_PI / 2);
-  TextAt(cr, 0, 0, "predicted shift m(P) - m(C)", 0.5, 0.5);
+  CsPlotText(cr, 0, 0, "predicted shift m(P) - m(C)", 0.5, 0.5);
   cairo_restore(cr);
 }
 
@@ -172,14 +170,14 @@ static cairo_status_t Draw(CsEvaluator e, const CsEvalModel *m, const char file[
   cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);
   cairo_set_font_size(cr, 15);
   snprintf(buf, sizeof(buf), "%s: predicted vs true mean shift per gene (%" PetscInt_FMT " genes)", m->name, e->G);
-  TextAt(cr, MARGIN, 10, buf, 0, 0);
+  CsPlotText(cr, MARGIN, 10, buf, 0, 0);
   cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
   cairo_set_font_size(cr, 12);
   if (e->ntest > n)
     snprintf(buf, sizeof(buf), "first %" PetscInt_FMT " of %" PetscInt_FMT " test groups shown; orange: top-20 DE genes of T vs C; dashed: y = x",
              n, e->ntest);
   else snprintf(buf, sizeof(buf), "%" PetscInt_FMT " test group%s; orange: top-20 DE genes of T vs C; dashed: y = x", e->ntest, e->ntest == 1 ? "" : "s");
-  TextAt(cr, MARGIN, 34, buf, 0, 0);
+  CsPlotText(cr, MARGIN, 34, buf, 0, 0);
   for (PetscInt t = 0; t < n; t++) Panel(cr, e, m, t, MARGIN + (t % cols) * PANEL_W, HEADER_H + (t / cols) * PANEL_H);
   st = cairo_status(cr);
   if (st == CAIRO_STATUS_SUCCESS) st = cairo_surface_write_to_png(sf, file);

@@ -91,6 +91,16 @@ static PetscErrorCode JSONTree(CsEvaluator e, json_t *root)
   PetscCall(CsJSONSet(root, "split", json_string(e->s->type)));
   PetscCall(CsJSONSet(root, "test_groups", json_integer(e->ntest)));
   PetscCall(CsJSONSet(root, "genes", json_integer(e->G)));
+  { /* the cells the models learn from: perturbed cells of the train and valid groups (controls are inputs) */
+    json_int_t ntrain = 0, nctrl = 0;
+    for (PetscInt g = 0; g < e->d->ngroups; g++) {
+      if (e->s->role[g] == CS_ROLE_TEST) continue;
+      if (e->d->groups[g].control) nctrl += e->d->groups[g].ncells;
+      else ntrain += e->d->groups[g].ncells;
+    }
+    PetscCall(CsJSONSet(root, "n_train_cells", json_integer(ntrain)));
+    PetscCall(CsJSONSet(root, "n_control_cells", json_integer(nctrl)));
+  }
   PetscCall(CsJSONSet(root, "eval_max_cells", json_integer(e->max_cells)));
   PetscCall(CsJSONSet(root, "eval_pca_components", json_integer(e->pca_k)));
   PetscCall(CsJSONSet(root, "vcc_baseline", json_string(e->vcc_baseline)));
@@ -103,6 +113,9 @@ static PetscErrorCode JSONTree(CsEvaluator e, json_t *root)
   PetscCall(CsJSONSet(root, "baselines", arr = json_array()));
   for (PetscInt i = 0; i < e->nmodels; i++)
     if (e->models[i].baseline) PetscCall(CsJSONAppend(arr, json_string(e->models[i].name)));
+  PetscCall(CsJSONSet(root, "params", obj = json_object())); /* trained parameters, of the models that record them */
+  for (PetscInt i = 0; i < e->nmodels; i++)
+    if (e->models[i].params >= 0) PetscCall(CsJSONSet(obj, e->models[i].name, json_integer((json_int_t)e->models[i].params)));
   PetscCall(CsJSONSet(root, "predictions", obj = json_object()));
   for (PetscInt i = 0; i < e->nmodels; i++) PetscCall(CsJSONSet(obj, e->models[i].name, json_string(e->models[i].path)));
   PetscCall(StringArray(e->ncat, CategoryName, e, &arr));

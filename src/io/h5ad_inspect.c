@@ -550,7 +550,7 @@ PetscErrorCode CsH5adInspect(MPI_Comm comm, const char path[], PetscViewer v)
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
   PetscCallMPI(MPI_Comm_size(comm, &size));
   /* The reader's checks first: a missing, foreign, damaged or truncated file is called so. */
-  PetscCall(CsIOFileOpen(comm, path, PETSC_FALSE, &io));
+  PetscCall(CsIOFileOpen(comm, path, CS_INFLATE_HDF5, &io));
   PetscCall(CsIOFileClose(&io));
 
   /* Pass 1: the layout, on rank 0. */

@@ -3,15 +3,17 @@
    HDF5 inflates gzip chunks with zlib on the calling thread, one chunk at a time: for a compressed CSR matrix that
    is 92-97% of a read. For a 1-D dataset whose only filter is deflate, the reader instead fetches the chunks of the
    range as they are stored (H5Dread_chunk; H5Dget_chunk_info_by_coord would give their addresses but searches the
-   whole index in HDF5 1.10, quadratic in the chunks) in batches, and inflates them with libdeflate on the rank's threads, straight into the caller's buffer when a chunk lies inside the range
+   whole index in HDF5 1.10, quadratic in the chunks) in batches, and inflates them with libdeflate or ISA-L on the
+   rank's thread pool (src/core/threads.c), straight into the caller's buffer when a chunk lies inside the range
    and is stored in the memory type. Chunks cut by the range, or stored in another type, are inflated into scratch
    and converted by H5Tconvert with the read's transfer list, so every value is what H5Dread gives. A chunk this
    path cannot take (not allocated, stored with its filter skipped, outside the file, not inflating to its size) is
    read through HDF5, as is every dataset with another layout or filter pipeline. */
 #include "ioimpl.h"
 #include <libdeflate.h>
-#include <pthread.h>
-#include <stdatomic.h>
+#if defined(CS_HAVE_ISAL)
+#include <isa-l/igzip_lib.h>
+#endif
 
 PetscLogEvent CS_EVENT_CHUNK_FETCH, CS_EVENT_CHUNK_INFLATE;
 
@@ -20,7 +22,6 @@ PetscLogEvent CS_EVENT_CHUNK_FETCH, CS_EVENT_CHUNK_INFLATE;
 /* A batch fetches about this many compressed bytes, and needs at most this much scratch. */
 #define BATCH_BYTES ((size_t)32 << 20)
 #define SCRATCH_BYTES ((size_t)64 << 20)
-#define MAX_THREADS 64
 
 PetscErrorCode CsIORegisterEvents(void)
 {
@@ -32,52 +33,6 @@ PetscErrorCode CsIORegisterEvents(void)
   PetscCall(PetscLogEventRegister("CsReadInflate", CS_CLASSID, &CS_EVENT_CHUNK_INFLATE));
   done = PETSC_TRUE;
   PetscFunctionReturn(0);
-}
-
-/* --------------------------------------------------------------------------------------------------------------
-   A parallel loop on short-lived threads: fn(ctx, i, tid) for every i in [0, n), the caller being thread 0. fn
-   must not call PETSc or HDF5 (neither is thread-safe here). */
-typedef void (*LoopFn)(void *ctx, int64_t i, int tid);
-
-typedef struct {
-  LoopFn      fn;
-  void       *ctx;
-  int64_t     n;
-  atomic_llong next;
-} Loop;
-
-typedef struct {
-  Loop *loop;
-  int   tid;
-} Worker;
-
-static void RunLoop(Loop *l, int tid)
-{
-  for (int64_t i; (i = (int64_t)atomic_fetch_add(&l->next, 1)) < l->n;) l->fn(l->ctx, i, tid);
-}
-
-static void *WorkerMain(void *arg)
-{
-  Worker *w = (Worker *)arg;
-  RunLoop(w->loop, w->tid);
-  return NULL;
-}
-
-static void ParallelFor(int nthreads, int64_t n, LoopFn fn, void *ctx)
-{
-  pthread_t th[MAX_THREADS];
-  Worker    w[MAX_THREADS];
-  Loop      l = {fn, ctx, n, 0};
-  int       started = 0;
-
-  nthreads = (int)PetscMin((int64_t)PetscMin(nthreads, MAX_THREADS), n);
-  for (int t = 1; t < nthreads; t++) { /* a thread that cannot start leaves its share to the others */
-    w[t] = (Worker){&l, t};
-    if (pthread_create(&th[t], NULL, WorkerMain, &w[t])) break;
-    started = t;
-  }
-  RunLoop(&l, 0);
-  for (int t = 1; t <= started; t++) pthread_join(th[t], NULL);
 }
 
 /* --------------------------------------------------------------------------------------------------------------
@@ -134,7 +89,7 @@ static PetscErrorCode MakePlan(CsIOFile *f, hid_t d, const char what[], hid_t me
   PetscFunctionBeginUser;
   *ok      = PETSC_FALSE;
   p->ftype = H5I_INVALID_HID;
-  if (!f->direct) PetscFunctionReturn(0);
+  if (f->inflate == CS_INFLATE_HDF5) PetscFunctionReturn(0);
   H5Call(dcpl = H5Dget_create_plist(d), "%s: cannot get the creation properties", what);
   H5Call(layout = H5Pget_layout(dcpl), "%s: cannot get the layout", what);
   if (layout == H5D_CHUNKED) {
@@ -191,21 +146,55 @@ static void FetchBatch(hid_t d, Chunk *c, PetscInt n, char *stage)
   }
 }
 
+/* One thread's decompressor: libdeflate's, or ISA-L's state. */
 typedef struct {
-  const Plan                      *p;
-  Chunk                           *c;
-  struct libdeflate_decompressor **dec; /* one per thread */
+  struct libdeflate_decompressor *ld;
+#if defined(CS_HAVE_ISAL)
+  struct inflate_state *isal;
+#endif
+} Inflater;
+
+typedef struct {
+  const Plan *p;
+  Chunk      *c;
+  Inflater   *dec; /* one per thread */
+  CsIOInflate how;
 } InflateCtx;
+
+#if defined(CS_HAVE_ISAL)
+/* A zlib stream (RFC 1950) inflated by ISA-L to exactly n bytes, or false. The two-byte header is checked as zlib
+   checks it (method 8, window at most 32 KiB, no preset dictionary, the header a multiple of 31), so that ISA-L
+   accepts what HDF5's filter accepts; the adler32 after the data is verified (ISAL_ZLIB_NO_HDR_VER); the stream must
+   end exactly at n bytes of output. */
+static PetscBool InflateISAL(struct inflate_state *st, const unsigned char *src, size_t size, char *dst, size_t n)
+{
+  if (size < 6 || (src[0] & 0x0f) != 8 || (src[0] >> 4) > 7 || (src[1] & 0x20) || ((unsigned)src[0] << 8 | src[1]) % 31) return PETSC_FALSE;
+  isal_inflate_init(st);
+  st->next_in   = (uint8_t *)src + 2;
+  st->avail_in  = (uint32_t)(size - 2);
+  st->next_out  = (uint8_t *)dst;
+  st->avail_out = (uint32_t)n;
+  st->crc_flag  = ISAL_ZLIB_NO_HDR_VER;
+  st->hist_bits = 15;
+  return isal_inflate(st) == ISAL_DECOMP_OK && st->block_state == ISAL_BLOCK_FINISH && st->total_out == n ? PETSC_TRUE : PETSC_FALSE;
+}
+#endif
 
 static void InflateOne(void *ctx, int64_t i, int tid)
 {
   InflateCtx *x = (InflateCtx *)ctx;
   Chunk      *c = &x->c[i];
+  Inflater   *d = &x->dec[tid];
 
   if (!c->ok) return;
-  c->ok = libdeflate_zlib_decompress(x->dec[tid], c->src, (size_t)c->size, c->dst, x->p->cbytes, NULL) == LIBDEFLATE_SUCCESS
-            ? PETSC_TRUE
-            : PETSC_FALSE;
+#if defined(CS_HAVE_ISAL)
+  if (x->how == CS_INFLATE_ISAL) {
+    c->ok = InflateISAL(d->isal, (const unsigned char *)c->src, (size_t)c->size, c->dst, x->p->cbytes);
+    return;
+  }
+#endif
+  c->ok = libdeflate_zlib_decompress(d->ld, c->src, (size_t)c->size, c->dst, x->p->cbytes, NULL) == LIBDEFLATE_SUCCESS ? PETSC_TRUE
+                                                                                                                      : PETSC_FALSE;
 }
 
 /* Chunks inflated into scratch are converted and copied into place; those the direct path could not take are read
@@ -240,24 +229,48 @@ static PetscErrorCode Reserve(char **b, size_t *cap, size_t n)
 }
 
 /* The working memory of a direct read: the chunks of a batch, their compressed bytes (stage), the inflated bytes of
-   those that need conversion or cutting (scratch), one decompressor per thread. */
+   those that need conversion or cutting (scratch), one decompressor per thread of the pool. */
 typedef struct {
-  Chunk                          *c;
-  PetscInt                        maxn;
-  char                           *stage, *scratch;
-  size_t                          scap, xcap;
-  struct libdeflate_decompressor *dec[MAX_THREADS];
-  int                             nthreads;
+  Chunk    *c;
+  PetscInt  maxn;
+  char     *stage, *scratch;
+  size_t    scap, xcap;
+  Inflater *dec;
+  int       nthreads;
 } Work;
 
 static PetscErrorCode WorkFree(Work *w)
 {
   PetscFunctionBeginUser;
-  for (int t = 0; t < w->nthreads; t++)
-    if (w->dec[t]) libdeflate_free_decompressor(w->dec[t]);
+  for (int t = 0; w->dec && t < w->nthreads; t++) {
+    if (w->dec[t].ld) libdeflate_free_decompressor(w->dec[t].ld);
+#if defined(CS_HAVE_ISAL)
+    PetscCall(PetscFree(w->dec[t].isal));
+#endif
+  }
+  PetscCall(PetscFree(w->dec));
   PetscCall(PetscFree(w->stage));
   PetscCall(PetscFree(w->scratch));
   PetscCall(PetscFree(w->c));
+  PetscFunctionReturn(0);
+}
+
+/* A decompressor for every thread of the pool (false if one cannot be had). */
+static PetscErrorCode WorkDecoders(CsIOInflate how, Work *w, PetscBool *ok)
+{
+  PetscFunctionBeginUser;
+  w->nthreads = CsPoolThreads();
+  PetscCall(PetscCalloc1(w->nthreads, &w->dec));
+  *ok = PETSC_TRUE;
+  for (int t = 0; t < w->nthreads && *ok; t++) {
+#if defined(CS_HAVE_ISAL)
+    if (how == CS_INFLATE_ISAL) {
+      PetscCall(PetscMalloc1(1, &w->dec[t].isal));
+      continue;
+    }
+#endif
+    *ok = (w->dec[t].ld = libdeflate_alloc_decompressor()) ? PETSC_TRUE : PETSC_FALSE;
+  }
   PetscFunctionReturn(0);
 }
 
@@ -289,7 +302,7 @@ static PetscErrorCode ReadBatches(CsIOFile *f, hid_t d, const char what[], hid_t
                                   char *buf, Work *w)
 {
   hsize_t    ci = start / p->chunk, c1 = (start + count - 1) / p->chunk + 1;
-  InflateCtx x  = {p, w->c, w->dec};
+  InflateCtx x  = {p, w->c, w->dec, f->inflate};
 
   PetscFunctionBeginUser;
   while (ci < c1) {
@@ -301,7 +314,7 @@ static PetscErrorCode ReadBatches(CsIOFile *f, hid_t d, const char what[], hid_t
     for (PetscInt k = 0, s = 0; k < n; k++)
       w->c[k].dst = w->c[k].scratch ? w->scratch + (size_t)(s++) * p->chunk * p->wide : buf + (w->c[k].first - start) * p->msize;
     PetscCall(PetscLogEventBegin(CS_EVENT_CHUNK_INFLATE, 0, 0, 0, 0));
-    ParallelFor(w->nthreads, n, InflateOne, &x);
+    CsPoolFor(n, CsBLASGetThreads(), InflateOne, &x); /* -blas_threads now, at most the pool */
     PetscCall(PetscLogEventEnd(CS_EVENT_CHUNK_INFLATE, 0, 0, 0, 0));
     PetscCall(FinishBatch(f, d, what, memtype, p, w->c, n, start, count, buf));
   }
@@ -314,17 +327,16 @@ static PetscErrorCode ReadDirect(CsIOFile *f, hid_t d, const char what[], hid_t 
 {
   Work           w;
   PetscErrorCode ierr = 0;
-  PetscBool      nodec = PETSC_FALSE;
+  PetscBool      dec = PETSC_FALSE;
 
   PetscFunctionBeginUser;
   PetscCall(PetscMemzero(&w, sizeof(w)));
-  w.nthreads = PetscMin(f->nthreads, MAX_THREADS);
-  w.maxn     = (PetscInt)PetscMin((start + count - 1) / p->chunk + 1 - start / p->chunk, (hsize_t)65536);
+  w.maxn = (PetscInt)PetscMin((start + count - 1) / p->chunk + 1 - start / p->chunk, (hsize_t)65536);
   PetscCall(PetscMalloc1(w.maxn, &w.c));
-  for (int t = 0; t < w.nthreads && !nodec; t++) nodec = (w.dec[t] = libdeflate_alloc_decompressor()) ? PETSC_FALSE : PETSC_TRUE;
-  if (!nodec) ierr = ReadBatches(f, d, what, memtype, p, start, count, buf, &w);
+  PetscCall(WorkDecoders(f->inflate, &w, &dec));
+  if (dec) ierr = ReadBatches(f, d, what, memtype, p, start, count, buf, &w);
   PetscCall(WorkFree(&w));
-  PetscCheck(!nodec, PETSC_COMM_SELF, PETSC_ERR_MEM, "%s: cannot allocate a decompressor", what);
+  PetscCheck(dec, PETSC_COMM_SELF, PETSC_ERR_MEM, "%s: cannot allocate a decompressor", what);
   PetscCall(ierr);
   PetscFunctionReturn(0);
 }

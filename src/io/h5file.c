@@ -78,9 +78,23 @@ static void Probe(const char path[], char msg[], size_t len)
   else if (H5Fis_hdf5(path) <= 0) snprintf(msg, len, "%s is not an HDF5 (.h5ad) file", path);
 }
 
-PetscErrorCode CsIOFileOpen(MPI_Comm comm, const char path[], PetscBool direct, CsIOFile *f)
+/* The transfer and access properties every read uses. */
+static PetscErrorCode SetProperties(CsIOFile *f, CsIOInflate inflate)
 {
-  PetscMPIInt rank;
+  const char *path = f->path;
+
+  PetscFunctionBeginUser;
+  H5Call(f->dxpl = H5Pcreate(H5P_DATASET_XFER), "%s: cannot make transfer properties", path);
+  H5Call(H5Pset_type_conv_cb(f->dxpl, ConvException, &f->conv), "%s: cannot set the conversion callback", path);
+  H5Call(f->dapl = H5Pcreate(H5P_DATASET_ACCESS), "%s: cannot make dataset access properties", path);
+  H5Call(H5Pset_chunk_cache(f->dapl, 0, 0, H5D_CHUNK_CACHE_W0_DEFAULT), "%s: cannot set the chunk cache", path);
+  f->inflate = inflate;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsIOFileOpen(MPI_Comm comm, const char path[], CsIOInflate inflate, CsIOFile *f)
+{
+  PetscMPIInt rank, size;
   char        msg[CS_MSG_LEN];
   hid_t       fapl;
 
@@ -94,19 +108,38 @@ PetscErrorCode CsIOFileOpen(MPI_Comm comm, const char path[], PetscBool direct, 
   PetscCheck(!msg[0], comm, CS_ERR_INPUT, "%s", msg);
 
   H5Call(fapl = H5Pcreate(H5P_FILE_ACCESS), "%s: cannot make file access properties", path);
-  H5Call(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL), "cannot set MPI-IO access for %s", path);
+  /* One rank needs no MPI-IO: ROMIO allocates (and frees) its 16 MiB collective buffer at every open. */
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  if (size > 1) H5Call(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL), "cannot set MPI-IO access for %s", path);
+  else H5Call(H5Pset_fapl_sec2(fapl), "cannot set POSIX access for %s", path);
   H5Call(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), "%s: cannot set the close degree", path); /* error paths leave objects open */
   f->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
   PetscCall(CsH5Close(&fapl, path));
   if (f->file < 0) Diagnose(path, msg, sizeof(msg));
   CsCheckAll(comm, f->file >= 0, "%s", msg);
 
-  H5Call(f->dxpl = H5Pcreate(H5P_DATASET_XFER), "%s: cannot make transfer properties", path);
-  H5Call(H5Pset_type_conv_cb(f->dxpl, ConvException, &f->conv), "%s: cannot set the conversion callback", path);
-  H5Call(f->dapl = H5Pcreate(H5P_DATASET_ACCESS), "%s: cannot make dataset access properties", path);
-  H5Call(H5Pset_chunk_cache(f->dapl, 0, 0, H5D_CHUNK_CACHE_W0_DEFAULT), "%s: cannot set the chunk cache", path);
-  f->nthreads = PetscMax(1, CsBLASGetThreads());
-  f->direct   = direct;
+  PetscCall(SetProperties(f, inflate));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsIOFileOpenLocal(const char path[], CsIOInflate inflate, CsIOFile *f)
+{
+  char  msg[CS_MSG_LEN];
+  hid_t fapl;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(f, sizeof(*f)));
+  f->path = path;
+  f->file = f->dxpl = f->dapl = H5I_INVALID_HID;
+  H5Call(fapl = H5Pcreate(H5P_FILE_ACCESS), "%s: cannot make file access properties", path);
+  H5Call(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), "%s: cannot set the close degree", path);
+  f->file = H5Fopen(path, H5F_ACC_RDONLY, fapl); /* the default (sec2, POSIX) driver */
+  PetscCall(CsH5Close(&fapl, path));
+  if (f->file < 0) {
+    Diagnose(path, msg, sizeof(msg));
+    SETERRQ(PETSC_COMM_SELF, CS_ERR_INPUT, "%s", msg);
+  }
+  PetscCall(SetProperties(f, inflate));
   PetscFunctionReturn(0);
 }
 

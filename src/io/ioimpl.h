@@ -14,21 +14,27 @@ typedef struct {
   PetscBool native_double;  /* the file type is the native double: an infinity reaches the callback too */
 } CsIOConv;
 
+/* Who inflates the gzip chunks of a read: HDF5's filter (every read through H5Dread), or the reader itself on the
+   rank's threads with libdeflate or ISA-L (built when libisal-dev is found: CS_HAVE_ISAL). */
+typedef enum { CS_INFLATE_HDF5, CS_INFLATE_LIBDEFLATE, CS_INFLATE_ISAL } CsIOInflate;
+
 /* A file open on every rank of a communicator for reading. */
 typedef struct {
   const char *path;
-  hid_t       file;     /* HDF5 (MPI-IO driver) */
+  hid_t       file;     /* HDF5 (MPI-IO driver; POSIX on a communicator of one rank) */
   hid_t       dxpl;     /* transfer property list of every read, with the conversion callback */
   hid_t       dapl;     /* access property list of every dataset: no chunk cache (every element is read once, and a
                            cached chunk costs a copy from the cache into the caller's buffer) */
   CsIOConv    conv;
-  PetscBool   direct;   /* gzip chunks are fetched and inflated by the reader (else every read goes through HDF5) */
-  int         nthreads; /* threads that inflate chunks */
+  CsIOInflate inflate;  /* CS_INFLATE_HDF5: every read through HDF5; else gzip chunks fetched and inflated here */
 } CsIOFile;
 
 /* Collective: open path for reading on every rank of comm. Input errors (missing, not HDF5, damaged or truncated)
-   are agreed on and name the file. direct = PETSC_FALSE sends every read through HDF5's own filter pipeline. */
-PETSC_INTERN PetscErrorCode CsIOFileOpen(MPI_Comm comm, const char path[], PetscBool direct, CsIOFile *f);
+   are agreed on and name the file. inflate = CS_INFLATE_HDF5 sends every read through HDF5's own filter pipeline. */
+PETSC_INTERN PetscErrorCode CsIOFileOpen(MPI_Comm comm, const char path[], CsIOInflate inflate, CsIOFile *f);
+/* Local: open path on this rank alone with HDF5's default (POSIX) driver: its reads make no MPI call, so a thread
+   may do them while the main thread communicates (the streamed reader's prefetch). */
+PETSC_INTERN PetscErrorCode CsIOFileOpenLocal(const char path[], CsIOInflate inflate, CsIOFile *f);
 /* Not collective on error paths: close every object still open in the file, then the file. */
 PETSC_INTERN PetscErrorCode CsIOFileClose(CsIOFile *f);
 

@@ -71,6 +71,7 @@ PetscErrorCode CsModelCreate_Additive(CsModel m)
   PetscCall(PetscNew(&a));
   m->data         = a;
   m->ops->fit     = CsModelFit_Additive;
+  m->streams = PETSC_TRUE; /* group means and encodings by streamed passes */
   m->ops->predict = CsModelPredict_Additive;
   m->ops->save    = CsModelSave_Additive;
   m->ops->load    = CsModelLoad_Additive;

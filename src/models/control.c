@@ -12,5 +12,6 @@ PetscErrorCode CsModelCreate_Control(CsModel m)
 {
   PetscFunctionBeginUser;
   m->ops->predict = CsModelPredict_Control;
+  m->streams      = PETSC_TRUE; /* the controls are read like any rows */
   PetscFunctionReturn(0);
 }

@@ -3,7 +3,7 @@
 
    Graphs (built at set-up, identical on every rank):
    - co-expression, over the dataset's genes: |Pearson| of every gene pair over the training control and
-     single-perturbation cells (sums over ranks), for every gene its -gears_coexpress_topk + 1 largest (itself
+     single-perturbation cells of the predicted contexts (sums over ranks), for every gene its -gears_coexpress_topk + 1 largest (itself
      included, as GEARS's argsort), kept above -gears_coexpress_threshold; message i -> j for j in i's list.
    - GO, over the perturbation genes: the embedded GEARS-style Jaccard graph (-prior_go; `cellshift inspect -priors`
      shows its coverage), edges with Jaccard > -gears_go_threshold, the -gears_go_topk largest per receiving gene.
@@ -24,6 +24,10 @@
    (the B G rows of H, the B rows of f and c); the cell-independent base is computed once per step on its G rows,
    which has GEARS's batch statistics (B identical copies), on every rank alike.
 
+   GEARS models one cell type (its shift does not see the context): it trains on the contexts that have a group to
+   predict (valid or test) and leaves the others' groups out, with a count; the co-expression graph is theirs too
+   (-gears_all_contexts trains one context-blind shift on every context).
+
    Atoms never perturbed in training are predicted through their GO neighbours (their embedding row is never
    trained, the rows it aggregates are); an atom the GO graph does not know is an input error naming it.
 
@@ -32,7 +36,8 @@
    its genes G_p (those with a non-zero mean expression in p's training cells, GEARS's dict_filter) of |pred -
    y|^(2+gamma) + lambda (sign(y - ctrl) - sign(pred - ctrl))^2 (ctrl: the mean training control of the context),
    averaged over the groups; Adam lr 1e-3, weight decay 5e-4, learning rate halved each epoch, 20 epochs, batch 32,
-   the best epoch by the validation MSE on the top-20 DE genes of each validation group (Welch t of its cells
+   the best epoch by the validation MSE on the top-20 DE genes of each group with validation cells (a validation
+   group, or a training group when the split validates on a fraction of the training cells; Welch t of its cells
    against the training controls of its context), averaged over the validation cells with their paired controls:
    that is the MSE of the mean prediction plus terms that do not depend on the epoch. GEARS also trains on control
    cells (as a perturbation with no atom); here only perturbed cells are trained on (the paired sampler).
@@ -52,11 +57,15 @@ typedef struct {
   CsCSR         Aco, Ago;
   CsNNTranspose ATco, ATgo;
   PetscInt     *atom_node; /* [natoms] row of the kept GO neighbourhood, -1: not in the GO graph */
-  PetscBool    *use;       /* [ngroups] every atom of the group's condition is in the GO graph */
-  PetscInt      nleft;     /* training groups left out (not use) */
+  PetscBool    *use;       /* [ngroups] trained: its context is predicted and every atom of its condition is in the GO graph */
+  PetscBool    *ctx_used;  /* [nctx] contexts with a group to predict (valid, test) */
+  PetscInt      nleft;     /* training groups left out for atoms outside the GO graph */
+  PetscInt      nother;    /* perturbed training groups left out for their context */
   PetscInt      co_edges;
   /* data-derived */
   uint8_t *mask;   /* [ncond, G] genes of each training condition (non-zero mean) */
+  uint8_t *expressed; /* [G] genes non-zero in a training cell (control or perturbed) of the predicted contexts */
+  PetscInt  nexpressed;
   PetscInt *mask_n; /* [ncond] */
   float    *ref;    /* [nctx, G] mean training control of each context */
   PetscInt *de;     /* [ngroups, nde] top DE genes of each validation group, -1 unused */
@@ -66,6 +75,7 @@ typedef struct {
   PetscInt   t_gene, t_bng, t_bnb, t_bnrm, t_bnrv, t_pos, *t_cow, *t_cob, t_pert, *t_gow, *t_gob;
   PetscInt   t_pbg, t_pbb, t_pbrm, t_pbrv, t_w1, t_b1, t_w2a, t_w2c, t_b2;
   PetscInt   t_zero[3]; /* tensors whose true gradient is 0 (see Backward) */
+  PetscBool  all_contexts; /* -gears_all_contexts */
   PetscBool  same_natoms; /* every cell of the step's global batch has the same number of atoms */
   CsMLP      v2, fuse, recov, cross;
   /* activations */
@@ -102,6 +112,8 @@ static PetscErrorCode CsModelSetFromOptions_Gears(CsModel m, PetscOptionItems *P
   PetscCall(PetscOptionsReal("-go_threshold", "GO edges need a Jaccard above this", "gears", gs->go_threshold, &gs->go_threshold, NULL));
   PetscCall(PetscOptionsReal("-gamma", "Autofocus loss: power 2 + gamma", "gears", gs->gamma, &gs->gamma, NULL));
   PetscCall(PetscOptionsReal("-direction_lambda", "Weight of the direction-aware loss term", "gears", gs->lambda, &gs->lambda, NULL));
+  PetscCall(PetscOptionsBool("-all_contexts", "Train on every context, not only those with groups to predict (one context-blind shift for all)", "gears",
+                             gs->all_contexts, &gs->all_contexts, NULL));
   PetscCall(PetscOptionsInt("-valid_de_genes", "Top DE genes of each validation group scored for the best epoch", "gears", gs->nde, &gs->nde, NULL));
   PetscOptionsHeadEnd();
   CsCheckAll(comm, gs->hidden > 0, "-%shidden must be positive (got %" PetscInt_FMT ")", pre, gs->hidden);
@@ -153,24 +165,12 @@ static int NbCmp(const void *a, const void *b)
   return (x->j > y->j) - (x->j < y->j);
 }
 
-/* |r| rounded to 40 significant bits (the rule of src/eval's CsTopAbs, which the models cannot include): the sums
-   behind r are added in an order that depends on the number of ranks, and correlations equal in exact arithmetic
-   (common in sparse data: genes seen in the same few cells) must tie, not be ordered by rounding, or the top-k
-   lists and so the graph would change with the rank count. */
-static double Round40(double x)
-{
-  int e;
-  if (x == 0 || !isfinite(x)) return x;
-  (void)frexp(x, &e);
-  return ldexp(rint(ldexp(x, 40 - e)), e - 40);
-}
-
-/* Training control and single-perturbation cells: the cells of the co-expression graph. */
+/* Training control and single-perturbation cells of the predicted contexts: the cells of the co-expression graph. */
 static PetscBool CoexpressCell(CsModel m, PetscInt i)
 {
   CsDesign d = m->design;
   PetscInt g = d->cell_group[i];
-  if (g < 0 || m->split->role[g] != CS_ROLE_TRAIN) return PETSC_FALSE;
+  if (g < 0 || m->split->role[g] != CS_ROLE_TRAIN || !((Gears *)m->data)->ctx_used[d->groups[g].ctx]) return PETSC_FALSE;
   return (PetscBool)(d->groups[g].control || d->conds[d->groups[g].cond].natoms == 1);
 }
 
@@ -211,9 +211,10 @@ static PetscErrorCode CoexpressGraph(CsModel m, Gears *gs)
   PetscCall(PetscMalloc4((size_t)G * (gs->co_topk + 1), &src, (size_t)G * (gs->co_topk + 1), &dst, (size_t)G * (gs->co_topk + 1), &w, G, &nb));
   for (PetscInt i = 0; i < G; i++) {
     PetscInt k = PetscMin(gs->co_topk + 1, G);
+    /* the sums behind r depend on the rank count: rounded, equal correlations tie and the lists do not */
     for (PetscInt j = 0; j < G; j++) {
       double c = S[(size_t)i * G + j] - sum[i] * sum[j] / n, v = D[i] * D[j], r = v > 0 ? c / sqrt(v) : 0;
-      nb[j].w = PetscIsInfOrNanReal(r) ? 0 : Round40(fabs(r)), nb[j].j = j;
+      nb[j].w = PetscIsInfOrNanReal(r) ? 0 : CsRoundBits(fabs(r), CS_TIE_BITS), nb[j].j = j;
     }
     qsort(nb, (size_t)G, sizeof(Nb), NbCmp);
     for (PetscInt q = 0; q < k; q++) {
@@ -252,13 +253,27 @@ static PetscErrorCode GOGraph(CsModel m, Gears *gs)
   PetscCall(PetscMalloc1(d->natoms + 1, &node));
   PetscCall(CsPriorsGetAtomNodes(pr, g, node));
   /* A condition to predict (valid, test) with an atom the graph does not know is an error; a training group with
-     one is left out of training (GEARS drops such perturbations from its data). */
+     one is left out of training (GEARS drops such perturbations from its data). GEARS models one cell type: its
+     shift does not see the context, so the groups of contexts with nothing to predict are left out too (their
+     shifts, e.g. another cell line's, would only pull the shared shift away from the predicted contexts'). */
   PetscCall(PetscMalloc1(d->ngroups + 1, &gs->use));
+  PetscCall(PetscCalloc1(d->nctx + 1, &gs->ctx_used));
+  for (PetscInt q = 0; q < d->ngroups; q++)
+    if (m->split->role[q] != CS_ROLE_TRAIN) gs->ctx_used[d->groups[q].ctx] = PETSC_TRUE;
+  {
+    PetscBool any = PETSC_FALSE;
+    for (PetscInt k = 0; k < d->nctx; k++) any = (PetscBool)(any || gs->ctx_used[k]);
+    for (PetscInt k = 0; k < d->nctx && (!any || gs->all_contexts); k++) gs->ctx_used[k] = PETSC_TRUE; /* nothing to predict (train): every context */
+  }
   for (PetscInt q = 0; q < d->ngroups; q++) {
     const CsCondition *c = &d->conds[d->groups[q].cond];
     PetscBool          ok = PETSC_TRUE;
     for (PetscInt k = 0; k < c->natoms; k++) ok = (PetscBool)(ok && node[c->atoms[k]] >= 0);
-    gs->use[q] = ok;
+    gs->use[q] = (PetscBool)(ok && gs->ctx_used[d->groups[q].ctx]);
+    if (!gs->ctx_used[d->groups[q].ctx]) {
+      if (!d->groups[q].control) gs->nother++;
+      continue;
+    }
     if (ok) continue;
     if (m->split->role[q] == CS_ROLE_TRAIN) {
       gs->nleft++;
@@ -284,6 +299,9 @@ static PetscErrorCode GOGraph(CsModel m, Gears *gs)
   if (gs->nleft)
     PetscCall(PetscViewerASCIIPrintf(v, "gears: %" PetscInt_FMT " training group%s left out: %s atoms the GO graph does not know\n", gs->nleft,
                                      gs->nleft > 1 ? "s" : "", gs->nleft > 1 ? "their conditions have" : "its condition has"));
+  if (gs->nother)
+    PetscCall(PetscViewerASCIIPrintf(v, "gears: %" PetscInt_FMT " training group%s of contexts with nothing to predict left out (GEARS models one cell type)\n",
+                                     gs->nother, gs->nother > 1 ? "s" : ""));
 
   /* Edges (row = receiving gene): Jaccard above the threshold, the topk largest per row, self-loops dropped. */
   n = g->nnodes;
@@ -391,23 +409,29 @@ static PetscErrorCode DataStats(CsModel m, Gears *gs)
 
   PetscCall(PetscCalloc2((size_t)d->ncond * G + 1, &gs->mask, d->ncond + 1, &gs->mask_n));
   PetscCall(PetscCalloc1((size_t)d->nctx * G + 1, &gs->ref));
+  PetscCall(PetscCalloc1(G + 1, &gs->expressed));
   PetscCall(PetscMalloc1((size_t)d->ngroups * K + 1, &gs->de));
   PetscCall(PetscMalloc1(G + 1, &nb));
   for (PetscInt g = 0; g < d->ngroups; g++) {
     const CsGroup *gr = &d->groups[g];
     const double  *mu = mean + (size_t)g * G;
     for (PetscInt k = 0; k < K; k++) gs->de[g * K + k] = -1;
-    if (m->split->role[g] == CS_ROLE_TRAIN && !gr->control)
+    if (m->split->role[g] == CS_ROLE_TRAIN && !gr->control && gs->ctx_used[gr->ctx])
       for (PetscInt j = 0; j < G; j++) gs->mask[(size_t)gr->cond * G + j] |= (uint8_t)(mu[j] != 0);
+    if (m->split->role[g] == CS_ROLE_TRAIN && gs->ctx_used[gr->ctx])
+      for (PetscInt j = 0; j < G; j++) gs->expressed[j] |= (uint8_t)(mu[j] != 0);
     if (m->split->role[g] == CS_ROLE_TRAIN && gr->control)
       for (PetscInt j = 0; j < G; j++) gs->ref[(size_t)gr->ctx * G + j] = (float)mu[j];
   }
   for (PetscInt c = 0; c < d->ncond; c++)
     for (PetscInt j = 0; j < G; j++) gs->mask_n[c] += gs->mask[(size_t)c * G + j];
+  gs->nexpressed = 0;
+  for (PetscInt j = 0; j < G; j++) gs->nexpressed += gs->expressed[j];
   for (PetscInt g = 0; g < d->ngroups; g++) {
     const CsGroup *gr = &d->groups[g];
     PetscInt       c  = gr->ctrl;
-    if (m->split->role[g] != CS_ROLE_VALID || gr->control || c < 0 || total[g] < 1 || total[c] < 1) continue;
+    /* training groups too: a split without validation groups validates on a fraction of their cells */
+    if ((m->split->role[g] != CS_ROLE_VALID && m->split->role[g] != CS_ROLE_TRAIN) || gr->control || c < 0 || total[g] < 1 || total[c] < 1) continue;
     for (PetscInt j = 0; j < G; j++) {
       double se = var[(size_t)g * G + j] / total[g] + var[(size_t)c * G + j] / total[c], t = mean[(size_t)g * G + j] - mean[(size_t)c * G + j];
       nb[j].w = se > 0 ? fabs(t) / sqrt(se) : 0, nb[j].j = j;
@@ -489,6 +513,9 @@ static PetscErrorCode CsModelSetUp_Gears(CsModel m)
                                    "gears: co-expression graph %" PetscInt_FMT " genes, %" PetscInt_FMT " edges (|r| > %g, top %" PetscInt_FMT
                                    "); GO neighbourhood of the %" PetscInt_FMT " atoms: %" PetscInt_FMT " genes, %" PetscInt_FMT " edges\n",
                                    G, gs->co_edges, (double)gs->co_threshold, gs->co_topk, gs->natoms, gs->nnode, (PetscInt)gs->Ago.indptr[gs->nnode]));
+  if (gs->nexpressed < G)
+    PetscCall(PetscViewerASCIIPrintf(PETSC_VIEWER_STDOUT_(comm), "gears: %" PetscInt_FMT " of %" PetscInt_FMT " genes are zero in every training cell of the predicted contexts: their shift is 0\n",
+                                     G - gs->nexpressed, G));
 
   /* Parameters in forward order. */
   PetscCall(CsNNParamsCreate(comm, &gs->P));
@@ -634,6 +661,14 @@ static PetscErrorCode ForwardCells(Gears *gs, const CsNNPass *pass, PetscInt B, 
   cs_linear_forward(gs->tmp, gs->cout, CsNNParamsData(P, gs->t_w2c), NULL, B, h, G);
   cs_gene_readout_forward(gs->o2, gs->o1, CsNNParamsData(P, gs->t_w2a), CsNNParamsData(P, gs->t_b2), B, G, 1);
   for (size_t i = 0; i < BG; i++) gs->o2[i] += gs->tmp[i];
+  /* A gene never expressed in a training cell of the predicted contexts is in no condition's loss (GEARS's
+     dict_filter keeps the genes of non-zero mean), so the network's output there is whatever the shared weights
+     make it; GEARS's data has no such gene (its genes are its one cell line's highly variable genes). Its shift
+     is 0 (then its gradient is 0 too: it is in no mask). */
+  if (gs->nexpressed < G)
+    for (PetscInt b = 0; b < B; b++)
+      for (PetscInt j = 0; j < G; j++)
+        if (!gs->expressed[j]) gs->o2[(size_t)b * G + j] = 0;
   PetscFunctionReturn(0);
 }
 
@@ -920,8 +955,10 @@ static PetscErrorCode CsModelDestroy_Gears(CsModel m)
   PetscCall(CsNNTransposeDestroy(&gs->ATgo));
   PetscCall(PetscFree(gs->atom_node));
   PetscCall(PetscFree(gs->use));
+  PetscCall(PetscFree(gs->ctx_used));
   PetscCall(PetscFree2(gs->mask, gs->mask_n));
   PetscCall(PetscFree(gs->ref));
+  PetscCall(PetscFree(gs->expressed));
   PetscCall(PetscFree(gs->de));
   PetscCall(PetscFree4(gs->t_cow, gs->t_cob, gs->t_gow, gs->t_gob));
   {

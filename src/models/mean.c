@@ -75,6 +75,7 @@ PetscErrorCode CsModelCreate_Mean(CsModel m)
   PetscCall(PetscNew(&a));
   m->data         = a;
   m->ops->fit     = CsModelFit_Mean;
+  m->streams      = PETSC_TRUE; /* group means by a streamed pass */
   m->ops->predict = CsModelPredict_Mean;
   m->ops->save    = CsModelSave_Mean;
   m->ops->load    = CsModelLoad_Mean;

@@ -50,7 +50,8 @@ PetscErrorCode CsModelCreate(MPI_Comm comm, CsModel *out)
   PetscValidPointer(out, 2);
   PetscCall(CsModelInitializePackage());
   PetscCall(PetscHeaderCreate(m, CS_MODEL_CLASSID, "CsModel", "Perturbation-response model", "CsModel", comm, CsModelDestroy, CsModelView));
-  *out = m;
+  m->nparams = -1;
+  *out       = m;
   PetscFunctionReturn(0);
 }
 
@@ -171,6 +172,11 @@ PetscErrorCode CsModelSetUp(CsModel m)
   if (m->setup) PetscFunctionReturn(0);
   PetscCheck(((PetscObject)m)->type_name, comm, PETSC_ERR_ORDER, "call CsModelSetType first");
   PetscCheck(m->ds && m->design && m->split, comm, PETSC_ERR_ORDER, "call CsModelSetProblem first");
+  if (!m->streams) {
+    char what[160];
+    PetscCall(PetscSNPrintf(what, sizeof(what), "model '%s' (%s)", CsModelName(m), ((PetscObject)m)->type_name));
+    PetscCall(CsDatasetCheckResident(m->ds, what));
+  }
   if (m->ops->setup) PetscCall(m->ops->setup(m));
   m->setup = PETSC_TRUE;
   PetscFunctionReturn(0);
@@ -194,6 +200,14 @@ PetscErrorCode CsModelGetInterrupted(CsModel m, PetscBool *interrupted)
   PetscFunctionBeginUser;
   PetscValidHeaderSpecific(m, CS_MODEL_CLASSID, 1);
   *interrupted = m->interrupted;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsModelGetParameterCount(CsModel m, PetscInt64 *n)
+{
+  PetscFunctionBeginUser;
+  PetscValidHeaderSpecific(m, CS_MODEL_CLASSID, 1);
+  *n = m->nparams;
   PetscFunctionReturn(0);
 }
 

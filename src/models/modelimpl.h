@@ -36,7 +36,9 @@ struct _p_CsModel {
   char      dir[PETSC_MAX_PATH_LEN]; /* the model's folder of the run (checkpoints); "" = none */
   PetscBool named;             /* a name was given (else the type is the name) */
   PetscBool trains;            /* the type trains with CsModelTrain (checkpoints, -resume); set by its create */
+  PetscBool streams;           /* the type works on a streamed dataset (rows read on demand); set by its create */
   PetscBool interrupted;       /* fit stopped by a signal after writing a checkpoint: do not predict */
+  PetscInt64 nparams;          /* trained scalars of the last fit through CsModelTrain (-1: none recorded) */
   PetscBool setup, fitted;
 };
 

@@ -112,9 +112,22 @@ static PetscErrorCode WriteBlock(CsModel m, CsH5adWriter w, PetscInt pass, Petsc
   PetscCall(LocalControls(ds, d, cg, cap, &nsel, &rows, &first));
   if (pass == 0 && m->ops->predictset) {
     PetscMPIInt owner = (PetscMPIInt)(t % size);
-    PetscCall(CsCSRGatherRows(ds->rows, &ds->X, nsel, rows, owner, &sub));
+    if (!ds->streamed) PetscCall(CsCSRGatherRows(ds->rows, &ds->X, nsel, rows, owner, &sub));
+    else { /* the selected rows read, then gathered like a distributed matrix of their own */
+      CsCSR       mine = {0};
+      PetscLayout lay;
+      PetscInt   *idx;
+      PetscCall(CsDatasetReadRows(ds, nsel, rows, &mine));
+      PetscCall(PetscLayoutCreateFromSizes(comm, nsel, PETSC_DECIDE, 1, &lay));
+      PetscCall(PetscMalloc1(nsel + 1, &idx));
+      for (PetscInt i = 0; i < nsel; i++) idx[i] = i;
+      PetscCall(CsCSRGatherRows(lay, &mine, nsel, idx, owner, &sub));
+      PetscCall(PetscFree(idx));
+      PetscCall(PetscLayoutDestroy(&lay));
+      PetscCall(CsCSRFree(&mine));
+    }
     first = 0;
-  } else PetscCall(CsCSRSubsetRows(&ds->X, nsel, rows, &sub));
+  } else PetscCall(CsDatasetReadRows(ds, nsel, rows, &sub));
   PetscCall(PetscMalloc1((size_t)sub.nrows * G + 1, &out));
   if (pass == 1)
     for (PetscInt i = 0; i < sub.nrows; i++) CsCSRRowToDense(&sub, i, out + (size_t)i * G);

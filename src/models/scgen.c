@@ -102,14 +102,17 @@ static PetscErrorCode Loss(void *ctx, const CsBatch *b, const CsNNPass *pass, do
   PetscFunctionReturn(0);
 }
 
-/* Mean latent of every group the shifts need (collective: local sums reduced). */
+/* Mean latent of every group the shifts need (collective: local sums reduced). With -quality_weight the means are
+   weighted by the cells' quality weights, so that a cell of weight 0 has no influence on the model at all (a group
+   whose cells all weigh 0 keeps its unweighted mean). */
 static PetscErrorCode LatentShifts(CsModel m)
 {
   ScGen     *s = (ScGen *)m->data;
   CsDesign   d = m->design;
   PetscInt   Z = s->cfg.latent, *rows;
   PetscBool *want;
-  double    *means;
+  double    *means, *wsum = NULL;
+  const double *qw = m->ds->qweight;
   CsBatch    b = {0};
 
   PetscFunctionBeginUser;
@@ -123,14 +126,32 @@ static PetscErrorCode LatentShifts(CsModel m)
       if (d->cell_group[i0] >= 0 && want[d->cell_group[i0]]) rows[n++] = i0;
     PetscCall(CsBatchFromRows(m->ds, n, rows, &b));
     PetscCall(CsVAEEncode(s->vae, n, NULL, &b.X, s->z));
-    for (PetscInt k = 0; k < n; k++) {
+    for (PetscInt k = 0; k < n && !qw; k++) {
       double *dst = means + (size_t)d->cell_group[rows[k]] * Z;
       for (PetscInt j = 0; j < Z; j++) dst[j] += s->z[(size_t)k * Z + j];
     }
+    if (qw && !wsum) PetscCall(PetscCalloc1((size_t)d->ngroups * (Z + 1) + 1, &wsum));
+    for (PetscInt k = 0; k < n && qw; k++) { /* wsum: [ngroups x Z] unweighted sums, then [ngroups] weight sums */
+      PetscInt g = d->cell_group[rows[k]];
+      double   w = qw[rows[k]], *dst = means + (size_t)g * Z, *raw = wsum + (size_t)g * Z;
+      for (PetscInt j = 0; j < Z; j++) dst[j] += w * s->z[(size_t)k * Z + j], raw[j] += s->z[(size_t)k * Z + j];
+      wsum[(size_t)d->ngroups * Z + g] += w;
+    }
   }
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, means, (PetscMPIInt)(d->ngroups * Z), MPI_DOUBLE, MPI_SUM, PetscObjectComm((PetscObject)m)));
-  for (PetscInt g = 0; g < d->ngroups; g++)
-    for (PetscInt j = 0; want[g] && j < Z; j++) means[(size_t)g * Z + j] /= d->groups[g].ncells;
+  if (!qw)
+    for (PetscInt g = 0; g < d->ngroups; g++)
+      for (PetscInt j = 0; want[g] && j < Z; j++) means[(size_t)g * Z + j] /= d->groups[g].ncells;
+  else {
+    if (!wsum) PetscCall(PetscCalloc1((size_t)d->ngroups * (Z + 1) + 1, &wsum));
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, wsum, (PetscMPIInt)(d->ngroups * (Z + 1)), MPI_DOUBLE, MPI_SUM, PetscObjectComm((PetscObject)m)));
+    for (PetscInt g = 0; g < d->ngroups; g++) {
+      double W = wsum[(size_t)d->ngroups * Z + g];
+      for (PetscInt j = 0; want[g] && j < Z; j++)
+        means[(size_t)g * Z + j] = W > 0 ? means[(size_t)g * Z + j] / W : wsum[(size_t)g * Z + j] / d->groups[g].ncells;
+    }
+    PetscCall(PetscFree(wsum));
+  }
   PetscCall(CsAtomShiftsFromMeans(d, m->split, PETSC_FALSE, Z, means, &s->sh));
   PetscCall(CsBatchFree(&b));
   PetscCall(PetscFree(rows));
@@ -224,6 +245,7 @@ PetscErrorCode CsModelCreate_ScGen(CsModel m)
   s->cfg.kl_weight       = 0.00005; /* scGen's default */
   m->data                = s;
   m->trains              = PETSC_TRUE;
+  m->streams = PETSC_TRUE; /* group means and encodings by streamed passes */
   m->ops->setfromoptions = CsModelSetFromOptions_ScGen;
   m->ops->setup          = CsModelSetUp_ScGen;
   m->ops->fit            = CsModelFit_ScGen;

@@ -25,6 +25,7 @@ PetscErrorCode CsModelTrainGroups(CsModel m, CsTrainer t, const CsTrainerCallbac
   PetscCall(CsTrainerSetData(t, m->ds, d, train, m->split->nvalid ? valid : NULL, (uint64_t)m->seed));
   PetscCall(CsTrainerSetCheckpointDir(t, m->dir, CsModelName(m), ((PetscObject)m)->type_name));
   PetscCall(CsTrainerTrain(t, &m->interrupted));
+  PetscCall(CsTrainerGetParameterCount(t, &m->nparams));
   PetscCall(PetscFree2(train, valid));
   PetscFunctionReturn(0);
 }

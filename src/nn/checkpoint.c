@@ -93,6 +93,7 @@ PetscErrorCode CsTrainerCheckpointWrite(CsTrainer t)
   char path[PETSC_MAX_PATH_LEN];
 
   PetscFunctionBeginUser;
+  if (t->sampler->ds) PetscCall(CsDatasetStreamWait(t->sampler->ds)); /* HDF5 is used by one thread at a time */
   PetscCall(PetscLogEventBegin(CS_EVENT_WRITE, 0, 0, 0, 0));
   for (PetscInt k = 0; k < t->nsets; k++) PetscCall(CsNNOptimGather(t->opt[k])); /* sharded moments complete on rank 0 */
   PetscCall(CsPathJoin(t->ckdir, "checkpoint.h5", path));

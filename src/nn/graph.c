@@ -163,7 +163,7 @@ static void GraphRun(GraphCtx *g)
   const double work = (double)(g->ptr[g->nr] - g->ptr[0]) * g->B * g->d;
   if (g->nr <= 0 || g->B <= 0 || g->d <= 0) return;
   if (work < CS_GR_PARALLEL_MIN) TaskGraph(g, 0, 1);
-  else CsNNParallel(TaskGraph, g);
+  else CsPoolRun(TaskGraph, g);
 }
 
 /* out[B, nr, d] (=, or += with add) = A inp[B, nc, d] */

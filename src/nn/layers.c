@@ -176,7 +176,7 @@ static void TaskSpFwd(void *ctx, int t, int nt)
 {
   SpCtx *c = (SpCtx *)ctx;
   size_t lo, hi;
-  CsNNChunk((size_t)c->O, t, nt, 16, &lo, &hi);
+  CsPoolChunk((size_t)c->O, t, nt, 16, &lo, &hi);
   for (size_t o0 = lo; o0 < hi; o0 += CS_SP_TILE)
     SpFwdTile(c->out, c->add, c->X, c->w, c->b, c->O, (PetscInt)o0, (PetscInt)PetscMin(CS_SP_TILE, hi - o0));
 }
@@ -185,7 +185,7 @@ static void TaskSpBwd(void *ctx, int t, int nt)
 {
   SpCtx *c = (SpCtx *)ctx;
   size_t lo, hi;
-  CsNNChunk((size_t)c->O, t, nt, 16, &lo, &hi);
+  CsPoolChunk((size_t)c->O, t, nt, 16, &lo, &hi);
   for (size_t o0 = lo; o0 < hi; o0 += CS_SP_TILE) SpBwdTile(c->dw, c->dout, c->X, c->O, (PetscInt)o0, (PetscInt)PetscMin(CS_SP_TILE, hi - o0));
 }
 
@@ -193,7 +193,7 @@ void cs_linear_sparse_forward(float *out /*[B,O]*/, const CsCSR *X /*[B,I]*/, co
                               PetscInt O)
 {
   SpCtx c = {out, NULL, w, b, NULL, X, O, PETSC_FALSE};
-  CsNNParallel(TaskSpFwd, &c);
+  CsPoolRun(TaskSpFwd, &c);
 }
 
 void cs_linear_sparse_backward(float *dw /*[I,O]*/, float *db /*[O]*/, const float *dout /*[B,O]*/, const CsCSR *X /*[B,I]*/,
@@ -217,10 +217,10 @@ void cs_linear_sparse_backward(float *dw /*[I,O]*/, float *db /*[O]*/, const flo
       }
     T.nrows = X->ncols, T.ncols = X->nrows, T.indptr = ptr, T.indices = idx, T.data = val;
     SpCtx c = {dw, NULL, dout, NULL, NULL, &T, O, PETSC_TRUE};
-    CsNNParallel(TaskSpFwd, &c);
+    CsPoolRun(TaskSpFwd, &c);
   } else {
     SpCtx c = {NULL, dw, NULL, NULL, dout, X, O, PETSC_FALSE};
-    CsNNParallel(TaskSpBwd, &c);
+    CsPoolRun(TaskSpBwd, &c);
   }
   free(ptr), free(idx), free(val);
   if (db) CsNNColSumAdd(db, dout, X->nrows, O);
@@ -297,22 +297,22 @@ void cs_dropout_words(uint32_t *r /*[C rounded up to 64]*/, uint64_t seed, uint6
   CsNNDropoutWordsRange(r, seed, step, layer, cell, 0, (C + 63) / 64);
 }
 
+/* The MLP's own rule (CsNNActDropRow with no activation), kept as a mask of factors for the unfused kernel. */
 void cs_dropout_forward(float *out /*[B,C]*/, float *mask /*[B,C]*/, const float *inp /*[B,C]*/, PetscInt B, PetscInt C,
                         double p, const CsNNPass *pass, PetscInt layer)
 {
   uint32_t words[1024]; /* 16 chunks of 64 units at a time */
+  uint8_t  keep[1024];
   uint32_t thr   = CsNNDropoutThreshold(p);
   float    scale = (float)(1.0 / (1.0 - p));
 
   for (PetscInt i = 0; i < B; i++)
     for (PetscInt j0 = 0; j0 < C; j0 += 1024) {
-      PetscInt n = PetscMin(1024, C - j0);
+      PetscInt n   = PetscMin(1024, C - j0);
+      size_t   off = (size_t)i * C + j0;
       CsNNDropoutWordsRange(words, pass->seed, pass->step, layer, CsNNPassCell(pass, i), j0 / 64, (n + 63) / 64);
-      for (PetscInt j = 0; j < n; j++) {
-        float s                     = words[j] >= thr ? scale : 0.0f;
-        mask[(size_t)i * C + j0 + j] = s;
-        out[(size_t)i * C + j0 + j]  = inp[(size_t)i * C + j0 + j] * s;
-      }
+      CsNNActDropRow(out + off, keep, inp + off, words, thr, scale, CS_NN_ACT_NONE, n);
+      for (PetscInt j = 0; j < n; j++) mask[off + j] = keep[j] ? scale : 0.0f;
     }
 }
 

@@ -45,7 +45,7 @@ static void TaskMSE(void *ctx, int t, int nt)
   MSECtx *k = (MSECtx *)ctx;
   size_t  lo, hi, C = (size_t)k->C;
   double  s = 0;
-  CsNNChunk((size_t)k->B, t, nt, 1, &lo, &hi);
+  CsPoolChunk((size_t)k->B, t, nt, 1, &lo, &hi);
   for (size_t i = lo; i < hi; i++) {
     const float *p = k->pred + i * C;
     float       *d = k->dpred ? k->dpred + i * C : NULL;
@@ -69,8 +69,8 @@ static double MSE(float *dpred, PetscBool assign, const float *pred, const float
 {
   double sc = weight / (double)nglobal, s = 0;
   MSECtx k  = {dpred, assign, pred, target, T, B, C, (float)(2 * sc), {0}};
-  CsNNParallel(TaskMSE, &k);
-  for (int t = 0; t < CsNNThreads(); t++) s += k.s[t];
+  CsPoolRun(TaskMSE, &k);
+  for (int t = 0; t < CsPoolThreads(); t++) s += k.s[t];
   return sc * s;
 }
 

@@ -132,7 +132,7 @@ PetscErrorCode CsMLPSetUp(CsMLP m, PetscInt maxbatch)
   PetscCheck(!m->maxbatch, m->P->comm, PETSC_ERR_ORDER, "MLP %s is already set up", m->name);
   PetscCheck(maxbatch > 0, m->P->comm, PETSC_ERR_ARG_OUTOFRANGE, "MLP %s: the batch size must be positive", m->name);
   m->maxbatch = maxbatch;
-  m->nt       = CsNNThreads();
+  m->nt       = CsPoolThreads();
   Carve(m, NULL, &bytes);
   PetscCall(CsNNMalloc(bytes, &m->arena));
   bytes = 0;
@@ -162,7 +162,7 @@ static void TaskStats(void *c, int t, int nt)
 {
   BlockCtx *k = (BlockCtx *)c;
   size_t    lo, hi;
-  CsNNChunk((size_t)k->O, t, nt, 16, &lo, &hi);
+  CsPoolChunk((size_t)k->O, t, nt, 16, &lo, &hi);
   if (lo < hi) CsNNColSums2(k->m->dwork, k->L->h, k->B, k->O, (PetscInt)lo, (PetscInt)hi);
 }
 
@@ -176,7 +176,7 @@ static void TaskApply(void *c, int t, int nt)
   float    *y = m->fwork + 3 * (size_t)m->maxc + (size_t)t * m->maxc;
   uint32_t *words = m->words + (size_t)t * nw;
   size_t    lo, hi;
-  CsNNChunk((size_t)k->B, t, nt, 1, &lo, &hi);
+  CsPoolChunk((size_t)k->B, t, nt, 1, &lo, &hi);
   for (size_t i = lo; i < hi; i++) {
     float       *h  = L->h + i * O;
     const float *yr = h;
@@ -194,7 +194,7 @@ static void TaskBackSums(void *c, int t, int nt)
 {
   BlockCtx *k = (BlockCtx *)c;
   size_t    lo, hi;
-  CsNNChunk((size_t)k->O, t, nt, 16, &lo, &hi);
+  CsPoolChunk((size_t)k->O, t, nt, 16, &lo, &hi);
   if (lo < hi) CsNNBackSums(k->m->dwork, k->keepg ? k->L->g : NULL, k->L->g, &k->ab, k->L->h, k->B, k->O, (PetscInt)lo, (PetscInt)hi);
 }
 
@@ -205,7 +205,7 @@ static void TaskBackApply(void *c, int t, int nt)
   Layer    *L = k->L;
   PetscInt  B = k->B, O = k->O;
   size_t    lo, hi;
-  CsNNChunk((size_t)O, t, nt, 16, &lo, &hi);
+  CsPoolChunk((size_t)O, t, nt, 16, &lo, &hi);
   if (lo >= hi) return;
   /* In train mode the bias before a BatchNorm cancels in the normalisation: its true gradient is 0, and the column
      sums of dh are only rounding noise, which Adam would turn into steps of the size of the learning rate (and
@@ -221,15 +221,15 @@ static void TaskColSum(void *c, int t, int nt)
 {
   BlockCtx *k = (BlockCtx *)c;
   size_t    lo, hi;
-  CsNNChunk((size_t)k->O, t, nt, 16, &lo, &hi);
+  CsPoolChunk((size_t)k->O, t, nt, 16, &lo, &hi);
   if (lo < hi) CsNNColSumAddRange(k->db, k->L->g, k->B, k->O, (PetscInt)lo, (PetscInt)hi);
 }
 
 /* The passes of one block run on the calling thread. They read arrays of a few MB that the preceding sgemm has
    just written from both cores' caches; measured at batch 512 x 800 with 2 threads, splitting them over the pool
    was slower than one thread (wake-up of the worker, and the BLAS worker spinning on the other core). They keep
-   the (ctx, t, nt) form so that a machine where splitting pays can switch to CsNNParallel here. */
-static void BlockRun(CsNNTask fn, void *k) { fn(k, 0, 1); }
+   the (ctx, t, nt) form so that a machine where splitting pays can switch to CsPoolRun here. */
+static void BlockRun(CsPoolTask fn, void *k) { fn(k, 0, 1); }
 
 static void BlockCtxInit(BlockCtx *k, CsMLP m, Layer *L, PetscInt l, const CsNNPass *pass, PetscInt B)
 {

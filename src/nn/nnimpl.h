@@ -84,14 +84,9 @@ static inline uint32_t CsNNDropoutThreshold(double p)
 PetscErrorCode CsNNMalloc(size_t bytes, void *p);
 PetscErrorCode CsNNFree(void *p);
 
-/* Thread pool (threads.c): CsNNParallel runs fn(ctx, t, nt) for t in [0, nt), t = 0 on the caller, and returns
-   when all are done; nt = CsNNThreads() = the BLAS threads of this rank. CsNNChunk: the t-th of nt contiguous
-   chunks of [0, n), chunk size a multiple of align. The kernels below that take a column range [c0, c1) are
-   split by columns, so each column's sums keep the serial order and every thread count gives the same bits. */
-typedef void (*CsNNTask)(void *ctx, int t, int nt);
-int  CsNNThreads(void);
-PETSC_INTERN void CsNNParallel(CsNNTask fn, void *ctx);
-PETSC_INTERN void CsNNChunk(size_t n, int t, int nt, size_t align, size_t *lo, size_t *hi);
+/* The elementwise kernels run on the thread pool of src/core/threads.c (CsPoolRun, CsPoolChunk in sys.h). The
+   kernels below that take a column range [c0, c1) are split by columns, so each column's sums keep the serial order
+   and every thread count gives the same bits. */
 
 /* Sharded reduction (reduce.c): after CsNNReducerEnd, this rank owns [lo, hi) of the buffer and gshard (= P->g + lo)
    holds the reduced gradient of that slice, the rest of P->g is zero; false when the reduction is not sharded (or

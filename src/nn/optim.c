@@ -176,7 +176,7 @@ static void TaskAdam(void *ctx, int t, int nt)
   AdamCtx *a = (AdamCtx *)ctx;
   size_t   lo, hi;
   double   acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0;
-  CsNNChunk(a->n, t, nt, 16, &lo, &hi);
+  CsPoolChunk(a->n, t, nt, 16, &lo, &hi);
   if (lo >= hi) return;
 #if defined(CS_HAVE_AVX512_PATH)
   if (CsNNHaveAVX512()) AdamUpdateAVX512(a->p + lo, a->g + lo, a->m + lo, a->v + lo, hi - lo, a->c, acc, &s);
@@ -191,7 +191,7 @@ static void TaskSumSq(void *ctx, int t, int nt)
 {
   AdamCtx *a = (AdamCtx *)ctx;
   size_t   lo, hi;
-  CsNNChunk(a->n, t, nt, 16, &lo, &hi);
+  CsPoolChunk(a->n, t, nt, 16, &lo, &hi);
   a->sq[t] = lo < hi ? CsNNSqDiff(NULL, PETSC_FALSE, a->g + lo, NULL, hi - lo, 0) : 0;
 }
 
@@ -217,8 +217,8 @@ PetscErrorCode CsNNOptimStep(CsNNOptim opt, CsNNParams P)
     if (opt->clip > 0) {
       /* torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1. */
       double norm = 0;
-      CsNNParallel(TaskSumSq, &a);
-      for (int t = 0; t < CsNNThreads(); t++) norm += a.sq[t];
+      CsPoolRun(TaskSumSq, &a);
+      for (int t = 0; t < CsPoolThreads(); t++) norm += a.sq[t];
       if (sharded) PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &norm, 1, MPI_DOUBLE, MPI_SUM, CsNNReducerComm(opt->reducer)));
       opt->last_norm = norm = sqrt(norm);
       if (opt->clip / (norm + 1e-6) < 1) c.scale = (float)(opt->clip / (norm + 1e-6));
@@ -229,9 +229,9 @@ PetscErrorCode CsNNOptimStep(CsNNOptim opt, CsNNParams P)
     c.step = (float)(lr / bc1), c.bc2s = (float)sqrt(bc2), c.eps = (float)opt->eps;
     c.l2    = opt->type == CS_NN_OPTIM_ADAM ? (float)opt->weight_decay : 0.0f;
     c.decay = opt->type == CS_NN_OPTIM_ADAMW ? (float)(1 - lr * opt->weight_decay) : 1.0f;
-    CsNNParallel(TaskAdam, &a);
+    CsPoolRun(TaskAdam, &a);
     opt->last_sumsq = 0;
-    for (int t = 0; t < CsNNThreads(); t++) opt->last_sumsq += a.gsq[t];
+    for (int t = 0; t < CsPoolThreads(); t++) opt->last_sumsq += a.gsq[t];
     if (sharded) {
       PetscCall(CsNNReducerAllgather(opt->reducer, P->p));
       opt->partial = PETSC_TRUE;

@@ -37,10 +37,10 @@ typedef struct {
   PetscBool    diag;
 } PwCtx;
 
-static void Run(CsNNTask fn, PwCtx *c, size_t work)
+static void Run(CsPoolTask fn, PwCtx *c, size_t work)
 {
   if (work < CS_PW_PARALLEL_MIN) fn(c, 0, 1);
-  else CsNNParallel(fn, c);
+  else CsPoolRun(fn, c);
 }
 
 static CS_NN_VEC void AddNormsRows(PwCtx *c, size_t i0, size_t i1)
@@ -61,7 +61,7 @@ static void TaskAddNorms(void *ctx, int t, int nt)
 {
   PwCtx *c = (PwCtx *)ctx;
   size_t lo, hi;
-  CsNNChunk((size_t)c->n, t, nt, 1, &lo, &hi);
+  CsPoolChunk((size_t)c->n, t, nt, 1, &lo, &hi);
   AddNormsRows(c, lo, hi);
 }
 
@@ -139,7 +139,7 @@ static void TaskSqDistF64(void *ctx, int t, int nt)
 {
   F64Ctx *c = (F64Ctx *)ctx;
   size_t  lo, hi;
-  CsNNChunk((size_t)c->n, t, nt, 1, &lo, &hi);
+  CsPoolChunk((size_t)c->n, t, nt, 1, &lo, &hi);
   for (size_t i = lo; i < hi; i++) cs_sqdist_row_f64(c->D + i * c->m, c->X + i * c->d, c->YT, c->m, 0, c->d);
 }
 
@@ -150,7 +150,7 @@ void cs_pairwise_sqdist_f64(double *D /*[n,m]*/, const double *X /*[n,d]*/, cons
   if (n <= 0 || m <= 0) return;
   cs_transpose_f64(work, Y, m, d);
   if ((size_t)n * m * (d ? d : 1) < CS_PW_PARALLEL_MIN) TaskSqDistF64(&c, 0, 1);
-  else CsNNParallel(TaskSqDistF64, &c);
+  else CsPoolRun(TaskSqDistF64, &c);
 }
 
 /* ------------------------------------------------------------------------------------------------- log-sum-exp */
@@ -210,7 +210,7 @@ static void TaskLseRows(void *ctx, int t, int nt)
 {
   PwCtx *c = (PwCtx *)ctx;
   size_t lo, hi;
-  CsNNChunk((size_t)c->n, t, nt, 1, &lo, &hi);
+  CsPoolChunk((size_t)c->n, t, nt, 1, &lo, &hi);
   for (size_t i = lo; i < hi; i++) c->out[i] = LseRow(c->M + i * c->m, c->g, c->s, c->f ? c->f[i] : 0.0f, c->m);
 }
 
@@ -255,7 +255,7 @@ static void TaskLseCols(void *ctx, int t, int nt)
   PwCtx         *c  = (PwCtx *)ctx;
   const PetscInt nb = (c->m + CS_PW_COLS - 1) / CS_PW_COLS;
   size_t         lo, hi;
-  CsNNChunk((size_t)nb, t, nt, 1, &lo, &hi);
+  CsPoolChunk((size_t)nb, t, nt, 1, &lo, &hi);
   for (size_t b = lo; b < hi; b++) {
     PetscInt j0 = (PetscInt)b * CS_PW_COLS;
     LseCols(c->out, c->M, c->f, c->g, c->s, c->n, c->m, j0, PetscMin(CS_PW_COLS, c->m - j0));

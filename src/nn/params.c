@@ -95,6 +95,15 @@ PetscErrorCode CsNNParamsAddFrozen(CsNNParams P, const char name[], PetscInt row
   PetscFunctionReturn(0);
 }
 
+PetscInt64 CsNNParamsCount(CsNNParams P)
+{
+  PetscInt64 n = 0;
+
+  for (PetscInt i = 0; i < P->ntensors; i++)
+    if (!P->t[i].buffer) n += (PetscInt64)P->t[i].rows * P->t[i].cols;
+  return n;
+}
+
 PetscErrorCode CsNNParamsSetUp(CsNNParams P)
 {
   PetscFunctionBeginUser;

@@ -41,7 +41,7 @@ static PetscErrorCode ShardSetUp(CsNNReducer r)
   PetscCall(PetscMalloc2(r->size, &r->counts, r->size, &r->displs));
   for (PetscMPIInt k = 0; k < r->size; k++) {
     size_t lo, hi;
-    CsNNChunk(r->P->n, k, r->size, 16, &lo, &hi);
+    CsPoolChunk(r->P->n, k, r->size, 16, &lo, &hi);
     r->displs[k] = (PetscMPIInt)lo, r->counts[k] = (PetscMPIInt)(hi - lo);
   }
   PetscCall(CsNNMalloc(sizeof(float) * ((size_t)r->counts[r->rank] + 16), &r->tmp));

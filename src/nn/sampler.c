@@ -43,13 +43,15 @@ PetscErrorCode CsSamplerInitializePackage(void)
   PetscFunctionReturn(0);
 }
 
-/* The in-memory source: the dataset's own rows. */
+/* The default source: the dataset's own rows (ctx is the sampler, whose dataset is set later). In memory they are
+   ds->X, blocks included (copies of a block's rows, so that the stream sampler also runs on an in-memory dataset
+   and must give the same batches); a streamed dataset reads them (CsDatasetGetRows, CsDatasetStreamRead). */
 static PetscErrorCode MemoryRows(void *ctx, PetscInt n, const PetscInt local[], CsCSR *X)
 {
   CsSampler s = (CsSampler)ctx;
 
   PetscFunctionBeginUser;
-  PetscCall(CsCSRSubsetRows(&s->ds->X, n, local, X));
+  PetscCall(CsDatasetReadRows(s->ds, n, local, X));
   PetscFunctionReturn(0);
 }
 
@@ -58,8 +60,60 @@ static PetscErrorCode MemoryFetch(void *ctx, PetscInt n, const PetscInt global[]
   CsSampler s = (CsSampler)ctx;
 
   PetscFunctionBeginUser;
+  PetscCall(CsDatasetCheckResident(s->ds, "fetching rows from other ranks (the paired, set and coupled samplers)"));
   PetscCall(CsDatasetFetchRows(s->ds, n, global, X));
   PetscFunctionReturn(0);
+}
+
+static PetscErrorCode DatasetBlocks(void *ctx, PetscInt *nblocks, PetscInt *block_rows)
+{
+  CsDataset ds = ((CsSampler)ctx)->ds;
+
+  PetscFunctionBeginUser;
+  if (ds->streamed) PetscCall(CsDatasetStreamBlocks(ds, nblocks, block_rows));
+  else *block_rows = ds->stream_block, *nblocks = (ds->nglobal + ds->stream_block - 1) / ds->stream_block;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode DatasetRead(void *ctx, PetscInt block, CsCSR *X)
+{
+  CsDataset ds = ((CsSampler)ctx)->ds;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsCSRFree(X));
+  if (ds->streamed) PetscCall(CsDatasetStreamRead(ds, 1, &block, X));
+  else {
+    PetscInt a = PetscMax(block * ds->stream_block, ds->rstart), e = PetscMin((block + 1) * ds->stream_block, ds->rstart + ds->nlocal), *rows;
+    if (e < a) e = a;
+    PetscCall(PetscMalloc1(e - a + 1, &rows));
+    for (PetscInt i = a; i < e; i++) rows[i - a] = i - ds->rstart;
+    PetscCall(CsCSRSubsetRows(&ds->X, e - a, rows, X));
+    PetscCall(PetscFree(rows));
+  }
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode DatasetRelease(void *ctx, PetscInt block)
+{
+  PetscFunctionBeginUser;
+  (void)ctx, (void)block; /* the sampler frees the rows it was given */
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode DatasetPrefetch(void *ctx, PetscInt n, const PetscInt blocks[])
+{
+  CsDataset ds = ((CsSampler)ctx)->ds;
+
+  PetscFunctionBeginUser;
+  if (ds->streamed) PetscCall(CsDatasetStreamPrefetch(ds, n, blocks));
+  PetscFunctionReturn(0);
+}
+
+void CsSamplerDefaultSource(CsSampler s, CsSamplerSource *src)
+{
+  PetscMemzero(src, sizeof(*src));
+  src->ctx = s, src->rows = MemoryRows, src->fetch = MemoryFetch;
+  src->blocks = DatasetBlocks, src->read = DatasetRead, src->release = DatasetRelease, src->prefetch = DatasetPrefetch;
 }
 
 PetscErrorCode CsSamplerCreate(MPI_Comm comm, CsSampler *out)
@@ -73,10 +127,8 @@ PetscErrorCode CsSamplerCreate(MPI_Comm comm, CsSampler *out)
   PetscCallMPI(MPI_Comm_rank(comm, &s->rank));
   PetscCallMPI(MPI_Comm_size(comm, &s->size));
   s->batch     = 128;
-  s->src.ctx   = s;
-  s->src.rows  = MemoryRows;
-  s->src.fetch = MemoryFetch;
-  *out         = s;
+  CsSamplerDefaultSource(s, &s->src);
+  *out = s;
   PetscFunctionReturn(0);
 }
 
@@ -143,6 +195,11 @@ PetscErrorCode CsSamplerSetFromOptions(CsSampler s)
                                &flg));
   if (flg) PetscCall(CsSamplerSetType(s, type));
   else if (!((PetscObject)s)->type_name) PetscCall(CsSamplerSetType(s, CSSAMPLERCELLS));
+  { /* known to every type: the trainer turns cells into stream when the dataset is streamed (the stream type reads it) */
+    PetscInt w = 8;
+    PetscCall(PetscOptionsInt("-stream_window", "Stream sampler (streamed datasets): row blocks held in memory and shuffled together",
+                              "CsSamplerSetFromOptions", w, &w, NULL));
+  }
   if (s->ops->setfromoptions) PetscCall(s->ops->setfromoptions(s, PetscOptionsObject));
   PetscCall(PetscObjectProcessOptionsHandlers((PetscObject)s, PetscOptionsObject));
   PetscOptionsEnd();
@@ -155,7 +212,17 @@ PetscErrorCode CsSamplerSetData(CsSampler s, CsDataset ds, CsDesign d, const Pet
   PetscFunctionBeginUser;
   PetscValidHeaderSpecific(s, CS_SAMPLER_CLASSID, 1);
   s->ds = ds, s->design = d, s->train = train, s->valid = valid, s->seed = seed;
-  s->setup = PETSC_FALSE;
+  s->weight = ds ? ds->qweight : NULL;
+  s->setup  = PETSC_FALSE;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsSamplerSetWeights(CsSampler s, const double *w)
+{
+  PetscFunctionBeginUser;
+  PetscValidHeaderSpecific(s, CS_SAMPLER_CLASSID, 1);
+  s->weight = w;
+  s->setup  = PETSC_FALSE;
   PetscFunctionReturn(0);
 }
 
@@ -175,6 +242,12 @@ PetscErrorCode CsSamplerSetUp(CsSampler s)
   if (s->setup) PetscFunctionReturn(0);
   if (!((PetscObject)s)->type_name) PetscCall(CsSamplerSetType(s, CSSAMPLERCELLS));
   PetscCheck(s->ds && s->train, PetscObjectComm((PetscObject)s), PETSC_ERR_ORDER, "call CsSamplerSetData first");
+  {
+    PetscBool cells;
+    PetscCall(PetscObjectTypeCompare((PetscObject)s, CSSAMPLERCELLS, &cells));
+    CsCheckAll(PetscObjectComm((PetscObject)s), !s->weight || cells, "-quality_weight: the %s sampler draws no weighted cells (only the cells sampler does)",
+               ((PetscObject)s)->type_name);
+  }
   if (s->ops->setup) PetscCall(s->ops->setup(s));
   s->setup = PETSC_TRUE;
   PetscFunctionReturn(0);
@@ -277,7 +350,7 @@ static PetscErrorCode SetIds(CsDataset ds, PetscInt n, const PetscInt local[], c
 PetscErrorCode CsBatchFromRows(CsDataset ds, PetscInt n, const PetscInt *rows, CsBatch *b)
 {
   PetscFunctionBeginUser;
-  PetscCall(CsCSRSubsetRows(&ds->X, n, rows, &b->X));
+  PetscCall(CsDatasetGetRows(ds, n, rows, &b->X));
   PetscCall(SetIds(ds, n, rows, NULL, &b->local, &b->cell));
   b->n = n;
   PetscFunctionReturn(0);

@@ -82,6 +82,15 @@ PetscErrorCode CsTrainerSetFromOptions(CsTrainer t)
   PetscFunctionReturn(0);
 }
 
+PetscErrorCode CsTrainerGetParameterCount(CsTrainer t, PetscInt64 *n)
+{
+  PetscFunctionBeginUser;
+  *n = 0;
+  for (PetscInt k = 0; k < t->nsets; k++)
+    if (t->P[k]) *n += CsNNParamsCount(t->P[k]);
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsTrainerSetParams(CsTrainer t, PetscInt k, CsNNParams P)
 {
   PetscFunctionBeginUser;
@@ -161,6 +170,19 @@ PetscErrorCode CsTrainerSetData(CsTrainer t, CsDataset ds, CsDesign d, const Pet
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &ntrain, 1, MPIU_INT, MPI_SUM, t->comm));
   CsCheckAll(t->comm, ntrain >= 2, "training needs at least 2 cells (has %" PetscInt_FMT ")", ntrain);
   PetscCall(CellsFingerprint(t, ds));
+  if (ds->streamed) { /* the rows are read on demand: the cells sampler becomes its streamed form */
+    CsSamplerType type;
+    PetscBool     cells, stream;
+    PetscCall(CsSamplerGetType(t->sampler, &type));
+    PetscCall(PetscStrcmp(type, CSSAMPLERCELLS, &cells));
+    PetscCall(PetscStrcmp(type, CSSAMPLERSTREAM, &stream));
+    if (cells) PetscCall(CsSamplerSetType(t->sampler, CSSAMPLERSTREAM));
+    else if (!stream) {
+      char what[128];
+      PetscCall(PetscSNPrintf(what, sizeof(what), "%s's sampler (-%ssampler_type %s)", t->model[0] ? t->model : "the model", t->prefix, type));
+      PetscCall(CsDatasetCheckResident(ds, what));
+    }
+  }
   PetscCall(CsSamplerSetData(t->sampler, ds, d, t->mtrain, t->mvalid, seed));
   PetscCall(CsSamplerSetUp(t->sampler));
   PetscCall(PetscObjectViewFromOptions((PetscObject)t->sampler, NULL, "-sampler_view"));
@@ -225,7 +247,7 @@ static void TaskSumSq(void *ctx, int t, int nt)
 {
   SumSqCtx *a = (SumSqCtx *)ctx;
   size_t    lo, hi;
-  CsNNChunk(a->n, t, nt, 16, &lo, &hi);
+  CsPoolChunk(a->n, t, nt, 16, &lo, &hi);
   a->sq[t] = lo < hi ? CsNNSqDiff(NULL, PETSC_FALSE, a->g + lo, NULL, hi - lo, 0) : 0;
 }
 
@@ -236,8 +258,8 @@ static double GradSumSq(CsNNParams P)
   double   s = 0;
 
   a.g = P->g, a.n = P->n;
-  CsNNParallel(TaskSumSq, &a);
-  for (int t = 0; t < CsNNThreads(); t++) s += a.sq[t];
+  CsPoolRun(TaskSumSq, &a);
+  for (int t = 0; t < CsPoolThreads(); t++) s += a.sq[t];
   return s;
 }
 
@@ -463,6 +485,7 @@ static PetscErrorCode TrainBegin(CsTrainer t)
 static PetscErrorCode TrainEnd(CsTrainer t, PetscBool interrupted)
 {
   PetscFunctionBeginUser;
+  if (t->sampler->ds) PetscCall(CsDatasetStreamWait(t->sampler->ds)); /* a prefetch of a next epoch that will not come */
   PetscCall(CsProgressDestroy(&t->prog));
   if (interrupted) {
     PetscCall(PetscPrintf(t->comm, "%s: stopped by a signal in epoch %" PetscInt_FMT " after step %lld; checkpoint written to %s "

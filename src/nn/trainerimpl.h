@@ -71,6 +71,7 @@ struct _p_CsSampler {
   PetscInt         batch;
   PetscMPIInt      rank, size;
   CsSamplerSource  src;
+  const double    *weight; /* [ds->nlocal] sampling weights of the cells sampler, NULL = uniform */
   PetscBool        setup;
 };
 

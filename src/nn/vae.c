@@ -51,7 +51,7 @@ PetscErrorCode CsVAECreate(MPI_Comm comm, const CsVAEConfig *cfg, PetscInt maxba
   PetscCall(CsMLPSetUp(v->dec, maxbatch));
   PetscCall(PetscMalloc3((size_t)maxbatch * cfg->latent, &v->z, (size_t)maxbatch * cfg->latent, &v->eps,
                          (size_t)maxbatch * cfg->latent, &v->dz));
-  PetscCall(PetscMalloc1((size_t)CsNNThreads() * 64 * ((cfg->latent + 31) / 32), &v->words));
+  PetscCall(PetscMalloc1((size_t)CsPoolThreads() * 64 * ((cfg->latent + 31) / 32), &v->words));
   *vae = v;
   PetscFunctionReturn(0);
 }
@@ -73,7 +73,7 @@ static void TaskReparameterise(void *ctx, int t, int nt)
   PetscInt  Z = k->v->cfg.latent, npair = (Z + 1) / 2, nchunk = (npair + 15) / 16;
   uint32_t *r = k->v->words + (size_t)t * 64 * nchunk;
   size_t    lo, hi;
-  CsNNChunk((size_t)k->B, t, nt, 1, &lo, &hi);
+  CsPoolChunk((size_t)k->B, t, nt, 1, &lo, &hi);
   for (size_t i = lo; i < hi; i++) {
     uint64_t     cell = (uint64_t)CsNNPassCell(k->pass, (PetscInt)i);
     const float *mu = k->ml + i * 2 * Z, *lv = mu + Z;
@@ -102,7 +102,7 @@ PetscErrorCode CsVAETrainStep(CsVAE v, const CsNNPass *pass, PetscInt B, const f
   PetscCall(CsMLPForward(v->enc, pass, B, x, X, &ml));
   {
     ReparCtx k = {v, pass, B, ml};
-    CsNNParallel(TaskReparameterise, &k);
+    CsPoolRun(TaskReparameterise, &k);
   }
   PetscCall(CsMLPForward(v->dec, pass, B, v->z, NULL, &rec));
   PetscCall(PetscLogEventEnd(CS_EVENT_FORWARD, 0, 0, 0, 0));

@@ -4,7 +4,9 @@
 # - `srun --mpi=pmix` is available and the template runs cellshift on 2 tasks;
 # - a job that receives SIGUSR1 from Slurm mid-training checkpoints and ends COMPLETED (exit 0), without model.h5;
 # - resubmitted with -resume in its folder, it ends bit-identical (training.csv and every parameter of model.h5) to
-#   an uninterrupted job with the same options.
+#   an uninterrupted job with the same options;
+# - a sweep submitted with `cellshift sweep -slurm` runs as a 3-task array (jobs/sweep.sbatch, each run through
+#   srun) and its collection job, submitted with --dependency=afterany on the array, writes collected.csv.
 # The signal is sent with `scancel --signal=USR1` (the path Slurm's --signal=USR1@T takes: slurmctld → slurmstepd →
 # every task of the step) once training runs: slurmctld checks time limits only every 30 s and --time counts in
 # minutes, so a time-limit signal would land anywhere in a 30 s window (before the handler, or after the last
@@ -155,4 +157,29 @@ id=$(submit part -- -resume "$d/part")
 finish "$id" || { cat "$d"/part.*.out; fail "the resumed job: $(state "$id")"; }
 [ ! -e "$d/part/scgen/checkpoint.h5" ] || fail "checkpoint.h5 left after the resumed fit completed"
 same "$d/ref" "$d/part"
+
+# 4. a sweep as a Slurm array (one configuration per task) and the collection job after it (--dependency=afterany)
+cat > "$d/sweep.yaml" <<YAML
+options:
+  options_file_yaml: input/norman_combo.yaml
+  model: linear
+  baselines: control
+grid:
+  data_fraction: [0.2, 0.5, 1]
+YAML
+sub=$(SBATCH_TIMELIMIT=5 "$CELLSHIFT" sweep -spec "$d/sweep.yaml" -output_dir "$d/sweep" -slurm -sweep_sbatch jobs/sweep.sbatch 2>&1) ||
+  { echo "$sub"; fail "cellshift sweep -slurm"; }
+aid=$(echo "$sub" | sed -n 's/.*array job \([0-9]*\) .*/\1/p')
+cid=$(echo "$sub" | sed -n 's/.*collection job \([0-9]*\) .*/\1/p')
+[ -n "$aid" ] && [ -n "$cid" ] || { echo "$sub"; fail "cellshift sweep -slurm did not report the two jobs"; }
+scontrol -o show job "$cid" | grep -q "Dependency=afterany:${aid}" || finish "$cid" ||
+  { scontrol -o show job "$cid"; fail "the collection job does not depend on array job $aid"; }
+finish "$cid" || { echo "$sub"; tail -n 5 "$d"/sweep/slurm/* "$d"/sweep/runs/*/log.txt; fail "the collection job: $(state "$cid")"; }
+"$CS_PYTHON" - "$d/sweep" <<'PY' || { tail -n 5 "$d"/sweep/slurm/*; fail "the array's collected.csv"; }
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1] + "/collected.csv")))
+assert sorted({(r["run"], r["status"]) for r in rows}) == [("0000", "ok"), ("0001", "ok"), ("0002", "ok")], rows
+n = [int(r["n_train_cells"]) for r in rows if r["model"] == "linear"]
+assert len(n) == 3 and n[0] < n[1] < n[2], n
+PY
 echo "slurm tests passed"

@@ -5,7 +5,8 @@
    the same for any rank count. Also checked: every row holds its cell's expression, ids and sizes agree, micro-batches
    add up to their batch, paired partners are training controls of the cell's context, set batches are whole groups
    with set_size cells and set_controls controls of their context on the rank of their position, coupled batches are
-   one group with its context's controls, and the stream type refuses an in-memory dataset. */
+   one group with its context's controls; stream batches follow the block-window definition on an in-memory
+   dataset, on the same file streamed and through CsSamplerSetSource, and streamed group statistics match. */
 #include "testing.h"
 #include <cellshift/sampler.h>
 #include <cellshift/split.h>
@@ -425,20 +426,197 @@ static PetscErrorCode TestCoupled(void)
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode TestStream(void)
+/* stream: the definition of sampler.h recomputed from the global arrays (blocks of R rows, windows of W blocks of
+   the epoch's block permutation, each window's training cells permuted), on an in-memory dataset (the default
+   source's blocks), on the same file streamed (rows read on demand, prefetched) and through a source given with
+   CsSamplerSetSource that wraps the default one and counts its calls. */
+typedef struct {
+  CsSamplerSource inner;
+  PetscInt        reads, prefetches, rows;
+} Counting;
+
+static PetscErrorCode CountRows(void *ctx, PetscInt n, const PetscInt local[], CsCSR *X)
 {
-  CsSampler      s;
-  PetscErrorCode ierr;
+  Counting *c = (Counting *)ctx;
+  PetscFunctionBeginUser;
+  c->rows++;
+  PetscCall(c->inner.rows(c->inner.ctx, n, local, X));
+  PetscFunctionReturn(0);
+}
+static PetscErrorCode CountBlocks(void *ctx, PetscInt *nb, PetscInt *R)
+{
+  Counting *c = (Counting *)ctx;
+  PetscFunctionBeginUser;
+  PetscCall(c->inner.blocks(c->inner.ctx, nb, R));
+  PetscFunctionReturn(0);
+}
+static PetscErrorCode CountRead(void *ctx, PetscInt blk, CsCSR *X)
+{
+  Counting *c = (Counting *)ctx;
+  PetscFunctionBeginUser;
+  c->reads++;
+  PetscCall(c->inner.read(c->inner.ctx, blk, X));
+  PetscFunctionReturn(0);
+}
+static PetscErrorCode CountRelease(void *ctx, PetscInt blk)
+{
+  Counting *c = (Counting *)ctx;
+  PetscFunctionBeginUser;
+  PetscCall(c->inner.release(c->inner.ctx, blk));
+  PetscFunctionReturn(0);
+}
+static PetscErrorCode CountPrefetch(void *ctx, PetscInt n, const PetscInt blk[])
+{
+  Counting *c = (Counting *)ctx;
+  PetscFunctionBeginUser;
+  c->prefetches++;
+  PetscCall(c->inner.prefetch(c->inner.ctx, n, blk));
+  PetscFunctionReturn(0);
+}
+
+/* The epoch order of the definition: ord[0..ntrain) global cells. */
+static PetscErrorCode StreamOrder(PetscInt R, PetscInt W, PetscInt e, PetscInt *ord, PetscInt *ntrain)
+{
+  PetscInt nb = (N + R - 1) / R, nw = (nb + W - 1) / W, at = 0, *cells;
+  CsPerm   bp;
 
   PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(N + 1, &cells));
+  CsPermInit(&bp, (uint64_t)nb, 11, CS_STREAM_SHUFFLE, (uint64_t)e);
+  for (PetscInt w = 0; w < nw; w++) {
+    PetscInt C = 0;
+    CsPerm   wp;
+    for (PetscInt j = w * W; j < PetscMin(nb, (w + 1) * W); j++) {
+      PetscInt blk = (PetscInt)CsPermApply(&bp, (uint64_t)j);
+      for (PetscInt c = blk * R; c < PetscMin(N, (blk + 1) * R); c++)
+        if (gtrain[c]) cells[C++] = c;
+    }
+    CsPermInit(&wp, (uint64_t)C, 11, CS_STREAM_SHUFFLE, ((uint64_t)(e + 1) << 32) | (uint64_t)w);
+    for (PetscInt q = 0; q < C; q++) ord[at++] = cells[CsPermApply(&wp, (uint64_t)q)];
+  }
+  *ntrain = at;
+  PetscCall(PetscFree(cells));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode CheckStream(CsDataset data, PetscInt R, PetscInt W, PetscInt B, PetscBool wrap, const char what[])
+{
+  CsSampler s;
+  CsBatch   b = {0};
+  PetscInt *ord, n, nsteps, ncells, nv = 0, *vcells;
+  Counting  cnt = {{0}, 0, 0, 0};
+  char      opts[64];
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscSNPrintf(opts, sizeof(opts), "-t_stream_window %" PetscInt_FMT, W));
+  PetscCall(PetscOptionsInsertString(NULL, opts));
+  data->stream_block = R;
+  PetscCall(CsSamplerCreate(comm, &s));
+  PetscCall(CsSamplerSetOptionsPrefix(s, "t_"));
+  PetscCall(CsSamplerSetType(s, CSSAMPLERSTREAM));
+  PetscCall(CsSamplerSetBatchSize(s, B));
+  PetscCall(CsSamplerSetFromOptions(s));
+  PetscCall(CsSamplerSetData(s, data, d, train, valid, 11));
+  if (wrap) {
+    CsSamplerSource src = {&cnt, CountRows, NULL, CountBlocks, CountRead, CountRelease, CountPrefetch};
+    CsSamplerDefaultSource(s, &cnt.inner);
+    PetscCall(CsSamplerSetSource(s, &src));
+  }
+  PetscCall(CsSamplerSetUp(s));
+  PetscCall(PetscOptionsClear(NULL));
+  PetscCall(PetscMalloc2(N + 1, &ord, N + 1, &vcells));
+  for (PetscInt c = 0; c < N; c++)
+    if (gvalid[c]) vcells[nv++] = c;
+  for (PetscInt e = 0; e < 2; e++) {
+    PetscCall(StreamOrder(R, W, e, ord, &n));
+    PetscCall(CsSamplerGetSizes(s, CS_SAMPLE_TRAIN, &nsteps, &ncells, NULL));
+    CS_EXPECT(ncells == n && nsteps == PetscMax(1, n / B), "%s: %" PetscInt_FMT " cells in %" PetscInt_FMT " steps, expected %" PetscInt_FMT, what, ncells, nsteps, n);
+    for (PetscInt st = 0; st < nsteps; st++) {
+      Print    p  = {0, 0, 0, 0, 0};
+      uint64_t xs = 0;
+      for (PetscInt q = st * B; q < PetscMin(st * B + B, n); q++) xs += H(ord[q], 1);
+      PetscCall(CsSamplerGetBatch(s, CS_SAMPLE_TRAIN, e, st, 0, 1, &b));
+      PetscCall(Observe(&b, PETSC_FALSE, &p));
+      CS_EXPECT(p.xs == xs && p.n == PetscMin(B, n), "%s: epoch %" PetscInt_FMT " step %" PetscInt_FMT " is not the batch of the definition", what, e, st);
+      if (st % 5 == 1) PetscCall(CheckParts(s, CS_SAMPLE_TRAIN, e, st, 3, &p, PETSC_FALSE));
+    }
+  }
+  { /* resume in the middle of an epoch: the same batch without the ones before */
+    Print    p  = {0, 0, 0, 0, 0};
+    uint64_t xs = 0;
+    PetscInt st = nsteps / 2;
+    PetscCall(StreamOrder(R, W, 5, ord, &n));
+    for (PetscInt q = st * B; q < PetscMin(st * B + B, n); q++) xs += H(ord[q], 1);
+    PetscCall(CsSamplerGetBatch(s, CS_SAMPLE_TRAIN, 5, st, 0, 1, &b));
+    PetscCall(Observe(&b, PETSC_FALSE, &p));
+    CS_EXPECT(p.xs == xs, "%s: step %" PetscInt_FMT " of epoch 5 asked first is not the batch of the definition", what, st);
+  }
+  PetscCall(CsSamplerGetSizes(s, CS_SAMPLE_VALID, &nsteps, &ncells, NULL));
+  CS_EXPECT(ncells == nv, "%s: %" PetscInt_FMT " validation cells, expected %" PetscInt_FMT, what, ncells, nv);
+  for (PetscInt st = 0; st < nsteps; st++) {
+    Print    p  = {0, 0, 0, 0, 0};
+    uint64_t xs = 0;
+    for (PetscInt q = st * B; q < PetscMin(st * B + B, nv); q++) xs += H(vcells[q], 1);
+    PetscCall(CsSamplerGetBatch(s, CS_SAMPLE_VALID, 0, st, 0, 1, &b));
+    PetscCall(Observe(&b, PETSC_FALSE, &p));
+    CS_EXPECT(p.xs == xs, "%s: validation step %" PetscInt_FMT " is not the cells in global order", what, st);
+  }
+  if (wrap) {
+    PetscInt nb = (N + R - 1) / R;
+    CS_EXPECT(cnt.reads >= 2 * nb && cnt.rows > 0 && cnt.prefetches > 0,
+              "%s: the source given with CsSamplerSetSource was not used (%" PetscInt_FMT " block reads for %" PetscInt_FMT " blocks, %" PetscInt_FMT " row reads, %" PetscInt_FMT " prefetches)",
+              what, cnt.reads, nb, cnt.rows, cnt.prefetches);
+  }
+  PetscCall(PetscFree2(ord, vcells));
+  PetscCall(CsBatchFree(&b));
+  PetscCall(CsSamplerDestroy(&s));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode TestStream(void)
+{
+  CsDataset      st;
+  char           data[PETSC_MAX_PATH_LEN];
+  CsSampler      s;
+  PetscErrorCode ierr;
+  CsSamplerSource none = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+
+  PetscFunctionBeginUser;
+  /* A source without blocks is refused. */
   PetscCall(CsSamplerCreate(comm, &s));
   PetscCall(CsSamplerSetType(s, CSSAMPLERSTREAM));
   PetscCall(CsSamplerSetData(s, ds, d, train, valid, 11));
+  PetscCall(CsSamplerSetSource(s, &none));
   PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
   ierr = CsSamplerSetUp(s);
   PetscCall(PetscPopErrorHandler());
-  CS_EXPECT(ierr == CS_ERR_INPUT, "the stream sampler accepted an in-memory dataset (error %d)", (int)ierr);
+  CS_EXPECT(ierr == CS_ERR_INPUT, "the stream sampler accepted a source without blocks (error %d)", (int)ierr);
   PetscCall(CsSamplerDestroy(&s));
+  /* In memory (the default source's blocks), then the same file streamed, through the default source and a wrapper. */
+  PetscCall(CheckStream(ds, 300, 3, 64, PETSC_FALSE, "in memory"));
+  PetscCall(CheckStream(ds, 1000, 1, 50, PETSC_FALSE, "in memory, one block a window"));
+  PetscCall(CsTestSourcePath("input/perturbench_devel/devel.h5ad", data));
+  PetscCall(CsDatasetCreate(comm, &st));
+  PetscCall(CsDatasetSetFile(st, data, NULL));
+  PetscCall(CsDesignAddKeys(d, st));
+  st->stream = PETSC_TRUE, st->stream_block = 300;
+  PetscCall(CsDatasetSetUp(st));
+  CS_EXPECT(st->streamed && st->X.nrows == 0, "-stream read the rows");
+  CS_EXPECT(st->rstart == ds->rstart && st->nlocal == ds->nlocal, "streamed ownership differs from the in-memory read");
+  PetscCall(CheckStream(st, 300, 3, 64, PETSC_FALSE, "streamed"));
+  PetscCall(CheckStream(st, 256, 2, 100, PETSC_TRUE, "streamed through CsSamplerSetSource"));
+  { /* group statistics by a pass over the blocks: the same numbers as in memory */
+    PetscInt G = ds->ngenes, S = d->ngroups, *slot;
+    double  *m1, *v1, *m2, *v2;
+    PetscCall(PetscMalloc5(ds->nlocal + 1, &slot, (size_t)S * G, &m1, (size_t)S * G, &v1, (size_t)S * G, &m2, (size_t)S * G, &v2));
+    for (PetscInt i = 0; i < ds->nlocal; i++) slot[i] = d->cell_group[i];
+    st->stream_block = 97;
+    PetscCall(CsDatasetGroupStats(ds, S, slot, NULL, m1, v1));
+    PetscCall(CsDatasetGroupStats(st, S, slot, NULL, m2, v2));
+    for (size_t q = 0; q < (size_t)S * G; q++) CS_EXPECT(m1[q] == m2[q] && PetscAbsReal(v1[q] - v2[q]) <= 1e-12 * (1 + PetscAbsReal(v1[q])), "streamed group statistics differ at %zu", q);
+    PetscCall(PetscFree5(slot, m1, v1, m2, v2));
+  }
+  PetscCall(CsDatasetDestroy(&st));
   PetscFunctionReturn(0);
 }
 

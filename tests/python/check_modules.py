@@ -16,8 +16,8 @@ HEADERS = {
     "nn": "nn", "trainer": "nn", "sampler": "nn",
     "ot": "ot", "ode": "ode", "sim": "sim",
     "model": "models",
-    "eval": "eval",
-    "sweep": "sweep",
+    "eval": "eval", "plot": "eval",
+    "sweep": "sweep", "scaling": "sweep",
 }
 
 top = sys.argv[1]

@@ -1,11 +1,12 @@
-/* A minimal thread pool for the elementwise kernels of src/nn (see nnimpl.h).
+/* The thread pool of a rank (see sys.h): the elementwise kernels of src/nn and the inflation of chunks in src/io.
 
    With one rank per node and several BLAS threads, sgemm runs on all cores but everything between two sgemm
    calls would run on one. The pool runs the passes that gain from more cores (Adam, the reconstruction loss,
-   the reparameterisation noise, the sparse first layer) on as many threads as BLAS uses (CsBLASGetThreads). Workers spin briefly after a task (passes come in bursts a few
-   microseconds apart) and then sleep on a condition variable, so they never compete with the BLAS threads
-   during a long sgemm. Workers never call MPI. */
-#include "nnimpl.h"
+   the reparameterisation noise, the sparse first layer, inflating the chunks of a read) on as many threads as
+   BLAS uses (CsBLASGetThreads). Workers spin briefly after a task (passes come in bursts a few microseconds apart)
+   and then sleep on a condition variable, so they never compete with the BLAS threads during a long sgemm.
+   Workers never call MPI. */
+#include <cellshift/sys.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -15,7 +16,7 @@ static struct {
   pthread_cond_t  start, done;
   atomic_uint     gen;     /* task generation */
   atomic_int      pending; /* workers still running the current task */
-  CsNNTask        fn;
+  CsPoolTask        fn;
   void           *ctx;
 } pool = {0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL, NULL};
 
@@ -77,9 +78,9 @@ static int PoolStart(void)
   return pool.nt;
 }
 
-int CsNNThreads(void) { return PoolStart(); }
+int CsPoolThreads(void) { return PoolStart(); }
 
-void CsNNParallel(CsNNTask fn, void *ctx)
+void CsPoolRun(CsPoolTask fn, void *ctx)
 {
   int nt = PoolStart(), spin = 0;
   if (nt == 1) {
@@ -101,10 +102,37 @@ void CsNNParallel(CsNNTask fn, void *ctx)
   }
 }
 
-void CsNNChunk(size_t n, int t, int nt, size_t align, size_t *lo, size_t *hi)
+void CsPoolChunk(size_t n, int t, int nt, size_t align, size_t *lo, size_t *hi)
 {
   size_t c = (n + (size_t)nt - 1) / (size_t)nt;
   c   = (c + align - 1) / align * align;
   *lo = PetscMin(n, (size_t)t * c);
   *hi = PetscMin(n, *lo + c);
+}
+
+/* CsPoolFor: every thread takes the next item until none is left. */
+typedef struct {
+  CsPoolItem   fn;
+  void        *ctx;
+  int64_t      n;
+  int          nt; /* threads that take items */
+  atomic_llong next;
+} PoolLoop;
+
+static void LoopTask(void *ctx, int t, int nt)
+{
+  PoolLoop *l = (PoolLoop *)ctx;
+  (void)nt;
+  if (t >= l->nt) return;
+  for (int64_t i; (i = (int64_t)atomic_fetch_add_explicit(&l->next, 1, memory_order_relaxed)) < l->n;) l->fn(l->ctx, i, t);
+}
+
+void CsPoolFor(int64_t n, int maxthreads, CsPoolItem fn, void *ctx)
+{
+  PoolLoop l = {fn, ctx, n, maxthreads, 0};
+
+  if (n <= 0) return;
+  if (n == 1 || maxthreads <= 1) /* no wake-up when one thread does it all */
+    for (int64_t i = 0; i < n; i++) fn(ctx, i, 0);
+  else CsPoolRun(LoopTask, &l);
 }
