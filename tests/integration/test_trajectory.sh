@@ -121,6 +121,6 @@ fail "no column 'nope'" -time_key nope -save_times 1 -output "$out/bad.h5ad"
 fail "outside the observed times" -time_key day -save_times 1,5 -output "$out/bad.h5ad"
 fail "no neighbour on both sides" -time_key day -holdout_time 3
 fail "not a time point" -time_key day -holdout_time 1.5
-fail "ot, flow" -time_key day -holdout_time 1 -method nope
+fail "Available options: ot flow" -time_key day -holdout_time 1 -method nope
 fail "did you mean -save_times" -time_key day -save_time 1 -output "$out/bad.h5ad"
 echo "trajectory: ok"
