@@ -144,7 +144,8 @@ PETSC_EXTERN PetscErrorCode CsContextMeanShifts(CsDataset ds, CsDesign d, CsSpli
    hidden SiLU units, linear output) on [x | sinusoidal embedding of u (tdim)]. */
 typedef struct {
   PetscInt  epochs, hidden, layers, tdim, batch; /* an epoch: ceil(source cells of all pairs / batch) steps */
-  PetscReal lr, ot_eps;
+  PetscInt  ot_max_iter;                         /* the minibatch coupling's iteration cap */
+  PetscReal lr, ot_eps, ot_tol;                  /* ot_tol: its marginal error tolerance */
   uint64_t  seed;
 } CsTimeFlowOptions;
 typedef struct _n_CsTimeFlow *CsTimeFlow;

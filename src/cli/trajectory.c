@@ -46,6 +46,7 @@ PetscErrorCode CsTrajectoryOptions(MPI_Comm comm, void *ctx)
   o->pca = 30, o->eval_max = 2000, o->w2_eps = 0.01, o->nsave = TRAJ_MAX_SAVE;
   PetscCall(PetscStrncpy(o->outdir, ".", sizeof(o->outdir)));
   o->fl.epochs = 30, o->fl.hidden = 64, o->fl.layers = 2, o->fl.tdim = 16, o->fl.batch = 128, o->fl.lr = 1e-3, o->fl.ot_eps = 0.05, o->fl.seed = 0;
+  o->fl.ot_tol = 1e-4, o->fl.ot_max_iter = 5000;
   PetscOptionsBegin(comm, NULL, "Trajectories over a time course", "CsCommandTrajectory");
   PetscCall(PetscOptionsString("-data", "The time course (.h5ad)", "CsCommandTrajectory", o->data, o->data, sizeof(o->data), NULL));
   PetscCall(PetscOptionsString("-time_key", "obs column of the times (numeric, or categorical: numbers, else category order)",
@@ -93,6 +94,10 @@ PetscErrorCode CsTrajectoryOptions(MPI_Comm comm, void *ctx)
   PetscCall(PetscOptionsReal("-trajectory_flow_lr", "Flow: Adam learning rate", "CsCommandTrajectory", o->fl.lr, &o->fl.lr, NULL));
   PetscCall(PetscOptionsReal("-trajectory_flow_ot_epsilon", "Flow: entropic regularisation of the minibatch coupling (relative to the mean cost)",
                              "CsCommandTrajectory", o->fl.ot_eps, &o->fl.ot_eps, NULL));
+  PetscCall(PetscOptionsReal("-trajectory_flow_ot_tol", "Flow: marginal error tolerance of the minibatch coupling", "CsCommandTrajectory", o->fl.ot_tol,
+                             &o->fl.ot_tol, NULL));
+  PetscCall(PetscOptionsInt("-trajectory_flow_ot_max_iter", "Flow: iteration cap of the minibatch coupling", "CsCommandTrajectory", o->fl.ot_max_iter,
+                            &o->fl.ot_max_iter, NULL));
   PetscOptionsEnd();
   PetscCall(CsODEOptionsRegister(comm, "trajectory_flow_")); /* -trajectory_flow_ts_*: the integration of the flow */
   PetscFunctionReturn(0);
@@ -613,6 +618,8 @@ PetscErrorCode CsCommandTrajectory(void)
              "-trajectory_flow_epochs, _hidden, _layers must be at least 1, _time_dim and _batch at least 2");
   CsCheckAll(tr.comm, o->fl.lr > 0 && o->fl.ot_eps > 0 && isfinite(o->fl.lr) && isfinite(o->fl.ot_eps),
              "-trajectory_flow_lr and -trajectory_flow_ot_epsilon must be positive numbers");
+  CsCheckAll(tr.comm, o->fl.ot_tol > 0 && isfinite(o->fl.ot_tol) && o->fl.ot_max_iter >= 1,
+             "-trajectory_flow_ot_tol must be a positive number and -trajectory_flow_ot_max_iter at least 1");
   keys[0] = o->key;
   PetscCall(CsH5adRead(tr.comm, o->data, "", 1, keys, req, &tr.b));
   tr.n = tr.b.nlocal, tr.G = tr.b.ngenes;

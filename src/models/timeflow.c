@@ -93,7 +93,7 @@ PetscErrorCode CsTimeFlowTrain(MPI_Comm comm, const CsTimeFlowOptions *o, PetscI
         for (PetscInt q = 0; q < K; q++) dst[q] = (float)(z[(size_t)(start[c] + r) * K + q] / tf->scale);
       }
       PetscCall(CsOTOptionsDefaults(&oo));
-      oo.epsilon = o->ot_eps, oo.name = "trajectory flow: minibatch coupling";
+      oo.epsilon = o->ot_eps, oo.tol = o->ot_tol, oo.max_iter = o->ot_max_iter, oo.name = "trajectory flow: minibatch coupling";
       PetscCall(CsOTSolveDense(&oo, m0, m1, K, a0, a1, NULL, NULL, plan, NULL, &info));
       for (PetscInt j = rank; j < m0; j += size, nl++) { /* this rank's rows of the batch */
         const float *row = plan + (size_t)j * m1;
