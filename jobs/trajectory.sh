@@ -11,9 +11,9 @@ mkdir -p "$out"
 /usr/bin/python3 "$(dirname "$0")/trajectory_emt_h5ad.py" "$D/tigon_trajectories/EMT.npy" "$out/emt.h5ad"
 mkdir -p "$out/schiebinger_10.5"
 $MPI -n "$np" "$B/cellshift" trajectory -data "$D/schiebinger2019_reprogramming/moscot_temporal_tests.h5ad" -time_key day \
-  -holdout_time 10.5 -trajectory_pca 30 -output_dir "$out/schiebinger_10.5"
+  -holdout_time 10.5 -trajectory_pca 30 -method flow -output_dir "$out/schiebinger_10.5"
 for t in 0.3333333333333333 1 3; do
   mkdir -p "$out/emt_$t"
-  $MPI -n "$np" "$B/cellshift" trajectory -data "$out/emt.h5ad" -time_key day -holdout_time "$t" -trajectory_pca 3 \
+  $MPI -n "$np" "$B/cellshift" trajectory -data "$out/emt.h5ad" -time_key day -holdout_time "$t" -trajectory_pca 3 -method flow \
     -output_dir "$out/emt_$t"
 done

@@ -21,6 +21,7 @@
 #define CELLSHIFT_MODEL_H
 
 #include <cellshift/split.h>
+#include <cellshift/ode.h>
 
 typedef struct _p_CsModel *CsModel;
 typedef const char        *CsModelType;
@@ -129,5 +130,33 @@ PETSC_EXTERN PetscErrorCode CsAtomShiftsFree(CsAtomShifts *sh);
    without controls) gets the average of the other contexts' shifts, each context weighing the same, and 0 when no
    context has one; own[c] (may be NULL) tells which contexts have their own. Means are CsDesignGroupMeans. */
 PETSC_EXTERN PetscErrorCode CsContextMeanShifts(CsDataset ds, CsDesign d, CsSplit s, PetscBool withvalid, double *shift, PetscBool *own);
+
+/* ============================================ time-course flow ============================================ */
+/* A velocity field v(x, t) over a whole time course (cellshift trajectory -method flow), trained by minibatch-OT
+   flow matching between successive time points (src/models/timeflow.c). Cells are given in a PCA space; the field
+   works on x / scale (scale: the RMS coordinate of the cells) and u = (t - t_first) / span. Each step picks a pair
+   (t_k, t_k+1) and batch cells of each (with replacement), all by counter-based draws keyed by (seed, step, j), so the
+   batch is the same whatever the number of ranks; couples them by balanced entropic OT (CsOTSolveDense, epsilon
+   relative to the mean cost, computed identically on every rank); each source row j draws a partner from its plan
+   row and s ~ U(0, 1); x = (1 - s) x0 + s x1 at u_k + s (u_k+1 - u_k), target (x1 - x0) / (u_k+1 - u_k); MSE over
+   the batch. Rows j are split over the ranks (j mod size), the loss is normalised by the global batch and the
+   gradient summed over ranks (MPI_Allreduce), Adam steps identically on every rank. The MLP is CsMLP (layers of
+   hidden SiLU units, linear output) on [x | sinusoidal embedding of u (tdim)]. */
+typedef struct {
+  PetscInt  epochs, hidden, layers, tdim, batch; /* an epoch: ceil(source cells of all pairs / batch) steps */
+  PetscInt  ot_max_iter;                         /* the minibatch coupling's iteration cap */
+  PetscReal lr, ot_eps, ot_tol;                  /* ot_tol: its marginal error tolerance */
+  uint64_t  seed;
+} CsTimeFlowOptions;
+typedef struct _n_CsTimeFlow *CsTimeFlow;
+/* Collective: train on nt time points times[nt] (ascending) with count[k] cells each, z [sum count, K] grouped by
+   time point in that order, the same on every rank. Prints one loss line per epoch. */
+PETSC_EXTERN PetscErrorCode CsTimeFlowTrain(MPI_Comm comm, const CsTimeFlowOptions *o, PetscInt K, PetscInt nt, const double *times,
+                                            const PetscInt *count, const float *z, CsTimeFlow *tf);
+/* Not collective: move the n x K points x from time t0 to t1 through the field (PETSc TS, src/ode, with the options
+   of prefix; blocks of 64 points are one TS state: callers cut fixed blocks for rank-independent steps). */
+PETSC_EXTERN PetscErrorCode CsTimeFlowIntegrate(CsTimeFlow tf, const char prefix[], const char what[], double t0, double t1, PetscInt n, float *x,
+                                                CsODEStats *st);
+PETSC_EXTERN PetscErrorCode CsTimeFlowDestroy(CsTimeFlow *tf);
 
 #endif

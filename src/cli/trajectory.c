@@ -20,6 +20,7 @@
 #include <cellshift/linalg.h>
 #include <cellshift/ot.h>
 #include <cellshift/json.h>
+#include <cellshift/model.h>
 
 #define TRAJ_MAX_SAVE 64
 
@@ -28,8 +29,9 @@ typedef struct {
   PetscReal   save[TRAJ_MAX_SAVE];
   PetscInt    nsave, pca, eval_max;
   PetscReal   holdout, w2_eps;
-  PetscBool   has_holdout;
+  PetscBool   has_holdout, flow; /* -method flow */
   CsOTOptions ot;
+  CsTimeFlowOptions fl;
 } TrajOptions;
 
 PetscErrorCode CsTrajectoryOptions(MPI_Comm comm, void *ctx)
@@ -43,6 +45,8 @@ PetscErrorCode CsTrajectoryOptions(MPI_Comm comm, void *ctx)
   o->ot.max_iter = 5000;
   o->pca = 30, o->eval_max = 2000, o->w2_eps = 0.01, o->nsave = TRAJ_MAX_SAVE;
   PetscCall(PetscStrncpy(o->outdir, ".", sizeof(o->outdir)));
+  o->fl.epochs = 30, o->fl.hidden = 64, o->fl.layers = 2, o->fl.tdim = 16, o->fl.batch = 128, o->fl.lr = 1e-3, o->fl.ot_eps = 0.05, o->fl.seed = 0;
+  o->fl.ot_tol = 1e-4, o->fl.ot_max_iter = 5000;
   PetscOptionsBegin(comm, NULL, "Trajectories over a time course", "CsCommandTrajectory");
   PetscCall(PetscOptionsString("-data", "The time course (.h5ad)", "CsCommandTrajectory", o->data, o->data, sizeof(o->data), NULL));
   PetscCall(PetscOptionsString("-time_key", "obs column of the times (numeric, or categorical: numbers, else category order)",
@@ -74,7 +78,28 @@ PetscErrorCode CsTrajectoryOptions(MPI_Comm comm, void *ctx)
                              "CsCommandTrajectory", o->w2_eps, &o->w2_eps, NULL));
   PetscCall(PetscOptionsInt("-trajectory_eval_max_cells", "Cells of each set used for energy distance and W2", "CsCommandTrajectory",
                             o->eval_max, &o->eval_max, NULL));
+  {
+    const char *const methods[] = {"ot", "flow", "CsTrajectoryMethod", "", NULL};
+    PetscEnum         me = (PetscEnum)o->flow;
+    PetscCall(PetscOptionsEnum("-method", "ot: McCann interpolation of the entropic OT couplings; flow: a velocity field v(x, t) over the course by "
+                               "minibatch-OT flow matching, integrated with PETSc TS (the held-out task scores both)",
+                               "CsCommandTrajectory", methods, me, &me, NULL));
+    o->flow = (PetscBool)me;
+  }
+  PetscCall(PetscOptionsInt("-trajectory_flow_epochs", "Flow: epochs (ceil(source cells / batch) steps each)", "CsCommandTrajectory", o->fl.epochs, &o->fl.epochs, NULL));
+  PetscCall(PetscOptionsInt("-trajectory_flow_hidden", "Flow: width of the velocity MLP's layers", "CsCommandTrajectory", o->fl.hidden, &o->fl.hidden, NULL));
+  PetscCall(PetscOptionsInt("-trajectory_flow_layers", "Flow: hidden layers of the velocity MLP", "CsCommandTrajectory", o->fl.layers, &o->fl.layers, NULL));
+  PetscCall(PetscOptionsInt("-trajectory_flow_time_dim", "Flow: size of the sinusoidal time embedding", "CsCommandTrajectory", o->fl.tdim, &o->fl.tdim, NULL));
+  PetscCall(PetscOptionsInt("-trajectory_flow_batch", "Flow: cells of each time point of a minibatch", "CsCommandTrajectory", o->fl.batch, &o->fl.batch, NULL));
+  PetscCall(PetscOptionsReal("-trajectory_flow_lr", "Flow: Adam learning rate", "CsCommandTrajectory", o->fl.lr, &o->fl.lr, NULL));
+  PetscCall(PetscOptionsReal("-trajectory_flow_ot_epsilon", "Flow: entropic regularisation of the minibatch coupling (relative to the mean cost)",
+                             "CsCommandTrajectory", o->fl.ot_eps, &o->fl.ot_eps, NULL));
+  PetscCall(PetscOptionsReal("-trajectory_flow_ot_tol", "Flow: marginal error tolerance of the minibatch coupling", "CsCommandTrajectory", o->fl.ot_tol,
+                             &o->fl.ot_tol, NULL));
+  PetscCall(PetscOptionsInt("-trajectory_flow_ot_max_iter", "Flow: iteration cap of the minibatch coupling", "CsCommandTrajectory", o->fl.ot_max_iter,
+                            &o->fl.ot_max_iter, NULL));
   PetscOptionsEnd();
+  PetscCall(CsODEOptionsRegister(comm, "trajectory_flow_")); /* -trajectory_flow_ts_*: the integration of the flow */
   PetscFunctionReturn(0);
 }
 
@@ -190,6 +215,7 @@ typedef struct {
   PetscInt    npair, pair0; /* successive pairs; the held-out pair (-1: none) */
   float     **B;     /* per pair: the barycentric projections of its sources [nsrc, K] (NULL: pair not needed) */
   PetscInt  **src, *nsrc; /* per pair: local rows of its sources */
+  CsTimeFlow  tf;        /* -method flow */
 } Traj;
 
 /* The distinct times (the same on every rank), the held-out one removed, and the checks on them. */
@@ -289,6 +315,7 @@ static PetscErrorCode Couple(Traj *tr)
       } else if (tr->t[i] == times[k + 1]) PetscCall(PetscArraycpy(zt + (size_t)nq++ * K, tr->z + (size_t)tr->lidx[i] * K, K));
     }
     tr->nsrc[k] = ns;
+    if (o->flow && k != tr->pair0) continue; /* the flow moves these sources; the held-out pair is coupled for the comparison */
     PetscCall(PetscSNPrintf(name, sizeof(name), "trajectory: coupling of time %g to %g", times[k], times[k + 1]));
     opt.name = name;
     PetscCall(CsOTSolve(tr->comm, &opt, ns, nq, K, zs, zt, NULL, NULL, tr->B[k], NULL, NULL, &info));
@@ -296,6 +323,64 @@ static PetscErrorCode Couple(Traj *tr)
                           times[k + 1], info.iterations, (double)info.error, (double)info.mass));
   }
   PetscCall(PetscFree2(zs, zt));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode GatherTime(Traj *tr, double tc, float *loc, PetscInt *ng, float **all);
+
+/* -method flow: the field trained on every fitted time point (all cells on every rank, grouped by time). */
+static PetscErrorCode FlowTrain(Traj *tr)
+{
+  PetscInt *count, tot = 0, K = tr->K;
+  float    *z, *loc, *all;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc2(tr->nt, &count, (size_t)tr->n * K + 1, &loc));
+  PetscCall(PetscMalloc1((size_t)tr->N * K + 1, &z));
+  for (PetscInt k = 0; k < tr->nt; k++) {
+    PetscCall(GatherTime(tr, tr->times[k], loc, &count[k], &all));
+    PetscCall(PetscArraycpy(z + (size_t)tot * K, all, (size_t)count[k] * K));
+    tot += count[k];
+    PetscCall(PetscFree(all));
+  }
+  PetscCall(PetscPrintf(tr->comm, "trajectory: flow matching over %" PetscInt_FMT " time points, %" PetscInt_FMT " epochs, MLP %" PetscInt_FMT " x %" PetscInt_FMT ", batch %" PetscInt_FMT ", lr %g\n",
+                        tr->nt, tr->o.fl.epochs, tr->o.fl.layers, tr->o.fl.hidden, tr->o.fl.batch, (double)tr->o.fl.lr));
+  PetscCall(CsTimeFlowTrain(tr->comm, &tr->o.fl, K, tr->nt, tr->times, count, z, &tr->tf));
+  PetscCall(PetscFree(z));
+  PetscCall(PetscFree2(count, loc));
+  PetscFunctionReturn(0);
+}
+
+/* -method flow: the local sources of pair k moved from t_k to time tc, out [nsrc[k], K]. Every source of the pair
+   is cut into the same blocks of 64 whatever the number of ranks (block b on rank b mod size), so the TS steps and
+   the states do not depend on it; the blocks are summed into every rank (each entry comes from one rank). */
+static PetscErrorCode FlowMove(Traj *tr, PetscInt k, double tc, float *out)
+{
+  PetscInt    K = tr->K, np, before = 0, mine = tr->nsrc[k];
+  float      *loc, *all, *res;
+  CsODEStats  st = {0};
+  char        what[128];
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1((size_t)tr->n * K + 1, &loc));
+  PetscCall(GatherTime(tr, tr->times[k], loc, &np, &all));
+  PetscCall(PetscCalloc1((size_t)np * K + 1, &res));
+  PetscCall(PetscSNPrintf(what, sizeof(what), "trajectory flow: time %g to %g", tr->times[k], tc));
+  for (PetscInt b = 0, i0 = 0; i0 < np; b++, i0 += 64) {
+    PetscInt nb = PetscMin(64, np - i0);
+    if (b % tr->size != tr->rank) continue;
+    PetscCall(PetscArraycpy(res + (size_t)i0 * K, all + (size_t)i0 * K, (size_t)nb * K));
+    PetscCall(CsTimeFlowIntegrate(tr->tf, "trajectory_flow_", what, tr->times[k], tc, nb, res + (size_t)i0 * K, &st));
+  }
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, res, (PetscMPIInt)(np * K), MPI_FLOAT, MPI_SUM, tr->comm));
+  PetscCallMPI(MPI_Exscan(&mine, &before, 1, MPIU_INT, MPI_SUM, tr->comm));
+  if (!tr->rank) before = 0;
+  PetscCall(PetscArraycpy(out, res + (size_t)before * K, (size_t)mine * K));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &st.steps, 1, MPIU_INT, MPI_SUM, tr->comm));
+  PetscCall(PetscPrintf(tr->comm, "  flow %g -> %g: %" PetscInt_FMT " cells, %" PetscInt_FMT " ODE steps\n", tr->times[k], tc, np, st.steps));
+  PetscCall(PetscFree(res));
+  PetscCall(PetscFree(all));
+  PetscCall(PetscFree(loc));
   PetscFunctionReturn(0);
 }
 
@@ -362,14 +447,20 @@ static PetscErrorCode WriteStates(Traj *tr)
     PetscInt    k = jk[j];
     PetscLayout rows_layout; /* this time point's rows in rank order */
     double      s = (o->save[j] - tr->times[k]) / (tr->times[k + 1] - tr->times[k]);
-    float   *rows;
+    float      *rows, *mv = NULL;
     PetscCall(PetscMalloc1((size_t)tr->nsrc[k] * G + 1, &rows));
+    if (o->flow) {
+      PetscCall(PetscMalloc1((size_t)tr->nsrc[k] * K + 1, &mv));
+      PetscCall(FlowMove(tr, k, o->save[j], mv));
+    }
     for (PetscInt i = 0; i < tr->nsrc[k]; i++) {
       PetscInt c = tr->src[k][i];
       float   *row = rows + (size_t)i * G;
       double   dz[512];
       CsCSRRowToDense(&tr->b.X, c, row);
-      for (PetscInt a = 0; a < K; a++) dz[a] = s * ((double)tr->B[k][(size_t)i * K + a] - tr->z[(size_t)tr->lidx[c] * K + a]);
+      for (PetscInt a = 0; a < K; a++)
+        dz[a] = o->flow ? (double)mv[(size_t)i * K + a] - tr->z[(size_t)tr->lidx[c] * K + a]
+                        : s * ((double)tr->B[k][(size_t)i * K + a] - tr->z[(size_t)tr->lidx[c] * K + a]);
       for (PetscInt a = 0; a < K; a++)
         for (PetscInt g = 0; g < G; g++) row[g] += (float)(dz[a] * tr->comps[(size_t)a * G + g]);
     }
@@ -378,6 +469,7 @@ static PetscErrorCode WriteStates(Traj *tr)
     off += rows_layout->N;
     PetscCall(PetscLayoutDestroy(&rows_layout));
     PetscCall(PetscFree(rows));
+    PetscCall(PetscFree(mv));
   }
   PetscCall(CsH5adWriterCommit(&w));
   PetscCall(PetscPrintf(tr->comm, "trajectory: %" PetscInt_FMT " states at %" PetscInt_FMT " times written to %s\n", total, o->nsave, o->output));
@@ -391,7 +483,7 @@ static PetscErrorCode WriteStates(Traj *tr)
 /* The held-out task's result, for metrics.json. */
 typedef struct {
   const TrajOptions *o;
-  double             t0, t1, s, tn, to, e[3], w2[3]; /* interpolation, nearest, other neighbour */
+  double             t0, t1, s, tn, to, e[4], w2[4]; /* interpolation, nearest, other neighbour, flow */
   PetscInt           K, ntrue;
 } HeldOutResult;
 
@@ -400,8 +492,8 @@ static PetscErrorCode MetricsBody(void *ctx, FILE *fp)
   const HeldOutResult *h    = (const HeldOutResult *)ctx;
   json_t              *root = json_object(), *m;
   PetscErrorCode       ierr = 0;
-  const char          *names[3] = {"ot_interpolation", "nearest_time_point", "other_neighbour"};
-  const double         at[3]    = {NAN, h->tn, h->to};
+  const char          *names[4] = {"ot_interpolation", "nearest_time_point", "other_neighbour", "flow"};
+  const double         at[4]    = {NAN, h->tn, h->to, NAN};
 
   PetscFunctionBeginUser;
   PetscCheck(root, PETSC_COMM_SELF, PETSC_ERR_MEM, "out of memory");
@@ -418,9 +510,10 @@ static PetscErrorCode MetricsBody(void *ctx, FILE *fp)
   PetscCall(CsJSONSet(root, "w2_epsilon", CsJSONNumber(h->o->w2_eps)));
   PetscCall(CsJSONSet(root, "n_true", json_integer(h->ntrue)));
   PetscCall(CsJSONSet(root, "w2", json_string("sqrt(<P, C>) of a balanced Sinkhorn plan, epsilon w2_epsilon times the mean squared distance, in the PCA space")));
-  for (int c = 0; c < 3; c++) {
+  PetscCall(CsJSONSet(root, "method", json_string(h->o->flow ? "flow" : "ot")));
+  for (int c = 0; c < (h->o->flow ? 4 : 3); c++) {
     PetscCall(CsJSONSet(root, names[c], m = json_object()));
-    if (c) PetscCall(CsJSONSet(m, "time", CsJSONNumber(at[c])));
+    if (c == 1 || c == 2) PetscCall(CsJSONSet(m, "time", CsJSONNumber(at[c])));
     PetscCall(CsJSONSet(m, "energy_distance", CsJSONNumber(h->e[c])));
     PetscCall(CsJSONSet(m, "w2", CsJSONNumber(h->w2[c])));
   }
@@ -469,6 +562,15 @@ static PetscErrorCode HeldOut(Traj *tr)
     PetscCall(PetscFree(Nb));
   }
   PetscCall(Score(o, np, P, ntr, Tr, K, &h.e[0], &h.w2[0]));
+  h.e[3] = h.w2[3] = NAN;
+  if (o->flow) { /* the same sources moved by the flow, scored the same way */
+    PetscInt nf;
+    float   *F;
+    PetscCall(FlowMove(tr, k, o->holdout, loc));
+    PetscCall(GatherRows(tr->comm, tr->nsrc[k], K, loc, &nf, &F));
+    PetscCall(Score(o, nf, F, ntr, Tr, K, &h.e[3], &h.w2[3]));
+    PetscCall(PetscFree(F));
+  }
   h.ntrue = ntr;
   PetscCall(PetscSNPrintf(ln, sizeof(ln), "nearest time point (%g)", h.tn));
   PetscCall(PetscSNPrintf(lo, sizeof(lo), "other neighbour (%g)", h.to));
@@ -477,6 +579,7 @@ static PetscErrorCode HeldOut(Traj *tr)
                         "  %-30s %14s %14s\n  %-30s %14.6g %14.6g\n  %-30s %14.6g %14.6g\n  %-30s %14.6g %14.6g\n",
                         o->holdout, ntr, h.t0, np, h.t1, h.s, K, "method", "energy_dist", "W2", "ot_interpolation", h.e[0], h.w2[0], ln, h.e[1],
                         h.w2[1], lo, h.e[2], h.w2[2]));
+  if (o->flow) PetscCall(PetscPrintf(tr->comm, "  %-30s %14.6g %14.6g\n", "flow", h.e[3], h.w2[3]));
   PetscCall(PetscSNPrintf(path, sizeof(path), "%s/metrics.json", o->outdir));
   PetscCall(CsWriteTextRank0(tr->comm, path, MetricsBody, &h));
   PetscCall(PetscFree(P));
@@ -511,6 +614,12 @@ PetscErrorCode CsCommandTrajectory(void)
   CsCheckAll(tr.comm, o->output[0] || o->has_holdout, "nothing to do: give -save_times with -output, or -holdout_time");
   CsCheckAll(tr.comm, o->pca >= 1 && o->pca <= 512, "-trajectory_pca %" PetscInt_FMT ": must be in [1, 512]", o->pca);
   CsCheckAll(tr.comm, o->eval_max >= 2, "-trajectory_eval_max_cells must be at least 2");
+  CsCheckAll(tr.comm, o->fl.epochs >= 1 && o->fl.hidden >= 1 && o->fl.layers >= 1 && o->fl.tdim >= 2 && o->fl.batch >= 2,
+             "-trajectory_flow_epochs, _hidden, _layers must be at least 1, _time_dim and _batch at least 2");
+  CsCheckAll(tr.comm, o->fl.lr > 0 && o->fl.ot_eps > 0 && isfinite(o->fl.lr) && isfinite(o->fl.ot_eps),
+             "-trajectory_flow_lr and -trajectory_flow_ot_epsilon must be positive numbers");
+  CsCheckAll(tr.comm, o->fl.ot_tol > 0 && isfinite(o->fl.ot_tol) && o->fl.ot_max_iter >= 1,
+             "-trajectory_flow_ot_tol must be a positive number and -trajectory_flow_ot_max_iter at least 1");
   keys[0] = o->key;
   PetscCall(CsH5adRead(tr.comm, o->data, "", 1, keys, req, &tr.b));
   tr.n = tr.b.nlocal, tr.G = tr.b.ngenes;
@@ -519,12 +628,14 @@ PetscErrorCode CsCommandTrajectory(void)
   PetscCall(CellTimes(tr.comm, o, &tr.b.obs[0], tr.n, tr.t));
   PetscCall(TimePoints(&tr));
   PetscCall(FitSpace(&tr));
+  if (o->flow) PetscCall(FlowTrain(&tr));
   PetscCall(Couple(&tr));
   if (o->output[0] && o->nsave > 0) PetscCall(WriteStates(&tr));
   if (o->has_holdout) PetscCall(HeldOut(&tr));
   for (PetscInt k = 0; k < tr.npair; k++)
     if (tr.B[k]) PetscCall(PetscFree2(tr.B[k], tr.src[k]));
   PetscCall(PetscFree3(tr.B, tr.src, tr.nsrc));
+  PetscCall(CsTimeFlowDestroy(&tr.tf));
   PetscCall(PetscFree2(tr.z, tr.lidx));
   PetscCall(PetscFree3(tr.mean, tr.comps, tr.vars));
   PetscCall(PetscFree(tr.times));
