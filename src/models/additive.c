@@ -17,6 +17,8 @@ static PetscErrorCode CsModelFit_Additive(CsModel m)
   PetscFunctionBeginUser;
   PetscCall(CsAtomShiftsCompute(m->ds, m->design, m->split, PETSC_TRUE, &a->sh));
   for (PetscInt i = 0; i < a->sh.natoms; i++) unseen += a->sh.anyseen[i] ? 0 : 1;
+  m->nparams = 0; /* one shift per gene for every (context, atom) seen alone; the cross-context averages derive from them */
+  for (PetscInt i = 0; i < a->sh.nctx * a->sh.natoms; i++) m->nparams += a->sh.seen[i] ? a->sh.dim : 0;
   if (unseen) PetscCall(PetscInfo(NULL, "additive: %" PetscInt_FMT " atoms never seen alone in training\n", unseen));
   PetscFunctionReturn(0);
 }

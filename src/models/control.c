@@ -13,5 +13,6 @@ PetscErrorCode CsModelCreate_Control(CsModel m)
   PetscFunctionBeginUser;
   m->ops->predict = CsModelPredict_Control;
   m->streams      = PETSC_TRUE; /* the controls are read like any rows */
+  m->nparams      = 0;          /* nothing is fitted */
   PetscFunctionReturn(0);
 }

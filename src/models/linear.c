@@ -205,6 +205,7 @@ static PetscErrorCode CsModelFit_Linear(CsModel m)
   PetscCall(PetscFree(means));
   PetscCall(PetscFree(cols));
   PetscCall(PetscFree(want));
+  m->nparams = (PetscInt64)K * ng + (PetscInt64)K * K + (PetscInt64)A * K + ng; /* G, W, P and b, all fitted on the training cells */
   PetscFunctionReturn(0);
 }
 

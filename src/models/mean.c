@@ -19,6 +19,7 @@ static PetscErrorCode CsModelFit_Mean(CsModel m)
   PetscCall(PetscFree(a->shift));
   PetscCall(PetscMalloc1((size_t)m->design->nctx * m->ds->ngenes + 1, &a->shift));
   PetscCall(CsContextMeanShifts(m->ds, m->design, m->split, PETSC_TRUE, a->shift, NULL));
+  m->nparams = (PetscInt64)m->design->nctx * m->ds->ngenes; /* one shift per gene and context */
   PetscFunctionReturn(0);
 }
 

@@ -38,7 +38,7 @@ struct _p_CsModel {
   PetscBool trains;            /* the type trains with CsModelTrain (checkpoints, -resume); set by its create */
   PetscBool streams;           /* the type works on a streamed dataset (rows read on demand); set by its create */
   PetscBool interrupted;       /* fit stopped by a signal after writing a checkpoint: do not predict */
-  PetscInt64 nparams;          /* trained scalars of the last fit through CsModelTrain (-1: none recorded) */
+  PetscInt64 nparams;          /* fitted scalars of the last fit (trained or closed form; -1: none recorded) */
   PetscBool setup, fitted;
 };
 

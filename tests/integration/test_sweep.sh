@@ -63,6 +63,16 @@ for r in rows:
         assert (r[m] == "" and v is None) or math.isclose(float(r[m]), v, rel_tol=1e-8, abs_tol=1e-12), (r["run"], m, r[m], v)
 n = {r["data_fraction"]: int(r["n_train_cells"]) for r in rows if r["status"] == "ok"}
 assert n["0.3"] < 0.4 * n["1"], n
+# params: the fitted scalars of every model, closed form included (control 0, mean one shift per gene and context,
+# additive one per gene for each (context, atom) seen alone, linear G, W, P and b)
+import h5py
+with h5py.File("input/perturbench_devel/devel.h5ad", "r") as f:
+    G = f["var"][f["var"].attrs["_index"]].shape[0]
+for r in rows:
+    if r["status"] != "ok": continue
+    p = int(r["params"])
+    if r["model"] == "control": assert p == 0, r
+    else: assert p > 0 and (r["model"] == "linear" or p % G == 0), (r["model"], p, G)
 assert "| 0000 | ok |" in open(d + "/collected.md").read()
 PYEOF
 # -task: one configuration again (kept when ok unless -overwrite), and collect -runs
