@@ -17,7 +17,14 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-static const char help[] = "Times the parallel .h5ad reader: bench_read_h5ad -data FILE [-log_view]\n";
+/* The last line names the inflaters of this build: bench/read_h5ad.sh times the 2-rank read with each. */
+#if defined(CS_HAVE_ISAL)
+  #define BENCH_INFLATERS "libdeflate isal"
+#else
+  #define BENCH_INFLATERS "libdeflate"
+#endif
+static const char help[] = "Times the parallel .h5ad reader: bench_read_h5ad -data FILE [-log_view]\n"
+                           "inflaters in this build (-h5ad_inflate): " BENCH_INFLATERS "\n";
 
 static PetscLogEvent EV_RAW, EV_DECODED;
 

@@ -58,7 +58,7 @@ declare -A best_c cpu_c mbs label
 runs="1 2"
 label[1]="cellshift, 1 rank" label[2]="cellshift, 2 ranks"
 # the 2-rank read with each inflater, when the build has ISA-L
-if $mpiexec -n 1 "$bench" -help 2>/dev/null | grep -q "h5ad_inflate.*isal"; then
+if $mpiexec -n 1 "$bench" -help 2>/dev/null | grep -q "^inflaters in this build.*isal"; then
   runs="1 2 2:libdeflate 2:isal" label[2]="cellshift, 2 ranks (default)"
 fi
 for run in $runs; do
