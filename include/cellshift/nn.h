@@ -264,6 +264,7 @@ struct _n_CsNNOptim {
   CsNNOptimType type;
   double        lr, beta1, beta2, eps, weight_decay;
   double        clip;       /* max global 2-norm of the gradient (0 = no clipping) */
+  double        clip_value; /* clamp of every gradient entry after the norm clipping (0 = none) */
   PetscInt      warmup;     /* linear warm-up steps (0 = none) */
   CsNNDecay     decay;
   PetscInt      decay_steps, step_size;

@@ -21,6 +21,9 @@
                cell c of a batch gets a control partner: ordinal floor(u ncontrols) of the training controls of its
                context, u = CsRngUniform(seed, CS_STREAM_PAIR, e + 1, c) (validation: counter 0). The partner's rows
                are fetched onto the cell's rank (CsDatasetFetchRows); Xctrl row i is the partner of X row i.
+               With -<prefix>paired_controls (CsSamplerSetPairedControls) the training control cells join the
+               training pool (one pool in global row order, as the perturbed cells), each its own partner (GEARS
+               trains the network to map a control cell to itself); validation stays perturbed cells only.
    - set     : each step is -<prefix>set_groups groups (default batch_size / set_size) of an epoch's permutation of
                the training groups (perturbed (condition, context) groups with training cells whose context has
                training controls; CsPerm keyed (seed, CS_STREAM_SHUFFLE, e)). Group number q of the step (its position)
@@ -142,6 +145,9 @@ PETSC_EXTERN PetscErrorCode CsSamplerSetData(CsSampler s, CsDataset ds, CsDesign
    dataset's -quality_weight weights (ds->qweight); this replaces them. Only the cells type accepts weights: SetUp of
    another type with weights is an input error. */
 PETSC_EXTERN PetscErrorCode CsSamplerSetWeights(CsSampler s, const double *w);
+/* Paired sampler: training controls in the training pool, each its own partner (the default of
+   -<prefix>paired_controls; false unless set). Before SetFromOptions. */
+PETSC_EXTERN PetscErrorCode CsSamplerSetPairedControls(CsSampler s, PetscBool flg);
 /* Replace the in-memory row source (before SetUp). */
 PETSC_EXTERN PetscErrorCode CsSamplerSetSource(CsSampler s, const CsSamplerSource *src);
 /* Collective, idempotent: the pools of cells and groups; input errors (no perturbed cell with a control, ...). */

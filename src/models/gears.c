@@ -14,7 +14,7 @@
    Network (hidden h = -gears_hidden, every MLP is GEARS's Linear-BN-ReLU-Linear-BN):
      base[g]  = MLP_v2(relu(BN(gene_emb[g])) + 0.2 SGConv^L_co(emb_pos)[g])             [G, h], once per step
      pert[a]  = SGConv^L_go(pert_emb)[a]                                                  [atoms, h]
-     f[b]     = pert_fuse(sum of pert[a] over the atoms of cell b's condition)            [B, h]
+     f[b]     = pert_fuse(sum of pert[a] over the atoms of cell b's condition)            [B, h], 0 for a control cell
      H[b,g]   = recovery_w(relu(BN(base[g] + f[b])))                                      [B, G, h]
      o1[b,g]  = H[b,g] . w1[g] + b1[g]                                                   per-gene readout
      c[b]     = cross_gene(o1[b])                                                         [B, h]
@@ -39,8 +39,12 @@
    the best epoch by the validation MSE on the top-20 DE genes of each group with validation cells (a validation
    group, or a training group when the split validates on a fraction of the training cells; Welch t of its cells
    against the training controls of its context), averaged over the validation cells with their paired controls:
-   that is the MSE of the mean prediction plus terms that do not depend on the epoch. GEARS also trains on control
-   cells (as a perturbation with no atom); here only perturbed cells are trained on (the paired sampler).
+   that is the MSE of the mean prediction plus terms that do not depend on the epoch. As GEARS, the training control
+   cells are trained too, each paired with itself (the paired sampler's -gears_paired_controls, on by default): a
+   control row has no perturbation embedding (H = base), its loss runs over every expressed gene with the
+   direction term against the mean control, and its group is one perturbation of the normalisation; pert_fuse
+   (and its BatchNorm) sees the perturbed rows of the global batch only. Every gradient entry is clamped to
+   [-1, 1] (GEARS's clip_grad_value_; -gears_clip_value).
 
    Sizes: the co-expression sums are a dense G x G matrix of doubles on every rank (3.2 GB at 2e4 genes; at most
    46340 genes, one reduction); the network's activations are batch x G x hidden floats per rank (about 10 such
@@ -82,12 +86,15 @@ typedef struct {
   float *e1, *xhat1, *rstd1, *e2, *pos, *base, *dbase, *de2; /* [G, h] (pos: [gene_layers + 1, G, h] and its pre-linear) */
   float *coq;                                                  /* [gene_layers, G, h] propagated */
   float *u, *uq, *du, *duq;                                    /* [go_layers + 1, nnode, h], [go_layers, nnode, h] */
-  float *s, *ds;                                               /* [B, h] */
+  float *s, *ds, *fz;                                          /* [B, h] (s, ds: the perturbed rows first; fz: f per row, 0 for controls) */
   float *Hin, *Hbn, *Hxhat, *Hrstd, *Hrel, *dH, *dH2;          /* [B G, h] */
   float *o1, *do1, *o2, *dpred, *x, *y, *tmp;                  /* [B, G] */
   const float *fout, *rout, *cout;                            /* outputs of the last MLP forwards */
   double *roww, *bnwork;
   PetscInt *cond, *ctx, *count;
+  PetscInt *prow;    /* [B] the batch rows with atoms (a control row has no perturbation embedding) */
+  PetscInt  np;      /* their number on this rank */
+  PetscInt  npglobal; /* and in the global batch */
 } Gears;
 
 #define PASS_GENES(gs, tr) {PETSC_COMM_SELF, (tr), (gs)->G, 0, 0, NULL, 0, NULL}
@@ -135,6 +142,8 @@ static PetscErrorCode CsModelSetFromOptions_Gears(CsModel m, PetscOptionItems *P
     opt->decay = CS_NN_DECAY_STEP, opt->gamma = 0.5, opt->step_epochs = 1; /* StepLR(step_size=1, gamma=0.5) per epoch */
     PetscCall(CsTrainerGetSampler(gs->trainer, &smp));
     PetscCall(CsSamplerSetType(smp, CSSAMPLERPAIRED));
+    PetscCall(CsSamplerSetPairedControls(smp, PETSC_TRUE)); /* GEARS trains control cells too, each to itself */
+    opt->clip_value = 1.0;                                  /* GEARS: clip_grad_value_(clip_value=1.0) every step */
   }
   PetscCall(CsTrainerSetFromOptions(gs->trainer));
   PetscCall(CsModelCheckTrainingOptions(m));
@@ -423,6 +432,10 @@ static PetscErrorCode DataStats(CsModel m, Gears *gs)
     if (m->split->role[g] == CS_ROLE_TRAIN && gr->control)
       for (PetscInt j = 0; j < G; j++) gs->ref[(size_t)gr->ctx * G + j] = (float)mu[j];
   }
+  /* A control cell is trained to itself on every gene (GEARS's 'ctrl' keeps all genes), but a gene zero in every
+     training cell has its shift fixed at 0 (ForwardCells): no gradient there. */
+  for (PetscInt g = 0; g < d->ngroups; g++)
+    if (d->groups[g].control) PetscCall(PetscArraycpy(gs->mask + (size_t)d->groups[g].cond * G, gs->expressed, G));
   for (PetscInt c = 0; c < d->ncond; c++)
     for (PetscInt j = 0; j < G; j++) gs->mask_n[c] += gs->mask[(size_t)c * G + j];
   gs->nexpressed = 0;
@@ -575,6 +588,7 @@ static PetscErrorCode CsModelSetUp_Gears(CsModel m)
   PetscCall(Alloc(&gs->duq, (size_t)gs->nnode * h));
   PetscCall(Alloc(&gs->s, (size_t)B * h));
   PetscCall(Alloc(&gs->ds, (size_t)B * h));
+  PetscCall(Alloc(&gs->fz, (size_t)B * h));
   PetscCall(Alloc(&gs->Hin, BG * h));
   PetscCall(Alloc(&gs->Hbn, BG * h));
   PetscCall(Alloc(&gs->Hxhat, BG * h));
@@ -591,6 +605,7 @@ static PetscErrorCode CsModelSetUp_Gears(CsModel m)
   PetscCall(Alloc(&gs->tmp, BG));
   PetscCall(PetscMalloc2(B + 1, &gs->roww, 8 * (size_t)PetscMax(h, 2 * h) + 8, &gs->bnwork));
   PetscCall(PetscMalloc3(B + 1, &gs->cond, B + 1, &gs->ctx, m->design->ncond + 1, &gs->count));
+  PetscCall(PetscMalloc1(B + 1, &gs->prow));
   PetscFunctionReturn(0);
 }
 
@@ -630,28 +645,48 @@ static PetscErrorCode ForwardShared(Gears *gs, PetscBool train)
   PetscFunctionReturn(0);
 }
 
+/* The pass of pert_fuse: the perturbed rows of the global batch (GEARS fuses the perturbed cells' embeddings only). */
+static CsNNPass FusePass(const Gears *gs, const CsNNPass *pass)
+{
+  CsNNPass pp = *pass;
+  pp.nglobal = gs->npglobal, pp.cell = NULL, pp.rstart = 0;
+  return pp;
+}
+
 /* The B local rows (conditions gs->cond) given the shared parts: o2 = the predicted shift [B, G]. pass: the global
-   batch of cells (BatchNorm of f and c); the rows of H are its B G rows. */
+   batch of cells (BatchNorm of c); the rows of H are its B G rows. A control row (no atom) gets no perturbation
+   embedding: H = base; pert_fuse and its BatchNorm run on the perturbed rows of the global batch. Collective on
+   pass->comm (the count of perturbed rows). */
 static PetscErrorCode ForwardCells(Gears *gs, const CsNNPass *pass, PetscInt B, const CsDesign d)
 {
   CsNNParams   P = gs->P;
   PetscInt     G = gs->G, h = gs->h, n = gs->nnode;
-  CsNNPass     ph = *pass;
+  CsNNPass     ph = *pass, pp;
   const float *uL = gs->u + (size_t)gs->go_layers * n * h;
   size_t       BG = (size_t)B * G;
 
   PetscFunctionBeginUser;
   ph.nglobal = pass->nglobal * G, ph.cell = NULL, ph.rstart = 0;
+  gs->np = 0;
+  for (PetscInt b = 0; b < B; b++)
+    if (d->conds[gs->cond[b]].natoms > 0) gs->prow[gs->np++] = b;
+  gs->npglobal = gs->np;
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &gs->npglobal, 1, MPIU_INT, MPI_SUM, pass->comm));
+  pp = FusePass(gs, pass);
   PetscCall(PetscArrayzero(gs->s, (size_t)B * h));
-  for (PetscInt b = 0; b < B; b++) {
-    const CsCondition *c = &d->conds[gs->cond[b]];
+  for (PetscInt q = 0; q < gs->np; q++) {
+    const CsCondition *c = &d->conds[gs->cond[gs->prow[q]]];
     for (PetscInt k = 0; k < c->natoms; k++) {
       const float *r = uL + (size_t)gs->atom_node[c->atoms[k]] * h;
-      for (PetscInt j = 0; j < h; j++) gs->s[(size_t)b * h + j] += r[j];
+      for (PetscInt j = 0; j < h; j++) gs->s[(size_t)q * h + j] += r[j];
     }
   }
-  PetscCall(CsMLPForward(gs->fuse, pass, B, gs->s, NULL, &gs->fout));
-  cs_gene_broadcast_forward(gs->Hin, gs->base, gs->fout, B, G, h);
+  PetscCall(PetscArrayzero(gs->fz, (size_t)B * h));
+  if (gs->npglobal > 0) { /* the same on every rank */
+    PetscCall(CsMLPForward(gs->fuse, &pp, gs->np, gs->s, NULL, &gs->fout));
+    for (PetscInt q = 0; q < gs->np; q++) PetscCall(PetscArraycpy(gs->fz + (size_t)gs->prow[q] * h, gs->fout + (size_t)q * h, h));
+  }
+  cs_gene_broadcast_forward(gs->Hin, gs->base, gs->fz, B, G, h);
   PetscCall(cs_batchnorm_forward(gs->Hbn, gs->Hxhat, gs->Hrstd, gs->Hin, CsNNParamsData(P, gs->t_pbg), CsNNParamsData(P, gs->t_pbb),
                                  CsNNParamsData(P, gs->t_pbrm), CsNNParamsData(P, gs->t_pbrv), (PetscInt)BG, h, 0.1, 1e-5, &ph, gs->bnwork));
   cs_activation_forward(CS_NN_ACT_RELU, gs->Hrel, gs->Hbn, BG * h);
@@ -704,18 +739,22 @@ static PetscErrorCode Backward(Gears *gs, const CsNNPass *pass, PetscInt B, cons
   PetscCall(cs_batchnorm_backward(gs->dH, CsNNParamsGrad(P, gs->t_pbg), CsNNParamsGrad(P, gs->t_pbb), gs->dH2, gs->Hxhat, gs->Hrstd,
                                   CsNNParamsData(P, gs->t_pbg), (PetscInt)BG, h, &ph, gs->bnwork));
   PetscCall(PetscArrayzero(gs->dbase, Gh));
-  g = CsMLPGetOutputGrad(gs->fuse);
-  PetscCall(PetscArrayzero(g, (size_t)B * h));
-  cs_gene_broadcast_backward(gs->dbase, g, gs->dH, B, G, h);
+  PetscCall(PetscArrayzero(gs->fz, (size_t)B * h)); /* d fz */
+  cs_gene_broadcast_backward(gs->dbase, gs->fz, gs->dH, B, G, h);
   PetscCall(PetscArrayzero(gs->ds, (size_t)B * h));
-  PetscCall(CsMLPBackward(gs->fuse, pass, B, gs->ds));
-  /* s[b] = sum of u_L over the atoms; u_{l+1} = (A u_l) W + b, relu between */
+  if (gs->npglobal > 0) {
+    CsNNPass pp = FusePass(gs, pass);
+    g           = CsMLPGetOutputGrad(gs->fuse);
+    for (PetscInt q = 0; q < gs->np; q++) PetscCall(PetscArraycpy(g + (size_t)q * h, gs->fz + (size_t)gs->prow[q] * h, h));
+    PetscCall(CsMLPBackward(gs->fuse, &pp, gs->np, gs->ds));
+  }
+  /* s[q] = sum of u_L over the atoms of perturbed row q; u_{l+1} = (A u_l) W + b, relu between */
   PetscCall(PetscArrayzero(gs->du, nh));
-  for (PetscInt b = 0; b < B; b++) {
-    const CsCondition *c = &d->conds[gs->cond[b]];
+  for (PetscInt q = 0; q < gs->np; q++) {
+    const CsCondition *c = &d->conds[gs->cond[gs->prow[q]]];
     for (PetscInt k = 0; k < c->natoms; k++) {
       float *r = gs->du + (size_t)gs->atom_node[c->atoms[k]] * h;
-      for (PetscInt j = 0; j < h; j++) r[j] += gs->ds[(size_t)b * h + j];
+      for (PetscInt j = 0; j < h; j++) r[j] += gs->ds[(size_t)q * h + j];
     }
   }
   for (PetscInt l = LG - 1; l >= 0; l--) {
@@ -756,15 +795,15 @@ static PetscErrorCode Backward(Gears *gs, const CsNNPass *pass, PetscInt B, cons
                                   gs->rstd1, CsNNParamsData(P, gs->t_bng), G, h, &pg, gs->bnwork));
   /* Shifts that a BatchNorm downstream cancels exactly have a true gradient of 0; what backward computes for them
      is rounding noise, which Adam would turn into steps of the size of the learning rate (different with the number
-     of ranks). They are: a constant added to every H row (the last beta of pert_fuse and of emb_trans_v2, before
-     bn_pert_base) and the last co-expression bias (a constant added to every gene's base, before the first BatchNorm
-     of emb_trans_v2). */
-  for (PetscInt k = 0; k < 3; k++) {
+     of ranks). They are: a constant added to every H row (the last beta of emb_trans_v2, and that of pert_fuse when
+     the global batch has no control row, before bn_pert_base) and the last co-expression bias (a constant added to
+     every gene's base, before the first BatchNorm of emb_trans_v2). */
+  for (PetscInt k = gs->npglobal < pass->nglobal ? 1 : 0; k < 3; k++) {
     PetscInt t = gs->t_zero[k];
     PetscCall(PetscArrayzero(CsNNParamsGrad(P, t), (size_t)P->t[t].rows * P->t[t].cols));
   }
-  /* The same for the last GO bias when every cell of the global batch has the same number of atoms: then it adds
-     the same constant to every row of the pert_fuse input, which that MLP's first BatchNorm cancels. */
+  /* The same for the last GO bias when every perturbed cell of the global batch has the same number of atoms: then
+     it adds the same constant to every row of the pert_fuse input, which that MLP's first BatchNorm cancels. */
   if (gs->same_natoms) PetscCall(PetscArrayzero(CsNNParamsGrad(P, gs->t_gob[LG - 1]), (size_t)h));
   PetscFunctionReturn(0);
 }
@@ -816,7 +855,10 @@ static PetscErrorCode Step(void *ctx, const CsBatch *b, const CsNNPass *pass, Pe
   {
     PetscInt lo = PETSC_MAX_INT, hi = -1;
     for (PetscInt k = 0; k < d->ncond; k++)
-      if (gs->count[k] > 0) np++, lo = PetscMin(lo, d->conds[k].natoms), hi = PetscMax(hi, d->conds[k].natoms);
+      if (gs->count[k] > 0) {
+        np++;
+        if (d->conds[k].natoms > 0) lo = PetscMin(lo, d->conds[k].natoms), hi = PetscMax(hi, d->conds[k].natoms);
+      }
     gs->same_natoms = (PetscBool)(lo == hi);
   }
   PetscCall(PetscArrayzero(gs->dpred, BG));
@@ -962,12 +1004,13 @@ static PetscErrorCode CsModelDestroy_Gears(CsModel m)
   PetscCall(PetscFree(gs->de));
   PetscCall(PetscFree4(gs->t_cow, gs->t_cob, gs->t_gow, gs->t_gob));
   {
-    float *f[] = {gs->e1, gs->xhat1, gs->rstd1, gs->e2, gs->pos, gs->coq, gs->base, gs->dbase, gs->de2, gs->u, gs->uq, gs->du, gs->duq, gs->s, gs->ds,
+    float *f[] = {gs->e1, gs->xhat1, gs->rstd1, gs->e2, gs->pos, gs->coq, gs->base, gs->dbase, gs->de2, gs->u, gs->uq, gs->du, gs->duq, gs->s, gs->ds, gs->fz,
                   gs->Hin, gs->Hbn, gs->Hxhat, gs->Hrstd, gs->Hrel, gs->dH, gs->dH2, gs->o1, gs->do1, gs->o2, gs->dpred, gs->x, gs->y, gs->tmp};
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) PetscCall(PetscFree(f[i]));
   }
   PetscCall(PetscFree2(gs->roww, gs->bnwork));
   PetscCall(PetscFree3(gs->cond, gs->ctx, gs->count));
+  PetscCall(PetscFree(gs->prow));
   PetscCall(PetscFree(m->data));
   PetscFunctionReturn(0);
 }

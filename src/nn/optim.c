@@ -46,6 +46,8 @@ PetscErrorCode CsNNOptimSetFromOptions(CsNNOptim opt)
                              opt->weight_decay, &opt->weight_decay, NULL));
   PetscCall(PetscOptionsReal("-clip_norm", "Clip the gradient to this global 2-norm (0 = off)", "CsNNOptimSetFromOptions",
                              opt->clip, &opt->clip, NULL));
+  PetscCall(PetscOptionsReal("-clip_value", "Clamp every gradient entry to [-value, value] (torch clip_grad_value_; 0 = off)", "CsNNOptimSetFromOptions",
+                             opt->clip_value, &opt->clip_value, NULL));
   PetscCall(PetscOptionsInt("-lr_warmup", "Linear warm-up steps", "CsNNOptimSetFromOptions", opt->warmup, &opt->warmup, NULL));
   PetscCall(PetscOptionsEnum("-lr_decay", "Learning-rate decay after warm-up", "CsNNOptimSetFromOptions", CsNNDecays,
                              (PetscEnum)opt->decay, (PetscEnum *)&opt->decay, NULL));
@@ -61,9 +63,9 @@ PetscErrorCode CsNNOptimSetFromOptions(CsNNOptim opt)
   CsCheckAll(opt->comm, opt->lr > 0 && opt->beta1 >= 0 && opt->beta1 < 1 && opt->beta2 >= 0 && opt->beta2 < 1 && opt->eps > 0,
              "-%slr must be positive, -%sbeta1 and -%sbeta2 in [0, 1) and -%sadam_eps positive", opt->prefix, opt->prefix,
              opt->prefix, opt->prefix);
-  CsCheckAll(opt->comm, opt->weight_decay >= 0 && opt->clip >= 0 && opt->warmup >= 0 && opt->step_size > 0 && opt->step_epochs >= 0 && opt->lr_min >= 0,
-             "-%sweight_decay, -%sclip_norm, -%slr_warmup, -%slr_step_epochs and -%slr_min must be non-negative and -%slr_step_size positive",
-             opt->prefix, opt->prefix, opt->prefix, opt->prefix, opt->prefix, opt->prefix);
+  CsCheckAll(opt->comm, opt->weight_decay >= 0 && opt->clip >= 0 && opt->clip_value >= 0 && opt->warmup >= 0 && opt->step_size > 0 && opt->step_epochs >= 0 && opt->lr_min >= 0,
+             "-%sweight_decay, -%sclip_norm, -%sclip_value, -%slr_warmup, -%slr_step_epochs and -%slr_min must be non-negative and -%slr_step_size positive",
+             opt->prefix, opt->prefix, opt->prefix, opt->prefix, opt->prefix, opt->prefix, opt->prefix);
   PetscFunctionReturn(0);
 }
 
@@ -102,7 +104,7 @@ double CsNNOptimLR(CsNNOptim opt, int64_t t)
 /* torch.optim.Adam's single-tensor update, operation for operation:
    m = b1 m + (1 - b1) g;  v = b2 v + ((1 - b2) g) g;  (1 - b) rounded from double as torch does;
    p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps). g is first multiplied by the clipping factor (1 without
-   clipping: exact), so clipping costs no pass of its own over g. In the same single pass over p, g, m and v
+   clipping: exact) and, with -clip_value, clamped to [-value, value], so clipping costs no pass of its own over g. In the same single pass over p, g, m and v
    (the step is bound by streaming them) the gradient is zeroed and its sum of squares taken in the order of
    CsNNSqDiff (element i of the chunk into accumulator i mod 8 while i < n - n mod 8, the rest into the tail, then
    the tail plus the accumulators in order), so that the trainer's divergence check needs no pass of its own and
@@ -110,7 +112,9 @@ double CsNNOptimLR(CsNNOptim opt, int64_t t)
    sqrtf keeps errno semantics in this build, which stops the compiler from vectorising the loop, so the AVX-512
    path is written with intrinsics (same operations, no FMA: bit-identical to the scalar loop). */
 typedef struct {
-  float b1, omb1, b2, omb2, step, bc2s, eps, l2, decay, scale;
+  float     b1, omb1, b2, omb2, step, bc2s, eps, l2, decay, scale;
+  float     cv;   /* clamp of the scaled gradient (clipv) */
+  PetscBool clipv;
 } AdamCoef;
 
 /* Elements [i0, n) of a chunk of n; acc and tail as in CsNNSqDiff. */
@@ -122,7 +126,9 @@ static void AdamUpdateScalar(float *p, float *g, float *m, float *v, size_t i0, 
     double q  = (double)g0 * g0;
     if (i < n8) acc[i % 8] += q;
     else *tail += q;
-    float pi = p[i] * c->decay, gi = g0 * c->scale + c->l2 * pi;
+    float gc = g0 * c->scale;
+    if (c->clipv) gc = gc > c->cv ? c->cv : gc < -c->cv ? -c->cv : gc;
+    float pi = p[i] * c->decay, gi = gc + c->l2 * pi;
     float mi = m[i] * c->b1 + c->omb1 * gi;
     float vi = v[i] * c->b2 + c->omb2 * gi * gi;
     m[i]     = mi;
@@ -139,6 +145,7 @@ __attribute__((target("avx512f"))) static void AdamUpdateAVX512(float *p, float 
   const __m512 b1 = _mm512_set1_ps(c->b1), omb1 = _mm512_set1_ps(c->omb1), b2 = _mm512_set1_ps(c->b2), omb2 = _mm512_set1_ps(c->omb2);
   const __m512 step = _mm512_set1_ps(c->step), bc2s = _mm512_set1_ps(c->bc2s), eps = _mm512_set1_ps(c->eps);
   const __m512 l2 = _mm512_set1_ps(c->l2), decay = _mm512_set1_ps(c->decay), scale = _mm512_set1_ps(c->scale), zero = _mm512_setzero_ps();
+  const __m512 cv = _mm512_set1_ps(c->cv), mcv = _mm512_set1_ps(-c->cv);
   __m512d      sq = _mm512_loadu_pd(acc);
   size_t       i  = 0;
   for (; i + 16 <= n; i += 16) {
@@ -148,7 +155,9 @@ __attribute__((target("avx512f"))) static void AdamUpdateAVX512(float *p, float 
     sq         = _mm512_add_pd(sq, _mm512_mul_pd(lo, lo)); /* elements i .. i + 7 into accumulators 0 .. 7 */
     sq         = _mm512_add_pd(sq, _mm512_mul_pd(hi, hi));
     __m512 pi  = _mm512_mul_ps(_mm512_loadu_ps(p + i), decay);
-    __m512 gi  = _mm512_add_ps(_mm512_mul_ps(g0, scale), _mm512_mul_ps(l2, pi));
+    __m512 gc  = _mm512_mul_ps(g0, scale);
+    if (c->clipv) gc = _mm512_max_ps(_mm512_min_ps(gc, cv), mcv);
+    __m512 gi  = _mm512_add_ps(gc, _mm512_mul_ps(l2, pi));
     __m512 mi  = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(m + i), b1), _mm512_mul_ps(omb1, gi));
     __m512 vi  = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(v + i), b2), _mm512_mul_ps(_mm512_mul_ps(omb2, gi), gi));
     __m512 dn  = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vi), bc2s), eps);
@@ -214,6 +223,7 @@ PetscErrorCode CsNNOptimStep(CsNNOptim opt, CsNNParams P)
     PetscCall(PetscMemzero(&a, sizeof(a)));
     a.p = P->p + lo, a.g = gs, a.m = opt->m + lo, a.v = opt->v + lo, a.n = hi - lo, a.c = &c;
     c.scale = 1.0f;
+    c.clipv = (PetscBool)(opt->clip_value > 0), c.cv = (float)opt->clip_value;
     if (opt->clip > 0) {
       /* torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1. */
       double norm = 0;

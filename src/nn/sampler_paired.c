@@ -8,8 +8,8 @@ typedef struct {
   PetscInt *tmp, *ctx, *ord, *rows;
 } Paired;
 
-/* The perturbed cells of mask whose context has training controls. */
-static PetscErrorCode PerturbedPool(CsSampler s, const PetscBool *mask, const CsPool *ctrl, CsPool *p)
+/* The perturbed cells of mask whose context has training controls (with controls: and mask's control cells). */
+static PetscErrorCode PerturbedPool(CsSampler s, const PetscBool *mask, const CsPool *ctrl, PetscBool controls, CsPool *p)
 {
   CsDesign  d = s->design;
   PetscInt *cls;
@@ -18,7 +18,7 @@ static PetscErrorCode PerturbedPool(CsSampler s, const PetscBool *mask, const Cs
   PetscCall(PetscMalloc1(s->ds->nlocal + 1, &cls));
   for (PetscInt i = 0; i < s->ds->nlocal; i++) {
     PetscInt g = d->cell_group[i];
-    cls[i]     = mask && mask[i] && g >= 0 && !d->groups[g].control && ctrl->total[d->groups[g].ctx] > 0 ? 0 : -1;
+    cls[i]     = mask && mask[i] && g >= 0 && (controls || !d->groups[g].control) && ctrl->total[d->groups[g].ctx] > 0 ? 0 : -1;
   }
   PetscCall(CsPoolCreate(PetscObjectComm((PetscObject)s), s->ds, 1, cls, p));
   PetscCall(PetscFree(cls));
@@ -36,8 +36,8 @@ static PetscErrorCode CsSamplerSetUp_Paired(CsSampler s)
   PetscCall(CsPoolDestroy(&c->train));
   PetscCall(CsPoolDestroy(&c->valid));
   PetscCall(CsSamplerControlPool(s, &c->ctrl));
-  PetscCall(PerturbedPool(s, s->train, &c->ctrl, &c->train));
-  PetscCall(PerturbedPool(s, s->valid, &c->ctrl, &c->valid));
+  PetscCall(PerturbedPool(s, s->train, &c->ctrl, s->paired_controls, &c->train));
+  PetscCall(PerturbedPool(s, s->valid, &c->ctrl, PETSC_FALSE, &c->valid));
   CsCheckAll(PetscObjectComm((PetscObject)s), c->train.total[0] > 0,
              "-%ssampler_type paired: no perturbed training cell has training control cells in its context", ((PetscObject)s)->prefix ? ((PetscObject)s)->prefix : "");
   PetscCall(PetscFree4(c->tmp, c->ctx, c->ord, c->rows));
@@ -80,8 +80,29 @@ static PetscErrorCode CsSamplerBatch_Paired(CsSampler s, CsSamplePhase phase, Pe
     c->ord[k]    = (PetscInt)(CsRngUniform(s->seed, CS_STREAM_PAIR, key, (uint64_t)b->cell[k]) * (double)c->ctrl.total[ctx]);
   }
   PetscCall(CsPoolTranslate(&c->ctrl, 0, NULL, n, c->ctx, c->ord, c->rows));
+  for (PetscInt k = 0; k < n; k++) /* a control cell of the training pool (-paired_controls) is its own partner */
+    if (d->groups[d->cell_group[c->tmp[k]]].control) c->rows[k] = (PetscInt)b->cell[k];
   PetscCall(CsSamplerFetch(s, PETSC_TRUE, n, c->rows, b));
   b->nctrl_global = nglobal;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode CsSamplerSetFromOptions_Paired(CsSampler s, PetscOptionItems *PetscOptionsObject)
+{
+  PetscFunctionBeginUser;
+  PetscOptionsHeadBegin(PetscOptionsObject, "Paired sampler");
+  PetscCall(PetscOptionsBool("-paired_controls", "Training control cells join the training pool, each paired with itself", "CsSamplerSetPairedControls",
+                             s->paired_controls, &s->paired_controls, NULL));
+  PetscOptionsHeadEnd();
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsSamplerSetPairedControls(CsSampler s, PetscBool flg)
+{
+  PetscFunctionBeginUser;
+  PetscValidHeaderSpecific(s, CS_SAMPLER_CLASSID, 1);
+  s->paired_controls = flg;
+  s->setup           = PETSC_FALSE;
   PetscFunctionReturn(0);
 }
 
@@ -105,6 +126,7 @@ PetscErrorCode CsSamplerCreate_Paired(CsSampler s)
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&c));
   s->data         = c;
+  s->ops->setfromoptions = CsSamplerSetFromOptions_Paired;
   s->ops->setup   = CsSamplerSetUp_Paired;
   s->ops->sizes   = CsSamplerSizes_Paired;
   s->ops->maxrows = CsSamplerMaxRows_Paired;

@@ -72,6 +72,7 @@ struct _p_CsSampler {
   PetscMPIInt      rank, size;
   CsSamplerSource  src;
   const double    *weight; /* [ds->nlocal] sampling weights of the cells sampler, NULL = uniform */
+  PetscBool        paired_controls; /* paired: training controls join the training pool, each its own partner */
   PetscBool        setup;
 };
 

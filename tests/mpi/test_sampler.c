@@ -142,6 +142,13 @@ static PetscBool Perturbed(PetscInt c, void *x)
   return ((Sel *)x)->mask[c] && g >= 0 && !d->groups[g].control && ctrl[d->groups[g].ctx].n > 0;
 }
 
+/* The training pool of -paired_controls: the perturbed cells above and the training controls (validation: as above). */
+static PetscBool PairedOrControl(PetscInt c, void *x)
+{
+  PetscInt g = ggroup[c];
+  return Perturbed(c, x) || (((Sel *)x)->mask == gtrain && gtrain[c] && g >= 0 && d->groups[g].control);
+}
+
 static PetscInt Draw(PetscInt n, PetscInt take, uint64_t seed, uint32_t stream, uint64_t key, PetscInt i)
 {
   CsPerm p;
@@ -240,8 +247,9 @@ static PetscErrorCode MakeSampler(const char type[], PetscInt B, const char opts
   PetscFunctionReturn(0);
 }
 
-/* cells and paired: a permutation of a pool of cells (paired: perturbed cells with a control partner). */
-static PetscErrorCode TestCells(PetscBool paired)
+/* cells and paired: a permutation of a pool of cells (paired: perturbed cells with a control partner; with
+   controls, -paired_controls: the training controls too, each its own partner). */
+static PetscErrorCode TestCells(PetscBool paired, PetscBool controls)
 {
   const PetscInt B = 64;
   CsSampler      s;
@@ -250,8 +258,8 @@ static PetscErrorCode TestCells(PetscBool paired)
   Sel            sel[2] = {{gtrain, 0, 0}, {gvalid, 0, 0}};
 
   PetscFunctionBeginUser;
-  PetscCall(MakeSampler(paired ? CSSAMPLERPAIRED : CSSAMPLERCELLS, B, NULL, &s));
-  for (int ph = 0; ph < 2; ph++) PetscCall(ListOf(paired ? Perturbed : InMask, &sel[ph], &pool[ph]));
+  PetscCall(MakeSampler(paired ? CSSAMPLERPAIRED : CSSAMPLERCELLS, B, controls ? "-t_paired_controls" : NULL, &s));
+  for (int ph = 0; ph < 2; ph++) PetscCall(ListOf(paired ? (controls ? PairedOrControl : Perturbed) : InMask, &sel[ph], &pool[ph]));
   for (int ph = 0; ph < 2; ph++) {
     PetscInt n = pool[ph].n, nsteps, ncells, nrows, esteps = ph ? (n + B - 1) / B : PetscMax(1, n / B);
     PetscCall(CsSamplerGetSizes(s, (CsSamplePhase)ph, &nsteps, &ncells, &nrows));
@@ -267,7 +275,8 @@ static PetscErrorCode TestCells(PetscBool paired)
         for (PetscInt q = st * B; q < PetscMin(st * B + B, n); q++) {
           PetscInt c = pool[ph].c[ph ? q : (PetscInt)CsPermApply(&perm, (uint64_t)q)];
           xs += H(c, 1);
-          if (paired) {
+          if (paired && d->groups[ggroup[c]].control) ps += H(c, (uint64_t)c + 7); /* its own partner */
+          else if (paired) {
             List *C = &ctrl[d->groups[ggroup[c]].ctx];
             ps += H(c, (uint64_t)C->c[(PetscInt)(CsRngUniform(11, CS_STREAM_PAIR, ph ? 0 : (uint64_t)e + 1, (uint64_t)c) * C->n)] + 7);
           }
@@ -632,8 +641,9 @@ static PetscErrorCode Body(void)
     Sel s = {NULL, x, 0};
     PetscCall(ListOf(IsControlOf, &s, &ctrl[x]));
   }
-  PetscCall(TestCells(PETSC_FALSE));
-  PetscCall(TestCells(PETSC_TRUE));
+  PetscCall(TestCells(PETSC_FALSE, PETSC_FALSE));
+  PetscCall(TestCells(PETSC_TRUE, PETSC_FALSE));
+  PetscCall(TestCells(PETSC_TRUE, PETSC_TRUE));
   PetscCall(TestSet(48, 50, 3));  /* groups with fewer than 48 cells are drawn with replacement */
   PetscCall(TestSet(8, 150, 5));  /* contexts have 100 controls: drawn with replacement */
   PetscCall(TestCoupled());

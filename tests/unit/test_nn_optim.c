@@ -21,12 +21,13 @@ static PetscErrorCode MakeParams(CsNNParams *P)
 
 /* Adam / AdamW in double, written from the formulas of Kingma & Ba and Loshchilov & Hutter (torch's form of the
    bias correction), as the reference. */
-static void RefStep(double *p, double *m, double *v, const double *g0, int t, double lr, double wd, PetscBool adamw, double clip)
+static void RefStep(double *p, double *m, double *v, const double *g0, int t, double lr, double wd, PetscBool adamw, double clip, double cv)
 {
   double b1 = 0.9, b2 = 0.999, eps = 1e-8, g[N], norm = 0;
   for (int i = 0; i < N; i++) norm += g0[i] * g0[i];
   norm = sqrt(norm);
   for (int i = 0; i < N; i++) g[i] = clip > 0 && norm > clip ? g0[i] * clip / (norm + 1e-6) : g0[i];
+  for (int i = 0; i < N; i++) g[i] = cv > 0 ? fmin(fmax(g[i], -cv), cv) : g[i]; /* torch clip_grad_value_ */
   for (int i = 0; i < N; i++) {
     if (adamw) p[i] *= 1 - lr * wd;
     else g[i] += wd * p[i];
@@ -36,7 +37,7 @@ static void RefStep(double *p, double *m, double *v, const double *g0, int t, do
   }
 }
 
-static PetscErrorCode TestAdam(PetscBool adamw, double wd, double clip)
+static PetscErrorCode TestAdam(PetscBool adamw, double wd, double clip, double cv)
 {
   CsNNParams P;
   CsNNOptim  opt;
@@ -45,7 +46,7 @@ static PetscErrorCode TestAdam(PetscBool adamw, double wd, double clip)
   PetscFunctionBeginUser;
   PetscCall(MakeParams(&P));
   PetscCall(CsNNOptimCreate(PETSC_COMM_SELF, &opt));
-  opt->type = adamw ? CS_NN_OPTIM_ADAMW : CS_NN_OPTIM_ADAM, opt->lr = 0.01, opt->weight_decay = wd, opt->clip = clip;
+  opt->type = adamw ? CS_NN_OPTIM_ADAMW : CS_NN_OPTIM_ADAM, opt->lr = 0.01, opt->weight_decay = wd, opt->clip = clip, opt->clip_value = cv;
   PetscCall(CsNNOptimSetUp(opt, P->n));
   for (int i = 0; i < N; i++) p[i] = P->p[i];
   for (int t = 1; t <= 6; t++) {
@@ -63,13 +64,13 @@ static PetscErrorCode TestAdam(PetscBool adamw, double wd, double clip)
       for (int l = 0; l < 8; l++) sq += acc[l];
       CS_EXPECT(opt->last_sumsq == sq, "sum of squares of the gradient %.17g, recomputed %.17g", opt->last_sumsq, sq);
     }
-    RefStep(p, m, v, g, t, 0.01, wd, adamw, clip);
+    RefStep(p, m, v, g, t, 0.01, wd, adamw, clip, cv);
     if (clip > 0) CS_EXPECT_CLOSE(opt->last_norm, sqrt(gn), 1e-6, "gradient norm before clipping");
     for (int i = 0; i < N; i++) err = fmax(err, fabs(P->p[i] - p[i]));
     for (int i = 0; i < N; i++) CS_EXPECT(P->g[i] == 0, "the step leaves the gradient zeroed");
   }
-  PetscCall(PetscPrintf(PETSC_COMM_SELF, "%s wd %g clip %g: max |p - p_ref| after 6 steps = %.2e\n", adamw ? "adamw" : "adam", wd, clip, err));
-  CS_EXPECT(err < 2e-6, "%s (wd %g, clip %g) differs from the reference by %g", adamw ? "AdamW" : "Adam", wd, clip, err);
+  PetscCall(PetscPrintf(PETSC_COMM_SELF, "%s wd %g clip %g clip_value %g: max |p - p_ref| after 6 steps = %.2e\n", adamw ? "adamw" : "adam", wd, clip, cv, err));
+  CS_EXPECT(err < 2e-6, "%s (wd %g, clip %g, clip_value %g) differs from the reference by %g", adamw ? "AdamW" : "Adam", wd, clip, cv, err);
   PetscCall(CsNNOptimDestroy(&opt));
   PetscCall(CsNNParamsDestroy(&P));
   PetscFunctionReturn(0);
@@ -203,10 +204,12 @@ static PetscErrorCode Body(void)
 {
   PetscFunctionBeginUser;
   PetscCall(TestAdamFirstStep());
-  PetscCall(TestAdam(PETSC_FALSE, 0, 0));
-  PetscCall(TestAdam(PETSC_FALSE, 0.1, 0));
-  PetscCall(TestAdam(PETSC_TRUE, 0.1, 0));
-  PetscCall(TestAdam(PETSC_FALSE, 0, 3.0));
+  PetscCall(TestAdam(PETSC_FALSE, 0, 0, 0));
+  PetscCall(TestAdam(PETSC_FALSE, 0.1, 0, 0));
+  PetscCall(TestAdam(PETSC_TRUE, 0.1, 0, 0));
+  PetscCall(TestAdam(PETSC_FALSE, 0, 3.0, 0));
+  PetscCall(TestAdam(PETSC_FALSE, 0.1, 0, 0.3));
+  PetscCall(TestAdam(PETSC_FALSE, 0, 3.0, 0.3));
   PetscCall(TestSchedules());
   PetscCall(TestResume());
   PetscFunctionReturn(0);
