@@ -12,7 +12,7 @@
 #   bench/scale.sh [BUILD_DIR]     (default: build)
 #   CS_SCALE_CELLS="100000 1000000 10000000" CS_SCALE_GENES=500 CS_SCALE_INMEM_MAX=1000000 bench/scale.sh
 #
-# Files are simulated once (`cellshift simulate`, dense raw counts, trained with -normalize) into $CS_BENCH_DIR
+# Files are simulated once (`cellshift simulate`, raw counts, dense at these depths, trained with -normalize) into $CS_BENCH_DIR
 # (default /tmp/cellshift-bench) and reused; 10^6 x 500 takes a few minutes and 2 GB.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

@@ -124,6 +124,15 @@ typedef PetscErrorCode (*CsH5adCodeFill)(void *ctx, PetscInt col, PetscInt row0,
 PETSC_EXTERN PetscErrorCode CsH5adWriterCreateFill(MPI_Comm comm, const char path[], PetscInt nrows, PetscInt ngenes,
                                                    char *const *genes, PetscInt ncols, const CsH5adOutColumn *cols,
                                                    CsH5adCodeFill fill, void *ctx, CsH5adWriter *w);
+/* Collective: CsH5adWriterCreateFill with X in CSR (anndata's csr_matrix: data float32, indices int32, indptr
+   int64), nzlocal non-zeros in this rank's rows; the ranks' rows follow one another in rank order (rank r writes
+   rows after rank r - 1's), so that the file does not depend on how the rows are split into calls. */
+PETSC_EXTERN PetscErrorCode CsH5adWriterCreateCSRFill(MPI_Comm comm, const char path[], PetscInt nrows, PetscInt ngenes, int64_t nzlocal,
+                                                      char *const *genes, PetscInt ncols, const CsH5adOutColumn *cols,
+                                                      CsH5adCodeFill fill, void *ctx, CsH5adWriter *w);
+/* Collective, CSR writers: each rank writes the rows of A (A->nrows may be 0; A NULL: none) at global rows
+   [row0, row0 + A->nrows), consecutive calls of a rank taking consecutive rows and non-zeros. */
+PETSC_EXTERN PetscErrorCode CsH5adWriterWriteCSRRows(CsH5adWriter w, PetscInt row0, const CsCSR *A);
 /* Collective: each rank writes its `n` rows (row-major, n x ngenes) at global rows [row0, row0+n). n may be 0. */
 PETSC_EXTERN PetscErrorCode CsH5adWriterWriteRows(CsH5adWriter w, PetscInt row0, PetscInt n, const float *rows);
 /* Collective: close and rename into place. */

@@ -17,9 +17,12 @@
    doublet (mixed with another cell's profile, L x 1.8), flagged in obs "quality". Every draw is Philox keyed by
    (seed, cell, gene, draw): the file is identical for any number of ranks.
 
-   Output. FILE.h5ad: dense float32 X of counts, obs condition, cell_type, batch, quality, perturbation_type, dose
-   (strings of categoricals), var index the gene names. Each rank generates and writes its own rows in blocks of
-   -sim_block rows (memory per rank: the block, the network and the truth table, independent of the cell count).
+   Output. FILE.h5ad: X of counts in CSR (anndata's csr_matrix) or dense float32 rows (-sim_format; auto: CSR when
+   under half the entries are non-zero), obs condition,
+   cell_type, batch, quality, perturbation_type, dose (strings of categoricals), var index the gene names. Each rank
+   generates and writes its own rows in blocks of -sim_block rows (memory per rank: the block, the network and the
+   truth table, independent of the cell count); CSR and auto first count the rank's non-zeros in a generating pass
+   (the ranks' non-zeros are laid out in rank order), so they generate every row twice.
    Beside it: FILE.truth.h5ad (one row per (condition, cell type), X = p, obs condition and cell_type) and
    FILE.network.tsv (source, target, sign, weight, K). */
 #ifndef CELLSHIFT_SIM_H

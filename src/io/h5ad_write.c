@@ -1,9 +1,11 @@
-/* Predictions writer: a dense-X AnnData file laid out as anndata 0.8 writes it. See include/cellshift/h5ad.h.
+/* .h5ad writer (predictions, cellshift simulate): a dense or CSR X AnnData file laid out as anndata 0.8 writes it.
+   See include/cellshift/h5ad.h.
 
    Parallel HDF5 1.10 cannot write variable-length strings through MPI-IO, so the file is made in two phases:
-   rank 0 writes everything but the values of X with the serial driver (X itself is created contiguous,
-   unfiltered and allocated early, so its place in the file is fixed), then all ranks reopen the file with the
-   MPI-IO driver and write their rows of X collectively. */
+   rank 0 writes everything but the values of X with the serial driver (X itself, or CSR X's data, indices and
+   indptr, created contiguous, unfiltered and allocated early, so their place in the file is fixed), then all ranks
+   reopen the file with the MPI-IO driver and write their rows of X collectively. CSR needs the number of non-zeros
+   at creation: every rank gives its own, and its non-zeros go after those of the ranks before it. */
 #include <cellshift/h5ad.h>
 #include <cellshift/h5util.h>
 
@@ -14,6 +16,10 @@ struct _n_CsH5adWriter {
   PetscInt  block;   /* most rows one rank writes in one collective call */
   PetscInt  written; /* rows written by this rank so far */
   hid_t     file, X; /* open on every rank (MPI-IO driver) between Create and Commit/Destroy */
+  /* CSR X (csr): the datasets X/data, X/indices, X/indptr; this rank's non-zeros start at nzoff + nzdone */
+  PetscBool csr;
+  hid_t     data, indices, indptr;
+  int64_t   nnz, nzlocal, nzoff, nzdone;
 };
 
 /* A variable-length UTF-8 string type. */
@@ -205,10 +211,51 @@ static PetscErrorCode CheckColumns(PetscInt nrows, PetscInt ncols, const CsH5adO
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode WriteMetadataTo(hid_t f, PetscInt nrows, PetscInt ngenes, char *const *genes, PetscInt ncols,
+/* A contiguous dataset of n elements of type t, allocated now and never filled (the parallel phase writes raw data
+   into place). */
+static PetscErrorCode CreateFixed(hid_t loc, const char name[], hid_t t, int rank, const hsize_t dims[])
+{
+  hid_t dcpl, s, d;
+
+  PetscFunctionBeginUser;
+  H5Call(dcpl = H5Pcreate(H5P_DATASET_CREATE), "%s: cannot make creation properties", name);
+  H5Call(H5Pset_layout(dcpl, H5D_CONTIGUOUS), "%s: cannot set the layout", name);
+  H5Call(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY), "%s: cannot set the allocation time", name);
+  H5Call(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER), "%s: cannot set the fill time", name);
+  H5Call(s = H5Screate_simple(rank, dims, NULL), "%s: cannot make a dataspace", name);
+  H5Call(d = H5Dcreate2(loc, name, t, s, H5P_DEFAULT, dcpl, H5P_DEFAULT), "cannot create %s", name);
+  if (rank == 2) PetscCall(WriteEncoding(d, "array", "0.2.0"));
+  PetscCall(CsH5Close(&d, name));
+  PetscCall(CsH5Close(&s, name));
+  PetscCall(CsH5Close(&dcpl, name));
+  PetscFunctionReturn(0);
+}
+
+/* CSR X as anndata writes it: group X (csr_matrix 0.1.0, shape) with data float32, indices int32, indptr int64. */
+static PetscErrorCode CreateCSR(hid_t f, PetscInt nrows, PetscInt ngenes, int64_t nnz)
+{
+  hid_t   X, s, a;
+  hsize_t two = 2, nz = (hsize_t)nnz, np = (hsize_t)nrows + 1;
+  int64_t shape[2] = {nrows, ngenes};
+
+  PetscFunctionBeginUser;
+  PetscCall(CreateGroup(f, "X", "csr_matrix", "0.1.0", &X));
+  H5Call(s = H5Screate_simple(1, &two, NULL), "X: cannot make a dataspace");
+  H5Call(a = H5Acreate2(X, "shape", H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT), "cannot create attribute shape of X");
+  H5Call(H5Awrite(a, H5T_NATIVE_INT64, shape), "cannot write attribute shape of X");
+  PetscCall(CsH5Close(&a, "X"));
+  PetscCall(CsH5Close(&s, "X"));
+  PetscCall(CreateFixed(X, "data", H5T_IEEE_F32LE, 1, &nz));
+  PetscCall(CreateFixed(X, "indices", H5T_STD_I32LE, 1, &nz));
+  PetscCall(CreateFixed(X, "indptr", H5T_STD_I64LE, 1, &np));
+  PetscCall(CsH5Close(&X, "X"));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode WriteMetadataTo(hid_t f, PetscInt nrows, PetscInt ngenes, int64_t nnz, char *const *genes, PetscInt ncols,
                                       const CsH5adOutColumn *cols, CsH5adCodeFill fill, void *ctx)
 {
-  hid_t   obs, var, dcpl, s, X;
+  hid_t   obs, var;
   hsize_t dims[2] = {(hsize_t)nrows, (hsize_t)ngenes};
   char  **names;
 
@@ -232,16 +279,8 @@ static PetscErrorCode WriteMetadataTo(hid_t f, PetscInt nrows, PetscInt ngenes, 
   PetscCall(CsH5Close(&var, "var"));
 
   /* X: contiguous and allocated now, never filled, so the parallel phase only writes raw data into place. */
-  H5Call(dcpl = H5Pcreate(H5P_DATASET_CREATE), "X: cannot make creation properties");
-  H5Call(H5Pset_layout(dcpl, H5D_CONTIGUOUS), "X: cannot set the layout");
-  H5Call(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY), "X: cannot set the allocation time");
-  H5Call(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER), "X: cannot set the fill time");
-  H5Call(s = H5Screate_simple(2, dims, NULL), "X: cannot make a dataspace");
-  H5Call(X = H5Dcreate2(f, "X", H5T_IEEE_F32LE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT), "cannot create X");
-  PetscCall(WriteEncoding(X, "array", "0.2.0"));
-  PetscCall(CsH5Close(&X, "X"));
-  PetscCall(CsH5Close(&s, "X"));
-  PetscCall(CsH5Close(&dcpl, "X"));
+  if (nnz >= 0) PetscCall(CreateCSR(f, nrows, ngenes, nnz));
+  else PetscCall(CreateFixed(f, "X", H5T_IEEE_F32LE, 2, dims));
 
   PetscCall(WriteEmptyDict(f, "layers"));
   PetscCall(WriteEmptyDict(f, "obsm"));
@@ -253,7 +292,7 @@ static PetscErrorCode WriteMetadataTo(hid_t f, PetscInt nrows, PetscInt ngenes, 
 }
 
 /* Rank 0, serial driver: the whole file except the values of X. Closes the file on every path. */
-static PetscErrorCode WriteMetadata(const char tmp[], PetscInt nrows, PetscInt ngenes, char *const *genes,
+static PetscErrorCode WriteMetadata(const char tmp[], PetscInt nrows, PetscInt ngenes, int64_t nnz, char *const *genes,
                                     PetscInt ncols, const CsH5adOutColumn *cols, CsH5adCodeFill fill, void *ctx)
 {
   hid_t          fapl, f;
@@ -268,7 +307,7 @@ static PetscErrorCode WriteMetadata(const char tmp[], PetscInt nrows, PetscInt n
   f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   PetscCall(CsH5Close(&fapl, tmp));
   PetscCheck(f >= 0, PETSC_COMM_SELF, CS_ERR_INPUT, "cannot create %s", tmp);
-  ierr = WriteMetadataTo(f, nrows, ngenes, genes, ncols, cols, fill, ctx);
+  ierr = WriteMetadataTo(f, nrows, ngenes, nnz, genes, ncols, cols, fill, ctx);
   if (H5Fclose(f) < 0 && !ierr) SETERRQ(PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "cannot close %s", tmp);
   PetscCall(ierr);
   PetscFunctionReturn(0);
@@ -285,7 +324,11 @@ static PetscErrorCode OpenParallel(CsH5adWriter w)
   w->file = H5Fopen(w->out.tmp, H5F_ACC_RDWR, fapl);
   PetscCall(CsH5Close(&fapl, w->out.tmp));
   PetscCheck(w->file >= 0, PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN, "cannot reopen %s with MPI-IO", w->out.tmp);
-  H5Call(w->X = H5Dopen2(w->file, "X", H5P_DEFAULT), "cannot open X in %s", w->out.tmp);
+  if (w->csr) {
+    H5Call(w->data = H5Dopen2(w->file, "X/data", H5P_DEFAULT), "cannot open X/data in %s", w->out.tmp);
+    H5Call(w->indices = H5Dopen2(w->file, "X/indices", H5P_DEFAULT), "cannot open X/indices in %s", w->out.tmp);
+    H5Call(w->indptr = H5Dopen2(w->file, "X/indptr", H5P_DEFAULT), "cannot open X/indptr in %s", w->out.tmp);
+  } else H5Call(w->X = H5Dopen2(w->file, "X", H5P_DEFAULT), "cannot open X in %s", w->out.tmp);
   PetscFunctionReturn(0);
 }
 
@@ -308,8 +351,9 @@ PetscErrorCode CsH5adWriterCreate(MPI_Comm comm, const char path[], PetscInt nro
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsH5adWriterCreateFill(MPI_Comm comm, const char path[], PetscInt nrows, PetscInt ngenes, char *const *genes,
-                                      PetscInt ncols, const CsH5adOutColumn *cols, CsH5adCodeFill fill, void *ctx, CsH5adWriter *w)
+/* Dense (nzlocal < 0 on every rank) or CSR with nzlocal non-zeros on this rank. */
+static PetscErrorCode WriterCreate(MPI_Comm comm, const char path[], PetscInt nrows, PetscInt ngenes, int64_t nzlocal, char *const *genes,
+                                   PetscInt ncols, const CsH5adOutColumn *cols, CsH5adCodeFill fill, void *ctx, CsH5adWriter *w)
 {
   CsH5adWriter   W;
   PetscMPIInt    rank;
@@ -325,11 +369,20 @@ PetscErrorCode CsH5adWriterCreateFill(MPI_Comm comm, const char path[], PetscInt
   W->comm   = comm;
   W->nrows  = nrows;
   W->ngenes = ngenes;
-  W->file = W->X = H5I_INVALID_HID;
+  W->file = W->X = W->data = W->indices = W->indptr = H5I_INVALID_HID;
   W->block       = (PetscInt)PetscMax(1.0, mb * 1048576.0 / (4.0 * (double)PetscMax(ngenes, 1)));
+  W->csr         = (PetscBool)(nzlocal >= 0);
+  W->nnz         = -1;
+  if (W->csr) {
+    W->nzlocal = nzlocal;
+    PetscCallMPI(MPI_Exscan(&W->nzlocal, &W->nzoff, 1, MPI_INT64_T, MPI_SUM, comm));
+    PetscCallMPI(MPI_Allreduce(&W->nzlocal, &W->nnz, 1, MPI_INT64_T, MPI_SUM, comm));
+    PetscCallMPI(MPI_Comm_rank(comm, &rank));
+    if (!rank) W->nzoff = 0; /* MPI_Exscan leaves rank 0's result undefined */
+  }
   PetscCall(CsOutFileBegin(comm, path, &W->out));
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
-  if (!rank) ierr = WriteMetadata(W->out.tmp, nrows, ngenes, genes, ncols, cols, fill, ctx);
+  if (!rank) ierr = WriteMetadata(W->out.tmp, nrows, ngenes, W->nnz, genes, ncols, cols, fill, ctx);
   ierr = CsAgreeCode(comm, ierr, path);
   if (!ierr) {
     ierr = OpenParallel(W);
@@ -342,6 +395,23 @@ PetscErrorCode CsH5adWriterCreateFill(MPI_Comm comm, const char path[], PetscInt
   }
   *w = W;
   PetscCall(PetscLogEventEnd(CS_EVENT_WRITE, 0, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5adWriterCreateFill(MPI_Comm comm, const char path[], PetscInt nrows, PetscInt ngenes, char *const *genes,
+                                      PetscInt ncols, const CsH5adOutColumn *cols, CsH5adCodeFill fill, void *ctx, CsH5adWriter *w)
+{
+  PetscFunctionBeginUser;
+  PetscCall(WriterCreate(comm, path, nrows, ngenes, -1, genes, ncols, cols, fill, ctx, w));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5adWriterCreateCSRFill(MPI_Comm comm, const char path[], PetscInt nrows, PetscInt ngenes, int64_t nzlocal, char *const *genes,
+                                         PetscInt ncols, const CsH5adOutColumn *cols, CsH5adCodeFill fill, void *ctx, CsH5adWriter *w)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(nzlocal >= 0, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE, "%s: negative number of non-zeros", path);
+  PetscCall(WriterCreate(comm, path, nrows, ngenes, nzlocal, genes, ncols, cols, fill, ctx, w));
   PetscFunctionReturn(0);
 }
 
@@ -382,7 +452,7 @@ PetscErrorCode CsH5adWriterWriteRows(CsH5adWriter w, PetscInt row0, PetscInt n, 
   PetscErrorCode ierr;
 
   PetscFunctionBeginUser;
-  CsCheckAll(w->comm, row0 >= 0 && n >= 0 && row0 + n <= w->nrows && (n == 0 || rows),
+  CsCheckAll(w->comm, !w->csr && row0 >= 0 && n >= 0 && row0 + n <= w->nrows && (n == 0 || rows),
              "%s: rows [%" PetscInt_FMT ", %" PetscInt_FMT ") are outside the %" PetscInt_FMT " rows of X",
              w->out.final, row0, row0 + n, w->nrows);
   if (!w->ngenes) { /* nothing to store */
@@ -395,6 +465,73 @@ PetscErrorCode CsH5adWriterWriteRows(CsH5adWriter w, PetscInt row0, PetscInt n, 
   ierr = WritePieces(w, row0, n, rows, npieces);
   PetscCall(CsAgreeCode(w->comm, ierr, w->out.final));
   w->written += n;
+  PetscCall(PetscLogEventEnd(CS_EVENT_WRITE, 0, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+/* One collective write of n elements at off of the 1-D dataset d (n = 0: an empty selection). */
+static PetscErrorCode Write1(hid_t d, hid_t dxpl, hid_t mt, int64_t off, int64_t n, const void *buf, const char name[])
+{
+  hid_t   fs, ms;
+  hsize_t o = (hsize_t)off, c = (hsize_t)PetscMax(n, 1);
+  double  dummy = 0;
+
+  PetscFunctionBeginUser;
+  H5Call(fs = H5Dget_space(d), "cannot get the dataspace of %s", name);
+  H5Call(ms = H5Screate_simple(1, &c, NULL), "%s: cannot make a dataspace", name);
+  if (n) H5Call(H5Sselect_hyperslab(fs, H5S_SELECT_SET, &o, NULL, &c, NULL), "%s: bad selection", name);
+  else {
+    H5Call(H5Sselect_none(fs), "%s: bad selection", name);
+    H5Call(H5Sselect_none(ms), "%s: bad selection", name);
+  }
+  H5Call(H5Dwrite(d, mt, ms, fs, dxpl, n ? buf : (const void *)&dummy), "cannot write %s", name);
+  PetscCall(CsH5Close(&ms, name));
+  PetscCall(CsH5Close(&fs, name));
+  PetscFunctionReturn(0);
+}
+
+/* This rank's CSR rows in pieces of at most w->block rows, npieces collective calls on every rank. */
+static PetscErrorCode WriteCSRPieces(CsH5adWriter w, PetscInt row0, const CsCSR *A, PetscInt npieces, int64_t *ptr)
+{
+  hid_t dxpl;
+
+  PetscFunctionBeginUser;
+  H5Call(dxpl = H5Pcreate(H5P_DATASET_XFER), "cannot make transfer properties");
+  H5Call(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "cannot select collective I/O");
+  for (PetscInt p = 0; p < npieces; p++) {
+    PetscInt r0 = p * w->block, cnt = PetscMax(0, PetscMin(w->block, A->nrows - r0));
+    int64_t  e0 = cnt ? A->indptr[r0] : 0, ne = cnt ? A->indptr[r0 + cnt] - e0 : 0, base = w->nzoff + w->nzdone;
+    PetscBool last = (PetscBool)(cnt && row0 + r0 + cnt == w->nrows); /* the owner of the last row writes indptr[nrows] too */
+    for (PetscInt i = 0; i <= cnt; i++) ptr[i] = base + A->indptr[r0 + i] - A->indptr[0];
+    PetscCall(Write1(w->data, dxpl, H5T_NATIVE_FLOAT, base + e0 - A->indptr[0], ne, A->data + e0, "X/data"));
+    PetscCall(Write1(w->indices, dxpl, H5T_NATIVE_INT32, base + e0 - A->indptr[0], ne, A->indices + e0, "X/indices"));
+    PetscCall(Write1(w->indptr, dxpl, H5T_NATIVE_INT64, row0 + r0, cnt ? cnt + last : 0, ptr, "X/indptr"));
+  }
+  PetscCall(CsH5Close(&dxpl, "X"));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5adWriterWriteCSRRows(CsH5adWriter w, PetscInt row0, const CsCSR *A)
+{
+  PetscInt       npieces, n = A ? A->nrows : 0;
+  int64_t        nz = n ? A->indptr[n] - A->indptr[0] : 0, *ptr;
+  PetscBool      ok;
+  PetscErrorCode ierr;
+
+  PetscFunctionBeginUser;
+  ok = (PetscBool)(w->csr && row0 >= 0 && n >= 0 && row0 + n <= w->nrows && (!n || A->ncols == w->ngenes) && w->nzdone + nz <= w->nzlocal);
+  CsCheckAll(w->comm, ok,
+             "%s: rows [%" PetscInt_FMT ", %" PetscInt_FMT ") of %" PetscInt_FMT " columns do not fit the CSR X of %" PetscInt_FMT " x %" PetscInt_FMT
+             " with %lld non-zeros on this rank",
+             w->out.final, row0, row0 + n, n ? A->ncols : w->ngenes, w->nrows, w->ngenes, (long long)w->nzlocal);
+  PetscCall(PetscLogEventBegin(CS_EVENT_WRITE, 0, 0, 0, 0));
+  npieces = (n + w->block - 1) / w->block;
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &npieces, 1, MPIU_INT, MPI_MAX, w->comm));
+  PetscCall(PetscMalloc1(PetscMin(n, w->block) + 2, &ptr));
+  ierr = WriteCSRPieces(w, row0, A, npieces, ptr);
+  PetscCall(PetscFree(ptr));
+  PetscCall(CsAgreeCode(w->comm, ierr, w->out.final));
+  w->written += n, w->nzdone += nz;
   PetscCall(PetscLogEventEnd(CS_EVENT_WRITE, 0, 0, 0, 0));
   PetscFunctionReturn(0);
 }
@@ -415,9 +552,25 @@ PetscErrorCode CsH5adWriterCommit(CsH5adWriter *w)
     SETERRQ(PETSC_COMM_SELF, PETSC_ERR_ARG_WRONG, "%s: %" PetscInt_FMT " of the %" PetscInt_FMT " rows of X were written",
             path, total, nrows);
   }
-  closed = H5Dclose(W->X) >= 0 ? PETSC_TRUE : PETSC_FALSE;
+  {
+    int64_t nzdone;
+    PetscCallMPI(MPI_Allreduce(&W->nzdone, &nzdone, 1, MPI_INT64_T, MPI_SUM, W->comm));
+    if (W->csr && nzdone != W->nnz) {
+      char    path[PETSC_MAX_PATH_LEN];
+      int64_t nnz = W->nnz;
+      PetscCall(PetscStrncpy(path, W->out.final, sizeof(path)));
+      PetscCall(CsH5adWriterDestroy(w));
+      SETERRQ(PETSC_COMM_SELF, PETSC_ERR_ARG_WRONG, "%s: %lld of the %lld non-zeros of X were written", path, (long long)nzdone, (long long)nnz);
+    }
+  }
+  closed = PETSC_TRUE;
+  {
+    hid_t *d[4] = {&W->X, &W->data, &W->indices, &W->indptr};
+    for (int k = 0; k < 4; k++)
+      if (*d[k] >= 0) closed = H5Dclose(*d[k]) >= 0 ? closed : PETSC_FALSE, *d[k] = H5I_INVALID_HID;
+  }
   closed = H5Fclose(W->file) >= 0 ? closed : PETSC_FALSE;
-  W->X = W->file = H5I_INVALID_HID;
+  W->file = H5I_INVALID_HID;
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &closed, 1, MPIU_BOOL, MPI_LAND, W->comm));
   if (!closed) {
     char path[PETSC_MAX_PATH_LEN];
@@ -436,6 +589,9 @@ PetscErrorCode CsH5adWriterDestroy(CsH5adWriter *w)
   if (!*w) PetscFunctionReturn(0);
   /* The error path: the temporary file is removed whatever closing it reports. */
   if ((*w)->X >= 0) (void)H5Dclose((*w)->X);
+  if ((*w)->data >= 0) (void)H5Dclose((*w)->data);
+  if ((*w)->indices >= 0) (void)H5Dclose((*w)->indices);
+  if ((*w)->indptr >= 0) (void)H5Dclose((*w)->indptr);
   if ((*w)->file >= 0) (void)H5Fclose((*w)->file);
   PetscCall(CsOutFileAbandon((*w)->comm, &(*w)->out));
   PetscCall(PetscFree(*w));

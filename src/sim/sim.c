@@ -13,6 +13,9 @@ static const char *const QualityNames[] = {"ok", "low_depth", "high_mito", "doub
 enum { P_CONTROL, P_KD, P_ACT, P_DOUBLE, P_DRUG, P_N };
 static const char *const PTypeNames[] = {"control", "CRISPRi", "CRISPRa", "double", "drug"};
 
+enum { SIM_AUTO, SIM_CSR, SIM_DENSE };
+static const char *const SimFormats[] = {"auto", "csr", "dense"};
+
 typedef struct {
   char     label[128]; /* condition label: "control", "KLF1", "KLF1+GATA1", "drug2@0.5" */
   PetscInt pert;       /* index into the perturbation categories (label without dose) */
@@ -39,6 +42,7 @@ struct _n_CsSim {
   PetscInt *ptr, *reg; /* regulators of gene j: reg[ptr[j]..ptr[j+1]) */
   double   *w, *K, *alpha, *ctx_alpha, *theta, *bf; /* w, sign in w's sign; ctx_alpha[nctx x gn]; bf[nbatches x ngenes] */
   PetscBool dag;
+  PetscInt  format; /* -sim_format: SIM_AUTO, SIM_CSR, SIM_DENSE */
   /* conditions and truth */
   PetscInt  ncond, npert, ndosecat, nctrl_slots, nslots;
   Cond     *cond;
@@ -123,6 +127,9 @@ PetscErrorCode CsSimSetFromOptions(CsSim s)
   PetscCall(PetscOptionsReal("-sim_low_quality", "Fraction of low-quality cells (low depth, high mito, doublets; obs quality)",
                              "CsSimSetFromOptions", s->lowq, &s->lowq, NULL));
   PetscCall(PetscOptionsInt("-sim_block", "Rows a rank generates and writes at a time", "CsSimSetFromOptions", s->block, &s->block, NULL));
+  PetscCall(PetscOptionsEList("-sim_format", "X on disk: csr, dense (float32 rows), auto (csr when under half the entries are non-zero: its 8 bytes "
+                              "per non-zero are then fewer than dense's 4 per entry)", "CsSimSetFromOptions", SimFormats, 3, SimFormats[s->format],
+                              &s->format, NULL));
   PetscOptionsEnd();
   PetscCall(CsPriorsSetFromOptions(s->priors));
   PetscFunctionReturn(0);
@@ -751,6 +758,31 @@ static PetscErrorCode WriteTruth(CsSim s, const char path[])
   PetscFunctionReturn(0);
 }
 
+/* The non-zeros of the n x G dense rows X into A (arrays reallocated to fit): A->indptr from 0. */
+static PetscErrorCode DenseToCSR(PetscInt n, PetscInt G, const float *X, CsCSR *A, int64_t *cap)
+{
+  int64_t nz = 0;
+
+  PetscFunctionBeginUser;
+  for (size_t i = 0; i < (size_t)n * G; i++) nz += X[i] != 0;
+  if (!A->indptr) PetscCall(PetscMalloc1((size_t)n + 1, &A->indptr)); /* n is at most the block on every call */
+  if (nz > *cap) {
+    PetscCall(PetscFree(A->indices));
+    PetscCall(PetscFree(A->data));
+    *cap = PetscMax(nz, 2 * *cap);
+    PetscCall(PetscMalloc1(*cap, &A->indices));
+    PetscCall(PetscMalloc1(*cap, &A->data));
+  }
+  A->nrows = n, A->ncols = G, A->indptr[0] = 0, nz = 0;
+  for (PetscInt i = 0; i < n; i++) {
+    const float *x = X + (size_t)i * G;
+    for (PetscInt j = 0; j < G; j++)
+      if (x[j] != 0) A->indices[nz] = (int32_t)j, A->data[nz] = x[j], nz++;
+    A->indptr[i + 1] = nz;
+  }
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsSimWrite(CsSim s)
 {
   CsH5adOutColumn cols[7];
@@ -759,7 +791,10 @@ PetscErrorCode CsSimWrite(CsSim s)
   PetscInt        r0 = (PetscInt)((int64_t)s->ncells * s->rank / s->size), r1 = (PetscInt)((int64_t)s->ncells * (s->rank + 1) / s->size);
   PetscInt        nb = (r1 - r0 + s->block - 1) / s->block;
   float          *X;
-  double         *q, t0 = CsTime(), tgen = 0, twrite = 0;
+  double         *q, t0 = CsTime(), tgen = 0, twrite = 0, tcount = 0;
+  CsCSR           A   = {0};
+  int64_t         cap = 0, nzlocal = 0;
+  PetscBool       dense = (PetscBool)(s->format == SIM_DENSE);
 
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc3(s->ncond, &condcats, P_N, &ptypecats, Q_N, &qualcats));
@@ -773,24 +808,44 @@ PetscErrorCode CsSimWrite(CsSim s)
   cols[4] = (CsH5adOutColumn){"cell_type", s->nctx, s->ctxcats, NULL};
   cols[5] = (CsH5adOutColumn){"batch", s->nbatches, s->batchcats, NULL};
   cols[6] = (CsH5adOutColumn){"quality", Q_N, qualcats, NULL};
-  PetscCall(CsH5adWriterCreateFill(s->comm, s->output, s->ncells, s->ngenes, s->names, 7, cols, FillColumn, s, &w));
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &nb, 1, MPIU_INT, MPI_MAX, s->comm));
   PetscCall(PetscMalloc2((size_t)s->block * (size_t)s->ngenes, &X, s->ngenes, &q));
+  if (s->format != SIM_DENSE) {
+    /* CSR needs each rank's number of non-zeros before its rows are written (they follow the earlier ranks'): a
+       first pass generates the rows and counts them (the draws are keyed by cell and gene, so the second pass
+       generates the same rows). */
+    for (PetscInt start = r0; start < r1; start += s->block) {
+      PetscInt n = PetscMin(s->block, r1 - start);
+      GenerateRows(s, start, n, X, q);
+      for (size_t i = 0; i < (size_t)n * s->ngenes; i++) nzlocal += X[i] != 0;
+    }
+    tcount = CsTime() - t0;
+    if (s->format == SIM_AUTO) {
+      double nz = (double)nzlocal;
+      PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &nz, 1, MPI_DOUBLE, MPI_SUM, s->comm));
+      dense = (PetscBool)(nz >= 0.5 * (double)s->ncells * (double)s->ngenes);
+    }
+  }
+  if (dense) PetscCall(CsH5adWriterCreateFill(s->comm, s->output, s->ncells, s->ngenes, s->names, 7, cols, FillColumn, s, &w));
+  else PetscCall(CsH5adWriterCreateCSRFill(s->comm, s->output, s->ncells, s->ngenes, nzlocal, s->names, 7, cols, FillColumn, s, &w));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &nb, 1, MPIU_INT, MPI_MAX, s->comm));
   for (PetscInt b = 0; b < nb; b++) {
     PetscInt       start = r0 + b * s->block, n = PetscMax(0, PetscMin(s->block, r1 - start));
     double         t1    = CsTime();
-    PetscErrorCode ierr;
+    PetscErrorCode ierr  = 0;
     GenerateRows(s, start, n, X, q);
+    if (!dense) ierr = DenseToCSR(n, s->ngenes, X, &A, &cap);
     tgen += CsTime() - t1;
     t1   = CsTime();
-    ierr = CsH5adWriterWriteRows(w, n ? start : 0, n, X);
+    if (!ierr) ierr = dense ? CsH5adWriterWriteRows(w, n ? start : 0, n, X) : CsH5adWriterWriteCSRRows(w, n ? start : 0, &A);
     twrite += CsTime() - t1;
     if (ierr) {
       PetscCall(PetscFree2(X, q));
+      PetscCall(CsCSRFree(&A));
       PetscCall(CsH5adWriterDestroy(&w));
       PetscCall(ierr);
     }
   }
+  PetscCall(CsCSRFree(&A));
   PetscCall(PetscFree2(X, q));
   PetscCall(CsH5adWriterCommit(&w));
   PetscCall(PetscFree3(condcats, ptypecats, qualcats));
@@ -799,13 +854,22 @@ PetscErrorCode CsSimWrite(CsSim s)
   PetscCall(Beside(s->output, "network.tsv", path));
   PetscCall(CsWriteTextRank0(s->comm, path, WriteNetwork, s));
   {
-    double tg = tgen, tw = twrite;
-    PetscCallMPI(MPI_Allreduce(&tgen, &tg, 1, MPI_DOUBLE, MPI_MAX, s->comm));
-    PetscCallMPI(MPI_Allreduce(&twrite, &tw, 1, MPI_DOUBLE, MPI_MAX, s->comm));
-    PetscCall(PetscPrintf(s->comm,
-                          "simulated %" PetscInt_FMT " cells x %" PetscInt_FMT " genes (%" PetscInt_FMT " conditions x %" PetscInt_FMT
-                          " cell types, %" PetscInt_FMT " edges) into %s in %.2f s (generation %.2f s, writing X %.2f s, slowest rank)\n",
-                          s->ncells, s->ngenes, s->ncond, s->nctx, s->ptr[s->gn], s->output, CsTime() - t0, tg, tw));
+    double t[3] = {tgen, twrite, tcount}, nz = (double)nzlocal;
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, t, 3, MPI_DOUBLE, MPI_MAX, s->comm));
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &nz, 1, MPI_DOUBLE, MPI_SUM, s->comm));
+    if (dense)
+      PetscCall(PetscPrintf(s->comm,
+                            "simulated %" PetscInt_FMT " cells x %" PetscInt_FMT " genes (%" PetscInt_FMT " conditions x %" PetscInt_FMT
+                            " cell types, %" PetscInt_FMT " edges) into %s, dense X%s, in %.2f s (%sgeneration %.2f s, writing X %.2f s, slowest rank)\n",
+                            s->ncells, s->ngenes, s->ncond, s->nctx, s->ptr[s->gn], s->output, s->format == SIM_AUTO ? " (auto: most entries are non-zero)" : "",
+                            CsTime() - t0, s->format == SIM_AUTO ? "counting pass, " : "", t[0] + t[2], t[1]));
+    else
+      PetscCall(PetscPrintf(s->comm,
+                            "simulated %" PetscInt_FMT " cells x %" PetscInt_FMT " genes (%" PetscInt_FMT " conditions x %" PetscInt_FMT
+                            " cell types, %" PetscInt_FMT " edges) into %s, CSR X with %.0f non-zeros (%.1f%%), in %.2f s (counting pass %.2f s, "
+                            "generation %.2f s, writing X %.2f s, slowest rank)\n",
+                            s->ncells, s->ngenes, s->ncond, s->nctx, s->ptr[s->gn], s->output, nz, 100.0 * nz / ((double)s->ncells * s->ngenes),
+                            CsTime() - t0, t[2], t[0], t[1]));
   }
   PetscFunctionReturn(0);
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# cellshift simulate: the file anndata reads (also backed), the same X and obs at 1, 2 and 3 ranks (and with a
+# cellshift simulate: the file anndata reads (also backed), the same CSR X and obs at 1, 2 and 3 ranks (and with a
 # block size that splits ranks unevenly), a different seed gives other counts, the truth agrees with the empirical
 # pseudobulk of a large simulation within sampling error (and a wrong truth is rejected by the same check),
 # `cellshift run` on a simulated file recovers the truth better than the control baseline, and bad options fail
-# with one clear message and no file.
+# with one clear message and no file. Dense X (-sim_format dense) holds the same values; auto picks dense for counts
+# mostly non-zero and CSR for sparse ones.
 set -euo pipefail
 out=$(mktemp -d "${TMPDIR:-/tmp}/cellshift-simulate-XXXXXX")
 trap 'rm -rf "$out"' EXIT
@@ -11,30 +12,42 @@ export OPENBLAS_NUM_THREADS=1
 opts=(-cells 2501 -genes 150 -sim_singles 8 -sim_doubles 3 -sim_drugs 2 -sim_doses 0.3,3 -sim_batches 2 -sim_low_quality 0.2
       -sim_contexts 2 -sim_seed 7)
 for n in 1 2 3; do
-  $CS_MPIEXEC -n $n "$CELLSHIFT" simulate "${opts[@]}" -sim_block 97 -output "$out/np$n.h5ad" > "$out/np$n.log" 2>&1 \
+  $CS_MPIEXEC -n $n "$CELLSHIFT" simulate "${opts[@]}" -sim_format csr -sim_block 97 -output "$out/np$n.h5ad" > "$out/np$n.log" 2>&1 \
     || { cat "$out/np$n.log"; echo "FAIL: simulate np$n"; exit 1; }
 done
-$CS_MPIEXEC -n 2 "$CELLSHIFT" simulate "${opts[@]}" -sim_block 5000 -output "$out/big_block.h5ad" > /dev/null
-$CS_MPIEXEC -n 1 "$CELLSHIFT" simulate "${opts[@]/#7/8}" -output "$out/seed8.h5ad" > /dev/null
+$CS_MPIEXEC -n 2 "$CELLSHIFT" simulate "${opts[@]}" -sim_format csr -sim_block 5000 -output "$out/big_block.h5ad" > /dev/null
+$CS_MPIEXEC -n 3 "$CELLSHIFT" simulate "${opts[@]}" -sim_format dense -sim_block 97 -output "$out/dense.h5ad" > /dev/null
+$CS_MPIEXEC -n 2 "$CELLSHIFT" simulate "${opts[@]}" -output "$out/auto.h5ad" > "$out/auto.log"
+grep -q "dense X (auto" "$out/auto.log" || { cat "$out/auto.log"; echo "FAIL: auto did not choose dense X for counts mostly non-zero"; exit 1; }
+$CS_MPIEXEC -n 2 "$CELLSHIFT" simulate -cells 300 -genes 400 -sim_depth 300 -output "$out/sparse.h5ad" > "$out/sparse.log"
+grep -q "CSR X with" "$out/sparse.log" || { cat "$out/sparse.log"; echo "FAIL: auto did not choose CSR for sparse counts"; exit 1; }
+$CS_MPIEXEC -n 1 "$CELLSHIFT" simulate "${opts[@]/#7/8}" -sim_format csr -output "$out/seed8.h5ad" > /dev/null
 "$CS_PYTHON" - "$out" <<'PY'
 import sys, h5py, numpy as np, anndata as ad
 out = sys.argv[1]
 ref = h5py.File(f"{out}/np1.h5ad", "r")
-for name in ("np2", "np3", "big_block"):
+assert dict(ref["X"].attrs)["encoding-type"] == "csr_matrix" and list(ref["X"].attrs["shape"]) == [2501, 150]
+def csr(f): return b"".join(f["X"][k][:].tobytes() for k in ("data", "indices", "indptr"))
+for name in ("np2", "np3", "big_block", "dense"):
     f = h5py.File(f"{out}/{name}.h5ad", "r")
-    assert f["X"][:].tobytes() == ref["X"][:].tobytes(), f"X of {name} differs from 1 rank"
+    if name == "dense":
+        r = ref["X"]; D = np.zeros((2501, 150), np.float32)
+        for i in range(2501): D[i, r["indices"][r["indptr"][i]:r["indptr"][i + 1]]] = r["data"][r["indptr"][i]:r["indptr"][i + 1]]
+        assert f["X"][:].tobytes() == D.tobytes(), "dense X differs from the CSR X"
+    else:
+        assert csr(f) == csr(ref), f"X of {name} differs from 1 rank"
     for k in ref["obs"]:
         if k == "_index":
             continue
         assert f["obs"][k]["codes"][:].tobytes() == ref["obs"][k]["codes"][:].tobytes(), f"obs {k} codes of {name} differ"
         assert list(f["obs"][k]["categories"][:]) == list(ref["obs"][k]["categories"][:]), f"obs {k} categories of {name} differ"
     assert [x.decode() for x in f["var"]["_index"][:]] == [x.decode() for x in ref["var"]["_index"][:]]
-print("X and obs identical at 1, 2, 3 ranks and any block size")
+print("X (CSR) and obs identical at 1, 2, 3 ranks and any block size; dense X the same values")
 s8 = h5py.File(f"{out}/seed8.h5ad", "r")
-assert s8["X"][:].tobytes() != ref["X"][:].tobytes(), "another seed gave the same counts"
+assert csr(s8) != csr(ref), "another seed gave the same counts"
 a = ad.read_h5ad(f"{out}/np2.h5ad")
 assert a.shape == (2501, 150) and a.obs_names[0] == "0"
-X = np.asarray(a.X)
+X = a.X.toarray()
 assert (X >= 0).all() and (X == np.round(X)).all(), "counts are not non-negative integers"
 for col in ("condition", "perturbation", "dose", "perturbation_type", "cell_type", "batch", "quality"):
     assert str(a.obs[col].dtype) == "category", col
@@ -48,7 +61,7 @@ assert np.median(mito[q == "high_mito"]) > 3 * np.median(mito[q == "ok"]), "high
 assert set(a.obs["perturbation_type"].astype(str)) == {"control", "CRISPRi", "CRISPRa", "double", "drug"} or \
        set(a.obs["perturbation_type"].astype(str)) >= {"control", "double", "drug"}
 b = ad.read_h5ad(f"{out}/np2.h5ad", backed="r")
-assert np.array_equal(np.asarray(b.X[100:110]), X[100:110]), "backed mode reads other rows"
+assert np.array_equal(b.X[100:110].toarray(), X[100:110]), "backed mode reads other rows"
 t = ad.read_h5ad(f"{out}/np2.truth.h5ad")
 assert t.n_obs == a.obs["condition"].nunique() * 2 and np.allclose(np.asarray(t.X).sum(1), 1, atol=1e-5)
 net = np.genfromtxt(f"{out}/np2.network.tsv", dtype=str, skip_header=1)
@@ -121,4 +134,5 @@ bad "the networks are random, dorothea" -sim_network foo -output "$out/bad.h5ad"
 bad "make at most" -sim_singles 3 -sim_doubles 4 -output "$out/bad.h5ad"
 bad "did you mean -sim_doses" -sim_dose 1 -output "$out/bad.h5ad"
 bad "must be in \[0, 1)" -sim_knockdown 1.5 -output "$out/bad.h5ad"
+bad "Unknown option foo for -sim_format" -sim_format foo -output "$out/bad.h5ad"
 echo "test_simulate: ok"
