@@ -8,7 +8,7 @@ set -euo pipefail
 out=$(mktemp -d "${TMPDIR:-/tmp}/cellshift-multifile-XXXXXX")
 trap 'rm -rf "$out"' EXIT
 export OPENBLAS_NUM_THREADS=1
-$CS_MPIEXEC -n 1 "$CELLSHIFT" simulate -cells 1800 -genes 120 -sim_singles 6 -sim_doubles 2 -sim_drugs 0 -sim_contexts 2 -sim_seed 3 \
+$CS_MPIEXEC -n 1 "$CELLSHIFT" simulate -sim_format dense -cells 1800 -genes 120 -sim_singles 6 -sim_doubles 2 -sim_drugs 0 -sim_contexts 2 -sim_seed 3 \
   -output "$out/sim.h5ad" > /dev/null
 "$CS_PYTHON" - "$out" <<'PY'
 import sys, numpy as np, anndata as ad, scipy.sparse as sp, pandas as pd

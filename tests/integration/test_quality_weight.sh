@@ -15,7 +15,7 @@ set -euo pipefail
 PY=${CS_PYTHON:-/usr/bin/python3}
 out=$(mktemp -d "${TMPDIR:-/tmp}/cellshift-qw-XXXXXX")
 trap 'rm -rf "$out"' EXIT
-"$CELLSHIFT" simulate -cells 1200 -genes 120 -sim_low_quality 0.3 -sim_seed 5 -output "$out/sim.h5ad" > "$out/sim.log" 2>&1 || { cat "$out/sim.log"; exit 1; }
+"$CELLSHIFT" simulate -sim_format dense -cells 1200 -genes 120 -sim_low_quality 0.3 -sim_seed 5 -output "$out/sim.h5ad" > "$out/sim.log" 2>&1 || { cat "$out/sim.log"; exit 1; }
 common=(-normalize -perturbation_key condition -context_key cell_type -model scgen -baselines control -scgen_hidden 64 -scgen_latent 8
         -scgen_batch_size 64 -scgen_epochs 3 -scgen_patience 100)
 run() { # run NP NAME DATA ARGS...
