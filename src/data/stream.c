@@ -142,13 +142,10 @@ static PetscErrorCode Normalize(CsDataset ds, CsCSR *A, PetscInt first0)
   PetscFunctionBeginUser;
   if (!ds->normalize) PetscFunctionReturn(0);
   for (PetscInt i = 0; i < A->nrows; i++) {
-    double L = 0;
-    for (int64_t k = A->indptr[i]; k < A->indptr[i + 1]; k++) {
-      PetscCheck(A->data[k] >= 0, PETSC_COMM_SELF, CS_ERR_INPUT, "-normalize: %s%s%s has a negative value in cell %" PetscInt_FMT "; -normalize expects raw counts",
-                 ds->path, ds->layer[0] ? " layer " : "", ds->layer, first0 + i);
-      L += A->data[k];
-    }
-    for (int64_t k = A->indptr[i]; L > 0 && k < A->indptr[i + 1]; k++) A->data[k] = (float)log1p(A->data[k] / L * 1e4);
+    double L;
+    PetscCheck(CsNormalizeRow(A->data + A->indptr[i], A->indptr[i + 1] - A->indptr[i], &L), PETSC_COMM_SELF, CS_ERR_INPUT,
+               "-normalize: %s%s%s has a negative value in cell %" PetscInt_FMT "; -normalize expects raw counts", ds->path,
+               ds->layer[0] ? " layer " : "", ds->layer, first0 + i);
   }
   PetscFunctionReturn(0);
 }
