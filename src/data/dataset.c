@@ -3,6 +3,9 @@
 #include <cellshift/h5util.h>
 #include <cellshift/rng.h>
 #include <math.h>
+#if defined(__GLIBC__)
+  #include <malloc.h>
+#endif
 
 PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *out)
 {
@@ -507,6 +510,12 @@ static PetscErrorCode CheckBlock(CsDataset ds)
   PetscCall(CheckCellNames(ds, names));
   if (!ds->streamed) PetscCall(CheckValues(ds, names)); /* streamed: the rows are not here (the reader's checks still hold) */
   if (names) PetscCall(CsStrArrayDestroy(ds->nlocal, &names));
+#if defined(__GLIBC__)
+  /* The names were hundreds of thousands of small strings per rank, freed among the set-up's lasting allocations:
+     their pages stay resident through training unless handed back, and a streamed run holds little else that
+     grows with the cells. */
+  if (ds->streamed) (void)malloc_trim(0);
+#endif
   PetscFunctionReturn(0);
 }
 
