@@ -3,6 +3,9 @@
 #include <cellshift/h5util.h>
 #include <cellshift/rng.h>
 #include <math.h>
+#if defined(__GLIBC__)
+  #include <malloc.h>
+#endif
 
 PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *out)
 {
@@ -507,7 +510,41 @@ static PetscErrorCode CheckBlock(CsDataset ds)
   PetscCall(CheckCellNames(ds, names));
   if (!ds->streamed) PetscCall(CheckValues(ds, names)); /* streamed: the rows are not here (the reader's checks still hold) */
   if (names) PetscCall(CsStrArrayDestroy(ds->nlocal, &names));
+#if defined(__GLIBC__)
+  /* The names were hundreds of thousands of small strings per rank, freed among the set-up's lasting allocations:
+     their pages stay resident through training unless handed back, and a streamed run holds little else that
+     grows with the cells. */
+  if (ds->streamed) (void)malloc_trim(0);
+#endif
   PetscFunctionReturn(0);
+}
+
+/* Raw counts repeat few small integers within a cell (tens of distinct values over hundreds of genes), so log1p,
+   most of the transform's time, is taken once per distinct count below NORM_MEMO: the same double expression of
+   the same operands, so the same float as taking it for every entry. */
+#define NORM_MEMO 256
+PetscBool CsNormalizeRow(float x[], int64_t n, double *total)
+{
+  double        L = 0;
+  float         memo[NORM_MEMO];
+  unsigned char have[NORM_MEMO];
+
+  for (int64_t k = 0; k < n; k++) {
+    if (x[k] < 0) return PETSC_FALSE;
+    L += x[k];
+  }
+  *total = L;
+  if (!(L > 0)) return PETSC_TRUE;
+  memset(have, 0, sizeof(have));
+  for (int64_t k = 0; k < n; k++) {
+    float v = x[k];
+    if (v > 0 && v < NORM_MEMO && v == (float)(int)v) { /* not 0: -0 keeps its sign */
+      int c = (int)v;
+      if (!have[c]) memo[c] = (float)log1p(v / L * 1e4), have[c] = 1;
+      x[k] = memo[c];
+    } else x[k] = (float)log1p(v / L * 1e4);
+  }
+  return PETSC_TRUE;
 }
 
 /* log1p(counts / total * 1e4) per cell; totals kept. Counts must be non-negative. */
@@ -518,13 +555,8 @@ static PetscErrorCode Normalize(CsDataset ds)
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc1(ds->nlocal + 1, &ds->libsize));
   for (PetscInt i = 0; i < ds->nlocal; i++) {
-    double L = 0;
-    for (int64_t k = ds->X.indptr[i]; k < ds->X.indptr[i + 1]; k++) {
-      if (ds->X.data[k] < 0 && bad < 0) bad = ds->rstart + i;
-      L += ds->X.data[k];
-    }
-    ds->libsize[i] = L;
-    for (int64_t k = ds->X.indptr[i]; L > 0 && k < ds->X.indptr[i + 1]; k++) ds->X.data[k] = (float)log1p(ds->X.data[k] / L * 1e4);
+    int64_t a = ds->X.indptr[i];
+    if (!CsNormalizeRow(ds->X.data + a, ds->X.indptr[i + 1] - a, &ds->libsize[i]) && bad < 0) bad = ds->rstart + i;
   }
   CsCheckAll(ds->comm, bad < 0, "-normalize: %s%s%s has a negative value in cell %" PetscInt_FMT "; -normalize expects raw counts", ds->path,
              ds->layer[0] ? " layer " : "", ds->layer, bad);

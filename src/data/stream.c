@@ -4,6 +4,9 @@
 #include "dataimpl.h"
 #include <ctype.h>
 #include <math.h>
+#if defined(__GLIBC__)
+  #include <malloc.h>
+#endif
 
 PetscErrorCode CsParseBytes(MPI_Comm comm, const char what[], const char str[], double *bytes)
 {
@@ -79,6 +82,14 @@ PetscErrorCode CsDatasetStreamOpen(CsDataset ds, PetscBool *streamed)
   ds->X.ncols  = ds->ngenes;
   ds->nnz      = v[0];
   ds->streamed = *streamed = PETSC_TRUE;
+#if defined(__GLIBC__)
+  /* A streamed epoch allocates and frees a block's rows (megabytes) hundreds of times, on the prefetch thread's
+     arena and the main one. glibc raises its mmap threshold to the largest block freed, so the blocks then come
+     from the heaps, whose free space fragments over the epoch: the resident peak grew with the number of blocks
+     read, that is with the cells. A fixed threshold keeps every block mapped: freed, it goes back to the system,
+     and realloc grows it without copying. */
+  (void)mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
   Human(shard, a), Human(block, c);
   PetscCall(PetscInfo(NULL, "streaming %s: largest shard %s, blocks of %" PetscInt_FMT " rows (%s)\n", ds->path, a, ds->stream_block, c));
   PetscFunctionReturn(0);
@@ -142,13 +153,10 @@ static PetscErrorCode Normalize(CsDataset ds, CsCSR *A, PetscInt first0)
   PetscFunctionBeginUser;
   if (!ds->normalize) PetscFunctionReturn(0);
   for (PetscInt i = 0; i < A->nrows; i++) {
-    double L = 0;
-    for (int64_t k = A->indptr[i]; k < A->indptr[i + 1]; k++) {
-      PetscCheck(A->data[k] >= 0, PETSC_COMM_SELF, CS_ERR_INPUT, "-normalize: %s%s%s has a negative value in cell %" PetscInt_FMT "; -normalize expects raw counts",
-                 ds->path, ds->layer[0] ? " layer " : "", ds->layer, first0 + i);
-      L += A->data[k];
-    }
-    for (int64_t k = A->indptr[i]; L > 0 && k < A->indptr[i + 1]; k++) A->data[k] = (float)log1p(A->data[k] / L * 1e4);
+    double L;
+    PetscCheck(CsNormalizeRow(A->data + A->indptr[i], A->indptr[i + 1] - A->indptr[i], &L), PETSC_COMM_SELF, CS_ERR_INPUT,
+               "-normalize: %s%s%s has a negative value in cell %" PetscInt_FMT "; -normalize expects raw counts", ds->path,
+               ds->layer[0] ? " layer " : "", ds->layer, first0 + i);
   }
   PetscFunctionReturn(0);
 }

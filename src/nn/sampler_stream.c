@@ -6,8 +6,8 @@
    Ownership is a contiguous range of global rows per rank, so the cells of a block are those of the ranks in rank
    order and "ordinal k of block b is mine" is off[b] <= k < off[b] + my[b].
 
-   Memory: the windows a batch touches (usually one, two where a batch straddles a window boundary) and the
-   prefetched next window; per block three counts. */
+   Memory: the windows a batch touches (usually one, two where a batch straddles a window boundary) and, while it
+   touches one, the prefetched next window; per block three counts. */
 #include "trainerimpl.h"
 #include <cellshift/rng.h>
 
@@ -258,7 +258,10 @@ static PetscErrorCode TrainBatch(CsSampler s, PetscInt e, PetscInt step, PetscIn
     if (h->epoch >= 0 && !(h->epoch == e && h->w >= w0 && h->w <= w1)) PetscCall(HeldFree(s, h));
   }
   for (PetscInt w = w0; w <= w1; w++) PetscCall(Hold(s, e, w, &hw[w - w0]));
-  PetscCall(Prefetch(s, e, w1));
+  /* The next window is read ahead once the step lies in one window: a step straddling two windows, with the read
+     ahead of a third, held three windows at once, a resident peak one window above the rest of the epoch. The read
+     then starts a step later, with a window of steps still to overlap it. */
+  if (w0 == w1) PetscCall(Prefetch(s, e, w1));
   /* Position p: window w, ordinal q in it, the window's permutation gives the cell k of the window (block order),
      that is ordinal k of block j; mine when it falls in this rank's share of the block. */
   PetscCall(PetscRealloc(sizeof(int64_t) * (hi - lo + 1), &b->X.indptr));
