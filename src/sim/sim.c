@@ -758,14 +758,13 @@ static PetscErrorCode WriteTruth(CsSim s, const char path[])
   PetscFunctionReturn(0);
 }
 
-/* The non-zeros of the n x G dense rows X into A (arrays reallocated to fit): A->indptr from 0. */
+/* The non-zeros of the n x G dense rows X into A (A->indptr holds n + 1; indices and data reallocated to fit): A->indptr from 0. */
 static PetscErrorCode DenseToCSR(PetscInt n, PetscInt G, const float *X, CsCSR *A, int64_t *cap)
 {
   int64_t nz = 0;
 
   PetscFunctionBeginUser;
   for (size_t i = 0; i < (size_t)n * G; i++) nz += X[i] != 0;
-  if (!A->indptr) PetscCall(PetscMalloc1((size_t)n + 1, &A->indptr)); /* n is at most the block on every call */
   if (nz > *cap) {
     PetscCall(PetscFree(A->indices));
     PetscCall(PetscFree(A->data));
@@ -809,6 +808,7 @@ PetscErrorCode CsSimWrite(CsSim s)
   cols[5] = (CsH5adOutColumn){"batch", s->nbatches, s->batchcats, NULL};
   cols[6] = (CsH5adOutColumn){"quality", Q_N, qualcats, NULL};
   PetscCall(PetscMalloc2((size_t)s->block * (size_t)s->ngenes, &X, s->ngenes, &q));
+  PetscCall(PetscMalloc1((size_t)s->block + 1, &A.indptr)); /* every block has at most s->block rows */
   if (s->format != SIM_DENSE) {
     /* CSR needs each rank's number of non-zeros before its rows are written (they follow the earlier ranks'): a
        first pass generates the rows and counts them (the draws are keyed by cell and gene, so the second pass
