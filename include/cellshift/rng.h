@@ -22,7 +22,8 @@ enum {
   CS_STREAM_BOOT    = 10, /* bootstrap resamples (counter = replicate, row) */
   CS_STREAM_WEIGHT  = 11, /* quality-weighted draws of the cells sampler (counter = epoch, batch position) */
   CS_STREAM_SWEEP   = 12, /* random sweep configurations (src/sweep; counter = draw, option) */
-  CS_STREAM_DEPTH   = 13  /* binomial downsampling of counts; a = file row, b = gene << 32 | block of draws */
+  CS_STREAM_DEPTH   = 13, /* binomial downsampling of counts; a = file row, b = gene << 32 | block of draws */
+  CS_STREAM_BLOCKS  = 14  /* the stream sampler's block of each stratum in each window (key (epoch + 1) << 32 | stratum) */
 };
 
 /* Four independent 32-bit words for (seed, stream, counter hi, counter lo). */

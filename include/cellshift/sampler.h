@@ -43,11 +43,14 @@
                (e + 1) << 32 | slot). Validation: each group's validation cells in global order, in minibatches
                of batch_size.
    - stream  : block-shuffled epochs over row blocks read on demand (the dataset streamed from its file, or any
-               source with blocks): the dataset is nblocks blocks of block_rows consecutive global rows; epoch e
-               visits the blocks in the order of a permutation keyed (seed, CS_STREAM_SHUFFLE, e), -<prefix>stream_window
-               (default 8) consecutive blocks of that order form a window, and the training cells of window w (in
-               block order, then global row order) are permuted by a permutation keyed (seed, CS_STREAM_SHUFFLE,
-               (e + 1) << 32 | w). The epoch's order is the windows' orders one after the other; global batches of
+               source with blocks): the dataset is nblocks blocks of block_rows consecutive global rows, grouped
+               into W = min(-<prefix>stream_window (default 8), nblocks) strata of consecutive blocks (stratum t:
+               blocks [t nblocks / W, (t + 1) nblocks / W)); window w of epoch e holds, of every stratum with more
+               than w blocks, the w-th block of a permutation of the stratum keyed (seed, CS_STREAM_BLOCKS,
+               (e + 1) << 32 | t), so there are as many windows as the largest stratum has blocks, and each spans
+               the file evenly (a rank holds its share of every window, not a binomial draw of it). The training
+               cells of window w (in stratum order, then global row order) are permuted by a permutation keyed
+               (seed, CS_STREAM_SHUFFLE, (e + 1) << 32 | w). The epoch's order is the windows' orders one after the other; global batches of
                batch_size are cut from it as for cells (last partial batch dropped) and each rank takes the cells it
                owns, in batch order. Only the windows a batch touches are held (read), and the next window is
                prefetched while the current one is trained (src.prefetch). Validation: the validation cells in
@@ -110,9 +113,10 @@ typedef struct {
   /* collective: rows by global index onto the asking rank, into a fresh X */
   PetscErrorCode (*fetch)(void *ctx, PetscInt n, const PetscInt global[], CsCSR *X);
   /* streamed shards: the dataset is nblocks blocks of block_rows consecutive global rows (the last may be shorter);
-     read (collective) makes block b's rows available to its owners, release (collective) drops them */
+     read (collective) makes the rows of blocks[0..n) available to their owners (X[k]: this rank's rows of blocks[k],
+     fresh), one call for a window so that ranks read their parts side by side; release (collective) drops a block */
   PetscErrorCode (*blocks)(void *ctx, PetscInt *nblocks, PetscInt *block_rows);
-  PetscErrorCode (*read)(void *ctx, PetscInt block, CsCSR *X);
+  PetscErrorCode (*read)(void *ctx, PetscInt n, const PetscInt blocks[], CsCSR X[]);
   PetscErrorCode (*release)(void *ctx, PetscInt block);
   /* optional, local: start reading blocks[0..n) in the background (read then returns them); NULL: no prefetch */
   PetscErrorCode (*prefetch)(void *ctx, PetscInt n, const PetscInt blocks[]);

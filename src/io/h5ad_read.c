@@ -565,12 +565,23 @@ static PetscErrorCode ReadDenseLocal(Reader *r, const Layout *L, PetscInt r0, Pe
   PetscCall(CsIOPrepareConversion(&r->io, d, what, H5T_NATIVE_FLOAT));
   A->indptr[0] = 0;
   for (PetscInt i0 = r0; i0 < r1; i0 += rows) {
-    PetscInt n     = r1 - i0 < rows ? r1 - i0 : rows;
-    hsize_t  st[2] = {(hsize_t)i0, 0}, ct[2] = {(hsize_t)n, (hsize_t)L->g};
-    H5Call(ms = H5Screate_simple(2, ct, NULL), "%s: cannot make a dataspace", what);
-    H5Call(H5Sselect_hyperslab(fs, H5S_SELECT_SET, st, NULL, ct, NULL), "%s: bad selection", what);
-    H5Call(H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, r->io.dxpl, buf), "%s: cannot read rows from %" PetscInt_FMT " on (damaged or unreadable data)", what, i0);
-    PetscCall(CsH5Close(&ms, what));
+    PetscInt  n     = r1 - i0 < rows ? r1 - i0 : rows;
+    hsize_t   st[2] = {(hsize_t)i0, 0}, ct[2] = {(hsize_t)n, (hsize_t)L->g};
+    PetscBool done;
+    PetscCall(CsIOReadContiguous(&r->io, d, what, H5T_NATIVE_FLOAT, sizeof(float), st[0] * ct[1], ct[0] * ct[1], buf, &done));
+    if (!done) {
+      H5Call(ms = H5Screate_simple(2, ct, NULL), "%s: cannot make a dataspace", what);
+      H5Call(H5Sselect_hyperslab(fs, H5S_SELECT_SET, st, NULL, ct, NULL), "%s: bad selection", what);
+      H5Call(H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, r->io.dxpl, buf), "%s: cannot read rows from %" PetscInt_FMT " on (damaged or unreadable data)", what, i0);
+      PetscCall(CsH5Close(&ms, what));
+    }
+    if (i0 == r0) { /* the first slice's density sizes the arrays: no growth (and copy) on mostly non-zero data */
+      int64_t z = 0;
+      for (size_t k = 0; k < (size_t)n * L->g; k++) z += buf[k] != 0;
+      cap = PetscMax(cap, (int64_t)((double)z / n * 1.05 * A->nrows) + L->g + 16);
+      PetscCall(PetscRealloc(sizeof(int32_t) * cap, &A->indices));
+      PetscCall(PetscRealloc(sizeof(float) * cap, &A->data));
+    }
     PetscCall(DenseAppend(buf, n, L->g, i0 - r0, A, &nnz, &cap));
   }
   PetscCall(CsH5Close(&fs, what));
@@ -944,7 +955,7 @@ static PetscErrorCode ReadOptions(MPI_Comm comm, CsIOInflate *inflate)
 
   PetscFunctionBeginUser;
   PetscOptionsBegin(comm, NULL, "Reading .h5ad files", "CsH5adRead");
-  PetscCall(PetscOptionsBool("-h5ad_read_direct", "Inflate gzip chunks on the rank's threads (false: through HDF5's filter)", "CsH5adRead",
+  PetscCall(PetscOptionsBool("-h5ad_read_direct", "Inflate gzip chunks on the rank's threads and read contiguous datasets with pread (false: all through HDF5)", "CsH5adRead",
                              direct, &direct, NULL));
   PetscCall(PetscOptionsEList("-h5ad_inflate", "Library that inflates the chunks (isal: ISA-L, when built with libisal-dev)", "CsH5adRead", libs, 2,
                               libs[lib], &lib, NULL));
@@ -1099,11 +1110,13 @@ PetscErrorCode CsH5adStreamOpen(MPI_Comm comm, const char path[], const char lay
   if (ierr) PetscCall(PetscFree(st));
   PetscCall(ierr);
   /* The rows' file: opened by every rank alone. No chunk inflation on the reader's own threads (its log events are
-     not for a background thread): HDF5's filter inflates gzip chunks. */
+     not for a background thread): HDF5's filter inflates gzip chunks; contiguous X is read by pread unless
+     -h5ad_read_direct false. */
   st->r     = r;
   st->r.path = st->path;
-  ierr      = CsIOFileOpenLocal(st->path, CS_INFLATE_HDF5, &st->r.io);
+  ierr      = CsIOFileOpenLocal(st->path, inflate, &st->r.io);
   PetscCall(CsAgreeCode(comm, ierr, "cannot open the streamed file"));
+  st->r.io.inflate = CS_INFLATE_HDF5;
   st->r.file = st->r.io.file;
   *out       = st;
   PetscFunctionReturn(0);

@@ -89,6 +89,10 @@ static PetscErrorCode SetProperties(CsIOFile *f, CsIOInflate inflate)
   H5Call(f->dapl = H5Pcreate(H5P_DATASET_ACCESS), "%s: cannot make dataset access properties", path);
   H5Call(H5Pset_chunk_cache(f->dapl, 0, 0, H5D_CHUNK_CACHE_W0_DEFAULT), "%s: cannot set the chunk cache", path);
   f->inflate = inflate;
+  if (inflate != CS_INFLATE_HDF5) { /* direct reads allowed: contiguous datasets by pread too */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    f->fd1 = fd >= 0 ? fd + 1 : 0; /* none: every read goes through HDF5 */
+  }
   PetscFunctionReturn(0);
 }
 
@@ -149,5 +153,7 @@ PetscErrorCode CsIOFileClose(CsIOFile *f)
   PetscCall(CsH5Close(&f->dxpl, f->path));
   PetscCall(CsH5Close(&f->dapl, f->path));
   PetscCall(CsH5Close(&f->file, f->path)); /* H5F_CLOSE_STRONG: also what an error path left open */
+  if (f->fd1) (void)close(f->fd1 - 1);
+  f->fd1 = 0;
   PetscFunctionReturn(0);
 }

@@ -27,6 +27,8 @@ typedef struct {
                            cached chunk costs a copy from the cache into the caller's buffer) */
   CsIOConv    conv;
   CsIOInflate inflate;  /* CS_INFLATE_HDF5: every read through HDF5; else gzip chunks fetched and inflated here */
+  int         fd1;      /* a POSIX descriptor of the file plus one (0: none; CS_INFLATE_HDF5 at open), for contiguous
+                           datasets (CsIOReadContiguous) */
 } CsIOFile;
 
 /* Collective: open path for reading on every rank of comm. Input errors (missing, not HDF5, damaged or truncated)
@@ -42,6 +44,13 @@ PETSC_INTERN PetscErrorCode CsIOFileClose(CsIOFile *f);
    exactly as H5Dread with f->dxpl would give them. `what` names the dataset in messages. */
 PETSC_INTERN PetscErrorCode CsIORead1D(CsIOFile *f, hid_t d, const char what[], hid_t memtype, size_t esize, hsize_t start,
                                        hsize_t count, void *buf);
+
+/* Local: elements [start, start + count) of d (any rank, in storage order) into buf when d is stored contiguously in
+   the file, unfiltered, in memtype itself: then they are bytes at a known offset, read with pread, past HDF5's and
+   MPI-IO's layers (a copy less, and no MPI-IO request per block). *done = false where that does not hold or the
+   read comes up short; the caller then reads through HDF5, which gives its own message for a damaged file. */
+PETSC_INTERN PetscErrorCode CsIOReadContiguous(CsIOFile *f, hid_t d, const char what[], hid_t memtype, size_t esize, hsize_t start,
+                                               hsize_t count, void *buf, PetscBool *done);
 
 /* Local: set f->conv for reading d as memtype (CsIORead1D does it itself; other reads with f->dxpl call it first). */
 PETSC_INTERN PetscErrorCode CsIOPrepareConversion(CsIOFile *f, hid_t d, const char what[], hid_t memtype);

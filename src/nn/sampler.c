@@ -75,21 +75,22 @@ static PetscErrorCode DatasetBlocks(void *ctx, PetscInt *nblocks, PetscInt *bloc
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode DatasetRead(void *ctx, PetscInt block, CsCSR *X)
+static PetscErrorCode DatasetRead(void *ctx, PetscInt n, const PetscInt blocks[], CsCSR X[])
 {
   CsDataset ds = ((CsSampler)ctx)->ds;
 
   PetscFunctionBeginUser;
-  PetscCall(CsCSRFree(X));
-  if (ds->streamed) PetscCall(CsDatasetStreamRead(ds, 1, &block, X));
-  else {
-    PetscInt a = PetscMax(block * ds->stream_block, ds->rstart), e = PetscMin((block + 1) * ds->stream_block, ds->rstart + ds->nlocal), *rows;
-    if (e < a) e = a;
-    PetscCall(PetscMalloc1(e - a + 1, &rows));
-    for (PetscInt i = a; i < e; i++) rows[i - a] = i - ds->rstart;
-    PetscCall(CsCSRSubsetRows(&ds->X, e - a, rows, X));
-    PetscCall(PetscFree(rows));
-  }
+  for (PetscInt k = 0; k < n; k++) PetscCall(CsCSRFree(&X[k]));
+  if (ds->streamed) PetscCall(CsDatasetStreamRead(ds, n, blocks, X));
+  else
+    for (PetscInt k = 0; k < n; k++) {
+      PetscInt a = PetscMax(blocks[k] * ds->stream_block, ds->rstart), e = PetscMin((blocks[k] + 1) * ds->stream_block, ds->rstart + ds->nlocal), *rows;
+      if (e < a) e = a;
+      PetscCall(PetscMalloc1(e - a + 1, &rows));
+      for (PetscInt i = a; i < e; i++) rows[i - a] = i - ds->rstart;
+      PetscCall(CsCSRSubsetRows(&ds->X, e - a, rows, &X[k]));
+      PetscCall(PetscFree(rows));
+    }
   PetscFunctionReturn(0);
 }
 

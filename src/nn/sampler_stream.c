@@ -37,7 +37,7 @@ typedef struct {
   PetscInt  prefetched_epoch, prefetched_w;
 } Stream;
 
-static PetscInt WindowBlocks(Stream *c, const CsPerm *bp, PetscInt w, PetscInt blk[]);
+static PetscInt WindowBlocks(CsSampler s, PetscInt e, PetscInt w, PetscInt blk[]);
 
 static PetscErrorCode HeldFree(CsSampler s, Held *h)
 {
@@ -103,7 +103,7 @@ static PetscErrorCode CsSamplerSetUp_Stream(CsSampler s)
   PetscCall(BlockCounts(s, s->valid, c->vcnt, c->voff, c->vmy));
   c->ntrain = c->nvalid = 0, c->vpre[0] = 0;
   for (PetscInt b = 0; b < c->nblocks; b++) c->ntrain += c->cnt[b], c->nvalid += c->vcnt[b], c->vpre[b + 1] = c->vpre[b] + c->vcnt[b];
-  c->nwin = (c->nblocks + c->window - 1) / c->window;
+  c->nwin = (c->nblocks + PetscMin(c->window, c->nblocks) - 1) / PetscMin(c->window, c->nblocks); /* the largest stratum */
   PetscCall(PetscMalloc1(c->nwin + 1, &c->wpre));
   PetscCall(PetscMalloc1(s->batch + 1, &c->tmp));
   c->epoch = -1, c->prefetched_epoch = c->prefetched_w = -1;
@@ -119,33 +119,44 @@ static PetscErrorCode CsSamplerSizes_Stream(CsSampler s, CsSamplePhase phase, Pe
   PetscFunctionReturn(0);
 }
 
-/* Blocks of window w of epoch e (the block permutation's positions [w W, (w + 1) W)). */
-static PetscInt WindowBlocks(Stream *c, const CsPerm *bp, PetscInt w, PetscInt blk[])
+/* Blocks of window w of epoch e. The blocks fall into W = min(window, nblocks) strata of consecutive blocks
+   (stratum t: blocks [t nblocks / W, (t + 1) nblocks / W)); window w holds, of every stratum with more than w
+   blocks, its w-th block in a permutation keyed (seed, CS_STREAM_BLOCKS, (e + 1) << 32 | t). So every window
+   spans the whole file evenly: a rank, owning consecutive rows, holds its share of every window (W / size
+   blocks when size divides W), which a permutation of all blocks gives only on average (binomially). */
+static PetscInt WindowBlocks(CsSampler s, PetscInt e, PetscInt w, PetscInt blk[])
 {
-  PetscInt n = PetscMin(c->window, c->nblocks - w * c->window);
-  for (PetscInt j = 0; j < n; j++) blk[j] = (PetscInt)CsPermApply(bp, (uint64_t)(w * c->window + j));
+  Stream  *c = (Stream *)s->data;
+  PetscInt W = PetscMin(c->window, c->nblocks), n = 0;
+
+  for (PetscInt t = 0; t < W; t++) {
+    PetscInt lo = (PetscInt)((int64_t)t * c->nblocks / W), hi = (PetscInt)((int64_t)(t + 1) * c->nblocks / W);
+    CsPerm   sp;
+    if (w >= hi - lo) continue;
+    CsPermInit(&sp, (uint64_t)(hi - lo), s->seed, CS_STREAM_BLOCKS, ((uint64_t)(e + 1) << 32) | (uint64_t)t);
+    blk[n++] = lo + (PetscInt)CsPermApply(&sp, (uint64_t)w);
+  }
   return n;
 }
 
 /* The epoch's window prefix (cached). */
-static void EpochWindows(CsSampler s, PetscInt e)
+static PetscErrorCode EpochWindows(CsSampler s, PetscInt e)
 {
   Stream  *c = (Stream *)s->data;
-  CsPerm   bp;
-  PetscInt blk[1];
+  PetscInt *blk;
 
-  if (c->epoch == e) return;
-  CsPermInit(&bp, (uint64_t)c->nblocks, s->seed, CS_STREAM_SHUFFLE, (uint64_t)e);
+  PetscFunctionBeginUser;
+  if (c->epoch == e) PetscFunctionReturn(0);
+  PetscCall(PetscMalloc1(c->window + 1, &blk));
   c->wpre[0] = 0;
   for (PetscInt w = 0; w < c->nwin; w++) {
-    PetscInt n = PetscMin(c->window, c->nblocks - w * c->window), t = 0;
-    for (PetscInt j = 0; j < n; j++) {
-      blk[0] = (PetscInt)CsPermApply(&bp, (uint64_t)(w * c->window + j));
-      t += c->cnt[blk[0]];
-    }
+    PetscInt n = WindowBlocks(s, e, w, blk), t = 0;
+    for (PetscInt j = 0; j < n; j++) t += c->cnt[blk[j]];
     c->wpre[w + 1] = c->wpre[w] + t;
   }
+  PetscCall(PetscFree(blk));
   c->epoch = e;
+  PetscFunctionReturn(0);
 }
 
 /* The window holding epoch position p: the last w with wpre[w] <= p (empty windows are skipped). */
@@ -166,7 +177,6 @@ static PetscErrorCode Hold(CsSampler s, PetscInt e, PetscInt w, Held **out)
   Stream   *c  = (Stream *)s->data;
   CsDataset ds = s->ds;
   Held     *h  = NULL;
-  CsPerm    bp;
 
   PetscFunctionBeginUser;
   for (PetscInt k = 0; k < NHELD; k++)
@@ -177,17 +187,16 @@ static PetscErrorCode Hold(CsSampler s, PetscInt e, PetscInt w, Held **out)
   for (PetscInt k = 0; k < NHELD && !h; k++)
     if (c->held[k].epoch < 0) h = &c->held[k];
   PetscCheck(h, PETSC_COMM_SELF, PETSC_ERR_PLIB, "more than %d windows held", NHELD);
-  CsPermInit(&bp, (uint64_t)c->nblocks, s->seed, CS_STREAM_SHUFFLE, (uint64_t)e);
   PetscCall(PetscMalloc1(c->window, &h->blk));
   PetscCall(PetscCalloc1(c->window, &h->X));
   PetscCall(PetscCalloc1(c->window, &h->trow));
   PetscCall(PetscMalloc1(c->window + 1, &h->bstart));
-  h->nblk = WindowBlocks(c, &bp, w, h->blk);
+  h->nblk = WindowBlocks(s, e, w, h->blk);
   h->epoch = e, h->w = w, h->bstart[0] = 0;
+  PetscCall(s->src.read(s->src.ctx, h->nblk, h->blk, h->X));
   for (PetscInt j = 0; j < h->nblk; j++) {
     PetscInt b = h->blk[j], a = PetscMax(b * c->block_rows, ds->rstart) - ds->rstart, n = 0;
     h->bstart[j + 1] = h->bstart[j] + c->cnt[b];
-    PetscCall(s->src.read(s->src.ctx, b, &h->X[j]));
     PetscCheck(h->X[j].nrows >= c->my[b], PETSC_COMM_SELF, PETSC_ERR_PLIB, "block %" PetscInt_FMT " came with %" PetscInt_FMT " rows", b, h->X[j].nrows);
     PetscCall(PetscMalloc1(c->my[b] + 1, &h->trow[j]));
     for (PetscInt i = 0; i < h->X[j].nrows; i++)
@@ -202,7 +211,6 @@ static PetscErrorCode Prefetch(CsSampler s, PetscInt e, PetscInt w1)
 {
   Stream  *c  = (Stream *)s->data;
   PetscInt ne = e, nw = w1 + 1, m, *blk;
-  CsPerm   bp;
 
   PetscFunctionBeginUser;
   if (!s->src.prefetch) PetscFunctionReturn(0);
@@ -212,8 +220,7 @@ static PetscErrorCode Prefetch(CsSampler s, PetscInt e, PetscInt w1)
   for (PetscInt k = 0; k < NHELD; k++)
     if (c->held[k].epoch == ne && c->held[k].w == nw) PetscFunctionReturn(0); /* held already */
   PetscCall(PetscMalloc1(c->window, &blk));
-  CsPermInit(&bp, (uint64_t)c->nblocks, s->seed, CS_STREAM_SHUFFLE, (uint64_t)ne);
-  m = WindowBlocks(c, &bp, nw, blk);
+  m = WindowBlocks(s, ne, nw, blk);
   PetscCall(s->src.prefetch(s->src.ctx, m, blk));
   PetscCall(PetscFree(blk));
   c->prefetched_epoch = ne, c->prefetched_w = nw;
@@ -246,7 +253,7 @@ static PetscErrorCode TrainBatch(CsSampler s, PetscInt e, PetscInt step, PetscIn
   int64_t   cap;
 
   PetscFunctionBeginUser;
-  EpochWindows(s, e);
+  PetscCall(EpochWindows(s, e));
   CsSamplerPart(p0, p1, part, nparts, &lo, &hi);
   /* The windows of the whole step (every part of it), so that micro-batches do not read a window twice. */
   w0 = WindowOf(c, p0), w1 = WindowOf(c, PetscMax(p1 - 1, p0));

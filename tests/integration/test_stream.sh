@@ -44,7 +44,7 @@ PY
 
 echo "stream: ${SECONDS}s"
 # 3. SIGUSR1 in the middle of a streamed epoch, then -resume
-$CS_MPIEXEC -n 2 "$CELLSHIFT" train "${small[@]}" -stream -scgen_epochs 5 -output_dir "$out/sig" > "$out/sig.log" 2>&1 &
+$CS_MPIEXEC -n 2 "$CELLSHIFT" train "${small[@]}" -stream -scgen_epochs 40 -output_dir "$out/sig" > "$out/sig.log" 2>&1 &
 pid=$!
 for _ in $(seq 300); do grep -q "training on" "$out/sig.log" 2>/dev/null && break; sleep 0.1; done
 sleep 0.3
@@ -52,8 +52,8 @@ kill -USR1 $pid
 status=0; timeout 60 tail --pid=$pid -f /dev/null || true; wait $pid || status=$?
 [ $status -eq 0 ] || { tr '\r' '\n' < "$out/sig.log" | tail; fail "SIGUSR1: exit status $status"; }
 grep -q "stopped by a signal" "$out/sig.log" || { tr '\r' '\n' < "$out/sig.log" | tail; fail "SIGUSR1 did not stop streamed training"; }
-go 2 sig train -stream -scgen_epochs 5 -resume "$out/sig"
-go 2 long train -stream -scgen_epochs 5
+go 2 sig train -stream -scgen_epochs 40 -resume "$out/sig"
+go 2 long train -stream -scgen_epochs 40
 same "$out/long/scgen/model.h5" "$out/sig/scgen/model.h5"
 
 echo "stream: ${SECONDS}s"

@@ -1,6 +1,7 @@
 /* The reader's direct chunk path (gzip chunks fetched and inflated on the rank's threads, with libdeflate and with
-   ISA-L when built with it: -h5ad_inflate) against HDF5's filter path (-h5ad_read_direct false) at 1, 2 and 3 ranks,
-   on 3 threads and 1: the same blocks, byte for byte, and the values written.
+   ISA-L when built with it: -h5ad_inflate) and its contiguous path (pread at the dataset's offset) against HDF5
+   (-h5ad_read_direct false) at 1, 2 and 3 ranks, on 3 threads and 1: the same blocks, byte for byte, and the values
+   written.
 
    Files are written here with HDF5, laid out as anndata writes a CSR .h5ad, with small chunks so that the rank
    blocks cut chunks: float32/int32 (inflated in place), float64/int64 little- and big-endian (inflated into scratch
@@ -24,6 +25,8 @@ typedef struct {
   PetscBool   corrupt;   /* chunk 4 of X/data replaced by bytes that do not inflate */
   PetscBool   overflow;  /* one float64 value of 1e300 */
   PetscBool   fails;
+  PetscBool   contiguous; /* X's arrays stored contiguously, unfiltered (float32/int32: read by pread; else HDF5 converts) */
+  PetscBool   dense;      /* X a contiguous 2-D array of data_type (zeros dropped by the reader) */
 } Variant;
 
 /* Row i has nnz(i) entries at columns (i + 3k) mod G, sorted; some rows are empty. */
@@ -78,6 +81,55 @@ static PetscErrorCode WriteChunked(hid_t loc, const char name[], hid_t ftype, hi
   PetscFunctionReturn(0);
 }
 
+/* A 1-D contiguous dataset (no filter) of file type ftype from n native elements of mtype. */
+static PetscErrorCode WriteContiguous(hid_t loc, const char name[], hid_t ftype, hid_t mtype, hsize_t n, const void *buf)
+{
+  hid_t sp, d;
+
+  PetscFunctionBeginUser;
+  H5Call(sp = H5Screate_simple(1, &n, NULL), "space");
+  H5Call(d = H5Dcreate2(loc, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create %s", name);
+  H5Call(H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf), "write %s", name);
+  PetscCall(CsH5Close(&d, name));
+  PetscCall(CsH5Close(&sp, name));
+  PetscFunctionReturn(0);
+}
+
+/* X as a contiguous N x G array of the truth's values (zeros elsewhere). */
+static PetscErrorCode WriteDense(hid_t f, const Variant *v, const Truth *T)
+{
+  hid_t   sp, d;
+  hsize_t dims[2] = {N, G};
+  double *D;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscCalloc1((size_t)N * G, &D));
+  for (PetscInt i = 0; i < N; i++)
+    for (int64_t k = T->indptr[i]; k < T->indptr[i + 1]; k++) D[(size_t)i * G + T->indices[k]] = T->data[k];
+  H5Call(sp = H5Screate_simple(2, dims, NULL), "space");
+  H5Call(d = H5Dcreate2(f, "X", v->data_type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create X");
+  H5Call(H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, D), "write X");
+  PetscCall(CsH5WriteAttrString(d, "encoding-type", "array"));
+  PetscCall(CsH5Close(&d, "X"));
+  PetscCall(CsH5Close(&sp, "X"));
+  PetscCall(PetscFree(D));
+  PetscFunctionReturn(0);
+}
+
+/* The truth of a dense X: without its zero entries, which the reader drops. */
+static void DropZeros(Truth *T)
+{
+  int64_t m = 0;
+
+  for (PetscInt i = 0; i < N; i++) {
+    int64_t a = T->indptr[i];
+    T->indptr[i] = m;
+    for (int64_t k = a; k < T->indptr[i + 1]; k++)
+      if ((float)T->data[k] != 0) T->indices[m] = T->indices[k], T->data[m++] = T->data[k];
+  }
+  T->indptr[N] = T->nnz = m;
+}
+
 /* X/data, with the variant's damage: chunks rewritten raw, dropped or garbled through the direct chunk write. */
 static PetscErrorCode WriteData(hid_t X, const Variant *v, const Truth *T)
 {
@@ -90,6 +142,11 @@ static PetscErrorCode WriteData(hid_t X, const Variant *v, const Truth *T)
   PetscCall(PetscMalloc1(n, &vals));
   PetscCall(PetscArraycpy(vals, T->data, n));
   if (v->overflow) vals[T->indptr[2 * N / 3] + 1] = 1e300;
+  if (v->contiguous) {
+    PetscCall(WriteContiguous(X, "data", v->data_type, H5T_NATIVE_DOUBLE, n, vals));
+    PetscCall(PetscFree(vals));
+    PetscFunctionReturn(0);
+  }
   H5Call(dcpl = H5Pcreate(H5P_DATASET_CREATE), "dcpl");
   H5Call(H5Pset_chunk(dcpl, 1, &chunk), "chunk");
   if (v->shuffle) H5Call(H5Pset_shuffle(dcpl), "shuffle");
@@ -165,6 +222,8 @@ static PetscErrorCode WriteFile(const char path[], const Variant *v, Truth *T)
 
   PetscFunctionBeginUser;
   H5Call(f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "create %s", path);
+  if (v->dense) PetscCall(WriteDense(f, v, T));
+  else {
   H5Call(X = H5Gcreate2(f, "X", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "X");
   PetscCall(CsH5WriteAttrString(X, "encoding-type", "csr_matrix"));
   H5Call(s = H5Screate_simple(1, &two, NULL), "space");
@@ -172,10 +231,16 @@ static PetscErrorCode WriteFile(const char path[], const Variant *v, Truth *T)
   H5Call(H5Awrite(a, H5T_NATIVE_INT64, shape), "shape");
   PetscCall(CsH5Close(&a, "shape"));
   PetscCall(CsH5Close(&s, "shape"));
-  PetscCall(WriteChunked(X, "indptr", v->index_type, H5T_NATIVE_INT64, N + 1, 50, v->shuffle, T->indptr));
-  PetscCall(WriteChunked(X, "indices", v->index_type, H5T_NATIVE_INT64, (hsize_t)T->nnz, CHUNK, v->shuffle, T->indices));
+  if (v->contiguous) {
+    PetscCall(WriteContiguous(X, "indptr", v->index_type, H5T_NATIVE_INT64, N + 1, T->indptr));
+    PetscCall(WriteContiguous(X, "indices", v->index_type, H5T_NATIVE_INT64, (hsize_t)T->nnz, T->indices));
+  } else {
+    PetscCall(WriteChunked(X, "indptr", v->index_type, H5T_NATIVE_INT64, N + 1, 50, v->shuffle, T->indptr));
+    PetscCall(WriteChunked(X, "indices", v->index_type, H5T_NATIVE_INT64, (hsize_t)T->nnz, CHUNK, v->shuffle, T->indices));
+  }
   PetscCall(WriteData(X, v, T));
   PetscCall(CsH5Close(&X, "X"));
+  }
   PetscCall(WriteObs(f));
   H5Call(var = H5Gcreate2(f, "var", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "var");
   PetscCall(CsH5WriteAttrString(var, "_index", "_index"));
@@ -250,14 +315,19 @@ static PetscErrorCode Run(void)
   PetscMPIInt rank;
   char        dir[PETSC_MAX_PATH_LEN], path[PETSC_MAX_PATH_LEN];
   Variant     V[] = {
-    {"gzip_f32_i32", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
-    {"gzip_f64_i64", H5T_IEEE_F64LE, H5T_STD_I64LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
-    {"gzip_big_endian", H5T_IEEE_F64BE, H5T_STD_I64BE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
-    {"shuffle_gzip", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
-    {"chunk_filter_skipped", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
-    {"chunk_unwritten", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
-    {"chunk_corrupt", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_TRUE},
-    {"float64_overflow", H5T_IEEE_F64LE, H5T_STD_I64LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_TRUE},
+    {"gzip_f32_i32", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
+    {"gzip_f64_i64", H5T_IEEE_F64LE, H5T_STD_I64LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
+    {"gzip_big_endian", H5T_IEEE_F64BE, H5T_STD_I64BE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
+    {"shuffle_gzip", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
+    {"chunk_filter_skipped", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
+    {"chunk_unwritten", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
+    {"chunk_corrupt", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE},
+    {"float64_overflow", H5T_IEEE_F64LE, H5T_STD_I64LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE},
+    {"contiguous_f32_i32", H5T_NATIVE_FLOAT, H5T_NATIVE_INT32, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE},
+    {"contiguous_f64_i64", H5T_IEEE_F64LE, H5T_STD_I64LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE},
+    {"contiguous_overflow", H5T_IEEE_F64LE, H5T_STD_I64LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_TRUE, PETSC_TRUE, PETSC_FALSE},
+    {"dense_f32", H5T_NATIVE_FLOAT, H5T_NATIVE_INT32, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE},
+    {"dense_f64", H5T_IEEE_F64LE, H5T_NATIVE_INT32, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE},
   };
   const char *threads[2] = {"3", "1"}; /* 3 first: the thread pool is made at its first use, with the BLAS threads then */
 #if defined(CS_HAVE_ISAL)
@@ -275,6 +345,7 @@ static PetscErrorCode Run(void)
     PetscCall(MakeTruth(&T));
     PetscCall(PetscSNPrintf(path, sizeof(path), "%s/%s.h5ad", dir, V[v].name));
     if (!rank) PetscCall(WriteFile(path, &V[v], &T));
+    if (V[v].dense) DropZeros(&T);
     PetscCallMPI(MPI_Barrier(comm));
     for (int t = 0; t < 2 * (int)(sizeof(libs) / sizeof(libs[0])); t++) {
       const char    *lib = libs[t / 2];

@@ -436,7 +436,7 @@ static PetscErrorCode TestCoupled(void)
 }
 
 /* stream: the definition of sampler.h recomputed from the global arrays (blocks of R rows, windows of W blocks of
-   the epoch's block permutation, each window's training cells permuted), on an in-memory dataset (the default
+   one block of each stratum, each window's training cells permuted), on an in-memory dataset (the default
    source's blocks), on the same file streamed (rows read on demand, prefetched) and through a source given with
    CsSamplerSetSource that wraps the default one and counts its calls. */
 typedef struct {
@@ -459,12 +459,12 @@ static PetscErrorCode CountBlocks(void *ctx, PetscInt *nb, PetscInt *R)
   PetscCall(c->inner.blocks(c->inner.ctx, nb, R));
   PetscFunctionReturn(0);
 }
-static PetscErrorCode CountRead(void *ctx, PetscInt blk, CsCSR *X)
+static PetscErrorCode CountRead(void *ctx, PetscInt n, const PetscInt blk[], CsCSR X[])
 {
   Counting *c = (Counting *)ctx;
   PetscFunctionBeginUser;
-  c->reads++;
-  PetscCall(c->inner.read(c->inner.ctx, blk, X));
+  c->reads += n;
+  PetscCall(c->inner.read(c->inner.ctx, n, blk, X));
   PetscFunctionReturn(0);
 }
 static PetscErrorCode CountRelease(void *ctx, PetscInt blk)
@@ -486,17 +486,20 @@ static PetscErrorCode CountPrefetch(void *ctx, PetscInt n, const PetscInt blk[])
 /* The epoch order of the definition: ord[0..ntrain) global cells. */
 static PetscErrorCode StreamOrder(PetscInt R, PetscInt W, PetscInt e, PetscInt *ord, PetscInt *ntrain)
 {
-  PetscInt nb = (N + R - 1) / R, nw = (nb + W - 1) / W, at = 0, *cells;
-  CsPerm   bp;
+  PetscInt nb = (N + R - 1) / R, S = PetscMin(W, nb), nw = 0, at = 0, *cells;
 
   PetscFunctionBeginUser;
   PetscCall(PetscMalloc1(N + 1, &cells));
-  CsPermInit(&bp, (uint64_t)nb, 11, CS_STREAM_SHUFFLE, (uint64_t)e);
+  for (PetscInt t = 0; t < S; t++) nw = PetscMax(nw, (t + 1) * nb / S - t * nb / S);
   for (PetscInt w = 0; w < nw; w++) {
     PetscInt C = 0;
     CsPerm   wp;
-    for (PetscInt j = w * W; j < PetscMin(nb, (w + 1) * W); j++) {
-      PetscInt blk = (PetscInt)CsPermApply(&bp, (uint64_t)j);
+    for (PetscInt t = 0; t < S; t++) { /* stratum t's w-th block */
+      PetscInt lo = t * nb / S, len = (t + 1) * nb / S - lo, blk;
+      CsPerm   sp;
+      if (w >= len) continue;
+      CsPermInit(&sp, (uint64_t)len, 11, CS_STREAM_BLOCKS, ((uint64_t)(e + 1) << 32) | (uint64_t)t);
+      blk = lo + (PetscInt)CsPermApply(&sp, (uint64_t)w);
       for (PetscInt c = blk * R; c < PetscMin(N, (blk + 1) * R); c++)
         if (gtrain[c]) cells[C++] = c;
     }
