@@ -10,7 +10,7 @@
 # prefetch thread (-stream_prefetch false) on the smallest size.
 #
 #   bench/scale.sh [BUILD_DIR]     (default: build)
-#   CS_SCALE_CELLS="100000 1000000 10000000" CS_SCALE_GENES=500 CS_SCALE_INMEM_MAX=1000000 bench/scale.sh
+#   CS_SCALE_CELLS="100000 1000000 10000000" CS_SCALE_GENES=500 CS_SCALE_INMEM_MAX=1000000 CS_SCALE_MODEL=small bench/scale.sh
 #
 # Files are simulated once (`cellshift simulate`, raw counts, dense at these depths, trained with -normalize) into $CS_BENCH_DIR
 # (default /tmp/cellshift-bench) and reused; 10^6 x 500 takes a few minutes and 2 GB.
@@ -28,8 +28,12 @@ export OPENBLAS_NUM_THREADS=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 [ -x "$cs" ] || { echo "no $cs: build first" >&2; exit 1; }
 mkdir -p "$dir"
+# CS_SCALE_MODEL=small (default: hidden 128, latent 16, where reading and normalising rows weigh most) or scgen
+# (scGen's published size, cellshift's defaults: 800-800, latent 100; about 18x the compute per cell).
+size=(-scgen_hidden 128 -scgen_latent 16)
+[ "${CS_SCALE_MODEL:-small}" = scgen ] && size=()
 model=(-model scgen -baselines control -perturbation_key condition -control_value control -context_key cell_type -normalize
-       -scgen_hidden 128 -scgen_latent 16 -scgen_batch_size 512 -scgen_epochs 1 -scgen_valid_cells 0.001 -split random -test_fraction 0.2)
+       "${size[@]}" -scgen_batch_size 512 -scgen_epochs 1 -scgen_valid_cells 0.001 -split random -test_fraction 0.2)
 out=$(mktemp -d "${TMPDIR:-/tmp}/cellshift-scale-XXXXXX")
 trap 'rm -rf "$out"' EXIT
 rows=$out/rows.csv

@@ -42,3 +42,8 @@ print(f"  r = {per_rank:.4g} cells/s per rank (measured at {np_} ranks, includes
       f"(100 Gb/s InfiniBand), alpha = {alpha * 1e6:.0f} us")
 print(f"  compute {compute:.1f} s + allreduce {steps:.0f} x {allreduce * 1e3:.2f} ms = {steps * allreduce:.1f} s: "
       f"epoch {compute + steps * allreduce:.1f} s")
+# Compute scales by ranks only if every rank holds its share of every window: the stream sampler's window takes one
+# block of each of W strata, so with contiguous shards a rank holds W / P blocks of each when P divides W.
+blk = 512
+print(f"  balance: needs -stream_window a multiple of P; e.g. -stream_block {blk} ({N / blk / P:.0f} blocks per rank) and "
+      f"-stream_window {8 * P} (8 blocks, {8 * blk} rows, per rank per window)")

@@ -3,9 +3,6 @@
 #include <cellshift/h5util.h>
 #include <cellshift/rng.h>
 #include <math.h>
-#if defined(__GLIBC__)
-  #include <malloc.h>
-#endif
 
 PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *out)
 {
@@ -330,30 +327,67 @@ static PetscErrorCode CheckGeneNames(CsDataset ds)
   PetscFunctionReturn(0);
 }
 
-/* This rank's cell names (obs index) or NULL when the file has no index cellshift can read. Never an error: the
-   names serve only the checks and messages below. */
-static PetscErrorCode ReadCellNames(CsDataset ds, char ***names)
+/* The obs index of the file (cell names), open for reading this rank's names, or d < 0 when the file has none
+   cellshift can read. Never an error: the names serve only the checks and messages below. */
+typedef struct {
+  hid_t f, g, d;
+  char  what[PETSC_MAX_PATH_LEN + 300];
+} CellNames;
+
+static PetscErrorCode CellNamesOpen(CsDataset ds, CellNames *cn)
 {
-  hid_t     f = -1, g = -1, d = -1;
-  char      idx[256], what[PETSC_MAX_PATH_LEN + 300];
+  char      idx[256];
   PetscBool found = PETSC_FALSE;
   PetscErrorCode ierr;
 
   PetscFunctionBeginUser;
-  *names = NULL;
+  cn->f = cn->g = cn->d = -1;
   PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
-  if ((f = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT)) >= 0 && (g = H5Gopen2(f, "obs", H5P_DEFAULT)) >= 0) {
-    ierr = CsH5ReadAttrString(g, "_index", idx, sizeof(idx), &found);
+  if ((cn->f = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT)) >= 0 && (cn->g = H5Gopen2(cn->f, "obs", H5P_DEFAULT)) >= 0) {
+    ierr = CsH5ReadAttrString(cn->g, "_index", idx, sizeof(idx), &found);
     if (ierr || !found) PetscCall(PetscStrncpy(idx, "_index", sizeof(idx)));
-    if (H5Lexists(g, idx, H5P_DEFAULT) > 0 && (d = H5Dopen2(g, idx, H5P_DEFAULT)) >= 0) {
-      PetscCall(PetscSNPrintf(what, sizeof(what), "%s: /obs/%s", ds->path, idx));
-      if (CsH5ReadStrings(d, what, (hsize_t)ds->rstart, (hsize_t)ds->nlocal, names)) *names = NULL;
-    }
+    if (H5Lexists(cn->g, idx, H5P_DEFAULT) > 0) cn->d = H5Dopen2(cn->g, idx, H5P_DEFAULT);
+    PetscCall(PetscSNPrintf(cn->what, sizeof(cn->what), "%s: /obs/%s", ds->path, idx));
   }
   PetscCall(PetscPopErrorHandler());
-  if (d >= 0) H5Dclose(d);
-  if (g >= 0) H5Gclose(g);
-  if (f >= 0) H5Fclose(f);
+  PetscFunctionReturn(0);
+}
+
+static void CellNamesClose(CellNames *cn)
+{
+  if (cn->d >= 0) H5Dclose(cn->d);
+  if (cn->g >= 0) H5Gclose(cn->g);
+  if (cn->f >= 0) H5Fclose(cn->f);
+  cn->f = cn->g = cn->d = -1;
+}
+
+/* Local rows [i0, i0 + n) of the names, or NULL when they cannot be read. */
+static PetscErrorCode CellNamesRead(CsDataset ds, CellNames *cn, PetscInt i0, PetscInt n, char ***names)
+{
+  PetscErrorCode ierr;
+
+  PetscFunctionBeginUser;
+  *names = NULL;
+  if (cn->d < 0) PetscFunctionReturn(0);
+  PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
+  ierr = CsH5ReadStrings(cn->d, cn->what, (hsize_t)(ds->rstart + i0), (hsize_t)n, names);
+  PetscCall(PetscPopErrorHandler());
+  if (ierr) *names = NULL;
+  PetscFunctionReturn(0);
+}
+
+/* The name of local row i into out ("" when it cannot be read). */
+static PetscErrorCode CellName(CsDataset ds, CellNames *cn, PetscInt i, char out[], size_t len)
+{
+  char **one;
+
+  PetscFunctionBeginUser;
+  out[0] = 0;
+  PetscCall(CellNamesRead(ds, cn, i, 1, &one));
+  if (one) {
+    PetscCall(PetscStrncpy(out, one[0], len));
+    PetscCall(CsStrArrayDestroy(1, &one));
+  }
   PetscFunctionReturn(0);
 }
 
@@ -362,6 +396,32 @@ static uint64_t NameHash(const char *s)
   uint64_t h = 1469598103934665603ull;
   for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
   return h;
+}
+
+/* Names hashed this many rows at a time: the strings of a chunk are freed before the next is read, so a rank never
+   holds its names, only their hashes (8 bytes a cell, during the check). */
+#define NAME_CHUNK 65536
+
+/* The hashes of this rank's cell names, or NULL when a rank cannot read its names (collective). */
+static PetscErrorCode CellNameHashes(CsDataset ds, CellNames *cn, uint64_t **hash)
+{
+  PetscInt have = 1;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMalloc1(ds->nlocal + 1, hash));
+  for (PetscInt i0 = 0; i0 < ds->nlocal && have; i0 += NAME_CHUNK) {
+    PetscInt n = PetscMin(NAME_CHUNK, ds->nlocal - i0);
+    char   **names;
+    PetscCall(CellNamesRead(ds, cn, i0, n, &names));
+    if (!names) have = 0;
+    else {
+      for (PetscInt i = 0; i < n; i++) (*hash)[i0 + i] = NameHash(names[i]);
+      PetscCall(CsStrArrayDestroy(n, &names));
+    }
+  }
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &have, 1, MPIU_INT, MPI_MIN, ds->comm));
+  if (!have) PetscCall(PetscFree(*hash));
+  PetscFunctionReturn(0);
 }
 
 typedef struct {
@@ -376,40 +436,51 @@ static int CmpHashRow(const void *a, const void *b)
   return (x->row > y->row) - (x->row < y->row);
 }
 
-/* Collective: the number of cells whose name another cell has too, and the first such pair of rows (-1 if none).
-   Each name's hash travels to the rank hash % size, so no rank holds more than its share of the names. */
-static PetscErrorCode DuplicateRows(CsDataset ds, char **names, PetscInt *ndup, int64_t pair[2])
+/* Collective: the number of cells whose name's hash another cell has too, and the first such pair of rows (-1 if
+   none). Each hash travels to the rank hash % size, in rounds over the hash's upper bits so that no rank sends or
+   receives more than about 2^20 of them at once (bounded memory at any number of cells). */
+static PetscErrorCode DuplicateRows(CsDataset ds, const uint64_t hash[], PetscInt *ndup, int64_t pair[2])
 {
   PetscMPIInt size;
-  int        *scount, *rcount, *sdisp, *rdisp, nrecv = 0;
-  HashRow    *send, *recv;
+  int        *scount, *rcount, *sdisp, *rdisp;
+  HashRow    *send = NULL, *recv = NULL;
   int64_t     best[2] = {INT64_MAX, INT64_MAX}, local = 0;
+  PetscInt    mx = ds->nlocal, rounds;
 
   PetscFunctionBeginUser;
   PetscCallMPI(MPI_Comm_size(ds->comm, &size));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &mx, 1, MPIU_INT, MPI_MAX, ds->comm));
+  rounds = PetscMax(1, (mx + (1 << 20) - 1) >> 20);
   PetscCall(PetscCalloc4(size, &scount, size, &rcount, size + 1, &sdisp, size + 1, &rdisp));
-  PetscCall(PetscMalloc1(ds->nlocal + 1, &send));
-  for (PetscInt i = 0; i < ds->nlocal; i++) scount[NameHash(names[i]) % (uint64_t)size]++;
-  for (PetscMPIInt p = 0; p < size; p++) sdisp[p + 1] = sdisp[p] + scount[p];
-  for (PetscInt i = 0; i < ds->nlocal; i++) {
-    uint64_t h = NameHash(names[i]);
-    send[sdisp[h % (uint64_t)size]++] = (HashRow){h, (int64_t)(ds->rstart + i)};
-  }
-  for (PetscMPIInt p = 0; p < size; p++) sdisp[p] -= scount[p];
-  PetscCallMPI(MPI_Alltoall(scount, 1, MPI_INT, rcount, 1, MPI_INT, ds->comm));
-  for (PetscMPIInt p = 0; p < size; p++) {
-    rdisp[p + 1] = rdisp[p] + rcount[p];
-    nrecv += rcount[p];
-    scount[p] *= (int)sizeof(HashRow), sdisp[p] *= (int)sizeof(HashRow), rcount[p] *= (int)sizeof(HashRow);
-  }
-  for (PetscMPIInt p = 0; p <= size; p++) rdisp[p] *= (int)sizeof(HashRow);
-  PetscCall(PetscMalloc1(nrecv + 1, &recv));
-  PetscCallMPI(MPI_Alltoallv(send, scount, sdisp, MPI_BYTE, recv, rcount, rdisp, MPI_BYTE, ds->comm));
-  qsort(recv, (size_t)nrecv, sizeof(HashRow), CmpHashRow);
-  for (int k = 1; k < nrecv; k++) {
-    if (recv[k].h != recv[k - 1].h) continue;
-    local += (k == 1 || recv[k - 1].h != recv[k - 2].h) ? 2 : 1;
-    if (recv[k - 1].row < best[0] || (recv[k - 1].row == best[0] && recv[k].row < best[1])) best[0] = recv[k - 1].row, best[1] = recv[k].row;
+  for (PetscInt q = 0; q < rounds; q++) {
+    int nsend = 0, nrecv = 0;
+    PetscCall(PetscArrayzero(scount, size));
+    for (PetscInt i = 0; i < ds->nlocal; i++)
+      if ((PetscInt)((hash[i] >> 40) % (uint64_t)rounds) == q) scount[hash[i] % (uint64_t)size]++, nsend++;
+    sdisp[0] = 0;
+    for (PetscMPIInt p = 0; p < size; p++) sdisp[p + 1] = sdisp[p] + scount[p];
+    PetscCall(PetscMalloc1(nsend + 1, &send));
+    for (PetscInt i = 0; i < ds->nlocal; i++)
+      if ((PetscInt)((hash[i] >> 40) % (uint64_t)rounds) == q) send[sdisp[hash[i] % (uint64_t)size]++] = (HashRow){hash[i], (int64_t)(ds->rstart + i)};
+    for (PetscMPIInt p = 0; p < size; p++) sdisp[p] -= scount[p];
+    PetscCallMPI(MPI_Alltoall(scount, 1, MPI_INT, rcount, 1, MPI_INT, ds->comm));
+    rdisp[0] = 0;
+    for (PetscMPIInt p = 0; p < size; p++) {
+      rdisp[p + 1] = rdisp[p] + rcount[p];
+      nrecv += rcount[p];
+    }
+    for (PetscMPIInt p = 0; p <= size; p++) sdisp[p] *= (int)sizeof(HashRow), rdisp[p] *= (int)sizeof(HashRow);
+    for (PetscMPIInt p = 0; p < size; p++) scount[p] *= (int)sizeof(HashRow), rcount[p] *= (int)sizeof(HashRow);
+    PetscCall(PetscMalloc1(nrecv + 1, &recv));
+    PetscCallMPI(MPI_Alltoallv(send, scount, sdisp, MPI_BYTE, recv, rcount, rdisp, MPI_BYTE, ds->comm));
+    PetscCall(PetscFree(send));
+    qsort(recv, (size_t)nrecv, sizeof(HashRow), CmpHashRow);
+    for (int k = 1; k < nrecv; k++) {
+      if (recv[k].h != recv[k - 1].h) continue;
+      local += (k == 1 || recv[k - 1].h != recv[k - 2].h) ? 2 : 1;
+      if (recv[k - 1].row < best[0] || (recv[k - 1].row == best[0] && recv[k].row < best[1])) best[0] = recv[k - 1].row, best[1] = recv[k].row;
+    }
+    PetscCall(PetscFree(recv));
   }
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &local, 1, MPI_INT64_T, MPI_SUM, ds->comm));
   {
@@ -421,21 +492,19 @@ static PetscErrorCode DuplicateRows(CsDataset ds, char **names, PetscInt *ndup, 
   }
   *ndup   = (PetscInt)local;
   pair[0] = best[0] == INT64_MAX ? -1 : best[0], pair[1] = best[1] == INT64_MAX ? -1 : best[1];
-  PetscCall(PetscFree(recv));
-  PetscCall(PetscFree(send));
   PetscCall(PetscFree4(scount, rcount, sdisp, rdisp));
   PetscFunctionReturn(0);
 }
 
 /* Collective: the name of global row `row` (of the file, before the subset), from the rank that holds it. */
-static PetscErrorCode RowName(CsDataset ds, char **names, int64_t row, char out[], size_t len)
+static PetscErrorCode RowName(CsDataset ds, CellNames *cn, int64_t row, char out[], size_t len)
 {
   PetscMPIInt owner = -1;
   char        buf[256] = "";
 
   PetscFunctionBeginUser;
   PetscCall(PetscLayoutFindOwner(ds->rows, (PetscInt)row, &owner));
-  if (row >= ds->rstart && row < ds->rstart + ds->nlocal) PetscCall(PetscStrncpy(buf, names[row - ds->rstart], sizeof(buf)));
+  if (row >= ds->rstart && row < ds->rstart + ds->nlocal) PetscCall(CellName(ds, cn, (PetscInt)(row - ds->rstart), buf, sizeof(buf)));
   PetscCallMPI(MPI_Bcast(buf, (PetscMPIInt)sizeof(buf), MPI_CHAR, owner, ds->comm));
   PetscCall(PetscStrncpy(out, buf, len));
   PetscFunctionReturn(0);
@@ -443,19 +512,21 @@ static PetscErrorCode RowName(CsDataset ds, char **names, int64_t row, char out[
 
 /* Cells are never looked up by name (predictions number their rows), so repeated cell names are only a warning:
    they usually mean two files were concatenated without making the names unique. */
-static PetscErrorCode CheckCellNames(CsDataset ds, char **names)
+static PetscErrorCode CheckCellNames(CsDataset ds, CellNames *cn)
 {
-  PetscInt  ndup = 0, have = names ? 1 : 0;
+  PetscInt  ndup = 0;
   int64_t   pair[2] = {-1, -1};
   char      a[256], b[256];
+  uint64_t *hash;
 
   PetscFunctionBeginUser;
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &have, 1, MPIU_INT, MPI_MIN, ds->comm));
-  if (!have) PetscFunctionReturn(0);
-  PetscCall(DuplicateRows(ds, names, &ndup, pair));
+  PetscCall(CellNameHashes(ds, cn, &hash));
+  if (!hash) PetscFunctionReturn(0);
+  PetscCall(DuplicateRows(ds, hash, &ndup, pair));
+  PetscCall(PetscFree(hash));
   if (!ndup || pair[0] < 0) PetscFunctionReturn(0);
-  PetscCall(RowName(ds, names, pair[0], a, sizeof(a)));
-  PetscCall(RowName(ds, names, pair[1], b, sizeof(b)));
+  PetscCall(RowName(ds, cn, pair[0], a, sizeof(a)));
+  PetscCall(RowName(ds, cn, pair[1], b, sizeof(b)));
   if (strcmp(a, b)) PetscFunctionReturn(0); /* two names with one hash, not one name twice */
   PetscCall(CsWarn(ds->comm, "%s: %" PetscInt_FMT " cells share their name (obs index) with another cell, e.g. rows %lld and %lld are both '%s'; "
                              "cellshift does not use cell names, but this often means a file was concatenated twice",
@@ -465,7 +536,7 @@ static PetscErrorCode CheckCellNames(CsDataset ds, char **names)
 
 /* The expression values: negative values where log-normalised expression is expected, and non-integer values
    where -normalize expects raw counts, are warnings that name the first offending cell, gene and value. */
-static PetscErrorCode CheckValues(CsDataset ds, char **names)
+static PetscErrorCode CheckValues(CsDataset ds, CellNames *cn)
 {
   PetscInt  nbad = 0;
   PetscBool found = PETSC_FALSE, any;
@@ -478,9 +549,10 @@ static PetscErrorCode CheckValues(CsDataset ds, char **names)
       PetscBool bad = ds->normalize ? (PetscBool)(v >= 0 && v != floorf(v)) : (PetscBool)(v < 0);
       if (!bad) continue;
       if (!nbad++) {
-        char cell[300];
+        char cell[300], name[256];
         found = PETSC_TRUE;
-        if (names) PetscCall(PetscSNPrintf(cell, sizeof(cell), "cell '%s' (row %" PetscInt_FMT ")", names[i], ds->rstart + i));
+        PetscCall(CellName(ds, cn, i, name, sizeof(name)));
+        if (name[0]) PetscCall(PetscSNPrintf(cell, sizeof(cell), "cell '%s' (row %" PetscInt_FMT ")", name, ds->rstart + i));
         else PetscCall(PetscSNPrintf(cell, sizeof(cell), "the cell of row %" PetscInt_FMT, ds->rstart + i));
         PetscCall(PetscSNPrintf(msg, sizeof(msg), "%s, gene '%s': %.9g", cell, ds->genes[ds->X.indices[k]], (double)v));
       }
@@ -501,21 +573,15 @@ static PetscErrorCode CheckValues(CsDataset ds, char **names)
 
 static PetscErrorCode CheckBlock(CsDataset ds)
 {
-  char **names;
+  CellNames cn;
 
   PetscFunctionBeginUser;
   PetscCall(CheckGeneNames(ds));
   if (!ds->input) PetscFunctionReturn(0);
-  PetscCall(ReadCellNames(ds, &names));
-  PetscCall(CheckCellNames(ds, names));
-  if (!ds->streamed) PetscCall(CheckValues(ds, names)); /* streamed: the rows are not here (the reader's checks still hold) */
-  if (names) PetscCall(CsStrArrayDestroy(ds->nlocal, &names));
-#if defined(__GLIBC__)
-  /* The names were hundreds of thousands of small strings per rank, freed among the set-up's lasting allocations:
-     their pages stay resident through training unless handed back, and a streamed run holds little else that
-     grows with the cells. */
-  if (ds->streamed) (void)malloc_trim(0);
-#endif
+  PetscCall(CellNamesOpen(ds, &cn));
+  PetscCall(CheckCellNames(ds, &cn));
+  if (!ds->streamed) PetscCall(CheckValues(ds, &cn)); /* streamed: the rows are not here (the reader's checks still hold) */
+  CellNamesClose(&cn);
   PetscFunctionReturn(0);
 }
 

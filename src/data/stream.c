@@ -147,17 +147,23 @@ PetscErrorCode CsDatasetStreamPrefetch(CsDataset ds, PetscInt n, const PetscInt 
 }
 
 /* -normalize on rows as they are read: the in-memory transform (CsDatasetSetUp), row by row, so the values are the
-   same bit for bit; first0 is the global row of A's first row (for the message). The library sizes are not kept. */
+   same bit for bit; row is the global row (for the message). The library sizes are not kept. */
+static PetscErrorCode NormalizeRow(CsDataset ds, float x[], int64_t m, PetscInt row)
+{
+  double L;
+
+  PetscFunctionBeginUser;
+  PetscCheck(CsNormalizeRow(x, m, &L), PETSC_COMM_SELF, CS_ERR_INPUT, "-normalize: %s%s%s has a negative value in cell %" PetscInt_FMT "; -normalize expects raw counts",
+             ds->path, ds->layer[0] ? " layer " : "", ds->layer, row);
+  PetscFunctionReturn(0);
+}
+
+/* The rows of A, the first of them global row first0. */
 static PetscErrorCode Normalize(CsDataset ds, CsCSR *A, PetscInt first0)
 {
   PetscFunctionBeginUser;
   if (!ds->normalize) PetscFunctionReturn(0);
-  for (PetscInt i = 0; i < A->nrows; i++) {
-    double L;
-    PetscCheck(CsNormalizeRow(A->data + A->indptr[i], A->indptr[i + 1] - A->indptr[i], &L), PETSC_COMM_SELF, CS_ERR_INPUT,
-               "-normalize: %s%s%s has a negative value in cell %" PetscInt_FMT "; -normalize expects raw counts", ds->path,
-               ds->layer[0] ? " layer " : "", ds->layer, first0 + i);
-  }
+  for (PetscInt i = 0; i < A->nrows; i++) PetscCall(NormalizeRow(ds, A->data + A->indptr[i], A->indptr[i + 1] - A->indptr[i], first0 + i));
   PetscFunctionReturn(0);
 }
 
@@ -202,7 +208,12 @@ PetscErrorCode CsDatasetStreamWait(CsDataset ds)
   PetscFunctionReturn(0);
 }
 
-/* Local: rows local[0..n) read in runs of consecutive increasing rows. */
+/* Rows whose gap to the previous wanted row is at most this are read with it as one range: a read call costs about
+   as much as reading tens of rows (validation cells scattered through the file came one call a row). Only the
+   wanted rows are kept and normalised. */
+#define RUN_GAP 32
+
+/* Local: rows local[0..n) read in runs of increasing rows with small gaps. */
 static PetscErrorCode GetRowsLocal(CsDataset ds, PetscInt n, const PetscInt local[], CsCSR *out)
 {
   int64_t nnz = 0, cap = 0;
@@ -214,22 +225,24 @@ static PetscErrorCode GetRowsLocal(CsDataset ds, PetscInt n, const PetscInt loca
   for (PetscInt i = 0; i < n;) {
     PetscInt j = i + 1;
     CsCSR    R = {0};
-    int64_t  m;
     PetscCheck(local[i] >= 0 && local[i] < ds->nlocal, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE, "local row %" PetscInt_FMT " of %" PetscInt_FMT,
                local[i], ds->nlocal);
-    while (j < n && local[j] == local[j - 1] + 1) j++;
+    while (j < n && local[j] > local[j - 1] && local[j] - local[j - 1] <= RUN_GAP && local[j] < ds->nlocal) j++;
     PetscCall(CsH5adStreamReadRows(ds->st, ds->rstart + local[i], ds->rstart + local[j - 1] + 1, &R));
-    PetscCall(Normalize(ds, &R, ds->rstart + local[i]));
-    m = R.indptr[R.nrows];
-    if (nnz + m > cap) {
-      cap = PetscMax(2 * cap, nnz + m) + 1;
-      PetscCall(PetscRealloc(sizeof(int32_t) * cap, &out->indices));
-      PetscCall(PetscRealloc(sizeof(float) * cap, &out->data));
+    for (PetscInt k = i; k < j; k++) {
+      PetscInt r = local[k] - local[i];
+      int64_t  a = R.indptr[r], m = R.indptr[r + 1] - a;
+      if (nnz + m > cap) {
+        cap = PetscMax(2 * cap, nnz + m * (j - k)) + 1;
+        PetscCall(PetscRealloc(sizeof(int32_t) * cap, &out->indices));
+        PetscCall(PetscRealloc(sizeof(float) * cap, &out->data));
+      }
+      PetscCall(PetscArraycpy(out->indices + nnz, R.indices + a, m));
+      PetscCall(PetscArraycpy(out->data + nnz, R.data + a, m));
+      if (ds->normalize) PetscCall(NormalizeRow(ds, out->data + nnz, m, ds->rstart + local[k])); /* the kept rows only */
+      nnz += m;
+      out->indptr[k + 1] = nnz;
     }
-    PetscCall(PetscArraycpy(out->indices + nnz, R.indices, m));
-    PetscCall(PetscArraycpy(out->data + nnz, R.data, m));
-    for (PetscInt k = 0; k < R.nrows; k++) out->indptr[i + k + 1] = nnz + R.indptr[k + 1];
-    nnz += m;
     PetscCall(CsCSRFree(&R));
     i = j;
   }
