@@ -23,10 +23,10 @@ PetscErrorCode CsModelTrainGroups(CsModel m, CsTrainer t, const CsTrainerCallbac
   }
   PetscCall(CsTrainerSetCallbacks(t, cb));
   PetscCall(CsTrainerSetData(t, m->ds, d, train, m->split->nvalid ? valid : NULL, (uint64_t)m->seed));
+  PetscCall(PetscFree2(train, valid)); /* the trainer keeps its own masks: 8 bytes a cell less while it trains */
   PetscCall(CsTrainerSetCheckpointDir(t, m->dir, CsModelName(m), ((PetscObject)m)->type_name));
   PetscCall(CsTrainerTrain(t, &m->interrupted));
   PetscCall(CsTrainerGetParameterCount(t, &m->nparams));
-  PetscCall(PetscFree2(train, valid));
   PetscFunctionReturn(0);
 }
 
