@@ -6,8 +6,9 @@
    whole index in HDF5 1.10, quadratic in the chunks) in batches, and inflates them with libdeflate or ISA-L on the
    rank's thread pool (src/core/threads.c), straight into the caller's buffer when a chunk lies inside the range
    and is stored in the memory type. Chunks cut by the range, or stored in another type, are inflated into scratch
-   and converted by H5Tconvert with the read's transfer list, so every value is what H5Dread gives. A chunk this
-   path cannot take (not allocated, stored with its filter skipped, outside the file, not inflating to its size) is
+   and converted by H5Tconvert with the read's transfer list, so every value is what H5Dread gives. Chunks without
+   a filter are fetched the same way, straight into the caller's buffer where they can be, and not inflated;
+   contiguous datasets are read with pread (CsIOReadContiguous). A chunk this path cannot take (not allocated, stored with its filter skipped, outside the file, not inflating to its size) is
    read through HDF5, as is every dataset with another layout or filter pipeline. */
 #include "ioimpl.h"
 #include <errno.h>
@@ -68,6 +69,7 @@ typedef struct {
   hsize_t   chunk;  /* elements per chunk */
   size_t    cbytes; /* bytes of an inflated chunk */
   PetscBool same;   /* the file type is the memory type: no conversion */
+  PetscBool raw;    /* no filter: a chunk's stored bytes are its elements, fetched straight to where they go */
 } Plan;
 
 typedef struct {
@@ -91,6 +93,7 @@ static PetscErrorCode MakePlan(CsIOFile *f, hid_t d, const char what[], hid_t me
   PetscFunctionBeginUser;
   *ok      = PETSC_FALSE;
   p->ftype = H5I_INVALID_HID;
+  p->raw   = PETSC_FALSE;
   if (f->inflate == CS_INFLATE_HDF5) PetscFunctionReturn(0);
   H5Call(dcpl = H5Dget_create_plist(d), "%s: cannot get the creation properties", what);
   H5Call(layout = H5Pget_layout(dcpl), "%s: cannot get the layout", what);
@@ -98,6 +101,8 @@ static PetscErrorCode MakePlan(CsIOFile *f, hid_t d, const char what[], hid_t me
     H5Call(nd = H5Pget_chunk(dcpl, 1, &p->chunk), "%s: cannot get the chunk size", what);
     H5Call(nf = H5Pget_nfilters(dcpl), "%s: cannot get the filters", what);
   }
+  p->raw = nd == 1 && nf == 0 ? PETSC_TRUE : PETSC_FALSE;
+  *ok    = p->raw;
   if (nd == 1 && nf == 1) {
     unsigned     flags, cd[8];
     size_t       ncd = 8;
@@ -128,13 +133,15 @@ static void SizeChunk(hid_t d, const Plan *p, Chunk *c)
 {
   hsize_t size = 0, first = c->first;
 
-  c->ok   = H5Dget_chunk_storage_size(d, &first, &size) >= 0 && size > 0 && size <= 2 * (hsize_t)p->cbytes + 65536 ? PETSC_TRUE : PETSC_FALSE;
+  c->ok   = H5Dget_chunk_storage_size(d, &first, &size) >= 0 && size > 0 && (p->raw ? size == p->cbytes : size <= 2 * (hsize_t)p->cbytes + 65536)
+              ? PETSC_TRUE : PETSC_FALSE;
   c->size = c->ok ? size : 0;
 }
 
 /* Fetch the compressed bytes of the sized chunks of a batch into stage, one after the other (H5Dread_chunk: the
-   chunk as stored, no filter). A chunk stored with its filter skipped (a mask bit set) is left to HDF5. */
-static void FetchBatch(hid_t d, Chunk *c, PetscInt n, char *stage)
+   chunk as stored, no filter); a raw plan's chunks go straight to dst. A chunk stored with its filter skipped (a
+   mask bit set) is left to HDF5. */
+static void FetchBatch(hid_t d, const Plan *p, Chunk *c, PetscInt n, char *stage)
 {
   size_t at = 0;
 
@@ -142,9 +149,9 @@ static void FetchBatch(hid_t d, Chunk *c, PetscInt n, char *stage)
     hsize_t  first = c[k].first;
     uint32_t mask  = 0;
     if (!c[k].ok) continue;
-    c[k].src = stage + at;
+    c[k].src = p->raw ? c[k].dst : stage + at;
     c[k].ok  = H5Dread_chunk(d, H5P_DEFAULT, &first, &mask, c[k].src) >= 0 && !mask;
-    at += (size_t)c[k].size;
+    if (!p->raw) at += (size_t)c[k].size;
   }
 }
 
@@ -188,7 +195,7 @@ static void InflateOne(void *ctx, int64_t i, int tid)
   Chunk      *c = &x->c[i];
   Inflater   *d = &x->dec[tid];
 
-  if (!c->ok) return;
+  if (!c->ok || x->p->raw) return;
 #if defined(CS_HAVE_ISAL)
   if (x->how == CS_INFLATE_ISAL) {
     c->ok = InflateISAL(d->isal, (const unsigned char *)c->src, (size_t)c->size, c->dst, x->p->cbytes);
@@ -292,10 +299,11 @@ static PetscErrorCode FormBatch(hid_t d, const Plan *p, hsize_t start, hsize_t c
     k->scratch = !p->same || lo != k->first || hi != k->first + p->chunk;
     if (k->scratch) nscratch++;
     SizeChunk(d, p, k);
-    fetched += (size_t)k->size;
+    if (!p->raw) fetched += (size_t)k->size;
+    else fetched += p->cbytes; /* only to bound the batch: nothing is staged */
     (*ci)++;
   }
-  PetscCall(Reserve(&w->stage, &w->scap, fetched + 1));
+  PetscCall(Reserve(&w->stage, &w->scap, p->raw ? 1 : fetched + 1));
   PetscCall(Reserve(&w->scratch, &w->xcap, (size_t)nscratch * p->chunk * p->wide + 1));
   PetscFunctionReturn(0);
 }
@@ -311,13 +319,15 @@ static PetscErrorCode ReadBatches(CsIOFile *f, hid_t d, const char what[], hid_t
     PetscInt n;
     PetscCall(PetscLogEventBegin(CS_EVENT_CHUNK_FETCH, 0, 0, 0, 0));
     PetscCall(FormBatch(d, p, start, count, &ci, c1, w, &n));
-    FetchBatch(d, w->c, n, w->stage);
-    PetscCall(PetscLogEventEnd(CS_EVENT_CHUNK_FETCH, 0, 0, 0, 0));
     for (PetscInt k = 0, s = 0; k < n; k++)
       w->c[k].dst = w->c[k].scratch ? w->scratch + (size_t)(s++) * p->chunk * p->wide : buf + (w->c[k].first - start) * p->msize;
-    PetscCall(PetscLogEventBegin(CS_EVENT_CHUNK_INFLATE, 0, 0, 0, 0));
-    CsPoolFor(n, CsBLASGetThreads(), InflateOne, &x); /* -blas_threads now, at most the pool */
-    PetscCall(PetscLogEventEnd(CS_EVENT_CHUNK_INFLATE, 0, 0, 0, 0));
+    FetchBatch(d, p, w->c, n, w->stage);
+    PetscCall(PetscLogEventEnd(CS_EVENT_CHUNK_FETCH, 0, 0, 0, 0));
+    if (!p->raw) {
+      PetscCall(PetscLogEventBegin(CS_EVENT_CHUNK_INFLATE, 0, 0, 0, 0));
+      CsPoolFor(n, CsBLASGetThreads(), InflateOne, &x); /* -blas_threads now, at most the pool */
+      PetscCall(PetscLogEventEnd(CS_EVENT_CHUNK_INFLATE, 0, 0, 0, 0));
+    }
     PetscCall(FinishBatch(f, d, what, memtype, p, w->c, n, start, count, buf));
   }
   PetscFunctionReturn(0);
@@ -335,7 +345,8 @@ static PetscErrorCode ReadDirect(CsIOFile *f, hid_t d, const char what[], hid_t 
   PetscCall(PetscMemzero(&w, sizeof(w)));
   w.maxn = (PetscInt)PetscMin((start + count - 1) / p->chunk + 1 - start / p->chunk, (hsize_t)65536);
   PetscCall(PetscMalloc1(w.maxn, &w.c));
-  PetscCall(WorkDecoders(f->inflate, &w, &dec));
+  if (p->raw) dec = PETSC_TRUE;
+  else PetscCall(WorkDecoders(f->inflate, &w, &dec));
   if (dec) ierr = ReadBatches(f, d, what, memtype, p, start, count, buf, &w);
   PetscCall(WorkFree(&w));
   PetscCheck(dec, PETSC_COMM_SELF, PETSC_ERR_MEM, "%s: cannot allocate a decompressor", what);

@@ -1,7 +1,7 @@
 /* The reader's direct chunk path (gzip chunks fetched and inflated on the rank's threads, with libdeflate and with
    ISA-L when built with it: -h5ad_inflate) and its contiguous path (pread at the dataset's offset) against HDF5
    (-h5ad_read_direct false) at 1, 2 and 3 ranks, on 3 threads and 1: the same blocks, byte for byte, and the values
-   written.
+   written; unfiltered chunks are fetched raw by the direct path.
 
    Files are written here with HDF5, laid out as anndata writes a CSR .h5ad, with small chunks so that the rank
    blocks cut chunks: float32/int32 (inflated in place), float64/int64 little- and big-endian (inflated into scratch
@@ -27,6 +27,7 @@ typedef struct {
   PetscBool   fails;
   PetscBool   contiguous; /* X's arrays stored contiguously, unfiltered (float32/int32: read by pread; else HDF5 converts) */
   PetscBool   dense;      /* X a contiguous 2-D array of data_type (zeros dropped by the reader) */
+  PetscBool   unfiltered; /* X's arrays chunked without a filter (the chunks fetched raw) */
 } Variant;
 
 /* Row i has nnz(i) entries at columns (i + 3k) mod G, sorted; some rows are empty. */
@@ -63,7 +64,7 @@ static PetscErrorCode MakeTruth(Truth *T)
 
 /* A 1-D chunked dataset of file type ftype from n native elements of mtype, with gzip (and shuffle). */
 static PetscErrorCode WriteChunked(hid_t loc, const char name[], hid_t ftype, hid_t mtype, hsize_t n, hsize_t chunk, PetscBool shuffle,
-                                   const void *buf)
+                                   PetscBool gzip, const void *buf)
 {
   hid_t dcpl, sp, d;
 
@@ -71,7 +72,7 @@ static PetscErrorCode WriteChunked(hid_t loc, const char name[], hid_t ftype, hi
   H5Call(dcpl = H5Pcreate(H5P_DATASET_CREATE), "dcpl");
   H5Call(H5Pset_chunk(dcpl, 1, &chunk), "chunk");
   if (shuffle) H5Call(H5Pset_shuffle(dcpl), "shuffle");
-  H5Call(H5Pset_deflate(dcpl, 4), "deflate");
+  if (gzip) H5Call(H5Pset_deflate(dcpl, 4), "deflate");
   H5Call(sp = H5Screate_simple(1, &n, NULL), "space");
   H5Call(d = H5Dcreate2(loc, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT), "create %s", name);
   H5Call(H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf), "write %s", name);
@@ -150,7 +151,7 @@ static PetscErrorCode WriteData(hid_t X, const Variant *v, const Truth *T)
   H5Call(dcpl = H5Pcreate(H5P_DATASET_CREATE), "dcpl");
   H5Call(H5Pset_chunk(dcpl, 1, &chunk), "chunk");
   if (v->shuffle) H5Call(H5Pset_shuffle(dcpl), "shuffle");
-  H5Call(H5Pset_deflate(dcpl, 4), "deflate");
+  if (!v->unfiltered) H5Call(H5Pset_deflate(dcpl, 4), "deflate");
   H5Call(sp = H5Screate_simple(1, &n, NULL), "space");
   H5Call(d = H5Dcreate2(X, "data", v->data_type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT), "create data");
   if (v->unwritten) { /* everything but chunk 5 */
@@ -205,9 +206,9 @@ static PetscErrorCode WriteObs(hid_t f)
   H5Call(cat = H5Gcreate2(obs, "condition", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "condition");
   PetscCall(CsH5WriteAttrString(cat, "encoding-type", "categorical"));
   PetscCall(CsH5WriteStrings(cat, "categories", 5, cats));
-  PetscCall(WriteChunked(cat, "codes", H5T_STD_I8LE, H5T_NATIVE_INT8, N, 31, PETSC_FALSE, codes));
+  PetscCall(WriteChunked(cat, "codes", H5T_STD_I8LE, H5T_NATIVE_INT8, N, 31, PETSC_FALSE, PETSC_TRUE, codes));
   PetscCall(CsH5Close(&cat, "condition"));
-  PetscCall(WriteChunked(obs, "dose", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, N, 64, PETSC_FALSE, dose));
+  PetscCall(WriteChunked(obs, "dose", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, N, 64, PETSC_FALSE, PETSC_TRUE, dose));
   PetscCall(CsH5Close(&obs, "obs"));
   for (PetscInt i = 0; i < N; i++) PetscCall(PetscFree(names[i]));
   PetscFunctionReturn(0);
@@ -235,8 +236,8 @@ static PetscErrorCode WriteFile(const char path[], const Variant *v, Truth *T)
     PetscCall(WriteContiguous(X, "indptr", v->index_type, H5T_NATIVE_INT64, N + 1, T->indptr));
     PetscCall(WriteContiguous(X, "indices", v->index_type, H5T_NATIVE_INT64, (hsize_t)T->nnz, T->indices));
   } else {
-    PetscCall(WriteChunked(X, "indptr", v->index_type, H5T_NATIVE_INT64, N + 1, 50, v->shuffle, T->indptr));
-    PetscCall(WriteChunked(X, "indices", v->index_type, H5T_NATIVE_INT64, (hsize_t)T->nnz, CHUNK, v->shuffle, T->indices));
+    PetscCall(WriteChunked(X, "indptr", v->index_type, H5T_NATIVE_INT64, N + 1, 50, v->shuffle, !v->unfiltered, T->indptr));
+    PetscCall(WriteChunked(X, "indices", v->index_type, H5T_NATIVE_INT64, (hsize_t)T->nnz, CHUNK, v->shuffle, !v->unfiltered, T->indices));
   }
   PetscCall(WriteData(X, v, T));
   PetscCall(CsH5Close(&X, "X"));
@@ -315,19 +316,22 @@ static PetscErrorCode Run(void)
   PetscMPIInt rank;
   char        dir[PETSC_MAX_PATH_LEN], path[PETSC_MAX_PATH_LEN];
   Variant     V[] = {
-    {"gzip_f32_i32", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
-    {"gzip_f64_i64", H5T_IEEE_F64LE, H5T_STD_I64LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
-    {"gzip_big_endian", H5T_IEEE_F64BE, H5T_STD_I64BE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
-    {"shuffle_gzip", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
-    {"chunk_filter_skipped", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
-    {"chunk_unwritten", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
-    {"chunk_corrupt", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE},
-    {"float64_overflow", H5T_IEEE_F64LE, H5T_STD_I64LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE},
-    {"contiguous_f32_i32", H5T_NATIVE_FLOAT, H5T_NATIVE_INT32, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE},
-    {"contiguous_f64_i64", H5T_IEEE_F64LE, H5T_STD_I64LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE},
-    {"contiguous_overflow", H5T_IEEE_F64LE, H5T_STD_I64LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_TRUE, PETSC_TRUE, PETSC_FALSE},
-    {"dense_f32", H5T_NATIVE_FLOAT, H5T_NATIVE_INT32, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE},
-    {"dense_f64", H5T_IEEE_F64LE, H5T_NATIVE_INT32, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE},
+    {"gzip_f32_i32", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
+    {"gzip_f64_i64", H5T_IEEE_F64LE, H5T_STD_I64LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
+    {"gzip_big_endian", H5T_IEEE_F64BE, H5T_STD_I64BE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
+    {"shuffle_gzip", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
+    {"chunk_filter_skipped", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
+    {"chunk_unwritten", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
+    {"chunk_corrupt", H5T_IEEE_F32LE, H5T_STD_I32LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
+    {"float64_overflow", H5T_IEEE_F64LE, H5T_STD_I64LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE},
+    {"contiguous_f32_i32", H5T_NATIVE_FLOAT, H5T_NATIVE_INT32, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE},
+    {"contiguous_f64_i64", H5T_IEEE_F64LE, H5T_STD_I64LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE},
+    {"contiguous_overflow", H5T_IEEE_F64LE, H5T_STD_I64LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_TRUE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE},
+    {"dense_f32", H5T_NATIVE_FLOAT, H5T_NATIVE_INT32, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE},
+    {"dense_f64", H5T_IEEE_F64LE, H5T_NATIVE_INT32, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE},
+    {"unfiltered_f32_i32", H5T_NATIVE_FLOAT, H5T_NATIVE_INT32, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE},
+    {"unfiltered_f64_i64", H5T_IEEE_F64LE, H5T_STD_I64LE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE},
+    {"unfiltered_unwritten", H5T_NATIVE_FLOAT, H5T_NATIVE_INT32, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_FALSE, PETSC_TRUE},
   };
   const char *threads[2] = {"3", "1"}; /* 3 first: the thread pool is made at its first use, with the BLAS threads then */
 #if defined(CS_HAVE_ISAL)
