@@ -7,6 +7,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <yaml.h>
+#if defined(__GLIBC__)
+  #include <malloc.h>
+#endif
 
 PetscLogEvent CS_EVENT_READ, CS_EVENT_WRITE, CS_EVENT_DESIGN, CS_EVENT_SPLIT, CS_EVENT_FIT, CS_EVENT_PREDICT,
   CS_EVENT_EVAL, CS_EVENT_PCA, CS_EVENT_FORWARD, CS_EVENT_BACKWARD, CS_EVENT_REDUCE, CS_EVENT_OPTIM, CS_EVENT_VALID, CS_EVENT_STREAM;
@@ -318,6 +321,13 @@ int CsHaveAVX512(void)
   return have;
 #else
   return 0;
+#endif
+}
+
+void CsReleaseFreeMemory(void)
+{
+#if defined(__GLIBC__)
+  (void)malloc_trim(0);
 #endif
 }
 

@@ -475,6 +475,7 @@ static PetscErrorCode TrainBegin(CsTrainer t)
   t->valid = 0;
   PetscCall(SaveBest(t));
   if (t->resume[0]) PetscCall(CsTrainerCheckpointResume(t));
+  CsReleaseFreeMemory(); /* what the models' set-up and the fits before this one freed */
   PetscCall(PetscPrintf(t->comm, "%s: training on %" PetscInt_FMT " cells (%" PetscInt_FMT " validation), %" PetscInt_FMT
                                  " steps of %" PetscInt_FMT " cells per epoch, up to %" PetscInt_FMT " epochs\n",
                         t->model, t->ntrain, t->nvalid, t->nsteps, t->nrows / t->nsteps, t->epochs));
