@@ -20,6 +20,11 @@ PETSC_EXTERN CsCSR CsCSRRowView(const CsCSR *A, PetscInt r0, PetscInt n);
 /* out = rows rows[0..n) of A, copied in that order (out's arrays are reallocated, so a block can be reused; start
    from a zeroed CsCSR). */
 PETSC_EXTERN PetscErrorCode CsCSRSubsetRows(const CsCSR *A, PetscInt n, const PetscInt rows[], CsCSR *out);
+/* Append the non-zeros of n dense rows X (n x A->ncols, row-major) to A as its rows [i0, i0 + n): A->indptr holds
+   at least i0 + n + 1 entries and indptr[i0] = *nnz, the non-zeros so far; indices and data hold *cap entries
+   (0: none yet) and grow when needed to what the rows so far extrapolate to over all A->nrows (so rows read in
+   slices grow the arrays about once, and a block of one call gets exactly its size). */
+PETSC_EXTERN PetscErrorCode CsCSRAppendDense(CsCSR *A, PetscInt i0, PetscInt n, const float *X, int64_t *nnz, int64_t *cap);
 /* Dense copy of row i (length ncols, zero-filled first). */
 PETSC_EXTERN void CsCSRRowToDense(const CsCSR *A, PetscInt i, float *out);
 

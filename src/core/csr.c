@@ -43,3 +43,27 @@ PetscErrorCode CsCSRSubsetRows(const CsCSR *A, PetscInt n, const PetscInt rows[]
   }
   PetscFunctionReturn(0);
 }
+
+PetscErrorCode CsCSRAppendDense(CsCSR *A, PetscInt i0, PetscInt n, const float *X, int64_t *nnz, int64_t *cap)
+{
+  const PetscInt g = A->ncols;
+  int64_t        z = 0, at = *nnz;
+
+  PetscFunctionBeginUser;
+  for (size_t k = 0; k < (size_t)n * (size_t)g; k++) z += X[k] != 0;
+  if (at + z > *cap || !A->indices) {
+    double  per  = (double)(at + z) / (double)PetscMax(i0 + n, 1); /* non-zeros a row so far */
+    int64_t want = (int64_t)(per * 1.05 * (double)A->nrows) + 16;
+    *cap         = PetscMax(at + z + 1, PetscMax(want, *cap + *cap / 4));
+    PetscCall(PetscRealloc(sizeof(int32_t) * (size_t)*cap, &A->indices));
+    PetscCall(PetscRealloc(sizeof(float) * (size_t)*cap, &A->data));
+  }
+  for (PetscInt i = 0; i < n; i++) {
+    const float *x = X + (size_t)i * (size_t)g;
+    for (PetscInt j = 0; j < g; j++)
+      if (x[j] != 0) A->indices[at] = (int32_t)j, A->data[at++] = x[j];
+    A->indptr[i0 + i + 1] = at;
+  }
+  *nnz = at;
+  PetscFunctionReturn(0);
+}

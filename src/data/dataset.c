@@ -436,6 +436,9 @@ static int CmpHashRow(const void *a, const void *b)
   return (x->row > y->row) - (x->row < y->row);
 }
 
+/* Which of the rounds of DuplicateRows a hash travels in (its upper bits; its rank is hash % size). */
+static inline PetscInt HashRound(uint64_t h, PetscInt rounds) { return (PetscInt)((h >> 40) % (uint64_t)rounds); }
+
 /* Collective: the number of cells whose name's hash another cell has too, and the first such pair of rows (-1 if
    none). Each hash travels to the rank hash % size, in rounds over the hash's upper bits so that no rank sends or
    receives more than about 2^20 of them at once (bounded memory at any number of cells). */
@@ -456,12 +459,12 @@ static PetscErrorCode DuplicateRows(CsDataset ds, const uint64_t hash[], PetscIn
     int nsend = 0, nrecv = 0;
     PetscCall(PetscArrayzero(scount, size));
     for (PetscInt i = 0; i < ds->nlocal; i++)
-      if ((PetscInt)((hash[i] >> 40) % (uint64_t)rounds) == q) scount[hash[i] % (uint64_t)size]++, nsend++;
+      if (HashRound(hash[i], rounds) == q) scount[hash[i] % (uint64_t)size]++, nsend++;
     sdisp[0] = 0;
     for (PetscMPIInt p = 0; p < size; p++) sdisp[p + 1] = sdisp[p] + scount[p];
     PetscCall(PetscMalloc1(nsend + 1, &send));
     for (PetscInt i = 0; i < ds->nlocal; i++)
-      if ((PetscInt)((hash[i] >> 40) % (uint64_t)rounds) == q) send[sdisp[hash[i] % (uint64_t)size]++] = (HashRow){hash[i], (int64_t)(ds->rstart + i)};
+      if (HashRound(hash[i], rounds) == q) send[sdisp[hash[i] % (uint64_t)size]++] = (HashRow){hash[i], (int64_t)(ds->rstart + i)};
     for (PetscMPIInt p = 0; p < size; p++) sdisp[p] -= scount[p];
     PetscCallMPI(MPI_Alltoall(scount, 1, MPI_INT, rcount, 1, MPI_INT, ds->comm));
     rdisp[0] = 0;

@@ -522,33 +522,13 @@ static PetscErrorCode ReadCSCLocal(Reader *r, const Layout *L, PetscInt r0, Pets
 /* --------------------------------------------------------------------------------------------------------------
    Dense: equal row blocks read by hyperslab, zeros dropped. */
 
-/* Append the non-zeros of n dense rows (buf, n x g) to A from local row i0 on; *cap grows the arrays. */
-static PetscErrorCode DenseAppend(const float *buf, PetscInt n, PetscInt g, PetscInt i0, CsCSR *A, int64_t *nnz, int64_t *cap)
-{
-  PetscFunctionBeginUser;
-  for (PetscInt i = 0; i < n; i++) {
-    for (PetscInt j = 0; j < g; j++) {
-      float v = buf[(size_t)i * g + j];
-      if (v == 0) continue;
-      if (*nnz == *cap) {
-        *cap = 2 * *cap;
-        PetscCall(PetscRealloc(sizeof(int32_t) * *cap, &A->indices));
-        PetscCall(PetscRealloc(sizeof(float) * *cap, &A->data));
-      }
-      A->indices[*nnz] = (int32_t)j, A->data[(*nnz)++] = v;
-    }
-    A->indptr[i0 + i + 1] = *nnz;
-  }
-  PetscFunctionReturn(0);
-}
-
 static PetscErrorCode ReadDenseLocal(Reader *r, const Layout *L, PetscInt r0, PetscInt r1, CsCSR *A)
 {
   char     what[400];
   hid_t    d, fs, ms;
   PetscInt rows = (PetscInt)PetscMin(CS_READ_SLICE / (hsize_t)L->g, (hsize_t)PETSC_MAX_INT);
   float   *buf;
-  int64_t  nnz = 0, cap;
+  int64_t  nnz = 0, cap = 0;
 
   PetscFunctionBeginUser;
   PetscCall(PetscSNPrintf(what, sizeof(what), "%s: /%s", r->path, r->mat));
@@ -556,9 +536,6 @@ static PetscErrorCode ReadDenseLocal(Reader *r, const Layout *L, PetscInt r0, Pe
   if (rows > r1 - r0) rows = r1 - r0;
   A->nrows = r1 - r0, A->ncols = L->g;
   PetscCall(PetscMalloc1(A->nrows + 1, &A->indptr));
-  cap = (int64_t)A->nrows * L->g / 4 + 16;
-  PetscCall(PetscMalloc1(cap, &A->indices));
-  PetscCall(PetscMalloc1(cap, &A->data));
   PetscCall(PetscMalloc1((size_t)(rows ? rows : 1) * L->g, &buf));
   H5Call(d = H5Dopen2(r->file, r->mat, r->io.dapl), "%s: cannot open", what);
   H5Call(fs = H5Dget_space(d), "%s: no dataspace", what);
@@ -575,14 +552,11 @@ static PetscErrorCode ReadDenseLocal(Reader *r, const Layout *L, PetscInt r0, Pe
       H5Call(H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, r->io.dxpl, buf), "%s: cannot read rows from %" PetscInt_FMT " on (damaged or unreadable data)", what, i0);
       PetscCall(CsH5Close(&ms, what));
     }
-    if (i0 == r0) { /* the first slice's density sizes the arrays: no growth (and copy) on mostly non-zero data */
-      int64_t z = 0;
-      for (size_t k = 0; k < (size_t)n * L->g; k++) z += buf[k] != 0;
-      cap = PetscMax(cap, (int64_t)((double)z / n * 1.05 * A->nrows) + L->g + 16);
-      PetscCall(PetscRealloc(sizeof(int32_t) * cap, &A->indices));
-      PetscCall(PetscRealloc(sizeof(float) * cap, &A->data));
-    }
-    PetscCall(DenseAppend(buf, n, L->g, i0 - r0, A, &nnz, &cap));
+    PetscCall(CsCSRAppendDense(A, i0 - r0, n, buf, &nnz, &cap)); /* sized from the first slice's density */
+  }
+  if (!A->indices) { /* no rows */
+    PetscCall(PetscMalloc1(1, &A->indices));
+    PetscCall(PetscMalloc1(1, &A->data));
   }
   PetscCall(CsH5Close(&fs, what));
   PetscCall(CsH5Close(&d, what));

@@ -8,8 +8,9 @@
    and is stored in the memory type. Chunks cut by the range, or stored in another type, are inflated into scratch
    and converted by H5Tconvert with the read's transfer list, so every value is what H5Dread gives. Chunks without
    a filter are fetched the same way, straight into the caller's buffer where they can be, and not inflated;
-   contiguous datasets are read with pread (CsIOReadContiguous). A chunk this path cannot take (not allocated, stored with its filter skipped, outside the file, not inflating to its size) is
-   read through HDF5, as is every dataset with another layout or filter pipeline. */
+   contiguous datasets are read with pread (CsIOReadContiguous). A chunk this path cannot take (not allocated,
+   stored with its filter skipped, outside the file, not inflating to its size) is read through HDF5, as is every
+   dataset with another layout or filter pipeline. */
 #include "ioimpl.h"
 #include <errno.h>
 #include <unistd.h>

@@ -46,8 +46,8 @@ PETSC_INTERN PetscErrorCode CsIORead1D(CsIOFile *f, hid_t d, const char what[], 
                                        hsize_t count, void *buf);
 
 /* Local: elements [start, start + count) of d (any rank, in storage order) into buf when d is stored contiguously in
-   the file, unfiltered, in memtype itself: then they are bytes at a known offset, read with pread, past HDF5's and
-   MPI-IO's layers (a copy less, and no MPI-IO request per block). *done = false where that does not hold or the
+   the file, unfiltered, in memtype itself: then they are bytes at a known offset, read with pread, past HDF5's
+   dataspace selection and MPI-IO (no MPI-IO request per block; at 2 ranks MPI-IO made the read slower than at 1). *done = false where that does not hold or the
    read comes up short; the caller then reads through HDF5, which gives its own message for a damaged file. */
 PETSC_INTERN PetscErrorCode CsIOReadContiguous(CsIOFile *f, hid_t d, const char what[], hid_t memtype, size_t esize, hsize_t start,
                                                hsize_t count, void *buf, PetscBool *done);

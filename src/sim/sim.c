@@ -758,30 +758,6 @@ static PetscErrorCode WriteTruth(CsSim s, const char path[])
   PetscFunctionReturn(0);
 }
 
-/* The non-zeros of the n x G dense rows X into A (A->indptr holds n + 1; indices and data reallocated to fit): A->indptr from 0. */
-static PetscErrorCode DenseToCSR(PetscInt n, PetscInt G, const float *X, CsCSR *A, int64_t *cap)
-{
-  int64_t nz = 0;
-
-  PetscFunctionBeginUser;
-  for (size_t i = 0; i < (size_t)n * G; i++) nz += X[i] != 0;
-  if (nz > *cap) {
-    PetscCall(PetscFree(A->indices));
-    PetscCall(PetscFree(A->data));
-    *cap = PetscMax(nz, 2 * *cap);
-    PetscCall(PetscMalloc1(*cap, &A->indices));
-    PetscCall(PetscMalloc1(*cap, &A->data));
-  }
-  A->nrows = n, A->ncols = G, A->indptr[0] = 0, nz = 0;
-  for (PetscInt i = 0; i < n; i++) {
-    const float *x = X + (size_t)i * G;
-    for (PetscInt j = 0; j < G; j++)
-      if (x[j] != 0) A->indices[nz] = (int32_t)j, A->data[nz] = x[j], nz++;
-    A->indptr[i + 1] = nz;
-  }
-  PetscFunctionReturn(0);
-}
-
 PetscErrorCode CsSimWrite(CsSim s)
 {
   CsH5adOutColumn cols[7];
@@ -833,7 +809,11 @@ PetscErrorCode CsSimWrite(CsSim s)
     double         t1    = CsTime();
     PetscErrorCode ierr  = 0;
     GenerateRows(s, start, n, X, q);
-    if (!dense) ierr = DenseToCSR(n, s->ngenes, X, &A, &cap);
+    if (!dense) {
+      int64_t nz = 0;
+      A.nrows = n, A.ncols = s->ngenes, A.indptr[0] = 0;
+      ierr    = CsCSRAppendDense(&A, 0, n, X, &nz, &cap);
+    }
     tgen += CsTime() - t1;
     t1   = CsTime();
     if (!ierr) ierr = dense ? CsH5adWriterWriteRows(w, n ? start : 0, n, X) : CsH5adWriterWriteCSRRows(w, n ? start : 0, &A);
