@@ -57,9 +57,10 @@ struct _n_CsDataset {
   /* Streamed (-stream, or -memory_limit below the largest rank's shard): X is not held (X.nrows = 0) and the rows are
      read from the file on demand: in blocks of stream_block consecutive global rows (CsDatasetStreamRead, for the
      stream sampler), or any local rows (CsDatasetGetRows); group statistics take a pass over the blocks
-     (CsDatasetGroupStats). What stays resident per cell: the obs columns (8 bytes each: the code, or the value of
-     a numeric column), the design's group (8 bytes), and the masks of whoever trains (1 byte each): about 30 bytes a
-     cell for a run with two obs columns, against 8 bytes per non-zero (+8 per row) in memory. */
+     (CsDatasetGroupStats). What stays resident per cell: the design's group (4 bytes), the masks of whoever trains
+     (1 bit each), and obs columns other than the design's (4 bytes a code, 8 a numeric value; the design's own are
+     released once it is set up, CsDesignReleaseObs): 4.25 bytes a cell for a run that reads no other column,
+     against 8 bytes per non-zero (+8 per row) in memory. */
   PetscBool    stream;        /* -stream */
   double       memory_limit;  /* -memory_limit in bytes (0: none) */
   PetscInt     stream_block;  /* -stream_block rows */
@@ -93,8 +94,11 @@ PETSC_EXTERN PetscErrorCode CsDatasetAddObsKey(CsDataset ds, const char key[], P
    index) given twice; negative values where log-normalised expression is expected; non-integer values with
    -normalize, which expects raw counts. */
 PETSC_EXTERN PetscErrorCode CsDatasetSetUp(CsDataset ds);
-/* The loaded column named key, or NULL. */
+/* The loaded column named key, or NULL; an error for a released one. */
 PETSC_EXTERN PetscErrorCode CsDatasetGetObs(CsDataset ds, const char key[], CsObsColumn **col);
+/* Local: free the per-cell codes and values of the loaded column named key (nothing if absent or released); its
+   name and categories stay. For a column whose cells were summarised elsewhere (CsDesignReleaseObs). */
+PETSC_EXTERN PetscErrorCode CsDatasetReleaseObs(CsDataset ds, const char key[]);
 PETSC_EXTERN PetscErrorCode CsDatasetView(CsDataset ds, PetscViewer v);
 /* Collective: rows[0..n) (global row indices, any order, repeats allowed; every rank asks for its own list,
    possibly empty) of the dataset, copied to the asking rank as CSR in request order (out freed by the caller with

@@ -66,6 +66,10 @@ PETSC_EXTERN PetscErrorCode CsDesignAddKeys(CsDesign d, CsDataset ds);
 /* Collective: parse labels and build atoms, conditions, contexts and groups (idempotent). Errors: missing
    column, control value absent, cells with missing labels in the perturbation column. */
 PETSC_EXTERN PetscErrorCode CsDesignSetUp(CsDesign d, CsDataset ds);
+/* Local, after the last CsDesignSetUp on ds: free the per-cell labels of the columns the design was built from
+   (perturbation, context, dose; not the type column, which models read): cell_group holds what they said, and a
+   streamed shard then keeps 4 bytes a cell less for each. See CsDatasetReleaseObs. */
+PETSC_EXTERN PetscErrorCode CsDesignReleaseObs(CsDesign d, CsDataset ds);
 /* Canonical condition index for a label such as "B+A" (dose label may be NULL), or -1 if no such condition. */
 PETSC_EXTERN PetscErrorCode CsDesignFindCondition(CsDesign d, const char label[], const char dose[], PetscInt *cond);
 PETSC_EXTERN PetscInt CsDesignFindContext(CsDesign d, const char name[]);

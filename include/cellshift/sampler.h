@@ -67,6 +67,12 @@
 
 #include <cellshift/design.h>
 
+/* Cell masks: one bit a local cell (a streamed shard keeps its masks for every local row), cell i in when
+   CsMaskGet(m, i); CsMaskBytes(n) bytes for n cells, zeroed before CsMaskSet. */
+#define CsMaskBytes(n) (((size_t)(n) + 7) / 8 + 1)
+static inline PetscBool CsMaskGet(const uint8_t m[], PetscInt i) { return (PetscBool)((m[i >> 3] >> (i & 7)) & 1); }
+static inline void      CsMaskSet(uint8_t m[], PetscInt i) { m[i >> 3] |= (uint8_t)(1u << (i & 7)); }
+
 typedef struct _p_CsSampler *CsSampler;
 typedef const char         *CsSamplerType;
 #define CSSAMPLERCELLS   "cells"
@@ -141,9 +147,9 @@ PETSC_EXTERN PetscErrorCode CsSamplerSetOptionsPrefix(CsSampler s, const char pr
 PETSC_EXTERN PetscErrorCode CsSamplerSetBatchSize(CsSampler s, PetscInt batch);
 /* -<prefix>sampler_type, and the type's options (set: -<prefix>set_size, -<prefix>set_controls, -<prefix>set_groups). */
 PETSC_EXTERN PetscErrorCode CsSamplerSetFromOptions(CsSampler s);
-/* The cells: train[i] / valid[i] for local dataset row i (valid may be NULL: nothing to validate on), seed of every
-   draw. d may be NULL for the cells type. References are taken, not copies. */
-PETSC_EXTERN PetscErrorCode CsSamplerSetData(CsSampler s, CsDataset ds, CsDesign d, const PetscBool *train, const PetscBool *valid,
+/* The cells: the masks train / valid (CsMaskGet) of the local dataset rows (valid may be NULL: nothing to validate
+   on), seed of every draw. d may be NULL for the cells type. References are taken, not copies. */
+PETSC_EXTERN PetscErrorCode CsSamplerSetData(CsSampler s, CsDataset ds, CsDesign d, const uint8_t *train, const uint8_t *valid,
                                              uint64_t seed);
 /* Sampling weights [ds->nlocal] of the local rows (>= 0; NULL: uniform), a reference. CsSamplerSetData takes the
    dataset's -quality_weight weights (ds->qweight); this replaces them. Only the cells type accepts weights: SetUp of

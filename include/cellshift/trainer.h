@@ -83,8 +83,8 @@ PETSC_EXTERN PetscErrorCode CsTrainerGetOptim(CsTrainer t, PetscInt set, CsNNOpt
 PETSC_EXTERN PetscErrorCode CsTrainerSetCallbacks(CsTrainer t, const CsTrainerCallbacks *cb);
 /* Collective: the cells, train[i] / valid[i] for local dataset row i (NULL valid: a drawn fraction of the training
    cells), and the design (for samplers other than cells; may be NULL). seed keys the batches, dropout and noise.
-   The masks are copied: the caller may free them at once. */
-PETSC_EXTERN PetscErrorCode CsTrainerSetData(CsTrainer t, CsDataset ds, CsDesign d, const PetscBool *train, const PetscBool *valid,
+   The masks (CsMaskGet, sampler.h) are copied: the caller may free them at once. */
+PETSC_EXTERN PetscErrorCode CsTrainerSetData(CsTrainer t, CsDataset ds, CsDesign d, const uint8_t *train, const uint8_t *valid,
                                              uint64_t seed);
 /* Folder of the model's checkpoint.h5 (the model's folder of the run), the model's name and type (a checkpoint of
    another type is refused). */

@@ -263,6 +263,7 @@ static PetscErrorCode SetUpData(CsProblem *p)
   PetscCall(CsDesignSetUp(p->design, p->ds));
   PetscCall(CsSplitSetUp(p->split, p->design));
   PetscCall(SubsampleTraining(p));
+  PetscCall(CsDesignReleaseObs(p->design, p->ds));
   CsReleaseFreeMemory(); /* the set-up's temporaries (cell names, label sorts) */
   PetscCall(CsDatasetView(p->ds, v));
   PetscCall(CsDesignView(p->design, v));

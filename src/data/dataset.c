@@ -97,6 +97,20 @@ PetscErrorCode CsDatasetGetObs(CsDataset ds, const char key[], CsObsColumn **col
 
   PetscFunctionBeginUser;
   *col = CsH5adBlockGetObs(&b, key);
+  /* a released column has neither codes nor values; a capped string array never had codes */
+  PetscCheck(!*col || (*col)->codes || (*col)->values || (*col)->capped, PETSC_COMM_SELF, PETSC_ERR_ORDER,
+             "obs column '%s' was released after the design was set up (CsDatasetReleaseObs)", key);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsDatasetReleaseObs(CsDataset ds, const char key[])
+{
+  CsH5adBlock  b = {.nobs = ds->nobs, .obs = ds->obs};
+  CsObsColumn *c = CsH5adBlockGetObs(&b, key);
+
+  PetscFunctionBeginUser;
+  if (c) PetscCall(PetscFree(c->codes));
+  if (c) PetscCall(PetscFree(c->values));
   PetscFunctionReturn(0);
 }
 

@@ -174,7 +174,6 @@ static PetscErrorCode ConditionFromKey(CsDesign d, const char key[], CsCondition
 typedef struct {
   PetscInt code;
   double   dose; /* dose code (categorical) or value (numeric); 0 without a dose column */
-  PetscInt cell; /* a representative local cell */
 } Pair;
 
 static int CmpPair(const void *a, const void *b)
@@ -196,32 +195,57 @@ typedef struct {
   PetscInt    *ctxOf;        /* [context categories] index into d->contexts, -1 where absent */
 } Build;
 
+/* Sort p[0..n) and keep its distinct pairs: the new n. */
+static PetscInt UniquePairs(Pair *p, PetscInt n)
+{
+  PetscInt m = 0;
+
+  if (n < 2) return n; /* also keeps a NULL p out of qsort */
+  qsort(p, (size_t)n, sizeof(Pair), CmpPair);
+  for (PetscInt i = 0; i < n; i++)
+    if (!m || CmpPair(&p[m - 1], &p[i])) p[m++] = p[i];
+  return m;
+}
+
+#define PAIR_CHUNK 65536 /* cells whose pairs are sorted at once: the set-up holds no per-cell array of them */
+
 static PetscErrorCode LocalKeys(CsDesign d, Build *b, PetscInt nlocal)
 {
-  Pair *p;
+  Pair    *p, *u = NULL;
+  PetscInt nu = 0, cap = 0;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc1(nlocal + 1, &p));
-  for (PetscInt i = 0; i < nlocal; i++) {
-    PetscCheck(b->pc->codes[i] >= 0, PETSC_COMM_SELF, CS_ERR_INPUT, "a cell has no label in obs/%s", d->pert_key);
-    PetscCheck(!b->dc || (b->dc->values ? !isnan(b->dc->values[i]) : b->dc->codes[i] >= 0), PETSC_COMM_SELF, CS_ERR_INPUT,
-               "a cell has no dose in obs/%s", d->dose_key);
-    p[i].code = b->pc->codes[i], p[i].dose = CellDose(b->dc, i), p[i].cell = i;
+  PetscCall(PetscMalloc1(PAIR_CHUNK, &p));
+  for (PetscInt i0 = 0; i0 < nlocal; i0 += PAIR_CHUNK) {
+    PetscInt m = PetscMin(PAIR_CHUNK, nlocal - i0);
+    for (PetscInt j = 0; j < m; j++) {
+      PetscInt i = i0 + j;
+      PetscCheck(b->pc->codes[i] >= 0, PETSC_COMM_SELF, CS_ERR_INPUT, "a cell has no label in obs/%s", d->pert_key);
+      PetscCheck(!b->dc || (b->dc->values ? !isnan(b->dc->values[i]) : b->dc->codes[i] >= 0), PETSC_COMM_SELF, CS_ERR_INPUT,
+                 "a cell has no dose in obs/%s", d->dose_key);
+      p[j].code = b->pc->codes[i], p[j].dose = CellDose(b->dc, i);
+    }
+    m = UniquePairs(p, m);
+    if (nu + m > cap) nu = UniquePairs(u, nu); /* merge before growing: few distinct pairs stay few */
+    if (nu + m > cap) {
+      cap = PetscMax(2 * cap, nu + m);
+      PetscCall(PetscRealloc(sizeof(Pair) * (size_t)cap, &u));
+    }
+    PetscCall(PetscArraycpy(u + nu, p, m));
+    nu += m;
   }
-  qsort(p, (size_t)nlocal, sizeof(Pair), CmpPair);
-  b->npairs = 0;
-  for (PetscInt i = 0; i < nlocal; i++)
-    if (!b->npairs || CmpPair(&p[b->npairs - 1], &p[i])) p[b->npairs++] = p[i];
-  b->pairs = p;
+  PetscCall(PetscFree(p));
+  b->npairs = UniquePairs(u, nu);
+  b->pairs  = u;
   PetscCall(PetscCalloc1(b->npairs + 1, &b->lkeys));
   for (PetscInt k = 0; k < b->npairs; k++) {
     const char *dose = NULL;
     char        dosebuf[64];
     if (b->dc && b->dc->values) {
-      PetscCall(PetscSNPrintf(dosebuf, sizeof(dosebuf), "%.10g", p[k].dose));
+      PetscCall(PetscSNPrintf(dosebuf, sizeof(dosebuf), "%.10g", u[k].dose));
       dose = dosebuf;
-    } else if (b->dc) dose = b->dc->cats[(PetscInt)p[k].dose];
-    PetscCall(CanonicalKey(d, b->pc->cats[p[k].code], dose, &b->lkeys[k]));
+    } else if (b->dc) dose = b->dc->cats[(PetscInt)u[k].dose];
+    PetscCall(CanonicalKey(d, b->pc->cats[u[k].code], dose, &b->lkeys[k]));
   }
   PetscFunctionReturn(0);
 }
@@ -336,7 +360,7 @@ static PetscErrorCode CellSlots(CsDesign d, CsDataset ds, const Build *b, PetscI
   PetscCall(PetscMalloc1(b->npairs + 1, &pairCond));
   for (PetscInt k = 0; k < b->npairs; k++) pairCond[k] = CsStrBsearch(b->lkeys[k], b->keys, b->nkeys);
   for (PetscInt i = 0; i < ds->nlocal; i++) {
-    Pair        key = {b->pc->codes[i], CellDose(b->dc, i), 0};
+    Pair        key = {b->pc->codes[i], CellDose(b->dc, i)};
     const Pair *hit = bsearch(&key, b->pairs, (size_t)b->npairs, sizeof(Pair), CmpPair);
     PetscInt    c   = b->cc ? b->ctxOf[b->cc->codes[i]] : 0;
     slot[i]         = c * d->ncond + pairCond[hit - b->pairs];
@@ -419,6 +443,17 @@ PetscErrorCode CsDesignSetUp(CsDesign d, CsDataset ds)
   PetscCall(BuildFree(&b));
   PetscCall(PetscLogEventEnd(CS_EVENT_DESIGN, 0, 0, 0, 0));
   d->setup = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsDesignReleaseObs(CsDesign d, CsDataset ds)
+{
+  const char *keys[3] = {d->pert_key, d->context_key, d->dose_key};
+
+  PetscFunctionBeginUser;
+  PetscCheck(d->setup, d->comm, PETSC_ERR_ORDER, "CsDesignReleaseObs needs the design set up");
+  for (int k = 0; k < 3; k++)
+    if (keys[k][0] && strcmp(keys[k], d->type_key)) PetscCall(CsDatasetReleaseObs(ds, keys[k]));
   PetscFunctionReturn(0);
 }
 

@@ -12,18 +12,18 @@ PetscErrorCode CsModelTrain(CsModel m, CsTrainer t, const CsTrainerCallbacks *cb
 PetscErrorCode CsModelTrainGroups(CsModel m, CsTrainer t, const CsTrainerCallbacks *cb, const PetscBool use[])
 {
   CsDesign   d = m->design;
-  PetscBool *train, *valid;
+  uint8_t   *train, *valid;
 
   PetscFunctionBeginUser;
-  PetscCall(PetscMalloc2(m->ds->nlocal + 1, &train, m->ds->nlocal + 1, &valid));
+  PetscCall(PetscCalloc2(CsMaskBytes(m->ds->nlocal), &train, CsMaskBytes(m->ds->nlocal), &valid));
   for (PetscInt i = 0; i < m->ds->nlocal; i++) {
     PetscInt g = d->cell_group[i];
-    train[i]   = g >= 0 && m->split->role[g] == CS_ROLE_TRAIN && (!use || use[g]);
-    valid[i]   = g >= 0 && m->split->role[g] == CS_ROLE_VALID && (!use || use[g]);
+    if (g >= 0 && m->split->role[g] == CS_ROLE_TRAIN && (!use || use[g])) CsMaskSet(train, i);
+    if (g >= 0 && m->split->role[g] == CS_ROLE_VALID && (!use || use[g])) CsMaskSet(valid, i);
   }
   PetscCall(CsTrainerSetCallbacks(t, cb));
   PetscCall(CsTrainerSetData(t, m->ds, d, train, m->split->nvalid ? valid : NULL, (uint64_t)m->seed));
-  PetscCall(PetscFree2(train, valid)); /* the trainer keeps its own masks: 8 bytes a cell less while it trains */
+  PetscCall(PetscFree2(train, valid)); /* the trainer keeps its own copies */
   PetscCall(CsTrainerSetCheckpointDir(t, m->dir, CsModelName(m), ((PetscObject)m)->type_name));
   PetscCall(CsTrainerTrain(t, &m->interrupted));
   PetscCall(CsTrainerGetParameterCount(t, &m->nparams));

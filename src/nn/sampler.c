@@ -208,7 +208,7 @@ PetscErrorCode CsSamplerSetFromOptions(CsSampler s)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsSamplerSetData(CsSampler s, CsDataset ds, CsDesign d, const PetscBool *train, const PetscBool *valid, uint64_t seed)
+PetscErrorCode CsSamplerSetData(CsSampler s, CsDataset ds, CsDesign d, const uint8_t *train, const uint8_t *valid, uint64_t seed)
 {
   PetscFunctionBeginUser;
   PetscValidHeaderSpecific(s, CS_SAMPLER_CLASSID, 1);
@@ -535,14 +535,14 @@ PetscErrorCode CsSamplerControlPool(CsSampler s, CsPool *p)
   PetscCall(PetscMalloc1(s->ds->nlocal + 1, &cls));
   for (PetscInt i = 0; i < s->ds->nlocal; i++) {
     PetscInt g = d->cell_group[i];
-    cls[i]     = s->train[i] && g >= 0 && d->groups[g].control ? d->groups[g].ctx : -1;
+    cls[i]     = CsMaskGet(s->train, i) && g >= 0 && d->groups[g].control ? d->groups[g].ctx : -1;
   }
   PetscCall(CsPoolCreate(PetscObjectComm((PetscObject)s), s->ds, d->nctx, cls, p));
   PetscCall(PetscFree(cls));
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsSamplerEligibleGroups(CsSampler s, const PetscBool *mask, const CsPool *ctrlpool, PetscInt *ng, PetscInt **list, CsPool *cells)
+PetscErrorCode CsSamplerEligibleGroups(CsSampler s, const uint8_t *mask, const CsPool *ctrlpool, PetscInt *ng, PetscInt **list, CsPool *cells)
 {
   CsDesign  d = s->design;
   PetscInt *cls;
@@ -551,7 +551,7 @@ PetscErrorCode CsSamplerEligibleGroups(CsSampler s, const PetscBool *mask, const
   PetscCall(PetscMalloc1(s->ds->nlocal + 1, &cls));
   for (PetscInt i = 0; i < s->ds->nlocal; i++) {
     PetscInt g = d->cell_group[i];
-    cls[i]     = mask && mask[i] && g >= 0 && !d->groups[g].control && ctrlpool->total[d->groups[g].ctx] > 0 ? g : -1;
+    cls[i]     = mask && CsMaskGet(mask, i) && g >= 0 && !d->groups[g].control && ctrlpool->total[d->groups[g].ctx] > 0 ? g : -1;
   }
   PetscCall(CsPoolCreate(PetscObjectComm((PetscObject)s), s->ds, d->ngroups, cls, cells));
   PetscCall(PetscFree(cls));

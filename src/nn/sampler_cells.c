@@ -80,9 +80,9 @@ static PetscErrorCode CsSamplerSetUp_Cells(CsSampler s)
   PetscCall(CsPoolDestroy(&c->train));
   PetscCall(CsPoolDestroy(&c->valid));
   PetscCall(PetscMalloc1(s->ds->nlocal + 1, &cls));
-  for (PetscInt i = 0; i < s->ds->nlocal; i++) cls[i] = s->train[i] ? 0 : -1;
+  for (PetscInt i = 0; i < s->ds->nlocal; i++) cls[i] = CsMaskGet(s->train, i) ? 0 : -1;
   PetscCall(CsPoolCreate(PetscObjectComm((PetscObject)s), s->ds, 1, cls, &c->train));
-  for (PetscInt i = 0; i < s->ds->nlocal; i++) cls[i] = s->valid && s->valid[i] ? 0 : -1;
+  for (PetscInt i = 0; i < s->ds->nlocal; i++) cls[i] = s->valid && CsMaskGet(s->valid, i) ? 0 : -1;
   PetscCall(CsPoolCreate(PetscObjectComm((PetscObject)s), s->ds, 1, cls, &c->valid));
   PetscCall(PetscFree(cls));
   PetscCall(PetscFree(c->tmp));

@@ -9,7 +9,7 @@ typedef struct {
 } Paired;
 
 /* The perturbed cells of mask whose context has training controls (with controls: and mask's control cells). */
-static PetscErrorCode PerturbedPool(CsSampler s, const PetscBool *mask, const CsPool *ctrl, PetscBool controls, CsPool *p)
+static PetscErrorCode PerturbedPool(CsSampler s, const uint8_t *mask, const CsPool *ctrl, PetscBool controls, CsPool *p)
 {
   CsDesign  d = s->design;
   PetscInt *cls;
@@ -18,7 +18,7 @@ static PetscErrorCode PerturbedPool(CsSampler s, const PetscBool *mask, const Cs
   PetscCall(PetscMalloc1(s->ds->nlocal + 1, &cls));
   for (PetscInt i = 0; i < s->ds->nlocal; i++) {
     PetscInt g = d->cell_group[i];
-    cls[i]     = mask && mask[i] && g >= 0 && (controls || !d->groups[g].control) && ctrl->total[d->groups[g].ctx] > 0 ? 0 : -1;
+    cls[i]     = mask && CsMaskGet(mask, i) && g >= 0 && (controls || !d->groups[g].control) && ctrl->total[d->groups[g].ctx] > 0 ? 0 : -1;
   }
   PetscCall(CsPoolCreate(PetscObjectComm((PetscObject)s), s->ds, 1, cls, p));
   PetscCall(PetscFree(cls));

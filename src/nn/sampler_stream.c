@@ -60,7 +60,7 @@ static PetscErrorCode HeldFree(CsSampler s, Held *h)
 }
 
 /* Counts of mask's cells per block: all ranks (cnt), ranks below (off), this rank (my). */
-static PetscErrorCode BlockCounts(CsSampler s, const PetscBool *mask, PetscInt *cnt, PetscInt *off, PetscInt *my)
+static PetscErrorCode BlockCounts(CsSampler s, const uint8_t *mask, PetscInt *cnt, PetscInt *off, PetscInt *my)
 {
   Stream  *c  = (Stream *)s->data;
   CsDataset ds = s->ds;
@@ -69,7 +69,7 @@ static PetscErrorCode BlockCounts(CsSampler s, const PetscBool *mask, PetscInt *
   PetscFunctionBeginUser;
   PetscCall(PetscArrayzero(my, c->nblocks));
   for (PetscInt i = 0; mask && i < ds->nlocal; i++)
-    if (mask[i]) my[(ds->rstart + i) / c->block_rows]++;
+    if (CsMaskGet(mask, i)) my[(ds->rstart + i) / c->block_rows]++;
   PetscCallMPI(MPI_Allreduce(my, cnt, (PetscMPIInt)c->nblocks, MPIU_INT, MPI_SUM, comm));
   PetscCallMPI(MPI_Exscan(my, off, (PetscMPIInt)c->nblocks, MPIU_INT, MPI_SUM, comm));
   if (!s->rank) PetscCall(PetscArrayzero(off, c->nblocks));
@@ -200,7 +200,7 @@ static PetscErrorCode Hold(CsSampler s, PetscInt e, PetscInt w, Held **out)
     PetscCheck(h->X[j].nrows >= c->my[b], PETSC_COMM_SELF, PETSC_ERR_PLIB, "block %" PetscInt_FMT " came with %" PetscInt_FMT " rows", b, h->X[j].nrows);
     PetscCall(PetscMalloc1(c->my[b] + 1, &h->trow[j]));
     for (PetscInt i = 0; i < h->X[j].nrows; i++)
-      if (s->train[a + i]) h->trow[j][n++] = i;
+      if (CsMaskGet(s->train, a + i)) h->trow[j][n++] = i;
   }
   *out = h;
   PetscFunctionReturn(0);
@@ -321,7 +321,7 @@ static PetscErrorCode ValidBatch(CsSampler s, PetscInt step, PetscInt part, Pets
     { /* the (k - voff)-th validation row of this rank in block bk */
       PetscInt a = PetscMax(bk * c->block_rows, ds->rstart) - ds->rstart, t = k - c->voff[bk];
       for (PetscInt i = a; i < ds->nlocal; i++)
-        if (s->valid[i] && t-- == 0) {
+        if (CsMaskGet(s->valid, i) && t-- == 0) {
           c->tmp[n++] = i;
           break;
         }

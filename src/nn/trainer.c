@@ -145,27 +145,28 @@ static PetscErrorCode CellsFingerprint(CsTrainer t, CsDataset ds)
   PetscFunctionBeginUser;
   for (PetscInt i = 0; i < ds->nlocal; i++) {
     uint32_t r[4];
-    if (!t->mtrain[i] && !t->mvalid[i]) continue;
-    CsRng4(0, CS_STREAM_SAMPLE, (uint64_t)(ds->rstart + i), t->mtrain[i] ? 2 : 3, r);
+    if (!CsMaskGet(t->mtrain, i) && !CsMaskGet(t->mvalid, i)) continue;
+    CsRng4(0, CS_STREAM_SAMPLE, (uint64_t)(ds->rstart + i), CsMaskGet(t->mtrain, i) ? 2 : 3, r);
     h += ((uint64_t)r[1] << 32) | r[0];
   }
   PetscCallMPI(MPI_Allreduce(&h, &t->cells, 1, MPI_UINT64_T, MPI_SUM, t->comm));
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsTrainerSetData(CsTrainer t, CsDataset ds, CsDesign d, const PetscBool *train, const PetscBool *valid, uint64_t seed)
+PetscErrorCode CsTrainerSetData(CsTrainer t, CsDataset ds, CsDesign d, const uint8_t *train, const uint8_t *valid, uint64_t seed)
 {
   PetscInt ntrain = 0, nvalid;
 
   PetscFunctionBeginUser;
   t->seed = seed;
   PetscCall(PetscFree2(t->mtrain, t->mvalid));
-  PetscCall(PetscMalloc2(ds->nlocal + 1, &t->mtrain, ds->nlocal + 1, &t->mvalid));
+  PetscCall(PetscCalloc2(CsMaskBytes(ds->nlocal), &t->mtrain, CsMaskBytes(ds->nlocal), &t->mvalid));
   for (PetscInt i = 0; i < ds->nlocal; i++) {
     /* Without valid cells, a fraction of the training cells is drawn by global cell index (rank-independent). */
-    t->mvalid[i] = valid ? valid[i] : (PetscBool)(train[i] && CsRngUniform(seed, CS_STREAM_SAMPLE, (uint64_t)(ds->rstart + i), 1) < t->valid_cells);
-    t->mtrain[i] = (PetscBool)(train[i] && !t->mvalid[i]);
-    ntrain += t->mtrain[i];
+    PetscBool tr = CsMaskGet(train, i);
+    PetscBool va = valid ? CsMaskGet(valid, i) : tr && CsRngUniform(seed, CS_STREAM_SAMPLE, (uint64_t)(ds->rstart + i), 1) < t->valid_cells;
+    if (va) CsMaskSet(t->mvalid, i);
+    if (tr && !va) CsMaskSet(t->mtrain, i), ntrain++;
   }
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &ntrain, 1, MPIU_INT, MPI_SUM, t->comm));
   CsCheckAll(t->comm, ntrain >= 2, "training needs at least 2 cells (has %" PetscInt_FMT ")", ntrain);

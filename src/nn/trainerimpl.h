@@ -66,7 +66,7 @@ struct _p_CsSampler {
   void            *data;
   CsDataset        ds;
   CsDesign         design;
-  const PetscBool *train, *valid;
+  const uint8_t   *train, *valid;
   uint64_t         seed;
   PetscInt         batch;
   PetscMPIInt      rank, size;
@@ -93,7 +93,7 @@ static inline void CsSamplerPart(PetscInt p0, PetscInt p1, PetscInt part, PetscI
 /* Groups the set-like samplers draw from: perturbed groups with cells in mask whose context has training controls
    (ctrlpool: the training controls by context). *ng groups into list (allocated, design order), counts of the
    mask's cells in each group into the pool cells. */
-PETSC_INTERN PetscErrorCode CsSamplerEligibleGroups(CsSampler s, const PetscBool *mask, const CsPool *ctrlpool, PetscInt *ng,
+PETSC_INTERN PetscErrorCode CsSamplerEligibleGroups(CsSampler s, const uint8_t *mask, const CsPool *ctrlpool, PetscInt *ng,
                                                     PetscInt **list, CsPool *cells);
 /* Collective: the training controls of each context. */
 PETSC_INTERN PetscErrorCode CsSamplerControlPool(CsSampler s, CsPool *p);
@@ -131,7 +131,7 @@ struct _n_CsTrainer {
   CsSampler          sampler;
   uint64_t           seed;
   uint64_t           cells;  /* fingerprint of the training and validation cells (resume checks it) */
-  PetscBool         *mtrain, *mvalid; /* the sampler's masks: training cells, validation cells (drawn or given) */
+  uint8_t           *mtrain, *mvalid; /* the sampler's masks (CsMaskGet): training cells, validation cells (drawn or given) */
   PetscInt           ntrain, nvalid;   /* cells of the sampler's pools */
   PetscInt           nsteps, nrows;    /* training steps and rows per epoch */
   PetscInt           nvalid_rows;      /* rows of a validation pass */

@@ -9,7 +9,7 @@
 
 static char      indir[PETSC_MAX_PATH_LEN], outdir[PETSC_MAX_PATH_LEN], input[PETSC_MAX_PATH_LEN];
 static CsDataset ds;
-static PetscBool *train;
+static uint8_t *train;
 
 static PetscErrorCode Step(void *ctx, const CsBatch *b, const CsNNPass *pass, PetscInt *set, double *loss)
 {
@@ -73,8 +73,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fprintf(stderr, "cannot read %s (set CS_SOURCE_DIR to the repository)\n", data);
     abort();
   }
-  if (PetscCalloc1(ds->nlocal + 1, &train)) abort();
-  for (PetscInt i = 0; i < PetscMin(ds->nlocal, 200); i++) train[i] = PETSC_TRUE;
+  if (PetscCalloc1(CsMaskBytes(ds->nlocal), &train)) abort();
+  for (PetscInt i = 0; i < PetscMin(ds->nlocal, 200); i++) CsMaskSet(train, i);
   if (seed) { /* one epoch of two, checkpointed */
     char made[PETSC_MAX_PATH_LEN], cmd[3 * PETSC_MAX_PATH_LEN];
     if (PetscOptionsSetValue(NULL, "-checkpoint_every", "1") || PetscOptionsSetValue(NULL, "-epochs", "1") || Run(PETSC_FALSE)) abort();

@@ -94,6 +94,20 @@ static PetscErrorCode Body(void)
     PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &n, 1, MPIU_INT, MPI_SUM, comm));
     CS_EXPECT(n == d->groups[g].ncells, "group_nlocal of group %" PetscInt_FMT, g);
   }
+  /* Released labels: the design's columns keep their categories but no codes, and asking for them is an error. */
+  {
+    CsObsColumn   *pc = NULL;
+    PetscErrorCode ierr;
+    PetscCall(CsDatasetGetObs(ds, "condition", &pc));
+    CS_EXPECT(pc && pc->codes && pc->ncat > 1, "condition column before the release");
+    PetscCall(CsDesignReleaseObs(d, ds));
+    CS_EXPECT(pc->codes == NULL && pc->values == NULL && pc->ncat > 1, "condition column after the release");
+    PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
+    ierr = CsDatasetGetObs(ds, "cell_type", &pc);
+    PetscCall(PetscPopErrorHandler());
+    CS_EXPECT(ierr == PETSC_ERR_ORDER, "CsDatasetGetObs of a released column returned %d", (int)ierr);
+    PetscCall(CsDesignReleaseObs(d, ds)); /* twice: nothing more to free */
+  }
   PetscCall(PetscFree(gsum));
   PetscCall(CsDesignDestroy(&d));
   PetscCall(CsDatasetDestroy(&ds));

@@ -16,7 +16,7 @@ static MPI_Comm    comm;
 static PetscMPIInt rank, size;
 static CsDataset   ds;
 static CsDesign    d;
-static PetscBool  *train, *valid;
+static uint8_t   *train, *valid;
 /* The whole design on every rank. */
 static PetscInt   N, *ggroup;
 static PetscBool *gtrain, *gvalid;
@@ -75,18 +75,18 @@ static PetscErrorCode Load(void)
   PetscCall(PetscStrncpy(split->type, "combo", sizeof(split->type)));
   split->test_fraction = 0.4, split->valid_fraction = 0.2, split->seed = 0;
   PetscCall(CsSplitSetUp(split, d));
-  PetscCall(PetscMalloc2(ds->nlocal + 1, &train, ds->nlocal + 1, &valid));
+  PetscCall(PetscCalloc2(CsMaskBytes(ds->nlocal), &train, CsMaskBytes(ds->nlocal), &valid));
   for (PetscInt i = 0; i < ds->nlocal; i++) {
     PetscInt g = d->cell_group[i];
-    train[i]   = g >= 0 && split->role[g] == CS_ROLE_TRAIN;
-    valid[i]   = g >= 0 && split->role[g] == CS_ROLE_VALID;
+    if (g >= 0 && split->role[g] == CS_ROLE_TRAIN) CsMaskSet(train, i);
+    if (g >= 0 && split->role[g] == CS_ROLE_VALID) CsMaskSet(valid, i);
   }
   N = ds->nglobal;
   PetscCall(PetscMalloc4(N, &ggroup, N, &gtrain, N, &gvalid, N, &growhash));
   PetscCall(PetscMalloc1(N, &all));
   PetscCall(PetscMalloc2(ds->nlocal + 1, &tmp, ds->nlocal + 1, &rh));
   PetscCall(AllgatherInt(d->cell_group, ggroup));
-  for (PetscInt i = 0; i < ds->nlocal; i++) tmp[i] = train[i] + 2 * valid[i];
+  for (PetscInt i = 0; i < ds->nlocal; i++) tmp[i] = CsMaskGet(train, i) + 2 * CsMaskGet(valid, i);
   PetscCall(AllgatherInt(tmp, all));
   for (PetscInt c = 0; c < N; c++) gtrain[c] = (PetscBool)(all[c] & 1), gvalid[c] = (PetscBool)((all[c] >> 1) & 1);
   for (PetscInt i = 0; i < ds->nlocal; i++) rh[i] = RowHash(&ds->X, i);

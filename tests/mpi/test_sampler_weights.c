@@ -30,7 +30,7 @@ static PetscErrorCode Body(void)
   char       data[PETSC_MAX_PATH_LEN];
   CsDataset  ds;
   CsSampler  s;
-  PetscBool *train;
+  uint8_t   *train;
   double    *w;
   CsBatch    b = {0};
   PetscInt   N, nsteps, ntrain = 0, B = 50;
@@ -46,8 +46,11 @@ static PetscErrorCode Body(void)
   PetscCall(CsDatasetSetFile(ds, data, NULL));
   PetscCall(CsDatasetSetUp(ds));
   N = ds->nglobal;
-  PetscCall(PetscMalloc2(ds->nlocal + 1, &train, ds->nlocal + 1, &w));
-  for (PetscInt i = 0; i < ds->nlocal; i++) train[i] = T(ds->rstart + i), w[i] = W(ds->rstart + i);
+  PetscCall(PetscCalloc2(CsMaskBytes(ds->nlocal), &train, ds->nlocal + 1, &w));
+  for (PetscInt i = 0; i < ds->nlocal; i++) {
+    if (T(ds->rstart + i)) CsMaskSet(train, i);
+    w[i] = W(ds->rstart + i);
+  }
   /* the definition, over all cells */
   PetscCall(PetscMalloc2(N + 1, &cum, N + 1, &count));
   for (PetscInt c = 0; c < N; c++) {
@@ -91,7 +94,7 @@ static PetscErrorCode Body(void)
           PetscInt l = b.local[k];
           got += Mix((uint64_t)b.cell[k]);
           CS_EXPECT(l >= 0 && ds->rstart + l == b.cell[k], "row %" PetscInt_FMT " is not a local cell", k);
-          CS_EXPECT(train[l] && w[l] > 0, "cell %lld drawn with weight %g (train %d)", (long long)b.cell[k], w[l], (int)train[l]);
+          CS_EXPECT(CsMaskGet(train, l) && w[l] > 0, "cell %lld drawn with weight %g (train %d)", (long long)b.cell[k], w[l], (int)CsMaskGet(train, l));
           CS_EXPECT(b.X.indptr[k + 1] - b.X.indptr[k] == ds->X.indptr[l + 1] - ds->X.indptr[l], "row %" PetscInt_FMT " is not its cell's", k);
         }
         n = b.n;

@@ -23,7 +23,7 @@
 static MPI_Comm  comm;
 static CsDataset ds;
 static CsDesign  d;
-static PetscBool *train;
+static uint8_t *train;
 static char      dir[PETSC_MAX_PATH_LEN];
 
 typedef struct {
@@ -229,8 +229,9 @@ static PetscErrorCode Body(void)
   PetscCall(CsDesignAddKeys(d, ds));
   PetscCall(CsDatasetSetUp(ds));
   PetscCall(CsDesignSetUp(d, ds));
-  PetscCall(PetscMalloc1(ds->nlocal + 1, &train));
-  for (PetscInt i = 0; i < ds->nlocal; i++) train[i] = d->cell_group[i] >= 0;
+  PetscCall(PetscCalloc1(CsMaskBytes(ds->nlocal), &train));
+  for (PetscInt i = 0; i < ds->nlocal; i++)
+    if (d->cell_group[i] >= 0) CsMaskSet(train, i);
 
   /* Frozen tensor: untouched by training, outside the optimiser, in checkpoints. */
   PetscCall(ToyCreate(&ref));
