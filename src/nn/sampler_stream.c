@@ -309,7 +309,7 @@ static PetscErrorCode ValidBatch(CsSampler s, PetscInt step, PetscInt part, Pets
 {
   Stream   *c  = (Stream *)s->data;
   CsDataset ds = s->ds;
-  PetscInt  p0 = step * s->batch, p1 = PetscMin(p0 + s->batch, c->nvalid), lo, hi, n = 0, bk = 0;
+  PetscInt  p0 = step * s->batch, p1 = PetscMin(p0 + s->batch, c->nvalid), lo, hi, n = 0, bk = 0, lastbk = -1, lastt = -1;
 
   PetscFunctionBeginUser;
   CsSamplerPart(p0, p1, part, nparts, &lo, &hi);
@@ -318,9 +318,12 @@ static PetscErrorCode ValidBatch(CsSampler s, PetscInt step, PetscInt part, Pets
     while (c->vpre[bk + 1] <= p) bk++;
     k = p - c->vpre[bk];
     if (k < c->voff[bk] || k >= c->voff[bk] + c->vmy[bk]) continue;
-    { /* the (k - voff)-th validation row of this rank in block bk */
-      PetscInt a = PetscMax(bk * c->block_rows, ds->rstart) - ds->rstart, t = k - c->voff[bk];
-      for (PetscInt i = a; i < ds->nlocal; i++)
+    { /* the (k - voff)-th validation row of this rank in block bk: the scan goes on from the row before it when that
+         was the previous one found, else from the block's first row */
+      PetscInt t = k - c->voff[bk], i = PetscMax(bk * c->block_rows, ds->rstart) - ds->rstart;
+      if (bk == lastbk && t == lastt + 1) i = c->tmp[n - 1] + 1, lastt = t, t = 0;
+      else lastbk = bk, lastt = t;
+      for (; i < ds->nlocal; i++)
         if (CsMaskGet(s->valid, i) && t-- == 0) {
           c->tmp[n++] = i;
           break;
