@@ -78,6 +78,8 @@ PETSC_EXTERN PetscErrorCode CsH5adStreamOpen(MPI_Comm comm, const char path[], c
                                              const PetscBool required[], CsH5adBlock *b, int64_t *nnzlocal, CsH5adStream *st);
 /* Local: global rows [r0, r1) into A (fresh). */
 PETSC_EXTERN PetscErrorCode CsH5adStreamReadRows(CsH5adStream st, PetscInt r0, PetscInt r1, CsCSR *A);
+/* Local: global rows rows[0..n) (any order; increasing runs are read together) into A (fresh), row k of A = rows[k]. */
+PETSC_EXTERN PetscErrorCode CsH5adStreamReadList(CsH5adStream st, PetscInt n, const PetscInt rows[], CsCSR *A);
 /* Local: start reading the ranges [r0[k], r1[k]) on a background thread (a read not claimed yet is dropped). */
 PETSC_EXTERN PetscErrorCode CsH5adStreamReadBegin(CsH5adStream st, PetscInt n, const PetscInt r0[], const PetscInt r1[]);
 /* Local: wait for the background read; if it read the range [r0, r1) (not claimed before), *found and out (moved

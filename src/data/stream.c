@@ -208,48 +208,24 @@ PetscErrorCode CsDatasetStreamWait(CsDataset ds)
   PetscFunctionReturn(0);
 }
 
-/* Rows whose gap to the previous wanted row is at most this are read with it as one range: a read call costs about
-   as much as reading tens of rows (validation cells scattered through the file came one call a row). Only the
-   wanted rows are kept and normalised. */
-#define RUN_GAP 32
-
-/* Local: rows local[0..n) read in runs of increasing rows with small gaps. */
+/* Local: rows local[0..n) through the io module's list read, then normalised. */
 static PetscErrorCode GetRowsLocal(CsDataset ds, PetscInt n, const PetscInt local[], CsCSR *out)
 {
-  int64_t nnz = 0, cap = 0;
+  PetscInt      *rows;
+  PetscErrorCode ierr;
 
   PetscFunctionBeginUser;
-  out->nrows = n, out->ncols = ds->ngenes;
-  PetscCall(PetscMalloc1(n + 1, &out->indptr));
-  out->indptr[0] = 0;
-  for (PetscInt i = 0; i < n;) {
-    PetscInt j = i + 1;
-    CsCSR    R = {0};
-    PetscCheck(local[i] >= 0 && local[i] < ds->nlocal, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE, "local row %" PetscInt_FMT " of %" PetscInt_FMT,
-               local[i], ds->nlocal);
-    while (j < n && local[j] > local[j - 1] && local[j] - local[j - 1] <= RUN_GAP && local[j] < ds->nlocal) j++;
-    PetscCall(CsH5adStreamReadRows(ds->st, ds->rstart + local[i], ds->rstart + local[j - 1] + 1, &R));
-    for (PetscInt k = i; k < j; k++) {
-      PetscInt r = local[k] - local[i];
-      int64_t  a = R.indptr[r], m = R.indptr[r + 1] - a;
-      if (nnz + m > cap) {
-        cap = PetscMax(2 * cap, nnz + m * (j - k)) + 1;
-        PetscCall(PetscRealloc(sizeof(int32_t) * cap, &out->indices));
-        PetscCall(PetscRealloc(sizeof(float) * cap, &out->data));
-      }
-      PetscCall(PetscArraycpy(out->indices + nnz, R.indices + a, m));
-      PetscCall(PetscArraycpy(out->data + nnz, R.data + a, m));
-      if (ds->normalize) PetscCall(NormalizeRow(ds, out->data + nnz, m, ds->rstart + local[k])); /* the kept rows only */
-      nnz += m;
-      out->indptr[k + 1] = nnz;
-    }
-    PetscCall(CsCSRFree(&R));
-    i = j;
+  PetscCall(PetscMalloc1(n + 1, &rows));
+  for (PetscInt k = 0; k < n; k++) {
+    PetscCheck(local[k] >= 0 && local[k] < ds->nlocal, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE, "local row %" PetscInt_FMT " of %" PetscInt_FMT,
+               local[k], ds->nlocal);
+    rows[k] = ds->rstart + local[k];
   }
-  if (!out->indices) {
-    PetscCall(PetscMalloc1(1, &out->indices));
-    PetscCall(PetscMalloc1(1, &out->data));
-  }
+  ierr = CsH5adStreamReadList(ds->st, n, rows, out);
+  PetscCall(PetscFree(rows));
+  PetscCall(ierr);
+  for (PetscInt k = 0; ds->normalize && k < n; k++)
+    PetscCall(NormalizeRow(ds, out->data + out->indptr[k], out->indptr[k + 1] - out->indptr[k], ds->rstart + local[k]));
   PetscFunctionReturn(0);
 }
 

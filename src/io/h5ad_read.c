@@ -15,6 +15,9 @@ typedef struct {
   char        mat[300]; /* "X" or "layers/NAME" */
   CsIOFile    io;
   hid_t       file;     /* io.file */
+  float      *buf;      /* dense rows as read, before the zeros are dropped: kept from read to read (a stream reads a
+                           block at a time, and a fresh buffer of megabytes is fresh pages to fault in each time) */
+  size_t      bufn;     /* its floats */
 } Reader;
 
 static PetscErrorCode Read1D(Reader *r, hid_t d, const char what[], hid_t memtype, size_t esize, hsize_t start, hsize_t count,
@@ -158,13 +161,16 @@ static PetscErrorCode ValidateRow(const char what[], PetscInt row, PetscInt ngen
   PetscFunctionReturn(0);
 }
 
-static PetscErrorCode ValidateRows(const char what[], PetscInt rstart, PetscInt ngenes, PetscBool wide, CsCSR *A)
+/* Rows [from, from + count) of A; A's row from + i is row rowid[i] of the file (rstart + i without rowid), for the
+   messages. */
+static PetscErrorCode ValidateRows(const char what[], PetscInt rstart, const PetscInt rowid[], PetscInt from, PetscInt count, PetscInt ngenes,
+                                   PetscBool wide, CsCSR *A)
 {
   PetscFunctionBeginUser;
-  for (PetscInt i = 0; i < A->nrows; i++) {
-    int64_t a = A->indptr[i], n = A->indptr[i + 1] - a;
+  for (PetscInt i = 0; i < count; i++) {
+    int64_t a = A->indptr[from + i], n = A->indptr[from + i + 1] - a;
     if (RowSuspect(A->indices + a, A->data + a, n, ngenes))
-      PetscCall(ValidateRow(what, rstart + i, ngenes, wide, A->indices + a, A->data + a, n));
+      PetscCall(ValidateRow(what, rowid ? rowid[i] : rstart + i, ngenes, wide, A->indices + a, A->data + a, n));
   }
   PetscFunctionReturn(0);
 }
@@ -339,7 +345,7 @@ static PetscErrorCode CSRReadRows(Reader *r, PetscInt b0, PetscInt b1, const Lay
   PetscCall(OpenDataset(r, name, &d));
   PetscCall(Read1D(r, d, what, H5T_NATIVE_FLOAT, sizeof(float), (hsize_t)off, (hsize_t)cnt, A->data));
   PetscCall(CsH5Close(&d, what));
-  PetscCall(ValidateRows(what, b0, L->g, L->wide, A));
+  PetscCall(ValidateRows(what, b0, NULL, 0, A->nrows, L->g, L->wide, A));
   PetscFunctionReturn(0);
 }
 
@@ -515,32 +521,39 @@ static PetscErrorCode ReadCSCLocal(Reader *r, const Layout *L, PetscInt r0, Pets
   PetscCall(PetscFree(idx));
   PetscCall(PetscFree(val));
   PetscCall(PetscFree(cp));
-  PetscCall(ValidateRows(what, r0, L->g, L->wide, A));
+  PetscCall(ValidateRows(what, r0, NULL, 0, A->nrows, L->g, L->wide, A));
   PetscFunctionReturn(0);
 }
 
 /* --------------------------------------------------------------------------------------------------------------
    Dense: equal row blocks read by hyperslab, zeros dropped. */
 
-static PetscErrorCode ReadDenseLocal(Reader *r, const Layout *L, PetscInt r0, PetscInt r1, CsCSR *A)
+/* Local: rows of [r0, r1) appended to A from its row `at` on (A->indptr allocated for them, *nnz and *cap its
+   entries so far): all of them, or only want[0..nwant) (increasing, in [r0, r1)) when want is given. The range is
+   read slice by slice (one read call for many rows: cheaper than a call a row); only the rows kept are converted. */
+static PetscErrorCode ReadDenseRows(Reader *r, const Layout *L, PetscInt r0, PetscInt r1, PetscInt nwant, const PetscInt want[], CsCSR *A,
+                                    PetscInt at, int64_t *nnz, int64_t *cap)
 {
   char     what[400];
   hid_t    d, fs, ms;
-  PetscInt rows = (PetscInt)PetscMin(CS_READ_SLICE / (hsize_t)L->g, (hsize_t)PETSC_MAX_INT);
+  PetscInt rows = (PetscInt)PetscMin(CS_READ_SLICE / (hsize_t)L->g, (hsize_t)PETSC_MAX_INT), k = 0;
   float   *buf;
-  int64_t  nnz = 0, cap = 0;
+  size_t   need;
 
   PetscFunctionBeginUser;
   PetscCall(PetscSNPrintf(what, sizeof(what), "%s: /%s", r->path, r->mat));
   if (rows < 1) rows = 1;
   if (rows > r1 - r0) rows = r1 - r0;
-  A->nrows = r1 - r0, A->ncols = L->g;
-  PetscCall(PetscMalloc1(A->nrows + 1, &A->indptr));
-  PetscCall(PetscMalloc1((size_t)(rows ? rows : 1) * L->g, &buf));
+  need = (size_t)(rows ? rows : 1) * L->g;
+  if (r->bufn < need) {
+    PetscCall(PetscFree(r->buf));
+    PetscCall(PetscMalloc1(need, &r->buf));
+    r->bufn = need;
+  }
+  buf = r->buf;
   H5Call(d = H5Dopen2(r->file, r->mat, r->io.dapl), "%s: cannot open", what);
   H5Call(fs = H5Dget_space(d), "%s: no dataspace", what);
   PetscCall(CsIOPrepareConversion(&r->io, d, what, H5T_NATIVE_FLOAT));
-  A->indptr[0] = 0;
   for (PetscInt i0 = r0; i0 < r1; i0 += rows) {
     PetscInt  n     = r1 - i0 < rows ? r1 - i0 : rows;
     hsize_t   st[2] = {(hsize_t)i0, 0}, ct[2] = {(hsize_t)n, (hsize_t)L->g};
@@ -552,16 +565,29 @@ static PetscErrorCode ReadDenseLocal(Reader *r, const Layout *L, PetscInt r0, Pe
       H5Call(H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, r->io.dxpl, buf), "%s: cannot read rows from %" PetscInt_FMT " on (damaged or unreadable data)", what, i0);
       PetscCall(CsH5Close(&ms, what));
     }
-    PetscCall(CsCSRAppendDense(A, i0 - r0, n, buf, &nnz, &cap)); /* sized from the first slice's density */
+    if (!want) PetscCall(CsCSRAppendDense(A, at + i0 - r0, n, buf, nnz, cap)); /* sized from the first slice's density */
+    else
+      for (; k < nwant && want[k] < i0 + n; k++) PetscCall(CsCSRAppendDense(A, at + k, 1, buf + (size_t)(want[k] - i0) * L->g, nnz, cap));
   }
+  PetscCall(CsH5Close(&fs, what));
+  PetscCall(CsH5Close(&d, what));
+  PetscCall(ValidateRows(what, r0, want, at, want ? nwant : r1 - r0, L->g, L->wide, A));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode ReadDenseLocal(Reader *r, const Layout *L, PetscInt r0, PetscInt r1, CsCSR *A)
+{
+  int64_t nnz = 0, cap = 0;
+
+  PetscFunctionBeginUser;
+  A->nrows = r1 - r0, A->ncols = L->g;
+  PetscCall(PetscMalloc1(A->nrows + 1, &A->indptr));
+  A->indptr[0] = 0;
+  PetscCall(ReadDenseRows(r, L, r0, r1, 0, NULL, A, 0, &nnz, &cap));
   if (!A->indices) { /* no rows */
     PetscCall(PetscMalloc1(1, &A->indices));
     PetscCall(PetscMalloc1(1, &A->data));
   }
-  PetscCall(CsH5Close(&fs, what));
-  PetscCall(CsH5Close(&d, what));
-  PetscCall(PetscFree(buf));
-  PetscCall(ValidateRows(what, r0, L->g, L->wide, A));
   PetscFunctionReturn(0);
 }
 
@@ -972,6 +998,7 @@ PetscErrorCode CsH5adReadCapped(MPI_Comm comm, const char path[], const char lay
   ierr = ReadBlock(&r, comm, nkeys, keys, required, maxdistinct, PETSC_TRUE, NULL, &nnz, b);
   if (ierr) (void)CsH5adBlockFree(b);
   PetscCall(CsIOFileClose(&r.io));
+  PetscCall(PetscFree(r.buf));
   PetscCall(ierr);
   PetscCall(PetscLogEventEnd(CS_EVENT_READ, 0, 0, 0, 0));
   PetscFunctionReturn(0);
@@ -1045,6 +1072,52 @@ static PetscErrorCode StreamRead(CsH5adStream st, PetscInt r0, PetscInt r1, CsCS
   PetscFunctionReturn(0);
 }
 
+/* Listed rows whose gap to the previous one is at most this are read with it as one range: a read call costs about
+   as much as reading tens of rows (validation cells scattered through the file came one call a row). Only the listed
+   rows are converted (dense) or copied (CSR). */
+#define RUN_GAP 32
+
+static PetscErrorCode StreamReadList(CsH5adStream st, PetscInt n, const PetscInt rows[], CsCSR *A)
+{
+  int64_t nnz = 0, cap = 0;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscMemzero(A, sizeof(*A)));
+  A->nrows = n, A->ncols = st->L.g;
+  PetscCall(PetscMalloc1(n + 1, &A->indptr));
+  A->indptr[0] = 0;
+  for (PetscInt i = 0; i < n;) {
+    PetscInt j = i + 1;
+    PetscCheck(rows[i] >= 0 && rows[i] < st->L.n, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE, "row %" PetscInt_FMT " outside the %" PetscInt_FMT " cells of %s",
+               rows[i], st->L.n, st->path);
+    while (j < n && rows[j] > rows[j - 1] && rows[j] - rows[j - 1] <= RUN_GAP && rows[j] < st->L.n) j++;
+    if (strcmp(st->L.enc, "csr")) PetscCall(ReadDenseRows(&st->r, &st->L, rows[i], rows[j - 1] + 1, j - i, rows + i, A, i, &nnz, &cap));
+    else {
+      CsCSR R = {0};
+      PetscCall(CSRReadRows(&st->r, rows[i], rows[j - 1] + 1, &st->L, &R));
+      for (PetscInt k = i; k < j; k++) {
+        int64_t a = R.indptr[rows[k] - rows[i]], m = R.indptr[rows[k] - rows[i] + 1] - a;
+        if (nnz + m > cap) {
+          cap = PetscMax(2 * cap, nnz + m * (j - k)) + 1;
+          PetscCall(PetscRealloc(sizeof(int32_t) * cap, &A->indices));
+          PetscCall(PetscRealloc(sizeof(float) * cap, &A->data));
+        }
+        PetscCall(PetscArraycpy(A->indices + nnz, R.indices + a, m));
+        PetscCall(PetscArraycpy(A->data + nnz, R.data + a, m));
+        nnz += m;
+        A->indptr[k + 1] = nnz;
+      }
+      PetscCall(CsCSRFree(&R));
+    }
+    i = j;
+  }
+  if (!A->indices) {
+    PetscCall(PetscMalloc1(1, &A->indices));
+    PetscCall(PetscMalloc1(1, &A->data));
+  }
+  PetscFunctionReturn(0);
+}
+
 static void *StreamMain(void *arg)
 {
   CsH5adStream st = (CsH5adStream)arg;
@@ -1081,6 +1154,8 @@ PetscErrorCode CsH5adStreamOpen(MPI_Comm comm, const char path[], const char lay
   ierr   = ReadBlock(&r, comm, nkeys, keys, required, PETSC_MAX_INT, PETSC_FALSE, &st->L, nnzlocal, b);
   if (ierr) (void)CsH5adBlockFree(b);
   PetscCall(CsIOFileClose(&r.io));
+  PetscCall(PetscFree(r.buf));
+  r.bufn = 0;
   if (ierr) PetscCall(PetscFree(st));
   PetscCall(ierr);
   /* The rows' file: opened by every rank alone. No chunk inflation on the reader's own threads (its log events are
@@ -1111,6 +1186,14 @@ PetscErrorCode CsH5adStreamReadRows(CsH5adStream st, PetscInt r0, PetscInt r1, C
   PetscFunctionBeginUser;
   PetscCall(CsH5adStreamWait(st));
   PetscCall(StreamRead(st, r0, r1, A));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5adStreamReadList(CsH5adStream st, PetscInt n, const PetscInt rows[], CsCSR *A)
+{
+  PetscFunctionBeginUser;
+  PetscCall(CsH5adStreamWait(st));
+  PetscCall(StreamReadList(st, n, rows, A));
   PetscFunctionReturn(0);
 }
 
@@ -1166,6 +1249,7 @@ PetscErrorCode CsH5adStreamClose(CsH5adStream *st)
   PetscCall(CsH5adStreamWait(*st));
   PetscCall(StreamDrop(*st));
   PetscCall(CsIOFileClose(&(*st)->r.io));
+  PetscCall(PetscFree((*st)->r.buf));
   PetscCall(PetscFree(*st));
   PetscFunctionReturn(0);
 }

@@ -611,12 +611,14 @@ static PetscErrorCode TestStream(void)
   PetscCall(CsDatasetCreate(comm, &st));
   PetscCall(CsDatasetSetFile(st, data, NULL));
   PetscCall(CsDesignAddKeys(d, st));
-  st->stream = PETSC_TRUE, st->stream_block = 300;
+  st->stream = PETSC_TRUE, st->stream_block = 300, st->stream_prefetch = PETSC_TRUE; /* the thread, whatever the cores */
   PetscCall(CsDatasetSetUp(st));
   CS_EXPECT(st->streamed && st->X.nrows == 0, "-stream read the rows");
   CS_EXPECT(st->rstart == ds->rstart && st->nlocal == ds->nlocal, "streamed ownership differs from the in-memory read");
-  PetscCall(CheckStream(st, 300, 3, 64, PETSC_FALSE, "streamed"));
-  PetscCall(CheckStream(st, 256, 2, 100, PETSC_TRUE, "streamed through CsSamplerSetSource"));
+  PetscCall(CheckStream(st, 300, 3, 64, PETSC_FALSE, "streamed, prefetched"));
+  st->stream_prefetch = PETSC_FALSE;
+  PetscCall(CheckStream(st, 256, 2, 100, PETSC_TRUE, "streamed through CsSamplerSetSource, not prefetched"));
+  st->stream_prefetch = PETSC_TRUE;
   { /* group statistics by a pass over the blocks: the same numbers as in memory */
     PetscInt G = ds->ngenes, S = d->ngroups, *slot;
     double  *m1, *v1, *m2, *v2;
