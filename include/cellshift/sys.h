@@ -18,6 +18,15 @@
 /* Error code of a collectively agreed input error (see CsCheckAll). */
 #define CS_ERR_INPUT PETSC_ERR_USER_INPUT
 
+/* Before a hot loop's function: compiled for AVX-512 and AVX2 as well as the baseline x86-64 the build targets, the
+   best picked at load time (ifunc). Floating-point contraction stays off (ISO C mode), so every clone rounds
+   exactly like the scalar code. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  #define CS_VEC __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+  #define CS_VEC
+#endif
+
 /* Longest message carried by a collective error. */
 #define CS_MSG_LEN 1024
 

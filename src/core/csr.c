@@ -51,7 +51,7 @@ PetscErrorCode CsCSRAppendDense(CsCSR *A, PetscInt i0, PetscInt n, const float *
 
   PetscFunctionBeginUser;
   for (size_t k = 0; k < (size_t)n * (size_t)g; k++) z += X[k] != 0;
-  if (at + z > *cap || !A->indices) {
+  if (at + z + 1 > *cap || !A->indices) { /* + 1: the loop below writes one entry past the last non-zero */
     double  per  = (double)(at + z) / (double)PetscMax(i0 + n, 1); /* non-zeros a row so far */
     int64_t want = (int64_t)(per * 1.05 * (double)A->nrows) + 16;
     *cap         = PetscMax(at + z + 1, PetscMax(want, *cap + *cap / 4));
@@ -60,8 +60,10 @@ PetscErrorCode CsCSRAppendDense(CsCSR *A, PetscInt i0, PetscInt n, const float *
   }
   for (PetscInt i = 0; i < n; i++) {
     const float *x = X + (size_t)i * (size_t)g;
-    for (PetscInt j = 0; j < g; j++)
-      if (x[j] != 0) A->indices[at] = (int32_t)j, A->data[at++] = x[j];
+    for (PetscInt j = 0; j < g; j++) { /* branch-free: every entry is written, the position moves on a non-zero */
+      A->indices[at] = (int32_t)j, A->data[at] = x[j];
+      at += x[j] != 0;
+    }
     A->indptr[i0 + i + 1] = at;
   }
   *nnz = at;

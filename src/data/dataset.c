@@ -607,24 +607,86 @@ static PetscErrorCode CheckBlock(CsDataset ds)
   PetscFunctionReturn(0);
 }
 
+/* y[i] = (float)log1p(t[i]) for t[i] > 0 (not NaN), bit for bit, mostly without libm: log(1 + t) by a series good
+   to a few 1e-12 (relative) decides the float unless the floats of r - d and r + d differ (Ziv's rounding test,
+   d = 1e-10 r), and then libm does. The first loop is branch-free with integer tests (a floating-point compare
+   would keep it scalar under the default trapping math), so it vectorises. */
+CS_VEC static void Log1pFloat(int n, const double t[], float y[])
+{
+  const double ln2 = 0.693147180559945309417232121458;
+
+  for (int i = 0; i < n; i++) {
+    double   u = 1 + t[i], m, e, big, z, z2, p, r, d;
+    float    f, lo, hi;
+    uint64_t b, mant;
+    uint32_t fb, lb, hb, same;
+    memcpy(&b, &u, sizeof(b));
+    mant = b & 0x000fffffffffffffULL;
+    e    = (double)((int32_t)(b >> 52) - 1023);
+    big  = (double)(int32_t)(mant > 0x6a09e667f3bcdULL); /* the mantissa beyond sqrt(2)'s: u = (m / 2) 2^(e + 1) */
+    b    = mant | 0x3ff0000000000000ULL;                  /* u = m 2^e, m in [1, 2) */
+    memcpy(&m, &b, sizeof(m));
+    m  = m * (1 - 0.5 * big), e += big; /* m in [0.707, 1.415): |z| <= 0.172 */
+    z  = (m - 1) / (m + 1), z2 = z * z;
+    p  = 2 * z * (1 + z2 * (1.0 / 3 + z2 * (1.0 / 5 + z2 * (1.0 / 7 + z2 * (1.0 / 9 + z2 * (1.0 / 11 + z2 * (1.0 / 13 + z2 * (1.0 / 15))))))));
+    r  = e * ln2 + p + (t[i] - (u - 1)) / u; /* log(u) + the rounding of 1 + t */
+    d  = 1e-10 * r;
+    f = (float)r, lo = (float)(r - d), hi = (float)(r + d);
+    memcpy(&fb, &f, sizeof(fb)), memcpy(&lb, &lo, sizeof(lb)), memcpy(&hb, &hi, sizeof(hb));
+    same = (uint32_t)0 - (uint32_t)(lb == hb);   /* all ones when the rounding is decided */
+    fb   = (fb & same) | (0xbf800000u & ~same); /* else -1: log1p of t > 0 is positive */
+    memcpy(&y[i], &fb, sizeof(fb));
+  }
+  for (int i = 0; i < n; i++)
+    if (y[i] < 0) y[i] = (float)log1p(t[i]);
+}
+
 /* Raw counts repeat few small integers within a cell (tens of distinct values over hundreds of genes), so log1p,
-   most of the transform's time, is taken once per distinct count below NORM_MEMO: the same double expression of
-   the same operands, so the same float as taking it for every entry. */
+   most of the transform's time, is taken once per distinct count below NORM_MEMO (all of a row's at once, by
+   Log1pFloat): the same double expression of the same operands, so the same float as taking it for every entry
+   with libm. A first pass sums the row (four partial sums:
+   exact for counts, whatever the order) and marks the counts present; when all entries are such counts, the
+   second pass is a table lookup. */
 #define NORM_MEMO 256
 PetscBool CsNormalizeRow(float x[], int64_t n, double *total)
 {
-  double        L = 0;
+  double        s[4] = {0, 0, 0, 0}, L;
   float         memo[NORM_MEMO];
   unsigned char have[NORM_MEMO];
+  unsigned      neg = 0, other = 0;
+  int64_t       k   = 0;
 
-  for (int64_t k = 0; k < n; k++) {
-    if (x[k] < 0) return PETSC_FALSE;
-    L += x[k];
+  memset(have, 0, sizeof(have));
+  for (; k + 4 <= n; k += 4) s[0] += x[k], s[1] += x[k + 1], s[2] += x[k + 2], s[3] += x[k + 3];
+  for (; k < n; k++) s[0] += x[k];
+  for (k = 0; k < n; k++) { /* tests on the bits: 0x43800000 is 256.0f (NORM_MEMO) */
+    float    v = x[k];
+    uint32_t bits;
+    int      c;
+    memcpy(&bits, &v, sizeof(bits));
+    c = bits < 0x43800000u ? (int)v : 0;               /* +0 up to below 256: the sign bit clear */
+    neg |= bits > 0x80000000u && bits <= 0xff800000u;  /* below 0: not -0, not a NaN */
+    other |= bits >= 0x43800000u || (float)c != v;     /* not a count below NORM_MEMO (-0 and NaN included) */
+    have[c] = 1;
   }
+  if (neg) return PETSC_FALSE;
+  L      = (s[0] + s[1]) + (s[2] + s[3]);
   *total = L;
   if (!(L > 0)) return PETSC_TRUE;
+  if (!other) {
+    double t[NORM_MEMO];
+    float  y[NORM_MEMO];
+    int    c[NORM_MEMO], m = 0;
+    for (int v = 1; v < NORM_MEMO; v++)
+      if (have[v]) c[m] = v, t[m++] = (double)v / L * 1e4;
+    Log1pFloat(m, t, y);
+    memo[0] = 0;
+    for (int j = 0; j < m; j++) memo[c[j]] = y[j];
+    for (k = 0; k < n; k++) x[k] = memo[(int)x[k]];
+    return PETSC_TRUE;
+  }
   memset(have, 0, sizeof(have));
-  for (int64_t k = 0; k < n; k++) {
+  for (k = 0; k < n; k++) {
     float v = x[k];
     if (v > 0 && v < NORM_MEMO && v == (float)(int)v) { /* not 0: -0 keeps its sign */
       int c = (int)v;

@@ -7,14 +7,8 @@
 #include <cellshift/rng.h>
 #include <math.h>
 
-/* The build targets baseline x86-64; the hot elementwise loops are compiled for AVX-512 and AVX2 as well and the
-   best is picked at load time (ifunc). Floating-point contraction stays off (ISO C mode), so every clone rounds
-   exactly like the scalar code. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-  #define CS_NN_VEC __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-  #define CS_NN_VEC
-#endif
+/* The hot elementwise loops: see CS_VEC (sys.h). */
+#define CS_NN_VEC CS_VEC
 
 /* Before a loop over the CS_LANES-style partial sums of a reduction: kept as a loop (not unrolled into scalars),
    so that it becomes one vector operation per step (GCC otherwise unrolls it and cannot vectorise the 16 separate
