@@ -18,13 +18,25 @@ PETSC_EXTERN PetscErrorCode CsCSRFree(CsCSR *A);
    loop (indptr[i] .. indptr[i+1]) and the sparse kernels accept. Nothing to free. */
 PETSC_EXTERN CsCSR CsCSRRowView(const CsCSR *A, PetscInt r0, PetscInt n);
 /* out = rows rows[0..n) of A, copied in that order (out's arrays are reallocated, so a block can be reused; start
-   from a zeroed CsCSR). */
+   from a zeroed CsCSR, whose arrays are then reserved with CsCSRReserve). */
 PETSC_EXTERN PetscErrorCode CsCSRSubsetRows(const CsCSR *A, PetscInt n, const PetscInt rows[], CsCSR *out);
 /* Append the non-zeros of n dense rows X (n x A->ncols, row-major) to A as its rows [i0, i0 + n): A->indptr holds
    at least i0 + n + 1 entries and indptr[i0] = *nnz, the non-zeros so far; indices and data hold *cap entries
-   (0: none yet) and grow when needed to what the rows so far extrapolate to over all A->nrows (so rows read in
+   (0: none yet, then they are reserved with CsCSRReserve) and grow when needed to what the rows so far extrapolate to over all A->nrows (so rows read in
    slices grow the arrays about once, and a block of one call gets exactly its size). */
 PETSC_EXTERN PetscErrorCode CsCSRAppendDense(CsCSR *A, PetscInt i0, PetscInt n, const float *X, int64_t *nnz, int64_t *cap);
+/* Spare arrays. A streamed epoch reads and drops a block of rows (megabytes) hundreds of times: freed, its pages
+   go back to the system and the next block faults fresh ones in, which costs more than reading the rows (about
+   3 us per 4 KiB page on a virtual machine). CsCSRRecycle keeps a dropped block's indices and data (at most
+   CS_CSR_SPARES pairs, for every thread: mutex-protected; the rest is freed) and frees indptr; CsCSRReserve gives
+   an empty A (no arrays) indices and data of at least need entries: the largest spare pair when it holds need
+   (blocks differ by a few rows' worth: a realloc grows it in place of pages), else fresh arrays of want >= need
+   entries; their capacity in *cap; CsCSRSparesFree frees the spares (when the blocks stop:
+   the stream sampler's end, CsFinalize). */
+#define CS_CSR_SPARES 16
+PETSC_EXTERN PetscErrorCode CsCSRRecycle(CsCSR *A);
+PETSC_EXTERN PetscErrorCode CsCSRReserve(CsCSR *A, int64_t need, int64_t want, int64_t *cap);
+PETSC_EXTERN PetscErrorCode CsCSRSparesFree(void);
 /* Dense copy of row i (length ncols, zero-filled first). */
 PETSC_EXTERN void CsCSRRowToDense(const CsCSR *A, PetscInt i, float *out);
 

@@ -76,6 +76,11 @@ PETSC_EXTERN PetscErrorCode CsH5adReadCapped(MPI_Comm comm, const char path[], c
 typedef struct _n_CsH5adStream *CsH5adStream;
 PETSC_EXTERN PetscErrorCode CsH5adStreamOpen(MPI_Comm comm, const char path[], const char layer[], PetscInt nkeys, char *const keys[],
                                              const PetscBool required[], CsH5adBlock *b, int64_t *nnzlocal, CsH5adStream *st);
+/* Local: transform every row read from now on, after its checks, with fn(ctx, row, x, n) (row: the global row, x:
+   its n values, changed in place; an error fails the read). fn runs on the thread that reads (the prefetch thread
+   too), so it must not call MPI or HDF5. NULL: none. */
+typedef PetscErrorCode (*CsH5adRowFn)(void *ctx, PetscInt row, float x[], int64_t n);
+PETSC_EXTERN PetscErrorCode CsH5adStreamSetRowFn(CsH5adStream st, CsH5adRowFn fn, void *ctx);
 /* Local: global rows [r0, r1) into A (fresh). */
 PETSC_EXTERN PetscErrorCode CsH5adStreamReadRows(CsH5adStream st, PetscInt r0, PetscInt r1, CsCSR *A);
 /* Local: global rows rows[0..n) (any order; increasing runs are read together) into A (fresh), row k of A = rows[k]. */

@@ -1,5 +1,6 @@
 /* System layer: start-up, the one-line error policy, log events, BLAS threads. See include/cellshift/sys.h. */
 #include <cellshift/sys.h>
+#include <cellshift/csr.h>
 #include <errno.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -310,6 +311,7 @@ PetscErrorCode CsFinalize(void)
   PetscFunctionBeginUser;
   if (cs_exit_comm != MPI_COMM_NULL) PetscCallMPI(MPI_Comm_free(&cs_exit_comm));
   PetscCall(PetscPopErrorHandler());
+  PetscCall(CsCSRSparesFree());
   PetscCall(PetscFinalize());
   PetscFunctionReturn(0);
 }

@@ -642,57 +642,42 @@ CS_VEC static void Log1pFloat(int n, const double t[], float y[])
 }
 
 /* Raw counts repeat few small integers within a cell (tens of distinct values over hundreds of genes), so log1p,
-   most of the transform's time, is taken once per distinct count below NORM_MEMO (all of a row's at once, by
-   Log1pFloat): the same double expression of the same operands, so the same float as taking it for every entry
-   with libm. A first pass sums the row (four partial sums:
-   exact for counts, whatever the order) and marks the counts present; when all entries are such counts, the
-   second pass is a table lookup. */
+   most of the transform's time, is taken once per count from 1 to the row's largest below NORM_MEMO (a table, all
+   at once by Log1pFloat): the same double expression of the same operands, so the same float as taking it for every entry
+   with libm, which takes the other entries (fractions, larger counts, -0). The total is four partial sums: exact
+   for counts, whatever the order. */
 #define NORM_MEMO 256
-PetscBool CsNormalizeRow(float x[], int64_t n, double *total)
+CS_VEC PetscBool CsNormalizeRow(float x[], int64_t n, double *total)
 {
-  double        s[4] = {0, 0, 0, 0}, L;
-  float         memo[NORM_MEMO];
-  unsigned char have[NORM_MEMO];
-  unsigned      neg = 0, other = 0;
-  int64_t       k   = 0;
+  double   s[4] = {0, 0, 0, 0}, L, t[NORM_MEMO];
+  float    memo[NORM_MEMO], v;
+  uint32_t neg = 0, top = 0;
+  int      m;
+  int64_t  k = 0;
 
-  memset(have, 0, sizeof(have));
   for (; k + 4 <= n; k += 4) s[0] += x[k], s[1] += x[k + 1], s[2] += x[k + 2], s[3] += x[k + 3];
   for (; k < n; k++) s[0] += x[k];
-  for (k = 0; k < n; k++) { /* tests on the bits: 0x43800000 is 256.0f (NORM_MEMO) */
-    float    v = x[k];
-    uint32_t bits;
-    int      c;
-    memcpy(&bits, &v, sizeof(bits));
-    c = bits < 0x43800000u ? (int)v : 0;               /* +0 up to below 256: the sign bit clear */
-    neg |= bits > 0x80000000u && bits <= 0xff800000u;  /* below 0: not -0, not a NaN */
-    other |= bits >= 0x43800000u || (float)c != v;     /* not a count below NORM_MEMO (-0 and NaN included) */
-    have[c] = 1;
+  for (k = 0; k < n; k++) { /* on the bits: 0x43800000 is 256.0f (NORM_MEMO), 0xff800000 -Inf */
+    uint32_t b;
+    memcpy(&b, &x[k], sizeof(b));
+    neg |= b > 0x80000000u && b <= 0xff800000u; /* below 0: not -0, not a NaN */
+    top = b < 0x43800000u && b > top ? b : top; /* the largest value in [+0, 256): the bits of such floats order them */
   }
   if (neg) return PETSC_FALSE;
   L      = (s[0] + s[1]) + (s[2] + s[3]);
   *total = L;
   if (!(L > 0)) return PETSC_TRUE;
-  if (!other) {
-    double t[NORM_MEMO];
-    float  y[NORM_MEMO];
-    int    c[NORM_MEMO], m = 0;
-    for (int v = 1; v < NORM_MEMO; v++)
-      if (have[v]) c[m] = v, t[m++] = (double)v / L * 1e4;
-    Log1pFloat(m, t, y);
-    memo[0] = 0;
-    for (int j = 0; j < m; j++) memo[c[j]] = y[j];
-    for (k = 0; k < n; k++) x[k] = memo[(int)x[k]];
-    return PETSC_TRUE;
-  }
-  memset(have, 0, sizeof(have));
+  memcpy(&v, &top, sizeof(v));
+  m = (int)v; /* the table: every count up to the largest */
+  for (int j = 0; j < m; j++) t[j] = (double)(j + 1) / L * 1e4;
+  Log1pFloat(m, t, memo + 1);
+  memo[0] = 0;
   for (k = 0; k < n; k++) {
-    float v = x[k];
-    if (v > 0 && v < NORM_MEMO && v == (float)(int)v) { /* not 0: -0 keeps its sign */
-      int c = (int)v;
-      if (!have[c]) memo[c] = (float)log1p(v / L * 1e4), have[c] = 1;
-      x[k] = memo[c];
-    } else x[k] = (float)log1p(v / L * 1e4);
+    uint32_t b;
+    v = x[k];
+    memcpy(&b, &v, sizeof(b));
+    if (b < 0x43800000u && (float)(int)v == v) x[k] = memo[(int)v]; /* a count below 256 (+0 included) */
+    else x[k] = (float)log1p(v / L * 1e4);
   }
   return PETSC_TRUE;
 }

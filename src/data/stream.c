@@ -36,6 +36,19 @@ static void Human(double b, char buf[32])
   snprintf(buf, 32, "%.3g %s", b, u[k]);
 }
 
+/* -normalize on rows as they are read (the io module calls it on each row, on the reading thread): the in-memory
+   transform (CsDatasetSetUp), row by row, so the values are the same bit for bit. The library sizes are not kept. */
+static PetscErrorCode NormalizeRow(void *ctx, PetscInt row, float x[], int64_t m)
+{
+  CsDataset ds = (CsDataset)ctx;
+  double    L;
+
+  PetscFunctionBeginUser;
+  PetscCheck(CsNormalizeRow(x, m, &L), PETSC_COMM_SELF, CS_ERR_INPUT, "-normalize: %s%s%s has a negative value in cell %" PetscInt_FMT "; -normalize expects raw counts",
+             ds->path, ds->layer[0] ? " layer " : "", ds->layer, row);
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode CsDatasetStreamOpen(CsDataset ds, PetscBool *streamed)
 {
   CsH5adBlock b;
@@ -82,12 +95,14 @@ PetscErrorCode CsDatasetStreamOpen(CsDataset ds, PetscBool *streamed)
   ds->X.ncols  = ds->ngenes;
   ds->nnz      = v[0];
   ds->streamed = *streamed = PETSC_TRUE;
+  if (ds->normalize) PetscCall(CsH5adStreamSetRowFn(ds->st, NormalizeRow, ds));
 #if defined(__GLIBC__)
   /* A streamed epoch allocates and frees a block's rows (megabytes) hundreds of times, on the prefetch thread's
      arena and the main one. glibc raises its mmap threshold to the largest block freed, so the blocks then come
      from the heaps, whose free space fragments over the epoch: the resident peak grew with the number of blocks
-     read, that is with the cells. A fixed threshold keeps every block mapped: freed, it goes back to the system,
-     and realloc grows it without copying. */
+     read, that is with the cells. A fixed threshold keeps every block mapped: realloc grows it without copying,
+     and freed it goes back to the system (the stream sampler recycles its blocks' arrays, CsCSRRecycle, so that
+     the pages are not faulted in again for every block). */
   (void)mallopt(M_MMAP_THRESHOLD, 1 << 20);
 #endif
   Human(shard, a), Human(block, c);
@@ -146,27 +161,6 @@ PetscErrorCode CsDatasetStreamPrefetch(CsDataset ds, PetscInt n, const PetscInt 
   PetscFunctionReturn(0);
 }
 
-/* -normalize on rows as they are read: the in-memory transform (CsDatasetSetUp), row by row, so the values are the
-   same bit for bit; row is the global row (for the message). The library sizes are not kept. */
-static PetscErrorCode NormalizeRow(CsDataset ds, float x[], int64_t m, PetscInt row)
-{
-  double L;
-
-  PetscFunctionBeginUser;
-  PetscCheck(CsNormalizeRow(x, m, &L), PETSC_COMM_SELF, CS_ERR_INPUT, "-normalize: %s%s%s has a negative value in cell %" PetscInt_FMT "; -normalize expects raw counts",
-             ds->path, ds->layer[0] ? " layer " : "", ds->layer, row);
-  PetscFunctionReturn(0);
-}
-
-/* The rows of A, the first of them global row first0. */
-static PetscErrorCode Normalize(CsDataset ds, CsCSR *A, PetscInt first0)
-{
-  PetscFunctionBeginUser;
-  if (!ds->normalize) PetscFunctionReturn(0);
-  for (PetscInt i = 0; i < A->nrows; i++) PetscCall(NormalizeRow(ds, A->data + A->indptr[i], A->indptr[i + 1] - A->indptr[i], first0 + i));
-  PetscFunctionReturn(0);
-}
-
 static PetscErrorCode ReadLocal(CsDataset ds, PetscInt n, const PetscInt blocks[], CsCSR out[])
 {
   PetscInt *r0, *r1;
@@ -177,7 +171,6 @@ static PetscErrorCode ReadLocal(CsDataset ds, PetscInt n, const PetscInt blocks[
   for (PetscInt k = 0; k < n; k++) {
     PetscCall(CsH5adStreamClaim(ds->st, r0[k], r1[k], &out[k], &found));
     if (!found) PetscCall(CsH5adStreamReadRows(ds->st, r0[k], r1[k], &out[k]));
-    PetscCall(Normalize(ds, &out[k], r0[k]));
   }
   PetscCall(PetscFree2(r0, r1));
   PetscFunctionReturn(0);
@@ -208,7 +201,7 @@ PetscErrorCode CsDatasetStreamWait(CsDataset ds)
   PetscFunctionReturn(0);
 }
 
-/* Local: rows local[0..n) through the io module's list read, then normalised. */
+/* Local: rows local[0..n) through the io module's list read. */
 static PetscErrorCode GetRowsLocal(CsDataset ds, PetscInt n, const PetscInt local[], CsCSR *out)
 {
   PetscInt      *rows;
@@ -224,8 +217,6 @@ static PetscErrorCode GetRowsLocal(CsDataset ds, PetscInt n, const PetscInt loca
   ierr = CsH5adStreamReadList(ds->st, n, rows, out);
   PetscCall(PetscFree(rows));
   PetscCall(ierr);
-  for (PetscInt k = 0; ds->normalize && k < n; k++)
-    PetscCall(NormalizeRow(ds, out->data + out->indptr[k], out->indptr[k + 1] - out->indptr[k], ds->rstart + local[k]));
   PetscFunctionReturn(0);
 }
 

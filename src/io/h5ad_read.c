@@ -18,6 +18,8 @@ typedef struct {
   float      *buf;      /* dense rows as read, before the zeros are dropped: kept from read to read (a stream reads a
                            block at a time, and a fresh buffer of megabytes is fresh pages to fault in each time) */
   size_t      bufn;     /* its floats */
+  CsH5adRowFn rowfn;    /* a stream's transform of every row read (CsH5adStreamSetRowFn), or NULL */
+  void       *rowctx;
 } Reader;
 
 static PetscErrorCode Read1D(Reader *r, hid_t d, const char what[], hid_t memtype, size_t esize, hsize_t start, hsize_t count,
@@ -323,7 +325,7 @@ static PetscErrorCode CSRReadRows(Reader *r, PetscInt b0, PetscInt b1, const Lay
 {
   char    what[400], name[320];
   hid_t   d;
-  int64_t off, cnt;
+  int64_t off, cnt, cap;
 
   PetscFunctionBeginUser;
   A->nrows = b1 - b0, A->ncols = L->g;
@@ -335,8 +337,7 @@ static PetscErrorCode CSRReadRows(Reader *r, PetscInt b0, PetscInt b1, const Lay
   PetscCall(CsH5Close(&d, what));
   off = A->indptr[0], cnt = A->indptr[A->nrows] - off;
   for (PetscInt i = 0; i <= A->nrows; i++) A->indptr[i] -= off;
-  PetscCall(PetscMalloc1(cnt + 1, &A->indices));
-  PetscCall(PetscMalloc1(cnt + 1, &A->data));
+  PetscCall(CsCSRReserve(A, cnt + 1, cnt + 1, &cap));
   PetscCall(PetscSNPrintf(name, sizeof(name), "%s/indices", r->mat));
   PetscCall(OpenDataset(r, name, &d));
   PetscCall(Read1D(r, d, what, H5T_NATIVE_INT32, sizeof(int32_t), (hsize_t)off, (hsize_t)cnt, A->indices));
@@ -528,9 +529,25 @@ static PetscErrorCode ReadCSCLocal(Reader *r, const Layout *L, PetscInt r0, Pets
 /* --------------------------------------------------------------------------------------------------------------
    Dense: equal row blocks read by hyperslab, zeros dropped. */
 
+/* One dense row x (file row `row`) as row i of A (rows before it appended): zeros dropped, checked, transformed
+   while it is in cache. */
+static PetscErrorCode DenseRow(Reader *r, const Layout *L, const char what[], const float *x, PetscInt row, CsCSR *A, PetscInt i, int64_t *nnz,
+                               int64_t *cap)
+{
+  int64_t a = *nnz, m;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsCSRAppendDense(A, i, 1, x, nnz, cap)); /* sized from the first row's density */
+  m = *nnz - a;
+  if (RowSuspect(A->indices + a, A->data + a, m, L->g)) PetscCall(ValidateRow(what, row, L->g, L->wide, A->indices + a, A->data + a, m));
+  if (r->rowfn) PetscCall(r->rowfn(r->rowctx, row, A->data + a, m));
+  PetscFunctionReturn(0);
+}
+
 /* Local: rows of [r0, r1) appended to A from its row `at` on (A->indptr allocated for them, *nnz and *cap its
    entries so far): all of them, or only want[0..nwant) (increasing, in [r0, r1)) when want is given. The range is
-   read slice by slice (one read call for many rows: cheaper than a call a row); only the rows kept are converted. */
+   read slice by slice (one read call for many rows: cheaper than a call a row); only the rows kept are converted,
+   checked and transformed (Reader.rowfn), one at a time. */
 static PetscErrorCode ReadDenseRows(Reader *r, const Layout *L, PetscInt r0, PetscInt r1, PetscInt nwant, const PetscInt want[], CsCSR *A,
                                     PetscInt at, int64_t *nnz, int64_t *cap)
 {
@@ -565,13 +582,13 @@ static PetscErrorCode ReadDenseRows(Reader *r, const Layout *L, PetscInt r0, Pet
       H5Call(H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, r->io.dxpl, buf), "%s: cannot read rows from %" PetscInt_FMT " on (damaged or unreadable data)", what, i0);
       PetscCall(CsH5Close(&ms, what));
     }
-    if (!want) PetscCall(CsCSRAppendDense(A, at + i0 - r0, n, buf, nnz, cap)); /* sized from the first slice's density */
+    if (!want)
+      for (PetscInt i = 0; i < n; i++) PetscCall(DenseRow(r, L, what, buf + (size_t)i * L->g, i0 + i, A, at + i0 - r0 + i, nnz, cap));
     else
-      for (; k < nwant && want[k] < i0 + n; k++) PetscCall(CsCSRAppendDense(A, at + k, 1, buf + (size_t)(want[k] - i0) * L->g, nnz, cap));
+      for (; k < nwant && want[k] < i0 + n; k++) PetscCall(DenseRow(r, L, what, buf + (size_t)(want[k] - i0) * L->g, want[k], A, at + k, nnz, cap));
   }
   PetscCall(CsH5Close(&fs, what));
   PetscCall(CsH5Close(&d, what));
-  PetscCall(ValidateRows(what, r0, want, at, want ? nwant : r1 - r0, L->g, L->wide, A));
   PetscFunctionReturn(0);
 }
 
@@ -1067,8 +1084,11 @@ static PetscErrorCode StreamRead(CsH5adStream st, PetscInt r0, PetscInt r1, CsCS
     PetscCall(PetscCalloc1(1, &A->indptr));
     PetscFunctionReturn(0);
   }
-  if (!strcmp(st->L.enc, "csr")) PetscCall(CSRReadRows(&st->r, r0, r1, &st->L, A));
-  else PetscCall(ReadDenseLocal(&st->r, &st->L, r0, r1, A));
+  if (!strcmp(st->L.enc, "csr")) {
+    PetscCall(CSRReadRows(&st->r, r0, r1, &st->L, A));
+    for (PetscInt i = 0; st->r.rowfn && i < A->nrows; i++)
+      PetscCall(st->r.rowfn(st->r.rowctx, r0 + i, A->data + A->indptr[i], A->indptr[i + 1] - A->indptr[i]));
+  } else PetscCall(ReadDenseLocal(&st->r, &st->L, r0, r1, A));
   PetscFunctionReturn(0);
 }
 
@@ -1104,6 +1124,7 @@ static PetscErrorCode StreamReadList(CsH5adStream st, PetscInt n, const PetscInt
         }
         PetscCall(PetscArraycpy(A->indices + nnz, R.indices + a, m));
         PetscCall(PetscArraycpy(A->data + nnz, R.data + a, m));
+        if (st->r.rowfn) PetscCall(st->r.rowfn(st->r.rowctx, rows[k], A->data + nnz, m));
         nnz += m;
         A->indptr[k + 1] = nnz;
       }
@@ -1186,6 +1207,14 @@ PetscErrorCode CsH5adStreamReadRows(CsH5adStream st, PetscInt r0, PetscInt r1, C
   PetscFunctionBeginUser;
   PetscCall(CsH5adStreamWait(st));
   PetscCall(StreamRead(st, r0, r1, A));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsH5adStreamSetRowFn(CsH5adStream st, CsH5adRowFn fn, void *ctx)
+{
+  PetscFunctionBeginUser;
+  PetscCall(CsH5adStreamWait(st));
+  st->r.rowfn = fn, st->r.rowctx = ctx;
   PetscFunctionReturn(0);
 }
 

@@ -47,7 +47,7 @@ static PetscErrorCode HeldFree(CsSampler s, Held *h)
   if (h->epoch < 0) PetscFunctionReturn(0);
   for (PetscInt j = 0; j < h->nblk; j++) {
     if (s->src.release) PetscCall(s->src.release(s->src.ctx, h->blk[j]));
-    PetscCall(CsCSRFree(&h->X[j]));
+    PetscCall(CsCSRRecycle(&h->X[j])); /* the next window's rows reuse the arrays */
     PetscCall(PetscFree(h->trow[j]));
   }
   PetscCall(PetscFree(h->blk));
@@ -360,6 +360,7 @@ static PetscErrorCode CsSamplerDestroy_Stream(CsSampler s)
 
   PetscFunctionBeginUser;
   for (PetscInt k = 0; k < NHELD; k++) PetscCall(HeldFree(s, &c->held[k]));
+  PetscCall(CsCSRSparesFree());
   PetscCall(PetscFree3(c->cnt, c->off, c->my));
   PetscCall(PetscFree4(c->vcnt, c->voff, c->vmy, c->vpre));
   PetscCall(PetscFree(c->wpre));
