@@ -1,7 +1,6 @@
 /* CSR row blocks. See include/cellshift/csr.h. */
 #include <cellshift/csr.h>
 #include <pthread.h>
-#include <sys/mman.h>
 
 static struct {
   pthread_mutex_t mu;
@@ -30,19 +29,6 @@ PetscErrorCode CsCSRRecycle(CsCSR *A)
   PetscFunctionReturn(0);
 }
 
-/* Fresh arrays of megabytes ask for transparent huge pages (the kernel's default leaves them to madvise): filling
-   them then faults in 2 MiB at a time instead of 4 KiB, and a fault costs microseconds on a virtual machine. */
-static void HugePages(void *p, size_t bytes)
-{
-#if defined(MADV_HUGEPAGE)
-  const uintptr_t H = (uintptr_t)2 << 20;
-  uintptr_t       a = ((uintptr_t)p + H - 1) & ~(H - 1), e = ((uintptr_t)p + bytes) & ~(H - 1);
-  if (bytes >= 4 * H && e > a) (void)madvise((void *)a, e - a, MADV_HUGEPAGE); /* advice: failure changes nothing */
-#else
-  (void)p, (void)bytes;
-#endif
-}
-
 PetscErrorCode CsCSRReserve(CsCSR *A, int64_t need, int64_t want, int64_t *cap)
 {
   int best = -1;
@@ -53,18 +39,21 @@ PetscErrorCode CsCSRReserve(CsCSR *A, int64_t need, int64_t want, int64_t *cap)
   if (want < need) want = need;
   pthread_mutex_lock(&spares.mu);
   for (int k = 0; k < spares.n; k++)
-    if (spares.cap[k] >= need && (best < 0 || spares.cap[k] > spares.cap[best])) best = k;
+    if (2 * spares.cap[k] >= want && spares.cap[k] <= 2 * want && (best < 0 || spares.cap[k] > spares.cap[best])) best = k;
   if (best >= 0) {
     A->indices = spares.indices[best], A->data = spares.data[best], *cap = spares.cap[best];
     spares.n--;
     spares.indices[best] = spares.indices[spares.n], spares.data[best] = spares.data[spares.n], spares.cap[best] = spares.cap[spares.n];
   }
   pthread_mutex_unlock(&spares.mu);
+  if (best >= 0 && *cap < need) { /* grown in place of fresh pages for all of it */
+    *cap = need;
+    PetscCall(PetscRealloc(sizeof(int32_t) * (size_t)need, &A->indices));
+    PetscCall(PetscRealloc(sizeof(float) * (size_t)need, &A->data));
+  }
   if (best >= 0) PetscFunctionReturn(0);
   PetscCall(PetscMalloc1(want, &A->indices));
   PetscCall(PetscMalloc1(want, &A->data));
-  HugePages(A->indices, sizeof(int32_t) * (size_t)want);
-  HugePages(A->data, sizeof(float) * (size_t)want);
   *cap = want;
   PetscFunctionReturn(0);
 }

@@ -9,6 +9,10 @@
 
 /* Most elements one dense read moves (keeps every MPI-IO request far below 2 GiB). */
 #define CS_READ_SLICE ((hsize_t)1 << 26)
+/* Listed rows (CsH5adStreamReadList) whose gap to the previous one is at most this are read with it as one range
+   through HDF5: a read call costs about as much as reading tens of rows (validation cells scattered through the
+   file came one call a row). Only the listed rows are converted (dense) or copied (CSR). */
+#define RUN_GAP 32
 
 typedef struct {
   const char *path;     /* file name, for messages */
@@ -545,17 +549,18 @@ static PetscErrorCode DenseRow(Reader *r, const Layout *L, const char what[], co
 }
 
 /* Local: rows of [r0, r1) appended to A from its row `at` on (A->indptr allocated for them, *nnz and *cap its
-   entries so far): all of them, or only want[0..nwant) (increasing, in [r0, r1)) when want is given. The range is
-   read slice by slice (one read call for many rows: cheaper than a call a row); only the rows kept are converted,
-   checked and transformed (Reader.rowfn), one at a time. */
+   entries so far): all of them, or only want[0..nwant) (increasing, in [r0, r1)) when want is given. Rows are read
+   a range at a time (slices of CS_READ_SLICE elements): all of them, or listed rows with the gaps between them when
+   these are small (RUN_GAP rows through HDF5, where a call costs about as much as reading tens of rows; none by
+   pread); only the rows kept are converted, checked and transformed (Reader.rowfn), one at a time. */
 static PetscErrorCode ReadDenseRows(Reader *r, const Layout *L, PetscInt r0, PetscInt r1, PetscInt nwant, const PetscInt want[], CsCSR *A,
                                     PetscInt at, int64_t *nnz, int64_t *cap)
 {
   char     what[400];
   hid_t    d, fs, ms;
-  PetscInt rows = (PetscInt)PetscMin(CS_READ_SLICE / (hsize_t)L->g, (hsize_t)PETSC_MAX_INT), k = 0;
-  float   *buf;
+  PetscInt rows = (PetscInt)PetscMin(CS_READ_SLICE / (hsize_t)L->g, (hsize_t)PETSC_MAX_INT), k = 0, gap, a = r0;
   size_t   need;
+  CsIOSpan span;
 
   PetscFunctionBeginUser;
   PetscCall(PetscSNPrintf(what, sizeof(what), "%s: /%s", r->path, r->mat));
@@ -567,25 +572,34 @@ static PetscErrorCode ReadDenseRows(Reader *r, const Layout *L, PetscInt r0, Pet
     PetscCall(PetscMalloc1(need, &r->buf));
     r->bufn = need;
   }
-  buf = r->buf;
   H5Call(d = H5Dopen2(r->file, r->mat, r->io.dapl), "%s: cannot open", what);
   H5Call(fs = H5Dget_space(d), "%s: no dataspace", what);
   PetscCall(CsIOPrepareConversion(&r->io, d, what, H5T_NATIVE_FLOAT));
-  for (PetscInt i0 = r0; i0 < r1; i0 += rows) {
-    PetscInt  n     = r1 - i0 < rows ? r1 - i0 : rows;
-    hsize_t   st[2] = {(hsize_t)i0, 0}, ct[2] = {(hsize_t)n, (hsize_t)L->g};
+  PetscCall(CsIOContiguousAt(&r->io, d, what, H5T_NATIVE_FLOAT, sizeof(float), &span));
+  gap = span.addr != HADDR_UNDEF ? 1 : RUN_GAP;
+  while (want ? k < nwant : a < r1) {
+    PetscInt  b;
     PetscBool done;
-    PetscCall(CsIOReadContiguous(&r->io, d, what, H5T_NATIVE_FLOAT, sizeof(float), st[0] * ct[1], ct[0] * ct[1], buf, &done));
-    if (!done) {
-      H5Call(ms = H5Screate_simple(2, ct, NULL), "%s: cannot make a dataspace", what);
-      H5Call(H5Sselect_hyperslab(fs, H5S_SELECT_SET, st, NULL, ct, NULL), "%s: bad selection", what);
-      H5Call(H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, r->io.dxpl, buf), "%s: cannot read rows from %" PetscInt_FMT " on (damaged or unreadable data)", what, i0);
-      PetscCall(CsH5Close(&ms, what));
+    if (!want) b = PetscMin(a + rows, r1);
+    else {
+      a = want[k], b = a + 1;
+      for (PetscInt j = k + 1; j < nwant && want[j] - b < gap && want[j] + 1 - a <= rows; j++) b = want[j] + 1;
+    }
+    {
+      hsize_t st[2] = {(hsize_t)a, 0}, ct[2] = {(hsize_t)(b - a), (hsize_t)L->g};
+      PetscCall(CsIOReadSpan(&r->io, &span, st[0] * ct[1], ct[0] * ct[1], r->buf, &done));
+      if (!done) {
+        H5Call(ms = H5Screate_simple(2, ct, NULL), "%s: cannot make a dataspace", what);
+        H5Call(H5Sselect_hyperslab(fs, H5S_SELECT_SET, st, NULL, ct, NULL), "%s: bad selection", what);
+        H5Call(H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, r->io.dxpl, r->buf), "%s: cannot read rows from %" PetscInt_FMT " on (damaged or unreadable data)", what, a);
+        PetscCall(CsH5Close(&ms, what));
+      }
     }
     if (!want)
-      for (PetscInt i = 0; i < n; i++) PetscCall(DenseRow(r, L, what, buf + (size_t)i * L->g, i0 + i, A, at + i0 - r0 + i, nnz, cap));
+      for (PetscInt i = a; i < b; i++) PetscCall(DenseRow(r, L, what, r->buf + (size_t)(i - a) * L->g, i, A, at + i - r0, nnz, cap));
     else
-      for (; k < nwant && want[k] < i0 + n; k++) PetscCall(DenseRow(r, L, what, buf + (size_t)(want[k] - i0) * L->g, want[k], A, at + k, nnz, cap));
+      for (; k < nwant && want[k] < b; k++) PetscCall(DenseRow(r, L, what, r->buf + (size_t)(want[k] - a) * L->g, want[k], A, at + k, nnz, cap));
+    a = b;
   }
   PetscCall(CsH5Close(&fs, what));
   PetscCall(CsH5Close(&d, what));
@@ -1092,10 +1106,6 @@ static PetscErrorCode StreamRead(CsH5adStream st, PetscInt r0, PetscInt r1, CsCS
   PetscFunctionReturn(0);
 }
 
-/* Listed rows whose gap to the previous one is at most this are read with it as one range: a read call costs about
-   as much as reading tens of rows (validation cells scattered through the file came one call a row). Only the listed
-   rows are converted (dense) or copied (CSR). */
-#define RUN_GAP 32
 
 static PetscErrorCode StreamReadList(CsH5adStream st, PetscInt n, const PetscInt rows[], CsCSR *A)
 {
@@ -1110,10 +1120,12 @@ static PetscErrorCode StreamReadList(CsH5adStream st, PetscInt n, const PetscInt
     PetscInt j = i + 1;
     PetscCheck(rows[i] >= 0 && rows[i] < st->L.n, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE, "row %" PetscInt_FMT " outside the %" PetscInt_FMT " cells of %s",
                rows[i], st->L.n, st->path);
-    while (j < n && rows[j] > rows[j - 1] && rows[j] - rows[j - 1] <= RUN_GAP && rows[j] < st->L.n) j++;
-    if (strcmp(st->L.enc, "csr")) PetscCall(ReadDenseRows(&st->r, &st->L, rows[i], rows[j - 1] + 1, j - i, rows + i, A, i, &nnz, &cap));
-    else {
+    if (strcmp(st->L.enc, "csr")) { /* an increasing stretch at once: ReadDenseRows reads it in runs */
+      while (j < n && rows[j] > rows[j - 1] && rows[j] < st->L.n) j++;
+      PetscCall(ReadDenseRows(&st->r, &st->L, rows[i], rows[j - 1] + 1, j - i, rows + i, A, i, &nnz, &cap));
+    } else {
       CsCSR R = {0};
+      while (j < n && rows[j] > rows[j - 1] && rows[j] - rows[j - 1] <= RUN_GAP && rows[j] < st->L.n) j++;
       PetscCall(CSRReadRows(&st->r, rows[i], rows[j - 1] + 1, &st->L, &R));
       for (PetscInt k = i; k < j; k++) {
         int64_t a = R.indptr[rows[k] - rows[i]], m = R.indptr[rows[k] - rows[i] + 1] - a;
@@ -1128,7 +1140,7 @@ static PetscErrorCode StreamReadList(CsH5adStream st, PetscInt n, const PetscInt
         nnz += m;
         A->indptr[k + 1] = nnz;
       }
-      PetscCall(CsCSRFree(&R));
+      PetscCall(CsCSRRecycle(&R));
     }
     i = j;
   }

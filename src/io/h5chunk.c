@@ -355,19 +355,15 @@ static PetscErrorCode ReadDirect(CsIOFile *f, hid_t d, const char what[], hid_t 
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode CsIOReadContiguous(CsIOFile *f, hid_t d, const char what[], hid_t memtype, size_t esize, hsize_t start, hsize_t count,
-                                  void *buf, PetscBool *done)
+PetscErrorCode CsIOContiguousAt(CsIOFile *f, hid_t d, const char what[], hid_t memtype, size_t esize, CsIOSpan *at)
 {
   hid_t        dcpl, ft;
   H5D_layout_t layout;
   int          next;
   htri_t       same;
-  haddr_t      addr;
-  hsize_t      stored;
-  size_t       want = (size_t)count * esize, got = 0;
 
   PetscFunctionBeginUser;
-  *done = PETSC_FALSE;
+  at->addr = HADDR_UNDEF, at->stored = 0, at->esize = esize;
   if (!f->fd1) PetscFunctionReturn(0);
   H5Call(dcpl = H5Dget_create_plist(d), "%s: cannot get the creation properties", what);
   layout = H5Pget_layout(dcpl);
@@ -377,16 +373,37 @@ PetscErrorCode CsIOReadContiguous(CsIOFile *f, hid_t d, const char what[], hid_t
   H5Call(ft = H5Dget_type(d), "%s: cannot get the type", what);
   same = H5Tequal(ft, memtype);
   PetscCall(CsH5Close(&ft, what));
-  addr   = H5Dget_offset(d); /* absolute: the userblock included */
-  stored = H5Dget_storage_size(d);
-  if (same <= 0 || H5Tget_size(memtype) != esize || addr == HADDR_UNDEF || stored < (start + count) * esize) PetscFunctionReturn(0);
+  if (same <= 0 || H5Tget_size(memtype) != esize) PetscFunctionReturn(0);
+  at->addr   = H5Dget_offset(d); /* absolute: the userblock included */
+  at->stored = H5Dget_storage_size(d);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsIOReadSpan(CsIOFile *f, const CsIOSpan *at, hsize_t start, hsize_t count, void *buf, PetscBool *done)
+{
+  size_t want = (size_t)count * at->esize, got = 0;
+
+  PetscFunctionBeginUser;
+  *done = PETSC_FALSE;
+  if (at->addr == HADDR_UNDEF || at->stored < (start + count) * at->esize) PetscFunctionReturn(0);
   while (got < want) {
-    ssize_t n = pread(f->fd1 - 1, (char *)buf + got, want - got, (off_t)(addr + start * esize + got));
+    ssize_t n = pread(f->fd1 - 1, (char *)buf + got, want - got, (off_t)(at->addr + start * at->esize + got));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) PetscFunctionReturn(0); /* short: HDF5 reads it and names the damage */
     got += (size_t)n;
   }
   *done = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode CsIOReadContiguous(CsIOFile *f, hid_t d, const char what[], hid_t memtype, size_t esize, hsize_t start, hsize_t count,
+                                  void *buf, PetscBool *done)
+{
+  CsIOSpan at;
+
+  PetscFunctionBeginUser;
+  PetscCall(CsIOContiguousAt(f, d, what, memtype, esize, &at));
+  PetscCall(CsIOReadSpan(f, &at, start, count, buf, done));
   PetscFunctionReturn(0);
 }
 

@@ -51,6 +51,15 @@ PETSC_INTERN PetscErrorCode CsIORead1D(CsIOFile *f, hid_t d, const char what[], 
    read comes up short; the caller then reads through HDF5, which gives its own message for a damaged file. */
 PETSC_INTERN PetscErrorCode CsIOReadContiguous(CsIOFile *f, hid_t d, const char what[], hid_t memtype, size_t esize, hsize_t start,
                                                hsize_t count, void *buf, PetscBool *done);
+/* The same in two steps, for many reads of one dataset: CsIOContiguousAt finds where d's elements are (at->addr
+   HADDR_UNDEF where they cannot be read so), CsIOReadSpan reads [start, start + count) of them (*done as above). */
+typedef struct {
+  haddr_t addr;   /* byte offset of element 0 in the file, or HADDR_UNDEF */
+  hsize_t stored; /* bytes stored */
+  size_t  esize;
+} CsIOSpan;
+PETSC_INTERN PetscErrorCode CsIOContiguousAt(CsIOFile *f, hid_t d, const char what[], hid_t memtype, size_t esize, CsIOSpan *at);
+PETSC_INTERN PetscErrorCode CsIOReadSpan(CsIOFile *f, const CsIOSpan *at, hsize_t start, hsize_t count, void *buf, PetscBool *done);
 
 /* Local: set f->conv for reading d as memtype (CsIORead1D does it itself; other reads with f->dxpl call it first). */
 PETSC_INTERN PetscErrorCode CsIOPrepareConversion(CsIOFile *f, hid_t d, const char what[], hid_t memtype);
