@@ -1,13 +1,13 @@
 #!/bin/bash
 # Scale benchmark: the same small scgen trained for one epoch on 10^5, 10^6 (and, with CS_SCALE_CELLS, more)
-# simulated cells at 2 ranks, streamed (-stream: rows read from the file in blocks; the next window prefetched on a
-# thread when a core is free for it, which on 2 cores with 2 ranks it is not) and in memory where the shard fits, in the same run. Prints, per size: the peak resident memory of each
+# simulated cells at 2 ranks, streamed (-stream: rows read from the file in blocks, the next window prefetched on a
+# thread) and in memory where the shard fits, in the same run. Prints, per size: the peak resident memory of each
 # rank (VmHWM, from /usr/bin/time's maximum RSS of every rank), the training throughput (cells/s of the trainer's
 # progress line) streamed and in memory with their ratio, the memory growth against the smallest streamed run, and
 # from the largest streamed epoch a projection of the epoch time for 10^8 cells on 64 nodes x 64 cores (the model
 # is printed with it: compute scaled by ranks, a ring allreduce of the parameters every step). The streamed runs
-# also report the time the trainer waited for rows (CsStreamRead of -log_view, slowest rank), and on the smallest
-# size with the prefetch thread forced on (-stream_prefetch true).
+# also report the time the trainer waited for rows (CsStreamRead of -log_view, slowest rank), with and without the
+# prefetch thread (-stream_prefetch false) on the smallest size.
 #
 #   bench/scale.sh [BUILD_DIR]     (default: build)
 #   CS_SCALE_CELLS="100000 1000000 10000000" CS_SCALE_GENES=500 CS_SCALE_INMEM_MAX=1000000 CS_SCALE_MODEL=small bench/scale.sh
@@ -46,11 +46,11 @@ for n in $cells; do
   fi
   modes=stream
   [ "$n" -le "$inmem_max" ] && modes="stream memory"
-  [ "$n" = "$(echo $cells | awk '{print $1}')" ] && modes="$modes prefetch" # the prefetch's worth, on the smallest
+  [ "$n" = "$(echo $cells | awk '{print $1}')" ] && modes="$modes noprefetch" # the prefetch's worth, on the smallest
   for mode in $modes; do
     opt=()
     [ $mode = stream ] && opt=(-stream -stream_block 4096 -scgen_stream_window 8 -log_view)
-    [ $mode = prefetch ] && opt=(-stream -stream_block 4096 -scgen_stream_window 8 -stream_prefetch true -log_view)
+    [ $mode = noprefetch ] && opt=(-stream -stream_block 4096 -scgen_stream_window 8 -stream_prefetch false -log_view)
     [ $mode = memory ] && opt=(-scgen_sampler_type stream -stream_block 4096 -scgen_stream_window 8) # the same batches
     log=$out/$n.$mode.log
     $mpiexec -n $np /usr/bin/time -f "VmHWM_kB %M" "$cs" train -data "$f" "${model[@]}" "${opt[@]}" -output_dir "$out/$n.$mode" \

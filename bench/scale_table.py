@@ -11,7 +11,7 @@ sizes = sorted({n for n, _ in R})
 base = max(int(r["vmhwm_kb"]) for r in R[(sizes[0], "stream")])
 print(f"{'cells':>10} {'mode':>10} {'VmHWM per rank (MiB)':>22} {'growth':>7} {'cells/s':>10} {'epoch s':>8} {'wait s':>7} {'stream/memory':>14}")
 for n in sizes:
-    for mode in ("stream", "prefetch", "memory"):
+    for mode in ("stream", "noprefetch", "memory"):
         rs = R.get((n, mode))
         if not rs:
             continue

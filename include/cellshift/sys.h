@@ -76,9 +76,6 @@ PETSC_EXTERN PetscClassId CS_CLASSID;
    -progress auto|bar|lines and -progress_interval SECONDS (see progress.h). */
 PETSC_EXTERN PetscErrorCode CsSystemSetFromOptions(MPI_Comm comm);
 PETSC_EXTERN int            CsBLASGetThreads(void);
-/* The cores this rank may use (bound by the launcher, else the node's cores / ranks on the node; 1 before
-   CsSystemSetFromOptions): more than CsBLASGetThreads() leaves a core for a helper thread. */
-PETSC_EXTERN int            CsCoresGet(void);
 /* Not collective: the thread pool of this rank, as many threads as BLAS uses (CsBLASGetThreads at first use,
    at most 64), for kernels that gain from every core between two BLAS calls (nn's elementwise passes, io's
    inflation of chunks). CsPoolRun runs fn(ctx, t, nt) for t in [0, nt), t = 0 on the caller, and returns when all

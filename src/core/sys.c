@@ -22,7 +22,6 @@ static PetscBool cs_have_error = PETSC_FALSE;
 /* Private communicator for the exit agreement, so it can never match a collective left pending by an error. */
 static MPI_Comm cs_exit_comm = MPI_COMM_NULL;
 static int             cs_blas_threads      = 1;
-static int             cs_cores             = 1;
 static PetscReal       cs_progress_interval = 10;
 static CsProgressStyle cs_progress_style    = CS_PROGRESS_AUTO;
 const char *const      CsProgressStyles[]   = {"auto", "bar", "lines", "CsProgressStyle", "CS_PROGRESS_", NULL};
@@ -159,7 +158,6 @@ PetscErrorCode CsSystemSetFromOptions(MPI_Comm comm)
   /* A launcher that bound the rank to fewer cores than the node has decided for us; otherwise share the node. */
   n = affinity < online ? affinity : online / nlocal;
   if (n < 1) n = 1;
-  cs_cores = (int)n;
   PetscOptionsBegin(comm, NULL, "System", "CsInitialize");
   PetscCall(PetscOptionsInt("-blas_threads", "BLAS threads per rank (default: the node's cores / ranks on the node)", "CsSystemSetFromOptions", n,
                             &n, NULL));
@@ -184,8 +182,6 @@ CsProgressStyle CsProgressGetStyle(void) { return cs_progress_style; }
 double CsProgressInterval(void) { return cs_progress_interval; }
 
 int CsBLASGetThreads(void) { return cs_blas_threads; }
-
-int CsCoresGet(void) { return cs_cores; }
 
 /* Why the YAML file `path` does not parse, with its line ("" when it parses). */
 static void YAMLProblem(const char path[], char msg[], size_t len)

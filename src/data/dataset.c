@@ -6,8 +6,7 @@
 
 PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *out)
 {
-  CsDataset   ds;
-  PetscMPIInt size;
+  CsDataset ds;
 
   PetscFunctionBeginUser;
   PetscCall(PetscNew(&ds));
@@ -15,11 +14,7 @@ PetscErrorCode CsDatasetCreate(MPI_Comm comm, CsDataset *out)
   ds->nfiles = 1;
   ds->stream_block = 4096;
   ds->depth_fraction = 1, ds->max_mito = 1;
-  /* Prefetching pays when its thread has a core, or when there is no other rank to wait: on a node whose ranks use
-     every core, the thread takes turns with a rank's main thread while the other ranks spin in the next allreduce
-     (2 ranks on 2 cores, 10^6 cells: 4.5e4 cells/s with it, 6.7e4 without; 1 rank: 2.0e4 with, 1.9e4 without). */
-  PetscCallMPI(MPI_Comm_size(comm, &size));
-  ds->stream_prefetch = CsCoresGet() > CsBLASGetThreads() || size == 1 ? PETSC_TRUE : PETSC_FALSE;
+  ds->stream_prefetch = PETSC_TRUE;
   PetscCall(PetscStrncpy(ds->genes_mode, "intersection", sizeof(ds->genes_mode)));
   *out     = ds;
   PetscFunctionReturn(0);
@@ -70,7 +65,7 @@ PetscErrorCode CsDatasetSetFromOptions(CsDataset ds)
                              &ds->min_counts, NULL));
   PetscCall(PetscOptionsReal("-max_mito_fraction", "Raw counts: drop cells with a larger fraction of their counts in MT- genes (QC; 1 = keep all)",
                              "CsDatasetSetUp", ds->max_mito, &ds->max_mito, NULL));
-  PetscCall(PetscOptionsBool("-stream_prefetch", "Streaming: read the next window of blocks on a thread while one trains (default: when the rank has a core beyond -blas_threads, or is alone)", "CsDatasetSetFromOptions",
+  PetscCall(PetscOptionsBool("-stream_prefetch", "Streaming: read the next window of blocks on a thread while one trains", "CsDatasetSetFromOptions",
                              ds->stream_prefetch, &ds->stream_prefetch, NULL));
   PetscOptionsEnd();
   if (set) PetscCall(CsParseBytes(ds->comm, "-memory_limit", limit, &ds->memory_limit));
