@@ -64,7 +64,8 @@ struct _n_CsDataset {
   PetscBool    stream;        /* -stream */
   double       memory_limit;  /* -memory_limit in bytes (0: none) */
   PetscInt     stream_block;  /* -stream_block rows */
-  PetscBool    stream_prefetch; /* -stream_prefetch: read the next window on a thread while one trains (default true) */
+  PetscBool    stream_prefetch; /* -stream_prefetch: read the next window on a thread while one trains */
+  PetscBool    stream_prefetch_set; /* given (else chosen when streaming starts) */
   PetscBool    streamed;      /* after SetUp: the rows are read on demand */
   int64_t      nnz;           /* after SetUp: global non-zeros (streamed dense X: cells x genes, an upper bound) */
   CsH5adStream st;
@@ -81,7 +82,8 @@ PETSC_EXTERN PetscErrorCode CsDatasetSetFile(CsDataset ds, const char path[], co
 /* Streaming options, also in CsDatasetSetFromOptions: -stream (read rows on demand), -memory_limit BYTES (suffixes
    K, M, G, T: powers of 1024; stream when the largest rank's shard, 8 bytes per non-zero and per row, exceeds it; a
    limit below one block, 8 x stream_block x (non-zeros per row + 1) bytes, is an input error), -stream_block ROWS
-   (default 4096), -stream_prefetch (default true; false reads every window when it is needed, for comparison). Streaming reads one file, CSR or dense, without -obs_subset (input errors otherwise); -normalize
+   (default 4096), -stream_prefetch (default: true unless 90% of the file is in the node's page cache already;
+   false reads every window when it is needed). Streaming reads one file, CSR or dense, without -obs_subset (input errors otherwise); -normalize
    transforms rows as they are read (the same values; libsize is not kept). */
 /* Parse "2G", "512M", "1e9", "100000K" into bytes (input error naming `what` on anything else). */
 PETSC_EXTERN PetscErrorCode CsParseBytes(MPI_Comm comm, const char what[], const char str[], double *bytes);

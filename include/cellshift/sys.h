@@ -134,6 +134,9 @@ PETSC_EXTERN PetscErrorCode CsLockAcquire(MPI_Comm comm, const char path[], cons
 PETSC_EXTERN PetscErrorCode CsLockRelease(MPI_Comm comm, int *fd);
 /* Collective: rank 0 removes the file if it exists (a missing file is not an error). */
 PETSC_EXTERN PetscErrorCode CsRemoveFile(MPI_Comm comm, const char path[]);
+/* Not collective: the fraction of the file's pages in this node's page cache (mincore of a read-only mapping; 0
+   where that cannot be told). */
+PETSC_EXTERN double CsFileCachedFraction(const char path[]);
 /* Join folder and name into out (size PETSC_MAX_PATH_LEN). */
 PETSC_EXTERN PetscErrorCode CsPathJoin(const char dir[], const char name[], char out[]);
 /* Collective: does a regular file exist (rank 0 checks, result broadcast)? */

@@ -4,7 +4,9 @@
 #include <math.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 PetscErrorCode CsPathJoin(const char dir[], const char name[], char out[])
@@ -124,6 +126,29 @@ PetscErrorCode CsMakeDir(MPI_Comm comm, const char path[])
   PetscCheck(err != ENOTDIR, comm, CS_ERR_INPUT, "cannot create folder %s: a file of that name is in the way", path);
   PetscCheck(!err, comm, CS_ERR_INPUT, "cannot create folder %s: %s", path, strerror(err));
   PetscFunctionReturn(0);
+}
+
+double CsFileCachedFraction(const char path[])
+{
+  long          page = sysconf(_SC_PAGESIZE);
+  int           fd   = open(path, O_RDONLY);
+  struct stat   st;
+  void         *map;
+  unsigned char *vec;
+  size_t        n, in = 0;
+
+  if (fd < 0) return 0;
+  if (fstat(fd, &st) || st.st_size <= 0 || page <= 0) return close(fd), 0;
+  map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+  close(fd);
+  if (map == MAP_FAILED) return 0;
+  n   = ((size_t)st.st_size + (size_t)page - 1) / (size_t)page;
+  vec = (unsigned char *)malloc(n);
+  if (vec && !mincore(map, (size_t)st.st_size, vec))
+    for (size_t k = 0; k < n; k++) in += vec[k] & 1;
+  free(vec);
+  munmap(map, (size_t)st.st_size);
+  return (double)in / (double)n;
 }
 
 PetscErrorCode CsPathGetKind(MPI_Comm comm, const char path[], CsPathKind *kind)

@@ -31,7 +31,7 @@ PetscErrorCode CsDatasetSetFile(CsDataset ds, const char path[], const char laye
 PetscErrorCode CsDatasetSetFromOptions(CsDataset ds)
 {
   char      limit[64] = "";
-  PetscBool set       = PETSC_FALSE;
+  PetscBool set       = PETSC_FALSE, pset = PETSC_FALSE;
 
   PetscFunctionBeginUser;
   ds->input = PETSC_TRUE;
@@ -65,8 +65,9 @@ PetscErrorCode CsDatasetSetFromOptions(CsDataset ds)
                              &ds->min_counts, NULL));
   PetscCall(PetscOptionsReal("-max_mito_fraction", "Raw counts: drop cells with a larger fraction of their counts in MT- genes (QC; 1 = keep all)",
                              "CsDatasetSetUp", ds->max_mito, &ds->max_mito, NULL));
-  PetscCall(PetscOptionsBool("-stream_prefetch", "Streaming: read the next window of blocks on a thread while one trains", "CsDatasetSetFromOptions",
-                             ds->stream_prefetch, &ds->stream_prefetch, NULL));
+  PetscCall(PetscOptionsBool("-stream_prefetch", "Streaming: read the next window of blocks on a thread while one trains (default: unless the file is in the page cache)",
+                             "CsDatasetSetFromOptions", ds->stream_prefetch, &ds->stream_prefetch, &pset));
+  if (pset) ds->stream_prefetch_set = PETSC_TRUE;
   PetscOptionsEnd();
   if (set) PetscCall(CsParseBytes(ds->comm, "-memory_limit", limit, &ds->memory_limit));
   CsCheckAll(ds->comm, ds->depth_fraction > 0 && ds->depth_fraction <= 1, "-depth_fraction %g: give a fraction in (0, 1]", (double)ds->depth_fraction);

@@ -23,7 +23,7 @@ go() { # go NP NAME CMD ARGS...
 }
 
 # 1. run -stream = the stream sampler in memory, bit for bit; metrics too
-go 2 streamed run -scgen_epochs 2 -stream
+go 2 streamed run -scgen_epochs 2 -stream -stream_prefetch true
 grep -q "streamed: rows read on demand" "$out/streamed.log" || fail "-stream did not stream"
 go 2 inmem run -scgen_epochs 2 -scgen_sampler_type stream
 same "$out/inmem/scgen/model.h5" "$out/streamed/scgen/model.h5"
@@ -46,7 +46,7 @@ PY
 
 echo "stream: ${SECONDS}s"
 # 3. SIGUSR1 in the middle of a streamed epoch, then -resume
-$CS_MPIEXEC -n 2 "$CELLSHIFT" train "${small[@]}" -stream -scgen_epochs 40 -output_dir "$out/sig" > "$out/sig.log" 2>&1 &
+$CS_MPIEXEC -n 2 "$CELLSHIFT" train "${small[@]}" -stream -stream_prefetch true -scgen_epochs 40 -output_dir "$out/sig" > "$out/sig.log" 2>&1 &
 pid=$!
 for _ in $(seq 300); do grep -q "training on" "$out/sig.log" 2>/dev/null && break; sleep 0.1; done
 sleep 0.3
@@ -79,7 +79,7 @@ cp input/perturbench_devel/devel.h5ad "$out/data.h5ad"
 args=("${small[@]}")
 for i in "${!args[@]}"; do [ "${args[$i]}" = input/norman_combo.yaml ] && args[$i]=$out/combo.yaml; done
 sed "s|^data: .*|data: $out/data.h5ad|" input/norman_combo.yaml > "$out/combo.yaml"
-$CS_MPIEXEC -n 2 "$CELLSHIFT" train "${args[@]}" -stream -scgen_epochs 500 -output_dir "$out/cut" > "$out/cut.log" 2>&1 &
+$CS_MPIEXEC -n 2 "$CELLSHIFT" train "${args[@]}" -stream -stream_prefetch true -scgen_epochs 500 -output_dir "$out/cut" > "$out/cut.log" 2>&1 &
 pid=$!
 for _ in $(seq 300); do grep -q "training on" "$out/cut.log" 2>/dev/null && break; sleep 0.1; done
 sleep 0.5
@@ -98,7 +98,7 @@ for fmt in dense csr; do
        -test_fraction 0.2 -baselines control -model scgen -scgen_hidden 32 -scgen_latent 8 -scgen_batch_size 128 -scgen_epochs 2
        -scgen_valid_cells 0.2 -stream_block 300 -scgen_stream_window 2)
   for m in stream memory; do
-    opt=(-stream); [ $m = memory ] && opt=(-scgen_sampler_type stream)
+    opt=(-stream -stream_prefetch true); [ $m = memory ] && opt=(-scgen_sampler_type stream)
     $CS_MPIEXEC -n 2 "$CELLSHIFT" train "${raw[@]}" "${opt[@]}" -output_dir "$out/raw_${m}_$fmt" > "$out/raw_${m}_$fmt.log" 2>&1 \
       || { tr '\r' '\n' < "$out/raw_${m}_$fmt.log" | tail -20; fail "raw counts, $m, $fmt"; }
   done

@@ -611,7 +611,7 @@ static PetscErrorCode TestStream(void)
   PetscCall(CsDatasetCreate(comm, &st));
   PetscCall(CsDatasetSetFile(st, data, NULL));
   PetscCall(CsDesignAddKeys(d, st));
-  st->stream = PETSC_TRUE, st->stream_block = 300, st->stream_prefetch = PETSC_TRUE;
+  st->stream = PETSC_TRUE, st->stream_block = 300, st->stream_prefetch = st->stream_prefetch_set = PETSC_TRUE;
   PetscCall(CsDatasetSetUp(st));
   CS_EXPECT(st->streamed && st->X.nrows == 0, "-stream read the rows");
   CS_EXPECT(st->rstart == ds->rstart && st->nlocal == ds->nlocal, "streamed ownership differs from the in-memory read");
