@@ -31,7 +31,8 @@ PETSC_EXTERN PetscErrorCode CsCSRAppendDense(CsCSR *A, PetscInt i0, PetscInt n, 
    CS_CSR_SPARES pairs, for every thread: mutex-protected; the rest is freed) and frees indptr; CsCSRReserve gives
    an empty A (no arrays) indices and data of at least need entries: the largest spare pair within a factor 2 of
    want (>= need; a small batch does not take a block's arrays), grown to need by realloc if it is smaller (blocks
-   differ by a few rows' worth), else fresh arrays of want entries; their capacity in *cap; CsCSRSparesFree frees the spares (when the blocks stop:
+   differ by a few rows' worth), else fresh arrays of want entries, their first need entries mapped at once
+   (CsMemPopulate); their capacity in *cap; CsCSRSparesFree frees the spares (when the blocks stop:
    the stream sampler's end, CsFinalize). */
 #define CS_CSR_SPARES 16
 PETSC_EXTERN PetscErrorCode CsCSRRecycle(CsCSR *A);

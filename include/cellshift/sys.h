@@ -188,4 +188,10 @@ PETSC_EXTERN double CsTime(void);
    labels (48 bytes a cell) then counted in a streamed run's peak memory. Called where set-up ends. */
 PETSC_EXTERN void CsReleaseFreeMemory(void);
 
+/* Not collective: map the pages of fresh memory [p, p + bytes) that is about to be written, in one system call
+   (Linux 5.14's MADV_POPULATE_WRITE) instead of one page fault per 4 KiB page as the writes reach them; a fault
+   costs more than the kernel's zeroing of the page on a virtual machine. Nothing for less than 1 MiB, and
+   nothing where the kernel cannot (the writes then fault as before). */
+PETSC_EXTERN void CsMemPopulate(void *p, size_t bytes);
+
 #endif

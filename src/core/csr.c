@@ -54,6 +54,7 @@ PetscErrorCode CsCSRReserve(CsCSR *A, int64_t need, int64_t want, int64_t *cap)
   if (best >= 0) PetscFunctionReturn(0);
   PetscCall(PetscMalloc1(want, &A->indices));
   PetscCall(PetscMalloc1(want, &A->data));
+  CsMemPopulate(A->indices, sizeof(int32_t) * (size_t)need), CsMemPopulate(A->data, sizeof(float) * (size_t)need);
   *cap = want;
   PetscFunctionReturn(0);
 }

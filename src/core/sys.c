@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -345,6 +346,20 @@ void CsReleaseFreeMemory(void)
 {
 #if defined(__GLIBC__)
   (void)malloc_trim(0);
+#endif
+}
+
+void CsMemPopulate(void *p, size_t bytes)
+{
+#if defined(__linux__)
+  #if !defined(MADV_POPULATE_WRITE)
+    #define MADV_POPULATE_WRITE 23
+  #endif
+  const uintptr_t page = 4096, lo = ((uintptr_t)p + page - 1) & ~(page - 1), hi = ((uintptr_t)p + bytes) & ~(page - 1);
+
+  if (bytes >= ((size_t)1 << 20) && hi > lo) (void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+#else
+  (void)p, (void)bytes;
 #endif
 }
 
