@@ -177,8 +177,19 @@ PETSC_EXTERN PetscInt  CsSubsampleIndex(PetscInt pos, PetscInt n, PetscInt cap);
 /* How many kept items come before position pos (the subsample row of the first kept item at or after pos). */
 PETSC_EXTERN PetscInt  CsSubsampleBelow(PetscInt pos, PetscInt n, PetscInt cap);
 
-/* Whether the CPU has AVX-512F (the explicitly vectorised paths choose on it at run time). */
+/* The instruction sets of the explicitly vectorised kernels (written with intrinsics; every level gives the scalar
+   code's bits: no FMA, the same order of operations per element): what the CPU has, at most the cap of
+   CsSIMDCap (tests/unit/test_simd runs every level). The CS_VEC clones are chosen by the loader, not capped. */
+typedef enum {
+  CS_SIMD_SCALAR,
+  CS_SIMD_AVX2,  /* AVX2: x86-64-v3, e.g. AMD Zen 1-3, Intel since Haswell */
+  CS_SIMD_AVX512 /* AVX-512F */
+} CsSIMDLevel;
+PETSC_EXTERN CsSIMDLevel CsSIMD(void);
+PETSC_EXTERN void        CsSIMDCap(CsSIMDLevel max);
+/* CsSIMD() >= CS_SIMD_AVX512, CS_SIMD_AVX2. */
 PETSC_EXTERN int CsHaveAVX512(void);
+PETSC_EXTERN int CsHaveAVX2(void);
 
 /* Monotonic wall clock in seconds. */
 PETSC_EXTERN double CsTime(void);

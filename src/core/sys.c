@@ -331,16 +331,22 @@ PetscErrorCode CsWarn(MPI_Comm comm, const char fmt[], ...)
   PetscFunctionReturn(0);
 }
 
-int CsHaveAVX512(void)
+static CsSIMDLevel simd_cap = CS_SIMD_AVX512;
+
+CsSIMDLevel CsSIMD(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
   static int have = -1;
-  if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
-  return have;
+  if (have < 0) have = __builtin_cpu_supports("avx512f") ? CS_SIMD_AVX512 : __builtin_cpu_supports("avx2") ? CS_SIMD_AVX2 : CS_SIMD_SCALAR;
+  return (CsSIMDLevel)PetscMin(have, (int)simd_cap);
 #else
-  return 0;
+  return CS_SIMD_SCALAR;
 #endif
 }
+
+void CsSIMDCap(CsSIMDLevel max) { simd_cap = max; }
+int  CsHaveAVX512(void) { return CsSIMD() >= CS_SIMD_AVX512; }
+int  CsHaveAVX2(void) { return CsSIMD() >= CS_SIMD_AVX2; }
 
 void CsReleaseFreeMemory(void)
 {

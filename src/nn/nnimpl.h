@@ -19,8 +19,9 @@
   #define CS_NN_LANES
 #endif
 
-/* The explicitly vectorised paths (Adam, sparse first layer) test CsHaveAVX512 (sys.h). */
+/* The explicitly vectorised paths (Adam, sparse first layer) test CsHaveAVX512 and CsHaveAVX2 (sys.h). */
 #define CsNNHaveAVX512() CsHaveAVX512()
+#define CsNNHaveAVX2()   CsHaveAVX2()
 
 /* Activation value and derivative at y. */
 static inline float CsNNActEval(CsNNAct a, float y, float *d)

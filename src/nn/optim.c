@@ -110,7 +110,7 @@ double CsNNOptimLR(CsNNOptim opt, int64_t t)
    the tail plus the accumulators in order), so that the trainer's divergence check needs no pass of its own and
    gets the same bits as CsNNSqDiff over the chunk.
    sqrtf keeps errno semantics in this build, which stops the compiler from vectorising the loop, so the AVX-512
-   path is written with intrinsics (same operations, no FMA: bit-identical to the scalar loop). */
+   and AVX2 paths are written with intrinsics (same operations, no FMA: bit-identical to the scalar loop). */
 typedef struct {
   float     b1, omb1, b2, omb2, step, bc2s, eps, l2, decay, scale;
   float     cv;   /* clamp of the scaled gradient (clipv) */
@@ -169,6 +169,37 @@ __attribute__((target("avx512f"))) static void AdamUpdateAVX512(float *p, float 
   _mm512_storeu_pd(acc, sq);
   AdamUpdateScalar(p, g, m, v, i, n, c, acc, tail);
 }
+
+/* The same with 8 lanes: elements i .. i + 3 and i + 4 .. i + 7 of g into accumulators 0 .. 3 and 4 .. 7. */
+__attribute__((target("avx2"))) static void AdamUpdateAVX2(float *p, float *g, float *m, float *v, size_t n, const AdamCoef *c, double acc[8],
+                                                           double *tail)
+{
+  const __m256 b1 = _mm256_set1_ps(c->b1), omb1 = _mm256_set1_ps(c->omb1), b2 = _mm256_set1_ps(c->b2), omb2 = _mm256_set1_ps(c->omb2);
+  const __m256 step = _mm256_set1_ps(c->step), bc2s = _mm256_set1_ps(c->bc2s), eps = _mm256_set1_ps(c->eps);
+  const __m256 l2 = _mm256_set1_ps(c->l2), decay = _mm256_set1_ps(c->decay), scale = _mm256_set1_ps(c->scale), zero = _mm256_setzero_ps();
+  const __m256 cv = _mm256_set1_ps(c->cv), mcv = _mm256_set1_ps(-c->cv);
+  __m256d      sq0 = _mm256_loadu_pd(acc), sq1 = _mm256_loadu_pd(acc + 4);
+  size_t       i   = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256  g0 = _mm256_loadu_ps(g + i);
+    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(g0)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(g0, 1));
+    sq0        = _mm256_add_pd(sq0, _mm256_mul_pd(lo, lo));
+    sq1        = _mm256_add_pd(sq1, _mm256_mul_pd(hi, hi));
+    __m256 pi  = _mm256_mul_ps(_mm256_loadu_ps(p + i), decay);
+    __m256 gc  = _mm256_mul_ps(g0, scale);
+    if (c->clipv) gc = _mm256_max_ps(_mm256_min_ps(gc, cv), mcv);
+    __m256 gi = _mm256_add_ps(gc, _mm256_mul_ps(l2, pi));
+    __m256 mi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(m + i), b1), _mm256_mul_ps(omb1, gi));
+    __m256 vi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), b2), _mm256_mul_ps(_mm256_mul_ps(omb2, gi), gi));
+    __m256 dn = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2s), eps);
+    _mm256_storeu_ps(m + i, mi);
+    _mm256_storeu_ps(v + i, vi);
+    _mm256_storeu_ps(p + i, _mm256_sub_ps(pi, _mm256_mul_ps(step, _mm256_div_ps(mi, dn))));
+    _mm256_storeu_ps(g + i, zero);
+  }
+  _mm256_storeu_pd(acc, sq0), _mm256_storeu_pd(acc + 4, sq1);
+  AdamUpdateScalar(p, g, m, v, i, n, c, acc, tail);
+}
 #endif
 
 typedef struct {
@@ -189,6 +220,7 @@ static void TaskAdam(void *ctx, int t, int nt)
   if (lo >= hi) return;
 #if defined(CS_HAVE_AVX512_PATH)
   if (CsNNHaveAVX512()) AdamUpdateAVX512(a->p + lo, a->g + lo, a->m + lo, a->v + lo, hi - lo, a->c, acc, &s);
+  else if (CsNNHaveAVX2()) AdamUpdateAVX2(a->p + lo, a->g + lo, a->m + lo, a->v + lo, hi - lo, a->c, acc, &s);
   else
 #endif
     AdamUpdateScalar(a->p + lo, a->g + lo, a->m + lo, a->v + lo, 0, hi - lo, a->c, acc, &s);
