@@ -313,6 +313,79 @@ __attribute__((target("avx512f"))) static void KtuBF16AVX512(const uint16_t *K, 
     w[j] = a;
   }
 }
+
+/* The same with 8 lanes (AVX2 + FMA: x86-64-v3). */
+__attribute__((target("avx2,fma"))) static inline __m256 LoadBF16x8(const uint16_t *p)
+{
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+__attribute__((target("avx2,fma"))) static inline float Sum8(__m256 a)
+{
+  __m128 q = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  q        = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  q        = _mm_add_ss(q, _mm_movehdup_ps(q));
+  return _mm_cvtss_f32(q);
+}
+
+__attribute__((target("avx2,fma"))) static void KvBF16AVX2(const uint16_t *K, PetscInt h, PetscInt m, const float *v, float *s)
+{
+  const PetscInt m8 = m & ~(PetscInt)7;
+  PetscInt       k  = 0;
+  for (; k + 4 <= h; k += 4) {
+    const uint16_t *r0 = K + (size_t)k * m, *r1 = r0 + m, *r2 = r1 + m, *r3 = r2 + m;
+    __m256          a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    PetscInt        j  = 0;
+    for (; j < m8; j += 8) {
+      const __m256 vj = _mm256_loadu_ps(v + j);
+      a0              = _mm256_fmadd_ps(LoadBF16x8(r0 + j), vj, a0);
+      a1              = _mm256_fmadd_ps(LoadBF16x8(r1 + j), vj, a1);
+      a2              = _mm256_fmadd_ps(LoadBF16x8(r2 + j), vj, a2);
+      a3              = _mm256_fmadd_ps(LoadBF16x8(r3 + j), vj, a3);
+    }
+    float t0 = Sum8(a0), t1 = Sum8(a1), t2 = Sum8(a2), t3 = Sum8(a3);
+    for (; j < m; j++) t0 += FromBF16(r0[j]) * v[j], t1 += FromBF16(r1[j]) * v[j], t2 += FromBF16(r2[j]) * v[j], t3 += FromBF16(r3[j]) * v[j];
+    s[k] = t0, s[k + 1] = t1, s[k + 2] = t2, s[k + 3] = t3;
+  }
+  for (; k < h; k++) {
+    const uint16_t *r = K + (size_t)k * m;
+    __m256          a = _mm256_setzero_ps();
+    PetscInt        j = 0;
+    for (; j < m8; j += 8) a = _mm256_fmadd_ps(LoadBF16x8(r + j), _mm256_loadu_ps(v + j), a);
+    float t = Sum8(a);
+    for (; j < m; j++) t += FromBF16(r[j]) * v[j];
+    s[k] = t;
+  }
+}
+
+/* w in registers, 32 columns (four independent FMA chains) at a time over the block's rows */
+__attribute__((target("avx2,fma"))) static void KtuBF16AVX2(const uint16_t *K, PetscInt h, PetscInt m, const float *u, float *w)
+{
+  const PetscInt m32 = m & ~(PetscInt)31, m8 = m & ~(PetscInt)7;
+  PetscInt       j   = 0;
+  for (; j < m32; j += 32) {
+    __m256 a0 = _mm256_loadu_ps(w + j), a1 = _mm256_loadu_ps(w + j + 8), a2 = _mm256_loadu_ps(w + j + 16), a3 = _mm256_loadu_ps(w + j + 24);
+    for (PetscInt k = 0; k < h; k++) {
+      const __m256    uk = _mm256_set1_ps(u[k]);
+      const uint16_t *r  = K + (size_t)k * m + j;
+      a0                 = _mm256_fmadd_ps(uk, LoadBF16x8(r), a0);
+      a1                 = _mm256_fmadd_ps(uk, LoadBF16x8(r + 8), a1);
+      a2                 = _mm256_fmadd_ps(uk, LoadBF16x8(r + 16), a2);
+      a3                 = _mm256_fmadd_ps(uk, LoadBF16x8(r + 24), a3);
+    }
+    _mm256_storeu_ps(w + j, a0), _mm256_storeu_ps(w + j + 8, a1), _mm256_storeu_ps(w + j + 16, a2), _mm256_storeu_ps(w + j + 24, a3);
+  }
+  for (; j < m8; j += 8) {
+    __m256 a = _mm256_loadu_ps(w + j);
+    for (PetscInt k = 0; k < h; k++) a = _mm256_fmadd_ps(_mm256_set1_ps(u[k]), LoadBF16x8(K + (size_t)k * m + j), a);
+    _mm256_storeu_ps(w + j, a);
+  }
+  for (; j < m; j++) {
+    float a = w[j];
+    for (PetscInt k = 0; k < h; k++) a += u[k] * FromBF16(K[(size_t)k * m + j]);
+    w[j] = a;
+  }
+}
 #endif
 
 static void KvBF16(const uint16_t *K, PetscInt h, PetscInt m, const float *v, float *s)
@@ -320,6 +393,10 @@ static void KvBF16(const uint16_t *K, PetscInt h, PetscInt m, const float *v, fl
 #if defined(CS_HAVE_AVX512_PATH)
   if (CsHaveAVX512()) {
     KvBF16AVX512(K, h, m, v, s);
+    return;
+  }
+  if (CsHaveAVX2()) {
+    KvBF16AVX2(K, h, m, v, s);
     return;
   }
 #endif
@@ -331,6 +408,10 @@ static void KtuBF16(const uint16_t *K, PetscInt h, PetscInt m, const float *u, f
 #if defined(CS_HAVE_AVX512_PATH)
   if (CsHaveAVX512()) {
     KtuBF16AVX512(K, h, m, u, w);
+    return;
+  }
+  if (CsHaveAVX2()) {
+    KtuBF16AVX2(K, h, m, u, w);
     return;
   }
 #endif
