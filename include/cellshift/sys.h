@@ -182,7 +182,7 @@ PETSC_EXTERN PetscInt  CsSubsampleBelow(PetscInt pos, PetscInt n, PetscInt cap);
    CsSIMDCap (tests/unit/test_simd runs every level). The CS_VEC clones are chosen by the loader, not capped. */
 typedef enum {
   CS_SIMD_SCALAR,
-  CS_SIMD_AVX2,  /* AVX2: x86-64-v3, e.g. AMD Zen 1-3, Intel since Haswell */
+  CS_SIMD_AVX2,  /* AVX2 and FMA (x86-64-v3: AMD Zen 1-3, Intel since Haswell); only the OT kernels use FMA */
   CS_SIMD_AVX512 /* AVX-512F */
 } CsSIMDLevel;
 PETSC_EXTERN CsSIMDLevel CsSIMD(void);

@@ -337,7 +337,10 @@ CsSIMDLevel CsSIMD(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
   static int have = -1;
-  if (have < 0) have = __builtin_cpu_supports("avx512f") ? CS_SIMD_AVX512 : __builtin_cpu_supports("avx2") ? CS_SIMD_AVX2 : CS_SIMD_SCALAR;
+  if (have < 0)
+    have = __builtin_cpu_supports("avx512f")                                  ? CS_SIMD_AVX512
+         : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? CS_SIMD_AVX2
+                                                                             : CS_SIMD_SCALAR;
   return (CsSIMDLevel)PetscMin(have, (int)simd_cap);
 #else
   return CS_SIMD_SCALAR;
