@@ -364,7 +364,7 @@ void CsMemPopulate(void *p, size_t bytes)
   #if !defined(MADV_POPULATE_WRITE)
     #define MADV_POPULATE_WRITE 23
   #endif
-  const uintptr_t page = 4096, lo = ((uintptr_t)p + page - 1) & ~(page - 1), hi = ((uintptr_t)p + bytes) & ~(page - 1);
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)p + page - 1) & ~(page - 1), hi = ((uintptr_t)p + bytes) & ~(page - 1);
 
   if (bytes >= ((size_t)1 << 20) && hi > lo) (void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
 #else

@@ -62,11 +62,12 @@ in_hdf5() {
 # whose input reproduces alone is judged by its replay too; this catches the ones that do not. Timeouts and
 # out-of-memory reports are left to the replay of their inputs (check_artifacts).
 check_reports() {
-  local t=$1 dir=$2 r frame inside=0
+  local t=$1 dir=$2 r frame inside=0 judged=0
   for r in "$dir"/*; do
     [ -e "$r" ] || continue
     grep -q -E 'libFuzzer: (timeout|out-of-memory)|AlarmCallback|HandleMalloc|MallocHook|RssThread' "$r" && continue
     frame=$(first_frame "$r")
+    judged=$((judged + 1))
     if grep -q 'libhdf5' <<< "$frame"; then
       inside=$((inside + 1))
     else
@@ -74,6 +75,9 @@ check_reports() {
     fi
   done
   [ $inside -eq 0 ] || echo "warning: $t: $inside sanitizer report(s) of the campaign with the first frame inside HDF5 1.10.8 (known, not cellshift's)"
+  # a crash that did not reproduce must have left a report to be judged by
+  [ $unreplayed -eq 0 ] || [ $judged -gt 0 ] ||
+    fail "$t: $unreplayed crash input(s) that do not reproduce alone and no sanitizer report of the campaign to judge them (inputs in $work/$t/art)"
 }
 
 # Findings of one libFuzzer run in folder $2 (target $1).
@@ -93,6 +97,7 @@ check_artifacts() {
       echo "warning: $t: $(basename "$f") is a fault inside HDF5 1.10.8 (known, not cellshift's): $(grep -m1 -E 'ERROR|timeout' "$work/replay.log" | cut -c1-120)"
     elif [ $replayed -eq 0 ]; then
       echo "warning: $t: $(basename "$f") does not reproduce alone (state of earlier inputs): judged by the campaign's sanitizer report"
+      unreplayed=$((unreplayed + 1))
     else
       fail "$t: $(basename "$f"): $(grep -m1 -E 'ERROR|runtime error|left [0-9]+ HDF5|disagree|timeout' "$work/replay.log" | cut -c1-160) (input kept in $f)"
     fi
@@ -103,6 +108,7 @@ for t in "${targets[@]}"; do
   bin=$fuzz/tests/fuzz/fuzz_$t
   corpus=$src/tests/fuzz/corpus/$t
   mkdir -p "$work/$t/art" "$work/$t/corpus" "$work/$t/reports"
+  unreplayed=0
   # 1. the corpus, once each (inputs that fault inside HDF5 are kept apart in tests/fuzz/hdf5-bugs, see the README)
   timeout 600 "$bin" -timeout=20 -detect_leaks=0 -artifact_prefix="$work/$t/art/" "$corpus"/* > "$work/$t/replay.log" 2>&1 ||
     fail "$t: replaying the corpus: $(grep -m3 -E 'ERROR|left|disagree|SUMMARY' "$work/$t/replay.log")"
